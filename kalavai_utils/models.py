@@ -1,0 +1,93 @@
+"""The GPT-NeoX models every step shares: building, loading, freezing, fingerprinting.
+
+Pythia is GPT-NeoX, so the offline base is a small `GPTNeoXForCausalLM` and every
+code path below serves both. Weights are only ever read from safetensors, and no
+remote code is run.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+from .errors import KalavaiError
+from .scales import Scale
+
+EMBED_PREFIX = "gpt_neox.embed_in."
+
+
+def offline_config(scale: Scale, vocab_size: int | None = None) -> GPTNeoXConfig:
+    """A Pythia-shaped config, scaled down (Pythia: rotary on 25% of each head, parallel residual, untied head)."""
+    return GPTNeoXConfig(
+        vocab_size=vocab_size or scale.vocab_size,
+        hidden_size=scale.d_model,
+        num_hidden_layers=scale.n_layers,
+        num_attention_heads=scale.n_heads,
+        intermediate_size=4 * scale.d_model,
+        max_position_embeddings=scale.seq_len,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+
+
+def load_causal_lm(path_or_id: str | os.PathLike, revision: str | None = None, dtype: torch.dtype | None = None) -> GPTNeoXForCausalLM:
+    """Load a GPT-NeoX causal LM from a local folder or the Hub, safetensors only."""
+    local = Path(path_or_id).exists()
+    try:
+        model = GPTNeoXForCausalLM.from_pretrained(
+            str(path_or_id), revision=revision, dtype=dtype or torch.float32,
+            use_safetensors=True, trust_remote_code=False,
+        )
+    except OSError as e:
+        where = f"folder {path_or_id}" if local else f"Hub model {path_or_id}@{revision}"
+        hint = "" if local else " (no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"
+        raise KalavaiError(f"cannot load {where}: {str(e).splitlines()[0]}{hint}") from None
+    return model
+
+
+def frozen_prefix_names(names, freeze_layers: int) -> list[str]:
+    """Parameter names of the input embedding and the first `freeze_layers` blocks."""
+    prefixes = (EMBED_PREFIX,) + tuple(f"gpt_neox.layers.{i}." for i in range(freeze_layers))
+    return sorted(n for n in names if n.startswith(prefixes))
+
+
+def freeze_prefix(model: GPTNeoXForCausalLM, freeze_layers: int) -> list[str]:
+    """Freeze the embedding and the first K blocks (the paper's K); returns the frozen names."""
+    frozen = set(frozen_prefix_names([n for n, _ in model.named_parameters()], freeze_layers))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen)
+    return sorted(frozen)
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    """Hash of a tensor's dtype, shape and exact bytes."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}:{tuple(t.shape)}:".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def state_dict_hashes(state_dict: dict[str, torch.Tensor], names=None) -> dict[str, str]:
+    keys = sorted(state_dict) if names is None else sorted(names)
+    return {k: tensor_sha256(state_dict[k]) for k in keys}
+
+
+def fingerprint(model_or_state: GPTNeoXForCausalLM | dict[str, torch.Tensor]) -> str:
+    """The identity of a set of weights: one hash over every tensor's name and hash."""
+    state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else model_or_state
+    h = hashlib.sha256()
+    for name, digest in state_dict_hashes(state).items():
+        h.update(f"{name}={digest}\n".encode())
+    return h.hexdigest()
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,153 @@
+"""Every scale's settings, in one place.
+
+`410m`, `1b` and `6.9b` follow the paper (see ../shared/paper/KALAVAI_FACTS.md, sections
+2 and 3). `tiny` is the default: the offline cooperative that the whole of `./run_all.sh`
+runs on a 2-core CPU in about half an hour. `smoke` only exercises the code paths.
+
+Deviations of `tiny` from the paper, and why:
+- a 1.3M-parameter GPT-NeoX pretrained here instead of Pythia (no Hub access);
+- 128-token chunks instead of 512, and 200 specialist steps instead of 2,000 (CPU time);
+- learning rate 1e-3 instead of 2e-5: a model this small barely moves at 2e-5;
+- 1 frozen block of 4 instead of 4 of 24 (about the same fraction of depth).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from .errors import KalavaiError
+
+# The offline corpora's domains (kalavai_utils.corpora generates them).
+ENGLISH_DOMAINS = ("code", "science", "fiction", "law", "medicine", "news", "recipes", "sports", "finance", "travel")
+LANGUAGES = ("lang_script", "lang_tonal", "lang_mutation")
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    source: str  # "offline": data generated and base pretrained here; "hub": Pythia + Hub datasets
+    domains: tuple[str, ...]  # the main experiment's contributors, one domain each
+    languages: tuple[str, ...]  # cross-lingual contributors (Phase 2)
+    extra_domains: tuple[str, ...]  # further domains for the many-contributor experiment
+    seeds: tuple[int, ...]
+
+    # base model
+    hub_model: str | None = None
+    hub_revision: str | None = None
+    d_model: int = 0
+    n_layers: int = 0
+    n_heads: int = 0
+    vocab_size: int = 0
+    seq_len: int = 512
+
+    # data
+    docs_per_domain: int = 3000
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / unused / held-out
+    corpus_overlap: float = 0.5  # offline only: how much the English-like domains share
+
+    # offline pretraining of the shared base
+    pretrain_steps: int = 0
+    pretrain_batch: int = 16
+    pretrain_lr: float = 3e-3
+    pretrain_docs_per_domain: int = 0
+    pretrain_language_weight: float = 0.03  # languages are rare in the base's mixture
+    pretrain_revisions: tuple[int, ...] = ()
+    base_revision: str | None = None  # which saved revision is the shared base
+
+    # specialist training (the paper's section 2)
+    freeze_layers: int = 4  # plus the input embedding
+    spec_steps: int = 2000
+    spec_lr: float = 2e-5
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.1
+    grad_clip: float = 1.0
+    micro_batch: int = 2
+    grad_accum: int = 4
+    bf16: bool = True
+    grad_checkpointing: bool = False
+    curve_every: int = 200  # held-out curve point every so many optimizer steps
+    curve_max_batches: int = 10
+
+    # router (section 1 of the facts)
+    router_steps: int = 500
+    router_batch: int = 4
+    router_lr: float = 1e-3
+    router_wd: float = 0.01
+    router_hidden: int = 256
+
+    # evaluation protocol (section 3)
+    eval_batch: int = 4
+    eval_max_batches: int = 50
+
+    # gain-prediction sweep (notebook 04)
+    sweep_seeds: tuple[int, ...] = field(default=())
+
+    @property
+    def is_hub(self) -> bool:
+        return self.source == "hub"
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.micro_batch * self.grad_accum * self.seq_len
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, **changes) -> "Scale":
+        return replace(self, **changes)
+
+
+_PAPER = dict(
+    source="hub",
+    hub_revision="step10000",
+    domains=("code", "science", "fiction"),
+    languages=("tamil", "yoruba", "welsh"),
+    extra_domains=("pubmed", "eurlex", "patents"),
+    seeds=(42, 137, 2026),
+    seq_len=512,
+    docs_per_domain=3000,
+    freeze_layers=4,
+    spec_steps=2000,
+    spec_lr=2e-5,
+    micro_batch=2,
+    grad_accum=4,
+    bf16=True,
+    sweep_seeds=(42,),
+)
+
+SCALES: dict[str, Scale] = {
+    "smoke": Scale(
+        name="smoke", source="offline",
+        domains=("code", "science", "fiction"), languages=LANGUAGES,
+        extra_domains=ENGLISH_DOMAINS[3:], seeds=(42,),
+        d_model=32, n_layers=2, n_heads=2, vocab_size=512, seq_len=32,
+        docs_per_domain=60, pretrain_steps=20, pretrain_batch=8, pretrain_docs_per_domain=40,
+        pretrain_revisions=(10, 20), base_revision="step20",
+        freeze_layers=1, spec_steps=8, spec_lr=1e-3, micro_batch=2, grad_accum=2, bf16=False,
+        curve_every=4, curve_max_batches=2,
+        router_steps=10, router_hidden=16, eval_max_batches=3, sweep_seeds=(42,),
+    ),
+    "tiny": Scale(
+        name="tiny", source="offline",
+        domains=("code", "science", "fiction"), languages=LANGUAGES,
+        extra_domains=ENGLISH_DOMAINS[3:], seeds=(42, 137, 2026),
+        d_model=128, n_layers=4, n_heads=4, vocab_size=2048, seq_len=128,
+        docs_per_domain=1500, pretrain_steps=1000, pretrain_batch=16, pretrain_docs_per_domain=1500,
+        pretrain_revisions=(125, 250, 500, 1000), base_revision="step1000",
+        freeze_layers=1, spec_steps=200, spec_lr=1e-3, micro_batch=4, grad_accum=2, bf16=False,
+        curve_every=20, curve_max_batches=5,
+        router_steps=500, router_hidden=256, eval_max_batches=50, sweep_seeds=(42, 137),
+    ),
+    "410m": Scale(name="410m", hub_model="EleutherAI/pythia-410m", **_PAPER),
+    "1b": Scale(name="1b", hub_model="EleutherAI/pythia-1b", **_PAPER),
+    "6.9b": Scale(
+        name="6.9b", hub_model="EleutherAI/pythia-6.9b",
+        **{**_PAPER, "freeze_layers": 6, "spec_steps": 1000, "spec_lr": 1e-5}, grad_checkpointing=True,
+    ),
+}
+
+
+def get_scale(name: str) -> Scale:
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise KalavaiError(f"unknown scale {name!r}; choose one of: {', '.join(SCALES)}") from None

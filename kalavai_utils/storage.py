@@ -1,0 +1,104 @@
+"""Atomic file writes, content hashes and resumable steps.
+
+Every file a later step trusts is written to a temporary name in the same folder and
+renamed into place, so a killed process never leaves a half-written file behind.
+A step folder is finished when its `step.json` exists and records the same configuration
+as the one asked for now; otherwise the step is redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import KalavaiError
+
+STEP_FILE = "step.json"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise KalavaiError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise KalavaiError(f"malformed JSON in {path}: {e.msg} at line {e.lineno}") from None
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def config_hash(config: Any) -> str:
+    """A short, order-independent hash of a JSON-able configuration."""
+    return sha256_bytes(json.dumps(config, sort_keys=True, default=_json_default).encode())[:16]
+
+
+def step_is_done(folder: str | os.PathLike, config: Any) -> bool:
+    """True when `folder` holds a finished step made with exactly this configuration."""
+    marker = Path(folder) / STEP_FILE
+    if not marker.exists():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("config_hash") == config_hash(config)
+    except json.JSONDecodeError:
+        return False
+
+
+def mark_step_done(folder: str | os.PathLike, config: Any, **extra: Any) -> None:
+    atomic_write_json(Path(folder) / STEP_FILE, {"config_hash": config_hash(config), "config": config, **extra})
+
+
+def start_step(folder: str | os.PathLike) -> Path:
+    """Clear a stale or half-finished step folder before redoing it."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder

@@ -1,0 +1,197 @@
+"""One data path for every scale: sources -> documents -> packed chunks -> split.
+
+The paper's protocol (facts page, section 3): a domain's documents are joined with
+"\\n\\n", tokenized as one stream and cut into non-overlapping `seq_len`-token chunks, the
+remainder dropped; labels are the inputs. Chunks are split by index: the first 80% train,
+the next 10% unused, the last 10% held-out. The held-out chunks are used by no training
+step.
+
+Chunks are stored as safetensors (`input_ids`, int32) with a manifest holding the
+content hash of every file; a corrupted or stale file is detected by its hash and rebuilt.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from . import corpora
+from .errors import KalavaiError
+from .scales import Scale
+from .storage import atomic_write_bytes, atomic_write_json, mark_step_done, read_json, sha256_file, step_is_done
+
+SPLITS = ("train", "unused", "heldout")
+MANIFEST_DIR = Path(__file__).resolve().parent.parent / "data_manifests"
+SOURCE_KEYS = {"schema", "domain", "dataset", "config", "split", "revision", "n_documents", "text", "filters"}
+DATA_SEED = 1234  # the corpora are the same for every training seed; seeds only change data order
+
+
+# ---------------------------------------------------------------- sources -> documents
+
+def load_source_manifest(domain: str, folder: Path = MANIFEST_DIR) -> dict:
+    """A Hub source description from data_manifests/<domain>.json, checked for its keys."""
+    path = Path(folder) / f"{domain}.json"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in Path(folder).glob("*.json")))
+        raise KalavaiError(f"no data manifest for domain {domain!r} at {path} (known: {known})")
+    source = read_json(path)
+    missing = SOURCE_KEYS - set(source) if isinstance(source, dict) else SOURCE_KEYS
+    if missing:
+        raise KalavaiError(f"malformed data manifest {path}: missing {', '.join(sorted(missing))}")
+    return source
+
+
+def source_text(record: dict, recipe: dict) -> str:
+    """Apply a manifest's text recipe (fields joined, then truncated) to one record."""
+    text = recipe.get("join", "\n").join(str(record[f]) for f in recipe["fields"])
+    return text[: recipe["max_chars"]] if "max_chars" in recipe else text
+
+
+def filter_documents(texts, n_documents: int, min_chars: int = 0) -> list[str]:
+    """The first `n_documents` texts that pass the length filter, in source order."""
+    kept = []
+    for text in texts:
+        if len(text) >= min_chars:
+            kept.append(text)
+            if len(kept) == n_documents:
+                break
+    return kept
+
+
+def resolve_revision(dataset: str, revision: str) -> str:
+    """The commit a branch or tag points to, so a run records exactly what it read."""
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    from huggingface_hub import HfApi
+
+    return HfApi().dataset_info(dataset, revision=revision).sha
+
+
+def hub_documents(source: dict) -> tuple[list[str], dict]:
+    """Load a Hub source's documents; one clear error when the Hub or cache cannot serve it."""
+    import datasets
+
+    name = f"{source['dataset']}" + (f" ({source['config']})" if source["config"] else "")
+    try:
+        commit = resolve_revision(source["dataset"], source["revision"])
+        stream = datasets.load_dataset(
+            source["dataset"], source["config"], split=source["split"], revision=commit, streaming=True
+        )
+        texts = (source_text(r, source["text"]) for r in stream)
+        docs = filter_documents(texts, source["n_documents"], source["filters"].get("min_chars", 0))
+    except Exception as e:  # noqa: BLE001 - the datasets/hub stack raises many types for "not reachable"
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise KalavaiError(
+            f"cannot load dataset {name} at revision {source['revision']}: {first}. "
+            "This needs the Hugging Face Hub: run once with access, or provide a local cache and set HF_HUB_OFFLINE=1"
+        ) from None
+    return docs, {**source, "resolved_revision": commit}
+
+
+def domain_documents(scale: Scale, domain: str, overlap: float | None = None, stream: str = "specialist",
+                     n_docs: int | None = None) -> tuple[list[str], dict]:
+    """A domain's documents and where they came from (offline generator or Hub manifest)."""
+    n_docs = n_docs or scale.docs_per_domain
+    if scale.is_hub:
+        source = load_source_manifest(domain)
+        return hub_documents({**source, "n_documents": n_docs})
+    overlap = scale.corpus_overlap if overlap is None else overlap
+    docs = corpora.generate_documents(domain, n_docs, seed=DATA_SEED, overlap=overlap, stream=stream)
+    provenance = {"generator": corpora.corpus_version(), "domain": domain, "seed": DATA_SEED,
+                  "overlap": overlap, "stream": stream, "n_documents": n_docs,
+                  "description": corpora.describe_domain(domain)}
+    return docs, provenance
+
+
+# ---------------------------------------------------------------- documents -> chunks
+
+def pack(texts: list[str], tokenizer, seq_len: int) -> torch.Tensor:
+    """Join with a blank line, tokenize as one stream, cut into full chunks (remainder dropped)."""
+    ids = tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"]
+    n = len(ids) // seq_len
+    return torch.tensor(ids[: n * seq_len], dtype=torch.int32).view(n, seq_len)
+
+
+def split_by_index(chunks: torch.Tensor, fractions=(0.8, 0.1, 0.1)) -> dict[str, torch.Tensor]:
+    """Contiguous split by chunk index: train, then unused, then held-out (the paper's 80/10/10)."""
+    n = len(chunks)
+    train_end = int(n * fractions[0])
+    unused_end = int(n * (fractions[0] + fractions[1]))
+    return {"train": chunks[:train_end], "unused": chunks[train_end:unused_end], "heldout": chunks[unused_end:]}
+
+
+# ---------------------------------------------------------------- chunk files + manifest
+
+def tokenizer_id(tokenizer) -> str:
+    """A stable identity for a tokenizer: its name or path plus vocabulary size."""
+    return f"{tokenizer.name_or_path}:{len(tokenizer)}"
+
+
+def _files_intact(folder: Path, record: dict) -> bool:
+    return all((folder / f).exists() and sha256_file(folder / f) == h for f, h in record.get("files", {}).items())
+
+
+def prepare_domain(scale: Scale, domain: str, tokenizer, out_dir: Path, overlap: float | None = None,
+                   stream: str = "specialist", n_docs: int | None = None, tokenizer_hash: str = "") -> dict:
+    """Build (or reuse, if finished and intact) one domain's chunk files; returns its record."""
+    folder = Path(out_dir) / domain
+    config = {"domain": domain, "scale_source": scale.source, "seq_len": scale.seq_len,
+              "fractions": list(scale.split_fractions), "overlap": overlap if not scale.is_hub else None,
+              "stream": stream, "n_docs": n_docs or scale.docs_per_domain, "tokenizer": tokenizer_hash or tokenizer_id(tokenizer),
+              "generator": None if scale.is_hub else corpora.corpus_version()}
+    record_path = folder / "chunks.json"
+    if step_is_done(folder, config) and record_path.exists():
+        record = read_json(record_path)
+        if _files_intact(folder, record):
+            return record
+    docs, provenance = domain_documents(scale, domain, overlap, stream, n_docs)
+    if not docs:
+        raise KalavaiError(f"domain {domain!r} produced no documents")
+    splits = split_by_index(pack(docs, tokenizer, scale.seq_len), scale.split_fractions)
+    files, counts = {}, {}
+    for split, chunks in splits.items():
+        name = f"{split}.safetensors"
+        atomic_write_bytes(folder / name, save({"input_ids": chunks.contiguous()}))
+        files[name] = sha256_file(folder / name)
+        counts[split] = len(chunks)
+    record = {"domain": domain, "source": provenance, "n_documents": len(docs), "chunks": counts,
+              "tokens": {s: c * scale.seq_len for s, c in counts.items()}, "files": files}
+    atomic_write_json(record_path, record)
+    mark_step_done(folder, config)
+    return record
+
+
+def write_manifest(out_dir: Path, records: dict[str, dict], extra: dict | None = None) -> dict:
+    manifest = {"schema": "kalavai.data/1", "domains": records, **(extra or {})}
+    atomic_write_json(Path(out_dir) / "manifest.json", manifest)
+    return manifest
+
+
+def load_split(data_dir: str | Path, domain: str, split: str) -> torch.Tensor:
+    """One domain's chunks for one split, checked against the hash in its record."""
+    if split not in SPLITS:
+        raise KalavaiError(f"unknown split {split!r}; choose one of {SPLITS}")
+    folder = Path(data_dir) / domain
+    record = read_json(folder / "chunks.json")
+    path = folder / f"{split}.safetensors"
+    if not path.exists():
+        raise KalavaiError(f"missing chunk file {path}; rerun data preparation (notebook 00)")
+    if sha256_file(path) != record["files"][path.name]:
+        raise KalavaiError(f"corrupted chunk file {path}: content hash differs from its manifest; rerun data preparation")
+    return load_file(path)["input_ids"].long()
+
+
+def load_splits(data_dir: str | Path, domains, split: str) -> dict[str, torch.Tensor]:
+    return {d: load_split(data_dir, d, split) for d in domains}
+
+
+def chunk_count_table(manifest: dict) -> list[dict]:
+    """Rows of (domain, train, unused, held-out) for the notebook's table."""
+    return [{"domain": d, **r["chunks"]} for d, r in manifest["domains"].items()]
+
+
+def manifest_json(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True)

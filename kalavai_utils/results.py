@@ -1,0 +1,103 @@
+"""The one results schema (JSON) for every experiment of the project.
+
+A results file holds what a figure or table needs and how it was made: configuration,
+seed, base fingerprint, library versions, the model x domain held-out loss matrix, and
+the metrics the facts page defines (EW losses, gains, divergences, oracle, conversion
+efficiency), plus router gates per domain. Figures and tables read these files only.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import KalavaiError
+from .evaluation import summarize
+from .storage import atomic_write_json, read_json
+
+SCHEMA = "kalavai.results/1"
+REQUIRED = ("schema", "experiment", "condition", "scale", "seed", "config", "base_fingerprint", "versions",
+            "domains", "losses", "specialists", "metrics")
+PACKAGES = ("torch", "transformers", "accelerate", "datasets", "tokenizers", "safetensors", "numpy", "statsmodels")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def make_results(*, experiment: str, condition: str, scale: str, seed: int, config: dict, base_fingerprint: str,
+                 domains, losses: dict[str, dict[str, float]], specialists: dict[str, str],
+                 gates: dict | None = None, extra: dict | None = None) -> dict:
+    """Assemble one results record; the metrics are computed here, never typed in."""
+    domains = list(domains)
+    return {
+        "schema": SCHEMA,
+        "experiment": experiment,
+        "condition": condition,
+        "scale": scale,
+        "seed": seed,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "base_fingerprint": base_fingerprint,
+        "versions": library_versions(),
+        "domains": domains,
+        "losses": losses,
+        "specialists": specialists,
+        "metrics": summarize(losses, specialists, domains),
+        "gates": gates or {},
+        "extra": extra or {},
+    }
+
+
+def write_results(path: str | Path, results: dict) -> Path:
+    validate(results, path)
+    return atomic_write_json(path, results)
+
+
+def validate(results: dict, where="results") -> dict:
+    if not isinstance(results, dict) or results.get("schema") != SCHEMA:
+        raise KalavaiError(f"{where}: not a {SCHEMA} results file")
+    missing = [k for k in REQUIRED if k not in results]
+    if missing:
+        raise KalavaiError(f"{where}: results file lacks {', '.join(missing)}")
+    return results
+
+
+def load_results(path: str | Path) -> dict:
+    return validate(read_json(path), path)
+
+
+def find_results(folder: str | Path, experiment: str | None = None) -> list[dict]:
+    """Every results file under `folder` (optionally of one experiment), in a stable order."""
+    found = [load_results(p) for p in sorted(Path(folder).rglob("results.json"))]
+    return [r for r in found if experiment is None or r["experiment"] == experiment]
+
+
+def loss_table(results: list[dict]) -> pd.DataFrame:
+    """Long table: one row per (experiment, condition, seed, model, domain) with its loss."""
+    rows = [
+        {"experiment": r["experiment"], "condition": r["condition"], "seed": r["seed"], "model": m, "domain": d, "loss": v}
+        for r in results for m, row in r["losses"].items() for d, v in row.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def metric_table(results: list[dict], model: str) -> pd.DataFrame:
+    """One row per results file: seed, EW losses, gain of `model`, mean divergence."""
+    rows = []
+    for r in results:
+        m = r["metrics"]
+        rows.append({"experiment": r["experiment"], "condition": r["condition"], "seed": r["seed"],
+                     "gain_pct": m["gain_vs_best_pct"].get(model), "mean_divergence_pct": m["mean_divergence_pct"],
+                     "best_specialist": m["best_specialist"], "oracle_gain_pct": m["oracle_gain_pct"],
+                     "ew": m["ew"].get(model)})
+    return pd.DataFrame(rows)

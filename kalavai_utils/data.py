@@ -130,8 +130,14 @@ def tokenizer_id(tokenizer) -> str:
     return f"{tokenizer.name_or_path}:{len(tokenizer)}"
 
 
-def _files_intact(folder: Path, record: dict) -> bool:
-    return all((folder / f).exists() and sha256_file(folder / f) == h for f, h in record.get("files", {}).items())
+def cached_record(folder: Path, config: dict) -> dict | None:
+    """A finished step's chunk record, if made with this configuration and its files are intact."""
+    folder = Path(folder)
+    if not (step_is_done(folder, config) and (folder / "chunks.json").exists()):
+        return None
+    record = read_json(folder / "chunks.json")
+    intact = all((folder / f).exists() and sha256_file(folder / f) == h for f, h in record.get("files", {}).items())
+    return record if intact else None
 
 
 def prepare_domain(scale: Scale, domain: str, tokenizer, out_dir: Path, overlap: float | None = None,
@@ -142,25 +148,28 @@ def prepare_domain(scale: Scale, domain: str, tokenizer, out_dir: Path, overlap:
               "fractions": list(scale.split_fractions), "overlap": overlap if not scale.is_hub else None,
               "stream": stream, "n_docs": n_docs or scale.docs_per_domain, "tokenizer": tokenizer_hash or tokenizer_id(tokenizer),
               "generator": None if scale.is_hub else corpora.corpus_version()}
-    record_path = folder / "chunks.json"
-    if step_is_done(folder, config) and record_path.exists():
-        record = read_json(record_path)
-        if _files_intact(folder, record):
-            return record
+    record = cached_record(folder, config)
+    if record is not None:
+        return record
     docs, provenance = domain_documents(scale, domain, overlap, stream, n_docs)
     if not docs:
         raise KalavaiError(f"domain {domain!r} produced no documents")
     splits = split_by_index(pack(docs, tokenizer, scale.seq_len), scale.split_fractions)
+    record = save_splits(folder, splits, scale.seq_len, {"domain": domain, "source": provenance, "n_documents": len(docs)})
+    mark_step_done(folder, config)
+    return record
+
+
+def save_splits(folder: Path, splits: dict[str, torch.Tensor], seq_len: int, meta: dict) -> dict:
+    """Write each split's chunk file atomically, then the record holding their hashes."""
     files, counts = {}, {}
     for split, chunks in splits.items():
         name = f"{split}.safetensors"
-        atomic_write_bytes(folder / name, save({"input_ids": chunks.contiguous()}))
-        files[name] = sha256_file(folder / name)
+        atomic_write_bytes(Path(folder) / name, save({"input_ids": chunks.contiguous()}))
+        files[name] = sha256_file(Path(folder) / name)
         counts[split] = len(chunks)
-    record = {"domain": domain, "source": provenance, "n_documents": len(docs), "chunks": counts,
-              "tokens": {s: c * scale.seq_len for s, c in counts.items()}, "files": files}
-    atomic_write_json(record_path, record)
-    mark_step_done(folder, config)
+    record = {**meta, "chunks": counts, "tokens": {s: c * seq_len for s, c in counts.items()}, "files": files}
+    atomic_write_json(Path(folder) / "chunks.json", record)
     return record
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import KalavaiError
-from .evaluation import summarize
+from .metrics import summarize
 from .storage import atomic_write_json, read_json
 
 SCHEMA = "kalavai.results/1"

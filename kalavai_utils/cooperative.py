@@ -1,0 +1,221 @@
+"""One cooperative, end to end: the four steps of the protocol and every baseline.
+
+1. the shared base (pipeline.load_base), 2. each contributor fine-tunes a copy on its own
+domain and hands in a submission (`train_specialist`), 3. the coordinator collects the
+submissions through verification (`submission.collect_submissions`), 4. the coordinator
+trains routers on the mixed train chunks and evaluates every model by the one protocol
+(`evaluate_cooperative`), writing one results file.
+
+Every step is cached in its folder with its configuration, so notebooks 02, 03 and 04
+share work: 03 reuses 02's specialists, and a rerun only redoes what changed.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from . import data
+from .evaluation import evaluate_domains
+from .fusion import FusedModel, weight_average
+from .models import fingerprint
+from .results import load_results, make_results, write_results
+from .routers import train_router
+from .scales import Scale
+from .storage import atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done
+from .submission import collect_submissions, write_submission
+from .training import TrainConfig, train_causal_lm
+
+# The two routers every cooperative reports: the authors' (reproduces the paper) and ours (causal).
+PAPER_ROUTER = ("mlp", "sequence")
+CAUSAL_ROUTER = ("linear", "token")
+ABLATION_ROUTERS = (("linear", "sequence"), ("mlp", "sequence"), ("linear", "token"), ("mlp", "token"))
+
+
+def fused_name(kind: str, granularity: str, mode: str = "soft") -> str:
+    return f"fused:{kind}:{granularity}" + ("" if mode == "soft" else f":{mode}")
+
+
+PAPER_FUSED = fused_name(*PAPER_ROUTER)
+CAUSAL_FUSED = fused_name(*CAUSAL_ROUTER)
+
+
+@dataclass
+class Cooperative:
+    """What defines one cooperative: who contributes what, trained how."""
+    scale: Scale
+    experiment: str  # e.g. "main", "sweep"
+    condition: str  # e.g. "main", "overlap0.20-n3"
+    seed: int
+    domains: tuple[str, ...]
+    data_dir: Path
+    train_overrides: dict = field(default_factory=dict)  # e.g. {"steps": 50} or {"freeze_layers": 0}
+    routers: tuple[tuple[str, str], ...] = (PAPER_ROUTER, CAUSAL_ROUTER)
+    monolithic: bool = True
+
+    def folder(self, runs: Path) -> Path:
+        return runs / self.experiment / self.condition / f"seed{self.seed}"
+
+
+# ---------------------------------------------------------------- contributors
+
+def data_stats(data_dir: Path, domain: str, chunks: torch.Tensor) -> dict:
+    """What a contributor reports of its data: counts and hashes, never text."""
+    record = read_json(Path(data_dir) / domain / "chunks.json")
+    return {"domain": domain, "train_chunks": len(chunks), "train_tokens": int(chunks.numel()),
+            "train_file_sha256": record["files"]["train.safetensors"]}
+
+
+def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainConfig, folder: Path, *,
+                     contributor: str, data: dict, eval_sets: dict | None = None) -> dict:
+    """Fine-tune a copy of the base and hand it in as `folder/submission`; returns the training log.
+
+    Cached: a finished folder made with the same configuration is reused as it is.
+    """
+    folder = Path(folder)
+    config = {"train": cfg.to_dict(), "base": base_fp, "data": data, "contributor": contributor,
+              "eval": sorted(eval_sets or {})}
+    if step_is_done(folder, config) and (folder / "submission" / "kalavai_submission.json").exists():
+        return read_json(folder / "train_log.json")
+    start_step(folder)
+    model = copy.deepcopy(base)
+    log = train_causal_lm(model, train_chunks, cfg, eval_sets, desc=f"{contributor}")
+    write_submission(model, folder / "submission", base_fingerprint=base_fp, base_state=base.state_dict(),
+                     freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=data, contributor=contributor)
+    atomic_write_json(folder / "train_log.json", log)
+    mark_step_done(folder, config)
+    return log
+
+
+def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dict[str, dict]:
+    """Every contributor's specialist (and the monolithic baseline); returns their training logs."""
+    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
+    curve_sets = {d: c for d, c in heldout.items()}
+    logs = {}
+    for domain in coop.domains:
+        train = data.load_split(coop.data_dir, domain, "train")
+        cfg = TrainConfig.specialist(coop.scale, coop.seed, **coop.train_overrides)
+        logs[domain] = train_specialist(base, base_fp, train, cfg, coop.folder(runs) / "specialists" / domain,
+                                        contributor=domain, data=data_stats(coop.data_dir, domain, train),
+                                        eval_sets=curve_sets)
+    if coop.monolithic:
+        train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+        cfg = TrainConfig.specialist(coop.scale, coop.seed, **coop.train_overrides)
+        # Equal compute: as many steps as all specialists together, on the union of their data.
+        cfg = TrainConfig(**{**cfg.to_dict(), "steps": cfg.steps * len(coop.domains)})
+        stats = {"domains": list(coop.domains), "train_chunks": len(train), "train_tokens": int(train.numel())}
+        logs["monolithic"] = train_specialist(base, base_fp, train, cfg, coop.folder(runs) / "monolithic",
+                                              contributor="monolithic", data=stats, eval_sets=curve_sets)
+    return logs
+
+
+def collect(coop: Cooperative, runs: Path, base) -> list:
+    """The coordinator's view: every specialist accepted only through verification."""
+    folders = [coop.folder(runs) / "specialists" / d / "submission" for d in coop.domains]
+    return collect_submissions(folders, base, config_freeze(coop))
+
+
+# ---------------------------------------------------------------- coordinator
+
+def fit_router(fused: FusedModel, kind: str, granularity: str, train_chunks: torch.Tensor, coop: Cooperative,
+               folder: Path) -> list[float]:
+    """Give `fused` a freshly seeded router of this kind and train it (cached as router.safetensors)."""
+    s = coop.scale
+    fused.use_router(kind, granularity, hidden=s.router_hidden, seed=coop.seed)
+    config = {"kind": kind, "granularity": granularity, "steps": s.router_steps, "batch": s.router_batch,
+              "lr": s.router_lr, "wd": s.router_wd, "hidden": s.router_hidden, "seed": coop.seed,
+              "experts": [fingerprint(e) for e in fused.experts], "data": config_hash(train_chunks.shape)}
+    folder = Path(folder)
+    if step_is_done(folder, config) and (folder / "router.safetensors").exists():
+        fused.router.load_state_dict(load_file(folder / "router.safetensors"))
+        return read_json(folder / "router_log.json")["loss"]
+    start_step(folder)
+    losses = train_router(fused, train_chunks, s.router_steps, s.router_batch, s.router_lr, s.router_wd, seed=coop.seed)
+    atomic_write_bytes(folder / "router.safetensors", save({k: v.contiguous() for k, v in fused.router.state_dict().items()}))
+    atomic_write_json(folder / "router_log.json", {"loss": losses, "config": config})
+    mark_step_done(folder, config)
+    return losses
+
+
+def mean_gates(fused: FusedModel, heldout: dict[str, torch.Tensor], scale: Scale) -> dict[str, list[float]]:
+    """The router's average gate per domain over the evaluated held-out chunks."""
+    out = {}
+    with torch.no_grad():
+        for domain, chunks in heldout.items():
+            chunks = chunks[: scale.eval_batch * scale.eval_max_batches]
+            total = 0
+            for i in range(0, len(chunks), scale.eval_batch):
+                logits, h = fused.expert_logits(chunks[i : i + scale.eval_batch])
+                total = total + fused.gates_from(h).float().mean(dim=(0, 1))
+            out[domain] = (total / -(-len(chunks) // scale.eval_batch)).tolist()
+    return out
+
+
+def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extra: dict | None = None) -> dict:
+    """Collect, fuse, fit routers and evaluate every model; writes and returns the results."""
+    folder = coop.folder(runs)
+    out_path = folder / "results.json"
+    s = coop.scale
+    subs = collect(coop, runs, base)
+    specialists = [sub.model for sub in subs]
+    config = {"coop": {"domains": coop.domains, "overrides": coop.train_overrides, "routers": coop.routers,
+                       "monolithic": coop.monolithic, "seed": coop.seed},
+              "experts": [fingerprint(m) for m in specialists], "base": base_fp,
+              "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
+              "eval": [s.eval_batch, s.eval_max_batches]}
+    if step_is_done(folder / "fusion", config) and out_path.exists():
+        return load_results(out_path)
+
+    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
+    mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+
+    def evaluate(model):
+        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
+
+    losses = {"base": evaluate(base)}
+    names = {d: f"spec:{d}" for d in coop.domains}
+    for domain, model in zip(coop.domains, specialists):
+        losses[names[domain]] = evaluate(model)
+    losses["weight_avg"] = evaluate(weight_average(specialists))
+    if coop.monolithic:
+        mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model
+        losses["monolithic"] = evaluate(mono)
+
+    fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop), router_kind=coop.routers[0][0],
+                                        granularity=coop.routers[0][1], router_hidden=s.router_hidden, seed=coop.seed)
+    fused.set_mode("uniform")
+    losses["uniform"] = evaluate(fused)
+    gates, router_logs = {}, {}
+    for kind, granularity in coop.routers:
+        name = fused_name(kind, granularity)
+        router_logs[name] = fit_router(fused, kind, granularity, mixed_train, coop, folder / "routers" / name.replace(":", "-"))
+        for mode in ("soft", "hard"):
+            fused.set_mode(mode)
+            losses[fused_name(kind, granularity, mode)] = evaluate(fused)
+        fused.set_mode("soft")
+        gates[name] = mean_gates(fused, heldout, s)
+
+    results = make_results(
+        experiment=coop.experiment, condition=coop.condition, scale=s.name, seed=coop.seed,
+        config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=coop.domains,
+        losses=losses, specialists=names, gates=gates,
+        extra={"router_loss": {k: v[-50:] for k, v in router_logs.items()},
+               "specialist_fingerprints": dict(zip(coop.domains, config["experts"])), **(extra or {})},
+    )
+    write_results(out_path, results)
+    mark_step_done(folder / "fusion", config)
+    return results
+
+
+def config_freeze(coop: Cooperative) -> int:
+    return coop.train_overrides.get("freeze_layers", coop.scale.freeze_layers)
+
+
+def run_cooperative(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
+    """All four steps for one cooperative; returns its results (cached steps are reused)."""
+    logs = train_contributors(coop, runs, base, base_fp)
+    curves = {d: log["curve"] for d, log in logs.items()}
+    return evaluate_cooperative(coop, runs, base, base_fp, extra={"curves": curves})

@@ -1,0 +1,103 @@
+"""Figures of notebook 04 (gain prediction). Each function draws on the axes it is given.
+
+The paper's points and line always get their own panel, titled as the paper's, so they
+are never mistaken for this project's measurements. No numbers are typed here: the
+paper's come from kalavai_utils.paper (via prediction.paper_fit), ours from the caller.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from . import paper as _paper
+from .prediction import LineFit, paper_fit
+
+OURS_COLOR = "tab:blue"
+PAPER_COLOR = "tab:gray"
+
+
+def _draw_fit(ax, fit: LineFit, color: str, x_pad: float = 0.1, n: int = 200) -> None:
+    lo_x, hi_x = min(fit.x), max(fit.x)
+    span = hi_x - lo_x
+    xs = np.linspace(max(lo_x - x_pad * span, 1e-9 if fit.transform == "log" else -np.inf), hi_x + x_pad * span, n)
+    mean, lo, hi = fit.predict(xs)
+    ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0, label=f"{100 * (1 - fit.alpha):.0f}% prediction band")
+    ax.plot(xs, mean, color=color, lw=2, label=f"{fit.equation()}  (R$^2$={fit.r2:.3f}, n={fit.n})")
+
+
+def _label_points(ax, xs, ys, labels) -> None:
+    if labels is None:
+        return
+    for x, y, s in zip(xs, ys, labels):
+        ax.annotate(str(s), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+
+
+def plot_regression(ax_ours, ax_paper, points_df: pd.DataFrame, fit: LineFit, paper: LineFit | None = None,
+                    x: str = "mean_divergence", y: str = "gain", label: str | None = "condition",
+                    show_out_of_sample: bool = True) -> None:
+    """Our (divergence, gain) points with our line and band; the paper's in a separate panel.
+
+    points_df: one row per condition of ours, columns `x`, `y` and (optional) `label`.
+    paper: the paper's refitted line (default prediction.paper_fit()).
+    """
+    paper = paper_fit() if paper is None else paper
+
+    _draw_fit(ax_ours, fit, OURS_COLOR)
+    sns.scatterplot(data=points_df, x=x, y=y, ax=ax_ours, color=OURS_COLOR, s=60, zorder=5, edgecolor="black")
+    _label_points(ax_ours, points_df[x], points_df[y], points_df[label] if label in points_df else None)
+    ax_ours.set_title("This project: gain vs mean divergence")
+
+    _draw_fit(ax_paper, paper, PAPER_COLOR)
+    ax_paper.scatter(paper.x, paper.y, color=PAPER_COLOR, s=60, zorder=5, edgecolor="black", label="paper's points")
+    _label_points(ax_paper, paper.x, paper.y, paper.labels)
+    if show_out_of_sample:
+        p = _paper.OUT_OF_SAMPLE_20_CONTRIBUTOR
+        ax_paper.scatter([p.divergence], [p.gain], marker="*", s=160, color="tab:red", zorder=6,
+                         edgecolor="black", label=f"paper's out-of-sample: {p.label}")
+    r = _paper.REGRESSION_FIT
+    ax_paper.set_title(f"The paper's regression (reported: gain = {r['slope']} x div {r['intercept']:+}, "
+                       f"R$^2$ = {r['r2']})", fontsize=9)
+
+    for ax in (ax_ours, ax_paper):
+        ax.axhline(0, color="black", lw=0.6, ls="--")
+        ax.set_xlabel("mean specialist divergence (%)")
+        ax.set_ylabel("fusion gain vs best specialist (%)")
+        ax.legend(fontsize=7, loc="upper left")
+
+
+def plot_residuals(ax, fit: LineFit, title: str = "Residuals of the linear fit") -> None:
+    sns.scatterplot(x=list(fit.x), y=fit.residuals, ax=ax, s=50, color=OURS_COLOR, edgecolor="black")
+    _label_points(ax, fit.x, fit.residuals, fit.labels)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("mean specialist divergence (%)")
+    ax.set_ylabel("observed - fitted gain (pp)")
+    ax.set_title(title)
+
+
+def plot_loo(ax, loo: dict, labels=None, title: str = "Leave-one-out: predicted vs actual gain") -> None:
+    """loo: the dict of prediction.leave_one_out (or holdout_validation)."""
+    actual, pred = np.asarray(loo["actual"]), np.asarray(loo["predicted"])
+    lo, hi = np.asarray(loo["lo"]), np.asarray(loo["hi"])
+    inside = np.asarray(loo["inside"], dtype=bool)
+    ax.errorbar(actual, pred, yerr=[pred - lo, hi - pred], fmt="none", ecolor="gray", alpha=0.6, capsize=3)
+    ax.scatter(actual[inside], pred[inside], color=OURS_COLOR, edgecolor="black", zorder=5, label="actual inside band")
+    ax.scatter(actual[~inside], pred[~inside], color="tab:red", edgecolor="black", zorder=5,
+               label="actual outside band")
+    _label_points(ax, actual, pred, labels)
+    both = np.concatenate([actual, lo, hi])
+    lim = (both.min(), both.max())
+    ax.plot(lim, lim, color="black", lw=0.8, ls="--", label="predicted = actual")
+    ax.set_xlabel("actual gain (%)")
+    ax.set_ylabel("predicted gain, held out (%)")
+    ax.set_title(f"{title}\nRMSE {loo['rmse']:.2f} pp, {loo['n_inside']}/{loo['n']} inside the band")
+    ax.legend(fontsize=7)
+
+
+def plot_early_error(ax, table: pd.DataFrame, y: str = "abs_divergence_error", hue: str | None = "contributor",
+                     title: str = "Early prediction: error vs fraction of training seen") -> None:
+    """table: prediction.early_error_table (or any frame with `fraction`, `y` and `hue`)."""
+    sns.lineplot(data=table, x="fraction", y=y, hue=hue if hue in table else None, marker="o", ax=ax)
+    ax.set_xlabel("fraction of training steps seen")
+    ax.set_ylabel("absolute divergence error (pp)" if y == "abs_divergence_error" else y)
+    ax.set_title(title)

@@ -1,0 +1,201 @@
+"""The run's folders, and the steps of notebooks 00 (data) and 01 (shared base).
+
+Layout of one scale's run (everything under `runs/<scale>/`, figures under `figures/<scale>/`):
+
+    data/tokenizer/           offline: the BPE tokenizer trained here
+    data/pretrain/            offline: the base's pretraining mixture (its own document stream)
+    data/corpus-<key>/        contributors' domains: chunk files + manifest.json
+    base/stepN/               offline: pretraining revisions, like Pythia's `stepN`
+    base/base.json            which checkpoint is the shared base, and its fingerprint
+    <experiment>/...          later notebooks' specialists, routers and results
+
+Each step records its configuration; a rerun skips finished steps whose configuration
+still matches and redoes the others (see storage.step_is_done).
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import torch
+
+from . import data, tokenizer as tok
+from .errors import KalavaiError
+from .evaluation import evaluate_domains
+from .models import fingerprint, load_causal_lm, offline_config
+from .perf import measure_matmul_peak
+from .scales import Scale
+from .storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
+from .training import TrainConfig, train_causal_lm
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_dir(scale: Scale, root: str | os.PathLike | None = None) -> Path:
+    return Path(root or os.environ.get("KALAVAI_RUNS", ROOT / "runs")) / scale.name
+
+
+def figures_dir(scale: Scale, root: str | os.PathLike | None = None) -> Path:
+    folder = Path(root or ROOT / "figures") / scale.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def corpus_key(scale: Scale, overlap: float | None = None) -> str:
+    if scale.is_hub:
+        return "corpus-hub"
+    return f"corpus-overlap{scale.corpus_overlap if overlap is None else overlap:.2f}"
+
+
+def all_offline_domains(scale: Scale) -> list[str]:
+    return list(dict.fromkeys([*scale.domains, *scale.extra_domains, *scale.languages]))
+
+
+# ---------------------------------------------------------------- tokenizer
+
+def pretrain_documents(scale: Scale) -> list[str]:
+    """The base's general mixture: every English-like domain, the languages rare, shuffled."""
+    english = [d for d in all_offline_domains(scale) if d not in scale.languages]
+    n = scale.pretrain_docs_per_domain
+    docs = []
+    for d in english:
+        docs += data.domain_documents(scale, d, stream="pretrain", n_docs=n)[0]
+    # languages get `pretrain_language_weight` of all documents, shared among them
+    n_lang = max(1, round(len(docs) * scale.pretrain_language_weight / (1 - scale.pretrain_language_weight) / len(scale.languages)))
+    for d in scale.languages:
+        docs += data.domain_documents(scale, d, stream="pretrain", n_docs=n_lang)[0]
+    random.Random(data.DATA_SEED).shuffle(docs)
+    return docs
+
+
+def prepare_tokenizer(scale: Scale, runs: Path):
+    """Offline: train a byte-level BPE on the pretraining mixture; hub: Pythia's tokenizer."""
+    if scale.is_hub:
+        return tok.load_hub_tokenizer(scale.hub_model, scale.hub_revision)
+    folder = runs / "data" / "tokenizer"
+    config = {"vocab_size": scale.vocab_size, "docs": scale.pretrain_docs_per_domain,
+              "language_weight": scale.pretrain_language_weight, "generator": data.corpora.corpus_version()}
+    if not step_is_done(folder, config):
+        start_step(folder)
+        tok.train_tokenizer(pretrain_documents(scale), scale.vocab_size, folder)
+        mark_step_done(folder, config)
+    return tok.load_tokenizer(folder)
+
+
+def tokenizer_hash(scale: Scale, runs: Path) -> str:
+    if scale.is_hub:
+        return f"{scale.hub_model}@{scale.hub_revision}"
+    return sha256_file(runs / "data" / "tokenizer" / "tokenizer.json")
+
+
+# ---------------------------------------------------------------- corpora
+
+def prepare_corpus(scale: Scale, runs: Path, domains=None, overlap: float | None = None) -> tuple[Path, dict]:
+    """Chunk files + manifest for contributors' domains; returns (data folder, manifest)."""
+    tokenizer = prepare_tokenizer(scale, runs)
+    domains = list(domains or (all_offline_domains(scale) if not scale.is_hub else scale.domains))
+    out = runs / "data" / corpus_key(scale, overlap)
+    t_hash = tokenizer_hash(scale, runs)
+    records = {d: data.prepare_domain(scale, d, tokenizer, out, overlap=overlap, tokenizer_hash=t_hash) for d in domains}
+    manifest = data.write_manifest(out, records, {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len})
+    return out, manifest
+
+
+def prepare_pretrain_corpus(scale: Scale, runs: Path) -> Path:
+    """The pretraining mixture as one 'domain' (train / held-out split as any other)."""
+    tokenizer = prepare_tokenizer(scale, runs)
+    out = runs / "data" / "pretrain"
+    folder = out / "mixture"
+    t_hash = tokenizer_hash(scale, runs)
+    config = {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len,
+              "docs": scale.pretrain_docs_per_domain, "language_weight": scale.pretrain_language_weight,
+              "generator": data.corpora.corpus_version()}
+    if data.cached_record(folder, config) is not None:
+        return out
+    start_step(folder)
+    splits = data.split_by_index(data.pack(pretrain_documents(scale), tokenizer, scale.seq_len), (0.95, 0.0, 0.05))
+    record = data.save_splits(folder, splits, scale.seq_len, {"domain": "mixture", "source": "pretrain stream"})
+    data.write_manifest(out, {"mixture": record}, {"scale": scale.name, "tokenizer": t_hash})
+    mark_step_done(folder, config)
+    return out
+
+
+# ---------------------------------------------------------------- the shared base
+
+def revision_dir(runs: Path, revision: str) -> Path:
+    return runs / "base" / revision
+
+
+def pretrain_base(scale: Scale, runs: Path, seed: int = 0) -> dict:
+    """Pretrain the offline base from scratch, saving revisions `stepN` as Pythia does."""
+    tokenizer = prepare_tokenizer(scale, runs)
+    mixture = prepare_pretrain_corpus(scale, runs)
+    train = data.load_split(mixture, "mixture", "train")
+    heldout = {"mixture": data.load_split(mixture, "mixture", "heldout")}
+    cfg = TrainConfig.pretrain(scale, seed)
+    torch.manual_seed(seed)
+    model = __import__("transformers").GPTNeoXForCausalLM(offline_config(scale, vocab_size=len(tokenizer)))
+
+    def save_revision(step: int, m) -> None:
+        if step in scale.pretrain_revisions:
+            folder = revision_dir(runs, f"step{step}")
+            m.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+
+    log = train_causal_lm(model, train, cfg, heldout, desc="pretrain base", on_step=save_revision)
+    log["matmul_peak_flops"] = measure_matmul_peak()
+    log["fraction_of_peak"] = log["tokens_per_s"] * log["flops_per_token"] / log["matmul_peak_flops"]
+    return log
+
+
+def prepare_base(scale: Scale, runs: Path) -> dict:
+    """Make (offline) or locate (hub) the shared base; returns base.json's record."""
+    info_path = runs / "base" / "base.json"
+    if scale.is_hub:
+        config = {"model": scale.hub_model, "revision": scale.hub_revision}
+    else:
+        config = {"arch": [scale.d_model, scale.n_layers, scale.n_heads, scale.vocab_size, scale.seq_len],
+                  "steps": scale.pretrain_steps, "batch": scale.pretrain_batch, "lr": scale.pretrain_lr,
+                  "revisions": list(scale.pretrain_revisions), "base": scale.base_revision,
+                  "tokenizer": tokenizer_hash(scale, runs) if (runs / "data" / "tokenizer" / "tokenizer.json").exists() else None}
+    if step_is_done(runs / "base", config) and info_path.exists():
+        info = read_json(info_path)
+        if scale.is_hub or fingerprint(load_causal_lm(info["path"])) == info["fingerprint"]:
+            return info
+    if scale.is_hub:
+        model = load_causal_lm(scale.hub_model, scale.hub_revision)
+        info = {"path": scale.hub_model, "revision": scale.hub_revision, "fingerprint": fingerprint(model)}
+    else:
+        prepare_tokenizer(scale, runs)
+        config["tokenizer"] = tokenizer_hash(scale, runs)
+        start_step(runs / "base")
+        log = pretrain_base(scale, runs)
+        atomic_write_json(runs / "base" / "pretrain_log.json", log)
+        path = revision_dir(runs, scale.base_revision)
+        if not path.exists():
+            raise KalavaiError(f"base revision {scale.base_revision} was not saved; check pretrain_revisions")
+        info = {"path": str(path), "revision": scale.base_revision, "fingerprint": fingerprint(load_causal_lm(path)),
+                "revisions": [f"step{s}" for s in scale.pretrain_revisions]}
+    atomic_write_json(info_path, info)
+    mark_step_done(runs / "base", config)
+    return info
+
+
+def load_base(scale: Scale, runs: Path, revision: str | None = None):
+    """The shared base (or another saved revision of it), checked against its fingerprint."""
+    info = prepare_base(scale, runs)
+    if scale.is_hub:
+        return load_causal_lm(scale.hub_model, revision or scale.hub_revision)
+    path = revision_dir(runs, revision) if revision else Path(info["path"])
+    model = load_causal_lm(path)
+    if revision is None and fingerprint(model) != info["fingerprint"]:
+        raise KalavaiError(f"base checkpoint {path} does not match its recorded fingerprint; delete runs/{scale.name}/base and rerun notebook 01")
+    return model
+
+
+def base_domain_losses(scale: Scale, runs: Path, model, domains=None) -> dict[str, float]:
+    """The base's held-out loss on each domain, by the one evaluation protocol."""
+    folder, manifest = prepare_corpus(scale, runs)
+    domains = list(domains or manifest["domains"])
+    return evaluate_domains(model, data.load_splits(folder, domains, "heldout"), scale.eval_batch, scale.eval_max_batches)

@@ -1,0 +1,445 @@
+"""Predicting the fusion gain from specialist divergence: the statistics of notebook 04.
+
+Definitions follow ../shared/paper/KALAVAI_FACTS.md, section 4: divergence of a
+specialist = (L_base,d - L_spec,d) / L_base,d x 100 on its own domain; gain = improvement
+of the fused model's equal-weight loss over the best specialist's, in percent.
+
+Everything here works on plain numbers, dicts and DataFrames; reading results files is
+the caller's job. OLS is statsmodels', curve fitting scipy's.
+
+Intervals: `LineFit.predict` gives the 95% PREDICTION band (statsmodels' obs_ci), the
+range a new condition's gain should fall in, not the narrower band of the mean line.
+That is the band the paper's "predictable gain" claim has to be judged against.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy.optimize import curve_fit
+
+from . import paper as _paper
+from .errors import KalavaiError
+from .metrics import divergence_pct
+from .storage import atomic_write_json, read_json
+
+FIT_FILE_KIND = "kalavai.prediction.linefit"
+divergence = divergence_pct  # the facts page's definition lives in metrics.py
+DEFAULT_PREDICTORS = ("mean_divergence", "base_loss", "cross_loss_spread", "max_divergence", "min_divergence")
+# A held-out point exactly on a zero-width band (perfectly linear data) must count as inside.
+_BAND_SLACK = 1e-9
+
+
+# --------------------------------------------------------------------------- fits
+
+@dataclass(frozen=True)
+class LineFit:
+    """OLS of y on x (or on log x when transform == "log"), with what a prediction needs.
+
+    The data travel with the fit, so a saved fit can be re-derived and checked on load.
+    """
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    labels: tuple[str, ...] | None
+    transform: str  # "identity" or "log": the regressor is x or ln(x)
+    alpha: float
+    slope: float
+    intercept: float
+    slope_ci: tuple[float, float]
+    intercept_ci: tuple[float, float]
+    r2: float
+    n: int
+    resid_std: float  # sqrt of the residual mean square (n - 2 degrees of freedom)
+    _res: Any = field(default=None, repr=False, compare=False)
+
+    def _regressor(self, x: np.ndarray) -> np.ndarray:
+        if self.transform == "log":
+            if np.any(x <= 0):
+                raise KalavaiError("a log-linear fit cannot predict at x <= 0")
+            return np.log(x)
+        return x
+
+    def predict(self, x, alpha: float | None = None):
+        """(mean, lo, hi) of the prediction band at x: floats for a scalar x, arrays otherwise."""
+        scalar = np.ndim(x) == 0
+        xs = np.atleast_1d(np.asarray(x, dtype=float))
+        exog = np.column_stack([np.ones_like(xs), self._regressor(xs)])
+        frame = self._res.get_prediction(exog).summary_frame(alpha=self.alpha if alpha is None else alpha)
+        mean, lo, hi = (frame[c].to_numpy() for c in ("mean", "obs_ci_lower", "obs_ci_upper"))
+        if scalar:
+            return float(mean[0]), float(lo[0]), float(hi[0])
+        return mean, lo, hi
+
+    @property
+    def residuals(self) -> np.ndarray:
+        return np.asarray(self._res.resid)
+
+    @property
+    def fitted(self) -> np.ndarray:
+        return np.asarray(self._res.fittedvalues)
+
+    def equation(self, y: str = "gain", x: str = "div") -> str:
+        reg = f"ln({x})" if self.transform == "log" else x
+        sign = "-" if self.intercept < 0 else "+"
+        return f"{y} = {self.slope:.4f} x {reg} {sign} {abs(self.intercept):.4f}"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": FIT_FILE_KIND, "transform": self.transform, "alpha": self.alpha,
+            "x": list(self.x), "y": list(self.y), "labels": None if self.labels is None else list(self.labels),
+            "slope": self.slope, "intercept": self.intercept,
+            "slope_ci": list(self.slope_ci), "intercept_ci": list(self.intercept_ci),
+            "r2": self.r2, "n": self.n, "resid_std": self.resid_std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "LineFit":
+        """Refit from the stored points, and refuse a file whose numbers do not match them."""
+        try:
+            fit = _fit(d["x"], d["y"], d.get("labels"), d.get("transform", "identity"), d.get("alpha", 0.05))
+            stored = (d["slope"], d["intercept"], d["r2"])
+        except (KeyError, TypeError) as e:
+            raise KalavaiError(f"not a line-fit record: {e}") from None
+        if not np.allclose((fit.slope, fit.intercept, fit.r2), stored, rtol=1e-9, atol=1e-9):
+            raise KalavaiError("fit record is inconsistent: its slope/intercept/R^2 do not follow from its points")
+        return fit
+
+
+def _as_xy(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise KalavaiError(f"x and y differ in length ({x.size} vs {y.size})")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise KalavaiError("x and y must be finite numbers")
+    return x, y
+
+
+def _fit(x, y, labels, transform: str, alpha: float) -> LineFit:
+    x, y = _as_xy(x, y)
+    if x.size < 3:
+        raise KalavaiError(f"a line with confidence intervals needs at least 3 points, got {x.size}")
+    if transform not in ("identity", "log"):
+        raise KalavaiError(f"unknown transform {transform!r}")
+    if transform == "log" and np.any(x <= 0):
+        raise KalavaiError("a log-linear fit needs x > 0")
+    reg = np.log(x) if transform == "log" else x
+    if np.ptp(reg) == 0:
+        raise KalavaiError("all x values are equal: no line can be fitted")
+    if labels is not None and len(labels) != x.size:
+        raise KalavaiError("labels and points differ in length")
+    with warnings.catch_warnings():
+        # a perfect fit (tests, degenerate sweeps) makes statsmodels warn about zero variance
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sm.OLS(y, sm.add_constant(reg, has_constant="add")).fit()
+        ci = np.asarray(res.conf_int(alpha=alpha))
+    return LineFit(
+        x=tuple(map(float, x)), y=tuple(map(float, y)),
+        labels=None if labels is None else tuple(map(str, labels)),
+        transform=transform, alpha=float(alpha),
+        slope=float(res.params[1]), intercept=float(res.params[0]),
+        slope_ci=(float(ci[1, 0]), float(ci[1, 1])), intercept_ci=(float(ci[0, 0]), float(ci[0, 1])),
+        r2=float(res.rsquared) if np.var(y) > 0 else float("nan"),
+        n=int(x.size), resid_std=float(np.sqrt(res.mse_resid)), _res=res,
+    )
+
+
+def fit_line(x, y, labels: Sequence[str] | None = None, alpha: float = 0.05) -> LineFit:
+    """OLS of gain (%) on mean divergence (%), with 1-alpha CIs and prediction band."""
+    return _fit(x, y, labels, "identity", alpha)
+
+
+def fit_loglinear(x, y, labels: Sequence[str] | None = None, alpha: float = 0.05) -> LineFit:
+    """OLS of gain on ln(divergence): the paper's alternative (R^2 0.683 there)."""
+    return _fit(x, y, labels, "log", alpha)
+
+
+def paper_fit(source: str = "fit_script") -> LineFit:
+    """The paper's line, refitted here from its eight points (see paper.paper_points for `source`)."""
+    pts = _paper.paper_points(source)
+    return fit_line([p.divergence for p in pts], [p.gain for p in pts], labels=[p.condition for p in pts])
+
+
+# --------------------------------------------------------------------------- validation
+
+def _heldout_report(x, y, train: np.ndarray, test: np.ndarray, alpha: float) -> dict:
+    fit = fit_line(x[train], y[train], alpha=alpha)
+    mean, lo, hi = fit.predict(x[test])
+    slack = _BAND_SLACK * np.maximum(1.0, np.abs(y[test]))
+    return {"mean": mean, "lo": lo, "hi": hi, "inside": (y[test] >= lo - slack) & (y[test] <= hi + slack)}
+
+
+def _summary(actual: np.ndarray, pred: np.ndarray, lo: np.ndarray, hi: np.ndarray, inside: np.ndarray) -> dict:
+    err = pred - actual
+    return {
+        "actual": actual.tolist(), "predicted": pred.tolist(), "lo": lo.tolist(), "hi": hi.tolist(),
+        "error": err.tolist(), "inside": inside.tolist(),
+        "rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
+        "coverage": float(np.mean(inside)), "n_inside": int(inside.sum()), "n": int(actual.size),
+    }
+
+
+def leave_one_out(x, y, alpha: float = 0.05) -> dict:
+    """Refit without each point in turn, predict it: RMSE and how often the band holds it."""
+    x, y = _as_xy(x, y)
+    if x.size < 4:
+        raise KalavaiError(f"leave-one-out needs at least 4 points (3 left to fit), got {x.size}")
+    rows = [_heldout_report(x, y, np.delete(np.arange(x.size), i), np.array([i]), alpha) for i in range(x.size)]
+    pick = lambda k: np.array([r[k][0] for r in rows])  # noqa: E731
+    return _summary(y, pick("mean"), pick("lo"), pick("hi"), pick("inside"))
+
+
+def holdout_validation(x, y, test_fraction: float = 0.3, seed: int = 0, alpha: float = 0.05) -> dict:
+    """One seeded train/test split: fit on the train points, score the test points."""
+    x, y = _as_xy(x, y)
+    n_test = max(1, int(round(test_fraction * x.size)))
+    if x.size - n_test < 3:
+        raise KalavaiError(f"{x.size} points leave fewer than 3 to fit after holding out {n_test}")
+    order = np.random.default_rng(seed).permutation(x.size)
+    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    r = _heldout_report(x, y, train, test, alpha)
+    out = _summary(y[test], r["mean"], r["lo"], r["hi"], r["inside"])
+    out.update(train_index=train.tolist(), test_index=test.tolist(), seed=seed,
+               fit=fit_line(x[train], y[train], alpha=alpha).to_dict())
+    return out
+
+
+def _constant_loo(y: np.ndarray, alpha: float) -> dict:
+    """LOO of the no-predictor baseline: every held-out gain predicted by the others' mean."""
+    means, los, his = [], [], []
+    for i in range(y.size):
+        rest = np.delete(y, i)
+        res = sm.OLS(rest, np.ones((rest.size, 1))).fit()
+        f = res.get_prediction(np.ones((1, 1))).summary_frame(alpha=alpha)
+        means.append(f["mean"].iloc[0]), los.append(f["obs_ci_lower"].iloc[0]), his.append(f["obs_ci_upper"].iloc[0])
+    lo, hi = np.array(los), np.array(his)
+    slack = _BAND_SLACK * np.maximum(1.0, np.abs(y))
+    return _summary(y, np.array(means), lo, hi, (y >= lo - slack) & (y <= hi + slack))
+
+
+def compare_predictors(table: pd.DataFrame, target: str = "gain", predictors: Sequence[str] | None = None,
+                       alpha: float = 0.05, include_constant: bool = True) -> pd.DataFrame:
+    """Rank candidate predictors of `target` by leave-one-out RMSE (then in-sample R^2).
+
+    `predictors` defaults to those of DEFAULT_PREDICTORS present in `table`. Rows missing
+    a predictor or the target are dropped for that predictor only (its n says how many were
+    left). The "(constant)" row predicts every gain by the mean of the others: a predictor
+    that does not beat it predicts nothing.
+    """
+    if target not in table.columns:
+        raise KalavaiError(f"target column {target!r} not in table")
+    if predictors is None:
+        predictors = [c for c in DEFAULT_PREDICTORS if c in table.columns]
+    missing = [p for p in predictors if p not in table.columns]
+    if missing:
+        raise KalavaiError(f"predictor columns not in table: {', '.join(missing)}")
+    rows = []
+    for p in predictors:
+        sub = table[[p, target]].apply(pd.to_numeric, errors="coerce").dropna()
+        row = {"predictor": p, "n": len(sub)}
+        try:
+            fit = fit_line(sub[p], sub[target], alpha=alpha)
+            loo = leave_one_out(sub[p], sub[target], alpha=alpha)
+            row.update(r2=fit.r2, slope=fit.slope, intercept=fit.intercept,
+                       loo_rmse=loo["rmse"], loo_mae=loo["mae"], loo_coverage=loo["coverage"])
+        except KalavaiError as e:  # too few points or a constant column: keep it visible, ranked last
+            row.update(r2=np.nan, slope=np.nan, intercept=np.nan, loo_rmse=np.nan, loo_mae=np.nan,
+                       loo_coverage=np.nan, note=str(e))
+        rows.append(row)
+    if include_constant:
+        y = pd.to_numeric(table[target], errors="coerce").dropna().to_numpy(float)
+        if y.size >= 3:
+            loo = _constant_loo(y, alpha)
+            rows.append({"predictor": "(constant)", "n": int(y.size), "r2": 0.0, "slope": 0.0,
+                         "intercept": float(y.mean()), "loo_rmse": loo["rmse"], "loo_mae": loo["mae"],
+                         "loo_coverage": loo["coverage"]})
+    out = pd.DataFrame(rows)
+    out = out.sort_values(["loo_rmse", "r2"], ascending=[True, False], na_position="last")
+    return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- saving
+
+def save_fit(path, fit: LineFit, meta: Mapping | None = None) -> None:
+    atomic_write_json(path, {"kind": FIT_FILE_KIND, "fit": fit.to_dict(), "meta": dict(meta or {})})
+
+
+def load_fit(path) -> tuple[LineFit, dict]:
+    """(fit, meta) from a file written by save_fit."""
+    d = read_json(path)
+    if not isinstance(d, dict) or d.get("kind") != FIT_FILE_KIND or "fit" not in d:
+        raise KalavaiError(f"{path} is not a saved gain-prediction fit")
+    return LineFit.from_dict(d["fit"]), d.get("meta", {})
+
+
+# --------------------------------------------------------------------------- prediction
+
+def predict_gain(divergences: Mapping[str, float], fit: LineFit) -> dict:
+    """Predicted fusion gain (%) of a cooperative from its contributors' divergences (%).
+
+    Flags rather than hides the cases the line says nothing useful about:
+    - non_improving: contributors whose specialist does not beat the base on its own
+      domain (divergence <= 0); they are still in the mean, but a cooperative with any
+      such contributor should be looked at before it is trained further;
+    - below_floor: the predicted gain (or the band's upper edge) is below 0: no gain expected;
+    - band_includes_zero: the gain may be positive, but 0 is inside the 95% band;
+    - outside_fit_range: the mean divergence lies outside the points the line was fitted
+      on, so the prediction is an extrapolation.
+    """
+    if not divergences:
+        raise KalavaiError("no contributors given")
+    divs = {str(k): float(v) for k, v in divergences.items()}
+    bad = [k for k, v in divs.items() if not math.isfinite(v)]
+    if bad:
+        raise KalavaiError(f"non-finite divergence for: {', '.join(bad)}")
+    mean_div = float(np.mean(list(divs.values())))
+    try:
+        pred, lo, hi = fit.predict(mean_div)
+    except KalavaiError:  # e.g. a log-linear fit asked about a mean divergence <= 0
+        pred, lo, hi = float("nan"), float("nan"), float("nan")
+    return {
+        "divergences": divs,
+        "n_contributors": len(divs),
+        "mean_divergence": mean_div,
+        "predicted_gain": pred, "lo": lo, "hi": hi,
+        "below_floor": bool(not (pred >= 0) or hi < 0),  # NaN counts as "no gain expected"
+        "band_includes_zero": bool(lo <= 0 <= hi),
+        "non_improving": sorted(k for k, v in divs.items() if v <= 0),
+        "outside_fit_range": bool(mean_div < min(fit.x) or mean_div > max(fit.x)),
+    }
+
+
+# --------------------------------------------------------------------------- early prediction
+#
+# The final held-out loss of a specialist is extrapolated from the start of its curve with
+#     L(t) = a + b * (t + 1) ** -c      (a >= 0, b >= 0, 0 < c <= 3),
+# where the clock t is either the optimizer step or, when the lr schedule is given, the
+# cumulative learning rate in units of the peak lr ("steps at full lr"). The training
+# schedule (10% linear warmup, cosine to 0) moves the weights little during warmup and
+# during the tail, so in steps the curve flattens sooner than a power law; on the
+# cumulative-lr clock the tail is compressed and the power law fits better. Neither clock
+# captures the extra drop that annealing to lr 0 brings, so extrapolated losses tend to be
+# a little high, and predicted divergences a little low.
+
+def _saturating(t, a, b, c):
+    return a + b * (t + 1.0) ** (-c)
+
+
+def _clock(steps: np.ndarray, lr_schedule: Sequence[float] | None, final_step: int) -> tuple[np.ndarray, float]:
+    if lr_schedule is None:
+        return steps.astype(float), float(final_step)
+    lr = np.asarray(lr_schedule, dtype=float)
+    if lr.ndim != 1 or lr.size < final_step or np.any(lr < 0) or lr.max() <= 0:
+        raise KalavaiError(f"lr_schedule must give a non-negative lr for each of the {final_step} steps")
+    # the loss after s updates has seen lr[0..s-1]
+    cum = np.concatenate([[0.0], np.cumsum(lr)]) / lr.max()
+    return cum[steps], float(cum[final_step])
+
+
+def fit_saturating_curve(steps: Sequence[int], losses: Sequence[float], final_step: int,
+                         lr_schedule: Sequence[float] | None = None) -> dict:
+    """Fit the saturating curve; returns its parameters, the clock used and the final-loss estimate.
+
+    Falls back to the last observed loss ("method": "last_value") when there are fewer than
+    4 points or the fit fails or gives nonsense.
+    """
+    s = np.asarray(steps, dtype=int)
+    L = np.asarray(losses, dtype=float)
+    if s.size == 0 or s.shape != L.shape:
+        raise KalavaiError("steps and losses must be non-empty and of equal length")
+    if not np.all(np.isfinite(L)) or np.any(s < 0) or np.any(np.diff(s) <= 0):
+        raise KalavaiError("steps must be increasing and non-negative, losses finite")
+    if final_step < s[-1]:
+        raise KalavaiError(f"final_step {final_step} is before the last observed step {s[-1]}")
+    t, t_final = _clock(s, lr_schedule, final_step)
+    clock = "cumulative_lr" if lr_schedule is not None else "step"
+    fallback = {"method": "last_value", "clock": clock, "a": np.nan, "b": np.nan, "c": np.nan,
+                "final_loss": float(L[-1])}
+    if s[-1] == final_step:
+        return {**fallback, "method": "observed"}
+    if s.size < 4:  # three parameters
+        return fallback
+    lo_, hi_ = float(L.min()), float(L.max())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (a, b, c), _ = curve_fit(
+                _saturating, t, L,
+                p0=(0.9 * lo_, max(hi_ - 0.9 * lo_, 1e-6), 0.5),
+                # asymptote below every observed loss; a flat curve is allowed (b = 0)
+                bounds=([0.0, 0.0, 1e-3], [lo_, np.inf, 3.0]),
+                maxfev=20000,
+            )
+    except (RuntimeError, ValueError):
+        return fallback
+    final = float(_saturating(t_final, a, b, c))
+    if not math.isfinite(final) or final < 0:
+        return fallback
+    return {"method": "power_law", "clock": clock, "a": float(a), "b": float(b), "c": float(c), "final_loss": final}
+
+
+def extrapolate_final_loss(steps: Sequence[int], losses: Sequence[float], final_step: int,
+                           lr_schedule: Sequence[float] | None = None) -> float:
+    """The held-out loss expected at `final_step`, from a prefix of the curve (see above)."""
+    return fit_saturating_curve(steps, losses, final_step, lr_schedule)["final_loss"]
+
+
+def _curve(c) -> tuple[list[int], list[float]]:
+    if isinstance(c, Mapping):
+        return list(c["steps"]), list(c["losses"])
+    steps, losses = c
+    return list(steps), list(losses)
+
+
+def early_gain_prediction(curves: Mapping[str, Any], base_losses: Mapping[str, float], fraction: float,
+                          final_step: int, fit: LineFit, lr_schedule: Sequence[float] | None = None) -> dict:
+    """Predict divergences and the fusion gain from the first `fraction` of training.
+
+    curves: contributor -> its own-domain held-out curve, {"steps": [...], "losses": [...]}
+    or (steps, losses). base_losses: contributor -> the base's loss on that domain.
+    Returns predict_gain's dict plus the cut-off, the extrapolated losses and the fit method.
+    """
+    if not 0 < fraction <= 1:
+        raise KalavaiError(f"fraction must be in (0, 1], got {fraction}")
+    missing = sorted(set(curves) - set(base_losses))
+    if missing:
+        raise KalavaiError(f"no base loss for: {', '.join(missing)}")
+    cutoff = fraction * final_step
+    losses, methods, divs = {}, {}, {}
+    for name, c in curves.items():
+        steps, ls = _curve(c)
+        keep = [i for i, s in enumerate(steps) if s <= cutoff]
+        if not keep:
+            raise KalavaiError(f"{name}: no curve point at or before step {cutoff:g}")
+        r = fit_saturating_curve([steps[i] for i in keep], [ls[i] for i in keep], final_step, lr_schedule)
+        losses[name], methods[name] = r["final_loss"], r["method"]
+        divs[name] = divergence(base_losses[name], r["final_loss"])
+    out = predict_gain(divs, fit)
+    out.update(fraction=fraction, cutoff_step=cutoff, predicted_final_loss=losses,
+               predicted_divergence=dict(divs), curve_fit_method=methods)
+    return out
+
+
+def early_error_table(curves: Mapping[str, Any], base_losses: Mapping[str, float], final_losses: Mapping[str, float],
+                      fractions: Sequence[float], final_step: int,
+                      lr_schedule: Sequence[float] | None = None) -> pd.DataFrame:
+    """Per (fraction, contributor): extrapolated vs actual final loss and divergence error (pp)."""
+    rows = []
+    for f in fractions:
+        for name, c in curves.items():
+            steps, ls = _curve(c)
+            keep = [i for i, s in enumerate(steps) if s <= f * final_step]
+            if not keep:
+                continue
+            r = fit_saturating_curve([steps[i] for i in keep], [ls[i] for i in keep], final_step, lr_schedule)
+            d_pred = divergence(base_losses[name], r["final_loss"])
+            d_true = divergence(base_losses[name], final_losses[name])
+            rows.append({"fraction": f, "contributor": name, "method": r["method"],
+                         "predicted_loss": r["final_loss"], "actual_loss": float(final_losses[name]),
+                         "predicted_divergence": d_pred, "actual_divergence": d_true,
+                         "abs_divergence_error": abs(d_pred - d_true)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,134 @@
+"""The router that mixes the specialists, and its training (section 1 of the facts).
+
+The router reads one vector h per position (the specialists' final hidden states, after
+the final layer norm, averaged over the N specialists) and outputs N gate logits.
+How h is formed is the router's *granularity*:
+
+- "sequence": the authors' code. h is mean-pooled over ALL positions of the chunk, so
+  one gate vector serves the whole sequence, and the gate at position t has seen the
+  tokens after t (a non-causal leak: it could not be used to generate text).
+- "token": the paper's text, and causal. The gate at position t reads h_t only, which a
+  causal model computes from positions <= t.
+
+Router training (`train_router`) follows the authors' code: every specialist frozen,
+AdamW without a schedule, batches drawn from the concatenated train chunks of all
+domains (so the mix follows chunk counts). Unlike their code it is seeded.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import KalavaiError
+
+ROUTER_KINDS = ("linear", "mlp")
+GRANULARITIES = ("sequence", "token")
+
+
+class Router(nn.Module):
+    """h [..., d] -> gate logits [..., N]. No biases (as in the paper and the code)."""
+
+    def __init__(self, kind: str, d_model: int, n_experts: int, hidden: int = 256, seed: int = 0):
+        super().__init__()
+        if kind not in ROUTER_KINDS:
+            raise KalavaiError(f"unknown router kind {kind!r}; choose one of: {', '.join(ROUTER_KINDS)}")
+        self.kind, self.seed = kind, seed
+        if kind == "linear":
+            self.net = nn.Linear(d_model, n_experts, bias=False)
+        else:
+            self.net = nn.Sequential(
+                nn.Linear(d_model, hidden, bias=False),
+                nn.ReLU(),
+                nn.Linear(hidden, n_experts, bias=False),
+            )
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """PyTorch's default Linear init, but drawn from a generator seeded with `self.seed`."""
+        g = torch.Generator().manual_seed(self.seed)
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                if layer.weight.is_meta:  # built for from_pretrained: the weights come from the file
+                    continue
+                w = torch.empty(layer.weight.shape, dtype=torch.float32, device="cpu")
+                nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
+                layer.weight.copy_(w)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+def make_router(kind: str, d_model: int, n_experts: int, hidden: int = 256, seed: int = 0) -> Router:
+    """kind "linear": Linear(d, N); "mlp": Linear(d, hidden) -> ReLU -> Linear(hidden, N); seeded init."""
+    return Router(kind, d_model, n_experts, hidden=hidden, seed=seed)
+
+
+def pool_router_input(h: torch.Tensor, granularity: str, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """h [B, T, d] (already averaged over experts) -> router input [B, T, d] for this granularity."""
+    if granularity == "token":
+        return h
+    if granularity != "sequence":
+        raise KalavaiError(f"unknown granularity {granularity!r}; choose one of: {', '.join(GRANULARITIES)}")
+    if attention_mask is None:
+        pooled = h.mean(dim=1, keepdim=True)
+    else:
+        m = attention_mask.to(h.dtype).unsqueeze(-1)  # padding must not dilute the mean
+        pooled = (h * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp_min(1.0)
+    return pooled.expand_as(h)
+
+
+def mix_logits(expert_logits: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+    """sum_i g_i * logits_i: [N, B, T, V] x [B, T, N] -> [B, T, V] (a mixture in logit space)."""
+    # Multiply-and-sum rather than einsum: with one-hot gates it returns the chosen expert's
+    # logits bit for bit (x*1 + y*0 == x), which the tests rely on.
+    return (gates.permute(2, 0, 1).unsqueeze(-1) * expert_logits).sum(dim=0)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross entropy: position t predicts labels[t+1] (as GPT-NeoX does)."""
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        labels[:, 1:].reshape(-1),
+        ignore_index=-100,
+    )
+
+
+def train_router(fused, chunks: torch.Tensor, steps: int, batch: int, lr: float, weight_decay: float,
+                 seed: int, progress: bool = True) -> list[float]:
+    """Train only `fused.router` on next-token loss over `chunks` [n, T]; returns the loss of each step.
+
+    `chunks` are all domains' train chunks concatenated. Batches are drawn uniformly with a
+    seeded generator, so the domain mix follows the chunk counts as in the authors' code.
+    Gates are always soft here (hard gates have no gradient); the model's mode is for use.
+    """
+    chunks = torch.as_tensor(chunks)
+    if chunks.ndim != 2 or len(chunks) == 0:
+        raise KalavaiError(f"router training needs chunks shaped [n, T] with n > 0, got {tuple(chunks.shape)}")
+    for p in fused.parameters():
+        p.requires_grad_(False)
+    for p in fused.router.parameters():
+        p.requires_grad_(True)
+    fused.eval()  # the specialists are frozen; nothing in them should behave as in training
+    device = next(fused.router.parameters()).device
+    opt = torch.optim.AdamW(fused.router.parameters(), lr=lr, weight_decay=weight_decay)
+    g = torch.Generator().manual_seed(seed)
+
+    losses = []
+    bar = tqdm(range(steps), desc="router", disable=not progress)
+    for _ in bar:
+        x = chunks[torch.randint(len(chunks), (batch,), generator=g)].to(device)
+        with torch.no_grad():  # gradient flows through the gates only
+            logits, h = fused.expert_logits(x)
+        gates = fused.gates_from(h, mode="soft")
+        loss = causal_lm_loss(mix_logits(logits.float(), gates), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    return losses

@@ -1,0 +1,438 @@
+"""Handing in a specialist (contributor side) and accepting one (coordinator side).
+
+A submission is a Hugging Face model folder, safetensors only, plus `kalavai_submission.json`,
+a manifest written last: a folder without it is an unfinished submission. The manifest names
+the base the contributor started from (its fingerprint), the frozen prefix, the hashes of
+every file in the folder and of every frozen tensor, the training configuration, statistics
+of the data (never the data) and the library versions.
+
+The coordinator trusts nothing in the folder until it has checked it. No pickle is ever
+opened, no code from the folder is ever run, and the weights are read with
+`safetensors.torch.load_file` only. The frozen tensors (input embedding and first K blocks)
+must be bit-identical to the coordinator's own base: that is the proof that every specialist
+grew from the same initialisation, which fusion relies on.
+"""
+from __future__ import annotations
+
+import copy
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+import transformers
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+from .errors import KalavaiError
+from .results import library_versions
+from .models import fingerprint, frozen_prefix_names, n_params, tensor_sha256
+from .storage import atomic_write_json, read_json, sha256_file
+
+FORMAT = "kalavai.submission/1"
+MANIFEST = "kalavai_submission.json"
+INDEX = "model.safetensors.index.json"
+
+# Pickle-based checkpoints: loading one can run arbitrary code, so they are refused unopened.
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle"}
+CODE_SUFFIXES = {".py", ".pyc"}
+
+# save_pretrained writes GPT-NeoX's head under its original Pythia name; in memory it is lm_head.
+DISK_TO_MODEL = {"embed_out.weight": "lm_head.weight"}
+
+# Architecture fields that must equal the base's (rotary fraction is handled apart: its key moved
+# between transformers versions).
+ARCH_FIELDS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "vocab_size", "use_parallel_residual", "max_position_embeddings",
+)
+
+REQUIRED_KEYS = {
+    "format": str, "contributor": str, "base_fingerprint": str, "freeze_layers": int,
+    "frozen_tensors": dict, "files": dict, "training": dict, "data": dict, "versions": dict,
+}
+
+MAX_DATA_STRING = 256  # a longer string in the data statistics is probably text, not a statistic
+
+
+# ---------------------------------------------------------------------------------------------
+# Contributor side
+
+
+def write_submission(
+    model: GPTNeoXForCausalLM,
+    out_dir,
+    *,
+    base_fingerprint: str,
+    base_state: dict[str, torch.Tensor] | None,
+    freeze_layers: int,
+    training: dict,
+    data: dict,
+    contributor: str,
+    max_shard_size: int | str | None = None,
+) -> Path:
+    """Save a trained specialist as a submission folder; returns the folder.
+
+    With `base_state`, first checks that it is the base named by `base_fingerprint` and that
+    the frozen tensors did not move, so a contributor learns of a broken freeze here rather
+    than from the coordinator's refusal.
+    """
+    out_dir = Path(out_dir)
+    if not contributor or not isinstance(contributor, str):
+        raise KalavaiError("a submission needs a contributor name")
+    _check_data_stats(data)
+    state = model.state_dict()
+    frozen = frozen_prefix_names(state, freeze_layers)
+    if base_state is not None:
+        _check_frozen_unchanged(state, base_state, base_fingerprint, frozen)
+
+    # An old manifest must never vouch for the new files, even if the save below is interrupted.
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    save_kwargs = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    model.save_pretrained(out_dir, safe_serialization=True, **save_kwargs)
+    _check_folder_contents(out_dir)  # e.g. a stale pickle left in the folder would be refused later
+
+    manifest = {
+        "format": FORMAT,
+        "contributor": contributor,
+        "base_fingerprint": base_fingerprint,
+        "freeze_layers": freeze_layers,
+        "frozen_tensors": {name: tensor_sha256(state[name]) for name in frozen},
+        "files": {p.name: sha256_file(p) for p in _plain_files(out_dir) if p.name != MANIFEST},
+        "training": training,
+        "data": data,
+        "versions": library_versions(),
+    }
+    atomic_write_json(out_dir / MANIFEST, manifest)  # last: its presence marks the folder finished
+    return out_dir
+
+
+def _check_frozen_unchanged(state, base_state, base_fingerprint, frozen) -> None:
+    if fingerprint(base_state) != base_fingerprint:
+        raise KalavaiError("base_state is not the base named by base_fingerprint")
+    for name in frozen:
+        if tensor_sha256(state[name]) != tensor_sha256(base_state[name]):
+            raise KalavaiError(f"frozen tensor {name} changed during training; the coordinator would refuse it")
+
+
+def _check_data_stats(data, where: str = "data") -> None:
+    """The manifest carries statistics and hashes of the data, never the data itself."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _check_data_stats(value, f"{where}.{key}")
+    elif isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            _check_data_stats(value, f"{where}[{i}]")
+    elif isinstance(data, str) and len(data) > MAX_DATA_STRING:
+        raise KalavaiError(f"{where} is a {len(data)}-character string; the manifest holds statistics, not data")
+
+
+# ---------------------------------------------------------------------------------------------
+# Coordinator side
+
+
+@dataclass
+class Submission:
+    name: str
+    folder: Path
+    model: GPTNeoXForCausalLM  # the submitted weights in the base's architecture, eval mode, frozen
+    manifest: dict
+
+
+@dataclass
+class _Base:
+    """What every check needs from the coordinator's base, computed once per collection."""
+    model: GPTNeoXForCausalLM
+    state: dict[str, torch.Tensor]
+    fingerprint: str
+
+
+def _base_ref(base: GPTNeoXForCausalLM) -> _Base:
+    state = base.state_dict()
+    return _Base(model=base, state=state, fingerprint=fingerprint(state))
+
+
+def verify_submission(folder, base: GPTNeoXForCausalLM, freeze_layers: int) -> Submission:
+    """Accept a submission folder or raise KalavaiError with a one-line reason."""
+    return _verify(Path(folder), _base_ref(base), freeze_layers)
+
+
+def collect_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> list[Submission]:
+    """Verify every folder; the first refusal stops the collection."""
+    ref = _base_ref(base)
+    subs: list[Submission] = []
+    for folder in folders:
+        sub = _verify(Path(folder), ref, freeze_layers)
+        for other in subs:
+            if other.name == sub.name:
+                raise KalavaiError(f"submission {folder}: contributor {sub.name!r} already handed in {other.folder}")
+        subs.append(sub)
+    return subs
+
+
+def describe(sub: Submission) -> dict:
+    """A JSON-able summary for notebooks and logs."""
+    m = sub.manifest
+    return {
+        "name": sub.name,
+        "folder": str(sub.folder),
+        "fingerprint": fingerprint(sub.model),
+        "n_params": n_params(sub.model),
+        "base_fingerprint": m["base_fingerprint"],
+        "freeze_layers": m["freeze_layers"],
+        "n_frozen_tensors": len(m["frozen_tensors"]),
+        "files": sorted(m["files"]),
+        "training": m["training"],
+        "data": m["data"],
+        "versions": m["versions"],
+    }
+
+
+def _verify(folder: Path, base: _Base, freeze_layers: int) -> Submission:
+    try:
+        _check_folder_contents(folder)
+        manifest = _read_manifest(folder)
+        _check_file_hashes(folder, manifest)
+        _check_base_identity(manifest, base, freeze_layers)
+        _check_config(folder, base.model.config)
+        tensors, source = _load_tensors(folder)
+        _check_tensors(tensors, source, base)
+        _check_frozen(tensors, source, manifest, base, freeze_layers)
+        model = _build_model(base.model, tensors)
+    except KalavaiError as e:
+        raise KalavaiError(f"submission {folder} refused: {e}") from None
+    return Submission(name=manifest["contributor"], folder=folder, model=model, manifest=manifest)
+
+
+# 1. What the folder holds
+
+
+def _plain_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+def _check_folder_contents(folder: Path) -> None:
+    if not folder.is_dir():
+        raise KalavaiError(f"no such folder: {folder}")
+    # Only names are looked at here: a pickle or a script is refused without being opened.
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_symlink():
+            raise KalavaiError(f"{rel}: symbolic links are not accepted")
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise KalavaiError(f"{rel}: pickle-format weights are never loaded; hand in safetensors only")
+        if path.suffix.lower() in CODE_SUFFIXES:
+            raise KalavaiError(f"{rel}: code files are not accepted; no code from a submission is run")
+    if not any(p.suffix == ".safetensors" for p in _plain_files(folder)):
+        raise KalavaiError("no *.safetensors weight file")
+
+
+# 2. The manifest and the file hashes
+
+
+def _read_manifest(folder: Path) -> dict:
+    if not (folder / MANIFEST).exists():
+        raise KalavaiError(f"{MANIFEST} missing (an unfinished submission?)")
+    manifest = read_json(folder / MANIFEST)
+    if not isinstance(manifest, dict):
+        raise KalavaiError(f"{MANIFEST}: not a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise KalavaiError(f"{MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in manifest:
+            raise KalavaiError(f"{MANIFEST}: missing key {key!r}")
+        value = manifest[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise KalavaiError(f"{MANIFEST}: {key!r} should be a {kind.__name__}")
+    if not manifest["contributor"]:
+        raise KalavaiError(f"{MANIFEST}: empty contributor name")
+    for key in ("files", "frozen_tensors"):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest[key].items()):
+            raise KalavaiError(f"{MANIFEST}: {key!r} should map names to sha256 strings")
+    return manifest
+
+
+def _check_file_hashes(folder: Path, manifest: dict) -> None:
+    listed = manifest["files"]
+    for name, digest in sorted(listed.items()):
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise KalavaiError(f"{MANIFEST}: file entry {name!r} is not a plain file name")
+        path = folder / name
+        if not path.is_file():
+            raise KalavaiError(f"{name}: listed in {MANIFEST} but missing")
+        if sha256_file(path) != digest:
+            raise KalavaiError(f"{name}: sha256 differs from {MANIFEST} (edited after the manifest was written?)")
+    # Every file the coordinator reads must be vouched for by the manifest.
+    for path in _plain_files(folder):
+        if path.suffix in (".safetensors", ".json") and path.name != MANIFEST and path.name not in listed:
+            raise KalavaiError(f"{path.name}: not listed in {MANIFEST}")
+
+
+# 3. Same base, same freeze
+
+
+def _check_base_identity(manifest: dict, base: _Base, freeze_layers: int) -> None:
+    if manifest["base_fingerprint"] != base.fingerprint:
+        raise KalavaiError(
+            f"{MANIFEST}: base_fingerprint {manifest['base_fingerprint'][:12]}... is not the "
+            f"coordinator's base {base.fingerprint[:12]}... (trained from another base)"
+        )
+    if manifest["freeze_layers"] != freeze_layers:
+        raise KalavaiError(f"{MANIFEST}: freeze_layers {manifest['freeze_layers']}, the coordinator uses {freeze_layers}")
+
+
+# 4. Same architecture
+
+
+def _rotary_fraction(config: GPTNeoXConfig):
+    rope = getattr(config, "rope_parameters", None) or {}
+    return rope.get("partial_rotary_factor", getattr(config, "rotary_pct", None))
+
+
+def _check_config(folder: Path, base_config: GPTNeoXConfig) -> None:
+    raw = read_json(folder / "config.json")
+    if not isinstance(raw, dict):
+        raise KalavaiError("config.json: not a JSON object")
+    if "auto_map" in raw:
+        raise KalavaiError("config.json: auto_map present; no code from a submission is run")
+    if raw.get("model_type") != base_config.model_type:
+        raise KalavaiError(f"config.json: model_type {raw.get('model_type')!r}, base is {base_config.model_type!r}")
+    if raw.get("architectures") != ["GPTNeoXForCausalLM"]:
+        raise KalavaiError(f"config.json: architectures {raw.get('architectures')!r}, expected ['GPTNeoXForCausalLM']")
+    try:
+        # from_dict only parses JSON, and maps older key names (rotary_pct) onto current ones.
+        config = GPTNeoXConfig.from_dict(raw)
+    except Exception as e:  # noqa: BLE001 - any parse failure is a refusal
+        raise KalavaiError(f"config.json: not a valid GPT-NeoX config ({type(e).__name__}: {e})") from None
+    for field in ARCH_FIELDS:
+        got, want = getattr(config, field, None), getattr(base_config, field, None)
+        if got != want:
+            raise KalavaiError(f"config.json: {field} {got!r}, base has {want!r}")
+    if _rotary_fraction(config) != _rotary_fraction(base_config):
+        raise KalavaiError(
+            f"config.json: rotary fraction {_rotary_fraction(config)!r}, base has {_rotary_fraction(base_config)!r}"
+        )
+
+
+# 5. Reading the tensors, safetensors only
+
+
+def _weight_files(folder: Path) -> list[str]:
+    on_disk = sorted(p.name for p in _plain_files(folder) if p.suffix == ".safetensors")
+    if not (folder / INDEX).exists():
+        return on_disk
+    index = read_json(folder / INDEX)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise KalavaiError(f"{INDEX}: no weight_map")
+    listed = sorted(set(weight_map.values()))
+    if listed != on_disk:
+        raise KalavaiError(f"{INDEX}: lists shards {listed}, the folder holds {on_disk}")
+    return listed
+
+
+def _load_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors under their in-memory names, and the file each one came from."""
+    tensors: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
+    for file in _weight_files(folder):
+        try:
+            loaded = safetensors.torch.load_file(folder / file, device="cpu")
+        except Exception as e:  # noqa: BLE001 - a corrupt file is a refusal
+            raise KalavaiError(f"{file}: unreadable safetensors ({type(e).__name__}: {e})") from None
+        for disk_name, tensor in loaded.items():
+            name = DISK_TO_MODEL.get(disk_name, disk_name)
+            if name in tensors:
+                raise KalavaiError(f"{file}: tensor {name} also in {source[name]}")
+            tensors[name], source[name] = tensor, file
+    return tensors, source
+
+
+def _expected_names(base: _Base) -> set[str]:
+    # A tied head is not saved (it is the embedding); Pythia unties it, so this is usually empty.
+    return set(base.state) - set(_tied_keys(base.model.config))
+
+
+def _tied_keys(config) -> dict[str, str]:
+    if not getattr(config, "tie_word_embeddings", False):
+        return {}
+    return dict(getattr(GPTNeoXForCausalLM, "_tied_weights_keys", None) or {})
+
+
+def _check_tensors(tensors: dict, source: dict, base: _Base) -> None:
+    expected = _expected_names(base)
+
+    def file_of(name: str) -> str:
+        return source.get(name, "weights")
+
+    missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing:
+        files = ", ".join(sorted(set(source.values())))
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise KalavaiError(f"{files}: tensor {missing[0]} missing{more}")
+    if extra:
+        raise KalavaiError(f"{file_of(extra[0])}: unexpected tensor {extra[0]}")
+    for name in sorted(expected):
+        t, ref = tensors[name], base.state[name]
+        if tuple(t.shape) != tuple(ref.shape):
+            raise KalavaiError(f"{file_of(name)}: tensor {name} has shape {tuple(t.shape)}, base has {tuple(ref.shape)}")
+        if not t.dtype.is_floating_point:
+            raise KalavaiError(f"{file_of(name)}: tensor {name} has non-floating dtype {t.dtype}")
+        # One dtype per model: a mixed model would not run, and frozen tensors must match bit for bit anyway.
+        if t.dtype != ref.dtype:
+            raise KalavaiError(f"{file_of(name)}: tensor {name} is {t.dtype}, base is {ref.dtype}")
+        # 6. A single NaN would poison every fused prediction.
+        if not torch.isfinite(t).all():
+            raise KalavaiError(f"{file_of(name)}: tensor {name} has NaN or inf values")
+
+
+# 7. The proof of shared initialisation
+
+
+def _check_frozen(tensors: dict, source: dict, manifest: dict, base: _Base, freeze_layers: int) -> None:
+    frozen = frozen_prefix_names(base.state, freeze_layers)
+    claimed = manifest["frozen_tensors"]
+    if sorted(claimed) != frozen:
+        raise KalavaiError(f"{MANIFEST}: frozen_tensors does not list exactly the embedding and first {freeze_layers} blocks")
+    for name in frozen:
+        digest = tensor_sha256(tensors[name])
+        if digest != tensor_sha256(base.state[name]):
+            raise KalavaiError(
+                f"{source[name]}: frozen tensor {name} differs from the base (not trained from this base, or the freeze failed)"
+            )
+        if digest != claimed[name]:
+            raise KalavaiError(f"{MANIFEST}: hash of frozen tensor {name} does not match the weights")
+
+
+# Building the accepted model
+
+
+def _build_model(base: GPTNeoXForCausalLM, tensors: dict[str, torch.Tensor]) -> GPTNeoXForCausalLM:
+    """The base's architecture with the submitted weights; nothing of the submission's config is used."""
+    state = dict(tensors)
+    for tied, src in _tied_keys(base.config).items():
+        state[tied] = state[src]
+    # Built on the meta device so no random init is spent on weights about to be replaced.
+    with torch.device("meta"):
+        model = GPTNeoXForCausalLM(copy.deepcopy(base.config))  # its own copy: notebooks may edit it
+    model.load_state_dict(state, strict=True, assign=True)
+    if _tied_keys(base.config):
+        model.tie_weights()
+    _copy_non_persistent_buffers(base, model)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _copy_non_persistent_buffers(base: torch.nn.Module, model: torch.nn.Module) -> None:
+    """Buffers outside the state dict (rotary frequencies) are derived from the config: take the base's."""
+    base_buffers = dict(base.named_buffers())
+    for name, buf in list(model.named_buffers()):
+        if buf.is_meta:
+            module_name, _, leaf = name.rpartition(".")
+            module = model.get_submodule(module_name)
+            module._buffers[leaf] = base_buffers[name].detach().to("cpu").clone()
+    for name, p in model.named_parameters():
+        if p.is_meta:  # load_state_dict(strict=True) makes this impossible; kept as a guard
+            raise KalavaiError(f"internal: parameter {name} was not loaded")

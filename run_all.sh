@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every notebook headless at one scale (default: tiny, offline, CPU).
+#   ./run_all.sh [--scale smoke|tiny|410m|1b|6.9b] [--only 00,01] [--seeds 42,137]
+# Executed notebooks: runs/<scale>/notebooks/; results and checkpoints: runs/<scale>/;
+# figures: figures/<scale>/. A rerun skips finished steps whose configuration matches.
+set -euo pipefail
+cd "$(dirname "$0")"
+scale=tiny only="" seeds=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scale) scale="${2:?--scale needs a value}"; shift 2 ;;
+    --only) only="${2:?--only needs a value}"; shift 2 ;;
+    --seeds) seeds="${2:?--seeds needs a value}"; shift 2 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "error: unknown argument $1 (see ./run_all.sh --help)" >&2; exit 2 ;;
+  esac
+done
+py="$(scripts/ensure_env.sh)"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+args=(--scale "$scale")
+[ -n "$only" ] && args+=(--only "$only")
+[ -n "$seeds" ] && args+=(--seeds "$seeds")
+"$py" -m kalavai_utils check-scale "$scale" ${only:+--only "$only"} ${seeds:+--seeds "$seeds"}
+"$py" -m kalavai_utils run-notebooks "${args[@]}"
+echo "[kalavai] done: runs/$scale/notebooks, figures/$scale"

@@ -1,0 +1,251 @@
+"""The fused model: exactness against the specialists, routing modes, causality, I/O."""
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
+
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.fusion import FusedModel, weight_average
+from kalavai_utils.models import frozen_prefix_names, offline_config
+from kalavai_utils.scales import get_scale
+
+K = 1  # frozen blocks
+N_LAYERS = 3
+VOCAB = 512
+
+
+def tiny_config(n_layers=N_LAYERS):
+    return offline_config(get_scale("smoke").with_overrides(n_layers=n_layers))  # d=32, vocab 512, seq 32
+
+
+def make_specialists(n=3, freeze=K, seed=0, n_layers=N_LAYERS):
+    """n copies of one random base whose unfrozen weights are perturbed differently (fake fine-tuning)."""
+    torch.manual_seed(seed)
+    base = GPTNeoXForCausalLM(tiny_config(n_layers)).eval()
+    frozen = set(frozen_prefix_names(base.state_dict().keys(), freeze))
+    specs = []
+    for _ in range(n):
+        m = GPTNeoXForCausalLM(tiny_config(n_layers))
+        m.load_state_dict(base.state_dict())
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                if name not in frozen:
+                    p.add_(0.2 * torch.randn_like(p))
+        specs.append(m.eval())
+    return specs
+
+
+def fuse(specs, **kw):
+    return FusedModel.from_specialists(specs, [f"e{i}" for i in range(len(specs))], K, **kw)
+
+
+def one_hot(i, n):
+    g = torch.zeros(n)
+    g[i] = 1.0
+    return g
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return make_specialists()
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return torch.randint(0, VOCAB, (2, 32), generator=torch.Generator().manual_seed(1))
+
+
+@torch.no_grad()
+def test_soft_gates_are_a_distribution(specs, tokens):
+    out = fuse(specs)(tokens)
+    assert out.gates.shape == (2, 32, 3)
+    assert (out.gates >= 0).all()
+    assert torch.allclose(out.gates.sum(-1), torch.ones(2, 32), atol=1e-6)
+    assert out.logits.shape == (2, 32, VOCAB)
+
+
+@torch.no_grad()
+def test_one_hot_gates_reproduce_each_specialist_exactly(specs, tokens):
+    fused = fuse(specs)
+    ones = torch.ones_like(tokens)
+    for i, spec in enumerate(specs):
+        g = one_hot(i, 3)
+        assert torch.equal(fused(tokens, gates=g).logits, spec(tokens).logits)
+        assert torch.equal(fused(tokens, attention_mask=ones, gates=g).logits, spec(tokens, attention_mask=ones).logits)
+        assert torch.allclose(fused(tokens, labels=tokens, gates=g).loss, spec(tokens, labels=tokens).loss, atol=1e-6)
+    # The specialists really differ, so the check above could have failed.
+    assert not torch.allclose(specs[0](tokens).logits, specs[1](tokens).logits, atol=1e-3)
+
+
+@torch.no_grad()
+def test_identical_experts_give_that_model(tokens):
+    spec = make_specialists(n=1)[0]
+    fused = fuse([spec, spec, spec], router_kind="mlp", router_hidden=16)
+    assert torch.allclose(fused(tokens).logits, spec(tokens).logits, atol=1e-5)
+
+
+@torch.no_grad()
+def test_logits_are_the_gated_sum_of_expert_logits(specs, tokens):
+    fused = fuse(specs)
+    out = fused(tokens)
+    per_expert = torch.stack([s(tokens).logits for s in specs])  # [N, B, T, V]
+    expected = (out.gates.permute(2, 0, 1)[..., None] * per_expert).sum(0)
+    assert torch.allclose(out.logits, expected, atol=1e-5)
+    logits, router_input = fused.expert_logits(tokens)
+    assert logits.shape == (3, 2, 32, VOCAB) and router_input.shape == (2, 32, 32)
+    assert torch.equal(logits, per_expert)
+
+
+@torch.no_grad()
+def test_hard_mode_picks_the_argmax_expert(specs, tokens):
+    fused = fuse(specs, seed=5)
+    soft = fused(tokens).gates
+    fused.set_mode("hard")
+    out = fused(tokens)
+    choice = soft.argmax(-1)
+    assert torch.equal(out.gates, torch.nn.functional.one_hot(choice, 3).float())
+    per_expert = torch.stack([s(tokens).logits for s in specs])
+    b, t = torch.meshgrid(torch.arange(2), torch.arange(32), indexing="ij")
+    assert torch.equal(out.logits, per_expert[choice, b, t])
+    assert len(choice.unique()) > 1  # the random router does pick different experts, so this tests something
+
+
+@torch.no_grad()
+def test_uniform_mode_ignores_the_router(specs, tokens):
+    fused = fuse(specs)
+    fused.set_mode("uniform")
+    out = fused(tokens)
+    assert torch.allclose(out.gates, torch.full((2, 32, 3), 1 / 3))
+    mean = torch.stack([s(tokens).logits for s in specs]).mean(0)
+    assert torch.allclose(out.logits, mean, atol=1e-5)
+    with torch.no_grad():
+        fused.router.net.weight.mul_(10)
+    assert torch.equal(fused(tokens).logits, out.logits)
+
+
+@torch.no_grad()
+def test_token_granularity_is_causal_and_sequence_is_not(specs, tokens):
+    t = 10
+    changed = tokens.clone()
+    changed[:, t + 1:] = (changed[:, t + 1:] + 7) % VOCAB
+    token = fuse(specs, granularity="token")
+    a, b = token(tokens), token(changed)
+    assert torch.equal(a.gates[:, :t + 1], b.gates[:, :t + 1])
+    assert torch.equal(a.logits[:, :t + 1], b.logits[:, :t + 1])
+    assert not torch.allclose(a.gates[:, t + 1:], b.gates[:, t + 1:])
+
+    seq = fuse(specs, granularity="sequence")
+    a, b = seq(tokens), seq(changed)
+    assert not torch.allclose(a.gates[:, 0], b.gates[:, 0])  # position 0 saw the future: the authors' leak
+    assert torch.allclose(a.gates, a.gates[:, :1].expand_as(a.gates))  # one gate vector per sequence
+
+
+@torch.no_grad()
+def test_sequence_pooling_respects_the_attention_mask(specs, tokens):
+    seq = fuse(specs, granularity="sequence")
+    mask = torch.ones_like(tokens)
+    mask[:, 20:] = 0
+    changed = tokens.clone()
+    changed[:, 20:] = (changed[:, 20:] + 3) % VOCAB
+    a, b = seq(tokens, attention_mask=mask), seq(changed, attention_mask=mask)
+    assert torch.allclose(a.gates, b.gates, atol=1e-6)
+    assert not torch.allclose(a.gates, seq(tokens).gates)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+@torch.no_grad()
+def test_shared_prefix_runs_once_per_forward(n, tokens):
+    fused = fuse(make_specialists(n=n))
+    calls = {"embed": 0, "shared": 0, "suffix": 0}
+
+    def counter(key):
+        def hook(*_):
+            calls[key] += 1
+        return hook
+
+    fused.embed_in.register_forward_hook(counter("embed"))
+    fused.shared_layers[0].register_forward_hook(counter("shared"))
+    for expert in fused.experts:
+        expert.layers[0].register_forward_hook(counter("suffix"))
+    fused(tokens)
+    assert calls == {"embed": 1, "shared": 1, "suffix": n}
+    # Memory too: the prefix is stored once, not n times.
+    n_shared = sum(p.numel() for p in fused.shared_layers.parameters()) + fused.embed_in.weight.numel()
+    n_spec = sum(p.numel() for p in make_specialists(n=1)[0].parameters())
+    n_router = sum(p.numel() for p in fused.router.parameters())
+    assert sum(p.numel() for p in fused.parameters()) == n * (n_spec - n_shared) + n_shared + n_router
+
+
+def test_mismatched_prefix_is_refused(specs):
+    bad = make_specialists(n=1, seed=3)[0]  # another random base: everything differs
+    with pytest.raises(KalavaiError, match=r"gpt_neox\.embed_in\.weight.*'e1'"):
+        fuse([specs[0], bad])
+
+    tweaked = make_specialists(n=2)
+    with torch.no_grad():
+        tweaked[1].gpt_neox.layers[0].mlp.dense_4h_to_h.bias[0] += 1e-6
+    with pytest.raises(KalavaiError, match=r"gpt_neox\.layers\.0\.mlp\.dense_4h_to_h\.bias.*'e1'"):
+        fuse(tweaked)
+    # Claiming more frozen blocks than the specialists share is refused too.
+    with pytest.raises(KalavaiError, match=r"gpt_neox\.layers\.1\."):
+        FusedModel.from_specialists(specs, ["a", "b", "c"], 2)
+
+
+def test_mismatched_configs_and_bad_choices_are_refused(specs):
+    other = GPTNeoXForCausalLM(offline_config(get_scale("smoke").with_overrides(n_layers=N_LAYERS), vocab_size=256))
+    with pytest.raises(KalavaiError, match="vocab_size"):
+        fuse([specs[0], other])
+    with pytest.raises(KalavaiError, match="router kind"):
+        fuse(specs, router_kind="transformer")
+    with pytest.raises(KalavaiError, match="granularity"):
+        fuse(specs, granularity="chunk")
+    with pytest.raises(KalavaiError, match="mode"):
+        fuse(specs).set_mode("sparse")
+    with pytest.raises(KalavaiError, match="names"):
+        FusedModel.from_specialists(specs, ["a"], K)
+
+
+@torch.no_grad()
+def test_save_and_load_round_trip(specs, tokens, tmp_path):
+    fused = fuse(specs, router_kind="mlp", router_hidden=16, granularity="sequence", seed=7)
+    fused.set_mode("hard")
+    fused.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "kalavai_fused" and "auto_map" not in saved
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, trust_remote_code=False)
+    assert isinstance(loaded, FusedModel)
+    assert loaded.config.expert_names == ["e0", "e1", "e2"]
+    assert (loaded.config.mode, loaded.config.granularity, loaded.config.router_kind) == ("hard", "sequence", "mlp")
+    a, b = fused(tokens), loaded(tokens)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.gates, b.gates)
+    for (ka, va), (kb, vb) in zip(fused.state_dict().items(), loaded.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+@torch.no_grad()
+def test_generate(specs, tokens):
+    fused = fuse(specs)
+    prompt = tokens[:1, :6]
+    out = fused.generate(prompt, max_new_tokens=5, do_sample=False)
+    assert out.shape == (1, 11) and torch.equal(out[:, :6], prompt)
+    # Greedy decoding: each new token is the argmax of the fused logits over the sequence so far.
+    for t in range(6, 11):
+        assert out[0, t] == fused(out[:, :t]).logits[0, -1].argmax()
+    # With fixed one-hot gates the fused model generates exactly what that specialist does.
+    for i in (0, 2):
+        mine = fused.generate(prompt, gates=one_hot(i, 3), max_new_tokens=5, do_sample=False)
+        assert torch.equal(mine, specs[i].generate(prompt, max_new_tokens=5, do_sample=False))
+
+
+@torch.no_grad()
+def test_weight_average(specs):
+    same = weight_average([specs[0]] * 3)
+    for (k, a), b in zip(same.state_dict().items(), specs[0].state_dict().values()):
+        assert torch.equal(a, b), k
+    avg = weight_average(specs[:2])
+    w = [s.gpt_neox.layers[2].mlp.dense_h_to_4h.weight for s in specs[:2]]
+    assert torch.allclose(avg.gpt_neox.layers[2].mlp.dense_h_to_4h.weight, (w[0] + w[1]) / 2, atol=1e-7)
+    assert avg is not specs[0] and not torch.equal(avg.lm_head.weight, specs[0].lm_head.weight)

@@ -1,0 +1,272 @@
+"""Tests of the gain-prediction statistics (kalavai_utils.prediction) and the paper's numbers."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kalavai_utils import paper
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.prediction import (
+    LineFit, compare_predictors, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss,
+    fit_line, fit_loglinear, fit_saturating_curve, holdout_validation, leave_one_out, load_fit, paper_fit,
+    predict_gain, save_fit,
+)
+
+
+def warmup_cosine(total: int, warmup_frac: float = 0.1) -> list[float]:
+    """The specialists' schedule shape (facts page, section 2), peak 1."""
+    w = int(warmup_frac * total)
+    return [(s + 1) / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / (total - w))) for s in range(total)]
+
+
+@pytest.fixture
+def noisy_line():
+    rng = np.random.default_rng(0)
+    x = np.linspace(2, 30, 25)
+    return x, 0.5 * x + 1 + rng.normal(0, 0.2, x.size)
+
+
+# --------------------------------------------------------------------------- definitions
+
+def test_divergence_definition():
+    assert divergence(2.0872, 1.8791) == pytest.approx(9.97, abs=0.005)  # the paper's 410M code specialist
+    assert divergence(2.0, 2.2) == pytest.approx(-10.0)
+    with pytest.raises(KalavaiError):
+        divergence(0.0, 1.0)
+
+
+def test_paper_divergences_follow_from_paper_losses():
+    # validates that paper.py's per-domain table and divergences are read consistently
+    t = paper.PER_DOMAIN_410M
+    divs = {d: divergence(t["base"][d], t[f"{d}_spec"][d]) for d in ("code", "science", "fiction")}
+    for d, v in divs.items():
+        assert v == pytest.approx(paper.DIVERGENCE_410M[d], abs=0.01)
+    assert np.mean(list(divs.values())) == pytest.approx(paper.DIVERGENCE_410M["mean"], abs=0.01)
+
+
+# --------------------------------------------------------------------------- fits
+
+def test_fit_line_recovers_known_line(noisy_line):
+    x, y = noisy_line
+    f = fit_line(x, y)
+    assert f.slope == pytest.approx(0.5, abs=0.02)
+    assert f.intercept == pytest.approx(1.0, abs=0.3)
+    assert f.slope_ci[0] < 0.5 < f.slope_ci[1]
+    assert f.intercept_ci[0] < 1.0 < f.intercept_ci[1]
+    assert f.r2 > 0.99 and f.n == x.size
+    assert f.resid_std == pytest.approx(0.2, rel=0.4)
+    mean, lo, hi = f.predict(15.0)
+    assert lo < 0.5 * 15 + 1 < hi and lo < mean < hi
+    # the prediction band is for a new observation: wider than 2 x 1.96 residual sd
+    assert hi - lo > 2 * 1.96 * f.resid_std
+    m, l, h = f.predict([5.0, 15.0])
+    assert m.shape == (2,) and np.all(l < m) and np.all(m < h)
+
+
+def test_fit_line_rejects_bad_input():
+    with pytest.raises(KalavaiError):
+        fit_line([1, 2], [1, 2])
+    with pytest.raises(KalavaiError):
+        fit_line([3, 3, 3], [1, 2, 3])
+    with pytest.raises(KalavaiError):
+        fit_line([1, 2, float("nan")], [1, 2, 3])
+    with pytest.raises(KalavaiError):
+        fit_loglinear([0, 1, 2], [1, 2, 3])
+
+
+def test_paper_fit_reproduces_the_papers_line():
+    f = paper_fit()
+    r = paper.REGRESSION_FIT
+    assert f.n == r["n"] == 8
+    assert f.slope == pytest.approx(r["slope"], abs=5e-5)
+    assert f.intercept == pytest.approx(r["intercept"], abs=5e-5)
+    assert f.r2 == pytest.approx(r["r2"], abs=5e-4)
+    # the lower end is 0.514999..., which the paper printed as 0.52
+    assert f.slope_ci == pytest.approx(r["slope_ci"], abs=6e-3)
+    assert fit_loglinear(f.x, f.y).r2 == pytest.approx(r["loglinear_r2"], abs=5e-4)
+
+
+def test_paper_text_points_do_not_give_the_papers_slope():
+    # documents the paper/code disagreement kept in paper.py: 21.87 (text) vs 21.76 (fit script)
+    f = paper_fit("text")
+    assert abs(f.slope - paper.REGRESSION_FIT["slope"]) > 1e-3
+    assert [p.condition for p in paper.paper_points("text")] == [p.condition for p in paper.paper_points()]
+
+
+def test_paper_band_matches_the_authors_later_check():
+    # our prediction band, on the paper's line, puts the same 2 of their 6 held-out points inside
+    f = paper_fit()
+    pts = paper.AUTHORS_LATER_CHECK_POINTS
+    mean, lo, hi = f.predict([p.divergence for p in pts])
+    y = np.array([p.gain for p in pts])
+    assert int(((y >= lo) & (y <= hi)).sum()) == paper.AUTHORS_LATER_CHECK["in_band"]
+    assert np.sqrt(np.mean((mean - y) ** 2)) == pytest.approx(paper.AUTHORS_LATER_CHECK["rmse_pp"], abs=0.05)
+
+
+# --------------------------------------------------------------------------- validation
+
+def test_loo_on_perfect_line():
+    x = np.array([1.0, 3.0, 4.0, 7.0, 9.0, 12.0])
+    r = leave_one_out(x, 0.5 * x + 1)
+    assert r["rmse"] < 1e-9
+    assert r["coverage"] == 1.0 and r["n"] == 6
+
+
+def test_loo_and_holdout_on_noisy_line(noisy_line):
+    x, y = noisy_line
+    loo = leave_one_out(x, y)
+    assert 0.1 < loo["rmse"] < 0.4
+    assert loo["coverage"] >= 0.8
+    h = holdout_validation(x, y, test_fraction=0.3, seed=1)
+    assert h["n"] == 8 and len(h["train_index"]) == 17
+    assert not set(h["train_index"]) & set(h["test_index"])
+    assert h == holdout_validation(x, y, test_fraction=0.3, seed=1)  # seeded
+    assert h["test_index"] != holdout_validation(x, y, test_fraction=0.3, seed=2)["test_index"]
+    # an outlier in the held-out set is caught by the band
+    y2 = y.copy()
+    y2[h["test_index"][0]] += 10
+    assert holdout_validation(x, y2, test_fraction=0.3, seed=1)["coverage"] < 1.0
+
+
+def test_compare_predictors_ranks_the_informative_one_first(noisy_line):
+    x, y = noisy_line
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame({"mean_divergence": x, "gain": y, "base_loss": rng.normal(2.5, 0.1, x.size),
+                          "max_divergence": x + rng.normal(0, 3, x.size)})
+    out = compare_predictors(table)
+    assert list(out["predictor"])[:3] == ["mean_divergence", "max_divergence", "(constant)"]
+    assert out["loo_rmse"].is_monotonic_increasing
+    assert out.set_index("predictor").loc["mean_divergence", "r2"] > 0.99
+    with pytest.raises(KalavaiError):
+        compare_predictors(table, predictors=["nope"])
+
+
+# --------------------------------------------------------------------------- saving and predicting
+
+def test_save_load_round_trip(tmp_path, noisy_line):
+    f = fit_line(*noisy_line, labels=[f"c{i}" for i in range(25)])
+    save_fit(tmp_path / "fit.json", f, {"scale": "tiny", "seeds": [42]})
+    g, meta = load_fit(tmp_path / "fit.json")
+    assert meta == {"scale": "tiny", "seeds": [42]}
+    assert g == f and g.labels == f.labels
+    assert g.predict(11.0) == pytest.approx(f.predict(11.0))
+    logf = fit_loglinear(*noisy_line)
+    assert LineFit.from_dict(logf.to_dict()).predict(11.0) == pytest.approx(logf.predict(11.0))
+
+
+def test_load_refuses_tampered_or_foreign_files(tmp_path, noisy_line):
+    import json
+    f = fit_line(*noisy_line)
+    save_fit(tmp_path / "fit.json", f, {})
+    d = json.loads((tmp_path / "fit.json").read_text())
+    d["fit"]["slope"] = 0.9
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    with pytest.raises(KalavaiError):
+        load_fit(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(KalavaiError):
+        load_fit(tmp_path / "other.json")
+    with pytest.raises(KalavaiError):
+        load_fit(tmp_path / "missing.json")
+
+
+def test_predict_gain_flags():
+    f = paper_fit()
+    ok = predict_gain({"code": 9.97, "science": 11.60, "fiction": 25.37}, f)
+    assert ok["mean_divergence"] == pytest.approx(15.6467, abs=1e-3)
+    assert ok["predicted_gain"] == pytest.approx(f.slope * ok["mean_divergence"] + f.intercept)
+    assert ok["lo"] < ok["predicted_gain"] < ok["hi"]
+    assert not ok["below_floor"] and ok["non_improving"] == [] and not ok["outside_fit_range"]
+
+    bad = predict_gain({"code": 2.0, "science": -1.5, "fiction": 0.0}, f)
+    assert bad["non_improving"] == ["fiction", "science"]
+    assert bad["below_floor"] and bad["outside_fit_range"]
+
+    # positive divergences can still fall below the floor: the paper's line crosses 0 near 3.35%
+    low = predict_gain({"a": 1.0, "b": 2.0}, f)
+    assert low["non_improving"] == [] and low["below_floor"]
+    with pytest.raises(KalavaiError):
+        predict_gain({}, f)
+
+
+# --------------------------------------------------------------------------- early prediction
+
+def test_extrapolation_recovers_asymptote_from_first_30_percent():
+    rng = np.random.default_rng(0)
+    a, b, c, total = 2.0, 1.5, 0.6, 2000
+    steps = np.arange(0, total + 1, 20)
+    losses = a + b * (steps + 1.0) ** -c + rng.normal(0, 0.002, steps.size)
+    k = steps <= 0.3 * total
+    r = fit_saturating_curve(steps[k], losses[k], total)
+    assert r["method"] == "power_law" and r["a"] == pytest.approx(a, abs=0.02)
+    assert extrapolate_final_loss(steps[k], losses[k], 10 ** 8) == pytest.approx(a, abs=0.02)
+    assert extrapolate_final_loss(steps[k], losses[k], total) == pytest.approx(losses[-1], abs=0.01)
+
+
+def test_extrapolation_on_cumulative_lr_clock():
+    # a curve that is a power law in cumulative lr under warmup + cosine: the lr clock recovers
+    # its final value, the step clock (which ignores the schedule) misses it badly
+    rng = np.random.default_rng(1)
+    total = 2000
+    lr = warmup_cosine(total)
+    clock = np.concatenate([[0.0], np.cumsum(lr)]) / max(lr)
+    steps = np.arange(0, total + 1, 20)
+    losses = 2.0 + 1.5 * (clock[steps] + 1) ** -0.6 + rng.normal(0, 0.002, steps.size)
+    true_final = 2.0 + 1.5 * (clock[total] + 1) ** -0.6
+    k = steps <= 0.3 * total
+    with_lr = extrapolate_final_loss(steps[k], losses[k], total, lr_schedule=lr)
+    assert with_lr == pytest.approx(true_final, abs=0.01)
+    assert abs(extrapolate_final_loss(steps[k], losses[k], total) - true_final) > 0.05
+    with pytest.raises(KalavaiError):
+        extrapolate_final_loss(steps[k], losses[k], total, lr_schedule=lr[:100])
+
+
+def test_extrapolation_falls_back_to_last_value():
+    r = fit_saturating_curve([0, 10, 20], [3.0, 2.8, 2.7], 100)
+    assert r["method"] == "last_value" and r["final_loss"] == 2.7
+    assert extrapolate_final_loss([0, 10, 20, 30], [3.0, 2.8, 2.7, 2.65], 30) == 2.65  # already observed
+    with pytest.raises(KalavaiError):
+        extrapolate_final_loss([0, 20, 10], [3.0, 2.8, 2.7], 100)
+
+
+def test_early_gain_prediction_and_error_table():
+    total, steps = 1000, np.arange(0, 1001, 10)
+    base = {"code": 3.0, "fiction": 3.2}
+    asym = {"code": 2.4, "fiction": 2.2}
+    curves = {d: {"steps": steps.tolist(),
+                  "losses": (asym[d] + (base[d] - asym[d]) * (steps + 1.0) ** -0.5).tolist()} for d in base}
+    finals = {d: curves[d]["losses"][-1] for d in base}
+    f = paper_fit()
+    r = early_gain_prediction(curves, base, 0.3, total, f)
+    assert r["predicted_divergence"] == r["divergences"] and set(r["divergences"]) == set(base)
+    for d in base:
+        assert r["predicted_final_loss"][d] == pytest.approx(finals[d], abs=0.01)
+        assert r["curve_fit_method"][d] == "power_law"
+    assert r["predicted_gain"] == pytest.approx(f.predict(r["mean_divergence"])[0])
+    with pytest.raises(KalavaiError):
+        early_gain_prediction(curves, {"code": 3.0}, 0.3, total, f)
+
+    table = early_error_table(curves, base, finals, [0.1, 0.3, 1.0], total)
+    assert len(table) == 6
+    assert (table.loc[table.fraction == 1.0, "abs_divergence_error"] < 1e-9).all()
+    assert (table["abs_divergence_error"] < 0.5).all()
+
+
+def test_figures_draw(noisy_line):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from kalavai_utils.figures_prediction import plot_early_error, plot_loo, plot_regression, plot_residuals
+
+    x, y = noisy_line
+    f = fit_line(x, y)
+    df = pd.DataFrame({"mean_divergence": x, "gain": y, "condition": [f"c{i}" for i in range(x.size)]})
+    fig, axes = plt.subplots(2, 3)
+    plot_regression(axes[0, 0], axes[0, 1], df, f)
+    assert "paper" in axes[0, 1].get_title()
+    plot_residuals(axes[0, 2], f)
+    plot_loo(axes[1, 0], leave_one_out(x, y))
+    plot_early_error(axes[1, 1], pd.DataFrame({"fraction": [0.1, 0.3, 0.1, 0.3], "abs_divergence_error": [2, 1, 3, 1],
+                                               "contributor": ["a", "a", "b", "b"]}))
+    plt.close(fig)

@@ -1,0 +1,142 @@
+"""Router modules, pooling, the mixture, and router training on a toy cooperative."""
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.fusion import FusedModel
+from kalavai_utils.models import freeze_prefix, offline_config
+from kalavai_utils.routers import causal_lm_loss, make_router, mix_logits, pool_router_input, train_router
+from kalavai_utils.scales import get_scale
+
+VOCAB, SEQ, K = 512, 32, 1
+N_DOMAINS = 3
+SPAN = VOCAB // N_DOMAINS  # domain i draws its tokens from [i*SPAN, (i+1)*SPAN)
+
+
+def domain_chunks(i, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(i * SPAN, (i + 1) * SPAN, (n, SEQ), generator=g)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Three specialists, each trained briefly on its own domain from one shared base."""
+    torch.manual_seed(0)
+    config = offline_config(get_scale("smoke"))  # d=32, 2 layers, vocab 512, seq 32
+    base = GPTNeoXForCausalLM(config)
+    specs = []
+    for i in range(N_DOMAINS):
+        m = GPTNeoXForCausalLM(config)
+        m.load_state_dict(base.state_dict())
+        freeze_prefix(m, K)
+        opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+        data = domain_chunks(i, 64, seed=i)
+        for step in range(25):
+            x = data[step % 8 * 8:(step % 8 + 1) * 8]
+            loss = m(x, labels=x).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        specs.append(m.eval())
+    train = torch.cat([domain_chunks(i, 32, seed=100 + i) for i in range(N_DOMAINS)])
+    held = [domain_chunks(i, 4, seed=200 + i) for i in range(N_DOMAINS)]
+    return specs, train, held
+
+
+def fuse(specs, seed=0, **kw):
+    return FusedModel.from_specialists(specs, ["code", "science", "fiction"], K, seed=seed, **kw)
+
+
+def test_make_router_shapes_bias_and_seed():
+    lin = make_router("linear", 32, 3)
+    assert [tuple(p.shape) for p in lin.parameters()] == [(3, 32)]
+    mlp = make_router("mlp", 32, 3, hidden=16)
+    assert [tuple(p.shape) for p in mlp.parameters()] == [(16, 32), (3, 16)]
+    assert all(m.bias is None for m in mlp.modules() if isinstance(m, torch.nn.Linear))
+    h = torch.randn(2, 5, 32)
+    assert mlp(h).shape == (2, 5, 3)
+    assert torch.equal(make_router("mlp", 32, 3, hidden=16, seed=1).net[0].weight,
+                       make_router("mlp", 32, 3, hidden=16, seed=1).net[0].weight)
+    assert not torch.equal(make_router("linear", 32, 3, seed=1).net.weight, make_router("linear", 32, 3, seed=2).net.weight)
+    # The seeded init keeps PyTorch's default scale (uniform within 1/sqrt(fan_in)).
+    assert lin.net.weight.abs().max() <= 32 ** -0.5
+    with pytest.raises(KalavaiError, match="router kind"):
+        make_router("attention", 32, 3)
+
+
+def test_pooling():
+    h = torch.randn(2, 6, 4)
+    assert torch.equal(pool_router_input(h, "token"), h)
+    seq = pool_router_input(h, "sequence")
+    assert torch.allclose(seq, h.mean(1, keepdim=True).expand_as(h))
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    masked = pool_router_input(h, "sequence", mask)
+    assert torch.allclose(masked[0, 0], h[0, :3].mean(0), atol=1e-6)
+    assert torch.allclose(masked[1, 0], h[1].mean(0), atol=1e-6)
+    with pytest.raises(KalavaiError, match="granularity"):
+        pool_router_input(h, "document")
+
+
+def test_mix_logits_and_loss():
+    logits = torch.randn(3, 2, 5, 11)
+    assert torch.equal(mix_logits(logits, torch.tensor([0.0, 1.0, 0.0]).expand(2, 5, 3)), logits[1])
+    g = torch.softmax(torch.randn(2, 5, 3), -1)
+    assert torch.allclose(mix_logits(logits, g), torch.einsum("nbtv,btn->btv", logits, g), atol=1e-6)
+
+    model = GPTNeoXForCausalLM(offline_config(get_scale("smoke"))).eval()
+    x = torch.randint(0, VOCAB, (2, SEQ))
+    labels = x.clone()
+    labels[0, 5:9] = -100
+    with torch.no_grad():
+        assert torch.allclose(causal_lm_loss(model(x).logits, labels), model(x, labels=labels).loss, atol=1e-6)
+
+
+def test_specialists_are_clearly_best_on_their_own_domain(toy):
+    specs, _, held = toy
+    with torch.no_grad():
+        losses = torch.tensor([[s(x, labels=x).loss.item() for x in held] for s in specs])
+    for d in range(N_DOMAINS):  # losses[expert, domain]: the own expert wins by a clear margin
+        best, runner_up = losses[:, d].sort().values[:2]
+        assert losses[d, d] == best and runner_up - best > 0.5, losses
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_train_router_learns_the_domains(toy, kind):
+    specs, train, held = toy
+    fused = fuse(specs, router_kind=kind, router_hidden=16)
+    before = {k: v.clone() for k, v in fused.state_dict().items() if not k.startswith("router.")}
+    with torch.no_grad():
+        uniform_loss = torch.stack([fused(x, labels=x).loss for x in held]).mean()
+
+    losses = train_router(fused, train, steps=60, batch=4, lr=2e-2, weight_decay=0.01, seed=0, progress=False)
+
+    assert len(losses) == 60
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.3
+    with torch.no_grad():
+        outs = [fused(x, labels=x) for x in held]
+    assert torch.stack([o.loss for o in outs]).mean() < uniform_loss - 0.3
+    for d, out in enumerate(outs):  # domain d is routed to expert d on most positions
+        assert out.gates[..., d].mean() > 0.6, (d, out.gates.mean((0, 1)))
+    # Only the router moved, and only the router is left trainable.
+    after = fused.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert {n for n, p in fused.named_parameters() if p.requires_grad} == {n for n, _ in fused.router.named_parameters(prefix="router")}
+
+
+def test_train_router_is_deterministic_given_the_seed(toy):
+    specs, train, _ = toy
+    runs = []
+    for seed in (0, 0, 1):
+        fused = fuse(specs)
+        losses = train_router(fused, train, steps=8, batch=4, lr=1e-2, weight_decay=0.01, seed=seed, progress=False)
+        runs.append((losses, fused.router.net.weight.detach().clone()))
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+    assert runs[0][0] != runs[2][0]
+
+
+def test_train_router_refuses_bad_chunks(toy):
+    specs, _, _ = toy
+    with pytest.raises(KalavaiError, match="chunks"):
+        train_router(fuse(specs), torch.zeros(0, SEQ, dtype=torch.long), steps=1, batch=1, lr=1e-3,
+                     weight_decay=0.0, seed=0, progress=False)

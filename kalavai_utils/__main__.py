@@ -26,6 +26,28 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--only")
     cs.add_argument("--seeds")
 
+    ts = sub.add_parser("train-specialist", help="contributor: fine-tune the base on your own text into a submission")
+    ts.add_argument("--base", required=True, help="the shared base checkpoint folder (with its tokenizer)")
+    ts.add_argument("--data", required=True, nargs="+", help="text files (one document each) or .jsonl with a 'text' field")
+    ts.add_argument("--out", required=True, help="submission folder to write")
+    ts.add_argument("--name", help="contributor / domain name (default: the output folder's name)")
+    ts.add_argument("--scale", default="tiny", help="whose training recipe to use")
+    ts.add_argument("--seed", type=int, default=42)
+    ts.add_argument("--steps", type=int)
+
+    vf = sub.add_parser("verify", help="coordinator: accept or refuse submissions against the base")
+    vf.add_argument("--base", required=True)
+    vf.add_argument("--freeze-layers", type=int, required=True)
+    vf.add_argument("submissions", nargs="+")
+
+    pg = sub.add_parser("predict-gain", help="predict the fusion gain from divergences, before training a router")
+    pg.add_argument("--base", required=True)
+    pg.add_argument("--submissions", required=True, nargs="+")
+    pg.add_argument("--data", required=True, help="chunk folder holding each contributor's held-out split")
+    pg.add_argument("--fit", default="paper", help="'paper' or a fit JSON written by notebook 04")
+    pg.add_argument("--freeze-layers", type=int)
+    pg.add_argument("--json", action="store_true", help="print the full prediction as JSON")
+
     return p
 
 
@@ -43,6 +65,27 @@ def main(argv=None) -> int:
             get_scale(args.scale)
             select(args.only)
             parse_seeds(args.seeds)
+        elif args.command == "train-specialist":
+            from pathlib import Path
+
+            from .contributor import train_specialist_from_files
+
+            out = train_specialist_from_files(args.base, args.data, args.out, args.name or Path(args.out).name,
+                                              args.scale, args.seed, args.steps)
+            print(f"submission written: {out}")
+        elif args.command == "verify":
+            from .models import load_causal_lm
+            from .submission import collect_submissions
+
+            for sub in collect_submissions(args.submissions, load_causal_lm(args.base), args.freeze_layers):
+                print(f"accepted: {sub.folder} ({sub.name})")
+        elif args.command == "predict-gain":
+            import json
+
+            from .forecast import describe, forecast
+
+            result = forecast(args.base, args.submissions, args.data, args.fit, args.freeze_layers)
+            print(json.dumps(result, indent=2, default=str) if args.json else describe(result))
     except KalavaiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -154,6 +154,34 @@ def mean_gates(fused: FusedModel, heldout: dict[str, torch.Tensor], scale: Scale
     return out
 
 
+def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: list | None = None) -> dict:
+    """Held-out losses of base, each specialist, weight averaging and monolithic (cached)."""
+    folder = coop.folder(runs)
+    s = coop.scale
+    subs = subs or collect(coop, runs, base)
+    config = {"experts": [fingerprint(sub.model) for sub in subs], "base": base_fp,
+              "monolithic": coop.monolithic, "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains}
+    if step_is_done(folder / "baselines", config) and (folder / "baselines" / "losses.json").exists():
+        return read_json(folder / "baselines" / "losses.json")
+    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
+
+    def evaluate(model):
+        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
+
+    specialists = [sub.model for sub in subs]
+    losses = {"base": evaluate(base)}
+    for domain, model in zip(coop.domains, specialists):
+        losses[f"spec:{domain}"] = evaluate(model)
+    losses["weight_avg"] = evaluate(weight_average(specialists))
+    if coop.monolithic:
+        mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model
+        losses["monolithic"] = evaluate(mono)
+    start_step(folder / "baselines")
+    atomic_write_json(folder / "baselines" / "losses.json", losses)
+    mark_step_done(folder / "baselines", config)
+    return losses
+
+
 def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extra: dict | None = None) -> dict:
     """Collect, fuse, fit routers and evaluate every model; writes and returns the results."""
     folder = coop.folder(runs)
@@ -161,6 +189,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     s = coop.scale
     subs = collect(coop, runs, base)
     specialists = [sub.model for sub in subs]
+    losses = dict(evaluate_baselines(coop, runs, base, base_fp, subs))
     config = {"coop": {"domains": coop.domains, "overrides": coop.train_overrides, "routers": coop.routers,
                        "monolithic": coop.monolithic, "seed": coop.seed},
               "experts": [fingerprint(m) for m in specialists], "base": base_fp,
@@ -175,17 +204,9 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     def evaluate(model):
         return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
 
-    losses = {"base": evaluate(base)}
-    names = {d: f"spec:{d}" for d in coop.domains}
-    for domain, model in zip(coop.domains, specialists):
-        losses[names[domain]] = evaluate(model)
-    losses["weight_avg"] = evaluate(weight_average(specialists))
-    if coop.monolithic:
-        mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model
-        losses["monolithic"] = evaluate(mono)
-
-    fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop), router_kind=coop.routers[0][0],
-                                        granularity=coop.routers[0][1], router_hidden=s.router_hidden, seed=coop.seed)
+    fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop),
+                                        router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
+                                        router_hidden=s.router_hidden, seed=coop.seed)
     fused.set_mode("uniform")
     losses["uniform"] = evaluate(fused)
     gates, router_logs = {}, {}
@@ -198,6 +219,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
         fused.set_mode("soft")
         gates[name] = mean_gates(fused, heldout, s)
 
+    names = {d: f"spec:{d}" for d in coop.domains}
     results = make_results(
         experiment=coop.experiment, condition=coop.condition, scale=s.name, seed=coop.seed,
         config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=coop.domains,
@@ -218,4 +240,16 @@ def run_cooperative(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
     """All four steps for one cooperative; returns its results (cached steps are reused)."""
     logs = train_contributors(coop, runs, base, base_fp)
     curves = {d: log["curve"] for d, log in logs.items()}
-    return evaluate_cooperative(coop, runs, base, base_fp, extra={"curves": curves})
+    # the specialists' learning-rate schedule: the clock for early gain prediction (notebook 04)
+    lr_schedule = logs[coop.domains[0]]["lr"]
+    return evaluate_cooperative(coop, runs, base, base_fp, extra={"curves": curves, "lr_schedule": lr_schedule})
+
+
+def main_cooperative(scale: Scale, runs: Path, seed: int, data_dir: Path, ablation: bool = False) -> Cooperative:
+    """The paper's main experiment: one contributor per main domain, every baseline.
+
+    With `ablation`, all four router kinds x granularities are fitted (the router ablation
+    table); otherwise the authors' router and the causal one.
+    """
+    return Cooperative(scale=scale, experiment="main", condition="main", seed=seed, domains=tuple(scale.domains),
+                       data_dir=Path(data_dir), routers=ABLATION_ROUTERS if ablation else (PAPER_ROUTER, CAUSAL_ROUTER))

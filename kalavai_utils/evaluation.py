@@ -23,7 +23,7 @@ def domain_loss(model, chunks: torch.Tensor, batch_size: int = 4, max_batches: i
         if len(losses) == max_batches:
             break
         batch = chunks[i : i + batch_size].to(device)
-        losses.append(model(input_ids=batch, labels=batch).loss.float().item())
+        losses.append(model(input_ids=batch, labels=batch, use_cache=False).loss.float().item())
     model.train(was_training)
     if not losses:
         raise KalavaiError("cannot evaluate on an empty set of chunks")

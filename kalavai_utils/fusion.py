@@ -58,23 +58,23 @@ class FusedConfig(PretrainedConfig):
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
 
-    def neox_config(self) -> GPTNeoXConfig:
+    def specialist_config(self) -> GPTNeoXConfig:
         if not self.neox:
             raise KalavaiError("FusedConfig has no GPT-NeoX config (neox)")
         return GPTNeoXConfig.from_dict(self.neox)
 
     # Read-only views some generation utilities look for on a config.
     @property
-    def vocab_size(self) -> int:
-        return self.neox["vocab_size"]
+    def vocab_size(self) -> int | None:
+        return (self.neox or {}).get("vocab_size")
 
     @property
-    def hidden_size(self) -> int:
-        return self.neox["hidden_size"]
+    def hidden_size(self) -> int | None:
+        return (self.neox or {}).get("hidden_size")
 
     @property
-    def num_hidden_layers(self) -> int:
-        return self.neox["num_hidden_layers"]
+    def num_hidden_layers(self) -> int | None:
+        return (self.neox or {}).get("num_hidden_layers")
 
 
 @dataclass
@@ -109,7 +109,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         check_choice("granularity", config.granularity, GRANULARITIES)
         check_choice("mode", config.mode, MODES)
-        self.neox_config = config.neox_config()
+        self.neox_config = config.specialist_config()
         k = config.freeze_layers
         if not 0 <= k <= self.neox_config.num_hidden_layers:
             raise KalavaiError(f"freeze_layers={k} outside 0..{self.neox_config.num_hidden_layers}")
@@ -156,7 +156,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         with torch.device("meta"):
             model = cls(config)
         router = make_router(router_kind, neox.hidden_size, len(specialists), hidden=router_hidden, seed=seed)
-        state = fused_state_dict(states, freeze_layers, neox.num_hidden_layers)
+        state = fused_state_dict(states, freeze_layers)
         state.update({f"router.{k}": v for k, v in router.state_dict().items()})
         model.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=True, assign=True)
         # Non-persistent buffers (rotary frequencies) are not in a state dict: take the specialist's.
@@ -168,6 +168,14 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     def set_mode(self, mode: str) -> None:
         check_choice("mode", mode, MODES)
         self.config.mode = mode
+
+    def use_router(self, kind: str, granularity: str, hidden: int = 256, seed: int = 0) -> None:
+        """Swap in a freshly seeded router of this kind and granularity (the experts stay as they are)."""
+        check_choice("granularity", granularity, GRANULARITIES)
+        router = make_router(kind, self.neox_config.hidden_size, self.config.n_experts, hidden=hidden, seed=seed)
+        self.router = router.to(self.embed_in.weight.device)  # stays fp32, as _keep_in_fp32_modules_strict says
+        self.config.router_kind, self.config.router_hidden, self.config.router_seed = kind, hidden, seed
+        self.config.granularity = granularity
 
     def expert_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                       position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,6 +189,8 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         x = self.emb_dropout(self.embed_in(input_ids))
         if position_ids is None:
             position_ids = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        # No cache, as GPTNeoXModel with use_cache=False. (Then, if attention_mask is None, transformers
+        # reads jumps in explicit position_ids as packed-sequence boundaries, exactly as GPT-NeoX does.)
         mask = create_causal_mask(config=self.neox_config, inputs_embeds=x, attention_mask=attention_mask,
                                   past_key_values=None, position_ids=position_ids)
         rope = self.rotary_emb(x, position_ids=position_ids)
@@ -238,7 +248,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         if attention_mask is not None:
             # Left padding: positions count real tokens only, as transformers' generate does.
             position_ids = attention_mask.long().cumsum(-1) - 1
-            inputs["position_ids"] = position_ids.masked_fill(attention_mask == 0, 1)
+            inputs["position_ids"] = position_ids.masked_fill(attention_mask == 0, 0)
         return inputs
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -289,7 +299,7 @@ def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.detach().contiguous().view(torch.uint8), b.detach().contiguous().view(torch.uint8))
 
 
-def fused_state_dict(states: list[dict], freeze_layers: int, n_layers: int) -> dict:
+def fused_state_dict(states: list[dict], freeze_layers: int) -> dict:
     """Map the specialists' GPT-NeoX names onto the fused model's (router excluded)."""
     out = {}
     for key, value in states[0].items():

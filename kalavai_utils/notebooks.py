@@ -49,7 +49,7 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
     written = []
     for nb in selected:
         out = out_dir / nb.name
-        tmp = out.with_name(f".{nb.name}.running")
+        tmp = out.with_name(f".{nb.stem}.running.ipynb")
         print(f"[kalavai] {nb.name} at scale {scale.name} -> {out}", flush=True)
         try:
             pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name=kernel or "python3",

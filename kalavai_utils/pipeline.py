@@ -78,7 +78,7 @@ def prepare_tokenizer(scale: Scale, runs: Path):
               "language_weight": scale.pretrain_language_weight, "generator": data.corpora.corpus_version()}
     if not step_is_done(folder, config):
         start_step(folder)
-        tok.train_tokenizer(pretrain_documents(scale), scale.vocab_size, folder)
+        tok.train_tokenizer(pretrain_documents(scale), scale.vocab_size).save_pretrained(folder)
         mark_step_done(folder, config)
     return tok.load_tokenizer(folder)
 
@@ -199,3 +199,24 @@ def base_domain_losses(scale: Scale, runs: Path, model, domains=None) -> dict[st
     folder, manifest = prepare_corpus(scale, runs)
     domains = list(domains or manifest["domains"])
     return evaluate_domains(model, data.load_splits(folder, domains, "heldout"), scale.eval_batch, scale.eval_max_batches)
+
+
+def domain_samples(scale: Scale, runs: Path, folder: Path, domains, n_chars: int = 400) -> dict[str, str]:
+    """The start of each domain's first train chunk, decoded: what the models actually see."""
+    tokenizer = prepare_tokenizer(scale, runs)
+    return {d: tokenizer.decode(data.load_split(folder, d, "train")[0])[:n_chars] for d in domains}
+
+
+def base_report(scale: Scale, runs: Path) -> dict:
+    """Notebook 01's numbers, computed once and kept in base/base_eval.json."""
+    info = prepare_base(scale, runs)
+    path = runs / "base" / "base_eval.json"
+    config = {"fingerprint": info["fingerprint"], "eval": [scale.eval_batch, scale.eval_max_batches]}
+    if step_is_done(runs / "base" / "eval", config) and path.exists():
+        return read_json(path)
+    losses = base_domain_losses(scale, runs, load_base(scale, runs))
+    report = {"fingerprint": info["fingerprint"], "revision": info["revision"], "losses": losses,
+              "languages": [d for d in scale.languages if d in losses]}
+    atomic_write_json(path, report)
+    mark_step_done(runs / "base" / "eval", config)
+    return report

@@ -126,7 +126,7 @@ def train_causal_lm(
     while step < cfg.steps:
         for (batch,) in loader:
             with accelerator.accumulate(model):
-                loss = model(input_ids=batch, labels=batch).loss
+                loss = model(input_ids=batch, labels=batch, use_cache=False).loss
                 accelerator.backward(loss)
                 running += loss.detach().float() / cfg.grad_accum
                 if accelerator.sync_gradients:

@@ -15,6 +15,15 @@ N_LAYERS = 3
 VOCAB = 512
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on 2 shared cores they spin against other work (10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_config(n_layers=N_LAYERS):
     return offline_config(get_scale("smoke").with_overrides(n_layers=n_layers))  # d=32, vocab 512, seq 32
 
@@ -79,6 +88,46 @@ def test_one_hot_gates_reproduce_each_specialist_exactly(specs, tokens):
 
 
 @torch.no_grad()
+def test_padding_masks_match_the_specialist(specs, tokens):
+    fused = fuse(specs)
+    right = torch.ones_like(tokens)
+    right[0, 25:] = 0
+    left = torch.ones_like(tokens)
+    left[1, :6] = 0
+    for mask in (right, left):
+        for i in (0, 1):
+            ours = fused(tokens, attention_mask=mask, gates=one_hot(i, 3)).logits
+            theirs = specs[i](tokens, attention_mask=mask).logits
+            real = mask.bool()  # padded query rows are implementation-defined; compare the real tokens
+            assert torch.allclose(ours[real], theirs[real], atol=1e-5)
+    # Left padding changes what the real tokens see, so the check above could have failed.
+    assert not torch.allclose(ours[real], fused(tokens, gates=one_hot(1, 3)).logits[real], atol=1e-3)
+    # Explicit positions reach the rotary embedding. (RoPE is relative, so only positions
+    # that are not a uniform shift change anything: stretch them.)
+    # The mask of ones matters: without a mask (and without a cache) transformers reads jumps in
+    # position_ids as packed-sequence boundaries.
+    positions, ones = 2 * torch.arange(32).expand(2, 32), torch.ones_like(tokens)
+    ours = fused(tokens, attention_mask=ones, position_ids=positions, gates=one_hot(2, 3)).logits
+    assert torch.allclose(ours, specs[2](tokens, attention_mask=ones, position_ids=positions).logits, atol=1e-5)
+    assert not torch.allclose(ours, fused(tokens, gates=one_hot(2, 3)).logits, atol=1e-4)
+    # Without a mask we behave as GPT-NeoX without a cache does.
+    ours = fused(tokens, position_ids=positions, gates=one_hot(2, 3)).logits
+    assert torch.allclose(ours, specs[2](tokens, position_ids=positions, use_cache=False).logits, atol=1e-5)
+
+
+@torch.no_grad()
+def test_eager_attention_matches_sdpa(specs, tokens, tmp_path):
+    fused = fuse(specs)
+    fused.save_pretrained(tmp_path)
+    eager = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
+    assert eager.config._attn_implementation == "eager"
+    mask = torch.ones_like(tokens)
+    mask[0, :4] = 0
+    assert torch.allclose(eager(tokens, attention_mask=mask).logits[mask.bool()],
+                          fused(tokens, attention_mask=mask).logits[mask.bool()], atol=1e-5)
+
+
+@torch.no_grad()
 def test_identical_experts_give_that_model(tokens):
     spec = make_specialists(n=1)[0]
     fused = fuse([spec, spec, spec], router_kind="mlp", router_hidden=16)
@@ -95,6 +144,9 @@ def test_logits_are_the_gated_sum_of_expert_logits(specs, tokens):
     logits, router_input = fused.expert_logits(tokens)
     assert logits.shape == (3, 2, 32, VOCAB) and router_input.shape == (2, 32, 32)
     assert torch.equal(logits, per_expert)
+    # The router reads the specialists' final hidden states (after the final layer norm), averaged.
+    mean_h = torch.stack([s.gpt_neox(tokens).last_hidden_state for s in specs]).mean(0)
+    assert torch.allclose(router_input, mean_h, atol=1e-6)
 
 
 @torch.no_grad()
@@ -207,6 +259,18 @@ def test_mismatched_configs_and_bad_choices_are_refused(specs):
 
 
 @torch.no_grad()
+def test_use_router_swaps_in_a_fresh_seeded_router(specs, tokens):
+    fused = fuse(specs, router_kind="linear", granularity="token", seed=1)
+    fused.use_router("mlp", "sequence", hidden=16, seed=4)
+    assert (fused.config.router_kind, fused.config.granularity, fused.config.router_seed) == ("mlp", "sequence", 4)
+    assert torch.equal(fused.router.net[0].weight, fuse(specs, router_kind="mlp", router_hidden=16, seed=4).router.net[0].weight)
+    gates = fused(tokens).gates
+    assert torch.allclose(gates, gates[:, :1].expand_as(gates))  # sequence granularity took effect
+    with pytest.raises(KalavaiError, match="router kind"):
+        fused.use_router("moe", "token")
+
+
+@torch.no_grad()
 def test_save_and_load_round_trip(specs, tokens, tmp_path):
     fused = fuse(specs, router_kind="mlp", router_hidden=16, granularity="sequence", seed=7)
     fused.set_mode("hard")
@@ -238,6 +302,13 @@ def test_generate(specs, tokens):
     for i in (0, 2):
         mine = fused.generate(prompt, gates=one_hot(i, 3), max_new_tokens=5, do_sample=False)
         assert torch.equal(mine, specs[i].generate(prompt, max_new_tokens=5, do_sample=False))
+    # Also for a left-padded batch (positions then count real tokens only).
+    batch = tokens[:, :6].clone()
+    mask = torch.ones_like(batch)
+    mask[0, :2] = 0
+    mine = fused.generate(batch, attention_mask=mask, gates=one_hot(1, 3), max_new_tokens=4, do_sample=False)
+    theirs = specs[1].generate(batch, attention_mask=mask, max_new_tokens=4, do_sample=False)
+    assert torch.equal(mine, theirs)
 
 
 @torch.no_grad()

@@ -11,12 +11,27 @@ from kalavai_utils.scales import get_scale
 
 VOCAB, SEQ, K = 512, 32, 1
 N_DOMAINS = 3
-SPAN = VOCAB // N_DOMAINS  # domain i draws its tokens from [i*SPAN, (i+1)*SPAN)
+SPAN = VOCAB // N_DOMAINS  # domain i uses the tokens [i*SPAN, (i+1)*SPAN)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on 2 shared cores they spin against other work (10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def domain_chunks(i, n, seed):
+    """Domain i counts in steps of i+1 inside its own token range, from random starts.
+
+    Predicting the next token needs the current one, so the specialists' hidden states
+    carry the token (and with it the domain): the router has something to read.
+    """
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(i * SPAN, (i + 1) * SPAN, (n, SEQ), generator=g)
+    start = torch.randint(0, SPAN, (n, 1), generator=g)
+    return i * SPAN + (start + (i + 1) * torch.arange(SEQ)) % SPAN
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +40,9 @@ def toy():
     torch.manual_seed(0)
     config = offline_config(get_scale("smoke"))  # d=32, 2 layers, vocab 512, seq 32
     base = GPTNeoXForCausalLM(config)
+    with torch.no_grad():  # the shared base "knows" the domains: each has its own embedding direction
+        for i in range(N_DOMAINS):
+            base.gpt_neox.embed_in.weight[i * SPAN:(i + 1) * SPAN] += 0.03 * torch.randn(config.hidden_size)
     specs = []
     for i in range(N_DOMAINS):
         m = GPTNeoXForCausalLM(config)
@@ -32,7 +50,7 @@ def toy():
         freeze_prefix(m, K)
         opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
         data = domain_chunks(i, 64, seed=i)
-        for step in range(25):
+        for step in range(40):
             x = data[step % 8 * 8:(step % 8 + 1) * 8]
             loss = m(x, labels=x).loss
             opt.zero_grad()
@@ -109,15 +127,18 @@ def test_train_router_learns_the_domains(toy, kind):
     with torch.no_grad():
         uniform_loss = torch.stack([fused(x, labels=x).loss for x in held]).mean()
 
-    losses = train_router(fused, train, steps=60, batch=4, lr=2e-2, weight_decay=0.01, seed=0, progress=False)
+    losses = train_router(fused, train, steps=40, batch=4, lr=5e-2, weight_decay=0.01, seed=0, progress=False)
 
-    assert len(losses) == 60
-    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.3
+    assert len(losses) == 40
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.5
     with torch.no_grad():
         outs = [fused(x, labels=x) for x in held]
-    assert torch.stack([o.loss for o in outs]).mean() < uniform_loss - 0.3
-    for d, out in enumerate(outs):  # domain d is routed to expert d on most positions
-        assert out.gates[..., d].mean() > 0.6, (d, out.gates.mean((0, 1)))
+        oracle = torch.stack([s(x, labels=x).loss for s, x in zip(specs, held)]).mean()  # own expert per domain
+    fused_loss = torch.stack([o.loss for o in outs]).mean()
+    assert fused_loss < uniform_loss - 1.0
+    assert fused_loss < oracle + 0.2, (fused_loss, oracle)
+    for d, out in enumerate(outs):  # domain d is routed to expert d
+        assert out.gates[..., d].mean() > 0.9, (d, out.gates.mean((0, 1)))
     # Only the router moved, and only the router is left trainable.
     after = fused.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())

@@ -1,0 +1,65 @@
+"""The contributor's side as one command: own text in, a verified-format submission out.
+
+    python -m kalavai_utils train-specialist --base DIR --data FILES... --out DIR
+
+Text files are documents (a `.jsonl` file holds one {"text": ...} document per line). They
+go through the same packing and split as every other corpus; only the train split is used
+and only counts and hashes leave the machine, inside the submission's manifest.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from . import data
+from .errors import KalavaiError
+from .models import fingerprint, load_causal_lm
+from .scales import get_scale
+from .storage import sha256_bytes
+from .submission import write_submission
+from .training import TrainConfig, train_causal_lm
+
+
+def read_documents(paths) -> list[str]:
+    docs = []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise KalavaiError(f"no such data file: {p}")
+        if p.suffix == ".jsonl":
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        docs.append(json.loads(line)["text"])
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise KalavaiError(f"{p}:{i}: expected a JSON object with a 'text' field") from None
+        else:
+            docs.append(p.read_text(encoding="utf-8"))
+    if not docs:
+        raise KalavaiError("no documents in the given data files")
+    return docs
+
+
+def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, scale_name: str = "tiny",
+                                seed: int = 42, steps: int | None = None) -> Path:
+    scale = get_scale(scale_name)
+    base = load_causal_lm(base_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    except (OSError, ValueError) as e:
+        raise KalavaiError(f"no tokenizer in {base_dir}: {str(e).splitlines()[0]}") from None
+    docs = read_documents(files)
+    seq_len = min(scale.seq_len, base.config.max_position_embeddings)
+    chunks = data.split_by_index(data.pack(docs, tokenizer, seq_len), scale.split_fractions)["train"]
+    if len(chunks) < scale.micro_batch:
+        raise KalavaiError(f"too little text: {len(chunks)} training chunks of {seq_len} tokens")
+    overrides = {"steps": steps} if steps else {}
+    cfg = TrainConfig.specialist(scale, seed, curve_every=0, **overrides)
+    base_fp = fingerprint(base)
+    base_state = {k: v.clone() for k, v in base.state_dict().items()}
+    train_causal_lm(base, chunks, cfg, desc=name)
+    stats = {"domain": name, "documents": len(docs), "train_chunks": len(chunks), "train_tokens": int(chunks.numel()),
+             "train_chunks_sha256": sha256_bytes(chunks.int().numpy().tobytes())}
+    return write_submission(base, out_dir, base_fingerprint=base_fp, base_state=base_state,
+                            freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=stats, contributor=name)

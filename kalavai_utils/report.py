@@ -1,0 +1,118 @@
+"""Tables and verdicts drawn from results files: the paper's tables in its layout, beside
+the paper's own numbers (kalavai_utils.paper), and each qualitative claim checked.
+
+Nothing here holds a result: every number comes from the results passed in, or from
+paper.py where it is labelled as the paper's.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import paper
+from .cooperative import CAUSAL_FUSED, PAPER_FUSED, fused_name
+
+NOISE_PP = 0.1  # "within noise" for hard vs soft routing, in percentage points of gain
+ORACLE_TOLERANCE_NATS = 0.01  # the issue's bar for "router within the oracle"
+
+
+def _mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def _pct(values) -> str:
+    values = [v for v in values if v is not None]
+    if len(values) == 1:
+        return f"{values[0]:+.2f}%"
+    return f"{np.mean(values):+.2f}% ± {np.std(values, ddof=1):.2f}"
+
+
+def main_table(results: list[dict]) -> pd.DataFrame:
+    """Table 'main': EW held-out loss (mean ± std over seeds) and gain vs the best specialist."""
+    rows = []
+
+    def row(label, model_of, paper_key=None):
+        ews = [r["metrics"]["ew"][model_of(r)] for r in results if model_of(r) in r["metrics"]["ew"]]
+        gains = [r["metrics"]["gain_vs_best_pct"][model_of(r)] for r in results if model_of(r) in r["metrics"]["ew"]]
+        paper_ew = paper.HEADLINE["410m"].get(paper_key) if paper_key else None
+        rows.append({"model": label, "EW loss": _mean_std(ews), "gain vs best spec": _pct(gains),
+                     "paper 410M EW": paper_ew if paper_ew is not None else "—"})
+
+    row("base", lambda r: "base", "base")
+    row("best specialist", lambda r: r["metrics"]["best_specialist"], "best_spec")
+    row("weight averaging", lambda r: "weight_avg", "weight_avg")
+    row("monolithic (equal compute)", lambda r: "monolithic", "monolithic")
+    row("uniform routing", lambda r: "uniform")
+    row(f"fused, authors' router ({PAPER_FUSED})", lambda r: PAPER_FUSED, "fused")
+    row(f"fused, causal router ({CAUSAL_FUSED})", lambda r: CAUSAL_FUSED)
+    return pd.DataFrame(rows)
+
+
+def per_domain_table(result: dict, with_paper: bool = True) -> pd.DataFrame:
+    """The 410M per-domain table's layout for one seed: model x domain loss, and EW."""
+    domains = result["domains"]
+    table = pd.DataFrame(result["losses"]).T[domains]
+    table["EW"] = table[domains].mean(axis=1)
+    if with_paper and set(domains) == {"code", "science", "fiction"}:
+        p = pd.DataFrame(paper.PER_DOMAIN_410M).T.rename(columns={"ew": "EW"})
+        p.index = [f"paper 410M: {m}" for m in p.index]
+        table = pd.concat([table, p[[*domains, "EW"]]])
+    return table.round(4)
+
+
+def router_ablation_table(results: list[dict]) -> pd.DataFrame:
+    """Gain vs best specialist for each router, granularity and mode (mean over seeds)."""
+    models = sorted({m for r in results for m in r["losses"] if m.startswith("fused:") or m == "uniform"})
+    rows = []
+    for m in models:
+        gains = [r["metrics"]["gain_vs_best_pct"][m] for r in results if m in r["metrics"]["gain_vs_best_pct"]]
+        rows.append({"router": m, "seeds": len(gains), "gain vs best spec": _pct(gains),
+                     "causal": ("token" in m) or m == "uniform"})
+    return pd.DataFrame(rows)
+
+
+def claims(results: list[dict]) -> pd.DataFrame:
+    """Each of the paper's qualitative claims, checked on these results: holds or not, with numbers."""
+    rows = []
+
+    def claim(text, holds, numbers):
+        rows.append({"claim": text, "holds": "yes" if holds else "NO", "numbers": numbers})
+
+    for fused in (PAPER_FUSED, CAUSAL_FUSED):
+        gains = [r["metrics"]["gain_vs_best_pct"][fused] for r in results if fused in r["losses"]]
+        claim(f"fused ({fused}) EW below the best specialist in every seed",
+              bool(gains) and all(g > 0 for g in gains), "gains: " + ", ".join(f"{g:+.2f}%" for g in gains))
+    own, forget = [], []
+    for r in results:
+        for d, m in r["specialists"].items():
+            own.append(r["losses"][m][d] < r["losses"]["base"][d])
+            others = [o for o in r["domains"] if o != d]
+            forget.append(any(r["losses"][m][o] > r["losses"]["base"][o] for o in others))
+    divs = [f"{d} {v:.1f}%" for d, v in results[0]["metrics"]["divergence_pct"].items()]
+    claim("each specialist beats the base on its own domain", all(own), "seed %s divergences: %s" % (results[0]["seed"], ", ".join(divs)))
+    claim("each specialist forgets elsewhere (worse than base on some other domain)", all(forget),
+          f"{sum(forget)} of {len(forget)} specialists forget")
+    wa = [r["metrics"]["gain_vs_best_pct"]["weight_avg"] for r in results]
+    claim("weight averaging is worse than the best specialist", all(g < 0 for g in wa), "gains: " + ", ".join(f"{g:+.2f}%" for g in wa))
+    uni = [r["metrics"]["gain_vs_best_pct"]["uniform"] for r in results]
+    claim("uniform routing is worse than the best specialist", all(g < 0 for g in uni), "gains: " + ", ".join(f"{g:+.2f}%" for g in uni))
+    for fused in (PAPER_FUSED, CAUSAL_FUSED):
+        gaps = [r["metrics"]["ew"][fused] - r["metrics"]["oracle_ew"] for r in results if fused in r["losses"]]
+        claim(f"learned router ({fused}) within {ORACLE_TOLERANCE_NATS} nats of the domain oracle",
+              bool(gaps) and all(abs(g) <= ORACLE_TOLERANCE_NATS for g in gaps),
+              "fused - oracle EW: " + ", ".join(f"{g:+.4f}" for g in gaps))
+        hard = fused_name(*fused.split(":")[1:], mode="hard")
+        diffs = [r["metrics"]["gain_vs_best_pct"][hard] - r["metrics"]["gain_vs_best_pct"][fused] for r in results if hard in r["losses"]]
+        claim(f"hard (argmax) routing = soft routing within {NOISE_PP} pp ({fused})",
+              bool(diffs) and all(abs(x) <= NOISE_PP for x in diffs), "hard - soft gain: " + ", ".join(f"{x:+.3f} pp" for x in diffs))
+    if all("monolithic" in r["losses"] for r in results):
+        for d in results[0]["domains"]:
+            diffs = [r["losses"][PAPER_FUSED][d] - r["losses"]["monolithic"][d] for r in results]
+            claim(f"fused beats monolithic on {d}", all(x < 0 for x in diffs),
+                  "fused - monolithic: " + ", ".join(f"{x:+.4f}" for x in diffs))
+    return pd.DataFrame(rows)

@@ -1,0 +1,124 @@
+"""Notebook 04's conditions: many cooperatives spanning low to high divergence, and the
+table of (divergence, gain, other predictors) that the gain predictor is fitted on.
+
+Each condition is a cooperative run by cooperative.run_cooperative, with its own results
+file in the common schema under runs/<scale>/sweep/<condition>/seed<seed>/.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import pipeline
+from .cooperative import CAUSAL_ROUTER, PAPER_ROUTER, Cooperative, main_cooperative, run_cooperative
+from .scales import Scale
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    domains: tuple[str, ...]
+    overlap: float | None = None  # offline corpora only; None: the scale's default
+    overrides: dict = field(default_factory=dict)  # specialist TrainConfig overrides
+    varies: str = ""  # which knob this condition turns, for the notebook's table
+
+
+def conditions(scale: Scale) -> list[Condition]:
+    """The sweep: turn one knob at a time away from the main cooperative."""
+    main = tuple(scale.domains)
+    if scale.is_hub:
+        # Only the paper's conditions whose data our data_manifests describe.
+        return [
+            Condition("main", main, varies="main"),
+            Condition("two-domain", main[:2], varies="specialists"),
+            Condition("private-domains", tuple(scale.extra_domains), varies="domains"),
+            Condition("cross-lingual", (*scale.languages, "code"), varies="languages"),
+        ]
+    extra, langs = tuple(scale.extra_domains), tuple(scale.languages)
+    steps = scale.spec_steps
+    return [
+        Condition("main", main, varies="main"),
+        Condition("overlap0.20", main, overlap=0.2, varies="domain overlap"),
+        Condition("overlap0.80", main, overlap=0.8, varies="domain overlap"),
+        Condition("n2", main[:2], varies="specialists"),
+        Condition("n4", (*main, extra[0]), varies="specialists"),
+        Condition("n5", (*main, *extra[:2]), varies="specialists"),
+        Condition(f"steps{steps // 4}", main, overrides={"steps": steps // 4}, varies="training steps"),
+        Condition(f"steps{steps // 2}", main, overrides={"steps": steps // 2}, varies="training steps"),
+        Condition("languages", langs, varies="languages"),
+        Condition("code+languages", ("code", *langs[:2]), varies="languages"),
+        Condition("freeze0", main, overrides={"freeze_layers": 0}, varies="frozen depth"),
+        Condition(f"freeze{scale.n_layers - 1}", main, overrides={"freeze_layers": scale.n_layers - 1}, varies="frozen depth"),
+        Condition("overlap0.20-n5", (*main, *extra[:2]), overlap=0.2, varies="domain overlap + specialists"),
+    ]
+
+
+def cooperative_for(scale: Scale, runs: Path, cond: Condition, seed: int) -> Cooperative:
+    if cond.name == "main":  # the main experiment's cooperative: its results are reused as they are
+        folder, _ = pipeline.prepare_corpus(scale, runs)
+        return main_cooperative(scale, runs, seed, folder, ablation=(seed == scale.seeds[0]))
+    folder, _ = pipeline.prepare_corpus(scale, runs, domains=cond.domains, overlap=cond.overlap)
+    return Cooperative(scale=scale, experiment="sweep", condition=cond.name, seed=seed, domains=cond.domains,
+                       data_dir=folder, train_overrides=dict(cond.overrides), routers=(PAPER_ROUTER, CAUSAL_ROUTER),
+                       monolithic=False)
+
+
+def run_sweep(scale: Scale, runs: Path, base, base_fp: str, seeds=None, only=None) -> list[dict]:
+    """Every condition x seed (cached); returns their results."""
+    seeds = list(seeds or scale.sweep_seeds)
+    out = []
+    for cond in conditions(scale):
+        if only and cond.name not in only:
+            continue
+        for seed in seeds:
+            res = run_cooperative(cooperative_for(scale, runs, cond, seed), runs, base, base_fp)
+            res = {**res, "sweep": {"condition": cond.name, "varies": cond.varies}}
+            out.append(res)
+    return out
+
+
+def point(result: dict, model: str) -> dict:
+    """One cooperative as a row: its gain and every candidate predictor of it."""
+    losses, domains = result["losses"], result["domains"]
+    m = result["metrics"]
+    specs = list(result["specialists"].values())
+    divs = list(m["divergence_pct"].values())
+    # How differently the specialists behave off their own domain: spread of cross-domain losses.
+    spread = np.mean([np.ptp([losses[s][d] for s in specs]) for d in domains])
+    return {
+        "condition": result.get("sweep", {}).get("condition", result["condition"]),
+        "varies": result.get("sweep", {}).get("varies", ""),
+        "seed": result["seed"],
+        "n_specialists": len(specs),
+        "gain": m["gain_vs_best_pct"][model],
+        "oracle_gain": m["oracle_gain_pct"],
+        "mean_divergence": m["mean_divergence_pct"],
+        "max_divergence": max(divs),
+        "min_divergence": min(divs),
+        "base_loss": float(np.mean([losses["base"][d] for d in domains])),
+        "cross_loss_spread": float(spread),
+        "non_improving": ",".join(m["non_improving_specialists"]),
+    }
+
+
+def points_table(results: list[dict], model: str) -> pd.DataFrame:
+    return pd.DataFrame([point(r, model) for r in results if model in r["losses"]])
+
+
+def own_domain_curves(result: dict) -> tuple[dict, dict, dict]:
+    """Each specialist's own-domain held-out curve, the base's loss (step 0) and the final loss.
+
+    All three come from the training-time curves, so they share one (shorter) protocol.
+    """
+    curves, base, final = {}, {}, {}
+    for domain, curve in result["extra"]["curves"].items():
+        if domain not in result["domains"]:
+            continue  # the monolithic model has no own domain
+        steps = [p["step"] for p in curve]
+        losses = [p["losses"][domain] for p in curve]
+        curves[domain] = {"steps": steps, "losses": losses}
+        base[domain], final[domain] = losses[0], losses[-1]
+    return curves, base, final

@@ -1,0 +1,65 @@
+"""Tokenizers: a byte-level BPE trained here for the offline scales, Pythia's from the Hub otherwise.
+
+The offline tokenizer copies the layout of Pythia's (GPT-NeoX) tokenizer: byte-level BPE, no
+prefix space, "<|endoftext|>" at id 0 serving as end-of-text (and bos/unk), "<|padding|>"
+at id 1, no pad token set. Byte-level means every string round-trips exactly, including
+the non-Latin scripts of the language domains. BPE training in `tokenizers` is
+deterministic for the same texts and settings.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from .errors import KalavaiError
+
+EOS = "<|endoftext|>"
+PAD = "<|padding|>"
+SPECIAL_TOKENS = (EOS, PAD)  # ids 0 and 1, as in Pythia
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on `texts` and wrap it for `transformers`."""
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise KalavaiError(f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (every byte plus the special tokens), got {vocab_size}")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is ever unknown
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer=trainer)
+    return wrap(bpe)
+
+
+def wrap(bpe: Tokenizer) -> PreTrainedTokenizerFast:
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS, bos_token=EOS, unk_token=EOS)
+    tok.add_special_tokens({"additional_special_tokens": [PAD]})
+    assert tok.eos_token_id == 0 and tok.convert_tokens_to_ids(PAD) == 1
+    return tok
+
+
+def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerFast:
+    """Load a tokenizer saved with `save_pretrained` (no network)."""
+    if not os.path.isdir(path):
+        raise KalavaiError(f"no tokenizer folder at {path}")
+    return PreTrainedTokenizerFast.from_pretrained(str(path))
+
+
+def load_hub_tokenizer(model_id: str, revision: str | None = None):
+    """Pythia's tokenizer from the Hub, or from the local Hugging Face cache when offline."""
+    try:
+        return AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=False)
+    except OSError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KalavaiError(
+            f"cannot load the tokenizer of {model_id}@{revision}: {first} "
+            "(no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"
+        ) from None

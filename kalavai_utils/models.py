@@ -12,11 +12,15 @@ from pathlib import Path
 
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers.utils import logging as hf_logging
 
 from .errors import KalavaiError
 from .scales import Scale
 
 EMBED_PREFIX = "gpt_neox.embed_in."
+
+# Checkpoints are loaded dozens of times per notebook; a progress bar each time buries the narrative.
+hf_logging.disable_progress_bar()
 
 
 def offline_config(scale: Scale, vocab_size: int | None = None) -> GPTNeoXConfig:

@@ -80,6 +80,7 @@ class Scale:
 
     # gain-prediction sweep (notebook 04)
     sweep_seeds: tuple[int, ...] = field(default=())
+    sweep_max_conditions: int = 0  # 0: every condition; smoke keeps a few to stay fast
 
     @property
     def is_hub(self) -> bool:
@@ -124,7 +125,7 @@ SCALES: dict[str, Scale] = {
         pretrain_revisions=(10, 20), base_revision="step20",
         freeze_layers=1, spec_steps=8, spec_lr=1e-3, micro_batch=2, grad_accum=2, bf16=False,
         curve_every=4, curve_max_batches=2,
-        router_steps=10, router_hidden=16, eval_max_batches=3, sweep_seeds=(42,),
+        router_steps=10, router_hidden=16, eval_max_batches=3, sweep_seeds=(42,), sweep_max_conditions=5,
     ),
     "tiny": Scale(
         name="tiny", source="offline",

@@ -39,7 +39,7 @@ def conditions(scale: Scale) -> list[Condition]:
         ]
     extra, langs = tuple(scale.extra_domains), tuple(scale.languages)
     steps = scale.spec_steps
-    return [
+    every = [
         Condition("main", main, varies="main"),
         Condition("overlap0.20", main, overlap=0.2, varies="domain overlap"),
         Condition("overlap0.80", main, overlap=0.8, varies="domain overlap"),
@@ -54,6 +54,7 @@ def conditions(scale: Scale) -> list[Condition]:
         Condition(f"freeze{scale.n_layers - 1}", main, overrides={"freeze_layers": scale.n_layers - 1}, varies="frozen depth"),
         Condition("overlap0.20-n5", (*main, *extra[:2]), overlap=0.2, varies="domain overlap + specialists"),
     ]
+    return every[: scale.sweep_max_conditions or None]
 
 
 def cooperative_for(scale: Scale, runs: Path, cond: Condition, seed: int) -> Cooperative:

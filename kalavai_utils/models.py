@@ -44,7 +44,9 @@ def offline_config(scale: Scale, vocab_size: int | None = None) -> GPTNeoXConfig
 
 def load_causal_lm(path_or_id: str | os.PathLike, revision: str | None = None, dtype: torch.dtype | None = None) -> GPTNeoXForCausalLM:
     """Load a GPT-NeoX causal LM from a local folder or the Hub, safetensors only."""
-    local = Path(path_or_id).exists()
+    local = Path(path_or_id).exists() or str(path_or_id).startswith(("/", ".", "~"))
+    if local and not Path(path_or_id).is_dir():
+        raise KalavaiError(f"no such checkpoint folder: {path_or_id}")
     try:
         model = GPTNeoXForCausalLM.from_pretrained(
             str(path_or_id), revision=revision, dtype=dtype or torch.float32,

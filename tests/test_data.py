@@ -1,0 +1,104 @@
+"""The packing and split protocol, the manifest's hashes, and determinism of the offline data."""
+import json
+
+import pytest
+import torch
+
+from kalavai_utils import data
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.scales import get_scale
+from kalavai_utils.storage import sha256_file
+
+
+class CharTokenizer:
+    """One token per character: makes the packing protocol checkable by hand."""
+    name_or_path = "chars"
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def __len__(self):
+        return 256
+
+
+def test_pack_joins_with_blank_line_and_drops_remainder():
+    chunks = data.pack(["abc", "de"], CharTokenizer(), seq_len=3)
+    # "abc\n\nde" = 7 characters -> two chunks of 3, the last character dropped
+    assert chunks.tolist() == [[97, 98, 99], [10, 10, 100]]
+    assert chunks.dtype == torch.int32
+
+
+def test_split_by_index_matches_the_papers_counts():
+    # The paper's 410M chunk counts follow from int(0.8 n) and int(0.9 n).
+    for n, expected in [(1571, (1256, 157, 158)), (664, (531, 66, 67)), (7778, (6222, 778, 778))]:
+        splits = data.split_by_index(torch.arange(n).view(n, 1))
+        assert tuple(len(splits[s]) for s in data.SPLITS) == expected
+    splits = data.split_by_index(torch.arange(10).view(10, 1))
+    assert splits["train"].flatten().tolist() == list(range(8))  # contiguous, by index
+    assert splits["heldout"].flatten().tolist() == [9]
+
+
+def test_filter_documents_keeps_first_n_passing():
+    assert data.filter_documents(["aa", "b", "cccc", "dd", "eee"], 2, min_chars=2) == ["aa", "cccc"]
+
+
+def test_source_text_recipe():
+    record = {"support": "S", "question": "Q?", "correct_answer": "A"}
+    assert data.source_text(record, {"fields": ["support", "question", "correct_answer"], "join": "\n"}) == "S\nQ?\nA"
+    assert data.source_text({"text": "x" * 10}, {"fields": ["text"], "max_chars": 4}) == "xxxx"
+
+
+def test_source_manifests_are_well_formed():
+    for domain in ["code", "science", "fiction", "tamil", "yoruba", "welsh", "pubmed", "eurlex", "patents"]:
+        source = data.load_source_manifest(domain)
+        assert source["n_documents"] == 3000 and source["text"]["fields"]
+
+
+def test_missing_and_malformed_manifest(tmp_path):
+    with pytest.raises(KalavaiError, match="no data manifest"):
+        data.load_source_manifest("klingon", tmp_path)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(KalavaiError, match="malformed JSON"):
+        data.load_source_manifest("bad", tmp_path)
+    (tmp_path / "thin.json").write_text(json.dumps({"dataset": "x"}))
+    with pytest.raises(KalavaiError, match="missing"):
+        data.load_source_manifest("thin", tmp_path)
+
+
+def test_hub_source_without_hub_gives_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    source = {**data.load_source_manifest("science"), "revision": "0" * 40, "n_documents": 3}
+    with pytest.raises(KalavaiError, match="cannot load dataset allenai/sciq.*HF_HUB_OFFLINE"):
+        data.hub_documents(source)
+
+
+def _prepare(tmp_path, overlap=None):
+    scale = get_scale("smoke")
+    return data.prepare_domain(scale, "science", CharTokenizer(), tmp_path, overlap=overlap, tokenizer_hash="chars")
+
+
+def test_offline_chunks_are_deterministic(tmp_path):
+    a = _prepare(tmp_path / "a")
+    b = _prepare(tmp_path / "b")
+    c = _prepare(tmp_path / "c", overlap=0.9)
+    assert a["files"] == b["files"]  # same seed and settings -> identical chunk hashes
+    assert a["files"] != c["files"]
+
+
+def test_corrupted_chunk_file_is_detected_and_rebuilt(tmp_path):
+    record = _prepare(tmp_path)
+    path = tmp_path / "science" / "heldout.safetensors"
+    path.write_bytes(path.read_bytes()[:-8] + b"XXXXXXXX")
+    with pytest.raises(KalavaiError, match="corrupted chunk file"):
+        data.load_split(tmp_path, "science", "heldout")
+    rebuilt = _prepare(tmp_path)  # the cached step notices the bad hash and rebuilds
+    assert rebuilt["files"] == record["files"]
+    assert sha256_file(path) == record["files"]["heldout.safetensors"]
+    assert data.load_split(tmp_path, "science", "heldout").shape[1] == get_scale("smoke").seq_len
+
+
+def test_unknown_split(tmp_path):
+    _prepare(tmp_path)
+    with pytest.raises(KalavaiError, match="unknown split"):
+        data.load_split(tmp_path, "science", "validation")

@@ -1,0 +1,95 @@
+"""Tokenizer and base round trips, the contributor/coordinator commands, and bad input."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer, GPTNeoXForCausalLM
+
+from kalavai_utils import forecast, pipeline
+from kalavai_utils.contributor import train_specialist_from_files
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.evaluation import domain_loss
+from kalavai_utils.metrics import divergence_pct
+from kalavai_utils.models import fingerprint, load_causal_lm
+from kalavai_utils.scales import get_scale
+from kalavai_utils.submission import write_submission
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    scale = get_scale("smoke")
+    runs = pipeline.run_dir(scale, tmp_path_factory.mktemp("runs"))
+    folder, manifest = pipeline.prepare_corpus(scale, runs)
+    info = pipeline.prepare_base(scale, runs)
+    return scale, runs, folder, manifest, info
+
+
+def test_tokenizer_and_base_round_trip_through_from_pretrained(smoke_run):
+    scale, runs, folder, manifest, info = smoke_run
+    path = Path(info["path"])
+    model = GPTNeoXForCausalLM.from_pretrained(path)
+    assert fingerprint(model) == info["fingerprint"]
+    tok = AutoTokenizer.from_pretrained(path)
+    text = "def f(x):\n    return x + 1"
+    assert tok.decode(tok(text)["input_ids"]) == text
+    for step in scale.pretrain_revisions:  # revisions saved like Pythia's stepN
+        assert (runs / "base" / f"step{step}" / "model.safetensors").exists()
+    assert set(scale.domains) <= set(manifest["domains"])
+
+
+def test_rerun_reuses_finished_steps(smoke_run):
+    scale, runs, folder, manifest, info = smoke_run
+    stamp = (runs / "base" / "base.json").stat().st_mtime_ns
+    again = pipeline.prepare_base(scale, runs)
+    assert again == info and (runs / "base" / "base.json").stat().st_mtime_ns == stamp
+
+
+def test_contributor_command_verify_and_predicted_divergence(smoke_run, tmp_path):
+    scale, runs, folder, manifest, info = smoke_run
+    text = tmp_path / "science.txt"
+    docs = pipeline.data.domain_documents(scale, "science", n_docs=60)[0]
+    text.write_text("\n\n".join(docs))
+    trained = train_specialist_from_files(info["path"], [str(text)], str(tmp_path / "sub_sci"), "science", "smoke", steps=6)
+    # a crafted second submission: the base itself, handed in as 'code' (it cannot beat the base)
+    base = load_causal_lm(info["path"])
+    write_submission(base, tmp_path / "sub_code", base_fingerprint=info["fingerprint"], base_state=base.state_dict(),
+                     freeze_layers=scale.freeze_layers, training={}, data={"domain": "code"}, contributor="code")
+    result = forecast.forecast(info["path"], [str(trained), str(tmp_path / "sub_code")], str(folder), fit="paper")
+    heldout = pipeline.data.load_split(folder, "science", "heldout")
+    expected = divergence_pct(domain_loss(base, heldout), domain_loss(load_causal_lm(trained), heldout))
+    assert result["divergences"]["science"] == pytest.approx(expected, abs=1e-9)
+    assert result["divergences"]["code"] == 0.0
+    assert result["non_improving"] == ["code"]  # flagged, not silently averaged
+    assert "WARNING" in forecast.describe(result)
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "kalavai_utils", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("check-scale", "huge"), "unknown scale 'huge'"),
+    (("check-scale", "tiny", "--only", "00,77"), "unknown notebook number(s) 77"),
+    (("check-scale", "tiny", "--seeds", "4x"), "--seeds takes comma-separated integers"),
+    (("verify", "--base", "/nonexistent", "--freeze-layers", "1", "/nonexistent2"), "no such checkpoint folder: /nonexistent"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    r = _cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and message in r.stderr, r.stderr
+
+
+def test_run_all_refuses_unknown_scale_before_running_anything():
+    r = subprocess.run([str(ROOT / "run_all.sh"), "--scale", "huge"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "unknown scale" in r.stderr
+
+
+def test_hub_scale_without_hub_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(KalavaiError, match="pythia-410m.*HF_HUB_OFFLINE"):
+        pipeline.prepare_tokenizer(get_scale("410m"), tmp_path)
+    with pytest.raises(KalavaiError, match="Hub model EleutherAI/pythia-410m@step10000"):
+        load_causal_lm("EleutherAI/pythia-410m", "step10000")

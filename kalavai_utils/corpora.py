@@ -756,7 +756,7 @@ def _recipes_doc(w: _Writer) -> str:
 
     n = 0
     target = w.target_length()
-    while sum(len(x) + 1 for x in lines) < target:
+    while n < 2 or sum(len(x) + 1 for x in lines) < target:
         n += 1
         lines.append(f"{n}. {w.sentence([step, step])}")
     return "\n".join(lines)

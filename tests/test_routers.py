@@ -14,13 +14,6 @@ N_DOMAINS = 3
 SPAN = VOCAB // N_DOMAINS  # domain i uses the tokens [i*SPAN, (i+1)*SPAN)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on 2 shared cores they spin against other work (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def domain_chunks(i, n, seed):

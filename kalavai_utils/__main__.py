@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--freeze-layers", type=int)
     pg.add_argument("--json", action="store_true", help="print the full prediction as JSON")
 
+    bm = sub.add_parser("benchmark", help="measure training / fused-eval / router speed; writes JSON")
+    bm.add_argument("--scale", default="tiny")
+    bm.add_argument("--out", help="JSON path (default runs/<scale>/benchmarks/speed.json)")
+    bm.add_argument("--steps", type=int, default=20)
+
     return p
 
 
@@ -86,6 +91,16 @@ def main(argv=None) -> int:
 
             result = forecast(args.base, args.submissions, args.data, args.fit, args.freeze_layers)
             print(json.dumps(result, indent=2, default=str) if args.json else describe(result))
+        elif args.command == "benchmark":
+            import json
+
+            from .benchmark import main as bench
+            from .pipeline import run_dir
+            from .scales import get_scale
+
+            out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "speed.json")
+            print(json.dumps(bench(args.scale, out, args.steps), indent=2))
+            print(f"written: {out}")
     except KalavaiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,118 @@
+"""Speed, measured (never asserted in tests): writes one JSON file.
+
+- specialist training: tokens/s and the fraction of this device's measured matmul peak;
+- fused evaluation: tokens/s of the fused model (shared prefix computed once) against
+  running the N specialists one after another;
+- router training: seconds per router step.
+
+    python -m kalavai_utils benchmark --scale tiny --out runs/tiny/benchmarks/speed.json
+
+At `410m` it uses Pythia-410M's real config: the real weights if they are in the local
+Hugging Face cache, random ones otherwise (the JSON says which), bf16 on a GPU.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from transformers import AutoConfig, GPTNeoXForCausalLM
+
+from .fusion import FusedModel
+from .models import load_causal_lm, n_params, offline_config
+from .perf import measure_matmul_peak, training_flops_per_token
+from .results import library_versions
+from .routers import train_router
+from .scales import get_scale
+from .storage import atomic_write_json
+from .training import TrainConfig, train_causal_lm
+
+
+def benchmark_model(scale):
+    """The scale's architecture: real weights when available locally, else random (stated)."""
+    if not scale.is_hub:
+        return GPTNeoXForCausalLM(offline_config(scale)), "random init, the offline scale's architecture"
+    try:
+        return load_causal_lm(scale.hub_model, scale.hub_revision), "real weights from the local Hugging Face cache"
+    except Exception:  # noqa: BLE001 - no cache or no Hub: the config alone is enough for speed
+        try:
+            config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision)
+            source = "random init, real config from the local Hugging Face cache"
+        except Exception:  # noqa: BLE001
+            config = _pythia_410m_config()
+            source = "random init, Pythia-410M's published config (typed in benchmark.py)"
+        return GPTNeoXForCausalLM(config), source
+
+
+def _pythia_410m_config():
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(vocab_size=50304, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                         intermediate_size=4096, max_position_embeddings=2048, rotary_pct=0.25,
+                         use_parallel_residual=True, tie_word_embeddings=False)
+
+
+def _time(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int = 10) -> dict:
+    scale = get_scale(scale_name)
+    torch.manual_seed(0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, source = benchmark_model(scale)
+    dtype = torch.bfloat16 if (device.type == "cuda" and scale.bf16) else torch.float32
+    vocab, T = model.config.vocab_size, scale.seq_len
+    chunks = torch.randint(0, vocab, (max(64, scale.micro_batch * scale.grad_accum * 4), T))
+    peak = measure_matmul_peak(str(device), dtype, n=4096 if device.type == "cuda" else 1024)
+
+    # 1. specialist training (the one loop), memory included on GPU
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    cfg = TrainConfig.specialist(scale, 0, steps=steps, curve_every=0)
+    log = train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train")
+    train = {"steps": steps, "tokens_per_s": log["tokens_per_s"], "mixed_precision": log["mixed_precision"],
+             "fraction_of_peak": log["tokens_per_s"] * log["flops_per_token"] / peak,
+             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+
+    # 2. fused evaluation vs the N specialists one after another
+    experts = [copy.deepcopy(model).to(device, dtype).eval() for _ in range(n_experts)]
+    fused = FusedModel.from_specialists(experts, [f"e{i}" for i in range(n_experts)], scale.freeze_layers,
+                                        router_hidden=scale.router_hidden).to(device).eval()
+    batches = [chunks[i * scale.eval_batch:(i + 1) * scale.eval_batch].to(device) for i in range(eval_batches)]
+    tokens = sum(b.numel() for b in batches)
+    with torch.no_grad():
+        fused(input_ids=batches[0], labels=batches[0])  # warm-up
+        t_fused = _time(lambda: [fused(input_ids=b, labels=b) for b in batches], device)
+        t_each = _time(lambda: [e(input_ids=b, labels=b, use_cache=False) for b in batches for e in experts], device)
+        t_one = _time(lambda: [experts[0](input_ids=b, labels=b, use_cache=False) for b in batches], device)
+    evaluation = {"fused_tokens_per_s": tokens / t_fused, "sequential_tokens_per_s": tokens / t_each,
+                  "single_model_tokens_per_s": tokens / t_one, "fused_latency_x_single": t_fused / t_one,
+                  "sequential_latency_x_single": t_each / t_one, "n_experts": n_experts,
+                  "freeze_layers": scale.freeze_layers}
+
+    # 3. router training
+    router_steps = min(scale.router_steps, 20)
+    t_router = _time(lambda: train_router(fused, chunks, router_steps, scale.router_batch, scale.router_lr,
+                                          scale.router_wd, seed=0, progress=False), device)
+    return {
+        "scale": scale.name, "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "weights": source, "dtype": str(dtype), "n_params": n_params(model),
+        "matmul_peak_flops": peak, "flops_per_token": training_flops_per_token(n_params(model), model.config.num_hidden_layers, T, model.config.hidden_size),
+        "training": train, "evaluation": evaluation,
+        "router": {"steps": router_steps, "seconds_per_step": t_router / router_steps,
+                   "projected_seconds_full": t_router / router_steps * scale.router_steps},
+        "versions": library_versions(),
+    }
+
+
+def main(scale_name: str, out: str, steps: int = 20) -> dict:
+    result = run(scale_name, steps)
+    atomic_write_json(out, result)
+    return result

@@ -211,12 +211,31 @@ def base_report(scale: Scale, runs: Path) -> dict:
     """Notebook 01's numbers, computed once and kept in base/base_eval.json."""
     info = prepare_base(scale, runs)
     path = runs / "base" / "base_eval.json"
-    config = {"fingerprint": info["fingerprint"], "eval": [scale.eval_batch, scale.eval_max_batches]}
+    config = {"fingerprint": info["fingerprint"], "eval": [scale.eval_batch, scale.eval_max_batches], "per_char": True}
     if step_is_done(runs / "base" / "eval", config) and path.exists():
         return read_json(path)
     losses = base_domain_losses(scale, runs, load_base(scale, runs))
+    chars = chars_per_token(scale, runs, losses)
     report = {"fingerprint": info["fingerprint"], "revision": info["revision"], "losses": losses,
+              "chars_per_token": chars, "loss_per_char": {d: losses[d] / chars[d] for d in losses},
               "languages": [d for d in scale.languages if d in losses]}
     atomic_write_json(path, report)
     mark_step_done(runs / "base" / "eval", config)
     return report
+
+
+def chars_per_token(scale: Scale, runs: Path, domains) -> dict[str, float]:
+    """Characters per token on each domain's evaluated held-out chunks.
+
+    Per-token losses are not comparable across domains that the tokenizer splits
+    differently (a rare language falls apart into short pieces, each easy to guess);
+    loss per character is.
+    """
+    tokenizer = prepare_tokenizer(scale, runs)
+    folder, _ = prepare_corpus(scale, runs)
+    out = {}
+    for d in domains:
+        chunks = data.load_split(folder, d, "heldout")[: scale.eval_batch * scale.eval_max_batches]
+        text = "".join(tokenizer.decode(c) for c in chunks)
+        out[d] = len(text) / chunks.numel()
+    return out

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save
 from . import data
 from .evaluation import evaluate_domains
 from .fusion import FusedModel, weight_average
-from .models import fingerprint
+from .models import fingerprint, for_inference
 from .results import load_results, make_results, write_results
 from .routers import train_router
 from .scales import Scale
@@ -148,7 +148,7 @@ def mean_gates(fused: FusedModel, heldout: dict[str, torch.Tensor], scale: Scale
             chunks = chunks[: scale.eval_batch * scale.eval_max_batches]
             total = 0
             for i in range(0, len(chunks), scale.eval_batch):
-                logits, h = fused.expert_logits(chunks[i : i + scale.eval_batch])
+                logits, h = fused.expert_logits(chunks[i : i + scale.eval_batch].to(fused.device))
                 total = total + fused.gates_from(h).float().mean(dim=(0, 1))
             out[domain] = (total / -(-len(chunks) // scale.eval_batch)).tolist()
     return out
@@ -168,14 +168,14 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: 
     def evaluate(model):
         return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
 
-    specialists = [sub.model for sub in subs]
-    losses = {"base": evaluate(base)}
+    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
+    losses = {"base": evaluate(for_inference(copy.deepcopy(base), s.bf16))}
     for domain, model in zip(coop.domains, specialists):
         losses[f"spec:{domain}"] = evaluate(model)
     losses["weight_avg"] = evaluate(weight_average(specialists))
     if coop.monolithic:
         mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model
-        losses["monolithic"] = evaluate(mono)
+        losses["monolithic"] = evaluate(for_inference(mono, s.bf16))
     start_step(folder / "baselines")
     atomic_write_json(folder / "baselines" / "losses.json", losses)
     mark_step_done(folder / "baselines", config)
@@ -188,8 +188,8 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     out_path = folder / "results.json"
     s = coop.scale
     subs = collect(coop, runs, base)
-    specialists = [sub.model for sub in subs]
     losses = dict(evaluate_baselines(coop, runs, base, base_fp, subs))
+    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
     config = {"coop": {"domains": coop.domains, "overrides": coop.train_overrides, "routers": coop.routers,
                        "monolithic": coop.monolithic, "seed": coop.seed},
               "experts": [fingerprint(m) for m in specialists], "base": base_fp,

@@ -95,5 +95,17 @@ def fingerprint(model_or_state: GPTNeoXForCausalLM | dict[str, torch.Tensor]) ->
     return h.hexdigest()
 
 
+def for_inference(model: torch.nn.Module, bf16: bool = False) -> torch.nn.Module:
+    """Move a model to the GPU when there is one (in bf16 if the scale trains in bf16), frozen, eval mode.
+
+    Submissions are verified and loaded on the CPU; evaluation and router fitting run here.
+    """
+    if torch.cuda.is_available():
+        model = model.to("cuda", torch.bfloat16 if bf16 else None)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -160,7 +160,7 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
                   "revisions": list(scale.pretrain_revisions), "base": scale.base_revision,
                   "tokenizer": tokenizer_hash(scale, runs) if (runs / "data" / "tokenizer" / "tokenizer.json").exists() else None}
     if step_is_done(runs / "base", config) and info_path.exists():
-        info = read_json(info_path)
+        info = _absolute(read_json(info_path), runs, scale)
         if scale.is_hub or fingerprint(load_causal_lm(info["path"])) == info["fingerprint"]:
             return info
     if scale.is_hub:
@@ -175,11 +175,16 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
         path = revision_dir(runs, scale.base_revision)
         if not path.exists():
             raise KalavaiError(f"base revision {scale.base_revision} was not saved; check pretrain_revisions")
-        info = {"path": str(path), "revision": scale.base_revision, "fingerprint": fingerprint(load_causal_lm(path)),
-                "revisions": [f"step{s}" for s in scale.pretrain_revisions]}
+        # stored relative to the run folder, so runs/ can be moved or copied whole
+        info = {"path": str(path.relative_to(runs)), "revision": scale.base_revision,
+                "fingerprint": fingerprint(load_causal_lm(path)), "revisions": [f"step{s}" for s in scale.pretrain_revisions]}
     atomic_write_json(info_path, info)
     mark_step_done(runs / "base", config)
-    return info
+    return _absolute(info, runs, scale)
+
+
+def _absolute(info: dict, runs: Path, scale: Scale) -> dict:
+    return info if scale.is_hub else {**info, "path": str(runs / info["path"])}
 
 
 def load_base(scale: Scale, runs: Path, revision: str | None = None):

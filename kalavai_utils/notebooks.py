@@ -40,6 +40,9 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
                   runs_root: str | None = None, kernel: str | None = None) -> list[Path]:
     import papermill as pm
 
+    # Headless runs keep their progress bars but update them rarely: every refresh is stored
+    # in the executed notebook, and a 500-step loop would otherwise add thousands of outputs.
+    os.environ.setdefault("TQDM_MININTERVAL", "30")
     scale = get_scale(scale_name)
     selected = select(only)
     parsed_seeds = parse_seeds(seeds)

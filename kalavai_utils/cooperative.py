@@ -140,20 +140,6 @@ def fit_router(fused: FusedModel, kind: str, granularity: str, train_chunks: tor
     return losses
 
 
-def mean_gates(fused: FusedModel, heldout: dict[str, torch.Tensor], scale: Scale) -> dict[str, list[float]]:
-    """The router's average gate per domain over the evaluated held-out chunks."""
-    out = {}
-    with torch.no_grad():
-        for domain, chunks in heldout.items():
-            chunks = chunks[: scale.eval_batch * scale.eval_max_batches]
-            total = 0
-            for i in range(0, len(chunks), scale.eval_batch):
-                logits, h = fused.expert_logits(chunks[i : i + scale.eval_batch].to(fused.device))
-                total = total + fused.gates_from(h).float().mean(dim=(0, 1))
-            out[domain] = (total / -(-len(chunks) // scale.eval_batch)).tolist()
-    return out
-
-
 def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: list | None = None) -> dict:
     """Held-out losses of base, each specialist, weight averaging and monolithic (cached)."""
     folder = coop.folder(runs)
@@ -201,8 +187,8 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
 
-    def evaluate(model):
-        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
+    def evaluate(model, on_output=None):
+        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches, on_output)
 
     fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop),
                                         router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
@@ -213,11 +199,14 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     for kind, granularity in coop.routers:
         name = fused_name(kind, granularity)
         router_logs[name] = fit_router(fused, kind, granularity, mixed_train, coop, folder / "routers" / name.replace(":", "-"))
-        for mode in ("soft", "hard"):
-            fused.set_mode(mode)
-            losses[fused_name(kind, granularity, mode)] = evaluate(fused)
+        # the soft pass also collects the average gate per domain (mean of batch means)
+        batch_gates = {d: [] for d in heldout}
         fused.set_mode("soft")
-        gates[name] = mean_gates(fused, heldout, s)
+        losses[name] = evaluate(fused, lambda d, out: batch_gates[d].append(out.gates.float().mean(dim=(0, 1))))
+        gates[name] = {d: torch.stack(g).mean(dim=0).tolist() for d, g in batch_gates.items()}
+        fused.set_mode("hard")
+        losses[fused_name(kind, granularity, "hard")] = evaluate(fused)
+        fused.set_mode("soft")
 
     names = {d: f"spec:{d}" for d in coop.domains}
     results = make_results(

@@ -11,7 +11,6 @@ content hash of every file; a corrupted or stale file is detected by its hash an
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -200,7 +199,3 @@ def load_splits(data_dir: str | Path, domains, split: str) -> dict[str, torch.Te
 def chunk_count_table(manifest: dict) -> list[dict]:
     """Rows of (domain, train, unused, held-out) for the notebook's table."""
     return [{"domain": d, **r["chunks"]} for d, r in manifest["domains"].items()]
-
-
-def manifest_json(manifest: dict) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=True)

@@ -12,8 +12,6 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-import pandas as pd
-
 from .errors import KalavaiError
 from .metrics import summarize
 from .storage import atomic_write_json, read_json
@@ -74,30 +72,3 @@ def validate(results: dict, where="results") -> dict:
 
 def load_results(path: str | Path) -> dict:
     return validate(read_json(path), path)
-
-
-def find_results(folder: str | Path, experiment: str | None = None) -> list[dict]:
-    """Every results file under `folder` (optionally of one experiment), in a stable order."""
-    found = [load_results(p) for p in sorted(Path(folder).rglob("results.json"))]
-    return [r for r in found if experiment is None or r["experiment"] == experiment]
-
-
-def loss_table(results: list[dict]) -> pd.DataFrame:
-    """Long table: one row per (experiment, condition, seed, model, domain) with its loss."""
-    rows = [
-        {"experiment": r["experiment"], "condition": r["condition"], "seed": r["seed"], "model": m, "domain": d, "loss": v}
-        for r in results for m, row in r["losses"].items() for d, v in row.items()
-    ]
-    return pd.DataFrame(rows)
-
-
-def metric_table(results: list[dict], model: str) -> pd.DataFrame:
-    """One row per results file: seed, EW losses, gain of `model`, mean divergence."""
-    rows = []
-    for r in results:
-        m = r["metrics"]
-        rows.append({"experiment": r["experiment"], "condition": r["condition"], "seed": r["seed"],
-                     "gain_pct": m["gain_vs_best_pct"].get(model), "mean_divergence_pct": m["mean_divergence_pct"],
-                     "best_specialist": m["best_specialist"], "oracle_gain_pct": m["oracle_gain_pct"],
-                     "ew": m["ew"].get(model)})
-    return pd.DataFrame(rows)

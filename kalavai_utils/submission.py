@@ -15,14 +15,12 @@ grew from the same initialisation, which fusion relies on.
 from __future__ import annotations
 
 import copy
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import safetensors
 import safetensors.torch
 import torch
-import transformers
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from .errors import KalavaiError

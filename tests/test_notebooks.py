@@ -1,4 +1,6 @@
 """Every numbered notebook executes headless under papermill at the smoke scale."""
+import json
+
 import nbformat
 import pytest
 
@@ -22,6 +24,9 @@ def test_all_notebooks_run_at_smoke(tmp_path):
     assert [p.name for p in written] == [p.name for p in notebooks.available().values()]
     results = sorted((tmp_path / "smoke").rglob("results.json"))
     assert results, "no results files written"
+    record = json.loads(results[0].read_text())
+    for per_domain in record["gates"].values():  # gates averaged during evaluation: a distribution per domain
+        assert all(abs(sum(g) - 1) < 1e-4 for g in per_domain.values())
     verdict = nbformat.read(tmp_path / "smoke" / "notebooks" / "03_fusion.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in verdict.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "claims hold at scale smoke" in text

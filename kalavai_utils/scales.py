@@ -1,7 +1,7 @@
 """Every scale's settings, in one place.
 
-`410m`, `1b` and `6.9b` follow the paper (see ../shared/paper/KALAVAI_FACTS.md, sections
-2 and 3). `tiny` is the default: the offline cooperative that `./run_all.sh` runs on a 2-core CPU
+`410m`, `1b` and `6.9b` follow the paper (PAPER.md, sections on specialist training and
+data). `tiny` is the default: the offline cooperative that `./run_all.sh` runs on a 2-core CPU
 (see the README's time budget). `smoke` only exercises the code paths.
 
 Deviations of `tiny` from the paper, and why:
@@ -74,6 +74,9 @@ class Scale:
     router_lr: float = 1e-3
     router_wd: float = 0.01
     router_hidden: int = 256
+    # The authors' router at this scale: their 410M code used a 2-layer MLP on the pooled
+    # hidden state, their 1B and 6.9B code a single Linear(d, N). Both pool the whole chunk.
+    paper_router: str = "mlp"
 
     # evaluation protocol (section 3)
     eval_batch: int = 4
@@ -140,10 +143,11 @@ SCALES: dict[str, Scale] = {
         router_steps=500, router_hidden=256, eval_max_batches=50, sweep_seeds=(42,),
     ),
     "410m": Scale(name="410m", hub_model="EleutherAI/pythia-410m", **_PAPER),
-    "1b": Scale(name="1b", hub_model="EleutherAI/pythia-1b", **_PAPER),
+    "1b": Scale(name="1b", hub_model="EleutherAI/pythia-1b", **_PAPER, paper_router="linear"),
     "6.9b": Scale(
         name="6.9b", hub_model="EleutherAI/pythia-6.9b",
         **{**_PAPER, "freeze_layers": 6, "spec_steps": 1000, "spec_lr": 1e-5}, grad_checkpointing=True,
+        paper_router="linear",
     ),
 }
 

@@ -1,0 +1,33 @@
+"""Atomic writes: content, no stray temporary files, and ordinary file permissions."""
+import os
+import stat
+
+import pytest
+
+from kalavai_utils.storage import atomic_write_bytes, atomic_write_json, read_json
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_atomic_write_gives_the_usual_permissions(tmp_path, umask_022):
+    path = atomic_write_bytes(tmp_path / "sub" / "a.bin", b"abc")
+    assert path.read_bytes() == b"abc"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # 0o666 & ~umask, as open() would give, not mkstemp's 0600
+    atomic_write_json(tmp_path / "b.json", {"x": 1})
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o644
+    assert read_json(tmp_path / "b.json") == {"x": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "sub"]  # no temporary file left
+
+
+def test_atomic_write_follows_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        path = atomic_write_bytes(tmp_path / "private.bin", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -20,7 +20,9 @@ from safetensors.torch import load_file, save
 from . import corpora
 from .errors import KalavaiError
 from .scales import Scale
-from .storage import atomic_write_bytes, atomic_write_json, mark_step_done, read_json, sha256_file, step_is_done
+from .storage import (
+    STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, sha256_file, step_is_done,
+)
 
 SPLITS = ("train", "unused", "heldout")
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "data_manifests"
@@ -30,8 +32,9 @@ DATA_SEED = 1234  # the corpora are the same for every training seed; seeds only
 
 # ---------------------------------------------------------------- sources -> documents
 
-def load_source_manifest(domain: str, folder: Path = MANIFEST_DIR) -> dict:
+def load_source_manifest(domain: str, folder: Path | None = None) -> dict:
     """A Hub source description from data_manifests/<domain>.json, checked for its keys."""
+    folder = MANIFEST_DIR if folder is None else folder  # looked up at call time, so tests can point it elsewhere
     path = Path(folder) / f"{domain}.json"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in Path(folder).glob("*.json")))
@@ -45,6 +48,12 @@ def load_source_manifest(domain: str, folder: Path = MANIFEST_DIR) -> dict:
 
 def source_text(record: dict, recipe: dict) -> str:
     """Apply a manifest's text recipe (fields joined, then truncated) to one record."""
+    missing = [f for f in recipe["fields"] if f not in record]
+    if missing:
+        raise KalavaiError(
+            f"text recipe field {missing[0]!r} is not in the dataset's records (fields: {', '.join(map(str, record))}); "
+            "fix the data manifest's text.fields"
+        )
     text = recipe.get("join", "\n").join(str(record[f]) for f in recipe["fields"])
     return text[: recipe["max_chars"]] if "max_chars" in recipe else text
 
@@ -69,6 +78,27 @@ def resolve_revision(dataset: str, revision: str) -> str:
     return HfApi().dataset_info(dataset, revision=revision).sha
 
 
+def _unreachable_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "the Hub or the local cache cannot serve this", and nothing else.
+
+    Hub and connection errors are OSErrors (huggingface_hub's HTTP, offline and cache-miss
+    errors, requests' errors, ConnectionError, TimeoutError); `datasets` adds its own for a
+    dataset or data files it cannot find; the HTTP clients under streaming have their own
+    bases. A bug or a wrong manifest field (KeyError, TypeError...) is not among them, so it
+    is reported as itself instead of as missing Hub access.
+    """
+    import datasets.exceptions
+    from huggingface_hub.errors import HFValidationError
+
+    kinds: list[type[BaseException]] = [OSError, datasets.exceptions.DatasetsError, HFValidationError]
+    for module, attr in (("httpx", "HTTPError"), ("aiohttp", "ClientError"), ("requests", "RequestException")):
+        try:
+            kinds.append(getattr(__import__(module), attr))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(kinds)
+
+
 def hub_documents(source: dict) -> tuple[list[str], dict]:
     """Load a Hub source's documents; one clear error when the Hub or cache cannot serve it."""
     import datasets
@@ -81,7 +111,9 @@ def hub_documents(source: dict) -> tuple[list[str], dict]:
         )
         texts = (source_text(r, source["text"]) for r in stream)
         docs = filter_documents(texts, source["n_documents"], source["filters"].get("min_chars", 0))
-    except Exception as e:  # noqa: BLE001 - the datasets/hub stack raises many types for "not reachable"
+    except KalavaiError as e:
+        raise KalavaiError(f"dataset {name}: {e}") from None
+    except _unreachable_errors() as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise KalavaiError(
             f"cannot load dataset {name} at revision {source['revision']}: {first}. "
@@ -147,6 +179,11 @@ def prepare_domain(scale: Scale, domain: str, tokenizer, out_dir: Path, overlap:
               "fractions": list(scale.split_fractions), "overlap": overlap if not scale.is_hub else None,
               "stream": stream, "n_docs": n_docs or scale.docs_per_domain, "tokenizer": tokenizer_hash or tokenizer_id(tokenizer),
               "generator": None if scale.is_hub else corpora.corpus_version()}
+    if scale.is_hub:
+        # A Hub domain's chunks depend on everything its data manifest says (dataset, config,
+        # revision, text recipe, filters): editing any of it must rebuild them. (Offline keys are
+        # left as they were, so existing offline caches stay valid.)
+        config["source_manifest"] = config_hash(load_source_manifest(domain))
     record = cached_record(folder, config)
     if record is not None:
         return record
@@ -173,8 +210,23 @@ def save_splits(folder: Path, splits: dict[str, torch.Tensor], seq_len: int, met
 
 
 def write_manifest(out_dir: Path, records: dict[str, dict], extra: dict | None = None) -> dict:
-    manifest = {"schema": "kalavai.data/1", "domains": records, **(extra or {})}
-    atomic_write_json(Path(out_dir) / "manifest.json", manifest)
+    """The folder's manifest: `records` merged with every other finished domain already in the folder.
+
+    Sweep conditions share a corpus folder and each prepares only its own domains, so the
+    manifest is rebuilt from what is on disk rather than from the caller's domains alone.
+    """
+    out_dir = Path(out_dir)
+    domains = {}
+    for chunks in sorted(out_dir.glob("*/chunks.json")):
+        if chunks.parent.name in records or not (chunks.parent / STEP_FILE).exists():
+            continue  # unfinished domains are rebuilt by their next prepare_domain, and recorded then
+        try:
+            domains[chunks.parent.name] = read_json(chunks)
+        except KalavaiError:
+            continue  # a damaged record describes nothing usable; its step rebuilds it
+    domains.update(records)
+    manifest = {"schema": "kalavai.data/1", "domains": dict(sorted(domains.items())), **(extra or {})}
+    atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 

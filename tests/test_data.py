@@ -102,3 +102,97 @@ def test_unknown_split(tmp_path):
     _prepare(tmp_path)
     with pytest.raises(KalavaiError, match="unknown split"):
         data.load_split(tmp_path, "science", "validation")
+
+
+# --------------------------------------------------------------------------- the folder's manifest
+
+def test_manifest_describes_every_domain_in_the_folder(tmp_path):
+    # sweep conditions share a corpus folder and each prepares only its own domains
+    scale = get_scale("smoke")
+    science = data.prepare_domain(scale, "science", CharTokenizer(), tmp_path, tokenizer_hash="chars")
+    data.write_manifest(tmp_path, {"science": science}, {"scale": "smoke"})
+    code = data.prepare_domain(scale, "code", CharTokenizer(), tmp_path, tokenizer_hash="chars")
+    manifest = data.write_manifest(tmp_path, {"code": code}, {"scale": "smoke"})
+    assert set(manifest["domains"]) == {"science", "code"}
+    assert manifest["domains"]["science"]["files"] == science["files"]
+    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(on_disk["domains"]) == {"science", "code"} and on_disk["scale"] == "smoke"
+    # an unfinished domain (no step marker) is not vouched for
+    (tmp_path / "code" / "step.json").unlink()
+    assert set(data.write_manifest(tmp_path, {}, {})["domains"]) == {"science"}
+
+
+# --------------------------------------------------------------------------- Hub sources, with local stand-ins
+
+RECORDS = [{"body": "short"}, {"body": "a longer document " * 5}, {"body": "x" * 40}, {"body": "another long one " * 6}]
+
+
+def _source(**changes):
+    return {"schema": "kalavai.source/1", "domain": "science", "dataset": "org/stand-in", "config": None,
+            "split": "train", "revision": "0" * 40, "n_documents": 3, "text": {"fields": ["body"]},
+            "filters": {"min_chars": 10}, **changes}
+
+
+def _local_hub(monkeypatch, records=RECORDS, error=None):
+    """datasets.load_dataset replaced by a local list of records (or by an error)."""
+    import datasets
+
+    def load_dataset(*args, **kwargs):
+        if error is not None:
+            raise error
+        return iter(records)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+
+
+def test_hub_documents_apply_recipe_and_filters(monkeypatch):
+    _local_hub(monkeypatch)
+    docs, provenance = data.hub_documents(_source())
+    assert docs == [r["body"] for r in RECORDS[1:]]
+    assert provenance["resolved_revision"] == "0" * 40
+
+
+def test_wrong_text_field_is_its_own_error_not_a_hub_error(monkeypatch):
+    _local_hub(monkeypatch)
+    with pytest.raises(KalavaiError) as info:
+        data.hub_documents(_source(text={"fields": ["content"]}))
+    message = str(info.value)
+    assert "'content'" in message and "body" in message and "org/stand-in" in message
+    assert "Hugging Face Hub" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("error", [ConnectionError("Couldn't reach 'org/stand-in' on the Hub"), TimeoutError("read timed out")])
+def test_network_errors_say_the_hub_is_needed(monkeypatch, error):
+    _local_hub(monkeypatch, error=error)
+    with pytest.raises(KalavaiError, match="cannot load dataset org/stand-in.*HF_HUB_OFFLINE"):
+        data.hub_documents(_source())
+
+
+def test_a_bug_is_not_reported_as_missing_hub_access(monkeypatch):
+    _local_hub(monkeypatch, error=ZeroDivisionError("a bug, not the network"))
+    with pytest.raises(ZeroDivisionError):
+        data.hub_documents(_source())
+
+
+def test_hub_chunks_are_rebuilt_when_the_data_manifest_changes(tmp_path, monkeypatch):
+    import dataclasses
+
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    monkeypatch.setattr(data, "MANIFEST_DIR", manifests)
+    _local_hub(monkeypatch, records=[{"body": f"document {i} " + "y" * (i % 7) * 10} for i in range(200)])
+    calls = []
+    real = data.hub_documents
+    monkeypatch.setattr(data, "hub_documents", lambda source: calls.append(source) or real(source))
+    scale = dataclasses.replace(get_scale("smoke"), source="hub", docs_per_domain=50)
+
+    def prepare(**changes):
+        (manifests / "science.json").write_text(json.dumps(_source(**changes)))
+        return data.prepare_domain(scale, "science", CharTokenizer(), tmp_path / "chunks", tokenizer_hash="chars")
+
+    first = prepare(filters={"min_chars": 10})
+    assert prepare(filters={"min_chars": 10}) == first and len(calls) == 1  # unchanged manifest: cached
+    stricter = prepare(filters={"min_chars": 40})
+    assert len(calls) == 2 and stricter["files"] != first["files"]
+    assert calls[-1]["filters"] == {"min_chars": 40}
+    prepare(filters={"min_chars": 40}, revision="1" * 40)  # another revision: rebuilt too
+    assert len(calls) == 3

@@ -67,9 +67,11 @@ def read_json(path: str | os.PathLike) -> Any:
     if not path.exists():
         raise KalavaiError(f"missing file: {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise KalavaiError(f"malformed JSON in {path}: {e.msg} at line {e.lineno}") from None
+    except (ValueError, RecursionError) as e:  # bytes that are not UTF-8, absurd nesting or numbers: untrusted input
+        raise KalavaiError(f"malformed JSON in {path}: {type(e).__name__}") from None
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -31,3 +31,13 @@ def test_atomic_write_follows_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe not utf-8", b"[" * 100_000 + b"]" * 100_000, b"{not json"])
+def test_read_json_refuses_malformed_bytes_in_one_line(tmp_path, raw):
+    from kalavai_utils.errors import KalavaiError
+
+    (tmp_path / "x.json").write_bytes(raw)
+    with pytest.raises(KalavaiError, match="malformed JSON") as info:
+        read_json(tmp_path / "x.json")
+    assert "\n" not in str(info.value)

@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--out", help="JSON path (default runs/<scale>/benchmarks/speed.json)")
     bm.add_argument("--steps", type=int, default=20)
 
+    er = sub.add_parser("export-results", help="write a run's reference summaries, one JSON per notebook")
+    er.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
+    er.add_argument("out_dir", help="where to write them, e.g. results/tiny")
+
+    cr = sub.add_parser("compare-results", help="compare a run with reference summaries; exit 1 if any number moved")
+    cr.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
+    cr.add_argument("ref_dir", help="reference summaries, e.g. results/tiny")
+    cr.add_argument("--tol-loss", type=float, default=1e-4, help="loss tolerance in nats (percentages: 100x)")
+
     return p
 
 
@@ -101,6 +110,20 @@ def main(argv=None) -> int:
             out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "speed.json")
             print(json.dumps(bench(args.scale, out, args.steps), indent=2))
             print(f"written: {out}")
+        elif args.command == "export-results":
+            from .reference import export_reference
+
+            for path in export_reference(args.runs_dir, args.out_dir):
+                print(f"written: {path}")
+        elif args.command == "compare-results":
+            from .reference import compare_results
+
+            comparison = compare_results(args.runs_dir, args.ref_dir, args.tol_loss)
+            for difference in comparison.differences:
+                print(difference)
+            print(comparison.summary())
+            if comparison.differences:
+                return 1
     except KalavaiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,404 @@
+"""Reference results: the numbers each notebook shows, as small JSON files kept in the
+repository (results/<scale>/NN_name.json), and a check of a rerun against them.
+
+`summarize_run` reads a run folder (runs/<scale>/, layout in pipeline.py and
+cooperative.py) with the same functions the notebooks use (report.claims, sweep.point,
+prediction.*, metrics.divergence_pct) and keeps only what their tables and verdicts show.
+`export_reference` writes one file per notebook; `compare_results` summarizes a rerun the
+same way and lists every number that moved.
+
+Tolerances (absolute), from `tol_loss` (1e-4 nats by default):
+- losses and everything else in nats (EW, oracle EW, base loss, loss spread): tol_loss;
+- percentages derived from losses (gains, divergences, forgetting, the sweep's fit and
+  leave-one-out errors, which are in percentage points): 100 x tol_loss = 0.01 pp. A gain
+  (L_b - L_a) / L_b x 100 moves by 100 (|dL_a| + |dL_b|) / L_b when both losses move, which
+  for two moves of 1e-4 nats at losses near 2 nats is 0.01 pp. The fit's slope and R^2 are
+  held to the same 0.01;
+- router gates (probabilities, not derived from losses): 10 x tol_loss = 1e-3;
+- hashes, counts, names and verdict booleans: exactly.
+Nothing under a "timings" or "provenance" key is compared: speeds depend on the machine,
+and weight fingerprints change with the last bit of any weight even when every loss agrees.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KalavaiError
+from .metrics import divergence_pct
+from .results import load_results
+from .storage import atomic_write_json, read_json
+
+SCHEMA = "kalavai.reference/1"
+IGNORED_KEYS = {"timings", "provenance"}
+PCT_KEYS = {"gain_vs_best_pct", "divergence_pct", "mean_divergence_pct", "oracle_gain_pct", "worst_forgetting_pct",
+            "gain", "oracle_gain", "mean_divergence", "max_divergence", "min_divergence", "fit", "leave_one_out"}
+GATE_KEYS = {"gates"}
+LANGUAGE_GAP_BAR = 1.25  # notebook 01: languages "clearly weaker" above 25% more loss per character
+_MISSING = object()
+
+
+# ---------------------------------------------------------------- reading a run
+
+def _seed_folders(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.glob("seed*") if p.is_dir()), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
+
+
+def _source(record: dict) -> str | None:
+    src = record.get("source")
+    if isinstance(src, dict):
+        return f"{src['dataset']}@{src.get('resolved_revision', src.get('revision'))}" if "dataset" in src else src.get("generator")
+    return src
+
+
+def _data_summary(manifest: dict) -> dict:
+    """Chunk counts and content hashes of one data folder's manifest."""
+    domains = {}
+    for d, r in manifest["domains"].items():
+        row = {"chunks": r["chunks"], "files": r["files"], "n_documents": r.get("n_documents"), "source": _source(r)}
+        domains[d] = {k: v for k, v in row.items() if v is not None}
+    out = {"tokenizer": manifest.get("tokenizer"), "seq_len": manifest.get("seq_len"), "domains": domains}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _corpora(runs: Path) -> tuple[str | None, dict[str, dict]]:
+    """(notebook 00's corpus key, every corpus manifest by key); the sweep adds other overlaps."""
+    manifests = {p.parent.name: read_json(p) for p in sorted(runs.glob("data/corpus-*/manifest.json"))}
+    if not manifests:
+        return None, {}
+    from .pipeline import corpus_key
+    from .scales import get_scale
+
+    scale = next(iter(manifests.values())).get("scale")
+    return corpus_key(get_scale(scale)), manifests
+
+
+def summarize_data(runs: Path) -> dict:
+    key, manifests = _corpora(runs)
+    if key not in manifests:
+        return {}
+    return {"corpus": key, **_data_summary(manifests[key])}
+
+
+def language_gap(report: dict) -> dict:
+    """Notebook 01's verdict: mean loss per character, languages over English-like domains."""
+    per_char, langs = report["loss_per_char"], set(report["languages"])
+    ratio = np.mean([v for d, v in per_char.items() if d in langs]) / np.mean([v for d, v in per_char.items() if d not in langs])
+    return {"ratio": float(ratio), "clearly_weaker": bool(ratio > LANGUAGE_GAP_BAR)}
+
+
+def summarize_base(runs: Path) -> dict:
+    out = {}
+    path = runs / "base" / "base_eval.json"
+    if path.exists():
+        r = read_json(path)
+        out["base"] = {"revision": r["revision"], "losses": r["losses"], "chars_per_token": r["chars_per_token"],
+                       "loss_per_char": r["loss_per_char"], "languages": ",".join(r["languages"])}
+        if r["languages"]:
+            out["language_gap"] = language_gap(r)
+        out["provenance"] = {"fingerprint": r["fingerprint"]}
+    path = runs / "base" / "pretrain_log.json"
+    if path.exists():
+        log = read_json(path)
+        out["pretraining"] = {"steps": len(log["loss"]), "tokens": log["tokens"], "n_params": log["n_params"],
+                              "final_train_loss": log["loss"][-1]}
+        if log.get("curve"):
+            out["pretraining"]["final_heldout"] = log["curve"][-1]["losses"]
+        out["timings"] = {k: log[k] for k in ("train_seconds", "tokens_per_s", "matmul_peak_flops", "fraction_of_peak") if k in log}
+    path = runs / "data" / "pretrain" / "manifest.json"
+    if path.exists():
+        out["pretrain_data"] = _data_summary(read_json(path))
+    return out
+
+
+def summarize_specialists(runs: Path) -> dict:
+    """Notebook 02: specialist x domain losses, divergences and forgetting, per seed."""
+    seeds = {}
+    for folder in _seed_folders(runs / "main" / "main"):
+        path = folder / "baselines" / "losses.json"
+        if not path.exists():
+            continue
+        losses = read_json(path)
+        base = losses["base"]
+        domains = [m.split(":", 1)[1] for m in losses if m.startswith("spec:")]
+        specs = {}
+        for d in domains:
+            spec = losses[f"spec:{d}"]
+            specs[d] = {"divergence_pct": divergence_pct(base[d], spec[d]),
+                        "beats_base_on_own_domain": bool(spec[d] < base[d]),
+                        "worst_forgetting_pct": max(-divergence_pct(base[o], spec[o]) for o in domains if o != d)}
+        training, timings = {}, {}
+        for log_path in sorted([*folder.glob("specialists/*/train_log.json"), folder / "monolithic" / "train_log.json"]):
+            if log_path.exists():
+                log = read_json(log_path)
+                training[log_path.parent.name] = {"steps": len(log["loss"]), "final_train_loss": log["loss"][-1]}
+                timings[log_path.parent.name] = {k: log[k] for k in ("tokens_per_s", "train_seconds") if k in log}
+        seeds[folder.name] = {"losses": losses, "specialists": specs, "training": training, "timings": timings}
+    if not seeds:
+        return {}
+    rows = [s for seed in seeds.values() for s in seed["specialists"].values()]
+    verdicts = {"every specialist beats the base on its own domain": all(r["beats_base_on_own_domain"] for r in rows),
+                "every specialist forgets elsewhere": all(r["worst_forgetting_pct"] > 0 for r in rows)}
+    return {"main": seeds, "verdicts": verdicts}
+
+
+def _main_results(runs: Path) -> list[dict]:
+    return [load_results(f / "results.json") for f in _seed_folders(runs / "main" / "main") if (f / "results.json").exists()]
+
+
+def summarize_fusion(runs: Path) -> dict:
+    """Notebook 03: every main cooperative's losses, gains and gates, and the claims' verdicts."""
+    from . import report
+
+    results = _main_results(runs)
+    if not results:
+        return {}
+    seeds = {}
+    for r in results:
+        m = r["metrics"]
+        seeds[f"seed{r['seed']}"] = {
+            "losses": r["losses"], "ew": m["ew"], "gain_vs_best_pct": m["gain_vs_best_pct"],
+            "best_specialist": m["best_specialist"], "divergence_pct": m["divergence_pct"],
+            "mean_divergence_pct": m["mean_divergence_pct"], "oracle_ew": m["oracle_ew"],
+            "oracle_gain_pct": m["oracle_gain_pct"], "non_improving_specialists": ",".join(m["non_improving_specialists"]),
+            "gates": r["gates"],
+        }
+    claims = report.claims(results)
+    return {"main": seeds, "claims": {row.claim: row.holds == "yes" for row in claims.itertuples()}}
+
+
+def _sweep_results(runs: Path, meta: dict) -> list[dict]:
+    """The cooperatives notebook 04 fitted: the main one per sweep seed, then every condition."""
+    found = sorted((runs / "sweep").glob("*/seed*/results.json"))
+    seeds = meta.get("seeds") or sorted({int(p.parent.name[4:]) for p in found})
+    wanted = meta.get("conditions")
+    out = []
+    for seed in seeds:
+        path = runs / "main" / "main" / f"seed{seed}" / "results.json"
+        if path.exists():
+            out.append({**load_results(path), "sweep": {"condition": "main"}})
+    for path in found:
+        condition = path.parent.parent.name
+        if (wanted and condition not in wanted) or int(path.parent.name[4:]) not in seeds:
+            continue
+        out.append({**load_results(path), "sweep": {"condition": condition}})
+    return out
+
+
+def summarize_sweep(runs: Path) -> dict:
+    """Notebook 04: the sweep's points for both routers, its fit, and leave-one-out validation."""
+    from . import prediction, sweep
+    from .cooperative import CAUSAL_FUSED, PAPER_FUSED
+
+    fit_path = runs / "sweep" / "fit.json"
+    fit, meta = prediction.load_fit(fit_path) if fit_path.exists() else (None, {})
+    results = _sweep_results(runs, meta) if (runs / "sweep").is_dir() else []
+    if not results and fit is None:
+        return {}
+    out = {"points": {}}
+    for model in (PAPER_FUSED, CAUSAL_FUSED):
+        by_condition = out["points"][model] = {}
+        for r in results:
+            if model in r["losses"]:
+                row = sweep.point(r, model)
+                condition, seed = row.pop("condition"), row.pop("seed")
+                row.pop("varies")  # a label of the condition, not a result
+                by_condition.setdefault(condition, {})[f"seed{seed}"] = row
+    points = sweep.points_table(results, PAPER_FUSED)
+    if len(points) >= 3:
+        out["best_predictor"] = str(prediction.compare_predictors(points, target="gain").iloc[0]["predictor"])
+        _, lo, hi = prediction.paper_fit().predict(points["mean_divergence"].to_numpy())
+        out["paper_line_inside"] = int(((points["gain"] >= lo) & (points["gain"] <= hi)).sum())
+        out["paper_line_n"] = len(points)
+    if len(points) >= 4:
+        loo = prediction.leave_one_out(points["mean_divergence"], points["gain"])
+        out["leave_one_out"] = {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")}
+    if fit is not None:
+        d = fit.to_dict()
+        out["fit"] = {k: d[k] for k in ("transform", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n", "resid_std")}
+        out["verdicts"] = {"gain rises with divergence (slope CI above zero)": bool(fit.slope_ci[0] > 0)}
+    key, manifests = _corpora(runs)
+    others = {k: _data_summary(m) for k, m in manifests.items() if k != key}
+    if others:
+        out["data"] = others
+    return out
+
+
+SUMMARIES = {"00_data": summarize_data, "01_base": summarize_base, "02_specialists": summarize_specialists,
+             "03_fusion": summarize_fusion, "04_predict_gain": summarize_sweep}
+
+
+def _run_folder(runs_dir) -> Path:
+    runs = Path(runs_dir)
+    if not runs.is_dir():
+        raise KalavaiError(f"no run folder at {runs}")
+    return runs
+
+
+def summarize_run(runs_dir) -> dict:
+    """Notebook name -> the numbers its tables and verdicts show; notebooks without files are left out."""
+    runs = _run_folder(runs_dir)
+    return {name: s for name, fn in SUMMARIES.items() if (s := fn(runs))}
+
+
+def run_header(runs_dir) -> dict:
+    """Scale, corpus generator and library versions of a run, as far as its files record them."""
+    runs = _run_folder(runs_dir)
+    header = {"schema": SCHEMA, "scale": runs.name}
+    _, manifests = _corpora(runs)
+    if manifests:
+        first = next(iter(manifests.values()))
+        header["scale"] = first.get("scale", header["scale"])
+        generators = {r["source"]["generator"] for r in first["domains"].values()
+                      if isinstance(r.get("source"), dict) and "generator" in r["source"]}
+        if generators:
+            header["generator"] = ",".join(sorted(generators))
+    results = [*sorted((runs / "main" / "main").glob("seed*/results.json")), *sorted((runs / "sweep").glob("*/seed*/results.json"))]
+    if results:
+        r = load_results(results[0])
+        header.update(scale=r["scale"], versions=r["versions"])
+    return header
+
+
+def export_reference(runs_dir, out_dir) -> list[Path]:
+    """Write out_dir/<notebook>.json for every notebook the run has; returns the paths written."""
+    summaries = summarize_run(runs_dir)
+    if not summaries:
+        raise KalavaiError(f"nothing to summarize in {runs_dir}: no data manifest, base evaluation or results files")
+    header = run_header(runs_dir)
+    return [atomic_write_json(Path(out_dir) / f"{name}.json", {**header, "notebook": name, "summary": s})
+            for name, s in summaries.items()]
+
+
+def load_reference(ref_dir) -> tuple[dict, dict]:
+    """(header of the first file, notebook -> summary) from a folder written by export_reference."""
+    folder = Path(ref_dir)
+    if not folder.is_dir():
+        raise KalavaiError(f"no reference folder at {folder}")
+    header, summaries = {}, {}
+    for path in sorted(folder.glob("*.json")):
+        d = read_json(path)
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA or "summary" not in d:
+            raise KalavaiError(f"{path} is not a {SCHEMA} reference file")
+        header = header or {k: v for k, v in d.items() if k != "summary"}
+        summaries[d.get("notebook", path.stem)] = d["summary"]
+    if not summaries:
+        raise KalavaiError(f"no reference summaries (*.json) in {folder}")
+    return header, summaries
+
+
+# ---------------------------------------------------------------- comparing
+
+def flatten(tree, prefix: str = "") -> dict:
+    """{"a/b/0": leaf} for every leaf of nested dicts and lists, skipping IGNORED_KEYS."""
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            if k not in IGNORED_KEYS:
+                out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
+        return out
+    if isinstance(tree, list):
+        out = {}
+        for i, v in enumerate(tree):
+            out.update(flatten(v, f"{prefix}/{i}"))
+        return out
+    return {prefix: tree}
+
+
+def tolerance(key: str, ref, run, tol_loss: float) -> float | None:
+    """The absolute tolerance of one flattened number; None: must match exactly."""
+    values = [v for v in (ref, run) if v is not _MISSING]
+    if not any(isinstance(v, float) for v in values) or any(isinstance(v, (bool, str)) or v is None for v in values):
+        return None
+    parts = set(key.split("/"))
+    if parts & GATE_KEYS:
+        return 10 * tol_loss
+    if parts & PCT_KEYS:
+        return 100 * tol_loss
+    return tol_loss
+
+
+def _moved(ref, run, tol: float | None) -> bool:
+    if tol is None:
+        return ref != run
+    if math.isnan(ref) or math.isnan(run):
+        return math.isnan(ref) != math.isnan(run)
+    return abs(run - ref) > tol * (1 + 1e-9)  # a move of exactly tol passes despite float rounding
+
+
+def _fmt(v) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _fmt_tol(tol: float) -> str:
+    mantissa, exp = f"{tol:.0e}".split("e")
+    return f"{mantissa}e{int(exp)}"
+
+
+@dataclass
+class Difference:
+    notebook: str
+    key: str
+    reference: object
+    run: object
+    tol: float | None
+
+    def __str__(self) -> str:
+        where = f"{self.notebook}: {self.key}"
+        if self.reference is _MISSING:
+            return f"{where} not in the reference (run: {_fmt(self.run)})"
+        if self.run is _MISSING:
+            return f"{where} missing from this run (reference: {_fmt(self.reference)})"
+        tol = "exact" if self.tol is None else f"tol {_fmt_tol(self.tol)}"
+        return f"{where} {_fmt(self.reference)} -> {_fmt(self.run)} ({tol})"
+
+
+@dataclass
+class Comparison:
+    differences: list[Difference] = field(default_factory=list)
+    compared: dict[str, int] = field(default_factory=dict)  # notebook -> numbers compared
+    skipped: dict[str, str] = field(default_factory=dict)  # notebook -> why
+
+    def summary(self) -> str:
+        n = sum(self.compared.values())
+        line = (f"{len(self.differences)} of {n} numbers differ" if self.differences else f"all {n} numbers match") + \
+            f" ({', '.join(self.compared)})"
+        if self.skipped:
+            line += "; skipped: " + ", ".join(f"{nb} ({why})" for nb, why in self.skipped.items())
+        return line
+
+
+def compare_results(runs_dir, ref_dir, tol: float = 1e-4) -> Comparison:
+    """Summarize the run and list every number that differs from the reference beyond its
+    tolerance (see the module docstring; `tol` is the loss tolerance in nats), and every key
+    present on one side only. Notebooks present on one side only are skipped, and said so.
+    """
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        raise KalavaiError(f"tolerance must be a non-negative number, got {tol!r}")
+    header, reference = load_reference(ref_dir)
+    run_scale = run_header(runs_dir)["scale"]
+    if header.get("scale") and header["scale"] != run_scale:
+        raise KalavaiError(f"the run is at scale {run_scale} but the reference at scale {header['scale']}")
+    summaries = summarize_run(runs_dir)
+    out = Comparison()
+    for nb in sorted(set(reference) | set(summaries)):
+        if nb not in summaries:
+            out.skipped[nb] = "not in this run"
+            continue
+        if nb not in reference:
+            out.skipped[nb] = "no reference"
+            continue
+        ref, run = flatten(reference[nb]), flatten(summaries[nb])
+        out.compared[nb] = len(ref.keys() | run.keys())
+        for key in sorted(ref.keys() | run.keys()):
+            a, b = ref.get(key, _MISSING), run.get(key, _MISSING)
+            tol_key = tolerance(key, a, b, tol)
+            if a is _MISSING or b is _MISSING or _moved(a, b, tol_key):
+                out.differences.append(Difference(nb, key, a, b, tol_key))
+    if not out.compared:
+        raise KalavaiError(f"no notebook summarized in both {runs_dir} and {ref_dir}: "
+                           + ", ".join(f"{nb} {why}" for nb, why in out.skipped.items()))
+    return out

@@ -1,0 +1,208 @@
+"""Reference results: export a run's summaries, compare a rerun with them (kalavai_utils.reference).
+
+The run folder is written by hand in the real layout (results files through results.py's
+schema), so no model is trained here.
+"""
+import json
+
+import pytest
+
+from kalavai_utils import prediction, reference
+from kalavai_utils.__main__ import main
+from kalavai_utils.cooperative import CAUSAL_FUSED, PAPER_FUSED
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.results import make_results, write_results
+from kalavai_utils.storage import atomic_write_json, read_json
+
+DOMAINS = ("code", "science", "fiction")
+SEEDS = (42, 137)
+
+
+def fake_losses(domains, shift: float = 0.0) -> dict:
+    """A plausible model x domain loss matrix: specialists good at home, worse elsewhere;
+    the fused models near the domain oracle, well away from every claim's threshold."""
+    base = {d: 3.0 + 0.1 * i for i, d in enumerate(domains)}
+    losses = {"base": base}
+    for i, d in enumerate(domains):
+        losses[f"spec:{d}"] = {o: base[o] - (0.5 + 0.05 * i + shift if o == d else -0.1) for o in domains}
+    best_at = {o: min(losses[f"spec:{d}"][o] for d in domains) for o in domains}
+    losses["weight_avg"] = {o: base[o] + 0.05 for o in domains}
+    losses["monolithic"] = {o: best_at[o] + 0.1 for o in domains}
+    losses["uniform"] = {o: base[o] - 0.02 for o in domains}
+    for name, extra in ((PAPER_FUSED, 0.002), (CAUSAL_FUSED, 0.004)):
+        losses[name] = {o: best_at[o] + extra for o in domains}
+        losses[name + ":hard"] = {o: best_at[o] + extra + 0.001 for o in domains}
+    return losses
+
+
+def write_cooperative(folder, experiment, condition, seed, domains, shift=0.0):
+    losses = fake_losses(domains, shift)
+    gates = {name: {d: [1.0 if e == d else 0.0 for e in domains] for d in domains} for name in (PAPER_FUSED, CAUSAL_FUSED)}
+    results = make_results(experiment=experiment, condition=condition, scale="tiny", seed=seed, config={},
+                           base_fingerprint="f" * 64, domains=domains, losses=losses,
+                           specialists={d: f"spec:{d}" for d in domains}, gates=gates)
+    write_results(folder / "results.json", results)
+    return results
+
+
+def write_manifest(folder, domains, salt=""):
+    records = {d: {"domain": d, "n_documents": 100, "chunks": {"train": 80, "unused": 10, "heldout": 10},
+                   "source": {"generator": "v1", "domain": d},
+                   "files": {f"{s}.safetensors": f"{salt}{d}{s}".ljust(64, "0") for s in ("train", "unused", "heldout")}}
+               for d in domains}
+    atomic_write_json(folder / "manifest.json", {"schema": "kalavai.data/1", "domains": records, "scale": "tiny",
+                                                 "tokenizer": "t" * 64, "seq_len": 128})
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A finished tiny run: data, base, three seeds' specialists and fusion, a small sweep and its fit."""
+    runs = tmp_path / "runs" / "tiny"
+    write_manifest(runs / "data" / "corpus-overlap0.50", DOMAINS)
+    write_manifest(runs / "data" / "corpus-overlap0.20", DOMAINS, salt="b")
+    atomic_write_json(runs / "base" / "base_eval.json", {
+        "fingerprint": "a" * 64, "revision": "step1000", "languages": ["welsh"],
+        "losses": {"code": 3.0, "welsh": 2.0}, "chars_per_token": {"code": 3.5, "welsh": 1.5},
+        "loss_per_char": {"code": 3.0 / 3.5, "welsh": 2.0 / 1.5}})
+    atomic_write_json(runs / "base" / "pretrain_log.json", {
+        "loss": [5.0, 4.0, 3.5], "curve": [{"step": 3, "losses": {"mixture": 3.6}}], "tokens": 6144, "n_params": 1300000,
+        "train_seconds": 12.3, "tokens_per_s": 500.0, "matmul_peak_flops": 1e11, "fraction_of_peak": 0.01})
+    main_results = []
+    for seed in SEEDS:
+        folder = runs / "main" / "main" / f"seed{seed}"
+        main_results.append(write_cooperative(folder, "main", "main", seed, DOMAINS))
+        baselines = {k: v for k, v in main_results[-1]["losses"].items() if k in ("base", "weight_avg", "monolithic") or k.startswith("spec:")}
+        atomic_write_json(folder / "baselines" / "losses.json", baselines)
+        for d in DOMAINS:
+            atomic_write_json(folder / "specialists" / d / "train_log.json", {"loss": [3.0, 2.5], "tokens_per_s": 900.0})
+    sweep = [write_cooperative(runs / "sweep" / name / "seed42", "sweep", name, 42, domains, shift)
+             for name, domains, shift in (("overlap0.20", DOMAINS, 0.2), ("n2", DOMAINS[:2], -0.1),
+                                          ("steps50", DOMAINS, -0.2), ("freeze0", DOMAINS, 0.1))]
+    points = [r["metrics"] for r in [main_results[0], *sweep]]
+    fit = prediction.fit_line([m["mean_divergence_pct"] for m in points], [m["gain_vs_best_pct"][PAPER_FUSED] for m in points])
+    prediction.save_fit(runs / "sweep" / "fit.json", fit, {"scale": "tiny", "seeds": [42],
+                                                           "conditions": ["main", "overlap0.20", "n2", "steps50", "freeze0"]})
+    return runs
+
+
+def move_loss(runs, seed, model, domain, delta):
+    """Rewrite a results file with one loss moved (its metrics recomputed, as a rerun would)."""
+    path = runs / "main" / "main" / f"seed{seed}" / "results.json"
+    r = read_json(path)
+    r["losses"][model][domain] += delta
+    write_results(path, make_results(**{k: r[k] for k in ("experiment", "condition", "scale", "seed", "config", "base_fingerprint",
+                                                          "domains", "losses", "specialists", "gates", "extra")}))
+
+
+def compare(capsys, runs, ref, *extra):
+    code = main(["compare-results", str(runs), str(ref), *extra])
+    out, err = capsys.readouterr()
+    return code, out.strip().splitlines(), err.strip().splitlines()
+
+
+def test_summary_has_every_notebook_and_no_timings(run):
+    s = reference.summarize_run(run)
+    assert list(s) == list(reference.SUMMARIES)
+    assert s["00_data"]["corpus"] == "corpus-overlap0.50" and "corpus-overlap0.20" in s["04_predict_gain"]["data"]
+    assert s["02_specialists"]["main"]["seed42"]["specialists"]["code"]["divergence_pct"] == pytest.approx(50 / 3)
+    assert all(s["03_fusion"]["claims"].values())  # the fake numbers satisfy every claim
+    assert s["04_predict_gain"]["leave_one_out"]["n"] == 5
+    assert set(s["04_predict_gain"]["points"][PAPER_FUSED]["n2"]["seed42"]) >= {"gain", "mean_divergence", "base_loss"}
+    assert "condition" not in s["04_predict_gain"]["points"][PAPER_FUSED]["n2"]["seed42"]
+    flat = {nb: reference.flatten(x) for nb, x in s.items()}
+    assert not [k for f in flat.values() for k in f if "seconds" in k or "tokens_per_s" in k or "fingerprint" in k]
+    text = json.dumps(s)
+    assert str(run) not in text  # no absolute paths
+
+
+def test_export_then_compare_reports_nothing(run, tmp_path, capsys):
+    ref = tmp_path / "results" / "tiny"
+    assert main(["export-results", str(run), str(ref)]) == 0
+    assert sorted(p.name for p in ref.glob("*.json")) == [f"{nb}.json" for nb in reference.SUMMARIES]
+    header = read_json(ref / "03_fusion.json")
+    assert header["scale"] == "tiny" and header["generator"] == "v1" and "torch" in header["versions"]
+    capsys.readouterr()
+    assert reference.compare_results(run, ref).differences == []
+    code, out, err = compare(capsys, run, ref)
+    assert code == 0 and len(out) == 1 and out[0].startswith("all ") and not err
+
+
+def test_loss_moved_beyond_tolerance_is_reported(run, tmp_path, capsys):
+    ref = tmp_path / "ref"
+    reference.export_reference(run, ref)
+    move_loss(run, 42, PAPER_FUSED, "code", 2e-4)
+    code, out, _ = compare(capsys, run, ref)
+    assert code == 1
+    line = f"03_fusion: main/seed42/losses/{PAPER_FUSED}/code"
+    assert any(l.startswith(line) and l.endswith("(tol 1e-4)") for l in out), out
+    assert "differ" in out[-1]
+
+
+def test_loss_moved_within_tolerance_passes(run, tmp_path, capsys):
+    ref = tmp_path / "ref"
+    reference.export_reference(run, ref)
+    move_loss(run, 42, PAPER_FUSED, "code", 5e-5)  # its gain moves by about 0.002 pp: also within tolerance
+    assert compare(capsys, run, ref)[0] == 0
+    # a tighter tolerance does see it
+    code, out, _ = compare(capsys, run, ref, "--tol-loss", "1e-5")
+    assert code == 1 and any(f"main/seed42/losses/{PAPER_FUSED}/code" in l for l in out)
+
+
+def test_changed_hash_is_reported(run, tmp_path, capsys):
+    ref = tmp_path / "ref"
+    reference.export_reference(run, ref)
+    path = run / "data" / "corpus-overlap0.50" / "manifest.json"
+    m = read_json(path)
+    m["domains"]["science"]["files"]["heldout.safetensors"] = "e" * 64
+    atomic_write_json(path, m)
+    code, out, _ = compare(capsys, run, ref)
+    assert code == 1
+    assert any(l.startswith("00_data: domains/science/files/heldout.safetensors") and "e" * 64 in l for l in out), out
+
+
+def test_changed_verdict_and_missing_key_are_reported(run, tmp_path, capsys):
+    ref = tmp_path / "ref"
+    reference.export_reference(run, ref)
+    # weight averaging now beats the best specialist in one seed: that claim no longer holds
+    move_loss(run, 137, "weight_avg", "code", -2.0)
+    (run / "main" / "main" / "seed42" / "specialists" / "fiction" / "train_log.json").unlink()
+    code, out, _ = compare(capsys, run, ref)
+    assert code == 1
+    assert any(l.startswith("03_fusion: claims/weight averaging is worse than the best specialist True -> False") for l in out), out
+    assert any(l.startswith("02_specialists: main/seed42/training/fiction/steps missing from this run") for l in out), out
+
+
+def test_partial_run_compares_only_its_notebooks(run, tmp_path, capsys):
+    ref = tmp_path / "ref"
+    reference.export_reference(run, ref)
+    partial = tmp_path / "partial" / "tiny"
+    partial.mkdir(parents=True)
+    for sub in ("data", "base"):  # what `--only 00,01` leaves behind
+        (run / sub).rename(partial / sub)
+    result = reference.compare_results(partial, ref)
+    assert result.differences == [] and set(result.compared) == {"00_data", "01_base"}
+    assert set(result.skipped) == {"02_specialists", "03_fusion", "04_predict_gain"}
+    code, out, _ = compare(capsys, partial, ref)
+    assert code == 0 and "skipped: 02_specialists (not in this run)" in out[-1]
+
+
+def test_bad_input_is_one_line_exit_2(run, tmp_path, capsys):
+    code, out, err = compare(capsys, run, tmp_path / "no-such-folder")
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: no reference folder")
+    (tmp_path / "empty").mkdir()
+    code, _, err = compare(capsys, run, tmp_path / "empty")
+    assert code == 2 and len(err) == 1 and "no reference summaries" in err[0]
+    code, _, err = compare(capsys, tmp_path / "no-run", tmp_path / "empty")
+    assert code == 2 and len(err) == 1
+    assert main(["export-results", str(tmp_path / "empty"), str(tmp_path / "out")]) == 2
+    assert "nothing to summarize" in capsys.readouterr().err
+    with pytest.raises(KalavaiError):
+        reference.compare_results(run, tmp_path / "empty", tol=-1)
+
+
+def test_tolerance_classes():
+    assert reference.tolerance("main/seed42/losses/base/code", 2.0, 2.1, 1e-4) == 1e-4
+    assert reference.tolerance("main/seed42/gain_vs_best_pct/uniform", 1.0, 1.0, 1e-4) == pytest.approx(1e-2)
+    assert reference.tolerance("main/seed42/gates/fused:mlp:sequence/code/0", 0.5, 0.5, 1e-4) == pytest.approx(1e-3)
+    assert reference.tolerance("domains/code/chunks/train", 80, 80, 1e-4) is None
+    assert reference.tolerance("claims/x", True, False, 1e-4) is None

@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--seed", type=int, default=42)
     ts.add_argument("--steps", type=int)
 
-    vf = sub.add_parser("verify", help="coordinator: accept or refuse submissions against the base")
+    vf = sub.add_parser("verify", help="coordinator: a verdict for every submission against the base; exit 1 if any is refused")
     vf.add_argument("--base", required=True)
     vf.add_argument("--freeze-layers", type=int, required=True)
+    vf.add_argument("--json", action="store_true", help="print every verdict as JSON: [{path, accepted, reason, ...}]")
     vf.add_argument("submissions", nargs="+")
 
     pg = sub.add_parser("predict-gain", help="predict the fusion gain from divergences, before training a router")
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--submissions", required=True, nargs="+")
     pg.add_argument("--data", required=True, help="chunk folder holding each contributor's held-out split")
     pg.add_argument("--fit", default="paper", help="'paper' or a fit JSON written by notebook 04")
-    pg.add_argument("--freeze-layers", type=int)
+    pg.add_argument("--freeze-layers", type=int, help="the coordinator's frozen depth K (or give --scale)")
+    pg.add_argument("--scale", help="take K from this scale's settings")
     pg.add_argument("--json", action="store_true", help="print the full prediction as JSON")
 
     bm = sub.add_parser("benchmark", help="measure training / fused-eval / router speed; writes JSON")
@@ -88,17 +90,27 @@ def main(argv=None) -> int:
                                               args.scale, args.seed, args.steps)
             print(f"submission written: {out}")
         elif args.command == "verify":
-            from .models import load_causal_lm
-            from .submission import collect_submissions
+            import json
 
-            for sub in collect_submissions(args.submissions, load_causal_lm(args.base), args.freeze_layers):
-                print(f"accepted: {sub.folder} ({sub.name})")
+            from .models import load_causal_lm
+            from .submission import verify_all
+
+            verdicts = verify_all(args.submissions, load_causal_lm(args.base), args.freeze_layers)
+            if args.json:
+                print(json.dumps(verdicts, indent=2, default=str))
+            else:
+                for v in verdicts:
+                    print(f"accepted: {v['path']} ({v['contributor']})" if v["accepted"] else f"refused: {v['path']}: {v['reason']}")
+            n_refused = sum(not v["accepted"] for v in verdicts)
+            if n_refused:
+                print(f"{n_refused} of {len(verdicts)} submissions refused", file=sys.stderr)
+                return 1
         elif args.command == "predict-gain":
             import json
 
             from .forecast import describe, forecast
 
-            result = forecast(args.base, args.submissions, args.data, args.fit, args.freeze_layers)
+            result = forecast(args.base, args.submissions, args.data, args.fit, args.freeze_layers, args.scale)
             print(json.dumps(result, indent=2, default=str) if args.json else describe(result))
         elif args.command == "benchmark":
             import json

@@ -4,7 +4,10 @@ All it needs is each specialist's own-domain held-out loss against the base's (t
 divergences) and a fitted divergence -> gain line: this project's sweep fit (notebook 04
 writes it) or the paper's line.
 
-    python -m kalavai_utils predict-gain --base DIR --submissions DIR... --data DIR --fit paper
+    python -m kalavai_utils predict-gain --base DIR --submissions DIR... --data DIR --fit paper --scale tiny
+
+The frozen depth K comes from the coordinator (--freeze-layers, or --scale's setting), never
+from a submission.
 """
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from pathlib import Path
 from . import data, prediction
 from .evaluation import domain_loss
 from .metrics import divergence_pct
+from .errors import KalavaiError
 from .models import load_causal_lm
-from .storage import read_json
+from .scales import get_scale
 from .submission import collect_submissions
 
 
@@ -37,10 +41,28 @@ def own_domain_divergences(base, submissions, data_dir: Path, eval_batch: int = 
     return out
 
 
-def forecast(base_dir: str, submission_dirs, data_dir: str, fit: str = "paper", freeze_layers: int | None = None) -> dict:
+def coordinator_freeze_layers(freeze_layers: int | None, scale: str | None) -> int:
+    """The frozen depth K the submissions are checked against: the coordinator's own input.
+
+    Given directly or as the scale's setting, never read from a submission: a contributor
+    that declared its own K would then choose what "frozen" is checked against.
+    """
+    if scale is not None:
+        from_scale = get_scale(scale).freeze_layers
+        if freeze_layers is not None and freeze_layers != from_scale:
+            raise KalavaiError(f"--freeze-layers {freeze_layers} contradicts scale {scale!r} (freeze_layers {from_scale})")
+        return from_scale
+    if freeze_layers is None:
+        raise KalavaiError("the coordinator's frozen depth is needed: give --freeze-layers K or --scale NAME")
+    if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or freeze_layers < 0:
+        raise KalavaiError(f"--freeze-layers must be a non-negative integer, got {freeze_layers!r}")
+    return freeze_layers
+
+
+def forecast(base_dir: str, submission_dirs, data_dir: str, fit: str = "paper", freeze_layers: int | None = None,
+             scale: str | None = None) -> dict:
+    freeze_layers = coordinator_freeze_layers(freeze_layers, scale)  # before anything is loaded
     base = load_causal_lm(base_dir)
-    if freeze_layers is None:  # the coordinator's K; by default the one the first submission declares
-        freeze_layers = int(read_json(Path(submission_dirs[0]) / "kalavai_submission.json")["freeze_layers"])
     subs = collect_submissions(submission_dirs, base, freeze_layers)
     divergences = own_domain_divergences(base, subs, Path(data_dir))
     line, meta = choose_fit(fit)

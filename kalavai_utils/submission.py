@@ -6,15 +6,21 @@ the base the contributor started from (its fingerprint), the frozen prefix, the 
 every file in the folder and of every frozen tensor, the training configuration, statistics
 of the data (never the data) and the library versions.
 
-The coordinator trusts nothing in the folder until it has checked it. No pickle is ever
-opened, no code from the folder is ever run, and the weights are read with
-`safetensors.torch.load_file` only. The frozen tensors (input embedding and first K blocks)
+The coordinator trusts nothing in the folder until it has checked it. Only the file kinds
+`write_submission` produces are allowed (by name), every file must be hashed in the
+manifest, no JSON file may carry `auto_map`, and the sizes are capped relative to the base
+before any file is read. The safetensors headers (names, shapes, dtypes, offsets) are parsed
+and checked against the base before any tensor is loaded. No pickle is ever opened, no code
+from the folder is ever run, and the weights are read with `safetensors.torch.load_file`
+only. The frozen tensors (input embedding and first K blocks)
 must be bit-identical to the coordinator's own base: that is the proof that every specialist
 grew from the same initialisation, which fusion relies on.
 """
 from __future__ import annotations
 
 import copy
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +40,30 @@ INDEX = "model.safetensors.index.json"
 
 # Pickle-based checkpoints: loading one can run arbitrary code, so they are refused unopened.
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle"}
-CODE_SUFFIXES = {".py", ".pyc"}
+CODE_SUFFIXES = {".py", ".pyc", ".so", ".dylib", ".dll", ".sh", ".exe", ".bat", ".js"}
+
+# The only files a submission may hold, besides weights (*.safetensors): what save_pretrained and
+# write_submission write, and a tokenizer's files if a contributor adds them. Anything else is
+# refused by name, whatever it contains, so nothing unhashed or unexpected rides along.
+SIDE_FILES = frozenset({
+    "config.json", "generation_config.json", MANIFEST, INDEX,
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.json", "merges.txt",
+})
+ALLOWED_DESCRIPTION = "*.safetensors weights, " + ", ".join(sorted(SIDE_FILES))
+
+# Size caps, checked from file sizes before anything is read: a specialist has the base's
+# parameters in the base's dtype, so its weights cannot honestly be much larger than the base's.
+WEIGHTS_FACTOR = 1.1
+WEIGHTS_SLACK = 1 << 20  # safetensors headers (a few KB per shard) and index files
+MAX_SIDE_FILE = 64 << 20  # a large tokenizer.json is ~20 MB; configs are KB
+MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+SAFETENSORS_ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+}
+TORCH_TO_SAFETENSORS = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 
 # save_pretrained writes GPT-NeoX's head under its original Pythia name; in memory it is lm_head.
 DISK_TO_MODEL = {"embed_out.weight": "lm_head.weight"}
@@ -156,6 +185,32 @@ def verify_submission(folder, base: GPTNeoXForCausalLM, freeze_layers: int) -> S
     return _verify(Path(folder), _base_ref(base), freeze_layers)
 
 
+def verify_all(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> list[dict]:
+    """Every folder's verdict, in order; a refusal does not stop the others being checked.
+
+    Each verdict is JSON-able: {"path", "accepted", "reason"} (reason None when accepted),
+    and for an accepted one its contributor and describe()'s summary. A contributor name
+    already accepted earlier in the list is refused. The accepted models are not kept.
+    """
+    ref = _base_ref(base)
+    verdicts: list[dict] = []
+    accepted_by: dict[str, str] = {}
+    for folder in folders:
+        verdict = {"path": str(folder), "accepted": False, "reason": None}
+        try:
+            sub = _check_submission(Path(folder), ref, freeze_layers)
+            if sub.name in accepted_by:
+                raise KalavaiError(f"contributor {sub.name!r} already handed in {accepted_by[sub.name]}")
+        except KalavaiError as e:
+            verdicts.append({**verdict, "reason": str(e)})
+            continue
+        accepted_by[sub.name] = str(folder)
+        info = {k: v for k, v in describe(sub).items() if k not in ("name", "folder")}
+        verdicts.append({**verdict, "accepted": True, "contributor": sub.name, **info})
+        del sub  # one model in memory at a time, however many submissions
+    return verdicts
+
+
 def collect_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> list[Submission]:
     """Verify every folder; the first refusal stops the collection."""
     ref = _base_ref(base)
@@ -189,17 +244,25 @@ def describe(sub: Submission) -> dict:
 
 def _verify(folder: Path, base: _Base, freeze_layers: int) -> Submission:
     try:
-        _check_folder_contents(folder)
-        manifest = _read_manifest(folder)
-        _check_file_hashes(folder, manifest)
-        _check_base_identity(manifest, base, freeze_layers)
-        _check_config(folder, base.model.config)
-        tensors, source = _load_tensors(folder)
-        _check_tensors(tensors, source, base)
-        _check_frozen(tensors, source, manifest, base, freeze_layers)
-        model = _build_model(base.model, tensors)
+        return _check_submission(folder, base, freeze_layers)
     except KalavaiError as e:
         raise KalavaiError(f"submission {folder} refused: {e}") from None
+
+
+def _check_submission(folder: Path, base: _Base, freeze_layers: int) -> Submission:
+    """The checks in order, cheapest and least trusting first; raises KalavaiError with the bare reason."""
+    _check_folder_contents(folder)  # names only
+    _check_sizes(folder, base)  # sizes only: nothing is read or hashed before the caps hold
+    _check_no_remote_code(folder)
+    manifest = _read_manifest(folder)
+    _check_file_hashes(folder, manifest)
+    _check_base_identity(manifest, base, freeze_layers)
+    _check_config(folder, base.model.config)
+    _check_headers(folder, base)  # names, shapes, dtypes, offsets: before any tensor is loaded
+    tensors, source = _load_tensors(folder)
+    _check_tensors(tensors, source, base)
+    _check_frozen(tensors, source, manifest, base, freeze_layers)
+    model = _build_model(base.model, tensors)
     return Submission(name=manifest["contributor"], folder=folder, model=model, manifest=manifest)
 
 
@@ -208,6 +271,10 @@ def _verify(folder: Path, base: _Base, freeze_layers: int) -> Submission:
 
 def _plain_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+def _is_weight_file(name: str) -> bool:
+    return name.endswith(".safetensors")
 
 
 def _check_folder_contents(folder: Path) -> None:
@@ -222,8 +289,60 @@ def _check_folder_contents(folder: Path) -> None:
             raise KalavaiError(f"{rel}: pickle-format weights are never loaded; hand in safetensors only")
         if path.suffix.lower() in CODE_SUFFIXES:
             raise KalavaiError(f"{rel}: code files are not accepted; no code from a submission is run")
-    if not any(p.suffix == ".safetensors" for p in _plain_files(folder)):
+        if path.is_dir():
+            raise KalavaiError(f"{rel}: subfolders are not accepted in a submission")
+        if not path.is_file():
+            raise KalavaiError(f"{rel}: not a regular file")
+        if not (_is_weight_file(path.name) or path.name in SIDE_FILES):
+            raise KalavaiError(f"{rel}: not a file a submission may hold (allowed: {ALLOWED_DESCRIPTION})")
+    if not any(_is_weight_file(p.name) for p in _plain_files(folder)):
         raise KalavaiError("no *.safetensors weight file")
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _base_weight_bytes(base: _Base) -> int:
+    return sum(base.state[n].numel() * base.state[n].element_size() for n in _expected_names(base))
+
+
+def _check_sizes(folder: Path, base: _Base) -> None:
+    """Caps from file sizes alone, so an oversized folder costs the coordinator no reading or hashing."""
+    base_bytes = _base_weight_bytes(base)
+    cap = int(WEIGHTS_FACTOR * base_bytes) + WEIGHTS_SLACK
+    total = 0
+    for path in _plain_files(folder):
+        size = path.stat().st_size
+        if _is_weight_file(path.name):
+            total += size
+            if total > cap:
+                raise KalavaiError(
+                    f"{path.name}: the weight files reach {_mib(total)}, over the cap of {_mib(cap)} "
+                    f"({WEIGHTS_FACTOR} x the base's {_mib(base_bytes)} of parameters + {_mib(WEIGHTS_SLACK)})"
+                )
+        elif size > MAX_SIDE_FILE:
+            raise KalavaiError(f"{path.name}: {_mib(size)}, over the cap of {_mib(MAX_SIDE_FILE)} for a non-weight file")
+
+
+def _has_key(obj, key: str) -> bool:
+    stack = [obj]  # iterative: a hostile file may nest deeply
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if key in item:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _check_no_remote_code(folder: Path) -> None:
+    """auto_map names code for from_pretrained to import: refused in any JSON file, listed in the manifest or not."""
+    for path in _plain_files(folder):
+        if path.suffix == ".json" and _has_key(read_json(path), "auto_map"):
+            raise KalavaiError(f"{path.name}: auto_map present; no code from a submission is run")
 
 
 # 2. The manifest and the file hashes
@@ -261,9 +380,9 @@ def _check_file_hashes(folder: Path, manifest: dict) -> None:
             raise KalavaiError(f"{name}: listed in {MANIFEST} but missing")
         if sha256_file(path) != digest:
             raise KalavaiError(f"{name}: sha256 differs from {MANIFEST} (edited after the manifest was written?)")
-    # Every file the coordinator reads must be vouched for by the manifest.
+    # Every file in the folder must be vouched for by the manifest, whether the coordinator reads it or not.
     for path in _plain_files(folder):
-        if path.suffix in (".safetensors", ".json") and path.name != MANIFEST and path.name not in listed:
+        if path.name != MANIFEST and path.name not in listed:
             raise KalavaiError(f"{path.name}: not listed in {MANIFEST}")
 
 
@@ -330,6 +449,95 @@ def _weight_files(folder: Path) -> list[str]:
     return listed
 
 
+def _unique_keys(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise KalavaiError(f"key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (dtype, shape)} from a safetensors file's header, without reading its tensors.
+
+    The format: 8 bytes (little-endian header length N), N bytes of JSON, then the data. The
+    header's offsets must tile the data exactly: no gaps, no overlaps, nothing after the last tensor.
+    """
+    name = path.name
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise KalavaiError(f"{name}: too short to be a safetensors file")
+        n = int.from_bytes(prefix, "little")
+        if n > min(MAX_HEADER, size - 8):
+            raise KalavaiError(f"{name}: header length {n} exceeds the file or the {MAX_HEADER}-byte limit")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except KalavaiError as e:
+        raise KalavaiError(f"{name}: safetensors header: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise KalavaiError(f"{name}: safetensors header is not valid JSON ({type(e).__name__})") from None
+    if not isinstance(header, dict):
+        raise KalavaiError(f"{name}: safetensors header is not a JSON object")
+    meta = header.pop("__metadata__", {})
+    if not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise KalavaiError(f"{name}: safetensors __metadata__ should map strings to strings")
+    spans, out = [], {}
+    for tensor, info in header.items():
+        ok = isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}
+        dtype, shape, offsets = (info.get("dtype"), info.get("shape"), info.get("data_offsets")) if ok else (None,) * 3
+        if not (ok and dtype in SAFETENSORS_ITEMSIZE and isinstance(shape, list) and all(map(_is_count, shape))
+                and isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
+            raise KalavaiError(f"{name}: malformed safetensors header entry for tensor {tensor}")
+        nbytes = math.prod(shape) * SAFETENSORS_ITEMSIZE[dtype]
+        if offsets[1] - offsets[0] != nbytes:
+            raise KalavaiError(f"{name}: tensor {tensor} spans {offsets[1] - offsets[0]} bytes, its shape and dtype need {nbytes}")
+        spans.append((offsets[0], offsets[1], tensor))
+        out[tensor] = (dtype, tuple(shape))
+    end = 0
+    for begin, stop, tensor in sorted(spans):
+        if begin != end:
+            raise KalavaiError(f"{name}: data of tensor {tensor} overlaps another or leaves a gap")
+        end = stop
+    if end != size - 8 - n:
+        raise KalavaiError(f"{name}: {size - 8 - n - end} bytes of data beyond (or missing from) the declared tensors")
+    return out
+
+
+def _check_headers(folder: Path, base: _Base) -> None:
+    """Names, shapes and dtypes against the base, from the headers alone (nothing loaded yet)."""
+    declared: dict[str, tuple[str, tuple[int, ...]]] = {}
+    source: dict[str, str] = {}
+    for file in _weight_files(folder):
+        for disk_name, entry in read_safetensors_header(folder / file).items():
+            name = DISK_TO_MODEL.get(disk_name, disk_name)
+            if name in declared:
+                raise KalavaiError(f"{file}: tensor {name} also in {source[name]}")
+            declared[name], source[name] = entry, file
+    expected = _expected_names(base)
+    missing, extra = sorted(expected - set(declared)), sorted(set(declared) - expected)
+    if missing:
+        files = ", ".join(sorted(set(source.values())))
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise KalavaiError(f"{files}: tensor {missing[0]} missing{more}")
+    if extra:
+        raise KalavaiError(f"{source[extra[0]]}: unexpected tensor {extra[0]}")
+    for name in sorted(expected):
+        (dtype, shape), ref = declared[name], base.state[name]
+        if shape != tuple(ref.shape):
+            raise KalavaiError(f"{source[name]}: tensor {name} has shape {shape}, base has {tuple(ref.shape)}")
+        want = TORCH_TO_SAFETENSORS.get(ref.dtype)
+        if dtype != want:
+            raise KalavaiError(f"{source[name]}: tensor {name} is {dtype}, base is {want or ref.dtype}")
+
+
 def _load_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors under their in-memory names, and the file each one came from."""
     tensors: dict[str, torch.Tensor] = {}
@@ -359,6 +567,7 @@ def _tied_keys(config) -> dict[str, str]:
 
 
 def _check_tensors(tensors: dict, source: dict, base: _Base) -> None:
+    # The header checks ran already; these guard against a file swapped between header read and load.
     expected = _expected_names(base)
 
     def file_of(name: str) -> str:

@@ -15,7 +15,7 @@ from kalavai_utils.models import fingerprint, freeze_prefix, offline_config
 from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import atomic_write_json, sha256_file
 from kalavai_utils.submission import (
-    MANIFEST, collect_submissions, describe, verify_submission, write_submission,
+    MANIFEST, collect_submissions, describe, verify_all, verify_submission, write_submission,
 )
 
 K = 1  # frozen blocks (plus the embedding), as in the smoke scale
@@ -303,3 +303,220 @@ def test_data_text_is_not_written_into_the_manifest(tmp_path, base):
             fine_tune(base), tmp_path / "code", base_fingerprint=fingerprint(base), base_state=None,
             freeze_layers=K, training={}, data={"sample": "x" * 1000}, contributor="code",
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Refused: only the files a submission may hold, every one hashed, no auto_map anywhere
+
+
+@pytest.mark.parametrize("name, content", [
+    ("weights.dat", pickle.dumps({"w": [1.0, 2.0]})),
+    ("run.sh", b"#!/bin/sh\necho pwned\n"),
+    ("evil.so", b"\x7fELF not really"),
+    ("notes.txt", b"harmless, but not something a submission holds"),
+])
+@pytest.mark.parametrize("listed", [False, True])
+def test_unexpected_file_kinds_are_refused_by_name(tmp_path, base, no_pickle, name, content, listed):
+    folder = submit(fine_tune(base), tmp_path / "code", base)
+    (folder / name).write_bytes(content)
+    if listed:  # a manifest that hashes the stray file does not make it acceptable
+        rehash(folder)
+    refused(folder, base, name)
+
+
+def test_subfolder_is_refused(tmp_path, base):
+    folder = submit(fine_tune(base), tmp_path / "code", base)
+    (folder / "extra").mkdir()
+    (folder / "extra" / "model.safetensors").write_bytes(b"")
+    refused(folder, base, "extra", "subfolder")
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_auto_map_in_any_json_is_refused(tmp_path, base, listed):
+    folder = submit(fine_tune(base), tmp_path / "code", base)
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "GPTNeoXTokenizer", "auto_map": {"AutoTokenizer": ["evil.Tok", None]}}))
+    if listed:
+        rehash(folder)
+    refused(folder, base, "tokenizer_config.json", "auto_map")
+    edit_json(folder, "generation_config.json", lambda c: c.update(nested={"auto_map": {"x": "evil.X"}}))
+    (folder / "tokenizer_config.json").unlink()
+    rehash(folder)
+    refused(folder, base, "generation_config.json", "auto_map")
+
+
+def test_tokenizer_files_are_allowed_and_must_be_hashed(tmp_path, base):
+    folder = submit(fine_tune(base), tmp_path / "code", base)
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GPTNeoXTokenizer"}))
+    refused(folder, base, "tokenizer_config.json", "not listed")
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    refused(folder, base, "merges.txt", "not listed")  # every file is hashed, not only those the coordinator reads
+    rehash(folder)
+    assert verify_submission(folder, base, K).name == "code"
+
+
+# ---------------------------------------------------------------------------------------------
+# Refused before loading: sizes, and the safetensors headers
+
+
+@pytest.fixture
+def forbid(monkeypatch):
+    """forbid(): from then on, fail the test if any tensor is loaded (and, with hashing=True, any file hashed)."""
+    import kalavai_utils.submission as submission
+
+    def boom(*args, **kwargs):
+        raise AssertionError(f"read too early: {args}")
+
+    def apply(hashing: bool = False):
+        monkeypatch.setattr(safetensors.torch, "load_file", boom)
+        if hashing:
+            monkeypatch.setattr(submission, "sha256_file", boom)
+    return apply
+
+
+def test_oversized_weights_are_refused_unread(tmp_path, base, forbid):
+    folder = submit(fine_tune(base), tmp_path / "code", base)
+    base_bytes = sum(t.numel() * t.element_size() for t in base.state_dict().values())
+    with open(folder / "model.safetensors", "ab") as f:
+        f.truncate(f.tell() + base_bytes // 5 + (2 << 20))  # sparse: 20% more than the base, plus the slack
+    forbid(hashing=True)
+    refused(folder, base, "model.safetensors", "cap")
+
+
+def test_a_50mb_junk_file_is_refused_unread(tmp_path, base, forbid):
+    folder = submit(fine_tune(base), tmp_path / "code", base)
+    with open(folder / "junk.safetensors", "wb") as f:
+        f.truncate(50 << 20)
+    forbid(hashing=True)
+    refused(folder, base, "junk.safetensors", "cap")
+    (folder / "junk.safetensors").unlink()
+    with open(folder / "tokenizer.json", "wb") as f:
+        f.truncate(100 << 20)
+    refused(folder, base, "tokenizer.json", "cap")
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda t: t.update({TRAINED: torch.zeros(64, 32)}), [TRAINED, "shape"]),
+    (lambda t: t.update({TRAINED: t[TRAINED].half()}), [TRAINED, "F16", "F32"]),
+    (lambda t: t.update({TRAINED: t[TRAINED].to(torch.int32)}), [TRAINED, "I32"]),
+    (lambda t: t.pop(TRAINED), [TRAINED, "missing"]),
+    (lambda t: t.update({"gpt_neox.layers.9.extra": torch.zeros(3)}), ["gpt_neox.layers.9.extra", "unexpected"]),
+])
+def test_names_shapes_and_dtypes_are_checked_from_the_header(tmp_path, base, forbid, edit, words):
+    folder = submit(fine_tune(base), tmp_path / "code", base)
+    edit_tensors(folder, edit)
+    forbid()
+    refused(folder, base, "model.safetensors", *words)
+
+
+def _raw_header(path):
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def _write_raw(path, header_bytes, data):
+    path.write_bytes(len(header_bytes).to_bytes(8, "little") + header_bytes + data)
+
+
+def test_malformed_headers_are_refused(tmp_path, base, forbid):
+    folder = submit(fine_tune(base), tmp_path / "code", base)
+    forbid()
+    path = folder / "model.safetensors"
+    header, data = _raw_header(path)
+
+    def check(header_bytes, payload, *words):
+        _write_raw(path, header_bytes, payload)
+        rehash(folder)
+        refused(folder, base, "model.safetensors", *words)
+
+    check(json.dumps(header).encode(), data + b"\0" * 64, "beyond")  # trailing bytes nobody declared
+    h = copy.deepcopy(header)
+    h[TRAINED]["data_offsets"] = h[FROZEN]["data_offsets"]  # two tensors on the same bytes
+    check(json.dumps(h).encode(), data, "overlaps")
+    dup = json.dumps(header)[:-1] + ', "__metadata__": {"format": "pt"}}'
+    check(dup.encode(), data, "twice")
+    check(b"[1, 2, 3]", data, "not a JSON object")
+    path.write_bytes((10 ** 12).to_bytes(8, "little") + b"{}")
+    rehash(folder)
+    refused(folder, base, "model.safetensors", "header length")
+
+
+# ---------------------------------------------------------------------------------------------
+# Every submission gets a verdict
+
+
+def test_verify_all_reports_every_verdict(tmp_path, base):
+    good = submit(fine_tune(base, 1), tmp_path / "a", base, name="code")
+    broken = submit(fine_tune(base, 2), tmp_path / "b", base, name="science")
+    (broken / MANIFEST).unlink()
+    stray = submit(fine_tune(base, 3), tmp_path / "c", base, name="fiction")
+    (stray / "run.sh").write_text("echo hi\n")
+    twin = submit(fine_tune(base, 4), tmp_path / "d", base, name="code")
+    other = submit(fine_tune(base, 5), tmp_path / "e", base, name="law")
+
+    verdicts = verify_all([good, broken, stray, twin, other], base, K)
+    assert [v["path"] for v in verdicts] == [str(p) for p in (good, broken, stray, twin, other)]
+    assert [v["accepted"] for v in verdicts] == [True, False, False, False, True]
+    assert MANIFEST in verdicts[1]["reason"] and "run.sh" in verdicts[2]["reason"]
+    assert "already handed in" in verdicts[3]["reason"] and str(good) in verdicts[3]["reason"]
+    assert verdicts[0]["reason"] is None and verdicts[0]["contributor"] == "code"
+    assert verdicts[4]["contributor"] == "law" and verdicts[4]["base_fingerprint"] == fingerprint(base)
+    json.dumps(verdicts)  # for machines
+
+
+def test_verify_command_reports_all_and_exits_1(tmp_path, base, capsys):
+    from kalavai_utils.__main__ import main
+
+    base.save_pretrained(tmp_path / "base")
+    good = submit(fine_tune(base, 1), tmp_path / "a", base, name="code")
+    bad = submit(fine_tune(base, 2), tmp_path / "b", base, name="science")
+    (bad / "evil.so").write_bytes(b"\x7fELF")
+    also_good = submit(fine_tune(base, 3), tmp_path / "c", base, name="fiction")
+    args = ["verify", "--base", str(tmp_path / "base"), "--freeze-layers", str(K)]
+
+    assert main(args + [str(good), str(bad), str(also_good)]) == 1
+    out = capsys.readouterr().out
+    assert f"accepted: {good} (code)" in out and f"accepted: {also_good} (fiction)" in out
+    assert f"refused: {bad}: evil.so" in out
+
+    assert main(args + ["--json", str(good), str(bad)]) == 1
+    verdicts = json.loads(capsys.readouterr().out)
+    assert [(v["path"], v["accepted"]) for v in verdicts] == [(str(good), True), (str(bad), False)]
+    assert "evil.so" in verdicts[1]["reason"]
+
+    assert main(args + [str(good), str(also_good)]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# predict-gain: K is the coordinator's, never a submission's
+
+
+def test_predict_gain_takes_k_from_the_coordinator_only(tmp_path, base, capsys):
+    from kalavai_utils.__main__ import main
+    from kalavai_utils.forecast import forecast
+
+    base.save_pretrained(tmp_path / "base")
+    # a contributor that froze nothing and says so: its manifest must not set the K it is checked against
+    model = copy.deepcopy(base)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    sub = write_submission(model, tmp_path / "sub", base_fingerprint=fingerprint(base), base_state=None,
+                           freeze_layers=0, training={}, data={"domain": "science"}, contributor="science")
+    args = [str(tmp_path / "base"), [str(sub)], str(tmp_path / "no-data")]
+
+    with pytest.raises(KalavaiError, match="--freeze-layers K or --scale"):
+        forecast(*args)
+    with pytest.raises(KalavaiError, match="freeze_layers 0, the coordinator uses 1"):
+        forecast(*args, scale="smoke")  # smoke freezes 1 block
+    with pytest.raises(KalavaiError, match="freeze_layers 0, the coordinator uses 1"):
+        forecast(*args, freeze_layers=1)
+    with pytest.raises(KalavaiError, match="contradicts"):
+        forecast(*args, freeze_layers=2, scale="smoke")
+
+    cli = ["predict-gain", "--base", str(tmp_path / "base"), "--submissions", str(sub), "--data", str(tmp_path)]
+    assert main(cli) == 2
+    assert "--freeze-layers K or --scale" in capsys.readouterr().err
+    assert main(cli + ["--scale", "smoke"]) == 2
+    assert "the coordinator uses 1" in capsys.readouterr().err

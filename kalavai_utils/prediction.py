@@ -10,6 +10,17 @@ the caller's job. OLS is statsmodels', curve fitting scipy's.
 Intervals: `LineFit.predict` gives the 95% PREDICTION band (statsmodels' obs_ci), the
 range a new condition's gain should fall in, not the narrower band of the mean line.
 That is the band the paper's "predictable gain" claim has to be judged against.
+
+Seeds are not independent points. A sweep runs each condition (a cooperative's domains and
+settings) at several seeds, and seeds of one condition share everything but the seed, so
+counting them as separate points would understate the uncertainty and let validation see
+the condition it is tested on. Every function here therefore takes `groups` (each row's
+condition): the line is fitted on condition means (one point per condition, so n, the
+degrees of freedom and the band are about conditions), leave-one-out leaves out a whole
+condition, and the held-out split puts each condition entirely on one side. Without
+`groups`, each row is taken to be its own condition. What a fit or a validation returns
+says which it was: "fit_on" ("condition means" or "points"), "n_conditions",
+"n_observations".
 """
 from __future__ import annotations
 
@@ -53,9 +64,15 @@ class LineFit:
     slope_ci: tuple[float, float]
     intercept_ci: tuple[float, float]
     r2: float
-    n: int
+    n: int  # points fitted: conditions when fit_on == "condition means"
     resid_std: float  # sqrt of the residual mean square (n - 2 degrees of freedom)
+    fit_on: str = "points"  # or "condition means": x and y are then one mean per condition
+    n_observations: int = 0  # rows before averaging (seeds x conditions)
     _res: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_conditions(self) -> int:
+        return self.n
 
     def _regressor(self, x: np.ndarray) -> np.ndarray:
         if self.transform == "log":
@@ -95,13 +112,15 @@ class LineFit:
             "slope": self.slope, "intercept": self.intercept,
             "slope_ci": list(self.slope_ci), "intercept_ci": list(self.intercept_ci),
             "r2": self.r2, "n": self.n, "resid_std": self.resid_std,
+            "fit_on": self.fit_on, "n_conditions": self.n, "n_observations": self.n_observations,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "LineFit":
         """Refit from the stored points, and refuse a file whose numbers do not match them."""
         try:
-            fit = _fit(d["x"], d["y"], d.get("labels"), d.get("transform", "identity"), d.get("alpha", 0.05))
+            fit = _fit(d["x"], d["y"], d.get("labels"), d.get("transform", "identity"), d.get("alpha", 0.05),
+                       fit_on=d.get("fit_on", "points"), n_observations=d.get("n_observations"))
             stored = (d["slope"], d["intercept"], d["r2"])
         except (KeyError, TypeError) as e:
             raise KalavaiError(f"not a line-fit record: {e}") from None
@@ -119,7 +138,24 @@ def _as_xy(x, y) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _fit(x, y, labels, transform: str, alpha: float) -> LineFit:
+def condition_means(x, y, groups=None) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """(x means, y means, condition names, rows per condition), conditions in order of first appearance.
+
+    Without groups every row is its own condition (named by its index).
+    """
+    x, y = _as_xy(x, y)
+    if groups is None:
+        return x, y, [str(i) for i in range(x.size)], np.ones(x.size, dtype=int)
+    g = [str(v) for v in (groups.tolist() if hasattr(groups, "tolist") else list(groups))]
+    if len(g) != x.size:
+        raise KalavaiError(f"groups and points differ in length ({len(g)} vs {x.size})")
+    names = list(dict.fromkeys(g))
+    index = np.array([names.index(v) for v in g])
+    counts = np.bincount(index, minlength=len(names))
+    return (np.bincount(index, weights=x) / counts, np.bincount(index, weights=y) / counts, names, counts)
+
+
+def _fit(x, y, labels, transform: str, alpha: float, fit_on: str = "points", n_observations: int | None = None) -> LineFit:
     x, y = _as_xy(x, y)
     if x.size < 3:
         raise KalavaiError(f"a line with confidence intervals needs at least 3 points, got {x.size}")
@@ -144,18 +180,32 @@ def _fit(x, y, labels, transform: str, alpha: float) -> LineFit:
         slope=float(res.params[1]), intercept=float(res.params[0]),
         slope_ci=(float(ci[1, 0]), float(ci[1, 1])), intercept_ci=(float(ci[0, 0]), float(ci[0, 1])),
         r2=float(res.rsquared) if np.var(y) > 0 else float("nan"),
-        n=int(x.size), resid_std=float(np.sqrt(res.mse_resid)), _res=res,
+        n=int(x.size), resid_std=float(np.sqrt(res.mse_resid)),
+        fit_on=fit_on, n_observations=int(x.size if n_observations is None else n_observations), _res=res,
     )
 
 
-def fit_line(x, y, labels: Sequence[str] | None = None, alpha: float = 0.05) -> LineFit:
-    """OLS of gain (%) on mean divergence (%), with 1-alpha CIs and prediction band."""
-    return _fit(x, y, labels, "identity", alpha)
+def _grouped_fit(x, y, labels, groups, transform: str, alpha: float) -> LineFit:
+    if groups is None:
+        return _fit(x, y, labels, transform, alpha)
+    xm, ym, names, counts = condition_means(x, y, groups)
+    # one point per condition: the rows' own labels (condition/seed) no longer name a point
+    return _fit(xm, ym, names, transform, alpha, fit_on="condition means", n_observations=int(counts.sum()))
 
 
-def fit_loglinear(x, y, labels: Sequence[str] | None = None, alpha: float = 0.05) -> LineFit:
-    """OLS of gain on ln(divergence): the paper's alternative (R^2 0.683 there)."""
-    return _fit(x, y, labels, "log", alpha)
+def fit_line(x, y, labels: Sequence[str] | None = None, alpha: float = 0.05, groups=None) -> LineFit:
+    """OLS of gain (%) on mean divergence (%), with 1-alpha CIs and prediction band.
+
+    With `groups` (each row's condition), fitted on condition means: one point per
+    condition, labelled by the condition; `fit_on` says so and `n_observations` keeps the
+    number of rows. Seeds of a condition are not independent points.
+    """
+    return _grouped_fit(x, y, labels, groups, "identity", alpha)
+
+
+def fit_loglinear(x, y, labels: Sequence[str] | None = None, alpha: float = 0.05, groups=None) -> LineFit:
+    """OLS of gain on ln(divergence): the paper's alternative (R^2 0.683 there). `groups` as in fit_line."""
+    return _grouped_fit(x, y, labels, groups, "log", alpha)
 
 
 def paper_fit(source: str = "fit_script") -> LineFit:
@@ -183,33 +233,57 @@ def _summary(actual: np.ndarray, pred: np.ndarray, lo: np.ndarray, hi: np.ndarra
     }
 
 
-def leave_one_out(x, y, alpha: float = 0.05) -> dict:
-    """Refit without each point in turn, predict it: RMSE and how often the band holds it."""
-    x, y = _as_xy(x, y)
-    if x.size < 4:
-        raise KalavaiError(f"leave-one-out needs at least 4 points (3 left to fit), got {x.size}")
-    rows = [_heldout_report(x, y, np.delete(np.arange(x.size), i), np.array([i]), alpha) for i in range(x.size)]
+def _validation_unit(groups, n_obs: int, names: list[str]) -> dict:
+    return {"fit_on": "points" if groups is None else "condition means", "conditions": names,
+            "n_conditions": len(names), "n_observations": n_obs}
+
+
+def leave_one_out(x, y, alpha: float = 0.05, groups=None) -> dict:
+    """Leave-one-condition-out: refit on the other conditions' means, predict the held-out condition's mean.
+
+    Returns RMSE, MAE and how often the band holds the held-out value, one entry per
+    condition (in the order of `conditions`). Without `groups`, every row is a condition.
+    """
+    xm, ym, names, counts = condition_means(x, y, groups)
+    if xm.size < 4:
+        raise KalavaiError(f"leave-one-out needs at least 4 conditions (3 left to fit), got {xm.size}")
+    rows = [_heldout_report(xm, ym, np.delete(np.arange(xm.size), i), np.array([i]), alpha) for i in range(xm.size)]
     pick = lambda k: np.array([r[k][0] for r in rows])  # noqa: E731
-    return _summary(y, pick("mean"), pick("lo"), pick("hi"), pick("inside"))
+    out = _summary(ym, pick("mean"), pick("lo"), pick("hi"), pick("inside"))
+    return {**out, **_validation_unit(groups, int(counts.sum()), names)}
 
 
-def holdout_validation(x, y, test_fraction: float = 0.3, seed: int = 0, alpha: float = 0.05) -> dict:
-    """One seeded train/test split: fit on the train points, score the test points."""
-    x, y = _as_xy(x, y)
-    n_test = max(1, int(round(test_fraction * x.size)))
-    if x.size - n_test < 3:
-        raise KalavaiError(f"{x.size} points leave fewer than 3 to fit after holding out {n_test}")
-    order = np.random.default_rng(seed).permutation(x.size)
+def holdout_validation(x, y, test_fraction: float = 0.3, seed: int = 0, alpha: float = 0.05, groups=None) -> dict:
+    """One seeded split of the conditions: fit on the train conditions' means, score the test conditions' means.
+
+    Every row of a condition is on the same side; train_index / test_index are the rows on
+    each side, train_conditions / test_conditions the conditions. Without `groups`, every
+    row is a condition.
+    """
+    xm, ym, names, counts = condition_means(x, y, groups)
+    n_test = max(1, int(round(test_fraction * xm.size)))
+    if xm.size - n_test < 3:
+        raise KalavaiError(f"{xm.size} conditions leave fewer than 3 to fit after holding out {n_test}")
+    order = np.random.default_rng(seed).permutation(xm.size)
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    r = _heldout_report(x, y, train, test, alpha)
-    out = _summary(y[test], r["mean"], r["lo"], r["hi"], r["inside"])
-    out.update(train_index=train.tolist(), test_index=test.tolist(), seed=seed,
-               fit=fit_line(x[train], y[train], alpha=alpha).to_dict())
+    r = _heldout_report(xm, ym, train, test, alpha)
+    out = _summary(ym[test], r["mean"], r["lo"], r["hi"], r["inside"])
+    row_condition = np.arange(xm.size) if groups is None else np.array([names.index(str(g)) for g in _as_list(groups)])
+    fit = _fit(xm[train], ym[train], [names[i] for i in train] if groups is not None else None, "identity", alpha,
+               fit_on="points" if groups is None else "condition means", n_observations=int(counts[train].sum()))
+    out.update(train_index=np.flatnonzero(np.isin(row_condition, train)).tolist(),
+               test_index=np.flatnonzero(np.isin(row_condition, test)).tolist(),
+               train_conditions=[names[i] for i in train], test_conditions=[names[i] for i in test],
+               seed=seed, fit=fit.to_dict(), **_validation_unit(groups, int(counts.sum()), names))
     return out
 
 
+def _as_list(values) -> list:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
 def _constant_loo(y: np.ndarray, alpha: float) -> dict:
-    """LOO of the no-predictor baseline: every held-out gain predicted by the others' mean."""
+    """LOO of the no-predictor baseline: every held-out gain predicted by the others' mean (y: one value per condition)."""
     means, los, his = [], [], []
     for i in range(y.size):
         rest = np.delete(y, i)
@@ -222,13 +296,15 @@ def _constant_loo(y: np.ndarray, alpha: float) -> dict:
 
 
 def compare_predictors(table: pd.DataFrame, target: str = "gain", predictors: Sequence[str] | None = None,
-                       alpha: float = 0.05, include_constant: bool = True) -> pd.DataFrame:
-    """Rank candidate predictors of `target` by leave-one-out RMSE (then in-sample R^2).
+                       alpha: float = 0.05, include_constant: bool = True, group: str | None = "condition") -> pd.DataFrame:
+    """Rank candidate predictors of `target` by leave-one-condition-out RMSE (then in-sample R^2).
 
     `predictors` defaults to those of DEFAULT_PREDICTORS present in `table`. Rows missing
-    a predictor or the target are dropped for that predictor only (its n says how many were
-    left). The "(constant)" row predicts every gain by the mean of the others: a predictor
-    that does not beat it predicts nothing.
+    a predictor or the target are dropped for that predictor only (its n says how many rows
+    were left, n_conditions how many conditions). When the table has the `group` column
+    (default "condition"), fits are on condition means and a whole condition is left out at
+    a time; otherwise each row is its own condition. The "(constant)" row predicts every
+    gain by the mean of the others: a predictor that does not beat it predicts nothing.
     """
     if target not in table.columns:
         raise KalavaiError(f"target column {target!r} not in table")
@@ -237,13 +313,16 @@ def compare_predictors(table: pd.DataFrame, target: str = "gain", predictors: Se
     missing = [p for p in predictors if p not in table.columns]
     if missing:
         raise KalavaiError(f"predictor columns not in table: {', '.join(missing)}")
+    grouped = group is not None and group in table.columns
     rows = []
     for p in predictors:
         sub = table[[p, target]].apply(pd.to_numeric, errors="coerce").dropna()
-        row = {"predictor": p, "n": len(sub)}
+        groups = table.loc[sub.index, group] if grouped else None
+        row = {"predictor": p, "n": len(sub), "n_conditions": len(set(_as_list(groups))) if grouped else len(sub),
+               "fit_on": "condition means" if grouped else "points"}
         try:
-            fit = fit_line(sub[p], sub[target], alpha=alpha)
-            loo = leave_one_out(sub[p], sub[target], alpha=alpha)
+            fit = fit_line(sub[p], sub[target], alpha=alpha, groups=groups)
+            loo = leave_one_out(sub[p], sub[target], alpha=alpha, groups=groups)
             row.update(r2=fit.r2, slope=fit.slope, intercept=fit.intercept,
                        loo_rmse=loo["rmse"], loo_mae=loo["mae"], loo_coverage=loo["coverage"])
         except KalavaiError as e:  # too few points or a constant column: keep it visible, ranked last
@@ -251,10 +330,13 @@ def compare_predictors(table: pd.DataFrame, target: str = "gain", predictors: Se
                        loo_coverage=np.nan, note=str(e))
         rows.append(row)
     if include_constant:
-        y = pd.to_numeric(table[target], errors="coerce").dropna().to_numpy(float)
+        y_rows = pd.to_numeric(table[target], errors="coerce").dropna()
+        groups = table.loc[y_rows.index, group] if grouped else None
+        _, y, _, counts = condition_means(np.zeros(len(y_rows)), y_rows.to_numpy(float), groups)
         if y.size >= 3:
             loo = _constant_loo(y, alpha)
-            rows.append({"predictor": "(constant)", "n": int(y.size), "r2": 0.0, "slope": 0.0,
+            rows.append({"predictor": "(constant)", "n": int(counts.sum()), "n_conditions": int(y.size),
+                         "fit_on": "condition means" if grouped else "points", "r2": 0.0, "slope": 0.0,
                          "intercept": float(y.mean()), "loo_rmse": loo["rmse"], "loo_mae": loo["mae"],
                          "loo_coverage": loo["coverage"]})
     out = pd.DataFrame(rows)

@@ -8,7 +8,7 @@ import pytest
 from kalavai_utils import paper
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.prediction import (
-    LineFit, compare_predictors, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss,
+    LineFit, compare_predictors, condition_means, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss,
     fit_line, fit_loglinear, fit_saturating_curve, holdout_validation, leave_one_out, load_fit, paper_fit,
     predict_gain, save_fit,
 )
@@ -140,6 +140,86 @@ def test_compare_predictors_ranks_the_informative_one_first(noisy_line):
     assert out.set_index("predictor").loc["mean_divergence", "r2"] > 0.99
     with pytest.raises(KalavaiError):
         compare_predictors(table, predictors=["nope"])
+
+
+# --------------------------------------------------------------------------- several seeds per condition
+
+@pytest.fixture
+def two_seeds():
+    """8 conditions x 2 seeds: seeds of a condition nearly agree, conditions scatter about the line."""
+    rng = np.random.default_rng(4)
+    cx = np.linspace(2, 30, 8)
+    cy = 0.5 * cx + 1 + rng.normal(0, 1.5, cx.size)  # condition-level scatter: what a new condition would show
+    names = [f"cond{i}" for i in range(cx.size)]
+    x = np.repeat(cx, 2) + rng.normal(0, 0.05, 16)
+    y = np.repeat(cy, 2) + rng.normal(0, 0.05, 16)
+    groups = np.repeat(names, 2)
+    return x, y, groups, names
+
+
+def test_fit_is_on_condition_means(two_seeds, tmp_path):
+    x, y, groups, names = two_seeds
+    xm, ym, got_names, counts = condition_means(x, y, groups)
+    assert got_names == names and counts.tolist() == [2] * 8
+    assert xm[0] == pytest.approx(x[:2].mean()) and ym[3] == pytest.approx(y[6:8].mean())
+
+    f = fit_line(x, y, groups=groups)
+    assert f.n == f.n_conditions == 8 and f.n_observations == 16 and f.fit_on == "condition means"
+    assert f.labels == tuple(names)
+    means = fit_line(xm, ym)
+    assert (f.slope, f.intercept, f.r2) == pytest.approx((means.slope, means.intercept, means.r2))
+    assert f.slope_ci == pytest.approx(means.slope_ci)  # 6 degrees of freedom, not 14
+    rows = fit_line(x, y)  # treating seeds as independent points claims a narrower slope interval
+    assert rows.n == 16 and rows.fit_on == "points"
+    assert np.diff(rows.slope_ci)[0] < np.diff(f.slope_ci)[0]
+
+    d = f.to_dict()
+    assert (d["fit_on"], d["n_conditions"], d["n_observations"]) == ("condition means", 8, 16)
+    save_fit(tmp_path / "fit.json", f)
+    g, _ = load_fit(tmp_path / "fit.json")
+    assert g == f and g.fit_on == "condition means" and g.n_observations == 16
+    assert fit_loglinear(x, y, groups=groups).n == 8
+
+
+def test_leave_one_out_leaves_out_whole_conditions(two_seeds):
+    x, y, groups, names = two_seeds
+    loo = leave_one_out(x, y, groups=groups)
+    xm, ym, _, _ = condition_means(x, y, groups)
+    assert loo["n"] == loo["n_conditions"] == 8 and loo["n_observations"] == 16
+    assert loo["conditions"] == names and loo["fit_on"] == "condition means"
+    assert loo["actual"] == pytest.approx(ym.tolist())
+    by_means = leave_one_out(xm, ym)
+    assert loo["predicted"] == pytest.approx(by_means["predicted"]) and loo["rmse"] == pytest.approx(by_means["rmse"])
+    # row-wise leave-one-out keeps the held-out seed's twin in the fit, and looks better than it is
+    assert leave_one_out(x, y)["rmse"] < loo["rmse"]
+    with pytest.raises(KalavaiError, match="4 conditions"):
+        leave_one_out(x[:6], y[:6], groups=groups[:6])  # 3 conditions, however many rows
+
+
+def test_holdout_split_keeps_each_condition_on_one_side(two_seeds):
+    x, y, groups, names = two_seeds
+    for seed in range(10):
+        h = holdout_validation(x, y, test_fraction=0.3, seed=seed, groups=groups)
+        train, test = set(groups[h["train_index"]]), set(groups[h["test_index"]])
+        assert not train & test, f"seed {seed}: a condition on both sides"
+        assert sorted(h["train_index"] + h["test_index"]) == list(range(16))
+        assert set(h["test_conditions"]) == test and set(h["train_conditions"]) == train
+        assert h["n"] == len(h["test_conditions"]) == 2  # round(0.3 x 8) conditions
+        assert h["fit"]["fit_on"] == "condition means" and h["fit"]["n"] == 6 and h["fit"]["n_observations"] == 12
+
+
+def test_compare_predictors_groups_by_condition(two_seeds):
+    x, y, groups, names = two_seeds
+    rng = np.random.default_rng(5)
+    table = pd.DataFrame({"mean_divergence": x, "gain": y, "base_loss": rng.normal(2.5, 0.1, x.size),
+                          "condition": groups})
+    out = compare_predictors(table).set_index("predictor")
+    assert out.loc["mean_divergence", "n"] == 16 and out.loc["mean_divergence", "n_conditions"] == 8
+    assert out.loc["mean_divergence", "fit_on"] == "condition means"
+    assert out.loc["mean_divergence", "loo_rmse"] == pytest.approx(leave_one_out(x, y, groups=groups)["rmse"])
+    assert out.loc["(constant)", "n_conditions"] == 8
+    ungrouped = compare_predictors(table, group=None).set_index("predictor")
+    assert ungrouped.loc["mean_divergence", "n_conditions"] == 16
 
 
 # --------------------------------------------------------------------------- saving and predicting

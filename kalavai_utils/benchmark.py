@@ -20,7 +20,7 @@ from transformers import AutoConfig, GPTNeoXForCausalLM
 
 from .fusion import FusedModel
 from .models import load_causal_lm, n_params, offline_config
-from .perf import measure_matmul_peak, training_flops_per_token
+from .perf import measure_matmul_peak
 from .results import library_versions
 from .routers import train_router
 from .scales import get_scale
@@ -104,7 +104,7 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
     return {
         "scale": scale.name, "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "weights": source, "dtype": str(dtype), "n_params": n_params(model),
-        "matmul_peak_flops": peak, "flops_per_token": training_flops_per_token(n_params(model), model.config.num_hidden_layers, T, model.config.hidden_size),
+        "matmul_peak_flops": peak, "flops_per_token": log["flops_per_token"],
         "training": train, "evaluation": evaluation,
         "router": {"steps": router_steps, "seconds_per_step": t_router / router_steps,
                    "projected_seconds_full": t_router / router_steps * scale.router_steps},

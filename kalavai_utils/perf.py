@@ -1,4 +1,29 @@
-"""Throughput accounting: the machine's measured matmul peak and a model's training FLOPs."""
+"""Throughput accounting: the machine's measured matmul peak and a model's training FLOPs.
+
+How training FLOPs are counted (`training_flops_per_token`), per token of a sequence of T
+tokens, for a GPT-NeoX model of hidden size d:
+
+- Only matrix multiplications count. A weight matrix W (every `nn.Linear`: attention's
+  query_key_value and dense, the MLP's two projections, the output head) costs 2|W| in the
+  forward pass. The input embedding is a table lookup and costs nothing; biases, layer norms,
+  softmax and rotary are elementwise and left out (well under 1% at every scale here).
+- Attention's two products with the sequence, Q K^T and the weighted sum of V, cost
+  2 T d each per layer in the forward pass, counted over the full T x T square (eager and
+  SDPA attention compute it; a causal flash kernel skips about half). PaLM counts the same.
+- Backward pass, per weight matrix W: 2|W| for its weight gradient, only when W is trained,
+  and 2|W| for the gradient of its input, only when some trained parameter lies before it
+  (the gradient has somewhere to go). Attention's two products cost 2 x their forward
+  (gradients of both operands) in every layer whose query_key_value output needs a
+  gradient. So a frozen prefix (the embedding and the first K blocks) costs forward FLOPs
+  only, and frozen layers above a trained one would still cost their input gradients.
+- "Before" is the order in which the model defines its modules, which for GPT-NeoX is the
+  order data flows through them (in a parallel-residual block both branches read a layer
+  norm defined before them, so a trained block passes gradients to all its matmuls).
+
+With everything trained this is 6N + 12 L T d with N the matmul weights (not the embedding):
+PaLM's count. The old count, 6 x all parameters, overstated the fraction of peak by counting
+the embedding lookup and backward passes that frozen blocks never run.
+"""
 from __future__ import annotations
 
 import time
@@ -25,6 +50,26 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def training_flops_per_token(n_params: int, n_layers: int, seq_len: int, d_model: int) -> float:
-    """Forward + backward FLOPs per token: 6N for the weights plus the attention scores (PaLM's count)."""
-    return 6 * n_params + 12 * n_layers * seq_len * d_model
+def training_flops(model: torch.nn.Module, seq_len: int) -> dict[str, float]:
+    """Forward and backward FLOPs per token under the model's current `requires_grad` flags."""
+    d = model.config.hidden_size
+    forward = backward = 0.0
+    grad_flows = False  # does some trained parameter lie before the module being visited?
+    for name, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        if isinstance(module, torch.nn.Linear):
+            w = module.weight
+            forward += 2 * w.numel()
+            backward += 2 * w.numel() * (w.requires_grad + grad_flows)
+            if name.endswith("query_key_value"):
+                forward += 2 * 2 * seq_len * d
+                if grad_flows or w.requires_grad:
+                    backward += 2 * 2 * 2 * seq_len * d
+        grad_flows = grad_flows or any(p.requires_grad for p in own)
+    return {"forward": forward, "backward": backward}
+
+
+def training_flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
+    """Forward + backward FLOPs per trained token (see the module docstring for what counts)."""
+    f = training_flops(model, seq_len)
+    return f["forward"] + f["backward"]

@@ -1,31 +1,47 @@
 """The one training loop: base pretraining, specialists, the monolithic baseline, ablations.
 
 Written on `accelerate` in the manner of Hugging Face's `run_clm_no_trainer.py`, so
-`accelerate launch` spreads one run over several GPUs unchanged. Full fine-tuning with the
-input embedding and the first K blocks frozen; AdamW; linear warmup then cosine to zero
-(the `transformers` scheduler); gradient clipping; gradient accumulation; a seeded data
-order; bf16 autocast on GPU, fp32 on CPU.
+`accelerate launch` spreads one run over several processes (see accelerate_configs/). Full
+fine-tuning with the input embedding and the first K blocks frozen; AdamW; linear warmup
+then cosine to zero (the `transformers` scheduler); gradient clipping; gradient
+accumulation; a seeded data order; bf16 autocast on GPU, fp32 on CPU.
 
 The logged loss is the true mean over the micro-batches of each optimizer step (the
-authors' log summed them, inflating it by the accumulation factor).
+authors' log summed them, inflating it by the accumulation factor); the logged learning
+rate is the one that step's update used.
+
+Several processes keep the global batch: `micro_batch x grad_accum` sequences per optimizer
+step whatever the number of processes P, each process accumulating `grad_accum / P`
+micro-batches of one global stream (`micro_batch_order`). The stream is a function of
+(seed, position) alone, which is also what lets a killed training resume exactly
+(`checkpoint_dir`, `save_every`).
 """
 from __future__ import annotations
 
+import json
+import os
+import random
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
+import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import GradientAccumulationPlugin, set_seed
-from torch.utils.data import DataLoader, TensorDataset
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DistributedType, GradientAccumulationPlugin, set_seed
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .errors import KalavaiError
 from .evaluation import evaluate_domains
-from .models import freeze_prefix, n_params
+from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
 from .perf import training_flops_per_token
 from .scales import Scale
+
+CHECKPOINT_FILE = "train_state.safetensors"
 
 
 @dataclass(frozen=True)
@@ -38,7 +54,7 @@ class TrainConfig:
     warmup_frac: float = 0.1
     grad_clip: float = 1.0
     micro_batch: int = 2
-    grad_accum: int = 4
+    grad_accum: int = 4  # micro-batches per optimizer step over all processes together
     bf16: bool = False
     grad_checkpointing: bool = False
     curve_every: int = 0  # 0: no held-out curve
@@ -72,12 +88,137 @@ class TrainConfig:
         return asdict(self)
 
 
+def local_grad_accum(cfg: TrainConfig, num_processes: int) -> int:
+    """Micro-batches each process accumulates so that all of them together make one global batch."""
+    if cfg.grad_accum % num_processes:
+        raise KalavaiError(
+            f"grad_accum {cfg.grad_accum} is not divisible by {num_processes} processes: the global batch of "
+            f"{cfg.micro_batch} x {cfg.grad_accum} sequences cannot be split evenly; use a process count dividing {cfg.grad_accum}")
+    return cfg.grad_accum // num_processes
+
+
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     # sync_with_dataloader=False: an epoch boundary must not cut an accumulation window short
-    plugin = GradientAccumulationPlugin(num_steps=cfg.grad_accum, sync_with_dataloader=False)
+    plugin = GradientAccumulationPlugin(num_steps=local_grad_accum(cfg, PartialState().num_processes),
+                                        sync_with_dataloader=False)
     use_bf16 = cfg.bf16 and torch.cuda.is_available()
     return Accelerator(gradient_accumulation_plugin=plugin, mixed_precision="bf16" if use_bf16 else "no")
 
+
+def check_data(n_chunks: int, cfg: TrainConfig) -> None:
+    """Refuse what would make the loop wait forever for a batch that never comes."""
+    if cfg.micro_batch < 1 or cfg.grad_accum < 1:
+        raise KalavaiError(f"micro_batch ({cfg.micro_batch}) and grad_accum ({cfg.grad_accum}) must be at least 1")
+    if n_chunks < cfg.micro_batch:
+        raise KalavaiError(f"too little training data: {n_chunks} chunks, fewer than one micro-batch of {cfg.micro_batch}")
+
+
+def micro_batch_order(n_chunks: int, micro_batch: int, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """Row indices of the global micro-batches `start`, `start + 1`, ... (endless, epoch after epoch).
+
+    Each epoch is a fresh permutation from one generator seeded with `seed`, cut into
+    `n_chunks // micro_batch` micro-batches (the remainder is dropped). The generator makes
+    exactly the draws of `DataLoader(shuffle=True, drop_last=True, generator=...)`, the loop's
+    earlier data source (an int64 for worker seeds, the permutation, and a second permutation
+    the sampler starts when the batch sampler reads past its end), so every result made with
+    that loader is reproduced bit for bit. Reaching `start` replays permutations, never data.
+    """
+    per_epoch = n_chunks // micro_batch
+    if per_epoch == 0:
+        raise KalavaiError(f"too little training data: {n_chunks} chunks, fewer than one micro-batch of {micro_batch}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def next_permutation() -> torch.Tensor:
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+        perm = torch.randperm(n_chunks, generator=generator)
+        torch.randperm(n_chunks, generator=generator)
+        return perm
+
+    epoch, position = divmod(start, per_epoch)
+    for _ in range(epoch):
+        next_permutation()
+    while True:
+        perm = next_permutation()
+        for i in range(position, per_epoch):
+            yield perm[i * micro_batch:(i + 1) * micro_batch]
+        position = 0
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _checkpoint_identity(model, train_chunks: torch.Tensor, cfg: TrainConfig, eval_sets) -> dict:
+    """What a saved state must match to be resumed: same start weights, data, recipe and curves."""
+    return {"config": cfg.to_dict(), "start_weights": fingerprint(model), "data": tensor_sha256(train_chunks),
+            "eval": sorted(eval_sets or {})}
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, identity: dict, step: int, log: dict,
+                     train_seconds: float) -> None:
+    """One safetensors file: trained weights, optimizer tensors and RNG; the rest as JSON metadata."""
+    tensors = {f"model.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    opt = optimizer.state_dict()
+    for i, state in opt["state"].items():
+        for key, value in state.items():
+            if not torch.is_tensor(value):
+                raise KalavaiError(f"cannot checkpoint optimizer state {key!r}: not a tensor")
+            tensors[f"optim.{i}.{key}"] = value.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    np_state = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
+    meta = {"identity": identity, "step": step, "log": log, "train_seconds": train_seconds,
+            "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(),
+            "rng_python": random.getstate(), "rng_numpy": [np_state[0], *np_state[2:]]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    # written aside and renamed: a kill during the write leaves the previous state intact
+    save_file(tensors, str(tmp), metadata={"kalavai_train_state": json.dumps(meta)})
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_checkpoint(path: Path, identity: dict) -> tuple[dict, dict] | None:
+    """The saved state at `path` if it belongs to this very training, else None."""
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["kalavai_train_state"])
+    except Exception:  # noqa: BLE001 - unreadable state is as good as none: start over
+        return None
+    if meta.get("identity") != json.loads(json.dumps(identity)):
+        return None
+    return meta, load_file(str(path))
+
+
+def _restore_checkpoint(meta: dict, tensors: dict, model, optimizer, scheduler) -> None:
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_(tensors[f"model.{n}"])
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if torch.cuda.is_available():
+        cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+    version, state_py, gauss = meta["rng_python"]
+    random.setstate((version, tuple(state_py), gauss))
+    kind, pos, has_gauss, cached = meta["rng_numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+# ---------------------------------------------------------------- the loop
 
 def train_causal_lm(
     model,
@@ -86,15 +227,39 @@ def train_causal_lm(
     eval_sets: dict[str, torch.Tensor] | None = None,
     desc: str = "train",
     on_step: Callable[[int, torch.nn.Module], None] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    save_every: int = 0,
 ) -> dict:
     """Train `model` in place on `train_chunks` ([n, seq_len] token ids) and return its log.
 
     The log holds the loss and learning rate of every optimizer step, held-out curves
     (every `cfg.curve_every` steps, including step 0) on `eval_sets`, and throughput.
+
+    With `checkpoint_dir` and `save_every`, the whole training state is saved there every
+    `save_every` optimizer steps and after the last one, and a call that finds a state of
+    this same training (same start weights, data, config and curve sets) resumes from it:
+    the final weights and log equal an uninterrupted run's (bit for bit on a CPU). Pass the
+    model in the state it had when training first started. A state of another training is
+    ignored and overwritten. `on_step(step, model)` runs on the main process only, before
+    that step's state is saved.
     """
+    if train_chunks.dim() != 2:
+        raise KalavaiError(f"training chunks must be [n, seq_len], got shape {tuple(train_chunks.shape)}")
+    check_data(len(train_chunks), cfg)
+    if save_every < 0 or (save_every and checkpoint_dir is None):
+        raise KalavaiError("save_every needs a checkpoint_dir (and must not be negative)")
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if (checkpoint_dir is not None and save_every) else None
+    identity = _checkpoint_identity(model, train_chunks, cfg, eval_sets) if checkpoint else None
+
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg)
+    if checkpoint and accelerator.distributed_type == DistributedType.FSDP:
+        raise KalavaiError("checkpointing a sharded (FSDP) training is not supported: run it without save_every")
+    n_proc, rank = accelerator.num_processes, accelerator.process_index
+    accum = local_grad_accum(cfg, n_proc)
     frozen = freeze_prefix(model, cfg.freeze_layers)
+    seq_len = train_chunks.shape[1]
+    flops_per_token = training_flops_per_token(model, seq_len)
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -102,15 +267,21 @@ def train_causal_lm(
     # Counted in optimizer steps; accelerate steps the scheduler once per process.
     scheduler = get_scheduler(
         "cosine", optimizer,
-        num_warmup_steps=int(cfg.warmup_frac * cfg.steps) * accelerator.num_processes,
-        num_training_steps=cfg.steps * accelerator.num_processes,
+        num_warmup_steps=int(cfg.warmup_frac * cfg.steps) * n_proc,
+        num_training_steps=cfg.steps * n_proc,
     )
-    order = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(TensorDataset(train_chunks.long()), batch_size=cfg.micro_batch, shuffle=True,
-                        generator=order, drop_last=True)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    data = train_chunks.long()
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     log = {"config": cfg.to_dict(), "loss": [], "lr": [], "curve": [], "frozen_tensors": len(frozen)}
+    step, done_seconds = 0, 0.0
+    saved = _read_checkpoint(checkpoint, identity) if checkpoint else None
+    if saved is not None:
+        meta, tensors = saved
+        _restore_checkpoint(meta, tensors, accelerator.unwrap_model(model), optimizer, scheduler)
+        step, done_seconds, log = meta["step"], meta["train_seconds"], meta["log"]
+        log.setdefault("resumed_at", []).append(step)
+        del tensors
 
     def record_curve(step: int) -> None:
         if eval_sets and cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.steps):
@@ -118,39 +289,53 @@ def train_causal_lm(
             losses = evaluate_domains(unwrapped, eval_sets, cfg.eval_batch, cfg.curve_max_batches)
             log["curve"].append({"step": step, "losses": losses})
 
-    record_curve(0)
+    if saved is None:
+        record_curve(0)
     model.train()
-    step, running, eval_seconds = 0, torch.zeros((), device=accelerator.device), 0.0
+    running, eval_seconds = torch.zeros((), device=accelerator.device), 0.0
     start = time.perf_counter()
-    bar = tqdm(total=cfg.steps, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
+    # one global stream of micro-batches; process r takes every P-th, so P processes together
+    # see exactly the micro-batches one process would
+    stream = micro_batch_order(len(data), cfg.micro_batch, cfg.seed, start=step * cfg.grad_accum)
     while step < cfg.steps:
-        for (batch,) in loader:
+        lr_used = None
+        for j in range(cfg.grad_accum):
+            rows = next(stream)
+            if j % n_proc != rank:
+                continue
+            batch = data[rows].to(accelerator.device)
             with accelerator.accumulate(model):
                 loss = model(input_ids=batch, labels=batch, use_cache=False).loss
                 accelerator.backward(loss)
-                running += loss.detach().float() / cfg.grad_accum
+                running += loss.detach().float() / accum
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, cfg.grad_clip)
+                    lr_used = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            log["loss"].append(accelerator.gather(running).mean().item())
-            log["lr"].append(scheduler.get_last_lr()[0])
-            running.zero_()
-            bar.update(1)
-            bar.set_postfix(loss=f"{log['loss'][-1]:.3f}")
-            t = time.perf_counter()
-            record_curve(step)
-            if on_step is not None:
-                on_step(step, accelerator.unwrap_model(model))
-            eval_seconds += time.perf_counter() - t
-            if step >= cfg.steps:
-                break
+        if lr_used is None:
+            raise RuntimeError("accumulation window ended without an optimizer step")  # a bug, not bad input
+        step += 1
+        log["loss"].append(accelerator.gather(running).mean().item())
+        log["lr"].append(lr_used)
+        running.zero_()
+        bar.update(1)
+        bar.set_postfix(loss=f"{log['loss'][-1]:.3f}")
+        t = time.perf_counter()
+        record_curve(step)
+        if on_step is not None and accelerator.is_main_process:
+            on_step(step, accelerator.unwrap_model(model))
+        if checkpoint and (step % save_every == 0 or step == cfg.steps):
+            if accelerator.is_main_process:
+                so_far = done_seconds + (t - start) - eval_seconds
+                _save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, identity,
+                                 step, log, so_far)
+            accelerator.wait_for_everyone()
+        eval_seconds += time.perf_counter() - t
     bar.close()
-    train_seconds = time.perf_counter() - start - eval_seconds
+    train_seconds = done_seconds + time.perf_counter() - start - eval_seconds
     model = accelerator.unwrap_model(model)
     model.eval()
     if cfg.grad_checkpointing:
@@ -158,15 +343,13 @@ def train_causal_lm(
     for p in model.parameters():
         p.requires_grad_(False)
 
-    seq_len = train_chunks.shape[1]
-    tokens = cfg.steps * cfg.micro_batch * cfg.grad_accum * seq_len * accelerator.num_processes
-    conf = model.config
+    tokens = cfg.steps * cfg.micro_batch * cfg.grad_accum * seq_len
     log.update(
         tokens=tokens,
         train_seconds=train_seconds,
         tokens_per_s=tokens / train_seconds if train_seconds > 0 else float("nan"),
         n_params=n_params(model),
-        flops_per_token=training_flops_per_token(n_params(model), conf.num_hidden_layers, seq_len, conf.hidden_size),
+        flops_per_token=flops_per_token,
         device=str(accelerator.device),
         mixed_precision=accelerator.mixed_precision,
     )

@@ -1,12 +1,17 @@
 """The one training loop: seeded, frozen prefix untouched, loss not inflated by accumulation."""
 import copy
+import signal
 
+import pytest
 import torch
-from transformers import GPTNeoXForCausalLM
+from torch.utils.data import DataLoader, TensorDataset
+from transformers import GPTNeoXForCausalLM, get_scheduler
 
+from kalavai_utils.errors import KalavaiError
 from kalavai_utils.models import fingerprint, frozen_prefix_names, offline_config
+from kalavai_utils.perf import training_flops_per_token
 from kalavai_utils.scales import get_scale
-from kalavai_utils.training import TrainConfig, train_causal_lm
+from kalavai_utils.training import TrainConfig, local_grad_accum, micro_batch_order, train_causal_lm
 
 
 def _setup():
@@ -54,4 +59,69 @@ def test_curves_start_at_step_zero_and_end_at_last_step():
     log = train_causal_lm(m, chunks, TrainConfig.specialist(scale, 0), eval_sets={"x": chunks[:4]})
     steps = [p["step"] for p in log["curve"]]
     assert steps[0] == 0 and steps[-1] == scale.spec_steps
-    assert log["tokens_per_s"] > 0 and log["flops_per_token"] > 6 * log["n_params"]
+    assert log["tokens_per_s"] > 0 and log["flops_per_token"] > 0
+
+
+def test_flops_per_token_counts_matmuls_and_only_the_backward_that_runs():
+    scale, base, chunks = _setup()
+    m = copy.deepcopy(base)
+    log = train_causal_lm(m, chunks, TrainConfig.specialist(scale, 0, steps=1, curve_every=0))
+    d, L, T, V = scale.d_model, scale.n_layers, scale.seq_len, scale.vocab_size
+    block, head, attention = 12 * d * d, V * d, 2 * 2 * T * d  # qkv 3d², out d², MLP 8d²; the lookup is free
+    K = scale.freeze_layers
+    forward = 2 * (L * block + head) + L * attention
+    # frozen blocks run no backward at all; trained blocks and the head: weight and input gradients
+    backward = (L - K) * (4 * block + 2 * attention) + 4 * head
+    assert log["flops_per_token"] == forward + backward
+    everything = training_flops_per_token(copy.deepcopy(base), T)
+    assert everything == 6 * (L * block + head) + 12 * L * T * d  # PaLM's count when nothing is frozen
+
+
+def test_logged_lr_is_the_one_each_update_used():
+    scale, base, chunks = _setup()
+    cfg = TrainConfig.specialist(scale, 0, steps=10, warmup_frac=0.2, curve_every=0)
+    log = train_causal_lm(copy.deepcopy(base), chunks, cfg)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = get_scheduler("cosine", opt, num_warmup_steps=2, num_training_steps=10)
+    used = []
+    for _ in range(10):
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert log["lr"] == used
+    assert log["lr"][0] == 0.0 and log["lr"][-1] > 0  # warmup starts at 0; the last update is not at 0
+
+
+def test_too_little_data_is_refused_not_spun_on():
+    scale, base, chunks = _setup()
+
+    def too_slow(*_):
+        raise TimeoutError("training spun instead of refusing")
+
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(10)
+    try:
+        for n in (1, 0):  # 1: the loader yields nothing and the loop used to spin forever
+            with pytest.raises(KalavaiError, match="too little training data"):
+                train_causal_lm(copy.deepcopy(base), chunks[:n], TrainConfig.specialist(scale, 0, micro_batch=2, curve_every=0))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_data_order_is_the_seeded_loaders_and_starts_anywhere():
+    for n, mb, seed in ((24, 2, 1), (13, 4, 3), (5, 5, 2)):
+        loader = DataLoader(TensorDataset(torch.arange(n)), batch_size=mb, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed), drop_last=True)
+        expected = [b.tolist() for _ in range(4) for (b,) in loader]  # four epochs
+        stream = micro_batch_order(n, mb, seed)
+        assert [next(stream).tolist() for _ in expected] == expected
+        for start in (1, n // mb, len(expected) - 1):
+            assert next(micro_batch_order(n, mb, seed, start)).tolist() == expected[start]
+
+
+def test_grad_accum_must_split_over_processes():
+    cfg = TrainConfig(steps=1, lr=1e-3, seed=0, micro_batch=2, grad_accum=4)
+    assert [local_grad_accum(cfg, p) for p in (1, 2, 4)] == [4, 2, 1]
+    with pytest.raises(KalavaiError, match="not divisible by 3 processes"):
+        local_grad_accum(cfg, 3)

@@ -3,7 +3,8 @@
 - specialist training: tokens/s and the fraction of this device's measured matmul peak;
 - fused evaluation: tokens/s of the fused model (shared prefix computed once) against
   running the N specialists one after another;
-- router training: seconds per router step.
+- router training: seconds per router and tokens/s, for the ablation's routers trained side by
+  side (the experts run once per batch for all of them) against one router alone.
 
     python -m kalavai_utils benchmark --scale tiny --out runs/tiny/benchmarks/speed.json
 
@@ -22,7 +23,8 @@ from .fusion import FusedModel
 from .models import load_causal_lm, n_params, offline_config
 from .perf import measure_matmul_peak
 from .results import library_versions
-from .routers import train_router
+from .cooperative import ABLATION_ROUTERS
+from .routers import make_router, train_routers
 from .scales import get_scale
 from .storage import atomic_write_json
 from .training import TrainConfig, train_causal_lm
@@ -97,17 +99,27 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
                   "sequential_latency_x_single": t_each / t_one, "n_experts": n_experts,
                   "freeze_layers": scale.freeze_layers}
 
-    # 3. router training
+    # 3. router training: the ablation's routers side by side (as a cooperative fits them), and one alone
     router_steps = min(scale.router_steps, 20)
-    t_router = _time(lambda: train_router(fused, chunks, router_steps, scale.router_batch, scale.router_lr,
-                                          scale.router_wd, seed=0, progress=False), device)
+
+    def fit(variants):
+        routers = [(make_router(kind, fused.neox_config.hidden_size, n_experts, hidden=scale.router_hidden).to(device), g)
+                   for kind, g in variants]
+        return _time(lambda: train_routers(fused, routers, chunks, router_steps, scale.router_batch, scale.router_lr,
+                                           scale.router_wd, seed=0, progress=False), device) / len(variants)
+
+    router_tokens = router_steps * scale.router_batch * T
+    per_router = {"side_by_side": fit(ABLATION_ROUTERS), "alone": fit(ABLATION_ROUTERS[1:2])}
     return {
         "scale": scale.name, "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "weights": source, "dtype": str(dtype), "n_params": n_params(model),
         "matmul_peak_flops": peak, "flops_per_token": log["flops_per_token"],
         "training": train, "evaluation": evaluation,
-        "router": {"steps": router_steps, "seconds_per_step": t_router / router_steps,
-                   "projected_seconds_full": t_router / router_steps * scale.router_steps},
+        "router": {"steps": router_steps, "n_side_by_side": len(ABLATION_ROUTERS),
+                   **{f"{k}_seconds_per_router": v for k, v in per_router.items()},
+                   **{f"{k}_tokens_per_s": router_tokens / v for k, v in per_router.items()},
+                   "speedup_side_by_side": per_router["alone"] / per_router["side_by_side"],
+                   "projected_seconds_full_per_router": per_router["side_by_side"] / router_steps * scale.router_steps},
         "versions": library_versions(),
     }
 

@@ -21,16 +21,16 @@ from safetensors.torch import load_file, save
 from . import data
 from .evaluation import evaluate_domains
 from .fusion import FusedModel, weight_average
-from .models import fingerprint, for_inference
+from .models import fingerprint, for_inference, tensor_sha256
 from .results import load_results, make_results, write_results
-from .routers import train_router
-from .scales import Scale
+from .routers import make_router, train_routers
+from .scales import Scale, get_scale
 from .storage import atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done
 from .submission import collect_submissions, write_submission
 from .training import TrainConfig, train_causal_lm
 
-# The two routers every cooperative reports: the authors' (reproduces the paper) and ours (causal).
-PAPER_ROUTER = ("mlp", "sequence")
+# The two routers every cooperative reports: the authors' (reproduces the paper; which one
+# depends on the scale, see `paper_router`) and ours (causal, the same at every scale).
 CAUSAL_ROUTER = ("linear", "token")
 ABLATION_ROUTERS = (("linear", "sequence"), ("mlp", "sequence"), ("linear", "token"), ("mlp", "token"))
 
@@ -39,8 +39,21 @@ def fused_name(kind: str, granularity: str, mode: str = "soft") -> str:
     return f"fused:{kind}:{granularity}" + ("" if mode == "soft" else f":{mode}")
 
 
-PAPER_FUSED = fused_name(*PAPER_ROUTER)
+def paper_router(scale: Scale) -> tuple[str, str]:
+    """The authors' router at this scale: its kind (MLP at 410M, Linear at 1B and 6.9B), always pooled."""
+    return (scale.paper_router, "sequence")
+
+
+def paper_fused(scale: Scale) -> str:
+    """The results name of the fused model with the authors' router at this scale."""
+    return fused_name(*paper_router(scale))
+
+
 CAUSAL_FUSED = fused_name(*CAUSAL_ROUTER)
+# Scale-blind names, left only because kalavai_utils/reference.py (another change) still imports
+# them: they are the 410M and offline router, wrong at 1B and 6.9B. Use paper_router / paper_fused.
+PAPER_ROUTER = paper_router(get_scale("410m"))
+PAPER_FUSED = fused_name(*PAPER_ROUTER)
 
 
 @dataclass
@@ -53,8 +66,12 @@ class Cooperative:
     domains: tuple[str, ...]
     data_dir: Path
     train_overrides: dict = field(default_factory=dict)  # e.g. {"steps": 50} or {"freeze_layers": 0}
-    routers: tuple[tuple[str, str], ...] = (PAPER_ROUTER, CAUSAL_ROUTER)
+    routers: tuple[tuple[str, str], ...] | None = None  # None: the authors' router at this scale and the causal one
     monolithic: bool = True
+
+    def __post_init__(self):
+        if self.routers is None:
+            self.routers = (paper_router(self.scale), CAUSAL_ROUTER)
 
     def folder(self, runs: Path) -> Path:
         return runs / self.experiment / self.condition / f"seed{self.seed}"
@@ -106,7 +123,8 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
         cfg = TrainConfig.specialist(coop.scale, coop.seed, **coop.train_overrides)
         # Equal compute: as many steps as all specialists together, on the union of their data.
         cfg = TrainConfig(**{**cfg.to_dict(), "steps": cfg.steps * len(coop.domains)})
-        stats = {"domains": list(coop.domains), "train_chunks": len(train), "train_tokens": int(train.numel())}
+        stats = {"domains": list(coop.domains), "train_chunks": len(train), "train_tokens": int(train.numel()),
+                 "train_sha256": tensor_sha256(train)}  # counts alone would not see edited data
         logs["monolithic"] = train_specialist(base, base_fp, train, cfg, coop.folder(runs) / "monolithic",
                                               contributor="monolithic", data=stats, eval_sets=curve_sets)
     return logs
@@ -120,24 +138,42 @@ def collect(coop: Cooperative, runs: Path, base) -> list:
 
 # ---------------------------------------------------------------- coordinator
 
-def fit_router(fused: FusedModel, kind: str, granularity: str, train_chunks: torch.Tensor, coop: Cooperative,
-               folder: Path) -> list[float]:
-    """Give `fused` a freshly seeded router of this kind and train it (cached as router.safetensors)."""
+def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Cooperative,
+                folder: Path) -> dict[str, tuple[torch.nn.Module, list[float]]]:
+    """Fit a freshly seeded router of each (kind, granularity) for `fused`'s experts.
+
+    Returns {fused name: (router, loss per step)}. Each router is cached in its own folder
+    (router.safetensors), keyed on the experts and the content of the training chunks. The
+    routers not cached are trained together (`train_routers`): one pass of the frozen experts
+    over the batches serves all of them, and each ends as if trained alone.
+    """
     s = coop.scale
-    fused.use_router(kind, granularity, hidden=s.router_hidden, seed=coop.seed)
-    config = {"kind": kind, "granularity": granularity, "steps": s.router_steps, "batch": s.router_batch,
-              "lr": s.router_lr, "wd": s.router_wd, "hidden": s.router_hidden, "seed": coop.seed,
-              "experts": [fingerprint(e) for e in fused.experts], "data": config_hash(train_chunks.shape)}
-    folder = Path(folder)
-    if step_is_done(folder, config) and (folder / "router.safetensors").exists():
-        fused.router.load_state_dict(load_file(folder / "router.safetensors"))
-        return read_json(folder / "router_log.json")["loss"]
-    start_step(folder)
-    losses = train_router(fused, train_chunks, s.router_steps, s.router_batch, s.router_lr, s.router_wd, seed=coop.seed)
-    atomic_write_bytes(folder / "router.safetensors", save({k: v.contiguous() for k, v in fused.router.state_dict().items()}))
-    atomic_write_json(folder / "router_log.json", {"loss": losses, "config": config})
-    mark_step_done(folder, config)
-    return losses
+    device = fused.embed_in.weight.device
+    experts, data_hash = [fingerprint(e) for e in fused.experts], tensor_sha256(train_chunks)
+    out, todo = {}, []
+    for kind, granularity in routers:
+        name = fused_name(kind, granularity)
+        sub = Path(folder) / name.replace(":", "-")
+        config = {"kind": kind, "granularity": granularity, "steps": s.router_steps, "batch": s.router_batch,
+                  "lr": s.router_lr, "wd": s.router_wd, "hidden": s.router_hidden, "seed": coop.seed,
+                  "experts": experts, "data": data_hash}
+        router = make_router(kind, fused.neox_config.hidden_size, fused.config.n_experts, hidden=s.router_hidden,
+                             seed=coop.seed).to(device)
+        if step_is_done(sub, config) and (sub / "router.safetensors").exists():
+            router.load_state_dict(load_file(sub / "router.safetensors"))
+            out[name] = (router, read_json(sub / "router_log.json")["loss"])
+        else:
+            todo.append((name, sub, config, router, granularity))
+    if todo:
+        losses = train_routers(fused, [(router, granularity) for *_, router, granularity in todo], train_chunks,
+                               s.router_steps, s.router_batch, s.router_lr, s.router_wd, seed=coop.seed)
+        for (name, sub, config, router, _), loss in zip(todo, losses):
+            start_step(sub)
+            atomic_write_bytes(sub / "router.safetensors", save({k: v.contiguous() for k, v in router.state_dict().items()}))
+            atomic_write_json(sub / "router_log.json", {"loss": loss, "config": config})
+            mark_step_done(sub, config)
+            out[name] = (router, loss)
+    return out
 
 
 def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: list | None = None) -> dict:
@@ -145,8 +181,10 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: 
     folder = coop.folder(runs)
     s = coop.scale
     subs = subs or collect(coop, runs, base)
+    mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model if coop.monolithic else None
     config = {"experts": [fingerprint(sub.model) for sub in subs], "base": base_fp,
-              "monolithic": coop.monolithic, "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains}
+              "monolithic": fingerprint(mono) if mono is not None else None,
+              "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains}
     if step_is_done(folder / "baselines", config) and (folder / "baselines" / "losses.json").exists():
         return read_json(folder / "baselines" / "losses.json")
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
@@ -159,8 +197,7 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: 
     for domain, model in zip(coop.domains, specialists):
         losses[f"spec:{domain}"] = evaluate(model)
     losses["weight_avg"] = evaluate(weight_average(specialists))
-    if coop.monolithic:
-        mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model
+    if mono is not None:
         losses["monolithic"] = evaluate(for_inference(mono, s.bf16))
     start_step(folder / "baselines")
     atomic_write_json(folder / "baselines" / "losses.json", losses)
@@ -193,20 +230,25 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop),
                                         router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
                                         router_hidden=s.router_hidden, seed=coop.seed)
-    fused.set_mode("uniform")
-    losses["uniform"] = evaluate(fused)
-    gates, router_logs = {}, {}
-    for kind, granularity in coop.routers:
-        name = fused_name(kind, granularity)
-        router_logs[name] = fit_router(fused, kind, granularity, mixed_train, coop, folder / "routers" / name.replace(":", "-"))
-        # the soft pass also collects the average gate per domain (mean of batch means)
-        batch_gates = {d: [] for d in heldout}
-        fused.set_mode("soft")
-        losses[name] = evaluate(fused, lambda d, out: batch_gates[d].append(out.gates.float().mean(dim=(0, 1))))
-        gates[name] = {d: torch.stack(g).mean(dim=0).tolist() for d, g in batch_gates.items()}
-        fused.set_mode("hard")
-        losses[fused_name(kind, granularity, "hard")] = evaluate(fused)
-        fused.set_mode("soft")
+    routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
+    router_logs = {name: loss for name, (_, loss) in routers.items()}
+    gates = {}
+    # Every router and mode below sees the same held-out batches: the experts' blocks run once per batch.
+    with fused.reuse_expert_hidden():
+        fused.set_mode("uniform")
+        losses["uniform"] = evaluate(fused)
+        for kind, granularity in coop.routers:
+            name = fused_name(kind, granularity)
+            fused.use_router(kind, granularity, hidden=s.router_hidden, seed=coop.seed)
+            fused.router.load_state_dict(routers[name][0].state_dict())
+            # the soft pass also collects the average gate per domain (mean of batch means)
+            batch_gates = {d: [] for d in heldout}
+            fused.set_mode("soft")
+            losses[name] = evaluate(fused, lambda d, out: batch_gates[d].append(out.gates.float().mean(dim=(0, 1))))
+            gates[name] = {d: torch.stack(g).mean(dim=0).tolist() for d, g in batch_gates.items()}
+            fused.set_mode("hard")
+            losses[fused_name(kind, granularity, "hard")] = evaluate(fused)
+            fused.set_mode("soft")
 
     names = {d: f"spec:{d}" for d in coop.domains}
     results = make_results(
@@ -241,4 +283,4 @@ def main_cooperative(scale: Scale, runs: Path, seed: int, data_dir: Path, ablati
     table); otherwise the authors' router and the causal one.
     """
     return Cooperative(scale=scale, experiment="main", condition="main", seed=seed, domains=tuple(scale.domains),
-                       data_dir=Path(data_dir), routers=ABLATION_ROUTERS if ablation else (PAPER_ROUTER, CAUSAL_ROUTER))
+                       data_dir=Path(data_dir), routers=ABLATION_ROUTERS if ablation else None)

@@ -15,6 +15,7 @@ safetensors, AutoModelForCausalLM (registered below, no remote code), generate()
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -127,6 +128,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         self.router.reset_parameters()  # post_init re-drew it; the seeded init is the documented one
         # No KV cache: every generation step reruns the whole sequence.
         self.generation_config.use_cache = False
+        self._hidden_memo = None  # see reuse_expert_hidden
 
     # ---- building -------------------------------------------------------------------
 
@@ -177,13 +179,20 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         self.config.router_kind, self.config.router_hidden, self.config.router_seed = kind, hidden, seed
         self.config.granularity = granularity
 
-    def expert_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every expert's logits [N, B, T, V] and the router input [B, T, d] (after pooling).
+    def expert_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Every expert's final hidden state (after its final layer norm), [N, B, T, d].
 
         The shared prefix runs once; the attention mask, positions and rotary embedding are
         built once, the way GPTNeoXModel.forward builds them, and reused by every expert.
+        Inside `reuse_expert_hidden()` a batch seen before is not recomputed.
         """
+        memo = self._hidden_memo
+        if memo is not None:
+            key = tuple(None if t is None else (t.dtype, tuple(t.shape), t.cpu().numpy().tobytes())
+                        for t in (input_ids, attention_mask, position_ids))
+            if key in memo:
+                return memo[key]
         # The attention layers read the implementation from this config: keep it in step.
         self.neox_config._attn_implementation = self.config._attn_implementation
         x = self.emb_dropout(self.embed_in(input_ids))
@@ -196,22 +205,43 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         rope = self.rotary_emb(x, position_ids=position_ids)
 
         x = run_layers(self.shared_layers, x, mask, position_ids, rope)
-        logits, hidden = [], []
-        for expert in self.experts:
-            h = expert.final_layer_norm(run_layers(expert.layers, x, mask, position_ids, rope))
-            hidden.append(h)
-            logits.append(expert.lm_head(h))
-        h = torch.stack(hidden).mean(dim=0)
-        return torch.stack(logits), pool_router_input(h, self.config.granularity, attention_mask)
+        hidden = torch.stack([expert.final_layer_norm(run_layers(expert.layers, x, mask, position_ids, rope))
+                              for expert in self.experts])
+        if memo is not None:
+            memo[key] = hidden.detach()
+        return hidden
 
-    def gates_from(self, router_input: torch.Tensor, mode: str | None = None) -> torch.Tensor:
-        """Gates [B, T, N] from the router input, for `mode` (default: the model's mode)."""
+    @contextmanager
+    def reuse_expert_hidden(self):
+        """Within this block, `expert_hidden` remembers its result for every batch it sees.
+
+        The experts are frozen, so a batch's hidden states never change while only the router
+        or the mode does: evaluating several routers on the same held-out batches then runs
+        the experts' blocks once per batch, and each router pays only for the output heads and
+        the mixture. Memory: N x B x T x d per remembered batch (the logits are not kept).
+        """
+        self._hidden_memo = {}
+        try:
+            yield self
+        finally:
+            self._hidden_memo = None
+
+    def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Every expert's logits from its own hidden states: [N, B, T, d] -> [N, B, T, V]."""
+        return torch.stack([expert.lm_head(h) for expert, h in zip(self.experts, hidden)])
+
+    def gates_from(self, router_input: torch.Tensor, mode: str | None = None, router: nn.Module | None = None) -> torch.Tensor:
+        """Gates [B, T, N] from the router input, for `mode` (default: the model's mode).
+
+        `router` (default: the model's own) lets several routers share one set of expert outputs.
+        """
         mode = mode or self.config.mode
         check_choice("mode", mode, MODES)
         n = self.config.n_experts
         if mode == "uniform":
             return torch.full((*router_input.shape[:-1], n), 1.0 / n, device=router_input.device)
-        scores = self.router(router_input.to(self.router_dtype))
+        router = self.router if router is None else router
+        scores = router(router_input.to(next(router.parameters()).dtype))
         if mode == "hard":
             return nn.functional.one_hot(scores.argmax(dim=-1), n).to(scores.dtype)
         return scores.softmax(dim=-1)
@@ -219,6 +249,27 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     @property
     def router_dtype(self) -> torch.dtype:
         return next(self.router.parameters()).dtype
+
+    def fuse(self, hidden: torch.Tensor, logits: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+             labels: torch.Tensor | None = None, gates: torch.Tensor | None = None, mode: str | None = None,
+             router: nn.Module | None = None, granularity: str | None = None) -> FusedOutput:
+        """Everything after the experts' blocks: gates, the mixture and its loss (forward's second half).
+
+        `hidden` is `expert_hidden(...)`; `logits` (= `unembed(hidden)`) may be passed when
+        several routers are trained on one batch, so the output heads run once for all of them.
+        `router`, `granularity` and `mode` default to the model's own.
+        """
+        if logits is None:
+            logits = self.unembed(hidden)
+        if gates is None:
+            router_input = pool_router_input(hidden.mean(dim=0), granularity or self.config.granularity, attention_mask)
+            gates = self.gates_from(router_input, mode, router)
+        else:
+            gates = torch.as_tensor(gates, device=logits.device).expand(*logits.shape[1:3], self.config.n_experts)
+        gates = gates.to(torch.promote_types(gates.dtype, logits.dtype))
+        fused = mix_logits(logits.to(gates.dtype), gates)
+        loss = causal_lm_loss(fused, labels) if labels is not None else None
+        return FusedOutput(loss=loss, logits=fused, gates=gates)
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
@@ -228,15 +279,8 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         `gates` ([B, T, N] or [N]) replaces the router: oracle routing and tests.
         Other keyword arguments (use_cache, return_dict, ...) are accepted and ignored.
         """
-        logits, router_input = self.expert_logits(input_ids, attention_mask, position_ids)
-        if gates is None:
-            gates = self.gates_from(router_input)
-        else:
-            gates = torch.as_tensor(gates, device=logits.device).expand(*logits.shape[1:3], self.config.n_experts)
-        gates = gates.to(torch.promote_types(gates.dtype, logits.dtype))
-        fused = mix_logits(logits.to(gates.dtype), gates)
-        loss = causal_lm_loss(fused, labels) if labels is not None else None
-        return FusedOutput(loss=loss, logits=fused, gates=gates)
+        hidden = self.expert_hidden(input_ids, attention_mask, position_ids)
+        return self.fuse(hidden, attention_mask=attention_mask, labels=labels, gates=gates)
 
     # ---- generation (no cache: each step sees the whole sequence) --------------------
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .cooperative import CAUSAL_FUSED, PAPER_FUSED, fused_name
+from .cooperative import CAUSAL_FUSED, fused_name, paper_fused
+from .scales import get_scale
 
 NOISE_PP = 0.1  # "within noise" for hard vs soft routing, in percentage points of gain
 ORACLE_TOLERANCE_NATS = 0.01  # the issue's bar for "router within the oracle"
@@ -32,23 +33,36 @@ def _pct(values) -> str:
     return f"{np.mean(values):+.2f}% ± {np.std(values, ddof=1):.2f}"
 
 
+def paper_scale(scale_name: str) -> str:
+    """Which of the paper's scales to show beside a run: its own at 410m, 1b and 6.9b; the
+    offline scales (smoke, tiny) copy the 410M setup (its three domains, its MLP router)."""
+    return scale_name if scale_name in paper.HEADLINE else "410m"
+
+
+def _paper_fused(results: list[dict]) -> str:
+    return paper_fused(get_scale(results[0]["scale"]))
+
+
 def main_table(results: list[dict]) -> pd.DataFrame:
-    """Table 'main': EW held-out loss (mean ± std over seeds) and gain vs the best specialist."""
+    """Table 'main': EW held-out loss (mean ± std over seeds) and gain vs the best specialist,
+    beside the paper's EW at the matching scale (`paper_scale`)."""
     rows = []
+    ref = paper_scale(results[0]["scale"])
+    fused = _paper_fused(results)
 
     def row(label, model_of, paper_key=None):
         ews = [r["metrics"]["ew"][model_of(r)] for r in results if model_of(r) in r["metrics"]["ew"]]
         gains = [r["metrics"]["gain_vs_best_pct"][model_of(r)] for r in results if model_of(r) in r["metrics"]["ew"]]
-        paper_ew = paper.HEADLINE["410m"].get(paper_key) if paper_key else None
+        paper_ew = paper.HEADLINE[ref].get(paper_key) if paper_key else None
         rows.append({"model": label, "EW loss": _mean_std(ews), "gain vs best spec": _pct(gains),
-                     "paper 410M EW": paper_ew if paper_ew is not None else "—"})
+                     f"paper {ref.upper()} EW": paper_ew if paper_ew is not None else "—"})
 
     row("base", lambda r: "base", "base")
     row("best specialist", lambda r: r["metrics"]["best_specialist"], "best_spec")
     row("weight averaging", lambda r: "weight_avg", "weight_avg")
     row("monolithic (equal compute)", lambda r: "monolithic", "monolithic")
     row("uniform routing", lambda r: "uniform")
-    row(f"fused, authors' router ({PAPER_FUSED})", lambda r: PAPER_FUSED, "fused")
+    row(f"fused, authors' router ({fused})", lambda r: fused, "fused")
     row(f"fused, causal router ({CAUSAL_FUSED})", lambda r: CAUSAL_FUSED)
     return pd.DataFrame(rows)
 
@@ -83,7 +97,7 @@ def claims(results: list[dict]) -> pd.DataFrame:
     def claim(text, holds, numbers):
         rows.append({"claim": text, "holds": "yes" if holds else "NO", "numbers": numbers})
 
-    for fused in (PAPER_FUSED, CAUSAL_FUSED):
+    for fused in (_paper_fused(results), CAUSAL_FUSED):
         gains = [r["metrics"]["gain_vs_best_pct"][fused] for r in results if fused in r["losses"]]
         claim(f"fused ({fused}) EW below the best specialist in every seed",
               bool(gains) and all(g > 0 for g in gains), "gains: " + ", ".join(f"{g:+.2f}%" for g in gains))
@@ -101,7 +115,7 @@ def claims(results: list[dict]) -> pd.DataFrame:
     claim("weight averaging is worse than the best specialist", all(g < 0 for g in wa), "gains: " + ", ".join(f"{g:+.2f}%" for g in wa))
     uni = [r["metrics"]["gain_vs_best_pct"]["uniform"] for r in results]
     claim("uniform routing is worse than the best specialist", all(g < 0 for g in uni), "gains: " + ", ".join(f"{g:+.2f}%" for g in uni))
-    for fused in (PAPER_FUSED, CAUSAL_FUSED):
+    for fused in (_paper_fused(results), CAUSAL_FUSED):
         gaps = [r["metrics"]["ew"][fused] - r["metrics"]["oracle_ew"] for r in results if fused in r["losses"]]
         claim(f"learned router ({fused}) within {ORACLE_TOLERANCE_NATS} nats of the domain oracle",
               bool(gaps) and all(abs(g) <= ORACLE_TOLERANCE_NATS for g in gaps),
@@ -112,7 +126,7 @@ def claims(results: list[dict]) -> pd.DataFrame:
               bool(diffs) and all(abs(x) <= NOISE_PP for x in diffs), "hard - soft gain: " + ", ".join(f"{x:+.3f} pp" for x in diffs))
     if all("monolithic" in r["losses"] for r in results):
         for d in results[0]["domains"]:
-            diffs = [r["losses"][PAPER_FUSED][d] - r["losses"]["monolithic"][d] for r in results]
+            diffs = [r["losses"][_paper_fused(results)][d] - r["losses"]["monolithic"][d] for r in results]
             claim(f"fused beats monolithic on {d}", all(x < 0 for x in diffs),
                   "fused - monolithic: " + ", ".join(f"{x:+.4f}" for x in diffs))
     return pd.DataFrame(rows)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import pipeline
-from .cooperative import CAUSAL_ROUTER, PAPER_ROUTER, Cooperative, main_cooperative, run_cooperative
+from .cooperative import CAUSAL_ROUTER, Cooperative, main_cooperative, paper_router, run_cooperative
 from .scales import Scale
 
 
@@ -63,7 +63,7 @@ def cooperative_for(scale: Scale, runs: Path, cond: Condition, seed: int) -> Coo
         return main_cooperative(scale, runs, seed, folder, ablation=(seed == scale.seeds[0]))
     folder, _ = pipeline.prepare_corpus(scale, runs, domains=cond.domains, overlap=cond.overlap)
     return Cooperative(scale=scale, experiment="sweep", condition=cond.name, seed=seed, domains=cond.domains,
-                       data_dir=folder, train_overrides=dict(cond.overrides), routers=(PAPER_ROUTER, CAUSAL_ROUTER),
+                       data_dir=folder, train_overrides=dict(cond.overrides), routers=(paper_router(scale), CAUSAL_ROUTER),
                        monolithic=False)
 
 

@@ -134,12 +134,14 @@ def test_logits_are_the_gated_sum_of_expert_logits(specs, tokens):
     per_expert = torch.stack([s(tokens).logits for s in specs])  # [N, B, T, V]
     expected = (out.gates.permute(2, 0, 1)[..., None] * per_expert).sum(0)
     assert torch.allclose(out.logits, expected, atol=1e-5)
-    logits, router_input = fused.expert_logits(tokens)
-    assert logits.shape == (3, 2, 32, VOCAB) and router_input.shape == (2, 32, 32)
+    hidden = fused.expert_hidden(tokens)
+    logits = fused.unembed(hidden)
+    assert hidden.shape == (3, 2, 32, 32) and logits.shape == (3, 2, 32, VOCAB)
     assert torch.equal(logits, per_expert)
     # The router reads the specialists' final hidden states (after the final layer norm), averaged.
-    mean_h = torch.stack([s.gpt_neox(tokens).last_hidden_state for s in specs]).mean(0)
-    assert torch.allclose(router_input, mean_h, atol=1e-6)
+    each_h = torch.stack([s.gpt_neox(tokens).last_hidden_state for s in specs])
+    assert torch.allclose(hidden, each_h, atol=1e-6)
+    assert torch.allclose(out.gates, fused.router(each_h.mean(0)).softmax(-1), atol=1e-6)
 
 
 @torch.no_grad()
@@ -313,3 +315,29 @@ def test_weight_average(specs):
     w = [s.gpt_neox.layers[2].mlp.dense_h_to_4h.weight for s in specs[:2]]
     assert torch.allclose(avg.gpt_neox.layers[2].mlp.dense_h_to_4h.weight, (w[0] + w[1]) / 2, atol=1e-7)
     assert avg is not specs[0] and not torch.equal(avg.lm_head.weight, specs[0].lm_head.weight)
+
+
+@torch.no_grad()
+def test_reused_expert_hidden_states_give_forward_losses_and_skip_the_experts(specs, tokens):
+    """Inside reuse_expert_hidden a repeated batch skips the experts' blocks and gives forward's results."""
+    fused = fuse(specs, router_kind="mlp", router_hidden=16, granularity="sequence", seed=3)
+    other = torch.randint(0, VOCAB, (2, 32), generator=torch.Generator().manual_seed(2))
+    expected = {}
+    for mode in ("soft", "hard", "uniform"):
+        fused.set_mode(mode)
+        expected[mode] = [fused(x, labels=x) for x in (tokens, other)]
+    calls = []
+    fused.experts[0].layers[0].register_forward_hook(lambda *_: calls.append(1))
+    with fused.reuse_expert_hidden():
+        for mode in ("soft", "hard", "uniform"):
+            fused.set_mode(mode)
+            for x, want in zip((tokens, other), expected[mode]):
+                got = fused(x, labels=x)
+                assert abs(got.loss.item() - want.loss.item()) < 1e-5
+                assert torch.allclose(got.logits, want.logits, atol=1e-5) and torch.equal(got.gates, want.gates)
+        assert len(calls) == 2  # two distinct batches, three modes: the experts ran once per batch
+        fused.use_router("linear", "token", seed=4)  # another router reads the same remembered states
+        fused.set_mode("soft")
+        assert len(calls) == 2 and not torch.allclose(fused(tokens).gates, expected["soft"][0].gates)
+    fused(tokens)
+    assert len(calls) == 3  # outside the block nothing is remembered

@@ -6,7 +6,7 @@ from transformers import GPTNeoXForCausalLM
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.fusion import FusedModel
 from kalavai_utils.models import freeze_prefix, offline_config
-from kalavai_utils.routers import causal_lm_loss, make_router, mix_logits, pool_router_input, train_router
+from kalavai_utils.routers import causal_lm_loss, make_router, mix_logits, pool_router_input, train_router, train_routers
 from kalavai_utils.scales import get_scale
 
 VOCAB, SEQ, K = 512, 32, 1
@@ -154,3 +154,35 @@ def test_train_router_refuses_bad_chunks(toy):
     with pytest.raises(KalavaiError, match="chunks"):
         train_router(fuse(specs), torch.zeros(0, SEQ, dtype=torch.long), steps=1, batch=1, lr=1e-3,
                      weight_decay=0.0, seed=0, progress=False)
+
+
+def test_routers_trained_side_by_side_end_as_if_trained_alone(toy):
+    """train_routers shares the experts' outputs between routers; each must still get exactly its own run."""
+    specs, train, _ = toy
+    variants = [("linear", "sequence"), ("mlp", "sequence"), ("mlp", "token")]
+    alone = []
+    for kind, granularity in variants:
+        fused = fuse(specs, router_kind=kind, granularity=granularity, router_hidden=16, seed=3)
+        losses = train_router(fused, train, steps=12, batch=4, lr=1e-2, weight_decay=0.01, seed=5, progress=False)
+        alone.append((losses, fused.router.state_dict()))
+    fused = fuse(specs)
+    routers = [(make_router(kind, 32, N_DOMAINS, hidden=16, seed=3), granularity) for kind, granularity in variants]
+    together = train_routers(fused, routers, train, steps=12, batch=4, lr=1e-2, weight_decay=0.01, seed=5, progress=False)
+    for (losses, state), mine, (router, _) in zip(alone, together, routers):
+        assert mine == losses
+        assert all(torch.equal(v, router.state_dict()[k]) for k, v in state.items())
+    # The routers did move, and differently, so the check above could have failed.
+    assert together[0] != together[1] and together[0][0] != together[0][-1]
+
+
+@pytest.mark.parametrize("granularity", ["sequence", "token"])
+def test_train_router_matches_the_fused_forward_loss(toy, granularity):
+    """The training path (experts once, shared, then `fuse`) gives FusedModel.forward's loss on the same batch."""
+    specs, train, _ = toy
+    fused = fuse(specs, router_kind="mlp", granularity=granularity, router_hidden=16, seed=2)
+    chunks = train[::7]
+    drawn = chunks[torch.randint(len(chunks), (4,), generator=torch.Generator().manual_seed(0))]  # train_router's first batch
+    with torch.no_grad():
+        expected = fused(drawn, labels=drawn).loss.item()
+    losses = train_router(fused, chunks, steps=1, batch=4, lr=1e-2, weight_decay=0.0, seed=0, progress=False)
+    assert abs(losses[0] - expected) < 1e-5

@@ -1,0 +1,95 @@
+"""The coordinator's caches are keyed on content, and the authors' router follows the scale."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+from kalavai_utils import cooperative
+from kalavai_utils.cooperative import Cooperative, fit_routers, paper_fused, paper_router
+from kalavai_utils.fusion import FusedModel
+from kalavai_utils.models import offline_config
+from kalavai_utils.scales import get_scale
+
+SMOKE = get_scale("smoke").with_overrides(router_steps=2)
+VOCAB, SEQ = 512, 32
+
+
+def tiny_model(seed):
+    torch.manual_seed(seed)
+    return GPTNeoXForCausalLM(offline_config(SMOKE)).eval()
+
+
+def coop(tmp_path, **kw):
+    return Cooperative(scale=SMOKE, experiment="main", condition="main", seed=0, domains=("code", "science"),
+                       data_dir=Path(tmp_path), **kw)
+
+
+def count_calls(monkeypatch, name):
+    calls = []
+    real = getattr(cooperative, name)
+    monkeypatch.setattr(cooperative, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_paper_router_follows_the_scale(tmp_path):
+    assert paper_router(get_scale("1b")) == ("linear", "sequence") == paper_router(get_scale("6.9b"))
+    assert paper_router(get_scale("410m")) == ("mlp", "sequence") == paper_router(get_scale("tiny"))
+    assert paper_fused(get_scale("1b")) == "fused:linear:sequence"
+    c = Cooperative(scale=get_scale("1b"), experiment="main", condition="main", seed=0, domains=("code",), data_dir=tmp_path)
+    assert c.routers == (("linear", "sequence"), ("linear", "token"))
+
+
+def test_router_refitted_when_train_chunks_change_but_not_their_shape(tmp_path, monkeypatch):
+    base = tiny_model(0)
+    fused = FusedModel.from_specialists([base, base], ["code", "science"], 1, router_hidden=SMOKE.router_hidden)
+    trained = count_calls(monkeypatch, "train_routers")
+    g = torch.Generator().manual_seed(0)
+    chunks = torch.randint(0, VOCAB, (8, SEQ), generator=g)
+    routers = [("mlp", "sequence"), ("linear", "token")]
+    first = fit_routers(fused, routers, chunks, coop(tmp_path), tmp_path / "routers")
+    again = fit_routers(fused, routers, chunks.clone(), coop(tmp_path), tmp_path / "routers")
+    assert len(trained) == 1  # the second call read both routers from disk
+    for name, (router, loss) in first.items():
+        assert again[name][1] == loss and all(torch.equal(v, again[name][0].state_dict()[k]) for k, v in router.state_dict().items())
+    edited = chunks.clone()
+    edited[0, 0] = (edited[0, 0] + 1) % VOCAB  # same shape, one token different
+    fit_routers(fused, routers, edited, coop(tmp_path), tmp_path / "routers")
+    assert len(trained) == 2
+
+
+def test_baselines_reevaluated_when_the_monolithic_model_changes(tmp_path, monkeypatch):
+    base, specs = tiny_model(0), [tiny_model(1), tiny_model(2)]
+    monolithic = {"model": tiny_model(3)}
+    monkeypatch.setattr(cooperative, "collect_submissions",
+                        lambda folders, *a: [SimpleNamespace(model=monolithic["model"])])
+    monkeypatch.setattr(cooperative.data, "load_splits", lambda *a: {"code": torch.zeros(4, SEQ, dtype=torch.long)})
+    evaluated = []
+    monkeypatch.setattr(cooperative, "evaluate_domains", lambda *a, **k: evaluated.append(1) or {"code": 1.0})
+    c, subs = coop(tmp_path), [SimpleNamespace(model=m) for m in specs]
+    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", subs)
+    n = len(evaluated)
+    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", subs)
+    assert len(evaluated) == n  # cached
+    monolithic["model"] = tiny_model(4)  # a retrained monolithic baseline, everything else the same
+    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", subs)
+    assert len(evaluated) == 2 * n
+
+
+def test_monolithic_training_data_is_keyed_on_content(tmp_path, monkeypatch):
+    content = {"code": torch.arange(2 * SEQ).reshape(2, SEQ), "science": torch.ones(3, SEQ, dtype=torch.long)}
+    monkeypatch.setattr(cooperative.data, "load_splits", lambda *a: {})
+    monkeypatch.setattr(cooperative.data, "load_split", lambda folder, domain, split: content[domain])
+    monkeypatch.setattr(cooperative, "data_stats", lambda folder, domain, chunks: {"domain": domain})
+    recorded = []
+    monkeypatch.setattr(cooperative, "train_specialist",
+                        lambda *a, contributor, data, **k: recorded.append((contributor, data)) or {})
+
+    def monolithic_data():
+        cooperative.train_contributors(coop(tmp_path), tmp_path, None, "base-fp")
+        return [data for who, data in recorded if who == "monolithic"][-1]
+
+    before = monolithic_data()
+    content["science"] = content["science"] * 2  # same shape and counts, other tokens
+    assert monolithic_data() != before

@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DistributedType, GradientAccumulationPlugin, set_seed
+from accelerate.utils import DistributedType, GradientAccumulationPlugin, parse_flag_from_env, set_seed
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -99,8 +99,10 @@ def local_grad_accum(cfg: TrainConfig, num_processes: int) -> int:
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     # sync_with_dataloader=False: an epoch boundary must not cut an accumulation window short
-    plugin = GradientAccumulationPlugin(num_steps=local_grad_accum(cfg, PartialState().num_processes),
-                                        sync_with_dataloader=False)
+    # The process count is needed before the Accelerator exists; PartialState must read the
+    # launcher's CPU flag itself, as the Accelerator would, or a CPU launch looks like one process.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    plugin = GradientAccumulationPlugin(num_steps=local_grad_accum(cfg, state.num_processes), sync_with_dataloader=False)
     use_bf16 = cfg.bf16 and torch.cuda.is_available()
     return Accelerator(gradient_accumulation_plugin=plugin, mixed_precision="bf16" if use_bf16 else "no")
 
@@ -253,8 +255,12 @@ def train_causal_lm(
 
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg)
-    if checkpoint and accelerator.distributed_type == DistributedType.FSDP:
-        raise KalavaiError("checkpointing a sharded (FSDP) training is not supported: run it without save_every")
+    if accelerator.distributed_type == DistributedType.FSDP:
+        # FSDP wraps the caller's model in place and leaves each process a shard of every weight:
+        # returning it as "the trained model" would hand back shards. Refused until the loop
+        # gathers the full weights back into a plain model (accelerator.get_state_dict).
+        raise KalavaiError("FSDP training is not supported yet by train_causal_lm (see accelerate_configs/README.md); "
+                           "use accelerate_configs/multi_gpu.yaml")
     n_proc, rank = accelerator.num_processes, accelerator.process_index
     accum = local_grad_accum(cfg, n_proc)
     frozen = freeze_prefix(model, cfg.freeze_layers)

@@ -1,0 +1,85 @@
+"""`accelerate launch` over two CPU processes (gloo) keeps the global batch: the same micro-batches
+per optimizer step as one process, so the same loss curve and weights up to float reduction order."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import GPTNeoXForCausalLM
+
+from kalavai_utils.models import offline_config
+from kalavai_utils.scales import get_scale
+from kalavai_utils.training import TrainConfig, train_causal_lm
+
+SCRIPT = """
+import json, sys
+import torch
+from accelerate import PartialState
+from safetensors.torch import save_file
+from transformers import GPTNeoXForCausalLM
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.models import offline_config
+from kalavai_utils.scales import get_scale
+from kalavai_utils.training import TrainConfig, train_causal_lm
+
+torch.set_num_threads(1)
+out = sys.argv[1]
+scale = get_scale("smoke")
+torch.manual_seed(0)
+model = GPTNeoXForCausalLM(offline_config(scale))
+chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len))
+cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=0)
+log = train_causal_lm(model, chunks, cfg)
+try:
+    train_causal_lm(model, chunks, TrainConfig(**{**cfg.to_dict(), "grad_accum": 3}))
+    refused = None
+except KalavaiError as e:
+    refused = str(e)
+state = PartialState()
+if state.is_main_process:
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
+    json.dump({"log": log, "refused": refused, "processes": state.num_processes,
+               "backend": state.backend}, open(out + ".json", "w"))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    out = tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # `--cpu` alone starts one process unless MPI is set up; torchrun (`--multi_gpu`) with
+    # ACCELERATE_USE_CPU starts two CPU processes on gloo, on machines with or without GPUs.
+    env["ACCELERATE_USE_CPU"] = "true"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(script), str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert two["processes"] == 2 and two["backend"] == "gloo"
+    assert "not divisible by 2 processes" in two["refused"]
+
+    scale = get_scale("smoke")
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(offline_config(scale))
+    chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len))
+    log = train_causal_lm(model, chunks, TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=0))
+
+    # Same micro-batches, so only the order of float sums differs (DDP averages two half-sums).
+    assert two["log"]["tokens"] == log["tokens"]
+    assert two["log"]["lr"] == pytest.approx(log["lr"], rel=1e-12, abs=0)
+    assert two["log"]["loss"] == pytest.approx(log["loss"], rel=1e-5)
+    weights = load_file(tmp_path / "two.safetensors")
+    for name, w in model.state_dict().items():
+        torch.testing.assert_close(weights[name], w, rtol=1e-5, atol=1e-6, msg=name)

@@ -1,7 +1,7 @@
 """The KALAVAI paper's own reported numbers, in one place.
 
-Every value here is THE PAPER'S (or, where marked, its authors' code's), copied from
-../shared/paper/KALAVAI_FACTS.md (sections 3 and 5). Nothing else in the project types
+Every value here is THE PAPER'S (or, where marked, its authors' code's); PAPER.md (the
+facts page: sections 3 and 5) describes them in words. Nothing else in the project types
 these numbers: notebooks, figures and tests import them from here, and always label
 them as the paper's, next to (never instead of) what this project measured.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .errors import KalavaiError
 
-FACTS_PAGE = "shared/paper/KALAVAI_FACTS.md"
+FACTS_PAGE = "PAPER.md"  # the project's account of the paper, at the repository root
 
 # --- Main table (section 5): equal-weight held-out loss, gain vs best specialist (%) ---
 # None where the paper reports no value ("—").

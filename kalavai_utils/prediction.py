@@ -1,6 +1,6 @@
 """Predicting the fusion gain from specialist divergence: the statistics of notebook 04.
 
-Definitions follow ../shared/paper/KALAVAI_FACTS.md, section 4: divergence of a
+Definitions follow PAPER.md (the facts page), section 4: divergence of a
 specialist = (L_base,d - L_spec,d) / L_base,d x 100 on its own domain; gain = improvement
 of the fused model's equal-weight loss over the best specialist's, in percent.
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every notebook headless at one scale (default: tiny, offline, CPU).
 #   ./run_all.sh [--scale smoke|tiny|410m|1b|6.9b] [--only 00,01] [--seeds 42,137]
-# Executed notebooks: runs/<scale>/notebooks/; results and checkpoints: runs/<scale>/;
+# Executed notebooks: runs/<scale>/notebooks/ (HTML: runs/<scale>/report/index.html);
+# seconds per notebook: runs/<scale>/timings.json; results and checkpoints: runs/<scale>/;
 # figures: figures/<scale>/. A rerun skips finished steps whose configuration matches.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,4 +23,4 @@ args=(--scale "$scale")
 [ -n "$seeds" ] && args+=(--seeds "$seeds")
 "$py" -m kalavai_utils check-scale "$scale" ${only:+--only "$only"} ${seeds:+--seeds "$seeds"}
 "$py" -m kalavai_utils run-notebooks "${args[@]}"
-echo "[kalavai] done: runs/$scale/notebooks, figures/$scale"
+echo "[kalavai] done: runs/$scale/notebooks (report: runs/$scale/report/index.html), figures/$scale"

@@ -1,14 +1,45 @@
-"""Run the numbered notebooks headless with papermill, each with its parameters cell filled in."""
+"""Run the numbered notebooks headless with papermill, each with its parameters cell filled in.
+
+An executed notebook is meant to be read like the paper, so the kernel runs without
+progress bars (every refresh of a bar would be stored as output) and without the one
+warning tqdm raises about missing notebook widgets. Progress goes to the terminal
+instead: papermill's own cell bar for each notebook, labelled `i/n`, plus the run's
+elapsed and expected time, the expectation coming from the previous run's timings.
+
+Besides `runs/<scale>/notebooks/`, a run keeps
+    timings.json          seconds per notebook (merged across partial runs), total, machine
+    report/<nb>.html      each executed notebook rendered by nbconvert
+    report/index.html     links to them, with their times
+"""
 from __future__ import annotations
 
+import datetime as _dt
+import html
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import KalavaiError
 from .pipeline import ROOT, run_dir
 from .scales import get_scale
+from .storage import atomic_write_json, atomic_write_text, read_json
 
 NOTEBOOK_DIR = ROOT / "notebooks"
+TIMINGS = "timings.json"
+REPORT = "report"
+
+# The kernel inherits these (only for the duration of a run).
+KERNEL_ENV = {
+    # tqdm's env vars only supply defaults: a bar created with an explicit `disable=False`
+    # still draws. `disable=None` (off when stderr is not a terminal, as in a kernel) also
+    # keeps the kernel's notebooks clean.
+    "TQDM_DISABLE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+}
+# tqdm.auto warns on import inside a kernel without ipywidgets, although no bar is drawn.
+KERNEL_WARNING_FILTERS = ("ignore:IProgress not found",)
 
 
 def available() -> dict[str, Path]:
@@ -36,31 +67,152 @@ def parse_seeds(seeds: str | None) -> list[int] | None:
         raise KalavaiError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
 
 
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+# ---------------------------------------------------------------- timings
+
+def read_timings(folder: Path) -> dict:
+    path = folder / TIMINGS
+    return read_json(path) if path.exists() else {}
+
+
+def record_timing(folder: Path, scale: str, notebook: str, seconds: float) -> dict:
+    """Merge one notebook's time into timings.json (a partial run keeps the others')."""
+    import torch  # the kernel inherits this process's environment, hence its thread count
+
+    timings = read_timings(folder)
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    per_nb = dict(timings.get("notebooks", {}))
+    per_nb[notebook] = {"seconds": round(seconds, 2), "date": now}
+    timings = {
+        "scale": scale,
+        "notebooks": dict(sorted(per_nb.items())),
+        "total_seconds": round(sum(t["seconds"] for t in per_nb.values()), 2),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "date": now,
+    }
+    atomic_write_json(folder / TIMINGS, timings)
+    return timings
+
+
+def expected_seconds(timings: dict, stems: list[str]) -> tuple[float, list[str]]:
+    """Sum of the previous run's times for `stems`, and the stems it has no time for."""
+    known = timings.get("notebooks", {})
+    return sum(known[s]["seconds"] for s in stems if s in known), [s for s in stems if s not in known]
+
+
+def _expectation(seconds: float, unknown: list[str]) -> str:
+    if not unknown:
+        return f"about {fmt_seconds(seconds)}"
+    missing = f"no earlier time for {', '.join(unknown)}"
+    return f"at least {fmt_seconds(seconds)} ({missing})" if seconds else f"unknown ({missing})"
+
+
+def _kernel_manager_config():
+    """Encrypt the kernel's local sockets where pyzmq can (ipykernel warns on every start otherwise)."""
+    import zmq
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
+
+
+# ---------------------------------------------------------------- report
+
+def write_report(folder: Path) -> Path:
+    """report/<nb>.html for every executed notebook of the run, and an index linking them."""
+    from nbconvert import HTMLExporter
+
+    report = folder / REPORT
+    exporter = HTMLExporter()
+    times = read_timings(folder).get("notebooks", {})
+    rows = []
+    for nb in sorted((folder / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        if nb.stem.endswith(".failed"):
+            continue
+        page = report / f"{nb.stem}.html"
+        if not page.exists() or page.stat().st_mtime < nb.stat().st_mtime:
+            body, _ = exporter.from_filename(str(nb))
+            atomic_write_text(page, body)
+        t = times.get(nb.stem, {})
+        rows.append(f'<tr><td><a href="{html.escape(page.name)}">{html.escape(nb.stem)}</a></td>'
+                    f'<td>{fmt_seconds(t.get("seconds"))}</td><td>{html.escape(t.get("date", ""))}</td></tr>')
+    title = f"KALAVAI reproduction: executed notebooks, scale {html.escape(folder.name)}"
+    index = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head><body>\n"
+             f"<h1>{title}</h1>\n<table>\n<tr><th>notebook</th><th>time</th><th>finished (UTC)</th></tr>\n"
+             + "\n".join(rows) + "\n</table>\n</body></html>\n")
+    return atomic_write_text(report / "index.html", index)
+
+
+# ---------------------------------------------------------------- running
+
+@contextmanager
+def kernel_environment():
+    """Set KERNEL_ENV (and the warning filter) for kernels started inside; restore afterwards."""
+    env = dict(KERNEL_ENV)
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *KERNEL_WARNING_FILTERS]))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = None,
                   runs_root: str | None = None, kernel: str | None = None) -> list[Path]:
     import papermill as pm
 
-    # Headless runs keep their progress bars but update them rarely: every refresh is stored
-    # in the executed notebook, and a 500-step loop would otherwise add thousands of outputs.
-    os.environ.setdefault("TQDM_MININTERVAL", "30")
     scale = get_scale(scale_name)
     selected = select(only)
     parsed_seeds = parse_seeds(seeds)
-    out_dir = run_dir(scale, runs_root) / "notebooks"
+    folder = run_dir(scale, runs_root)
+    out_dir = folder / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"scale": scale.name, "seeds": parsed_seeds, "runs_root": str(Path(runs_root).resolve()) if runs_root else None}
+    previous = read_timings(folder)
+    stems = [nb.stem for nb in selected]
+    n = len(selected)
+    total, unknown = expected_seconds(previous, stems)
+    print(f"[kalavai] {n} notebook(s) at scale {scale.name}; expected {_expectation(total, unknown)}"
+          + (f", from the run of {previous['date']}" if previous.get("date") else ""), flush=True)
     written = []
-    for nb in selected:
+    start = time.perf_counter()
+    for i, nb in enumerate(selected, 1):
         out = out_dir / nb.name
         tmp = out.with_name(f".{nb.stem}.running.ipynb")
-        print(f"[kalavai] {nb.name} at scale {scale.name} -> {out}", flush=True)
+        last = previous.get("notebooks", {}).get(nb.stem, {}).get("seconds")
+        print(f"[kalavai] {i}/{n} {nb.stem} -> {out}" + (f" (last run {fmt_seconds(last)})" if last else ""), flush=True)
+        # Explicit: the kernel's TQDM_DISABLE is set in this process too while a notebook runs.
+        bar = {"desc": f"{i}/{n} {nb.stem}", "disable": False}
+        began = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name=kernel or "python3",
-                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False)
+            with kernel_environment():
+                pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name=kernel or "python3",
+                                    cwd=str(NOTEBOOK_DIR), progress_bar=bar, log_output=False,
+                                    config=_kernel_manager_config())
         except pm.PapermillExecutionError as e:
             failed = out.with_name(f"{nb.stem}.failed.ipynb")
             os.replace(tmp, failed)
             raise KalavaiError(f"notebook {nb.name} failed ({e.ename}: {e.evalue}); see {failed}") from None
+        seconds = time.perf_counter() - began
         os.replace(tmp, out)  # a finished notebook appears whole or not at all
         written.append(out)
+        record_timing(folder, scale.name, nb.stem, seconds)
+        write_report(folder)
+        left, left_unknown = expected_seconds(previous, stems[i:])
+        print(f"[kalavai] {i}/{n} {nb.stem} done in {fmt_seconds(seconds)}; elapsed {fmt_seconds(time.perf_counter() - start)}"
+              + (f", {_expectation(left, left_unknown)} left" if i < n else ""), flush=True)
+    print(f"[kalavai] timings: {folder / TIMINGS}; report: {folder / REPORT / 'index.html'}", flush=True)
     return written

@@ -18,10 +18,31 @@ def test_every_notebook_has_a_parameters_cell():
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path} has committed outputs"
 
 
+# At smoke a notebook's outputs are a few tables and figures; progress-bar refreshes stored
+# as outputs made them grow to hundreds of KB at tiny.
+MAX_NOTEBOOK_BYTES = 400_000
+
+
+def assert_readable(path):
+    """No progress-bar refreshes, no warnings: the executed notebook reads like the paper."""
+    assert path.stat().st_size < MAX_NOTEBOOK_BYTES, f"{path.name}: {path.stat().st_size} bytes"
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.output_type != "stream":
+                continue
+            where = f"{path.name} cell {i} ({out.name})"
+            assert "\r" not in out.text, f"{where}: progress-bar output {out.text[:120]!r}"
+            assert "IProgress" not in out.text, where
+            assert "Warning" not in out.text, f"{where}: {out.text[:300]!r}"
+
+
 @pytest.mark.notebooks
 def test_all_notebooks_run_at_smoke(tmp_path):
     written = notebooks.run_notebooks("smoke", runs_root=str(tmp_path))
     assert [p.name for p in written] == [p.name for p in notebooks.available().values()]
+    for path in written:
+        assert_readable(path)
     results = sorted((tmp_path / "smoke").rglob("results.json"))
     assert results, "no results files written"
     record = json.loads(results[0].read_text())

@@ -134,7 +134,7 @@ def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Ten
     g = torch.Generator().manual_seed(seed)
 
     losses = [[] for _ in routers]
-    bar = tqdm(range(steps), desc="router" if len(routers) == 1 else f"{len(routers)} routers", disable=not progress)
+    bar = tqdm(range(steps), desc="router" if len(routers) == 1 else f"{len(routers)} routers", disable=None if progress else True)  # None: off when not a terminal (a kernel), and TQDM_DISABLE works
     for _ in bar:
         x = chunks[torch.randint(len(chunks), (batch,), generator=g)].to(device)
         with torch.no_grad():  # gradient flows through the gates only

@@ -300,7 +300,7 @@ def train_causal_lm(
     model.train()
     running, eval_seconds = torch.zeros((), device=accelerator.device), 0.0
     start = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=None if accelerator.is_local_main_process else True, leave=False)
     # one global stream of micro-batches; process r takes every P-th, so P processes together
     # see exactly the micro-batches one process would
     stream = micro_batch_order(len(data), cfg.micro_batch, cfg.seed, start=step * cfg.grad_accum)

@@ -70,3 +70,44 @@ def summarize(losses: dict[str, dict[str, float]], specialists: dict[str, str], 
         "oracle_gain_pct": improvement_pct(oracle, ew[best]),
         "conversion_efficiency": {m: (gain[m] / mean_div if mean_div else float("nan")) for m in losses},
     }
+
+
+# The regime the offline scales are calibrated to, judged only on the specialists (before
+# any fusion): Pythia-410M's specialists move 10-25% on their own domain, lose at most about
+# 4% elsewhere, and the best of them beats the base. These bars are this project's, set from
+# that picture; the paper's own values come out of the same function on paper.PER_DOMAIN_410M.
+REGIME_DIVERGENCE_PCT = (8.0, 30.0)
+REGIME_MAX_FORGETTING_PCT = 6.0
+
+
+def forgetting_pct(base_losses: dict[str, float], spec_losses: dict[str, float], own: str, domains) -> tuple[str, float]:
+    """A specialist's worst loss increase over the base on any OTHER domain: (domain, %)."""
+    others = [d for d in domains if d != own]
+    if not others:
+        raise KalavaiError("forgetting needs at least two domains")
+    worst = max(others, key=lambda d: -improvement_pct(spec_losses[d], base_losses[d]))
+    return worst, -improvement_pct(spec_losses[worst], base_losses[worst])
+
+
+def regime_calibration(losses: dict[str, dict[str, float]], specialists: dict[str, str], domains, base: str = "base") -> dict:
+    """Divergence and worst forgetting per specialist, and a verdict for each of the three bars."""
+    domains = list(domains)
+    rows = []
+    for d, m in specialists.items():
+        worst, pct = forgetting_pct(losses[base], losses[m], d, domains)
+        rows.append({"specialist": d, "divergence_pct": divergence_pct(losses[base][d], losses[m][d]),
+                     "worst_forgetting_pct": pct, "worst_on": worst, "ew": equal_weight(losses[m], domains)})
+    lo, hi = REGIME_DIVERGENCE_PCT
+    best = min(rows, key=lambda r: r["ew"])
+    base_ew = equal_weight(losses[base], domains)
+    return {
+        "rows": rows,
+        "base_ew": base_ew,
+        "best_specialist": best["specialist"],
+        "verdicts": {
+            f"divergence of every specialist in [{lo:g}, {hi:g}]%": all(lo <= r["divergence_pct"] <= hi for r in rows),
+            f"worst forgetting of any specialist <= {REGIME_MAX_FORGETTING_PCT:g}%":
+                max(r["worst_forgetting_pct"] for r in rows) <= REGIME_MAX_FORGETTING_PCT,
+            "best specialist's EW below the base's": best["ew"] < base_ew,
+        },
+    }

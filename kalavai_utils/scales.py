@@ -142,6 +142,21 @@ SCALES: dict[str, Scale] = {
         curve_every=20, curve_max_batches=5,
         router_steps=500, router_hidden=256, eval_max_batches=50, sweep_seeds=(42,),
     ),
+    # The paper's synthetic control (a ~25M GPT trained from scratch on synthetic domains), as a
+    # step between `tiny` and `410m`: the same offline corpora and protocol with a model about
+    # 20x tiny's, 512-token chunks and the paper's batch shape. Sized for one GPU in about 30
+    # minutes for every notebook; on a CPU it builds and runs its smoke path only.
+    "synthetic-25m": Scale(
+        name="synthetic-25m", source="offline",
+        domains=("code", "science", "fiction"), languages=LANGUAGES,
+        extra_domains=ENGLISH_DOMAINS[3:], seeds=(42, 137, 2026),
+        d_model=512, n_layers=6, n_heads=8, vocab_size=8192, seq_len=512,
+        docs_per_domain=6000, pretrain_steps=4000, pretrain_batch=32, pretrain_lr=1e-3, pretrain_docs_per_domain=6000,
+        pretrain_revisions=(500, 1000, 2000, 4000), base_revision="step4000",
+        freeze_layers=1, spec_steps=1000, spec_lr=1e-4, micro_batch=4, grad_accum=2, bf16=True,
+        curve_every=100, curve_max_batches=5,
+        router_steps=500, router_hidden=256, eval_max_batches=50, sweep_seeds=(42,),
+    ),
     "410m": Scale(name="410m", hub_model="EleutherAI/pythia-410m", **_PAPER),
     "1b": Scale(name="1b", hub_model="EleutherAI/pythia-1b", **_PAPER, paper_router="linear"),
     "6.9b": Scale(

@@ -84,19 +84,18 @@ def pool_router_input(h: torch.Tensor, granularity: str, attention_mask: torch.T
 
 def mix_logits(expert_logits: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
     """sum_i g_i * logits_i: [N, B, T, V] x [B, T, N] -> [B, T, V] (a mixture in logit space)."""
-    # One batched [1, N] x [N, V] product per position: about twice as fast as multiply-and-sum
-    # on a CPU (no [N, B, T, V] temporary, forward or backward). With one-hot gates it still
-    # returns the chosen expert's logits bit for bit: every other term is exactly 0 and x + 0 == x
-    # in any summation order (the tests rely on it).
-    return torch.matmul(gates.unsqueeze(-2), expert_logits.permute(1, 2, 0, 3)).squeeze(-2)
+    # Multiply-and-sum rather than einsum: with one-hot gates it returns the chosen expert's
+    # logits bit for bit (x*1 + y*0 == x), which the tests rely on.
+    return (gates.permute(2, 0, 1).unsqueeze(-1) * expert_logits).sum(dim=0)
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross entropy: position t predicts labels[t+1] (as GPT-NeoX does)."""
-    # Shift the labels, not the logits: the last position gets label -100 (ignored), so the
-    # [B, T, V] logits are read in place instead of copied.
-    shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
-    return F.cross_entropy(logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=-100)
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        labels[:, 1:].reshape(-1),
+        ignore_index=-100,
+    )
 
 
 def train_router(fused, chunks: torch.Tensor, steps: int, batch: int, lr: float, weight_decay: float,

@@ -38,12 +38,23 @@ grammar:
     lang_mutation  Welsh-like: verb-first order, and the first consonant of a word mutates
                    (soft, nasal, aspirate) after particular particles and prepositions
 
+Why the contributors' data is not simply more of the base's (generator v2): a real base
+has seen text like a contributor's, but not the contributor's own data set, which repeats
+itself in ways the base never saw (SciQ's stock phrasings, a book's turns of phrase, a set of
+repositories' identifiers). So each English-like (domain, stream) has its own pool of
+recurring sentences (`STOCK_SENTENCES`, replacing `STOCK_RATE` of the prose sentences; a
+sentence with a number keeps its place, so the layouts' invariants hold), and code is split
+between streams by module and drawn first from a seeded set of whole modules
+(`CODE_REPOSITORY_SHARE`). A specialist then gains on its own domain by learning what is
+new in its data, not only by trading the other domains' share of a small model's capacity,
+which is what made v1's specialists forget 15-27% elsewhere where Pythia's lose about 4%.
+
 Determinism: every document list is a pure function of (domain, n_docs, seed, overlap,
 stream, Python version). The random generator is seeded from a SHA-256 of those values,
 never from Python's salted `hash()`. `stream` separates the contributors' data
 ("specialist") from the base model's pretraining mixture ("pretrain"): different random
 streams, and for code disjoint halves of the function pool, so the base never sees a
-contributor's documents.
+contributor's documents, nor its recurring sentences or modules.
 """
 from __future__ import annotations
 
@@ -53,6 +64,7 @@ import hashlib
 import itertools
 import os
 import random
+import re
 import sys
 import sysconfig
 import textwrap
@@ -65,10 +77,11 @@ from .scales import ENGLISH_DOMAINS, LANGUAGES
 DEFAULT_OVERLAP = 0.5
 STREAMS = ("specialist", "pretrain")
 DOC_CHARS = (300, 1400)  # target length range of a generated document, in characters
+CODE_REPOSITORY_SHARE = 0.4
 CODE_CHARS = (200, 1500)  # code keeps functions longer than 200 chars (the paper's filter), short enough for a doc
 
 # Bump when any generator changes: it goes into every data manifest.
-_GENERATOR_VERSION = "corpora-v1"
+_GENERATOR_VERSION = "corpora-v2"
 
 
 def corpus_version() -> str:
@@ -914,10 +927,10 @@ def _function_blocks(lines: list[str]):
 
 
 @lru_cache(maxsize=1)
-def _stdlib_functions() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Candidate functions of the standard library, split into the (specialist, pretrain) pools."""
+def _stdlib_functions() -> tuple[dict[str, str], dict[str, str]]:
+    """Candidate functions of the standard library, {source: module}, split into the (specialist, pretrain) pools."""
     root = sysconfig.get_paths()["stdlib"]
-    pools: tuple[dict[str, None], dict[str, None]] = ({}, {})  # dicts: ordered and without duplicates
+    pools: tuple[dict[str, str], dict[str, str]] = ({}, {})  # dicts: ordered and without duplicates
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         for fname in sorted(f for f in filenames if f.endswith(".py")):
@@ -927,15 +940,16 @@ def _stdlib_functions() -> tuple[tuple[str, ...], tuple[str, ...]]:
                     lines = f.readlines()
             except (OSError, UnicodeDecodeError):
                 continue
+            # Split by module: a contributor's code comes from modules the base never read, so
+            # their identifiers and idioms are new to it, as a real fine-tuning set's repositories
+            # are. A function text already in the other pool (the library holds some copies) is skipped.
+            side = hashlib.sha256(os.path.relpath(path, root).encode()).digest()[0] & 1
             for src in _function_blocks(lines):
-                if CODE_CHARS[0] < len(src) <= CODE_CHARS[1]:
-                    # Split by a hash of the text itself, so the base's code and the contributors'
-                    # never overlap, even where the library holds two copies of a function.
-                    side = hashlib.sha256(src.encode()).digest()[0] & 1
-                    pools[side][src] = None
+                if CODE_CHARS[0] < len(src) <= CODE_CHARS[1] and src not in pools[1 - side]:
+                    pools[side].setdefault(src, os.path.relpath(path, root))
     if not pools[0]:
         raise KalavaiError(f"no Python standard library source found under {root}: the code domain needs it")
-    return tuple(pools[0]), tuple(pools[1])
+    return pools
 
 
 @lru_cache(maxsize=None)
@@ -948,15 +962,25 @@ def _parses(src: str) -> bool:
 
 
 def _code_documents(n_docs: int, seed: int, stream: str) -> list[str]:
+    # A code data set is a set of repositories: the documents come first from a seeded set of
+    # whole modules (CODE_REPOSITORY_SHARE of the stream's functions), so a contributor's
+    # functions share their modules' names and idioms, which fine-tuning learns from the train
+    # split and finds again in the held-out split; then from the other modules. Each block is
+    # shuffled on its own, so a longer list still extends a shorter one.
     pool = _stdlib_functions()[STREAMS.index(stream)]
-    order = list(range(len(pool)))
-    _rng("code", seed, stream).shuffle(order)
+    modules: dict[str, list[str]] = {}
+    for src, module in pool.items():
+        modules.setdefault(module, []).append(src)
+    rng = _rng("code", seed, stream)
+    order = sorted(modules)
+    rng.shuffle(order)
+    blocks: tuple[list[str], list[str]] = ([], [])
+    for module in order:
+        blocks[len(blocks[0]) >= CODE_REPOSITORY_SHARE * len(pool)].extend(modules[module])
     docs = []
-    for i in order:
-        if len(docs) == n_docs:
-            break
-        if _parses(pool[i]):  # the indentation cut can break a function with a column-0 string
-            docs.append(pool[i])
+    for block in blocks:
+        rng.shuffle(block)
+        docs += [src for src in itertools.islice((b for b in block if _parses(b)), n_docs - len(docs))]
     if len(docs) < n_docs:
         raise KalavaiError(f"the code domain has only {len(docs)} {stream} functions in this Python's standard library; asked for {n_docs}")
     return docs
@@ -1323,4 +1347,57 @@ def generate_documents(domain: str, n_docs: int, seed: int, overlap: float = DEF
     lex, tense, write = _ENGLISH[domain]
     # The overlap is part of the seed: two overlaps give unrelated samples, not nested ones.
     rng = _rng(domain, seed, stream, f"{overlap:.6f}")
-    return [write(_Writer(rng, lex, overlap, tense)) for _ in range(n_docs)]
+    stock = _stock_sentences(domain, stream, overlap)
+    return [_recur(write(_Writer(rng, lex, overlap, tense)), stock, rng) for _ in range(n_docs)]
+
+
+# A real data set repeats itself: SciQ's support texts reuse stock phrasings, a book its
+# characters' turns of phrase, a corpus of contracts its boilerplate. Each (domain, stream)
+# has its own pool of such sentences, so a contributor's data holds material its base never
+# saw, learnable from its train split and present in its held-out split: fine-tuning then
+# adds to the base rather than only trading one domain's capacity for another's.
+STOCK_SENTENCES = 300
+STOCK_RATE = 0.35  # share of prose sentences replaced by a recurring one
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"])")
+_LIST_ITEM = re.compile(r"(- |\d+\. )")
+_CLAUSE_NUMBER = re.compile(r"\d+(\.\d+)+ ")  # law's "3.2 " clause numbers
+
+
+@lru_cache(maxsize=None)
+def _stock_sentences(domain: str, stream: str, overlap: float) -> _Words:
+    lex, tense, write = _ENGLISH[domain]
+    rng = _rng(domain, "stock", stream, f"{overlap:.6f}")
+    pool: dict[str, None] = {}
+    for _ in range(20 * STOCK_SENTENCES):  # bounded: some layouts (law's clauses) have little prose
+        if len(pool) >= STOCK_SENTENCES:
+            break
+        for line in write(_Writer(rng, lex, overlap, tense)).split("\n"):
+            pool.update((p, None) for p in _prose(line)[1] if len(p) > 25 and _replaceable(p))
+    return _Words(list(pool)[:STOCK_SENTENCES], s=0.8)
+
+
+def _prose(line: str) -> tuple[str, list[str]]:
+    """(prefix, sentences) of a prose line; no sentences for layout lines (headers, lists, scores)."""
+    if _LIST_ITEM.match(line):  # a recipe's method steps name the recipe's own ingredients
+        return "", []
+    number = _CLAUSE_NUMBER.match(line)
+    prefix, rest = (number.group(0), line[number.end():]) if number else ("", line)
+    parts = _SENTENCE_END.split(rest)
+    is_prose = len(parts) > 1 or (number is not None and rest.endswith("."))
+    return prefix, parts if is_prose else []
+
+
+def _replaceable(sentence: str) -> bool:
+    # Numbers carry a document's own structure (a score line's goals, a dose, a clause
+    # reference): those sentences stay, so every layout's invariants hold.
+    return not any(c.isdigit() for c in sentence)
+
+
+def _recur(doc: str, stock: _Words, rng: random.Random) -> str:
+    lines = []
+    for line in doc.split("\n"):
+        prefix, parts = _prose(line)
+        if parts:
+            line = prefix + " ".join(stock.pick(rng) if _replaceable(p) and rng.random() < STOCK_RATE else p for p in parts)
+        lines.append(line)
+    return "\n".join(lines)

@@ -6,19 +6,26 @@ Layout of one scale's run (everything under `runs/<scale>/`, figures under `figu
     data/pretrain/            offline: the base's pretraining mixture (its own document stream)
     data/corpus-<key>/        contributors' domains: chunk files + manifest.json
     base/stepN/               offline: pretraining revisions, like Pythia's `stepN`
+    base/checkpoint/          offline, while pretraining: the resumable training state
     base/base.json            which checkpoint is the shared base, and its fingerprint
     <experiment>/...          later notebooks' specialists, routers and results
 
 Each step records its configuration; a rerun skips finished steps whose configuration
-still matches and redoes the others (see storage.step_is_done).
+still matches and redoes the others (see storage.step_is_done). A step that trains keeps
+its `checkpoint/` folder across a rerun (`restart_step`), so a killed training resumes
+from its last saved state (training.train_causal_lm) instead of starting over; the folder
+is deleted once the step is marked done.
 """
 from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 
 from . import data, tokenizer as tok
 from .errors import KalavaiError
@@ -30,6 +37,44 @@ from .storage import atomic_write_json, mark_step_done, read_json, sha256_file, 
 from .training import TrainConfig, train_causal_lm
 
 ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = "checkpoint"  # a training step's resumable state, inside its step folder
+
+
+def process_state() -> PartialState:
+    """This process's place in an `accelerate launch` (one process otherwise).
+
+    Reads the launcher's CPU flag as training.make_accelerator does: a CPU launch would
+    otherwise look like one process.
+    """
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def restart_step(folder: str | os.PathLike, keep=(CHECKPOINT_DIR,)) -> Path:
+    """storage.start_step for a training step: clear the folder but the entries named in `keep`.
+
+    The kept training state belongs to the training only if its identity (start weights,
+    data, config) matches, which train_causal_lm checks; anything else is started over.
+    Clears on the main process only, then waits for the others.
+    """
+    folder = Path(folder)
+    state = process_state()
+    if state.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in folder.iterdir():
+            if entry.name in keep:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    state.wait_for_everyone()
+    return folder
+
+
+def drop_checkpoint(folder: str | os.PathLike) -> None:
+    """Delete a finished step's saved training state (main process only)."""
+    if process_state().is_main_process:
+        shutil.rmtree(Path(folder) / CHECKPOINT_DIR, ignore_errors=True)
 
 
 def run_dir(scale: Scale, root: str | os.PathLike | None = None) -> Path:
@@ -60,7 +105,8 @@ def pretrain_documents(scale: Scale) -> list[str]:
     n = scale.pretrain_docs_per_domain
     docs = []
     for d in english:
-        docs += data.domain_documents(scale, d, stream="pretrain", n_docs=n)[0]
+        share = scale.pretrain_code_share if d == "code" else 1.0
+        docs += data.domain_documents(scale, d, stream="pretrain", n_docs=round(n * share))[0]
     # languages get `pretrain_language_weight` of all documents, shared among them
     n_lang = max(1, round(len(docs) * scale.pretrain_language_weight / (1 - scale.pretrain_language_weight) / len(scale.languages)))
     for d in scale.languages:
@@ -75,7 +121,8 @@ def prepare_tokenizer(scale: Scale, runs: Path):
         return tok.load_hub_tokenizer(scale.hub_model, scale.hub_revision)
     folder = runs / "data" / "tokenizer"
     config = {"vocab_size": scale.vocab_size, "docs": scale.pretrain_docs_per_domain,
-              "language_weight": scale.pretrain_language_weight, "generator": data.corpora.corpus_version()}
+              "language_weight": scale.pretrain_language_weight, "generator": data.corpora.corpus_version(),
+              "code_share": scale.pretrain_code_share}
     if not step_is_done(folder, config):
         start_step(folder)
         tok.train_tokenizer(pretrain_documents(scale), scale.vocab_size).save_pretrained(folder)
@@ -110,7 +157,7 @@ def prepare_pretrain_corpus(scale: Scale, runs: Path) -> Path:
     t_hash = tokenizer_hash(scale, runs)
     config = {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len,
               "docs": scale.pretrain_docs_per_domain, "language_weight": scale.pretrain_language_weight,
-              "generator": data.corpora.corpus_version()}
+              "generator": data.corpora.corpus_version(), "code_share": scale.pretrain_code_share}
     if data.cached_record(folder, config) is not None:
         return out
     start_step(folder)
@@ -125,6 +172,11 @@ def prepare_pretrain_corpus(scale: Scale, runs: Path) -> Path:
 
 def revision_dir(runs: Path, revision: str) -> Path:
     return runs / "base" / revision
+
+
+def pretrain_save_every(scale: Scale) -> int:
+    """How often the base's pretraining state is saved: eight times a run."""
+    return max(1, scale.pretrain_steps // 8)
 
 
 def pretrain_base(scale: Scale, runs: Path, seed: int = 0) -> dict:
@@ -143,7 +195,10 @@ def pretrain_base(scale: Scale, runs: Path, seed: int = 0) -> dict:
             m.save_pretrained(folder, safe_serialization=True)
             tokenizer.save_pretrained(folder)
 
-    log = train_causal_lm(model, train, cfg, heldout, desc="pretrain base", on_step=save_revision)
+    # Resumable: a killed pretraining resumes from base/checkpoint; the revisions it saved
+    # before the kill stay (prepare_base keeps them) and later ones are saved as it passes them.
+    log = train_causal_lm(model, train, cfg, heldout, desc="pretrain base", on_step=save_revision,
+                          checkpoint_dir=runs / "base" / CHECKPOINT_DIR, save_every=pretrain_save_every(scale))
     log["matmul_peak_flops"] = measure_matmul_peak()
     log["fraction_of_peak"] = log["tokens_per_s"] * log["flops_per_token"] / log["matmul_peak_flops"]
     return log
@@ -162,6 +217,7 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
     if step_is_done(runs / "base", config) and info_path.exists():
         info = _absolute(read_json(info_path), runs, scale)
         if scale.is_hub or fingerprint(load_causal_lm(info["path"])) == info["fingerprint"]:
+            drop_checkpoint(runs / "base")  # left behind only by a kill between marking done and deleting it
             return info
     if scale.is_hub:
         model = load_causal_lm(scale.hub_model, scale.hub_revision)
@@ -169,17 +225,22 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
     else:
         prepare_tokenizer(scale, runs)
         config["tokenizer"] = tokenizer_hash(scale, runs)
-        start_step(runs / "base")
+        # keep a killed pretraining's state and the revisions it saved (a fresh start rewrites them all)
+        restart_step(runs / "base", keep=(CHECKPOINT_DIR, *(f"step{s}" for s in scale.pretrain_revisions)))
         log = pretrain_base(scale, runs)
-        atomic_write_json(runs / "base" / "pretrain_log.json", log)
+        if process_state().is_main_process:
+            atomic_write_json(runs / "base" / "pretrain_log.json", log)
         path = revision_dir(runs, scale.base_revision)
         if not path.exists():
             raise KalavaiError(f"base revision {scale.base_revision} was not saved; check pretrain_revisions")
         # stored relative to the run folder, so runs/ can be moved or copied whole
         info = {"path": str(path.relative_to(runs)), "revision": scale.base_revision,
                 "fingerprint": fingerprint(load_causal_lm(path)), "revisions": [f"step{s}" for s in scale.pretrain_revisions]}
-    atomic_write_json(info_path, info)
-    mark_step_done(runs / "base", config)
+    if process_state().is_main_process:
+        atomic_write_json(info_path, info)
+        mark_step_done(runs / "base", config)
+    drop_checkpoint(runs / "base")
+    process_state().wait_for_everyone()
     return _absolute(info, runs, scale)
 
 

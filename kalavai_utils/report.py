@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import paper
+from . import metrics, paper
 from .cooperative import CAUSAL_FUSED, fused_name, paper_fused
 from .scales import get_scale
 
@@ -130,3 +130,38 @@ def claims(results: list[dict]) -> pd.DataFrame:
             claim(f"fused beats monolithic on {d}", all(x < 0 for x in diffs),
                   "fused - monolithic: " + ", ".join(f"{x:+.4f}" for x in diffs))
     return pd.DataFrame(rows)
+
+
+def _paper_410m_calibration() -> dict:
+    losses = {k.replace("_spec", ""): {d: v for d, v in row.items() if d != "ew"}
+              for k, row in paper.PER_DOMAIN_410M.items()}
+    domains = [d for d in losses["base"]]
+    return metrics.regime_calibration(losses, {d: d for d in domains}, domains)
+
+
+def regime_table(baselines: dict[int, dict], domains) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Notebook 02's regime calibration, from the specialists alone (before any fusion).
+
+    `baselines[seed]` holds the held-out losses of 'base' and 'spec:<domain>'. Returns the
+    table (divergence and worst forgetting per specialist, mean ± std over seeds, beside the
+    same quantities computed from the paper's 410M per-domain table) and the verdicts of the
+    three bars per seed.
+    """
+    domains = list(domains)
+    cals = {seed: metrics.regime_calibration(losses, {d: f"spec:{d}" for d in domains}, domains)
+            for seed, losses in baselines.items()}
+    ref = {r["specialist"]: r for r in _paper_410m_calibration()["rows"]}
+    rows = []
+    for d in domains:
+        mine = [next(r for r in cal["rows"] if r["specialist"] == d) for cal in cals.values()]
+        worst_on = sorted({r["worst_on"] for r in mine})
+        rows.append({"specialist": d,
+                     "divergence %": _mean_std([r["divergence_pct"] for r in mine]),
+                     "paper 410M divergence %": round(ref[d]["divergence_pct"], 2) if d in ref else "—",
+                     "worst forgetting %": _mean_std([r["worst_forgetting_pct"] for r in mine]),
+                     "on": ", ".join(worst_on),
+                     "paper 410M worst forgetting %": round(ref[d]["worst_forgetting_pct"], 2) if d in ref else "—"})
+    verdicts = pd.DataFrame({seed: cal["verdicts"] for seed, cal in cals.items()})
+    verdicts["every seed"] = verdicts.all(axis=1)
+    verdicts["paper 410M"] = pd.Series(_paper_410m_calibration()["verdicts"])
+    return pd.DataFrame(rows), verdicts

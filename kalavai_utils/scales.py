@@ -51,6 +51,7 @@ class Scale:
     pretrain_lr: float = 3e-3
     pretrain_docs_per_domain: int = 0
     pretrain_language_weight: float = 0.03  # languages are rare in the base's mixture
+    pretrain_code_share: float = 1.0  # the base reads this share of an English domain's document count as code
     pretrain_revisions: tuple[int, ...] = ()
     base_revision: str | None = None  # which saved revision is the shared base
 
@@ -151,7 +152,7 @@ SCALES: dict[str, Scale] = {
         domains=("code", "science", "fiction"), languages=LANGUAGES,
         extra_domains=ENGLISH_DOMAINS[3:], seeds=(42, 137, 2026),
         d_model=512, n_layers=6, n_heads=8, vocab_size=8192, seq_len=512,
-        docs_per_domain=6000, pretrain_steps=4000, pretrain_batch=32, pretrain_lr=1e-3, pretrain_docs_per_domain=6000,
+        docs_per_domain=3000, pretrain_steps=4000, pretrain_batch=32, pretrain_lr=1e-3, pretrain_docs_per_domain=3000,
         pretrain_revisions=(500, 1000, 2000, 4000), base_revision="step4000",
         freeze_layers=1, spec_steps=1000, spec_lr=1e-4, micro_batch=4, grad_accum=2, bf16=True,
         curve_every=100, curve_max_batches=5,

@@ -16,6 +16,7 @@ from transformers import AutoTokenizer
 from . import data
 from .errors import KalavaiError
 from .models import fingerprint, load_causal_lm
+from .pipeline import process_state
 from .scales import get_scale
 from .storage import sha256_bytes
 from .submission import write_submission
@@ -61,5 +62,10 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
     train_causal_lm(base, chunks, cfg, desc=name)
     stats = {"domain": name, "documents": len(docs), "train_chunks": len(chunks), "train_tokens": int(chunks.numel()),
              "train_chunks_sha256": sha256_bytes(chunks.int().numpy().tobytes())}
-    return write_submission(base, out_dir, base_fingerprint=base_fp, base_state=base_state,
-                            freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=stats, contributor=name)
+    # Under `accelerate launch` every process holds the same trained weights: one writes them.
+    state = process_state()
+    if state.is_main_process:
+        write_submission(base, out_dir, base_fingerprint=base_fp, base_state=base_state,
+                         freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=stats, contributor=name)
+    state.wait_for_everyone()
+    return Path(out_dir)

@@ -22,9 +22,10 @@ from . import data
 from .evaluation import evaluate_domains
 from .fusion import FusedModel, weight_average
 from .models import fingerprint, for_inference, tensor_sha256
+from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_step
 from .results import load_results, make_results, write_results
 from .routers import make_router, train_routers
-from .scales import Scale, get_scale
+from .scales import Scale
 from .storage import atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done
 from .submission import collect_submissions, write_submission
 from .training import TrainConfig, train_causal_lm
@@ -50,10 +51,6 @@ def paper_fused(scale: Scale) -> str:
 
 
 CAUSAL_FUSED = fused_name(*CAUSAL_ROUTER)
-# Scale-blind names, left only because kalavai_utils/reference.py (another change) still imports
-# them: they are the 410M and offline router, wrong at 1B and 6.9B. Use paper_router / paper_fused.
-PAPER_ROUTER = paper_router(get_scale("410m"))
-PAPER_FUSED = fused_name(*PAPER_ROUTER)
 
 
 @dataclass
@@ -86,24 +83,46 @@ def data_stats(data_dir: Path, domain: str, chunks: torch.Tensor) -> dict:
             "train_file_sha256": record["files"]["train.safetensors"]}
 
 
+def specialist_save_every(steps: int) -> int:
+    """How often a specialist's training state is saved: four times a run, at most 200 steps apart.
+
+    Saving is cheap beside the steps it protects: milliseconds for an offline model, and at
+    the Hub scales 200 steps take far longer than writing the trained weights and AdamW's
+    two moments once.
+    """
+    return max(1, min(200, steps // 4))
+
+
 def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainConfig, folder: Path, *,
                      contributor: str, data: dict, eval_sets: dict | None = None) -> dict:
     """Fine-tune a copy of the base and hand it in as `folder/submission`; returns the training log.
 
     Cached: a finished folder made with the same configuration is reused as it is.
+    Resumable: the training state is saved in `folder/checkpoint` every
+    `specialist_save_every(cfg.steps)` steps, and a rerun after a kill resumes from it to
+    the very weights an uninterrupted run reaches (train_causal_lm checks that the state is
+    this training's; the save interval is not part of the configuration, so changing it
+    redoes nothing). The checkpoint is deleted once the step is done. Under `accelerate
+    launch`, only the main process writes.
     """
     folder = Path(folder)
     config = {"train": cfg.to_dict(), "base": base_fp, "data": data, "contributor": contributor,
               "eval": sorted(eval_sets or {})}
     if step_is_done(folder, config) and (folder / "submission" / "kalavai_submission.json").exists():
+        drop_checkpoint(folder)  # left behind only by a kill between marking done and deleting it
         return read_json(folder / "train_log.json")
-    start_step(folder)
+    restart_step(folder)  # everything but a killed training's checkpoint
     model = copy.deepcopy(base)
-    log = train_causal_lm(model, train_chunks, cfg, eval_sets, desc=f"{contributor}")
-    write_submission(model, folder / "submission", base_fingerprint=base_fp, base_state=base.state_dict(),
-                     freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=data, contributor=contributor)
-    atomic_write_json(folder / "train_log.json", log)
-    mark_step_done(folder, config)
+    log = train_causal_lm(model, train_chunks, cfg, eval_sets, desc=f"{contributor}",
+                          checkpoint_dir=folder / CHECKPOINT_DIR, save_every=specialist_save_every(cfg.steps))
+    state = process_state()
+    if state.is_main_process:
+        write_submission(model, folder / "submission", base_fingerprint=base_fp, base_state=base.state_dict(),
+                         freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=data, contributor=contributor)
+        atomic_write_json(folder / "train_log.json", log)
+        mark_step_done(folder, config)
+    drop_checkpoint(folder)
+    state.wait_for_everyone()
     return log
 
 

@@ -18,6 +18,7 @@ is deleted once the step is marked done.
 """
 from __future__ import annotations
 
+import copy
 import os
 import random
 import shutil
@@ -190,6 +191,11 @@ def pretrain_base(scale: Scale, runs: Path, seed: int = 0) -> dict:
     model = __import__("transformers").GPTNeoXForCausalLM(offline_config(scale, vocab_size=len(tokenizer)))
 
     def save_revision(step: int, m) -> None:
+        if step == 1:
+            # a fresh start (a resumed training never calls back at step 1): revisions left by
+            # another training must not be taken for this one's
+            for old in (runs / "base").glob("step*"):
+                shutil.rmtree(old, ignore_errors=True)
         if step in scale.pretrain_revisions:
             folder = revision_dir(runs, f"step{step}")
             m.save_pretrained(folder, safe_serialization=True)
@@ -197,8 +203,16 @@ def pretrain_base(scale: Scale, runs: Path, seed: int = 0) -> dict:
 
     # Resumable: a killed pretraining resumes from base/checkpoint; the revisions it saved
     # before the kill stay (prepare_base keeps them) and later ones are saved as it passes them.
-    log = train_causal_lm(model, train, cfg, heldout, desc="pretrain base", on_step=save_revision,
-                          checkpoint_dir=runs / "base" / CHECKPOINT_DIR, save_every=pretrain_save_every(scale))
+    checkpoint = runs / "base" / CHECKPOINT_DIR
+    log = train_causal_lm(copy.deepcopy(model), train, cfg, heldout, desc="pretrain base", on_step=save_revision,
+                          checkpoint_dir=checkpoint, save_every=pretrain_save_every(scale))
+    missing = [s for s in scale.pretrain_revisions if s <= cfg.steps and not revision_dir(runs, f"step{s}").exists()]
+    if missing and log.get("resumed_at"):
+        # revisions asked for now that the killed training passed before they were asked for
+        drop_checkpoint(runs / "base")
+        process_state().wait_for_everyone()
+        log = train_causal_lm(model, train, cfg, heldout, desc="pretrain base", on_step=save_revision,
+                              checkpoint_dir=checkpoint, save_every=pretrain_save_every(scale))
     log["matmul_peak_flops"] = measure_matmul_peak()
     log["fraction_of_peak"] = log["tokens_per_s"] * log["flops_per_token"] / log["matmul_peak_flops"]
     return log

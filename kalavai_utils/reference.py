@@ -191,15 +191,18 @@ def _sweep_results(runs: Path, meta: dict) -> list[dict]:
 def summarize_sweep(runs: Path) -> dict:
     """Notebook 04: the sweep's points for both routers, its fit, and leave-one-out validation."""
     from . import prediction, sweep
-    from .cooperative import CAUSAL_FUSED, PAPER_FUSED
+    from .cooperative import CAUSAL_FUSED, paper_fused
+    from .scales import get_scale
 
     fit_path = runs / "sweep" / "fit.json"
     fit, meta = prediction.load_fit(fit_path) if fit_path.exists() else (None, {})
     results = _sweep_results(runs, meta) if (runs / "sweep").is_dir() else []
     if not results and fit is None:
         return {}
+    # the authors' router depends on the scale (MLP at 410M and offline, linear at 1B and 6.9B)
+    paper = paper_fused(get_scale(results[0]["scale"] if results else meta.get("scale", runs.name)))
     out = {"points": {}}
-    for model in (PAPER_FUSED, CAUSAL_FUSED):
+    for model in (paper, CAUSAL_FUSED):
         by_condition = out["points"][model] = {}
         for r in results:
             if model in r["losses"]:
@@ -207,14 +210,16 @@ def summarize_sweep(runs: Path) -> dict:
                 condition, seed = row.pop("condition"), row.pop("seed")
                 row.pop("varies")  # a label of the condition, not a result
                 by_condition.setdefault(condition, {})[f"seed{seed}"] = row
-    points = sweep.points_table(results, PAPER_FUSED)
-    if len(points) >= 3:
+    points = sweep.points_table(results, paper)
+    n_conditions = points["condition"].nunique() if len(points) else 0
+    if n_conditions >= 3:
         out["best_predictor"] = str(prediction.compare_predictors(points, target="gain").iloc[0]["predictor"])
         _, lo, hi = prediction.paper_fit().predict(points["mean_divergence"].to_numpy())
         out["paper_line_inside"] = int(((points["gain"] >= lo) & (points["gain"] <= hi)).sum())
         out["paper_line_n"] = len(points)
-    if len(points) >= 4:
-        loo = prediction.leave_one_out(points["mean_divergence"], points["gain"])
+    if n_conditions >= 4:
+        # as notebook 04: leave one whole condition (all its seeds) out at a time
+        loo = prediction.leave_one_out(points["mean_divergence"], points["gain"], groups=points["condition"])
         out["leave_one_out"] = {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")}
     if fit is not None:
         d = fit.to_dict()

@@ -9,16 +9,18 @@ import pytest
 
 from kalavai_utils import prediction, reference
 from kalavai_utils.__main__ import main
-from kalavai_utils.cooperative import CAUSAL_FUSED, PAPER_FUSED
+from kalavai_utils.cooperative import CAUSAL_FUSED, paper_fused
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.results import make_results, write_results
+from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import atomic_write_json, read_json
 
 DOMAINS = ("code", "science", "fiction")
 SEEDS = (42, 137)
+PAPER_FUSED = paper_fused(get_scale("tiny"))  # the authors' router at the fixture's scale
 
 
-def fake_losses(domains, shift: float = 0.0) -> dict:
+def fake_losses(domains, shift: float = 0.0, paper: str = PAPER_FUSED) -> dict:
     """A plausible model x domain loss matrix: specialists good at home, worse elsewhere;
     the fused models near the domain oracle, well away from every claim's threshold."""
     base = {d: 3.0 + 0.1 * i for i, d in enumerate(domains)}
@@ -29,16 +31,17 @@ def fake_losses(domains, shift: float = 0.0) -> dict:
     losses["weight_avg"] = {o: base[o] + 0.05 for o in domains}
     losses["monolithic"] = {o: best_at[o] + 0.1 for o in domains}
     losses["uniform"] = {o: base[o] - 0.02 for o in domains}
-    for name, extra in ((PAPER_FUSED, 0.002), (CAUSAL_FUSED, 0.004)):
+    for name, extra in ((paper, 0.002), (CAUSAL_FUSED, 0.004)):
         losses[name] = {o: best_at[o] + extra for o in domains}
         losses[name + ":hard"] = {o: best_at[o] + extra + 0.001 for o in domains}
     return losses
 
 
-def write_cooperative(folder, experiment, condition, seed, domains, shift=0.0):
-    losses = fake_losses(domains, shift)
-    gates = {name: {d: [1.0 if e == d else 0.0 for e in domains] for d in domains} for name in (PAPER_FUSED, CAUSAL_FUSED)}
-    results = make_results(experiment=experiment, condition=condition, scale="tiny", seed=seed, config={},
+def write_cooperative(folder, experiment, condition, seed, domains, shift=0.0, scale="tiny"):
+    paper = paper_fused(get_scale(scale))
+    losses = fake_losses(domains, shift, paper)
+    gates = {name: {d: [1.0 if e == d else 0.0 for e in domains] for d in domains} for name in (paper, CAUSAL_FUSED)}
+    results = make_results(experiment=experiment, condition=condition, scale=scale, seed=seed, config={},
                            base_fingerprint="f" * 64, domains=domains, losses=losses,
                            specialists={d: f"spec:{d}" for d in domains}, gates=gates)
     write_results(folder / "results.json", results)
@@ -113,6 +116,20 @@ def test_summary_has_every_notebook_and_no_timings(run):
     assert not [k for f in flat.values() for k in f if "seconds" in k or "tokens_per_s" in k or "fingerprint" in k]
     text = json.dumps(s)
     assert str(run) not in text  # no absolute paths
+
+
+def test_sweep_summary_takes_the_authors_router_of_the_runs_scale(tmp_path):
+    """At 1B the authors' router is linear: the sweep's points and leave-one-out are on it, not on the MLP."""
+    runs = tmp_path / "runs" / "1b"
+    for name, shift in (("main", 0.0), ("two-domain", 0.2), ("private-domains", -0.1), ("cross-lingual", 0.3)):
+        for seed in (42, 137):  # two seeds of each condition: left out together
+            experiment = "main" if name == "main" else "sweep"
+            folder = runs / experiment / name / f"seed{seed}" if name != "main" else runs / "main" / "main" / f"seed{seed}"
+            write_cooperative(folder, experiment, name, seed, DOMAINS, shift + 0.01 * (seed == 137), scale="1b")
+    s = reference.summarize_sweep(runs)
+    assert set(s["points"]) == {"fused:linear:sequence", CAUSAL_FUSED} and PAPER_FUSED not in s["points"]
+    assert set(s["points"]["fused:linear:sequence"]) == {"main", "two-domain", "private-domains", "cross-lingual"}
+    assert s["leave_one_out"]["n"] == 4  # conditions, not the 8 cooperatives
 
 
 def test_export_then_compare_reports_nothing(run, tmp_path, capsys):

@@ -23,7 +23,9 @@ def _draw_fit(ax, fit: LineFit, color: str, x_pad: float = 0.1, n: int = 200) ->
     xs = np.linspace(max(lo_x - x_pad * span, 1e-9 if fit.transform == "log" else -np.inf), hi_x + x_pad * span, n)
     mean, lo, hi = fit.predict(xs)
     ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0, label=f"{100 * (1 - fit.alpha):.0f}% prediction band")
-    ax.plot(xs, mean, color=color, lw=2, label=f"{fit.equation()}  (R$^2$={fit.r2:.3f}, n={fit.n})")
+    n = (f"{fit.n_conditions} conditions, {fit.n_observations} observations" if fit.fit_on == "condition means"
+         else f"n={fit.n}")
+    ax.plot(xs, mean, color=color, lw=2, label=f"{fit.equation()}  (R$^2$={fit.r2:.3f}, {n})")
 
 
 def _label_points(ax, xs, ys, labels) -> None:
@@ -38,14 +40,24 @@ def plot_regression(ax_ours, ax_paper, points_df: pd.DataFrame, fit: LineFit, pa
                     show_out_of_sample: bool = True) -> None:
     """Our (divergence, gain) points with our line and band; the paper's in a separate panel.
 
-    points_df: one row per condition of ours, columns `x`, `y` and (optional) `label`.
+    points_df: one row per cooperative of ours (condition x seed), columns `x`, `y` and
+    (optional) `label`. When `fit` was made on condition means (prediction.fit_line with
+    groups), those means are drawn and labelled too, the rows faintly behind them.
     paper: the paper's refitted line (default prediction.paper_fit()).
     """
     paper = paper_fit() if paper is None else paper
 
+    grouped = fit.fit_on == "condition means"
     _draw_fit(ax_ours, fit, OURS_COLOR)
-    sns.scatterplot(data=points_df, x=x, y=y, ax=ax_ours, color=OURS_COLOR, s=60, zorder=5, edgecolor="black")
-    _label_points(ax_ours, points_df[x], points_df[y], points_df[label] if label in points_df else None)
+    sns.scatterplot(data=points_df, x=x, y=y, ax=ax_ours, color=OURS_COLOR, s=60 if not grouped else 30, zorder=5,
+                    edgecolor="black", alpha=0.45 if grouped else 1.0,
+                    label="cooperatives (condition x seed)" if grouped else None)
+    if grouped:
+        ax_ours.scatter(fit.x, fit.y, marker="D", s=70, color=OURS_COLOR, edgecolor="black", zorder=6,
+                        label="condition means (fitted)")
+        _label_points(ax_ours, fit.x, fit.y, fit.labels)
+    else:
+        _label_points(ax_ours, points_df[x], points_df[y], points_df[label] if label in points_df else None)
     ax_ours.set_title("This project: gain vs mean divergence")
 
     _draw_fit(ax_paper, paper, PAPER_COLOR)
@@ -75,8 +87,17 @@ def plot_residuals(ax, fit: LineFit, title: str = "Residuals of the linear fit")
     ax.set_title(title)
 
 
-def plot_loo(ax, loo: dict, labels=None, title: str = "Leave-one-out: predicted vs actual gain") -> None:
-    """loo: the dict of prediction.leave_one_out (or holdout_validation)."""
+def plot_loo(ax, loo: dict, labels=None, title: str | None = None) -> None:
+    """loo: the dict of prediction.leave_one_out (or holdout_validation).
+
+    One point per held-out condition (its mean over seeds when validated with groups, then
+    labelled by the condition unless `labels` are given).
+    """
+    grouped = loo.get("fit_on") == "condition means"
+    if title is None:
+        title = "Leave-one-condition-out: predicted vs actual gain" if grouped else "Leave-one-out: predicted vs actual gain"
+    if labels is None and grouped:
+        labels = loo.get("test_conditions", loo.get("conditions"))
     actual, pred = np.asarray(loo["actual"]), np.asarray(loo["predicted"])
     lo, hi = np.asarray(loo["lo"]), np.asarray(loo["hi"])
     inside = np.asarray(loo["inside"], dtype=bool)
@@ -90,7 +111,10 @@ def plot_loo(ax, loo: dict, labels=None, title: str = "Leave-one-out: predicted 
     ax.plot(lim, lim, color="black", lw=0.8, ls="--", label="predicted = actual")
     ax.set_xlabel("actual gain (%)")
     ax.set_ylabel("predicted gain, held out (%)")
-    ax.set_title(f"{title}\nRMSE {loo['rmse']:.2f} pp, {loo['n_inside']}/{loo['n']} inside the band")
+    unit = ""
+    if grouped:  # a held-out split's n_observations counts both sides: only leave-one-out holds every row out
+        unit = " conditions inside the band" + (f" ({loo['n_observations']} observations)" if "test_conditions" not in loo else "")
+    ax.set_title(f"{title}\nRMSE {loo['rmse']:.2f} pp, {loo['n_inside']}/{loo['n']}{unit or ' inside the band'}")
     ax.legend(fontsize=7)
 
 

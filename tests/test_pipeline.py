@@ -57,7 +57,8 @@ def test_contributor_command_verify_and_predicted_divergence(smoke_run, tmp_path
     base = load_causal_lm(info["path"])
     write_submission(base, tmp_path / "sub_code", base_fingerprint=info["fingerprint"], base_state=base.state_dict(),
                      freeze_layers=scale.freeze_layers, training={}, data={"domain": "code"}, contributor="code")
-    result = forecast.forecast(info["path"], [str(trained), str(tmp_path / "sub_code")], str(folder), fit="paper")
+    result = forecast.forecast(info["path"], [str(trained), str(tmp_path / "sub_code")], str(folder), fit="paper",
+                               freeze_layers=scale.freeze_layers)
     heldout = pipeline.data.load_split(folder, "science", "heldout")
     expected = divergence_pct(domain_loss(base, heldout), domain_loss(load_causal_lm(trained), heldout))
     assert result["divergences"]["science"] == pytest.approx(expected, abs=1e-9)

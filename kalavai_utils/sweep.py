@@ -50,8 +50,9 @@ def conditions(scale: Scale) -> list[Condition]:
         Condition(f"steps{steps // 2}", main, overrides={"steps": steps // 2}, varies="training steps"),
         Condition("languages", langs, varies="languages"),
         Condition("code+languages", ("code", *langs[:2]), varies="languages"),
-        Condition("freeze0", main, overrides={"freeze_layers": 0}, varies="frozen depth"),
-        Condition(f"freeze{scale.n_layers - 1}", main, overrides={"freeze_layers": scale.n_layers - 1}, varies="frozen depth"),
+        # two frozen depths other than the scale's own (that one is the main cooperative)
+        *(Condition(f"freeze{k}", main, overrides={"freeze_layers": k}, varies="frozen depth")
+          for k in sorted({0, 1, scale.n_layers - 1} - {scale.freeze_layers})[:2]),
         Condition("overlap0.20-n5", (*main, *extra[:2]), overlap=0.2, varies="domain overlap + specialists"),
     ]
     return every[: scale.sweep_max_conditions or None]

@@ -521,21 +521,27 @@ def _check_headers(folder: Path, base: _Base) -> None:
             if name in declared:
                 raise KalavaiError(f"{file}: tensor {name} also in {source[name]}")
             declared[name], source[name] = entry, file
+    for name in _check_names_and_shapes({n: shape for n, (_, shape) in declared.items()}, source, base):
+        dtype, ref = declared[name][0], base.state[name]
+        want = TORCH_TO_SAFETENSORS.get(ref.dtype)
+        if dtype != want:
+            raise KalavaiError(f"{source[name]}: tensor {name} is {dtype}, base is {want or ref.dtype}")
+
+
+def _check_names_and_shapes(shapes: dict[str, tuple[int, ...]], source: dict[str, str], base: _Base) -> list[str]:
+    """Exactly the base's tensors, each of the base's shape; returns their names, sorted."""
     expected = _expected_names(base)
-    missing, extra = sorted(expected - set(declared)), sorted(set(declared) - expected)
+    missing, extra = sorted(expected - set(shapes)), sorted(set(shapes) - expected)
     if missing:
         files = ", ".join(sorted(set(source.values())))
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise KalavaiError(f"{files}: tensor {missing[0]} missing{more}")
     if extra:
-        raise KalavaiError(f"{source[extra[0]]}: unexpected tensor {extra[0]}")
+        raise KalavaiError(f"{source.get(extra[0], 'weights')}: unexpected tensor {extra[0]}")
     for name in sorted(expected):
-        (dtype, shape), ref = declared[name], base.state[name]
-        if shape != tuple(ref.shape):
-            raise KalavaiError(f"{source[name]}: tensor {name} has shape {shape}, base has {tuple(ref.shape)}")
-        want = TORCH_TO_SAFETENSORS.get(ref.dtype)
-        if dtype != want:
-            raise KalavaiError(f"{source[name]}: tensor {name} is {dtype}, base is {want or ref.dtype}")
+        if shapes[name] != tuple(base.state[name].shape):
+            raise KalavaiError(f"{source.get(name, 'weights')}: tensor {name} has shape {shapes[name]}, base has {tuple(base.state[name].shape)}")
+    return sorted(expected)
 
 
 def _load_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -568,22 +574,11 @@ def _tied_keys(config) -> dict[str, str]:
 
 def _check_tensors(tensors: dict, source: dict, base: _Base) -> None:
     # The header checks ran already; these guard against a file swapped between header read and load.
-    expected = _expected_names(base)
-
     def file_of(name: str) -> str:
         return source.get(name, "weights")
 
-    missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-    if missing:
-        files = ", ".join(sorted(set(source.values())))
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise KalavaiError(f"{files}: tensor {missing[0]} missing{more}")
-    if extra:
-        raise KalavaiError(f"{file_of(extra[0])}: unexpected tensor {extra[0]}")
-    for name in sorted(expected):
+    for name in _check_names_and_shapes({n: tuple(t.shape) for n, t in tensors.items()}, source, base):
         t, ref = tensors[name], base.state[name]
-        if tuple(t.shape) != tuple(ref.shape):
-            raise KalavaiError(f"{file_of(name)}: tensor {name} has shape {tuple(t.shape)}, base has {tuple(ref.shape)}")
         if not t.dtype.is_floating_point:
             raise KalavaiError(f"{file_of(name)}: tensor {name} has non-floating dtype {t.dtype}")
         # One dtype per model: a mixed model would not run, and frozen tensors must match bit for bit anyway.

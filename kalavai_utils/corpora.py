@@ -417,6 +417,14 @@ def _name(w: _Writer) -> str:
     return f"{_NAMES.pick(w.rng)} {_SURNAMES.pick(w.rng)}"
 
 
+def _one_of(rng: random.Random, templates: list, shared=None):
+    """Calls one of `templates`, chosen uniformly: only that one draws its words. With `shared`
+    (law's clause reference, a sports play's team), that is drawn after the choice, whichever
+    template is chosen, and passed to it."""
+    k = rng.randrange(len(templates))
+    return templates[k](shared()) if shared else templates[k]()
+
+
 # ---------------------------------------------------------------------------------------
 # English-like domains. Each has a lexicon, prose templates and a document layout.
 
@@ -527,20 +535,15 @@ def _possessive(pronoun: str) -> str:
 
 def _utterance(w: _Writer) -> tuple[str, str]:
     rng = w.rng
-    k = rng.randrange(7)
-    if k == 0:
-        return f"Where is the {w.word('noun')}", "?"
-    if k == 1:
-        return f"I {_conj(w.word('verb'), 'past', '1s')} the {w.word('noun')} {rng.choice(('last night', 'this morning', 'yesterday', 'long ago'))}", "."
-    if k == 2:
-        return f"We must {w.word('verb')} the {w.word('noun')} before {rng.choice(('dark', 'morning', 'it is too late', 'they come'))}", "."
-    if k == 3:
-        return f"Do you {w.word('verb')} the {w.word('noun')}", "?"
-    if k == 4:
-        return f"It is too {w.word('adj')} to {w.word('verb')} the {w.word('noun')} now", "."
-    if k == 5:
-        return "You never told me about the " + w.word("noun"), "."
-    return _cap(w.clause("present")), "."
+    return _one_of(rng, [
+        lambda: (f"Where is the {w.word('noun')}", "?"),
+        lambda: (f"I {_conj(w.word('verb'), 'past', '1s')} the {w.word('noun')} {rng.choice(('last night', 'this morning', 'yesterday', 'long ago'))}", "."),
+        lambda: (f"We must {w.word('verb')} the {w.word('noun')} before {rng.choice(('dark', 'morning', 'it is too late', 'they come'))}", "."),
+        lambda: (f"Do you {w.word('verb')} the {w.word('noun')}", "?"),
+        lambda: (f"It is too {w.word('adj')} to {w.word('verb')} the {w.word('noun')} now", "."),
+        lambda: ("You never told me about the " + w.word("noun"), "."),
+        lambda: (_cap(w.clause("present")), "."),
+    ])
 
 
 def _fiction_doc(w: _Writer) -> str:
@@ -550,17 +553,13 @@ def _fiction_doc(w: _Writer) -> str:
     def narrative(w: _Writer) -> str:
         name = rng.choice(cast)
         pron = _FIRST_NAMES[name]
-        k = rng.randrange(5)
-        if k == 0:
-            return f"{name} {_conj(w.word('verb'), 'past', '3s')} the {w.word('adj')} {w.word('noun')} {w.pp()}."
-        if k == 1:
-            return f"{_cap(pron)} {_conj(w.word('verb_i'), 'past', '3s')} {w.word('adv')} and {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]}."
-        if k == 2:
-            other = rng.choice([c for c in cast if c != name])
-            return f"{name} looked at {other} for a long moment, and {pron} {_conj(w.word('verb_i'), 'past', '3s')}."
-        if k == 3:
-            return f"The {w.word('noun')} was {w.word('adj')}, and {name} could hear the {w.word('noun')} {w.pp()}."
-        return f"{_cap(_possessive(pron))} {_BODY.pick(rng)} rested on the {w.word('adj')} {w.word('noun')}."
+        return _one_of(rng, [
+            lambda: f"{name} {_conj(w.word('verb'), 'past', '3s')} the {w.word('adj')} {w.word('noun')} {w.pp()}.",
+            lambda: f"{_cap(pron)} {_conj(w.word('verb_i'), 'past', '3s')} {w.word('adv')} and {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]}.",
+            lambda: f"{name} looked at {rng.choice([c for c in cast if c != name])} for a long moment, and {pron} {_conj(w.word('verb_i'), 'past', '3s')}.",
+            lambda: f"The {w.word('noun')} was {w.word('adj')}, and {name} could hear the {w.word('noun')} {w.pp()}.",
+            lambda: f"{_cap(_possessive(pron))} {_BODY.pick(rng)} rested on the {w.word('adj')} {w.word('noun')}.",
+        ])
 
     def dialogue(w: _Writer) -> str:
         name = rng.choice(cast)
@@ -605,23 +604,20 @@ def _law_doc(w: _Writer) -> str:
 
     def clause(w: _Writer) -> str:
         who, other = rng.choice(((a, b), (b, a)))
-        k = rng.randrange(7)
-        ref = f"{rng.randint(1, max(1, n_sections))}.{rng.randint(1, 4)}"
-        if k == 0:
+
+        def deadline(ref: str) -> str:
             n = rng.choice((5, 7, 10, 14, 21, 28, 30, 60, 90))
             return f"The {who} shall {w.word('verb')} {w.np()[0]} within {_NUMBER_WORDS[n] if n <= 12 else n} ({n}) days of {w.np()[0]}."
-        if k == 1:
-            return f"Notwithstanding clause {ref}, the {who} may {w.word('verb')} {w.np()[0]} by written notice to the {other}."
-        if k == 2:
-            term = _cap(w.dom("noun"))
-            return f'In this Agreement, "{term}" means {w.np()[0]} that the {who} {_conj(w.word("verb"), "present", "3s")} under clause {ref}.'
-        if k == 3:
-            return f"The {who} shall not be liable for any {w.dom('noun')} arising out of or in connection with {w.np()[0]}."
-        if k == 4:
-            return f"Subject to clause {ref}, the {who} shall {w.word('verb')} {w.np()[0]} in accordance with {w.np()[0]}."
-        if k == 5:
-            return f"Any {w.dom('noun')} shall be {_verb_forms(w.word('verb'), 'en')} pursuant to section {rng.randint(1, 120)} of the {rng.choice(_PLACES.words)} Act {rng.randint(1950, 2020)}."
-        return f"The {who} shall {w.word('adv')} {w.word('verb')} the {other} of {w.np()[0]}."
+
+        return _one_of(rng, [
+            deadline,
+            lambda ref: f"Notwithstanding clause {ref}, the {who} may {w.word('verb')} {w.np()[0]} by written notice to the {other}.",
+            lambda ref: f'In this Agreement, "{_cap(w.dom("noun"))}" means {w.np()[0]} that the {who} {_conj(w.word("verb"), "present", "3s")} under clause {ref}.',
+            lambda ref: f"The {who} shall not be liable for any {w.dom('noun')} arising out of or in connection with {w.np()[0]}.",
+            lambda ref: f"Subject to clause {ref}, the {who} shall {w.word('verb')} {w.np()[0]} in accordance with {w.np()[0]}.",
+            lambda ref: f"Any {w.dom('noun')} shall be {_verb_forms(w.word('verb'), 'en')} pursuant to section {rng.randint(1, 120)} of the {rng.choice(_PLACES.words)} Act {rng.randint(1950, 2020)}.",
+            lambda ref: f"The {who} shall {w.word('adv')} {w.word('verb')} the {other} of {w.np()[0]}.",
+        ], shared=lambda: f"{rng.randint(1, max(1, n_sections))}.{rng.randint(1, 4)}")
 
     title = f"{kind} AGREEMENT"
     day, month, year = rng.randint(1, 28), rng.choice(_MONTHS), rng.randint(1990, 2024)
@@ -661,20 +657,15 @@ def _medicine_doc(w: _Writer) -> str:
     complaint = _SYMPTOMS.pick(rng)
 
     def note(w: _Writer) -> str:
-        k = rng.randrange(7)
-        if k == 0:
-            return f"The patient reports {_SYMPTOMS.pick(rng)} for {rng.randint(2, 14)} days."
-        if k == 1:
-            return f"{_cap(pron)} denies {_SYMPTOMS.pick(rng)} and {_SYMPTOMS.pick(rng)}."
-        if k == 2:
-            return f"There is no history of {_CONDITIONS.pick(rng)}."
-        if k == 3:
-            return f"On examination the {rng.choice(('chest', 'abdomen', 'heart', 'lung', 'throat'))} is {w.dom('adj')}."
-        if k == 4:
-            return f"{_cap(_DRUGS.pick(rng))} {rng.choice((250, 500, 5, 10, 20, 40, 100))} mg was started {w.dom('adv')}."
-        if k == 5:
-            return f"{_cap(pron)} was {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')} for {w.np()[0]}."
-        return f"The {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} after {w.np()[0]}."
+        return _one_of(rng, [
+            lambda: f"The patient reports {_SYMPTOMS.pick(rng)} for {rng.randint(2, 14)} days.",
+            lambda: f"{_cap(pron)} denies {_SYMPTOMS.pick(rng)} and {_SYMPTOMS.pick(rng)}.",
+            lambda: f"There is no history of {_CONDITIONS.pick(rng)}.",
+            lambda: f"On examination the {rng.choice(('chest', 'abdomen', 'heart', 'lung', 'throat'))} is {w.dom('adj')}.",
+            lambda: f"{_cap(_DRUGS.pick(rng))} {rng.choice((250, 500, 5, 10, 20, 40, 100))} mg was started {w.dom('adv')}.",
+            lambda: f"{_cap(pron)} was {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')} for {w.np()[0]}.",
+            lambda: f"The {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} after {w.np()[0]}.",
+        ])
 
     lines = [
         f"Patient: {rng.randint(18, 92)}-year-old {sex}.",
@@ -705,17 +696,13 @@ def _news_doc(w: _Writer) -> str:
     rng = w.rng
 
     def report(w: _Writer) -> str:
-        k = rng.randrange(5)
-        subj, person = w.np(noun=w.dom("noun"))
-        if k == 0:
-            return f"{_cap(subj)} {_conj(w.dom('verb'), 'past', person)} {w.np()[0]} on {rng.choice(_WEEKDAYS)}, officials said."
-        if k == 1:
-            return f'"{_cap(w.clause("present"))}," said {_name(w)}, a {w.dom("noun")} for the {w.dom("noun")}.'
-        if k == 2:
-            return f"The {w.dom('noun')} comes after {w.np()[0]} {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]} last {rng.choice(('week', 'month', 'year'))}."
-        if k == 3:
-            return f"At least {rng.randint(3, 400)} people were {_verb_forms(w.word('verb'), 'en')} in {rng.choice(_PLACES.words)}, according to the {w.dom('noun')}."
-        return f"The {w.dom('noun')} did not respond to a request for comment."
+        return _one_of(rng, [
+            lambda subject: f"{_cap(subject[0])} {_conj(w.dom('verb'), 'past', subject[1])} {w.np()[0]} on {rng.choice(_WEEKDAYS)}, officials said.",
+            lambda subject: f'"{_cap(w.clause("present"))}," said {_name(w)}, a {w.dom("noun")} for the {w.dom("noun")}.',
+            lambda subject: f"The {w.dom('noun')} comes after {w.np()[0]} {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]} last {rng.choice(('week', 'month', 'year'))}.",
+            lambda subject: f"At least {rng.randint(3, 400)} people were {_verb_forms(w.word('verb'), 'en')} in {rng.choice(_PLACES.words)}, according to the {w.dom('noun')}.",
+            lambda subject: f"The {w.dom('noun')} did not respond to a request for comment.",
+        ], shared=lambda: w.np(noun=w.dom("noun")))
 
     city = _PLACES.pick(rng)
     headline = _cap(f"{w.np(noun=w.dom('noun'), det='')[0]} {_conj(w.dom('verb'), 'present', '3s')} {w.np(pp_p=0)[0]}")
@@ -754,18 +741,14 @@ def _recipes_doc(w: _Writer) -> str:
 
     def step(w: _Writer) -> str:
         a, b = rng.sample(items, 2)
-        k = rng.randrange(6)
-        if k == 0:
-            return f"Heat the {a} in a large {rng.choice(('pan', 'saucepan', 'frying pan', 'pot'))} over a {rng.choice(('low', 'medium', 'high'))} heat."
-        if k == 1:
-            return f"Add the {a} and {w.dom('verb')} for {rng.randint(2, 25)} minutes, stirring {rng.choice(('often', 'occasionally', 'gently'))}."
-        if k == 2:
-            return f"{_cap(w.dom('verb'))} the {a} and the {b} together in a {w.dom('adj')} bowl."
-        if k == 3:
-            return f"Season with {a}, then {w.dom('verb')} the {b} {w.dom('adv')}."
-        if k == 4:
-            return f"Bake for {rng.randint(10, 60)} minutes at {rng.choice((160, 180, 200, 220))}C until {w.dom('adj')}."
-        return f"Meanwhile, {w.dom('verb')} the {a} and set aside."
+        return _one_of(rng, [
+            lambda: f"Heat the {a} in a large {rng.choice(('pan', 'saucepan', 'frying pan', 'pot'))} over a {rng.choice(('low', 'medium', 'high'))} heat.",
+            lambda: f"Add the {a} and {w.dom('verb')} for {rng.randint(2, 25)} minutes, stirring {rng.choice(('often', 'occasionally', 'gently'))}.",
+            lambda: f"{_cap(w.dom('verb'))} the {a} and the {b} together in a {w.dom('adj')} bowl.",
+            lambda: f"Season with {a}, then {w.dom('verb')} the {b} {w.dom('adv')}.",
+            lambda: f"Bake for {rng.randint(10, 60)} minutes at {rng.choice((160, 180, 200, 220))}C until {w.dom('adj')}.",
+            lambda: f"Meanwhile, {w.dom('verb')} the {a} and set aside.",
+        ])
 
     n = 0
     target = w.target_length()
@@ -797,15 +780,12 @@ def _sports_doc(w: _Writer) -> str:
     lines = []
 
     def play(w: _Writer) -> str:
-        k = rng.randrange(4)
-        team = rng.choice((home, away))
-        if k == 0:
-            return f"{team} {_conj(w.dom('verb'), 'past', '3s')} {w.np(noun=w.dom('noun'))[0]} in the {rng.choice(('first', 'second'))} half."
-        if k == 1:
-            return f"{_name(w)} {_conj(w.dom('verb'), 'past', '3s')} {_article(w.dom('adj'))} {w.dom('adj')} {w.dom('noun')} from the edge of the box."
-        if k == 2:
-            return f'"{_cap(w.clause("present"))}," said the {team} manager.'
-        return f"The result leaves {team} {_ordinal(rng.randint(1, 20))} in the table on {rng.randint(3, 80)} points."
+        return _one_of(rng, [
+            lambda team: f"{team} {_conj(w.dom('verb'), 'past', '3s')} {w.np(noun=w.dom('noun'))[0]} in the {rng.choice(('first', 'second'))} half.",
+            lambda team: f"{_name(w)} {_conj(w.dom('verb'), 'past', '3s')} {_article(w.dom('adj'))} {w.dom('adj')} {w.dom('noun')} from the edge of the box.",
+            lambda team: f'"{_cap(w.clause("present"))}," said the {team} manager.',
+            lambda team: f"The result leaves {team} {_ordinal(rng.randint(1, 20))} in the table on {rng.randint(3, 80)} points.",
+        ], shared=lambda: rng.choice((home, away)))
 
     for minute, team, scorer in goals:
         score[team] += 1
@@ -842,19 +822,14 @@ def _finance_doc(w: _Writer) -> str:
     quarter = rng.choice(("first", "second", "third", "fourth"))
 
     def line(w: _Writer) -> str:
-        k = rng.randrange(6)
-        pct = f"{rng.randint(0, 40)}.{rng.randint(0, 9)}%"
-        if k == 0:
-            return f"{_cap(w.dom('noun'))} {rng.choice(('rose', 'fell', 'climbed', 'slipped'))} {pct} to {_money(rng)} in the {quarter} quarter."
-        if k == 1:
-            return f"Net income was {_money(rng)}, or ${rng.randint(0, 9)}.{rng.randint(10, 99)} per share, compared with {_money(rng)} a year earlier."
-        if k == 2:
-            return f"The company {_conj(w.dom('verb'), 'past', '3s')} its full-year {w.dom('noun')} to {pct}."
-        if k == 3:
-            return f"Shares of {company} {rng.choice(('rose', 'fell'))} {pct} to ${rng.randint(5, 400)}.{rng.randint(10, 99)} in {w.dom('adj')} trading."
-        if k == 4:
-            return f"Analysts at {_SURNAMES.pick(rng)} {_CO_SUFFIX.pick(rng)} said the {w.dom('adj')} {w.dom('noun')} was {w.word('adj')}."
-        return f"Operating margin {rng.choice(('widened', 'narrowed'))} to {pct} from {rng.randint(0, 40)}.{rng.randint(0, 9)}%."
+        return _one_of(rng, [
+            lambda pct: f"{_cap(w.dom('noun'))} {rng.choice(('rose', 'fell', 'climbed', 'slipped'))} {pct} to {_money(rng)} in the {quarter} quarter.",
+            lambda pct: f"Net income was {_money(rng)}, or ${rng.randint(0, 9)}.{rng.randint(10, 99)} per share, compared with {_money(rng)} a year earlier.",
+            lambda pct: f"The company {_conj(w.dom('verb'), 'past', '3s')} its full-year {w.dom('noun')} to {pct}.",
+            lambda pct: f"Shares of {company} {rng.choice(('rose', 'fell'))} {pct} to ${rng.randint(5, 400)}.{rng.randint(10, 99)} in {w.dom('adj')} trading.",
+            lambda pct: f"Analysts at {_SURNAMES.pick(rng)} {_CO_SUFFIX.pick(rng)} said the {w.dom('adj')} {w.dom('noun')} was {w.word('adj')}.",
+            lambda pct: f"Operating margin {rng.choice(('widened', 'narrowed'))} to {pct} from {rng.randint(0, 40)}.{rng.randint(0, 9)}%.",
+        ], shared=lambda: f"{rng.randint(0, 40)}.{rng.randint(0, 9)}%")
 
     head = f"{company} ({ticker}) {quarter}-quarter results"
     return head + "\n" + w.paragraph([line, line], w.target_length())
@@ -879,18 +854,14 @@ def _travel_doc(w: _Writer) -> str:
     place, other = rng.sample(_PLACES.words, 2)
 
     def guide(w: _Writer) -> str:
-        k = rng.randrange(6)
-        if k == 0:
-            return f"The {w.dom('adj')} {w.dom('noun')} of {place} is best explored {w.dom('adv')}."
-        if k == 1:
-            return f"Take the {rng.choice(('train', 'bus', 'ferry', 'coach'))} from {other} to {place}; the journey takes about {rng.randint(1, 9)} hours."
-        if k == 2:
-            return f"Rooms at the {_SURNAMES.pick(rng)} {rng.choice(('Hotel', 'Inn', 'Guesthouse'))} start at {rng.randint(4, 30) * 5} euros a night."
-        if k == 3:
-            return f"Don't miss the {w.dom('adj')} {w.dom('noun')}, which {_conj(w.word('verb'), 'present', '3s')} {w.np()[0]}."
-        if k == 4:
-            return f"The {_SEASONS.pick(rng)} months are {w.dom('adj')}, with temperatures around {rng.randint(5, 35)} degrees."
-        return f"Locals {w.dom('verb')} the {w.dom('noun')} {w.dom('adv')}."
+        return _one_of(rng, [
+            lambda: f"The {w.dom('adj')} {w.dom('noun')} of {place} is best explored {w.dom('adv')}.",
+            lambda: f"Take the {rng.choice(('train', 'bus', 'ferry', 'coach'))} from {other} to {place}; the journey takes about {rng.randint(1, 9)} hours.",
+            lambda: f"Rooms at the {_SURNAMES.pick(rng)} {rng.choice(('Hotel', 'Inn', 'Guesthouse'))} start at {rng.randint(4, 30) * 5} euros a night.",
+            lambda: f"Don't miss the {w.dom('adj')} {w.dom('noun')}, which {_conj(w.word('verb'), 'present', '3s')} {w.np()[0]}.",
+            lambda: f"The {_SEASONS.pick(rng)} months are {w.dom('adj')}, with temperatures around {rng.randint(5, 35)} degrees.",
+            lambda: f"Locals {w.dom('verb')} the {w.dom('noun')} {w.dom('adv')}.",
+        ])
 
     parts, target = [f"{place}: a travel guide"], w.target_length()
     for section in rng.sample(_TRAVEL_SECTIONS, len(_TRAVEL_SECTIONS)):
@@ -988,6 +959,16 @@ def _code_documents(n_docs: int, seed: int, stream: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------
 # Languages. Content words are drawn once from a fixed seed; affixes and function words are fixed.
+
+
+def _language_doc(rng: random.Random, title: str, sentence) -> str:
+    """The title line, then paragraphs of 2 to 6 sentences until the document is long enough."""
+    paragraphs, total, target = [title], 0, rng.randint(*DOC_CHARS)
+    while total < target:
+        p = " ".join(sentence() for _ in range(rng.randint(2, 6)))
+        paragraphs.append(p)
+        total += len(p)
+    return "\n".join(paragraphs)
 
 
 class _Ta:
@@ -1093,28 +1074,19 @@ def _lang_script_doc(rng: random.Random) -> str:
         else:
             plural = rng.random() < 0.3
             person, subj = ("3p" if plural else "3s"), np(None, plural)
-        k = rng.randrange(4)
-        if k == 0:
-            middle = np("acc")
-        elif k == 1:
-            middle = np("loc")
-        elif k == 2:
-            middle = f"{np('dat')} {np('acc')}"
-        else:
-            middle = f"{np('gen')} {np('com')}"
+        middle = _one_of(rng, [
+            lambda: np("acc"),
+            lambda: np("loc"),
+            lambda: f"{np('dat')} {np('acc')}",
+            lambda: f"{np('gen')} {np('com')}",
+        ])
         s = f"{subj} {middle} {verb(person, tense)}"
         if rng.random() < 0.15:
             s = f"{rng.choice(_TA_CONNECT)} {s}"
         return s + ("?" if rng.random() < 0.08 else ".")
 
     tense = rng.choice(("past", "present", "future"))
-    title = np(None)
-    paragraphs, total, target = [title], 0, rng.randint(*DOC_CHARS)
-    while total < target:
-        p = " ".join(sentence(tense) for _ in range(rng.randint(2, 6)))
-        paragraphs.append(p)
-        total += len(p)
-    return "\n".join(paragraphs)
+    return _language_doc(rng, np(None), lambda: sentence(tense))
 
 
 _YO_HIGH, _YO_LOW = "\u0301", "\u0300"
@@ -1175,25 +1147,16 @@ def _lang_tonal_doc(rng: random.Random) -> str:
         return " ".join(x for x in (subj, aspect, vp) if x)
 
     def sentence() -> str:
-        k = rng.randrange(6)
-        if k == 0:
-            s = f"{clause()} ṣùgbọ́n {clause()}"
-        elif k == 1:
-            s = f"{clause()} nítorí pé {clause()}"
-        elif k == 2:
-            return _cap(f"ṣé {clause()}") + "?"
-        elif k == 3:
-            s = f"{rng.choice(_YO_SUBJ)} sọ pé {clause()}"
-        else:
-            s = clause()
-        return _cap(s) + "."
+        return _cap(_one_of(rng, [
+            lambda: f"{clause()} ṣùgbọ́n {clause()}.",
+            lambda: f"{clause()} nítorí pé {clause()}.",
+            lambda: f"ṣé {clause()}?",
+            lambda: f"{rng.choice(_YO_SUBJ)} sọ pé {clause()}.",
+            lambda: f"{clause()}.",
+            lambda: f"{clause()}.",
+        ]))
 
-    paragraphs, total, target = [_cap(np())], 0, rng.randint(*DOC_CHARS)
-    while total < target:
-        p = " ".join(sentence() for _ in range(rng.randint(2, 6)))
-        paragraphs.append(p)
-        total += len(p)
-    return "\n".join(paragraphs)
+    return _language_doc(rng, _cap(np()), sentence)
 
 
 _CY_SOFT = {"p": "b", "t": "d", "c": "g", "b": "f", "d": "dd", "g": "", "m": "f", "ll": "l", "rh": "r"}
@@ -1259,29 +1222,20 @@ def _lang_mutation_doc(rng: random.Random) -> str:
         return f"{prep} {np(_CY_PREPS[prep])}"
 
     def sentence() -> str:
-        k = rng.randrange(6)
-        if k == 0:
-            s = f"mae {np()} yn {verbnouns.pick(rng)} {np()}"
-        elif k == 1:
-            s = f"roedd {np()} yn {_mutate(adjs.pick(rng), 'soft')}"
-        elif k == 2:
-            s = f"bydd {np()} yn {verbnouns.pick(rng)} {pp()}"
-        elif k == 3:
-            s = f"dydy {np()} ddim yn {verbnouns.pick(rng)} {np()}"
-        elif k == 4:  # inflected past: verb-subject-object, and the object softens
-            s = f"{stems.pick(rng)}{rng.choice(('odd', 'ais', 'on', 'odd'))} {np()} {np('soft')}"
-        else:
-            s = f"mae {np()} a {np('aspirate')} yn {verbnouns.pick(rng)} {pp()}"
+        s = _one_of(rng, [
+            lambda: f"mae {np()} yn {verbnouns.pick(rng)} {np()}",
+            lambda: f"roedd {np()} yn {_mutate(adjs.pick(rng), 'soft')}",
+            lambda: f"bydd {np()} yn {verbnouns.pick(rng)} {pp()}",
+            lambda: f"dydy {np()} ddim yn {verbnouns.pick(rng)} {np()}",
+            # inflected past: verb-subject-object, and the object softens
+            lambda: f"{stems.pick(rng)}{rng.choice(('odd', 'ais', 'on', 'odd'))} {np()} {np('soft')}",
+            lambda: f"mae {np()} a {np('aspirate')} yn {verbnouns.pick(rng)} {pp()}",
+        ])
         if rng.random() < 0.2:
             s += " " + pp()
         return _cap(s) + ("?" if rng.random() < 0.06 else ".")
 
-    paragraphs, total, target = [_cap(np())], 0, rng.randint(*DOC_CHARS)
-    while total < target:
-        p = " ".join(sentence() for _ in range(rng.randint(2, 6)))
-        paragraphs.append(p)
-        total += len(p)
-    return "\n".join(paragraphs)
+    return _language_doc(rng, _cap(np()), sentence)
 
 
 # ---------------------------------------------------------------------------------------

@@ -284,14 +284,15 @@ def load_reference(ref_dir) -> tuple[dict, dict]:
     if not folder.is_dir():
         raise KalavaiError(f"no reference folder at {folder}")
     header, summaries = {}, {}
-    for path in sorted(folder.glob("*.json")):
+    # one file per notebook (00_data.json, ...); timings.json and benchmark files sit beside them
+    for path in sorted(folder.glob("[0-9][0-9]_*.json")):
         d = read_json(path)
         if not isinstance(d, dict) or d.get("schema") != SCHEMA or "summary" not in d:
             raise KalavaiError(f"{path} is not a {SCHEMA} reference file")
         header = header or {k: v for k, v in d.items() if k != "summary"}
         summaries[d.get("notebook", path.stem)] = d["summary"]
     if not summaries:
-        raise KalavaiError(f"no reference summaries (*.json) in {folder}")
+        raise KalavaiError(f"no reference summaries (NN_*.json) in {folder}")
     return header, summaries
 
 

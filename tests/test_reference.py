@@ -223,3 +223,11 @@ def test_tolerance_classes():
     assert reference.tolerance("main/seed42/gates/fused:mlp:sequence/code/0", 0.5, 0.5, 1e-4) == pytest.approx(1e-3)
     assert reference.tolerance("domains/code/chunks/train", 80, 80, 1e-4) is None
     assert reference.tolerance("claims/x", True, False, 1e-4) is None
+
+
+def test_files_beside_the_summaries_are_not_read_as_summaries(run, tmp_path, capsys):
+    ref = tmp_path / "ref"
+    reference.export_reference(run, ref)
+    (ref / "timings.json").write_text('{"total_seconds": 1.0}')  # committed beside them by a real run
+    code, _, _ = compare(capsys, run, ref)
+    assert code == 0

@@ -88,7 +88,10 @@ def main(argv=None) -> int:
 
             out = train_specialist_from_files(args.base, args.data, args.out, args.name or Path(args.out).name,
                                               args.scale, args.seed, args.steps)
-            print(f"submission written: {out}")
+            from .pipeline import process_state
+
+            if process_state().is_main_process:  # under `accelerate launch` only rank 0 writes it
+                print(f"submission written: {out}")
         elif args.command == "verify":
             import json
 

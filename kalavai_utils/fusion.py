@@ -246,10 +246,6 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             return nn.functional.one_hot(scores.argmax(dim=-1), n).to(scores.dtype)
         return scores.softmax(dim=-1)
 
-    @property
-    def router_dtype(self) -> torch.dtype:
-        return next(self.router.parameters()).dtype
-
     def fuse(self, hidden: torch.Tensor, logits: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
              labels: torch.Tensor | None = None, gates: torch.Tensor | None = None, mode: str | None = None,
              router: nn.Module | None = None, granularity: str | None = None) -> FusedOutput:

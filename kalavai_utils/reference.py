@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import KalavaiError
 from .metrics import divergence_pct
+from .report import language_gap
 from .results import load_results
 from .storage import atomic_write_json, read_json
 
@@ -37,7 +38,6 @@ IGNORED_KEYS = {"timings", "provenance"}
 PCT_KEYS = {"gain_vs_best_pct", "divergence_pct", "mean_divergence_pct", "oracle_gain_pct", "worst_forgetting_pct",
             "gain", "oracle_gain", "mean_divergence", "max_divergence", "min_divergence", "fit", "leave_one_out"}
 GATE_KEYS = {"gates"}
-LANGUAGE_GAP_BAR = 1.25  # notebook 01: languages "clearly weaker" above 25% more loss per character
 _MISSING = object()
 
 
@@ -81,13 +81,6 @@ def summarize_data(runs: Path) -> dict:
     if key not in manifests:
         return {}
     return {"corpus": key, **_data_summary(manifests[key])}
-
-
-def language_gap(report: dict) -> dict:
-    """Notebook 01's verdict: mean loss per character, languages over English-like domains."""
-    per_char, langs = report["loss_per_char"], set(report["languages"])
-    ratio = np.mean([v for d, v in per_char.items() if d in langs]) / np.mean([v for d, v in per_char.items() if d not in langs])
-    return {"ratio": float(ratio), "clearly_weaker": bool(ratio > LANGUAGE_GAP_BAR)}
 
 
 def summarize_base(runs: Path) -> dict:

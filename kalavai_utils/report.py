@@ -15,6 +15,7 @@ from .scales import get_scale
 
 NOISE_PP = 0.1  # "within noise" for hard vs soft routing, in percentage points of gain
 ORACLE_TOLERANCE_NATS = 0.01  # the issue's bar for "router within the oracle"
+LANGUAGE_GAP_BAR = 1.25  # notebook 01: languages "clearly weaker" above 25% more loss per character
 
 
 def _mean_std(values) -> str:
@@ -165,3 +166,13 @@ def regime_table(baselines: dict[int, dict], domains) -> tuple[pd.DataFrame, pd.
     verdicts["every seed"] = verdicts.all(axis=1)
     verdicts["paper 410M"] = pd.Series(_paper_410m_calibration()["verdicts"])
     return pd.DataFrame(rows), verdicts
+
+
+def language_gap(base_report: dict) -> dict:
+    """Notebook 01's verdict: the base's mean loss per character on the languages over the
+    English-like domains (per character, since per-token losses differ across tokenizations)."""
+    per_char, langs = base_report["loss_per_char"], set(base_report["languages"])
+    english = float(np.mean([v for d, v in per_char.items() if d not in langs]))
+    languages = float(np.mean([v for d, v in per_char.items() if d in langs]))
+    ratio = languages / english
+    return {"english_like": english, "languages": languages, "ratio": ratio, "clearly_weaker": bool(ratio > LANGUAGE_GAP_BAR)}

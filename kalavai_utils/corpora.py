@@ -38,6 +38,32 @@ grammar:
     lang_mutation  Welsh-like: verb-first order, and the first consonant of a word mutates
                    (soft, nasal, aspirate) after particular particles and prepositions
 
+Phase 2 (notebook 06) adds seven languages, each in a script none of the others uses, and
+three private English-like domains. None of the ten is in the base's pretraining mixture or
+its tokenizer's training text (pipeline.pretrain_documents reads only the scale's domains),
+so the BPE tokenizer splits the new scripts into bytes: the weak base of the paper's
+low-resource languages. Their generators are versioned apart (`corpus_version(domain)`), and
+every earlier domain's documents are byte-identical to before they were added.
+
+    lang_fusional      Cyrillic; Russian-like fusional endings (one ending: case + gender +
+                       number), adjectives agreeing, prepositions governing a case, SVO
+    lang_vso           Greek letters; verb-subject-object, articles agreeing in gender and
+                       case, final sigma, ';' as the question mark
+    lang_postpos       Devanagari abugida; Hindi-like SOV, postpositions as separate words,
+                       verb + auxiliary at the clause end, '।' ending sentences
+    lang_root          Arabic script, unvowelled; triconsonantal roots slotted into vowel
+                       patterns (verb, noun, agent, place, plural), joined article, VSO
+    lang_particle      Hangul syllable blocks composed by Unicode's rule; Korean-like
+                       agglutination: topic/object/locative particles that alternate after a
+                       final consonant, stacked verb endings, SOV
+    lang_polypersonal  Georgian Mkhedruli; the verb agrees with subject (suffix) and object
+                       (prefix), preverbs mark the past, ergative subjects, SOV
+    lang_isolating     CJK ideographs, one per syllable; Chinese-like: no inflection at all,
+                       numeral + classifier, aspect particle, SVO, no spaces between words
+    patents            title, abstract, numbered claims ("comprising", "wherein", "of claim 2")
+    abstracts          PubMed-like: BACKGROUND / METHODS / RESULTS / CONCLUSIONS, odds ratios
+    regulations        EUR-Lex-like: "Whereas:" recitals, numbered Articles and paragraphs
+
 Why the contributors' data is not simply more of the base's (generator v2): a real base
 has seen text like a contributor's, but not the contributor's own data set, which repeats
 itself in ways the base never saw (SciQ's stock phrasings, a book's turns of phrase, a set of
@@ -82,12 +108,20 @@ CODE_CHARS = (200, 1500)  # code keeps functions longer than 200 chars (the pape
 
 # Bump when any generator changes: it goes into every data manifest.
 _GENERATOR_VERSION = "corpora-v2"
+# Phase 2's domains (never in the base's mixture) have their own version: changing them
+# must not move the tokenizer, the base or any earlier domain's cache.
+_PHASE2_VERSION = "phase2-v1"
+PRIVATE_DOMAINS = ("patents", "abstracts", "regulations")
+PHASE2_LANGUAGES = ("lang_fusional", "lang_vso", "lang_postpos", "lang_root", "lang_particle", "lang_polypersonal",
+                    "lang_isolating")
 
 
-def corpus_version() -> str:
+def corpus_version(domain: str | None = None) -> str:
+    """The generator's version; for a Phase 2 domain, with that domain's own version appended."""
     # Code documents come from the standard library's source, which changes with the interpreter.
     v = sys.version_info
-    return f"{_GENERATOR_VERSION}+py{v.major}.{v.minor}.{v.micro}"
+    version = f"{_GENERATOR_VERSION}+py{v.major}.{v.minor}.{v.micro}"
+    return f"{version}+{_PHASE2_VERSION}" if domain in PRIVATE_DOMAINS + PHASE2_LANGUAGES else version
 
 
 def _rng(*parts) -> random.Random:
@@ -1239,6 +1273,546 @@ def _lang_mutation_doc(rng: random.Random) -> str:
 
 
 # ---------------------------------------------------------------------------------------
+# Phase 2's seven further languages (the 20-contributor cooperative). Each has its own
+# script (a Unicode block none of the others uses), morphology and word order, a lexicon
+# drawn once from a fixed seed, and affixes and function words fixed here. They were added
+# after the first three without touching any other domain's generator: every document of
+# the thirteen earlier domains is byte-identical to before (tests/test_phase2.py).
+
+
+def _roots(name: str, onsets: str, vowels: str, codas: str, n: int, syllables=(1, 2, 2, 3), coda_p: float = 0.4) -> list[str]:
+    """`n` distinct romanized roots for language `name`, drawn from its own fixed seed."""
+    rng = _rng("lexicon", name)
+    ons, vows, cods = onsets.split(), vowels.split(), codas.split()
+    out: dict[str, None] = {}
+    while len(out) < n:
+        k = rng.choice(syllables)
+        out["".join(rng.choice(ons) + rng.choice(vows) + (rng.choice(cods) if rng.random() < coda_p else "") for _ in range(k))] = None
+    return list(out)
+
+
+def _transliterate(word: str, table: dict[str, str]) -> str:
+    """Greedy longest-match romanization -> script, for alphabets with one letter per sound."""
+    out, i = [], 0
+    while i < len(word):
+        if word[i] == " ":
+            out.append(" ")
+            i += 1
+            continue
+        for n in (3, 2, 1):
+            if word[i:i + n] in table:
+                out.append(table[word[i:i + n]])
+                i += n
+                break
+        else:
+            raise KalavaiError(f"no letter for {word[i:]!r}")
+    return "".join(out)
+
+
+_CYR = dict(a="а", b="б", v="в", g="г", d="д", e="е", zh="ж", z="з", i="и", k="к", l="л", m="м", n="н", o="о",
+            p="п", r="р", s="с", t="т", u="у", f="ф", kh="х", ts="ц", ch="ч", sh="ш", y="ы", ya="я", yu="ю", j="й")
+
+
+@lru_cache(maxsize=1)
+def _fus_lexicon():
+    roots = _roots("lang_fusional", "b v g d z k l m n p r s t zh kh ts ch sh st pr kr sl dr", "a o e i u y", "n r l s k t v m", 300)
+    nouns = [(r, ("m", "f", "n")[i % 3]) for i, r in enumerate(roots[:200])]  # gender rides on the root
+    verbs = roots[200:270]
+    adjs = roots[270:]
+    return nouns, verbs, adjs
+
+
+# case endings by gender: a fusional ending carries case, number and gender at once
+_FUS_CASE = {"m": dict(nom="", acc="a", gen="a", dat="u", pl="y"), "f": dict(nom="a", acc="u", gen="y", dat="e", pl="y"),
+             "n": dict(nom="o", acc="o", gen="a", dat="u", pl="a")}
+_FUS_ADJ = {"m": "yj", "f": "aya", "n": "oe", "pl": "ye"}
+_FUS_VERB = {"1s": "yu", "2s": "esh", "3s": "et", "1p": "em", "3p": "yut", "past_m": "l", "past_f": "la", "past_pl": "li"}
+_FUS_PRON = {"1s": "ya", "2s": "ty", "3s": "on", "1p": "my", "3p": "oni"}
+_FUS_PREP = {"v": "dat", "na": "dat", "bez": "gen", "dlya": "gen", "k": "dat", "iz": "gen"}
+
+
+def _lang_fusional_doc(rng: random.Random) -> str:
+    nouns, verbs, adjs = _fus_lexicon()
+    zipf = _Words(list(range(len(nouns))), s=1.0)
+    topics = [nouns[zipf.pick(rng)] for _ in range(3)]
+
+    def np(case: str) -> tuple[str, str]:
+        root, g = rng.choice(topics) if rng.random() < 0.3 else nouns[zipf.pick(rng)]
+        plural = rng.random() < 0.25
+        word = root + (_FUS_CASE[g]["pl"] if plural else _FUS_CASE[g][case])
+        if rng.random() < 0.3:
+            word = rng.choice(adjs) + _FUS_ADJ["pl" if plural else g] + " " + word
+        return _transliterate(word, _CYR), "pl" if plural else g
+
+    def sentence(past: bool) -> str:
+        if rng.random() < 0.3:
+            person = rng.choice(list(_FUS_PRON))
+            subj, agree = _transliterate(_FUS_PRON[person], _CYR), {"1p": "pl", "3p": "pl"}.get(person, "m")
+        else:
+            subj, agree = np("nom")
+            person = "3p" if agree == "pl" else "3s"
+        ending = _FUS_VERB["past_" + ("m" if agree == "n" else agree)] if past else _FUS_VERB[person]
+        verb = _transliterate(rng.choice(verbs) + ("a" if past else "") + ending, _CYR)
+        rest = np("acc")[0]
+        if rng.random() < 0.3:
+            prep = rng.choice(list(_FUS_PREP))
+            rest += " " + _transliterate(prep, _CYR) + " " + np(_FUS_PREP[prep])[0]
+        s = f"{subj} {verb} {rest}"  # SVO, but the endings carry the roles
+        return _cap(s) + ("?" if rng.random() < 0.07 else ".")
+
+    past = rng.random() < 0.5
+    return _language_doc(rng, _cap(np("nom")[0]), lambda: sentence(past))
+
+
+_GRK = dict(a="α", b="β", g="γ", d="δ", e="ε", z="ζ", ee="η", th="θ", i="ι", k="κ", l="λ", m="μ", n="ν", x="ξ",
+            o="ο", p="π", r="ρ", s="σ", t="τ", u="υ", f="φ", kh="χ", ps="ψ", oo="ω")
+
+
+@lru_cache(maxsize=1)
+def _vso_lexicon():
+    roots = _roots("lang_vso", "p t k b d g m n l r s th kh f ps x z", "a e i o u ee oo", "n s r", 260, coda_p=0.2)
+    return roots[:160], roots[160:230], roots[230:]
+
+
+_VSO_ART = {"nom": ("o", "ee", "to"), "acc": ("ton", "teen", "to"), "gen": ("tou", "tees", "tou")}
+_VSO_END = {"nom": ("os", "ee", "on"), "acc": ("on", "een", "on"), "gen": ("ou", "ees", "ou")}
+_VSO_VERB = {"present": "ei", "past": "ise", "future": "sei"}
+_VSO_PARTICLES = ["kai", "alla", "oti", "giati", "tote"]
+
+
+def _greek_final(word: str) -> str:
+    return word[:-1] + "ς" if word.endswith("σ") else word  # word-final sigma, as Greek writes it
+
+
+def _lang_vso_doc(rng: random.Random) -> str:
+    nouns, verbs, adjs = _vso_lexicon()
+    zipf = _Words(list(range(len(nouns))), s=1.0)
+    topics = [zipf.pick(rng) for _ in range(3)]
+
+    def np(case: str) -> str:
+        i = rng.choice(topics) if rng.random() < 0.3 else zipf.pick(rng)
+        g = i % 3  # gender rides on the root; the article agrees in gender and case
+        words = [_VSO_ART[case][g]]
+        if rng.random() < 0.3:
+            words.append(rng.choice(adjs) + _VSO_END[case][g])
+        words.append(nouns[i] + _VSO_END[case][g])
+        return " ".join(_greek_final(_transliterate(w, _GRK)) for w in words)
+
+    def clause(tense: str) -> str:
+        verb = _greek_final(_transliterate(rng.choice(verbs) + _VSO_VERB[tense], _GRK))
+        s = f"{verb} {np('nom')} {np('acc')}"  # verb first, then subject, then object
+        if rng.random() < 0.3:
+            s += " " + np("gen")
+        return s
+
+    def sentence(tense: str) -> str:
+        s = clause(tense)
+        if rng.random() < 0.25:
+            s += " " + _transliterate(rng.choice(_VSO_PARTICLES), _GRK) + " " + clause(tense)
+        return _cap(s) + (";" if rng.random() < 0.07 else ".")  # Greek's question mark is ';'
+
+    tense = rng.choice(list(_VSO_VERB))
+    return _language_doc(rng, _cap(np("nom")), lambda: sentence(tense))
+
+
+class _Dev:
+    """lang_postpos: Devanagari, an abugida like Tamil's but a different block and different signs."""
+    CONS = dict(k="क", kh="ख", g="ग", c="च", j="ज", t="त", d="द", n="न", p="प", b="ब", m="म", y="य", r="र", l="ल",
+                v="व", s="स", h="ह", sh="श")
+    VOWEL = dict(a="अ", aa="आ", i="इ", ii="ई", u="उ", uu="ऊ", e="ए", ai="ऐ", o="ओ", au="औ")
+    SIGN = dict(a="", aa="ा", i="ि", ii="ी", u="ु", uu="ू", e="े", ai="ै", o="ो", au="ौ")
+    VIRAMA, ANUSVARA = "्", "ं"
+
+    @staticmethod
+    def render(syllables) -> str:
+        return "".join(_Dev.VOWEL[v] if not c else _Dev.CONS[c] + (_Dev.SIGN[v] if v else _Dev.VIRAMA) for c, v in syllables)
+
+
+@lru_cache(maxsize=1)
+def _postpos_lexicon():
+    rng = _rng("lexicon", "lang_postpos")
+    cons, vowels = list(_Dev.CONS), "a a a aa aa i ii u e o ai".split()
+
+    def word(n: int) -> str:
+        syl = [("" if i == 0 and rng.random() < 0.15 else rng.choice(cons), rng.choice(vowels)) for i in range(n)]
+        return _Dev.render(syl) + (_Dev.ANUSVARA if rng.random() < 0.1 else "")
+
+    return ([word(rng.choice((2, 2, 3))) for _ in range(300)], [word(rng.choice((1, 2))) for _ in range(100)],
+            [word(2) for _ in range(60)])
+
+
+# postpositions are separate words after the noun; the verb ends the clause with an auxiliary
+_PP_POST = ["ने", "को", "में", "से", "पर", "का", "की", "के लिए"]
+_PP_AUX = {"present": ["ता है", "ती है", "ते हैं"], "past": ["आ था", "ई थी", "ए थे"], "future": ["एगा", "एगी", "एंगे"]}
+_PP_CONNECT = ["और", "लेकिन", "क्योंकि", "फिर"]
+
+
+def _lang_postpos_doc(rng: random.Random) -> str:
+    nouns, verbs, adjs = _postpos_lexicon()
+    zn, zv = _Words(nouns, s=1.0), _Words(verbs, s=1.0)
+    topics = [zn.pick(rng) for _ in range(3)]
+
+    def np(post: str | None) -> str:
+        words = [rng.choice(adjs)] if rng.random() < 0.25 else []
+        words.append(rng.choice(topics) if rng.random() < 0.3 else zn.pick(rng))
+        if post:
+            words.append(post)
+        return " ".join(words)
+
+    def clause(tense: str) -> str:
+        subj = np("ने" if tense == "past" and rng.random() < 0.5 else None)
+        middle = " ".join(np(rng.choice(_PP_POST[1:])) for _ in range(rng.choice((1, 1, 2))))
+        aux = rng.choice(_PP_AUX[tense])
+        return f"{subj} {middle} {zv.pick(rng)}{aux}"  # subject, object(s), verb: SOV
+
+    def sentence(tense: str) -> str:
+        s = clause(tense)
+        if rng.random() < 0.2:
+            s += f" {rng.choice(_PP_CONNECT)} {clause(tense)}"
+        return s + ("?" if rng.random() < 0.07 else " ।")
+
+    tense = rng.choice(list(_PP_AUX))
+    return _language_doc(rng, np(None), lambda: sentence(tense))
+
+
+_ARB_CONS = dict(b="ب", t="ت", th="ث", j="ج", H="ح", kh="خ", d="د", r="ر", z="ز", s="س", sh="ش", S="ص", D="ض",
+                 T="ط", E="ع", gh="غ", f="ف", q="ق", k="ك", l="ل", m="م", n="ن", h="ه", w="و", y="ي")
+_ARB_LONG = {"aa": "ا", "uu": "و", "ii": "ي", "a": "", "u": "", "i": ""}  # short vowels are not written
+
+
+@lru_cache(maxsize=1)
+def _root_lexicon():
+    rng = _rng("lexicon", "lang_root")
+    cons = list(_ARB_CONS)
+    roots: dict[tuple, None] = {}
+    while len(roots) < 160:
+        r = tuple(rng.sample(cons, 3))
+        roots[r] = None
+    return list(roots)
+
+
+# root-and-pattern morphology: C1, C2, C3 slot into a pattern; the pattern makes the word's class
+_ROOT_PATTERNS = {
+    "verb_past": "1a2a3a", "verb_pres": "ya12u3u", "noun": "1i2aa3", "agent": "1aa2i3", "place": "ma12a3",
+    "abstract": "1u2uu3", "plural": "1u2u3",
+}
+_ROOT_ARTICLE, _ROOT_AND = "ال", "و"
+_ROOT_PREPS = ["في", "من", "إلى", "على"]
+
+
+def _root_word(root: tuple, pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch in "123":
+            out.append(_ARB_CONS[root[int(ch) - 1]])
+            i += 1
+        elif pattern[i:i + 2] in _ARB_LONG:
+            out.append(_ARB_LONG[pattern[i:i + 2]])
+            i += 2
+        elif ch in _ARB_LONG:
+            out.append(_ARB_LONG[ch])
+            i += 1
+        else:
+            out.append(_ARB_CONS[ch])
+            i += 1
+    return "".join(out)
+
+
+def _lang_root_doc(rng: random.Random) -> str:
+    roots = _root_lexicon()
+    zipf = _Words(list(range(len(roots))), s=1.0)
+    topics = [roots[zipf.pick(rng)] for _ in range(3)]
+
+    def np() -> str:
+        root = rng.choice(topics) if rng.random() < 0.3 else roots[zipf.pick(rng)]
+        word = _root_word(root, _ROOT_PATTERNS[rng.choice(("noun", "noun", "agent", "place", "abstract", "plural"))])
+        return (_ROOT_ARTICLE + word) if rng.random() < 0.5 else word  # the article is written joined
+
+    def sentence(past: bool) -> str:
+        verb = _root_word(roots[zipf.pick(rng)], _ROOT_PATTERNS["verb_past" if past else "verb_pres"])
+        s = f"{verb} {np()} {np()}"  # verb, subject, object: VSO
+        if rng.random() < 0.35:
+            s += f" {rng.choice(_ROOT_PREPS)} {np()}"
+        if rng.random() < 0.2:
+            s = f"{_ROOT_AND} {s}"
+        return s + ("؟" if rng.random() < 0.07 else ".")
+
+    past = rng.random() < 0.5
+    return _language_doc(rng, np(), lambda: sentence(past))
+
+
+# Hangul: a syllable block is computed from its three jamo indices (Unicode's composition rule)
+_HG_LEAD = "g kk n d tt r m b pp s ss - j jj ch k t p h".split()  # '-' is the silent initial
+_HG_VOWEL = "a ae ya yae eo e yeo ye o wa wae oe yo u wo we wi yu eu ui i".split()
+_HG_TAIL = ["", "g", "kk", "gs", "n", "nj", "nh", "d", "l", "lg", "lm", "lb", "ls", "lt", "lp", "lh", "m", "b", "bs",
+            "s", "ss", "ng", "j", "ch", "k", "t", "p", "h"]
+
+
+def _hangul(lead: str, vowel: str, tail: str = "") -> str:
+    return chr(0xAC00 + (_HG_LEAD.index(lead) * 21 + _HG_VOWEL.index(vowel)) * 28 + _HG_TAIL.index(tail))
+
+
+@lru_cache(maxsize=1)
+def _particle_lexicon():
+    rng = _rng("lexicon", "lang_particle")
+    leads, vowels, tails = "g n d r m b s - j ch k t p h".split(), "a eo o u eu i ae e yo yu ya".split(), ["", "", "", "n", "l", "m", "ng", "g", "b"]
+
+    def word(n: int) -> str:
+        return "".join(_hangul(rng.choice(leads), rng.choice(vowels), rng.choice(tails)) for _ in range(n))
+
+    return [word(rng.choice((2, 2, 3))) for _ in range(300)], [word(rng.choice((1, 2))) for _ in range(100)]
+
+
+# agglutinative: particles glued to the noun mark its role; the verb takes stacked endings
+_PT_TOPIC = [_hangul("-", "eu", "n"), _hangul("n", "eu", "n")]  # after a consonant / a vowel, as Korean alternates
+_PT_OBJ = [_hangul("-", "eu", "l"), _hangul("r", "eu", "l")]
+_PT_LOC = [_hangul("-", "e"), _hangul("-", "e") + _hangul("s", "eo")]
+_PT_END = {"past": _hangul("-", "eo", "ss") + _hangul("s", "eu", "b") + _hangul("n", "i") + _hangul("d", "a"),
+           "present": _hangul("s", "eu", "b") + _hangul("n", "i") + _hangul("d", "a"),
+           "plain": _hangul("n", "eu", "n") + _hangul("d", "a")}
+
+
+def _has_tail(block: str) -> bool:
+    return (ord(block[-1]) - 0xAC00) % 28 != 0
+
+
+def _lang_particle_doc(rng: random.Random) -> str:
+    nouns, verbs = _particle_lexicon()
+    zn, zv = _Words(nouns, s=1.0), _Words(verbs, s=1.0)
+    topics = [zn.pick(rng) for _ in range(3)]
+
+    def noun(particles) -> str:
+        n = rng.choice(topics) if rng.random() < 0.3 else zn.pick(rng)
+        return n + particles[0 if _has_tail(n) else 1]
+
+    def sentence(ending: str) -> str:
+        middle = [noun(_PT_OBJ)]
+        if rng.random() < 0.4:
+            middle.insert(0, noun(_PT_LOC))
+        return " ".join([noun(_PT_TOPIC), *middle, zv.pick(rng) + ending]) + ("?" if rng.random() < 0.07 else ".")  # SOV
+
+    ending = _PT_END[rng.choice(list(_PT_END))]
+    return _language_doc(rng, zn.pick(rng), lambda: sentence(ending))
+
+
+_GEO = dict(a="ა", b="ბ", g="გ", d="დ", e="ე", v="ვ", z="ზ", t="თ", i="ი", k="კ", l="ლ", m="მ", n="ნ", o="ო", p="პ",
+            zh="ჟ", r="რ", s="ს", T="ტ", u="უ", f="ფ", q="ქ", gh="ღ", Q="ყ", sh="შ", ch="ჩ", ts="ც", dz="ძ", TS="წ",
+            CH="ჭ", kh="ხ", j="ჯ", h="ჰ")
+
+
+@lru_cache(maxsize=1)
+def _poly_lexicon():
+    roots = _roots("lang_polypersonal", "b g d v z t k l m n p r s T q gh sh ch ts kh mts br gv tq TS CH",
+                   "a e i o u", "l r n s m", 260, coda_p=0.5)
+    return roots[:160], roots[160:230], roots[230:]
+
+
+# polypersonal verbs: a prefix agrees with the object, a suffix with the subject; the subject
+# of a transitive past verb takes the ergative case (-ma), the object the nominative
+_POLY_OBJ = {"1s": "m", "2s": "g", "1p": "gv", "3": ""}
+_POLY_SUBJ = {"1s": "v", "2s": "", "3s": "s", "1p": "vt", "3p": "en"}
+_POLY_PREVERB = ["da", "ga", "mo", "a", "she"]
+
+
+def _lang_polypersonal_doc(rng: random.Random) -> str:
+    nouns, verbs, adjs = _poly_lexicon()
+    zipf = _Words(list(range(len(nouns))), s=1.0)
+    topics = [nouns[zipf.pick(rng)] for _ in range(3)]
+
+    def noun(case: str) -> str:
+        n = rng.choice(topics) if rng.random() < 0.3 else nouns[zipf.pick(rng)]
+        word = n + {"nom": "i", "erg": "ma", "dat": "s", "gen": "is", "ins": "it"}[case]
+        if rng.random() < 0.25:
+            word = rng.choice(adjs) + "i " + word
+        return _transliterate(word, _GEO)
+
+    def sentence(past: bool) -> str:
+        subj_person = rng.choice(list(_POLY_SUBJ))
+        obj_person = rng.choice(list(_POLY_OBJ))
+        verb = (rng.choice(_POLY_PREVERB) if past else "") + _POLY_OBJ[obj_person] + rng.choice(verbs) + ("a" if past else "eb") + _POLY_SUBJ[subj_person]
+        parts = []
+        if subj_person.startswith("3"):
+            parts.append(noun("erg" if past else "nom"))
+        if obj_person == "3":
+            parts.append(noun("nom" if past else "dat"))
+        if rng.random() < 0.25:
+            parts.append(noun(rng.choice(("gen", "ins"))))
+        parts.append(_transliterate(verb, _GEO))  # the verb last: SOV
+        return " ".join(parts) + ("?" if rng.random() < 0.07 else ".")
+
+    past = rng.random() < 0.5
+    return _language_doc(rng, noun("nom"), lambda: sentence(past))
+
+
+@lru_cache(maxsize=1)
+def _isolating_lexicon():
+    """Syllables written as CJK ideographs (one per syllable), words of one or two syllables."""
+    rng = _rng("lexicon", "lang_isolating")
+    chars = [chr(c) for c in rng.sample(range(0x4E00, 0x4E00 + 3000), 700)]
+    words = list(dict.fromkeys(rng.choice(chars[:400]) + (rng.choice(chars) if rng.random() < 0.6 else "") for _ in range(900)))
+    return words[:450], words[450:600], words[600:680], chars[400:408]  # nouns, verbs, adjectives, classifiers
+
+
+_ISO_FUNCTION = dict(de="的", le="了", bu="不", zai="在", ma="吗", he="和", dan="但是", yin="因为")
+
+
+def _lang_isolating_doc(rng: random.Random) -> str:
+    nouns, verbs, adjs, classifiers = _isolating_lexicon()
+    zn, zv = _Words(nouns, s=1.0), _Words(verbs, s=1.0)
+    topics = [zn.pick(rng) for _ in range(3)]
+
+    def np() -> str:
+        n = rng.choice(topics) if rng.random() < 0.3 else zn.pick(rng)
+        if rng.random() < 0.25:  # numeral + classifier, chosen by the noun (no inflection anywhere)
+            n = rng.choice("一两三几") + classifiers[nouns.index(n) % len(classifiers)] + n
+        if rng.random() < 0.25:
+            n = rng.choice(adjs) + _ISO_FUNCTION["de"] + n
+        return n
+
+    def clause() -> str:
+        vp = zv.pick(rng)
+        if rng.random() < 0.15:
+            vp = _ISO_FUNCTION["bu"] + vp
+        where = _ISO_FUNCTION["zai"] + np() if rng.random() < 0.25 else ""
+        aspect = _ISO_FUNCTION["le"] if rng.random() < 0.3 else ""
+        return f"{np()}{where}{vp}{aspect}{np()}"  # SVO, no spaces between words
+
+    def sentence() -> str:
+        r = rng.random()
+        if r < 0.15:
+            return f"{clause()}{_ISO_FUNCTION['ma']}？"
+        if r < 0.3:
+            return f"{_ISO_FUNCTION['yin']}{clause()}，{clause()}。"
+        if r < 0.4:
+            return f"{clause()}，{_ISO_FUNCTION['dan']}{clause()}。"
+        return f"{clause()}。"
+
+    return _language_doc(rng, np(), sentence)
+
+
+# ---------------------------------------------------------------------------------------
+# Phase 2's private domains: English-like, made like the others, but never in the base's
+# pretraining mixture (pipeline.pretrain_documents reads only the scale's domains), so the
+# base meets their vocabulary and layouts for the first time. They stand in for the paper's
+# PubMed, EUR-Lex and BigPatent (whose kin Pythia's Pile did hold); these the base never read.
+
+_PATENTS = _Lexicon(
+    nouns="""device apparatus assembly housing member shaft sensor controller circuit signal substrate layer
+    electrode valve chamber conduit coupling bracket actuator module interface processor memory element surface
+    portion aperture flange spring fastener embodiment configuration""",
+    verbs="couple receive transmit engage attach rotate dispose configure generate detect control position secure",
+    verbs_i="extend rotate engage protrude pivot",
+    adjs="""first second third elongate annular planar adjacent distal proximal lateral resilient removable
+    conductive flexible rigid substantially cylindrical""",
+    advs="substantially|removably|rotatably|electrically|fluidly",
+)
+
+
+def _patents_doc(w: _Writer) -> str:
+    rng = w.rng
+    thing = f"{w.dom('adj')} {w.dom('noun')}"
+
+    def claim_body(w: _Writer) -> str:
+        return _one_of(rng, [
+            lambda: f"a {w.dom('adj')} {w.dom('noun')} {w.dom('adv')} {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')};",
+            lambda: f"wherein the {w.dom('noun')} {_conj(w.dom('verb'), 'present', '3s')} the {w.dom('adj')} {w.dom('noun')};",
+            lambda: f"a {w.dom('noun')} {_verb_forms(w.dom('verb'), 'en')} within the {w.dom('noun')} and {_verb_forms(w.dom('verb'), 'en')} to {w.np()[0]};",
+            lambda: f"the {w.dom('noun')} having a {w.dom('adj')} {w.dom('noun')} that {_conj(w.dom('verb_i'), 'present', '3s')} from the {w.dom('noun')};",
+        ])
+
+    def description(w: _Writer) -> str:
+        return _one_of(rng, [
+            lambda: f"In one embodiment, the {w.dom('noun')} is {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')}.",
+            lambda: f"It is an object of the present invention to provide {w.np()[0]}.",
+            lambda: f"The {w.dom('noun')} may be {w.dom('adj')} or {w.dom('adj')}, depending on {w.np()[0]}.",
+        ])
+
+    lines = [f"{_cap(thing)} and method of {_verb_forms(w.dom('verb'), 'ing')} the same",
+             f"Abstract: {w.paragraph([description, description], rng.randint(120, 300))}", "Claims:"]
+    n, target = 0, w.target_length()
+    while sum(len(x) + 1 for x in lines) < target:
+        n += 1
+        head = f"{n}. The {thing} of claim {rng.randint(1, n - 1)}, wherein" if n > 1 and rng.random() < 0.7 else f"{n}. A {thing}, comprising:"
+        lines.append(f"{head} " + " ".join(claim_body(w) for _ in range(rng.randint(1, 3))))
+    return "\n".join(lines)
+
+
+_ABSTRACTS = _Lexicon(
+    nouns="""cohort trial participant outcome incidence mortality exposure risk ratio biomarker expression receptor
+    pathway mouse model dose response association analysis intervention placebo follow-up regression sample
+    subgroup baseline endpoint efficacy safety""",
+    verbs="assess evaluate investigate measure compare identify associate enrol randomise quantify characterise",
+    verbs_i="increase decrease correlate persist differ",
+    adjs="""significant randomised prospective retrospective primary secondary adjusted clinical molecular
+    cross-sectional multivariate median systematic""",
+    advs="significantly|independently|respectively|markedly",
+)
+_ABSTRACT_SECTIONS = ("BACKGROUND", "METHODS", "RESULTS", "CONCLUSIONS")
+
+
+def _abstracts_doc(w: _Writer) -> str:
+    rng = w.rng
+
+    def finding(w: _Writer) -> str:
+        return _one_of(rng, [
+            lambda: f"The {w.dom('noun')} was {w.dom('adv')} {_verb_forms(w.dom('verb'), 'en')} with {w.np()[0]} (OR {rng.randint(11, 40) / 10}, 95% CI {rng.randint(10, 15) / 10}-{rng.randint(16, 60) / 10}; p = 0.0{rng.randint(1, 4)}).",
+            lambda: f"We {_conj(w.dom('verb'), 'past', '1p')} the {w.dom('adj')} {w.dom('noun')} in {rng.randint(40, 4000)} participants.",
+            lambda: f"The {w.dom('adj')} {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} by {rng.randint(5, 60)}% compared with placebo.",
+            lambda: f"These findings suggest that {w.np()[0]} {_conj(w.dom('verb_i'), 'present', '3s')} with {w.np()[0]}.",
+        ])
+
+    lines = [_cap(f"{w.dom('adj')} {w.dom('noun')} and {w.np(det='')[0]}: a {w.dom('adj')} study")]
+    for section in _ABSTRACT_SECTIONS:
+        lines.append(f"{section}: {w.paragraph([finding, finding], rng.randint(80, 280))}")
+    return "\n".join(lines)
+
+
+_REGULATIONS = _Lexicon(
+    nouns="""regulation directive member state authority measure provision procedure market operator undertaking
+    application derogation annex commission council implementation requirement certificate product territory
+    competence obligation decision committee""",
+    verbs="adopt lay down apply notify ensure designate amend repeal establish grant submit verify",
+    verbs_i="apply enter expire",
+    adjs="""competent national appropriate necessary uniform internal binding applicable delegated specific
+    administrative technical""",
+    advs="directly|mutatis mutandis|without delay|in particular",
+)
+
+
+def _regulations_doc(w: _Writer) -> str:
+    rng = w.rng
+
+    def recital(w: _Writer) -> str:
+        return _one_of(rng, [
+            lambda: f"It is necessary to {w.dom('verb')} {w.dom('adj')} rules on {w.np()[0]}.",
+            lambda: f"Member States should {w.dom('verb')} the {w.dom('adj')} {w.dom('noun')} {w.dom('adv')}.",
+            lambda: f"The measures provided for in this Regulation are in accordance with the opinion of the {w.dom('noun')} committee.",
+        ])
+
+    def article(w: _Writer) -> str:
+        return _one_of(rng, [
+            lambda: f"The {w.dom('adj')} authorities shall {w.dom('verb')} the {w.dom('noun')} referred to in Article {rng.randint(1, 40)}.",
+            lambda: f"By way of derogation from paragraph {rng.randint(1, 5)}, Member States may {w.dom('verb')} {w.np()[0]}.",
+            lambda: f"This Regulation shall {w.dom('verb_i')} {w.dom('adv')} in all Member States.",
+        ])
+
+    year, number = rng.randint(1995, 2023), rng.randint(1, 2500)
+    lines = [f"REGULATION (EU) No {number}/{year} on {w.np(det='')[0]}", "Whereas:"]
+    for i in range(1, rng.randint(2, 4)):
+        lines.append(f"({i}) {w.sentence([recital])}")
+    lines.append("HAS ADOPTED THIS REGULATION:")
+    n, target = 0, w.target_length()
+    while sum(len(x) + 1 for x in lines) < target:
+        n += 1
+        lines.append(f"Article {n}")
+        for p in range(1, rng.randint(2, 4)):
+            lines.append(f"{p}. {w.sentence([article, article])}")
+    lines.append(f"This Regulation shall enter into force on the {_ordinal(rng.randint(1, 20))} day following its publication.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
 # The public API.
 
 # domain -> (lexicon, tense, document writer)
@@ -1252,8 +1826,14 @@ _ENGLISH = {
     "sports": (_SPORTS, "past", _sports_doc),
     "finance": (_FINANCE, "past", _finance_doc),
     "travel": (_TRAVEL, "present", _travel_doc),
+    "patents": (_PATENTS, "present", _patents_doc),
+    "abstracts": (_ABSTRACTS, "past", _abstracts_doc),
+    "regulations": (_REGULATIONS, "present", _regulations_doc),
 }
-_LANGUAGE_DOCS = {"lang_script": _lang_script_doc, "lang_tonal": _lang_tonal_doc, "lang_mutation": _lang_mutation_doc}
+_LANGUAGE_DOCS = {"lang_script": _lang_script_doc, "lang_tonal": _lang_tonal_doc, "lang_mutation": _lang_mutation_doc,
+                  "lang_fusional": _lang_fusional_doc, "lang_vso": _lang_vso_doc, "lang_postpos": _lang_postpos_doc,
+                  "lang_root": _lang_root_doc, "lang_particle": _lang_particle_doc,
+                  "lang_polypersonal": _lang_polypersonal_doc, "lang_isolating": _lang_isolating_doc}
 
 _DESCRIPTIONS = {
     "code": "Python functions from the standard library's own source (stands in for CodeSearchNet Python)",
@@ -1269,9 +1849,20 @@ _DESCRIPTIONS = {
     "lang_script": "a made-up agglutinative SOV language in Tamil script (stands in for Tamil)",
     "lang_tonal": "a made-up Yoruba-like language: Latin letters with tone marks, SVO with aspect particles (stands in for Yoruba)",
     "lang_mutation": "a made-up Welsh-like verb-first language with initial-consonant mutations (stands in for Welsh)",
+    "lang_fusional": "a made-up Russian-like language in Cyrillic: fusional case-gender endings, SVO",
+    "lang_vso": "a made-up language in Greek letters: verb-subject-object, articles agreeing in gender and case",
+    "lang_postpos": "a made-up Hindi-like language in Devanagari: SOV, separate postpositions, auxiliary verbs",
+    "lang_root": "a made-up Arabic-like language in Arabic script: triconsonantal roots in vowel patterns, VSO",
+    "lang_particle": "a made-up Korean-like language in Hangul blocks: role particles glued to nouns, SOV",
+    "lang_polypersonal": "a made-up Georgian-like language in Mkhedruli: verbs agree with subject and object, ergative, SOV",
+    "lang_isolating": "a made-up Chinese-like isolating language in CJK ideographs: no inflection, classifiers, no spaces",
+    "patents": "patent documents: a title, an abstract, numbered claims with 'comprising' and 'wherein' (never in the base's mixture)",
+    "abstracts": "PubMed-like structured abstracts: background, methods, results with odds ratios, conclusions (never in the base's mixture)",
+    "regulations": "EUR-Lex-like regulations: recitals, numbered articles and paragraphs (never in the base's mixture)",
 }
-ALL_DOMAINS = ENGLISH_DOMAINS + LANGUAGES
-assert set(_DESCRIPTIONS) == set(ALL_DOMAINS) and set(_ENGLISH) == set(ENGLISH_DOMAINS) - {"code"}
+ALL_DOMAINS = ENGLISH_DOMAINS + LANGUAGES + PRIVATE_DOMAINS + PHASE2_LANGUAGES
+assert set(_DESCRIPTIONS) == set(ALL_DOMAINS) and set(_ENGLISH) == set(ENGLISH_DOMAINS + PRIVATE_DOMAINS) - {"code"}
+assert set(_LANGUAGE_DOCS) == set(LANGUAGES + PHASE2_LANGUAGES)
 
 
 def _check_domain(domain: str) -> None:

@@ -131,7 +131,7 @@ def domain_documents(scale: Scale, domain: str, overlap: float | None = None, st
         return hub_documents({**source, "n_documents": n_docs})
     overlap = scale.corpus_overlap if overlap is None else overlap
     docs = corpora.generate_documents(domain, n_docs, seed=DATA_SEED, overlap=overlap, stream=stream)
-    provenance = {"generator": corpora.corpus_version(), "domain": domain, "seed": DATA_SEED,
+    provenance = {"generator": corpora.corpus_version(domain), "domain": domain, "seed": DATA_SEED,
                   "overlap": overlap, "stream": stream, "n_documents": n_docs,
                   "description": corpora.describe_domain(domain)}
     return docs, provenance
@@ -178,7 +178,7 @@ def prepare_domain(scale: Scale, domain: str, tokenizer, out_dir: Path, overlap:
     config = {"domain": domain, "scale_source": scale.source, "seq_len": scale.seq_len,
               "fractions": list(scale.split_fractions), "overlap": overlap if not scale.is_hub else None,
               "stream": stream, "n_docs": n_docs or scale.docs_per_domain, "tokenizer": tokenizer_hash or tokenizer_id(tokenizer),
-              "generator": None if scale.is_hub else corpora.corpus_version()}
+              "generator": None if scale.is_hub else corpora.corpus_version(domain)}
     if scale.is_hub:
         # A Hub domain's chunks depend on everything its data manifest says (dataset, config,
         # revision, text recipe, filters): editing any of it must rebuild them. (Offline keys are

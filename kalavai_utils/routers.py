@@ -13,6 +13,12 @@ How h is formed is the router's *granularity*:
 Router training (`train_router`) follows the authors' code: every specialist frozen,
 AdamW without a schedule, batches drawn from the concatenated train chunks of all
 domains (so the mix follows chunk counts). Unlike their code it is seeded.
+
+Two options of the authors' later code, both off by default (then training is exactly as
+above): `warm_start`, their remedy for router collapse in the cross-lingual run (the first
+steps draw each batch from ONE domain, round-robin, before mixed training), and, for their
+many-expert run, a load-balancing term (`balance`, weight 0.05 there: `balance_loss`) with a
+cosine learning-rate schedule (`schedule="cosine"`).
 """
 from __future__ import annotations
 
@@ -98,15 +104,40 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def balance_loss(gates: torch.Tensor) -> torch.Tensor:
+    """The authors' load-balancing term: ||mean gate - 1/N||^2, the mean over every position.
+
+    gates [..., N]. Zero when the experts share the batch equally on average, whatever each
+    position's own gates are; largest (1 - 1/N) when one expert takes everything.
+    """
+    mean = gates.reshape(-1, gates.shape[-1]).float().mean(dim=0)
+    return (mean - 1.0 / gates.shape[-1]).pow(2).sum()
+
+
+def warm_start_batches(domain_chunks, steps: int, batch: int, generator: torch.Generator):
+    """`steps` single-domain batches, the domains in turn (the authors' warm start): step i
+    draws `batch` chunks of domain i mod D, uniformly, with `generator`."""
+    for i in range(steps):
+        chunks = domain_chunks[i % len(domain_chunks)]
+        yield chunks[torch.randint(len(chunks), (batch,), generator=generator)]
+
+
 def train_router(fused, chunks: torch.Tensor, steps: int, batch: int, lr: float, weight_decay: float,
-                 seed: int, progress: bool = True) -> list[float]:
-    """Train only `fused.router` on next-token loss over `chunks` [n, T]; returns the loss of each step."""
+                 seed: int, progress: bool = True, **options) -> list[float]:
+    """Train only `fused.router` on next-token loss over `chunks` [n, T]; returns the loss of each step.
+
+    `options` are train_routers' (warm_start, warm_steps, balance, schedule)."""
     return train_routers(fused, [(fused.router, fused.config.granularity)], chunks, steps, batch, lr,
-                         weight_decay, seed, progress)[0]
+                         weight_decay, seed, progress, **options)[0]
 
 
 def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Tensor, steps: int, batch: int,
-                  lr: float, weight_decay: float, seed: int, progress: bool = True) -> list[list[float]]:
+                  lr: float, weight_decay: float, seed: int, progress: bool = True, *,
+                  warm_start=None, warm_steps: int = 0, balance: float = 0.0,
+                  schedule: str = "constant") -> list[list[float]]:
     """Train several (router, granularity) pairs for the frozen experts of `fused`, side by side.
 
     Each router ends exactly as if trained alone with `train_router`: the same seeded batches
@@ -117,11 +148,21 @@ def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Ten
     `chunks` are all domains' train chunks concatenated. Batches are drawn uniformly with a
     seeded generator, so the domain mix follows the chunk counts as in the authors' code.
     Gates are always soft here (hard gates have no gradient); the model's mode is for use.
+    Options (the defaults train as described above):
+    - warm_start: a list of per-domain chunk tensors; the first `warm_steps` of the `steps`
+      draw single-domain batches from them in turn (`warm_start_batches`), the rest are mixed;
+    - balance: weight of `balance_loss` added to the next-token loss (the logged loss is
+      the next-token loss alone, comparable across settings);
+    - schedule: "constant" (AdamW at `lr`) or "cosine" (annealed from `lr` to 0 over `steps`).
     Returns each router's loss at every step.
     """
     chunks = torch.as_tensor(chunks)
     if chunks.ndim != 2 or len(chunks) == 0:
         raise KalavaiError(f"router training needs chunks shaped [n, T] with n > 0, got {tuple(chunks.shape)}")
+    if schedule not in SCHEDULES:
+        raise KalavaiError(f"unknown router schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    if not 0 <= warm_steps <= steps or (warm_steps and not warm_start):
+        raise KalavaiError(f"warm_steps={warm_steps} needs 0 <= warm_steps <= steps={steps} and per-domain chunks")
     for p in fused.parameters():
         p.requires_grad_(False)
     for router, _ in routers:
@@ -130,20 +171,25 @@ def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Ten
     fused.eval()  # the specialists are frozen; nothing in them should behave as in training
     device = fused.embed_in.weight.device
     opts = [torch.optim.AdamW(router.parameters(), lr=lr, weight_decay=weight_decay) for router, _ in routers]
+    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) for opt in opts] if schedule == "cosine" else []
     g = torch.Generator().manual_seed(seed)
+    warm = warm_start_batches([torch.as_tensor(c) for c in warm_start or []], warm_steps, batch, g)
 
     losses = [[] for _ in routers]
     bar = tqdm(range(steps), desc="router" if len(routers) == 1 else f"{len(routers)} routers", disable=None if progress else True)  # None: off when not a terminal (a kernel), and TQDM_DISABLE works
-    for _ in bar:
-        x = chunks[torch.randint(len(chunks), (batch,), generator=g)].to(device)
+    for step in bar:
+        x = (next(warm) if step < warm_steps else chunks[torch.randint(len(chunks), (batch,), generator=g)]).to(device)
         with torch.no_grad():  # gradient flows through the gates only
             hidden = fused.expert_hidden(x)
             logits = fused.unembed(hidden).float()
         for (router, granularity), opt, log in zip(routers, opts, losses):
-            loss = fused.fuse(hidden, logits, labels=x, mode="soft", router=router, granularity=granularity).loss
+            out = fused.fuse(hidden, logits, labels=x, mode="soft", router=router, granularity=granularity)
+            loss = out.loss + balance * balance_loss(out.gates) if balance else out.loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            log.append(loss.item())
+            log.append(out.loss.item())
+        for sched in scheds:
+            sched.step()
         bar.set_postfix(loss=" ".join(f"{log[-1]:.4f}" for log in losses))
     return losses

@@ -9,8 +9,15 @@ next-token distribution is their softmax (section 1 of the facts).
 Modes (the router ablation, section 5): "soft" = softmax gates; "hard" = one-hot on the
 router's argmax (all experts still run); "uniform" = 1/N, the router ignored.
 
+Dispatch (the paper's inference section): "dense" runs every expert; `top_k` = 1 or 2 runs
+only the chosen experts, picked by the router from the shared prefix's output (the only
+thing computed before any expert runs), either once per sequence (`sparse_by="sequence"`,
+from the prompt, as the authors' benchmark did) or per token (`sparse_by="token"`, causal:
+each expert then attends only to the tokens routed to it).
+
 The class is a regular transformers model: save_pretrained / from_pretrained in
-safetensors, AutoModelForCausalLM (registered below, no remote code), generate().
+safetensors, AutoModelForCausalLM (registered below, no remote code), generate() with a
+KV cache (`FusedCache`: the shared prefix's once, one per expert suffix).
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    DynamicCache,
     GenerationMixin,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
@@ -38,6 +46,7 @@ from .models import frozen_prefix_names
 from .routers import GRANULARITIES, causal_lm_loss, make_router, mix_logits, pool_router_input
 
 MODES = ("soft", "hard", "uniform")
+SPARSE_BY = ("sequence", "token")
 
 # Config keys that say where or when a config was made, not what the model is.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "architectures", "transformers_version", "dtype", "torch_dtype")
@@ -55,6 +64,9 @@ class FusedConfig(PretrainedConfig):
     router_seed: int = 0
     granularity: str = "token"
     mode: str = "soft"
+    expert_top_k: int = 0  # 0: dense (every expert runs); 1 or 2: only the chosen experts run
+    sparse_by: str = "sequence"  # how top_k chooses: once per sequence from the prompt, or per token
+    batched_experts: bool = False  # the N suffixes as one vmapped computation (no cache) instead of a loop
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
@@ -95,6 +107,59 @@ class ExpertSuffix(nn.Module):
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
+    def forward(self, x, mask, position_ids, rope, cache=None):
+        """The expert's final hidden state (after its final layer norm) from the prefix's output."""
+        return self.final_layer_norm(run_layers(self.layers, x, mask, position_ids, rope, cache))
+
+
+class FusedCache(DynamicCache):
+    """The fused model's KV cache: the shared prefix's once, and one DynamicCache per expert suffix.
+
+    This cache's own layers are the prefix's (blocks 0..K-1); `experts[i]` holds expert i's
+    blocks K..L-1. One clock, `seen` (tokens already processed), sizes every mask and
+    position. Dense generation fills every expert's cache at every position; sparse dispatch
+    per sequence fills only the chosen experts' caches, with the batch rows that chose them
+    (`routes`, fixed from the prompt, keeps rows and caches in step).
+    """
+
+    def __init__(self, n_experts: int):
+        super().__init__()
+        self.experts = [DynamicCache() for _ in range(n_experts)]
+        self.seen = 0
+        self.routes = None
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen  # also right when K = 0 and the prefix has no layer to ask
+
+    def get_query_offset(self, layer_idx: int = 0) -> int:
+        return self.seen
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        return self.seen + query_length, 0
+
+    def _each(self, method: str, *args) -> None:
+        if self.routes is not None and method != "reset":
+            raise KalavaiError(f"{method} is not supported with sparse dispatch (expert caches hold different rows)")
+        getattr(super(), method)(*args)
+        for cache in self.experts:
+            getattr(cache, method)(*args)
+
+    def reorder_cache(self, beam_idx):
+        self._each("reorder_cache", beam_idx)
+
+    def batch_repeat_interleave(self, repeats: int):
+        self._each("batch_repeat_interleave", repeats)
+
+    def batch_select_indices(self, indices):
+        self._each("batch_select_indices", indices)
+
+    def reset(self):
+        self._each("reset")
+        self.seen, self.routes = 0, None
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise KalavaiError("FusedCache cannot be cropped (assisted decoding is not supported)")
+
 
 class FusedModel(PreTrainedModel, GenerationMixin):
     config_class = FusedConfig
@@ -110,6 +175,9 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         check_choice("granularity", config.granularity, GRANULARITIES)
         check_choice("mode", config.mode, MODES)
+        check_choice("sparse_by", config.sparse_by, SPARSE_BY)
+        if config.expert_top_k not in (0, 1, 2) or config.expert_top_k > config.n_experts:
+            raise KalavaiError(f"top_k={config.expert_top_k}: choose 0 (dense), 1 or 2, at most n_experts={config.n_experts}")
         self.neox_config = config.specialist_config()
         k = config.freeze_layers
         if not 0 <= k <= self.neox_config.num_hidden_layers:
@@ -126,9 +194,10 @@ class FusedModel(PreTrainedModel, GenerationMixin):
                                   hidden=config.router_hidden, seed=config.router_seed)
         self.post_init()
         self.router.reset_parameters()  # post_init re-drew it; the seeded init is the documented one
-        # No KV cache: every generation step reruns the whole sequence.
+        # generate() decides about the cache itself (see generate): never transformers' default cache.
         self.generation_config.use_cache = False
         self._hidden_memo = None  # see reuse_expert_hidden
+        self._stacked = None  # the experts' weights stacked for batched_experts, built on first use
 
     # ---- building -------------------------------------------------------------------
 
@@ -171,6 +240,13 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         check_choice("mode", mode, MODES)
         self.config.mode = mode
 
+    def set_dispatch(self, top_k: int = 0, sparse_by: str = "sequence") -> None:
+        """top_k=0: dense (every expert runs); 1 or 2: only the router's chosen experts run (see the module docstring)."""
+        check_choice("sparse_by", sparse_by, SPARSE_BY)
+        if top_k not in (0, 1, 2) or top_k > self.config.n_experts:
+            raise KalavaiError(f"top_k={top_k}: choose 0 (dense), 1 or 2, at most n_experts={self.config.n_experts}")
+        self.config.expert_top_k, self.config.sparse_by = top_k, sparse_by
+
     def use_router(self, kind: str, granularity: str, hidden: int = 256, seed: int = 0) -> None:
         """Swap in a freshly seeded router of this kind and granularity (the experts stay as they are)."""
         check_choice("granularity", granularity, GRANULARITIES)
@@ -193,23 +269,54 @@ class FusedModel(PreTrainedModel, GenerationMixin):
                         for t in (input_ids, attention_mask, position_ids))
             if key in memo:
                 return memo[key]
-        # The attention layers read the implementation from this config: keep it in step.
-        self.neox_config._attn_implementation = self.config._attn_implementation
-        x = self.emb_dropout(self.embed_in(input_ids))
-        if position_ids is None:
-            position_ids = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
-        # No cache, as GPTNeoXModel with use_cache=False. (Then, if attention_mask is None, transformers
-        # reads jumps in explicit position_ids as packed-sequence boundaries, exactly as GPT-NeoX does.)
-        mask = create_causal_mask(config=self.neox_config, inputs_embeds=x, attention_mask=attention_mask,
-                                  past_key_values=None, position_ids=position_ids)
-        rope = self.rotary_emb(x, position_ids=position_ids)
-
-        x = run_layers(self.shared_layers, x, mask, position_ids, rope)
-        hidden = torch.stack([expert.final_layer_norm(run_layers(expert.layers, x, mask, position_ids, rope))
-                              for expert in self.experts])
+        x, mask, position_ids, rope = self.prefix(input_ids, attention_mask, position_ids)
+        hidden = self.suffixes(x, mask, position_ids, rope)
         if memo is not None:
             memo[key] = hidden.detach()
         return hidden
+
+    def prefix(self, input_ids, attention_mask=None, position_ids=None, cache: FusedCache | None = None):
+        """The shared part, run once: embedding, mask, positions and rotary (built once, the way
+        GPTNeoXModel.forward builds them, and reused by every expert), then blocks 0..K-1.
+
+        Returns (x, mask, position_ids, rope) for the experts' blocks.
+        """
+        # The attention layers read the implementation from this config: keep it in step.
+        self.neox_config._attn_implementation = self.config._attn_implementation
+        x = self.emb_dropout(self.embed_in(input_ids))
+        seen = 0 if cache is None else cache.seen
+        if position_ids is None:
+            position_ids = torch.arange(seen, seen + x.shape[1], device=x.device).unsqueeze(0)
+        # As GPTNeoXModel. (Without a cache and attention_mask, transformers reads jumps in explicit
+        # position_ids as packed-sequence boundaries, exactly as GPT-NeoX does.)
+        mask = create_causal_mask(config=self.neox_config, inputs_embeds=x, attention_mask=attention_mask,
+                                  past_key_values=cache, position_ids=position_ids)
+        rope = self.rotary_emb(x, position_ids=position_ids)
+        return run_layers(self.shared_layers, x, mask, position_ids, rope, cache), mask, position_ids, rope
+
+    def suffixes(self, x, mask, position_ids, rope, cache: FusedCache | None = None) -> torch.Tensor:
+        """Every expert's final hidden state [N, B, T, d] from the prefix's output.
+
+        A loop over the experts, or with `config.batched_experts` (and no cache: the cache is
+        updated in place, which vmap cannot do) one vmapped computation over their stacked weights.
+        """
+        if self.config.batched_experts and cache is None:
+            params = self.stacked_expert_weights()
+            run = lambda p: torch.func.functional_call(self.experts[0], p, (x, mask, position_ids, rope))  # noqa: E731
+            return torch.vmap(run)(params)
+        caches = cache.experts if cache is not None else [None] * len(self.experts)
+        return torch.stack([expert(x, mask, position_ids, rope, c) for expert, c in zip(self.experts, caches)])
+
+    def stacked_expert_weights(self) -> dict:
+        """The experts' parameters stacked along a new first axis (built once, rebuilt if they move).
+
+        Costs one more copy of the experts' suffix weights in memory: the price of batching.
+        """
+        key = tuple((p.data_ptr(), p.dtype, p.device) for p in self.experts.parameters())
+        if self._stacked is None or self._stacked[0] != key:
+            params, buffers = torch.func.stack_module_state(list(self.experts))
+            self._stacked = (key, {**params, **buffers})
+        return self._stacked[1]
 
     @contextmanager
     def reuse_expert_hidden(self):
@@ -269,26 +376,185 @@ class FusedModel(PreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
-                gates: torch.Tensor | None = None, **kwargs) -> FusedOutput:
+                gates: torch.Tensor | None = None, past_key_values: FusedCache | None = None,
+                routes: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs) -> FusedOutput:
         """Fused logits sum_i g_i * logits_i, their next-token loss if `labels`, and the gates.
 
-        `gates` ([B, T, N] or [N]) replaces the router: oracle routing and tests.
+        `gates` ([B, T, N] or [N]) replaces the router: oracle routing and tests (under sparse
+        dispatch they are the scores the top-k is taken from). `past_key_values` (a FusedCache)
+        holds what earlier calls computed; `input_ids` are then only the new tokens. `routes`
+        fixes sparse per-sequence choices (generate() takes them from the prompt).
         Other keyword arguments (use_cache, return_dict, ...) are accepted and ignored.
         """
-        hidden = self.expert_hidden(input_ids, attention_mask, position_ids)
-        return self.fuse(hidden, attention_mask=attention_mask, labels=labels, gates=gates)
+        cache = past_key_values
+        if cache is not None and not isinstance(cache, FusedCache):
+            raise KalavaiError(f"FusedModel needs a FusedCache, got {type(cache).__name__}")
+        if cache is not None:
+            self.check_cacheable()
+        if self.config.expert_top_k:
+            out = self.sparse_forward(input_ids, attention_mask, position_ids, labels, gates, cache, routes)
+        elif cache is None:
+            hidden = self.expert_hidden(input_ids, attention_mask, position_ids)
+            out = self.fuse(hidden, attention_mask=attention_mask, labels=labels, gates=gates)
+        else:
+            x, mask, position_ids, rope = self.prefix(input_ids, attention_mask, position_ids, cache)
+            out = self.fuse(self.suffixes(x, mask, position_ids, rope, cache), labels=labels, gates=gates)
+        if cache is not None:
+            cache.seen += input_ids.shape[1]
+            out.past_key_values = cache
+        return out
 
-    # ---- generation (no cache: each step sees the whole sequence) --------------------
+    # ---- sparse dispatch: only the chosen experts run -----------------------------------
 
-    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, gates=None, **kwargs):
-        # The whole sequence every step, never the cached tail transformers would slice off.
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    def prefix_scores(self, x: torch.Tensor, attention_mask=None, gates=None, pool: bool = False) -> torch.Tensor:
+        """Router probabilities [B, T or 1, N] read from the shared prefix's output `x`.
+
+        The dense router reads the mean of the experts' final hidden states, which needs every
+        expert to have run; before choosing, only the prefix's output exists. It is put through
+        every expert's final layer norm and averaged (N layer norms, cheap), the closest thing to
+        the dense router's input (the authors took specialist 0's final layer norm of it). The
+        router was trained on the dense input: this mismatch is part of what sparse dispatch costs.
+        """
+        if gates is not None:
+            return torch.as_tensor(gates, device=x.device).float().expand(x.shape[0], 1 if pool else x.shape[1], -1)
+        h = torch.stack([e.final_layer_norm(x) for e in self.experts]).mean(dim=0)
+        h = pool_router_input(h, "sequence", attention_mask)[:, :1] if pool else h
+        return self.router(h.to(next(self.router.parameters()).dtype)).float().softmax(dim=-1)
+
+    def sequence_routes(self, input_ids, attention_mask=None, gates=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sequence top-k from the prompt: (expert indices [B, k], weights [B, k] summing to 1)."""
+        x = self.prefix(input_ids, attention_mask)[0]
+        return top_k_routes(self.prefix_scores(x, attention_mask, gates, pool=True)[:, 0], self.config.expert_top_k)
+
+    def sparse_forward(self, input_ids, attention_mask, position_ids, labels, gates, cache, routes) -> FusedOutput:
+        """Only the chosen experts run; fused logits = sum over chosen of w_i * logits_i (w renormalized)."""
+        by = self.config.sparse_by
+        if by == "token" and cache is not None:
+            raise KalavaiError("sparse per-token dispatch has no cached generation (each expert's cache would hold "
+                               "only the tokens routed to it); generate with use_cache=False")
+        x, mask, position_ids, rope = self.prefix(input_ids, attention_mask, position_ids, cache)
+        B, T, n = x.shape[0], x.shape[1], self.config.n_experts
+        if by == "sequence":
+            routes = routes if routes is not None else (cache.routes if cache is not None else None)
+            if routes is None:  # no prompt given apart: the whole input is the prompt (as the authors' benchmark)
+                routes = top_k_routes(self.prefix_scores(x, attention_mask, gates, pool=True)[:, 0], self.config.expert_top_k)
+            if cache is not None:
+                cache.routes = routes
+            logits = self._run_sequence_routes(x, mask, position_ids, rope, routes, cache)
+            idx, w = routes
+            gates_used = torch.zeros(B, n, device=x.device).scatter(1, idx, w.float())[:, None].expand(B, T, n)
+        else:
+            idx, w = top_k_routes(self.prefix_scores(x, attention_mask, gates), self.config.expert_top_k)
+            logits = self._run_token_routes(x, attention_mask, position_ids, idx, w)
+            gates_used = torch.zeros(B, T, n, device=x.device).scatter(2, idx, w.float())
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        return FusedOutput(loss=loss, logits=logits, gates=gates_used)
+
+    def _run_sequence_routes(self, x, mask, position_ids, rope, routes, cache):
+        idx, w = routes
+        B = x.shape[0]
+        out = None
+        for e in idx.unique().tolist():
+            chosen = idx == e  # [B, k]
+            rows = chosen.any(dim=-1).nonzero().squeeze(-1)
+            weight = (w * chosen).sum(dim=-1)[rows]
+
+            def pick(t):  # rows of a per-row tensor; broadcast ones (batch dim 1) stay as they are
+                return t if t is None or t.shape[0] != B or B == 1 else t[rows]
+
+            expert = self.experts[e]
+            h = expert(x[rows], pick(mask), pick(position_ids), tuple(pick(t) for t in rope),
+                       cache.experts[e] if cache is not None else None)
+            part = expert.lm_head(h).float() * weight.float()[:, None, None]
+            if out is None:
+                out = torch.zeros(B, *part.shape[1:], dtype=part.dtype, device=part.device)
+            out[rows] += part
+        return out
+
+    def _run_token_routes(self, x, attention_mask, position_ids, idx, w):
+        """Each expert runs on the tokens routed to it, gathered per row in order and keeping their
+        positions: it attends only to those tokens (its own causal history), as a cache would hold."""
+        B, T, d = x.shape
+        position_ids = position_ids.expand(B, T)
+        attention_mask = torch.ones(B, T, dtype=torch.bool, device=x.device) if attention_mask is None else attention_mask.bool()
+        out = torch.zeros(B, T, self.neox_config.vocab_size, device=x.device)
+        for e in range(self.config.n_experts):
+            chosen = (idx == e).any(dim=-1)  # [B, T]
+            rows = chosen.any(dim=-1).nonzero().squeeze(-1)
+            if len(rows) == 0:
+                continue
+            sel = chosen[rows]
+            counts = sel.sum(dim=-1)
+            m = int(counts.max())
+            # the chosen positions first, in order (stable sort), then padding up to m
+            order = torch.sort((~sel).to(torch.int8), dim=-1, stable=True).indices[:, :m]
+            valid = torch.arange(m, device=x.device)[None] < counts[:, None]
+            xe = x[rows].gather(1, order[..., None].expand(-1, -1, d))
+            pos = position_ids[rows].gather(1, order)
+            mask = create_causal_mask(config=self.neox_config, inputs_embeds=xe,
+                                      attention_mask=attention_mask[rows].gather(1, order) & valid,
+                                      past_key_values=None, position_ids=pos)
+            h = self.experts[e](xe, mask, pos, self.rotary_emb(xe, position_ids=pos))
+            weight = ((w * (idx == e)).sum(dim=-1)[rows].gather(1, order) * valid).float()
+            part = self.experts[e].lm_head(h).float() * weight[..., None]
+            out[rows] = out[rows].scatter_add(1, order[..., None].expand(-1, -1, out.shape[-1]), part)
+        return out
+
+    # ---- generation -------------------------------------------------------------------
+
+    def check_cacheable(self) -> None:
+        """Cached generation needs causal gates: refuse the sequence-pooled router (see generate)."""
+        if not self.config.expert_top_k and self.config.granularity == "sequence":
+            raise KalavaiError("cached generation needs a causal router: the sequence-pooled router's gate reads the "
+                               "whole chunk, so it cannot run token by token; use a token router, sparse dispatch "
+                               "per sequence, or generate(use_cache=False)")
+
+    def generate(self, inputs=None, generation_config=None, use_cache: bool | None = None, **kwargs):
+        """GenerationMixin.generate with the fused model's own cache (a FusedCache).
+
+        With a cache (the default when the router is causal) each step runs only the new token
+        through the prefix once and through every expert's suffix, reading the cached keys and
+        values: n new tokens cost n single-token steps, not n passes over the whole sequence.
+        It produces the tokens of the cache-free path (greedy, and sampling with a fixed seed),
+        up to floating-point rounding of the logits.
+
+        The sequence-pooled router (the authors') cannot run causally: its gate is a mean over
+        the whole chunk, so in evaluation every position's gate has seen the chunk's future, and
+        in generation it changes with every new token. Cached generation with it is refused with
+        a KalavaiError; use_cache=False re-reads the sequence so far at every step (O(n^2)),
+        which is what the default does for such a model. Sparse dispatch per sequence chooses
+        its experts once from the prompt and keeps them; per token it runs without a cache.
+        """
+        causal = self.config.granularity == "token" if not self.config.expert_top_k else self.config.sparse_by == "sequence"
+        if use_cache is None:
+            use_cache = causal
+        if use_cache:
+            if self.config.expert_top_k and self.config.sparse_by == "token":
+                raise KalavaiError("sparse per-token dispatch has no cached generation; generate with use_cache=False")
+            self.check_cacheable()
+            if kwargs.get("past_key_values") is None:
+                kwargs["past_key_values"] = FusedCache(self.config.n_experts)
+        if self.config.expert_top_k and self.config.sparse_by == "sequence" and kwargs.get("routes") is None:
+            prompt = inputs if inputs is not None else kwargs.get("input_ids")
+            with torch.no_grad():
+                kwargs["routes"] = self.sequence_routes(prompt.to(self.device), kwargs.get("attention_mask"), kwargs.get("gates"))
+        return super().generate(inputs, generation_config, use_cache=use_cache, **kwargs)
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, gates=None, past_key_values=None,
+                                      routes=None, **kwargs):
+        # Without a cache, the whole sequence every step; with one, only what it has not seen.
+        start = past_key_values.seen if past_key_values is not None else 0
+        inputs = {"input_ids": input_ids[:, start:], "attention_mask": attention_mask}
+        if past_key_values is not None:
+            inputs["past_key_values"] = past_key_values
         if gates is not None:  # fixed [N] gates (e.g. one expert alone) carry over to every step
             inputs["gates"] = gates
+        if routes is not None:
+            inputs["routes"] = routes
         if attention_mask is not None:
             # Left padding: positions count real tokens only, as transformers' generate does.
             position_ids = attention_mask.long().cumsum(-1) - 1
-            inputs["position_ids"] = position_ids.masked_fill(attention_mask == 0, 0)
+            inputs["position_ids"] = position_ids.masked_fill(attention_mask == 0, 0)[:, start:]
         return inputs
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -298,10 +564,17 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         self.embed_in = value
 
 
-def run_layers(layers, x, mask, position_ids, rope):
+def run_layers(layers, x, mask, position_ids, rope, cache=None):
     for layer in layers:
-        x = layer(x, attention_mask=mask, position_ids=position_ids, position_embeddings=rope)
+        x = layer(x, attention_mask=mask, position_ids=position_ids, position_embeddings=rope,
+                  layer_past=cache, use_cache=cache is not None)
     return x
+
+
+def top_k_routes(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k experts of router probabilities [..., N]: (indices [..., k], weights renormalized to sum to 1)."""
+    top, idx = scores.topk(k, dim=-1)
+    return idx, top / top.sum(dim=-1, keepdim=True)
 
 
 def check_choice(what: str, value: str, choices) -> None:

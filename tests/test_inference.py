@@ -1,0 +1,157 @@
+"""Fused inference: cached generation, batched experts, sparse dispatch, placement, the benchmark's schema."""
+import pytest
+import torch
+
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.fusion import FusedCache, FusedModel
+
+from test_fusion import make_specialists, one_hot
+
+N_LAYERS = 4
+
+
+def fuse(specs, freeze=1, **kw):
+    return FusedModel.from_specialists(specs, [f"e{i}" for i in range(len(specs))], freeze, **kw)
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return make_specialists(n=3, n_layers=N_LAYERS)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return torch.randint(0, 512, (2, 24), generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("freeze", [0, 1, N_LAYERS])
+@torch.no_grad()
+def test_cached_generation_gives_the_cache_free_tokens(specs, tokens, freeze):
+    specs = make_specialists(n=3, freeze=freeze, n_layers=N_LAYERS)
+    fused = fuse(specs, freeze=freeze, granularity="token")
+    prompt = tokens[:, :8]
+    mask = torch.ones_like(prompt)
+    mask[0, :3] = 0  # a left-padded row too
+    kw = dict(attention_mask=mask, max_new_tokens=12)
+    free = fused.generate(prompt, use_cache=False, do_sample=False, **kw)
+    lengths = []
+    hook = fused.embed_in.register_forward_hook(lambda m, args, out: lengths.append(args[0].shape[1]))
+    cached = fused.generate(prompt, use_cache=True, do_sample=False, **kw)
+    hook.remove()
+    assert lengths == [8] + [1] * 11  # the prompt once, then one new token per step
+    assert torch.equal(free, cached)
+    # sampling with a fixed seed
+    torch.manual_seed(3)
+    free = fused.generate(prompt, use_cache=False, do_sample=True, **kw)
+    torch.manual_seed(3)
+    cached = fused.generate(prompt, use_cache=True, do_sample=True, **kw)
+    assert torch.equal(free, cached)
+
+
+@torch.no_grad()
+def test_cached_logits_match_the_full_forward(specs, tokens):
+    fused = fuse(specs)
+    full = fused(tokens).logits
+    cache = FusedCache(3)
+    parts = [fused(tokens[:, :10], past_key_values=cache).logits]
+    for t in range(10, tokens.shape[1]):
+        parts.append(fused(tokens[:, t:t + 1], past_key_values=cache).logits)
+    assert cache.seen == tokens.shape[1]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_sequence_router_is_refused_for_cached_generation(specs, tokens):
+    fused = fuse(specs, granularity="sequence")
+    with pytest.raises(KalavaiError, match="cached generation needs a causal router"):
+        fused.generate(tokens[:1, :6], use_cache=True, max_new_tokens=2)
+    # the default for it stays cache-free (re-reading the sequence so far at every step)
+    out = fused.generate(tokens[:1, :6], max_new_tokens=2, do_sample=False)
+    assert out.shape == (1, 8)
+
+
+@torch.no_grad()
+def test_batched_experts_equal_the_loop(specs, tokens):
+    fused = fuse(specs)
+    loop = fused(tokens, labels=tokens)
+    fused.config.batched_experts = True
+    batched = fused(tokens, labels=tokens)
+    fused.config.batched_experts = False
+    # stated tolerance: float32 rounding of the same matmuls in another order
+    torch.testing.assert_close(batched.logits, loop.logits, atol=1e-5, rtol=1e-5)
+    assert abs(batched.loss.item() - loop.loss.item()) < 1e-6
+
+
+@pytest.mark.parametrize("sparse_by", ["sequence", "token"])
+@torch.no_grad()
+def test_top1_with_one_hot_gates_is_the_chosen_specialist(specs, tokens, sparse_by):
+    fused = fuse(specs)
+    fused.set_dispatch(1, sparse_by)
+    calls = []
+    for i, e in enumerate(fused.experts):
+        e.layers[0].register_forward_hook(lambda *_, i=i: calls.append(i))
+    for i in range(3):
+        calls.clear()
+        out = fused(tokens, gates=one_hot(i, 3))
+        assert calls == [i]  # only the chosen expert ran
+        torch.testing.assert_close(out.logits, specs[i](tokens).logits, atol=1e-5, rtol=1e-5)
+    fused.set_dispatch(0)
+
+
+@torch.no_grad()
+def test_top_k_of_all_experts_is_dense_with_renormalized_gates(tokens):
+    specs = make_specialists(n=2, n_layers=N_LAYERS)
+    fused = fuse(specs)
+    dense = fused(tokens)
+    for by in ("sequence", "token"):
+        fused.set_dispatch(2, by)
+        sparse = fused(tokens)
+        if by == "token":  # every token goes to both experts: exactly dense with the prefix router's gates
+            torch.testing.assert_close(sparse.logits, fused.fuse(fused.expert_hidden(tokens), gates=sparse.gates).logits,
+                                       atol=1e-5, rtol=1e-5)
+        assert sparse.logits.shape == dense.logits.shape
+    fused.set_dispatch(0)
+
+
+@torch.no_grad()
+def test_per_token_top1_expert_attends_only_to_its_tokens(specs, tokens):
+    """Per-token top-1 = each expert run on its own tokens, gathered (checked here by hand for one row)."""
+    fused = fuse(specs)
+    fused.set_dispatch(1, "token")
+    row = tokens[:1]
+    out = fused(row)
+    chosen = out.gates[0].argmax(dim=-1)
+    for e in chosen.unique().tolist():
+        pos = (chosen == e).nonzero().squeeze(-1)
+        x, *_ = fused.prefix(row)
+        xe, p = x[:, pos], pos[None]
+        rope = fused.rotary_emb(xe, position_ids=p)
+        from transformers.masking_utils import create_causal_mask
+        mask = create_causal_mask(config=fused.neox_config, inputs_embeds=xe, attention_mask=torch.ones_like(p),
+                                  past_key_values=None, position_ids=p)
+        want = fused.experts[e].lm_head(fused.experts[e](xe, mask, p, rope))
+        torch.testing.assert_close(out.logits[:, pos], want, atol=1e-5, rtol=1e-5)
+    fused.set_dispatch(0)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@torch.no_grad()
+def test_sparse_per_sequence_cached_generation(specs, tokens, k):
+    fused = fuse(specs)
+    fused.set_dispatch(k, "sequence")
+    prompt = tokens[:, :8]
+    free = fused.generate(prompt, use_cache=False, do_sample=False, max_new_tokens=8)
+    cached = fused.generate(prompt, use_cache=True, do_sample=False, max_new_tokens=8)
+    assert torch.equal(free, cached)
+    fused.set_dispatch(1, "token")
+    with pytest.raises(KalavaiError, match="per-token"):
+        fused.generate(prompt, use_cache=True, max_new_tokens=2)
+    assert fused.generate(prompt, use_cache=False, max_new_tokens=2, do_sample=False).shape == (2, 10)
+    fused.set_dispatch(0)
+
+
+def test_bad_dispatch_is_refused(specs):
+    fused = fuse(specs)
+    with pytest.raises(KalavaiError, match="top_k=3"):
+        fused.set_dispatch(3)
+    with pytest.raises(KalavaiError, match="sparse_by"):
+        fused.set_dispatch(1, "chunk")

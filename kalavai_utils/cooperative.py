@@ -65,6 +65,9 @@ class Cooperative:
     train_overrides: dict = field(default_factory=dict)  # e.g. {"steps": 50} or {"freeze_layers": 0}
     routers: tuple[tuple[str, str], ...] | None = None  # None: the authors' router at this scale and the causal one
     monolithic: bool = True
+    # one contributor trained unlike the others (notebook 05's heterogeneous cooperative): {domain: overrides}
+    domain_overrides: dict = field(default_factory=dict)
+    lora: dict | None = None  # LoRA specialists (lora.lora_spec), merged into full checkpoints before submission
 
     def __post_init__(self):
         if self.routers is None:
@@ -72,6 +75,14 @@ class Cooperative:
 
     def folder(self, runs: Path) -> Path:
         return runs / self.experiment / self.condition / f"seed{self.seed}"
+
+    def train_config(self, domain: str | None = None) -> TrainConfig:
+        """The recipe of `domain`'s specialist (None: the common one, e.g. for the monolithic model)."""
+        return TrainConfig.specialist(self.scale, self.seed, **{**self.train_overrides, **self.domain_overrides.get(domain, {})})
+
+    def variant_config(self) -> dict:
+        """What sets this cooperative apart beyond the recipe, only when set (older cache keys stay as they were)."""
+        return {k: v for k, v in (("domain_overrides", self.domain_overrides), ("lora", self.lora)) if v}
 
 
 # ---------------------------------------------------------------- contributors
@@ -94,7 +105,7 @@ def specialist_save_every(steps: int) -> int:
 
 
 def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainConfig, folder: Path, *,
-                     contributor: str, data: dict, eval_sets: dict | None = None) -> dict:
+                     contributor: str, data: dict, eval_sets: dict | None = None, lora_spec: dict | None = None) -> dict:
     """Fine-tune a copy of the base and hand it in as `folder/submission`; returns the training log.
 
     Cached: a finished folder made with the same configuration is reused as it is.
@@ -104,17 +115,27 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
     this training's; the save interval is not part of the configuration, so changing it
     redoes nothing). The checkpoint is deleted once the step is done. Under `accelerate
     launch`, only the main process writes.
+
+    With `lora_spec`, only LoRA adapters on blocks K..L-1 train; they are merged into the
+    weights before the submission is written, so it is an ordinary full checkpoint.
     """
     folder = Path(folder)
     config = {"train": cfg.to_dict(), "base": base_fp, "data": data, "contributor": contributor,
               "eval": sorted(eval_sets or {})}
+    if lora_spec:
+        config["lora"] = lora_spec
     if step_is_done(folder, config) and (folder / "submission" / "kalavai_submission.json").exists():
         drop_checkpoint(folder)  # left behind only by a kill between marking done and deleting it
         return read_json(folder / "train_log.json")
     restart_step(folder)  # everything but a killed training's checkpoint
     model = copy.deepcopy(base)
+    if lora_spec:
+        from . import lora  # peft only where LoRA is asked for
+        model = lora.add_adapters(model, lora_spec, cfg.freeze_layers, cfg.seed)
     log = train_causal_lm(model, train_chunks, cfg, eval_sets, desc=f"{contributor}",
                           checkpoint_dir=folder / CHECKPOINT_DIR, save_every=specialist_save_every(cfg.steps))
+    if lora_spec:
+        model = lora.merge(model)
     state = process_state()
     if state.is_main_process:
         write_submission(model, folder / "submission", base_fingerprint=base_fp, base_state=base.state_dict(),
@@ -133,19 +154,19 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
     logs = {}
     for domain in coop.domains:
         train = data.load_split(coop.data_dir, domain, "train")
-        cfg = TrainConfig.specialist(coop.scale, coop.seed, **coop.train_overrides)
-        logs[domain] = train_specialist(base, base_fp, train, cfg, coop.folder(runs) / "specialists" / domain,
+        logs[domain] = train_specialist(base, base_fp, train, coop.train_config(domain), coop.folder(runs) / "specialists" / domain,
                                         contributor=domain, data=data_stats(coop.data_dir, domain, train),
-                                        eval_sets=curve_sets)
+                                        eval_sets=curve_sets, lora_spec=coop.lora)
     if coop.monolithic:
         train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
-        cfg = TrainConfig.specialist(coop.scale, coop.seed, **coop.train_overrides)
+        cfg = coop.train_config()
         # Equal compute: as many steps as all specialists together, on the union of their data.
         cfg = TrainConfig(**{**cfg.to_dict(), "steps": cfg.steps * len(coop.domains)})
         stats = {"domains": list(coop.domains), "train_chunks": len(train), "train_tokens": int(train.numel()),
                  "train_sha256": tensor_sha256(train)}  # counts alone would not see edited data
         logs["monolithic"] = train_specialist(base, base_fp, train, cfg, coop.folder(runs) / "monolithic",
-                                              contributor="monolithic", data=stats, eval_sets=curve_sets)
+                                              contributor="monolithic", data=stats, eval_sets=curve_sets,
+                                              lora_spec=coop.lora)
     return logs
 
 
@@ -233,7 +254,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     losses = dict(evaluate_baselines(coop, runs, base, base_fp, subs))
     specialists = [for_inference(sub.model, s.bf16) for sub in subs]
     config = {"coop": {"domains": coop.domains, "overrides": coop.train_overrides, "routers": coop.routers,
-                       "monolithic": coop.monolithic, "seed": coop.seed},
+                       "monolithic": coop.monolithic, "seed": coop.seed, **coop.variant_config()},
               "experts": [fingerprint(m) for m in specialists], "base": base_fp,
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
               "eval": [s.eval_batch, s.eval_max_batches]}
@@ -242,16 +263,39 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
 
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
-
-    def evaluate(model, on_output=None):
-        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches, on_output)
-
     fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop),
                                         router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
                                         router_hidden=s.router_hidden, seed=coop.seed)
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
     router_logs = {name: loss for name, (_, loss) in routers.items()}
-    gates = {}
+    fused_losses, gates = evaluate_fused(fused, routers, coop, heldout)
+    losses.update(fused_losses)
+
+    names = {d: f"spec:{d}" for d in coop.domains}
+    results = make_results(
+        experiment=coop.experiment, condition=coop.condition, scale=s.name, seed=coop.seed,
+        config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=coop.domains,
+        losses=losses, specialists=names, gates=gates,
+        extra={"router_loss": {k: v[-50:] for k, v in router_logs.items()},
+               "specialist_fingerprints": dict(zip(coop.domains, config["experts"])), **(extra or {})},
+    )
+    write_results(out_path, results)
+    mark_step_done(folder / "fusion", config)
+    return results
+
+
+def evaluate_fused(fused, routers: dict, coop: Cooperative, heldout: dict) -> tuple[dict, dict]:
+    """Held-out losses of `fused` with uniform gates and each fitted router (soft and hard), and its gates.
+
+    `routers` is fit_routers' {fused name: (router, losses)}. Returns ({model name: {domain:
+    loss}}, {fused name: {domain: mean gate vector}}).
+    """
+    s = coop.scale
+    losses, gates = {}, {}
+
+    def evaluate(model, on_output=None):
+        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches, on_output)
+
     # Every router and mode below sees the same held-out batches: the experts' blocks run once per batch.
     with fused.reuse_expert_hidden():
         fused.set_mode("uniform")
@@ -268,18 +312,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
             fused.set_mode("hard")
             losses[fused_name(kind, granularity, "hard")] = evaluate(fused)
             fused.set_mode("soft")
-
-    names = {d: f"spec:{d}" for d in coop.domains}
-    results = make_results(
-        experiment=coop.experiment, condition=coop.condition, scale=s.name, seed=coop.seed,
-        config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=coop.domains,
-        losses=losses, specialists=names, gates=gates,
-        extra={"router_loss": {k: v[-50:] for k, v in router_logs.items()},
-               "specialist_fingerprints": dict(zip(coop.domains, config["experts"])), **(extra or {})},
-    )
-    write_results(out_path, results)
-    mark_step_done(folder / "fusion", config)
-    return results
+    return losses, gates
 
 
 def config_freeze(coop: Cooperative) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -66,7 +67,14 @@ def frozen_prefix_names(names, freeze_layers: int) -> list[str]:
 
 
 def freeze_prefix(model: GPTNeoXForCausalLM, freeze_layers: int) -> list[str]:
-    """Freeze the embedding and the first K blocks (the paper's K); returns the frozen names."""
+    """Freeze the embedding and the first K blocks (the paper's K); returns the frozen names.
+
+    A LoRA model (kalavai_utils.lora) is left as peft set it: only its adapters, which sit
+    in blocks K..L-1, train.
+    """
+    peft = sys.modules.get("peft")  # a LoRA model exists only if peft was imported
+    if peft is not None and isinstance(model, peft.PeftModel):
+        return sorted(n for n, p in model.named_parameters() if not p.requires_grad)
     frozen = set(frozen_prefix_names([n for n, _ in model.named_parameters()], freeze_layers))
     for name, p in model.named_parameters():
         p.requires_grad_(name not in frozen)

@@ -1,0 +1,375 @@
+"""Notebook 06's experiments: the paper's Phase 2, where the base is weak and the data is the point.
+
+Three cooperatives, each run by the one protocol (cooperative.run_cooperative: specialists
+through submission and verification, routers, evaluation, results in the common schema)
+under runs/<scale>/phase2/<section>/seed<seed>/:
+
+- "cross-lingual": three languages the base is weak on, plus code (paper: Tamil, Yoruba,
+  Welsh + code on Pythia-410M, +21.87%). Offline: the three generated languages.
+- "private": three domains the base never saw in pretraining (paper: PubMed, EUR-Lex,
+  BigPatent, +10.17%). Offline: corpora.PRIVATE_DOMAINS. The scale's `extra_domains` will
+  not do: pipeline.pretrain_documents puts every one of them in the base's mixture.
+- "twenty": ten languages and ten English-like domains, one contributor each (paper:
+  Pythia-1B, +16.71%, the out-of-sample test of its divergence-gain line).
+
+Beside the routers every cooperative reports, router *recipes* from the authors' later code
+are fitted on the same frozen experts (`RouterRecipe`): the warm start on single-language
+batches (their remedy for the cross-lingual run's router collapse) and, for many experts,
+1,000 steps with a load-balancing term (0.05) and a cosine schedule. Their losses and gates
+join the cooperative's in `phase2_results.json` (same schema, metrics recomputed).
+
+The Phase 2 data lives in runs/<scale>/data/phase2/, apart from notebook 00's corpus
+folders: nothing notebooks 00-04 read or wrote changes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save
+
+from . import corpora, data, paper, pipeline, prediction
+from .cooperative import (
+    CAUSAL_ROUTER, Cooperative, collect, config_freeze, evaluate_baselines, fused_name, paper_router, run_cooperative,
+    train_contributors,
+)
+from .errors import KalavaiError
+from .evaluation import evaluate_domains
+from .fusion import FusedModel
+from .metrics import divergence_pct
+from .models import fingerprint, for_inference, tensor_sha256
+from .results import load_results, make_results, write_results
+from .routers import make_router, train_routers
+from .scales import ENGLISH_DOMAINS, Scale
+from .storage import atomic_write_bytes, atomic_write_json, mark_step_done, read_json, start_step, step_is_done
+
+EXPERIMENT = "phase2"
+SECTIONS = ("cross-lingual", "private", "twenty")
+COLLAPSE_SHARE = 0.5  # a domain whose own expert gets less than this share of its gate weight has collapsed
+RESULTS_FILE = "phase2_results.json"
+
+
+# ---------------------------------------------------------------- who contributes what
+
+def domains_for(scale: Scale, section: str) -> tuple[str, ...]:
+    if section == "cross-lingual":
+        return (*scale.languages, "code")
+    if section == "private":
+        return tuple(scale.extra_domains) if scale.is_hub else corpora.PRIVATE_DOMAINS
+    if section == "twenty":
+        if scale.is_hub:
+            missing = [d for d in twenty_hub_sources() if not (data.MANIFEST_DIR / f"{d}.json").exists()]
+            raise KalavaiError(f"the 20-contributor cooperative has no data manifests at the Hub scales yet "
+                               f"({len(missing)} missing, e.g. {', '.join(missing[:3])}); see notebook 06")
+        return (*scale.languages, *corpora.PHASE2_LANGUAGES, *ENGLISH_DOMAINS)
+    raise KalavaiError(f"unknown Phase 2 section {section!r}; choose one of: {', '.join(SECTIONS)}")
+
+
+def twenty_hub_sources() -> list[str]:
+    """The authors' 20 contributors at 1B: ten CC-100 languages and ten Hub data sets (their code's names)."""
+    return ["tamil", "yoruba", "welsh", "swahili", "hindi", "bengali", "urdu", "amharic", "hausa", "igbo",
+            "code", "science", "fiction", "pubmed", "eurlex", "patents", "math", "dialogue", "news", "reviews"]
+
+
+def data_folder(scale: Scale, runs: Path, domains) -> Path:
+    """Chunk files for `domains` under data/phase2/ (the base's tokenizer, the usual split)."""
+    tokenizer = pipeline.prepare_tokenizer(scale, runs)
+    out = runs / "data" / "phase2"
+    t_hash = pipeline.tokenizer_hash(scale, runs)
+    records = {d: data.prepare_domain(scale, d, tokenizer, out, tokenizer_hash=t_hash) for d in domains}
+    data.write_manifest(out, records, {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len})
+    return out
+
+
+def cooperative_for(scale: Scale, runs: Path, section: str, seed: int) -> Cooperative:
+    domains = domains_for(scale, section)
+    # Twenty contributors' held-out curves would cost 20 domains x every curve point each:
+    # they keep the first and last point only (the base's and the specialist's loss).
+    overrides = {"curve_every": scale.spec_steps} if section == "twenty" else {}
+    return Cooperative(scale=scale, experiment=EXPERIMENT, condition=section, seed=seed, domains=domains,
+                       data_dir=data_folder(scale, runs, domains), train_overrides=overrides,
+                       routers=(paper_router(scale), CAUSAL_ROUTER), monolithic=False)
+
+
+# ---------------------------------------------------------------- router recipes
+
+@dataclass(frozen=True)
+class RouterRecipe:
+    """How a router is trained, beyond the scale's plain recipe (AdamW, constant lr, mixed batches)."""
+    name: str
+    steps_factor: float = 1.0  # x the scale's router_steps
+    warm_fraction: float = 0.0  # share of the steps on single-domain batches, domains in turn
+    balance: float = 0.0  # weight of routers.balance_loss
+    schedule: str = "constant"
+
+
+# The authors' remedy for collapse: 100 single-language steps, then 400 mixed (500 in all).
+WARM = RouterRecipe("warm", warm_fraction=0.2)
+# The authors' later many-expert router: 1,000 steps, load balancing 0.05, cosine schedule.
+MANY = RouterRecipe("lb", steps_factor=2.0, balance=0.05, schedule="cosine")
+
+
+def recipe_model(kind: str, granularity: str, recipe: RouterRecipe, mode: str = "soft") -> str:
+    return f"{fused_name(kind, granularity)}+{recipe.name}" + ("" if mode == "soft" else f":{mode}")
+
+
+def fit_recipe(coop: Cooperative, runs: Path, base, base_fp: str, recipe: RouterRecipe,
+               routers=None) -> tuple[dict, dict, dict]:
+    """Fit routers by `recipe` on `coop`'s frozen experts and evaluate them (cached).
+
+    Returns ({model: {domain: loss}}, {model: {domain: mean gate}}, {model: last router losses}),
+    models named recipe_model(kind, granularity, recipe), soft and hard as the cooperative's.
+    """
+    s = coop.scale
+    routers = tuple(routers or coop.routers)
+    subs = collect(coop, runs, base)
+    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
+    train = data.load_splits(coop.data_dir, coop.domains, "train")
+    mixed = torch.cat([train[d] for d in coop.domains])
+    steps = round(s.router_steps * recipe.steps_factor)
+    folder = coop.folder(runs) / "routers" / recipe.name
+    config = {"recipe": asdict(recipe), "steps": steps, "routers": routers, "seed": coop.seed,
+              "router": [s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
+              "experts": [fingerprint(m) for m in specialists], "data": tensor_sha256(mixed),
+              "eval": [s.eval_batch, s.eval_max_batches]}
+    if step_is_done(folder, config) and (folder / "evaluation.json").exists():
+        saved = read_json(folder / "evaluation.json")
+        return saved["losses"], saved["gates"], saved["router_loss"]
+    fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop),
+                                        router_kind=routers[0][0], granularity=routers[0][1],
+                                        router_hidden=s.router_hidden, seed=coop.seed)
+    made = [make_router(kind, fused.neox_config.hidden_size, len(specialists), hidden=s.router_hidden,
+                        seed=coop.seed) for kind, _ in routers]
+    logs = train_routers(fused, [(r, g) for r, (_, g) in zip(made, routers)], mixed, steps, s.router_batch,
+                         s.router_lr, s.router_wd, seed=coop.seed,
+                         warm_start=[train[d] for d in coop.domains], warm_steps=round(steps * recipe.warm_fraction),
+                         balance=recipe.balance, schedule=recipe.schedule)
+    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
+    losses, gates, router_loss = {}, {}, {}
+    start_step(folder)
+    with fused.reuse_expert_hidden():  # as evaluate_cooperative: one expert pass per held-out batch
+        for (kind, granularity), router, log in zip(routers, made, logs):
+            name = recipe_model(kind, granularity, recipe)
+            atomic_write_bytes(folder / f"{name.replace(':', '-')}.safetensors",
+                               save({k: v.contiguous() for k, v in router.state_dict().items()}))
+            fused.use_router(kind, granularity, hidden=s.router_hidden, seed=coop.seed)
+            fused.router.load_state_dict(router.state_dict())
+            batch_gates = {d: [] for d in heldout}
+            fused.set_mode("soft")
+            losses[name] = evaluate_domains(fused, heldout, s.eval_batch, s.eval_max_batches,
+                                            lambda d, out: batch_gates[d].append(out.gates.float().mean(dim=(0, 1))))
+            gates[name] = {d: torch.stack(g).mean(dim=0).tolist() for d, g in batch_gates.items()}
+            fused.set_mode("hard")
+            losses[recipe_model(kind, granularity, recipe, "hard")] = evaluate_domains(
+                fused, heldout, s.eval_batch, s.eval_max_batches)
+            fused.set_mode("soft")
+            router_loss[name] = log[-50:]
+    atomic_write_json(folder / "evaluation.json", {"losses": losses, "gates": gates, "router_loss": router_loss,
+                                                   "config": config})
+    mark_step_done(folder, config)
+    return losses, gates, router_loss
+
+
+def with_recipes(result: dict, extra_losses: dict, extra_gates: dict, extra_router_loss: dict) -> dict:
+    """The cooperative's results with the recipes' models added, metrics recomputed by make_results."""
+    return make_results(
+        experiment=result["experiment"], condition=result["condition"], scale=result["scale"], seed=result["seed"],
+        config=result["config"], base_fingerprint=result["base_fingerprint"], domains=result["domains"],
+        losses={**result["losses"], **extra_losses}, specialists=result["specialists"],
+        gates={**result["gates"], **extra_gates},
+        extra={**result["extra"], "router_loss": {**result["extra"].get("router_loss", {}), **extra_router_loss}},
+    )
+
+
+# ---------------------------------------------------------------- running a section
+
+def predict_before_routing(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
+    """The gain predicted from the specialists' divergences, before any router is trained.
+
+    Written to the cooperative's folder (prediction.json) once, with the line it used: notebook
+    04's fit (runs/<scale>/sweep/fit.json) when it exists, and the paper's line.
+    """
+    train_contributors(coop, runs, base, base_fp)
+    losses = evaluate_baselines(coop, runs, base, base_fp)
+    divs = {d: divergence_pct(losses["base"][d], losses[f"spec:{d}"][d]) for d in coop.domains}
+    out = {"paper_line": {**prediction.predict_gain(divs, prediction.paper_fit()), "fit": prediction.paper_fit().equation()}}
+    fit_path = runs / "sweep" / "fit.json"
+    if fit_path.exists():
+        fit, _ = prediction.load_fit(fit_path)
+        out["notebook04_fit"] = {**prediction.predict_gain(divs, fit), "fit": fit.equation()}
+    atomic_write_json(coop.folder(runs) / "prediction.json", out)
+    return out
+
+
+def run_section(scale: Scale, runs: Path, base, base_fp: str, section: str, seeds, recipes=()) -> list[dict]:
+    """Every seed of one section (cached): the cooperative's results with `recipes`' routers added."""
+    out = []
+    for seed in seeds:
+        coop = cooperative_for(scale, runs, section, seed)
+        if section == "twenty":
+            predict_before_routing(coop, runs, base, base_fp)
+        result = run_cooperative(coop, runs, base, base_fp)
+        losses, gates, router_loss = {}, {}, {}
+        for recipe in recipes:
+            rl, rg, rr = fit_recipe(coop, runs, base, base_fp, recipe, routers=(paper_router(scale),))
+            losses.update(rl), gates.update(rg), router_loss.update(rr)
+        merged = with_recipes(result, losses, gates, router_loss)
+        write_results(coop.folder(runs) / RESULTS_FILE, merged)
+        out.append(merged)
+    return out
+
+
+def load_section(runs: Path, section: str) -> list[dict]:
+    folder = runs / EXPERIMENT / section
+    return [load_results(p) for p in sorted(folder.glob(f"seed*/{RESULTS_FILE}"))]
+
+
+# ---------------------------------------------------------------- what the notebook shows
+
+def base_weakness(scale: Scale, runs: Path, base, section_domains, reference=("code", "science", "fiction")) -> pd.DataFrame:
+    """The base's held-out loss, characters per token and loss per character on each domain.
+
+    A script the tokenizer never saw falls apart into bytes (few characters per token); per
+    character, the base's loss there is far above its loss on the English-like domains.
+    """
+    domains = list(dict.fromkeys([*reference, *section_domains]))
+    folder = data_folder(scale, runs, domains)
+    heldout = {d: data.load_split(folder, d, "heldout")[: scale.eval_batch * scale.eval_max_batches] for d in domains}
+    losses = evaluate_domains(base, heldout, scale.eval_batch, scale.eval_max_batches)
+    tokenizer = pipeline.prepare_tokenizer(scale, runs)
+    rows = []
+    for d in domains:
+        chars = len("".join(tokenizer.decode(c) for c in heldout[d])) / heldout[d].numel()
+        rows.append({"domain": d, "kind": "reference" if d in reference else "new", "base_loss": losses[d],
+                     "chars_per_token": chars, "loss_per_char": losses[d] / chars, "perplexity": math.exp(losses[d])})
+    return pd.DataFrame(rows).set_index("domain")
+
+
+def collapse(result: dict, model: str, share: float = COLLAPSE_SHARE) -> dict:
+    """Per domain: its own expert's share of the gate weight; collapsed where below `share`."""
+    gates = result["gates"].get(model)
+    if gates is None:
+        raise KalavaiError(f"no gates for {model!r} in results of seed {result.get('seed')}")
+    return collapse_from_gates(gates, list(result["domains"]), share)
+
+
+def collapse_from_gates(gates: dict[str, list[float]], experts: list[str], share: float = COLLAPSE_SHARE) -> dict:
+    """The rule on a gate matrix {domain: mean gates over the experts in `experts` order}."""
+    own = {d: float(gates[d][experts.index(d)]) for d in gates if d in experts}
+    top = {d: experts[int(np.argmax(gates[d]))] for d in gates}
+    collapsed = sorted(d for d, w in own.items() if w < share)
+    return {"own_share": own, "top_expert": top, "collapsed": collapsed, "rule": f"own expert < {share:.0%} of gate weight"}
+
+
+def perplexity_table(results: list[dict], model: str) -> pd.DataFrame:
+    """Per language/domain: base, own specialist and fused perplexity (mean over seeds), the paper's beside."""
+    rows = []
+    for d in results[0]["domains"]:
+        def ppl(m):
+            return float(np.mean([math.exp(r["losses"][m][d]) for r in results]))
+        row = {"domain": d, "base": ppl("base"), "own specialist": ppl(f"spec:{d}"), "fused": ppl(model)}
+        row["fused vs base %"] = 100 * (row["base"] - row["fused"]) / row["base"]
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("domain")
+    return table
+
+
+def paper_cross_lingual_rows() -> pd.DataFrame:
+    """The paper's Yoruba and Welsh perplexities (Pythia-410M: base, fused), labelled as the paper's."""
+    rows = []
+    for lang in ("yoruba", "welsh"):
+        b, f = paper.CROSS_LINGUAL[f"{lang}_ppl"]
+        rows.append({"domain": f"paper: {lang} (410M)", "base": b, "own specialist": None, "fused": f,
+                     "fused vs base %": 100 * (b - f) / b})
+    return pd.DataFrame(rows).set_index("domain")
+
+
+def section_table(results: list[dict], models: list[str]) -> pd.DataFrame:
+    """Per seed: gain vs best specialist and vs base for each model, mean divergence, collapse."""
+    rows = []
+    for r in results:
+        m = r["metrics"]
+        for model in models:
+            if model not in r["losses"]:
+                continue
+            row = {"seed": r["seed"], "model": model, "gain_vs_best_%": m["gain_vs_best_pct"][model],
+                   "gain_vs_base_%": m["gain_vs_base_pct"][model], "mean_divergence_%": m["mean_divergence_pct"]}
+            if model in r["gates"]:
+                row["collapsed"] = ", ".join(collapse(r, model)["collapsed"]) or "-"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- memory of the fused model
+
+# Pythia's shapes (the Hub configs of EleutherAI/pythia-410m and -1b): hidden size, layers,
+# intermediate size, vocabulary; the frozen depth is the paper's (scales.Scale.freeze_layers).
+PYTHIA_SHAPES = {"410m": (1024, 24, 4096, 50304), "1b": (2048, 16, 8192, 50304)}
+
+
+def param_counts(d: int, n_layers: int, ffn: int, vocab: int, freeze: int) -> dict:
+    """Parameters of the shared prefix (embedding + first `freeze` blocks) and of one expert's suffix."""
+    block = 4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d  # attention (qkv + dense), MLP, two layer norms
+    return {"prefix": vocab * d + freeze * block, "suffix": (n_layers - freeze) * block + 2 * d + vocab * d}
+
+
+def fused_memory(n_experts: int, counts: dict, bytes_per_param: int) -> dict:
+    """Bytes of the fused model (prefix once, N suffixes), and the peak of two ways to build it:
+    holding every collected specialist while fusing (as evaluate_cooperative does today), or
+    loading them one at a time (prefix once + suffixes + one specialist in flight)."""
+    full = counts["prefix"] + counts["suffix"]
+    fused = counts["prefix"] + n_experts * counts["suffix"]
+    return {"fused_gb": fused * bytes_per_param / 1e9,
+            "peak_all_loaded_gb": (fused + n_experts * full) * bytes_per_param / 1e9,
+            "peak_one_at_a_time_gb": (fused + full) * bytes_per_param / 1e9,
+            "n_copies_of_prefix_in_fused": 1}
+
+
+def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
+    from .scales import get_scale
+    rows = []
+    s = scale
+    if not s.is_hub:
+        from .models import offline_config
+        c = offline_config(s)
+        counts = param_counts(c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, s.freeze_layers)
+        rows.append({"scale": s.name, "bytes/param": 2 if s.bf16 else 4, **fused_memory(n_experts, counts, 2 if s.bf16 else 4)})
+    for name, (d, layers, ffn, vocab) in PYTHIA_SHAPES.items():
+        hub = get_scale(name)
+        counts = param_counts(d, layers, ffn, vocab, hub.freeze_layers)
+        rows.append({"scale": name, "bytes/param": 2, **fused_memory(n_experts, counts, 2)})
+    return pd.DataFrame(rows).set_index("scale")
+
+
+# ---------------------------------------------------------------- reference summary
+
+def summarize(runs: Path) -> dict:
+    """Notebook 06's numbers for results/<scale>/06_phase2.json (keys as reference.py's)."""
+    runs = Path(runs)
+    out = {}
+    for section in SECTIONS:
+        results = load_section(runs, section)
+        if not results:
+            continue
+        seeds = {}
+        for r in results:
+            models = [m for m in r["losses"] if m.startswith("fused:") or m == "uniform"]
+            seeds[f"seed{r['seed']}"] = {
+                "ew": {m: r["metrics"]["ew"][m] for m in ["base", *r["specialists"].values(), *models]},
+                "gain_vs_best_pct": {m: r["metrics"]["gain_vs_best_pct"][m] for m in models},
+                "divergence_pct": r["metrics"]["divergence_pct"],
+                "mean_divergence_pct": r["metrics"]["mean_divergence_pct"],
+                "gates": {m: g for m, g in r["gates"].items()},
+                "collapsed": {m: collapse(r, m)["collapsed"] for m in r["gates"]},
+            }
+        out[section] = seeds
+        pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
+        if pred.exists():
+            p = read_json(pred)
+            out[section]["prediction"] = {k: {kk: p[k][kk] for kk in ("predicted_gain", "lo", "hi", "mean_divergence")}
+                                          for k in p}
+    return out

@@ -1,0 +1,177 @@
+"""Phase 2 (notebook 06): the new languages, collapse detection, the load-balancing term, 20-expert fusion."""
+import hashlib
+import itertools
+import unicodedata
+
+import pytest
+import torch
+
+from kalavai_utils import corpora, phase2, pipeline
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.routers import balance_loss, warm_start_batches
+from kalavai_utils.scales import SCALES, get_scale
+
+TEN = corpora.LANGUAGES + corpora.PHASE2_LANGUAGES
+NEW = corpora.PRIVATE_DOMAINS + corpora.PHASE2_LANGUAGES
+
+
+def script(ch: str) -> str:
+    return unicodedata.name(ch, "?").split()[0]
+
+
+def letters(docs) -> set[str]:
+    return {c for d in docs for c in d if unicodedata.category(c)[0] in "LM"}
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return {d: corpora.generate_documents(d, 40, seed=7) for d in TEN}
+
+
+@pytest.mark.parametrize("domain", NEW)
+def test_new_domains_are_deterministic(domain):
+    a = corpora.generate_documents(domain, 10, seed=3)
+    assert a == corpora.generate_documents(domain, 10, seed=3) and a != corpora.generate_documents(domain, 10, seed=4)
+    assert len(set(a)) == 10 and set(a).isdisjoint(corpora.generate_documents(domain, 10, seed=3, stream="pretrain"))
+    assert corpora.corpus_version(domain).endswith(corpora._PHASE2_VERSION)
+
+
+def test_each_new_language_has_a_script_of_its_own(samples):
+    main = {d: collections_mode([script(c) for c in letters(docs)]) for d, docs in samples.items()}
+    new = [main[d] for d in corpora.PHASE2_LANGUAGES]
+    assert len(set(new)) == len(new), main
+    assert not set(new) & {main[d] for d in corpora.LANGUAGES}, main
+
+
+def collections_mode(values):
+    return max(set(values), key=values.count)
+
+
+def test_languages_share_few_letters_and_trigrams(samples):
+    def trigrams(docs):
+        return {d[i:i + 3] for d in docs for i in range(len(d) - 2) if not any(c in " .,?;\n" for c in d[i:i + 3])}
+
+    grams = {d: trigrams(docs) for d, docs in samples.items()}
+    chars = {d: letters(docs) for d, docs in samples.items()}
+    for a, b in itertools.combinations(TEN, 2):
+        latin_pair = {a, b} == {"lang_tonal", "lang_mutation"}  # the paper's Yoruba and Welsh both write Latin
+        jaccard = len(chars[a] & chars[b]) / len(chars[a] | chars[b])
+        assert jaccard < (0.6 if latin_pair else 0.05), (a, b, jaccard)
+        overlap = len(grams[a] & grams[b]) / min(len(grams[a]), len(grams[b]))
+        assert overlap < (0.2 if latin_pair else 0.01), (a, b, overlap)
+
+
+def test_word_order_differs():
+    # lang_vso starts a clause with its verb (a "-ει/-ισε/-σει" word); lang_postpos ends it with an auxiliary
+    doc = corpora.generate_documents("lang_vso", 1, seed=1)[0].split("\n")[1]
+    first = [s.split()[0] for s in doc.split(". ") if s]
+    assert all(w.lower().endswith(("ει", "ισε", "σει")) for w in first[:5]), first
+    hindi = corpora.generate_documents("lang_postpos", 1, seed=1)[0].split("\n")[1]
+    assert all(s.strip().split()[-1] in ("है", "हैं", "था", "थी", "थे") or s.strip().endswith(("गा", "गी", "गे"))
+               for s in hindi.split("।")[:4] if s.strip().split() and not s.strip().endswith("?"))
+
+
+# Hashes of every earlier domain's smoke-size documents (non-code: code reads this interpreter's
+# standard library), taken before the Phase 2 domains were added: they must never move.
+BEFORE_PHASE2 = {  # generate_documents(domain, 60, seed=1234), the smoke corpus
+    "science": "63a36bc184467e7d2fc1c01c05ce427e79ca0b17d3f783a4c5d7506e17d2edea",
+    "fiction": "ef1a6ba1df830850b9f5d364a47621181ac7b8fbbfc3d6c3dd5454a5212c1c54",
+    "law": "6ebffe945426b42993df830e1713142e5b56c99ec4f5a4d65e992443a02084b6",
+    "medicine": "3266f38b2b854a979e199024f66f5ceb2f4d7c75f7d98cecf4d0bf5e927a6058",
+    "news": "fcc1bd85b458c074365df2039e7500b66e9cf4c24c0acda1b4a7efb021c1787f",
+    "recipes": "f246c83106a2b2b105293107180a948a3278337514767f1a0f76be3fd60936cf",
+    "sports": "c06835697eae1cbfc40a41d1e8d62c50df42fa4f893a7a8b0331ca3da5f3208b",
+    "finance": "cc12787394a5fbc8518743faf3b7b821a9fd81d8a7e1e46da5b361ca3d53be9a",
+    "travel": "95e201f10f37cc78800c53b1f69643d505a5e43d114d831de8860867a6b1db07",
+    "lang_script": "2843b7adf7dafd924eb472f8c2bb0d41fb1cca631bf23d0ae367a152c3994bc1",
+    "lang_tonal": "a5990404b474a8db059b9a369185c6b936662b800baacafe0f7b0c7853b70f65",
+    "lang_mutation": "efc65cc5e7799280bd1999f72988781569c786dfc61642c31c4a33a1d91ba23d",
+}
+
+
+def digest(docs) -> str:
+    return hashlib.sha256("\x00".join(docs).encode()).hexdigest()
+
+
+def test_earlier_domains_are_unchanged_and_the_base_never_sees_phase2():
+    for domain, h in BEFORE_PHASE2.items():
+        assert digest(corpora.generate_documents(domain, 60, seed=1234)) == h, domain
+    for name, s in SCALES.items():
+        if s.is_hub:
+            continue
+        offline = pipeline.all_offline_domains(s)
+        assert not set(offline) & set(NEW), name  # neither the tokenizer nor the base's mixture reads them
+        assert corpora.corpus_version() == corpora.corpus_version("science") == corpora.corpus_version(None)
+    mixture = "".join(pipeline.pretrain_documents(get_scale("smoke")))
+    assert not {script(c) for c in mixture} & {"CYRILLIC", "GREEK", "DEVANAGARI", "ARABIC", "HANGUL", "GEORGIAN", "CJK"}
+    for word in ("wherein", "BACKGROUND:", "HAS ADOPTED"):
+        assert word not in mixture
+
+
+def test_collapse_rule_on_a_hand_made_gate_matrix():
+    experts = ["tamil", "yoruba", "welsh", "code"]
+    gates = {"tamil": [1.0, 0, 0, 0], "yoruba": [0.9984, 0.0, 0.0015, 0.0001],  # the paper's seed 42
+             "welsh": [0, 0, 0.9999, 0.0001], "code": [0.3, 0.1, 0.1, 0.5]}
+    out = phase2.collapse_from_gates(gates, experts)
+    assert out["collapsed"] == ["yoruba"] and out["top_expert"]["yoruba"] == "tamil"
+    assert out["own_share"]["code"] == 0.5 and "code" not in out["collapsed"]  # exactly half is not collapse
+    assert phase2.collapse_from_gates(gates, experts, share=0.6)["collapsed"] == ["code", "yoruba"]
+
+
+def test_balance_loss_by_hand():
+    assert balance_loss(torch.tensor([[0.5, 0.5], [0.5, 0.5]])).item() == 0.0
+    assert balance_loss(torch.tensor([[1.0, 0.0], [0.0, 1.0]])).item() == 0.0  # balanced on average
+    assert balance_loss(torch.tensor([[1.0, 0.0], [1.0, 0.0]])).item() == pytest.approx(0.5)  # (1/2)^2 * 2
+    g = torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]]])  # [B=1, T=2, N=3]: mean (0.4, 0.2, 0.4)
+    assert balance_loss(g).item() == pytest.approx(2 * (0.4 - 1 / 3) ** 2 + (0.2 - 1 / 3) ** 2)
+
+
+def test_warm_start_batches_take_the_domains_in_turn():
+    chunks = [torch.full((5, 4), i) for i in range(3)]
+    batches = list(warm_start_batches(chunks, 7, 2, torch.Generator().manual_seed(0)))
+    assert [int(b[0, 0]) for b in batches] == [0, 1, 2, 0, 1, 2, 0] and all(b.shape == (2, 4) for b in batches)
+
+
+def test_sections_and_their_domains():
+    s = get_scale("smoke")
+    assert phase2.domains_for(s, "cross-lingual") == (*s.languages, "code")
+    assert phase2.domains_for(s, "private") == corpora.PRIVATE_DOMAINS
+    assert len(set(phase2.domains_for(s, "twenty"))) == 20
+    with pytest.raises(KalavaiError, match="no data manifests"):
+        phase2.domains_for(get_scale("1b"), "twenty")
+    with pytest.raises(KalavaiError, match="unknown Phase 2 section"):
+        phase2.domains_for(s, "nine")
+
+
+def test_memory_of_twenty_experts():
+    table = phase2.memory_table(get_scale("smoke"))
+    assert (table["n_copies_of_prefix_in_fused"] == 1).all()
+    assert (table["peak_one_at_a_time_gb"] < table["peak_all_loaded_gb"]).all()
+
+
+@pytest.fixture(scope="module")
+def smoke_base(tmp_path_factory):
+    scale = get_scale("smoke")
+    runs = tmp_path_factory.mktemp("runs") / "smoke"
+    info = pipeline.prepare_base(scale, runs)
+    return scale, runs, pipeline.load_base(scale, runs), info["fingerprint"]
+
+
+def test_the_base_is_weak_on_the_new_languages(smoke_base):
+    scale, runs, base, _ = smoke_base
+    table = phase2.base_weakness(scale, runs, base, corpora.PHASE2_LANGUAGES)
+    ref, new = table[table.kind == "reference"], table[table.kind == "new"]
+    assert new["chars_per_token"].max() < ref["chars_per_token"].min()  # the tokenizer never saw these scripts
+    assert new["loss_per_char"].min() > ref["loss_per_char"].max()
+
+
+def test_twenty_experts_fuse_at_smoke(smoke_base):
+    scale, runs, base, fp = smoke_base
+    results = phase2.run_section(scale, runs, base, fp, "twenty", seeds=[42], recipes=[phase2.MANY])
+    r = results[0]
+    assert len(r["domains"]) == 20 and len(r["specialists"]) == 20
+    model = phase2.recipe_model(*phase2.paper_router(scale), phase2.MANY)
+    assert model in r["losses"] and len(r["gates"][model]["code"]) == 20
+    assert (runs / "phase2" / "twenty" / "seed42" / "prediction.json").exists()
+    summary = phase2.summarize(runs)
+    assert "twenty" in summary and "prediction" in summary["twenty"]

@@ -55,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--out", help="JSON path (default runs/<scale>/benchmarks/speed.json)")
     bm.add_argument("--steps", type=int, default=20)
 
+    bi = sub.add_parser("benchmark-inference", help="time fused inference (dense, batched, top-1/2, generation); writes JSON")
+    bi.add_argument("--scale", default="tiny")
+    bi.add_argument("--out", help="JSON path (default runs/<scale>/benchmarks/inference.json)")
+    bi.add_argument("--n-experts", default="2,3,4,5,20", help="comma-separated N to sweep")
+    bi.add_argument("--freeze-layers", help="comma-separated frozen depths K to sweep (default: 0, L/2, L-1 and the scale's)")
+    bi.add_argument("--batch-sizes", help="comma-separated batch sizes to sweep (default: 1, the eval batch, twice it)")
+    bi.add_argument("--gen-lengths", default="64,256,1024", help="comma-separated new-token counts ('' for none)")
+    bi.add_argument("--seq-len", type=int, help="tokens per sequence (default: the scale's)")
+    bi.add_argument("--repeats", type=int, default=3)
+
+    ge = sub.add_parser("generate", help="generate text with a saved fused model, streaming tokens")
+    ge.add_argument("--fused", required=True, help="a fused model folder (FusedModel.save_pretrained, with a tokenizer)")
+    ge.add_argument("--prompt", required=True)
+    ge.add_argument("--max-new-tokens", type=int, default=64)
+    ge.add_argument("--sample", action="store_true", help="sample (default: greedy)")
+    ge.add_argument("--seed", type=int, default=0)
+    ge.add_argument("--no-cache", action="store_true", help="re-read the whole sequence at every step")
+
     er = sub.add_parser("export-results", help="write a run's reference summaries, one JSON per notebook")
     er.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
     er.add_argument("out_dir", help="where to write them, e.g. results/tiny")
@@ -125,6 +143,23 @@ def main(argv=None) -> int:
             out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "speed.json")
             print(json.dumps(bench(args.scale, out, args.steps), indent=2))
             print(f"written: {out}")
+        elif args.command == "benchmark-inference":
+            from .inference import main as bench_inference
+            from .pipeline import run_dir
+            from .scales import get_scale
+
+            def ints(text):
+                return tuple(int(x) for x in text.split(",") if x.strip()) if text is not None else None
+
+            out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "inference.json")
+            bench_inference(args.scale, out, n_experts=ints(args.n_experts), freeze_layers=ints(args.freeze_layers),
+                            batch_sizes=ints(args.batch_sizes), gen_lengths=ints(args.gen_lengths),
+                            seq_len=args.seq_len, repeats=args.repeats)
+            print(f"written: {out}")
+        elif args.command == "generate":
+            from .inference import generate_text
+
+            generate_text(args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed, not args.no_cache)
         elif args.command == "export-results":
             from .reference import export_reference
 

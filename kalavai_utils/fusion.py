@@ -22,6 +22,7 @@ KV cache (`FusedCache`: the shared prefix's once, one per expert suffix).
 from __future__ import annotations
 
 import copy
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -303,7 +304,9 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         if self.config.batched_experts and cache is None:
             params = self.stacked_expert_weights()
             run = lambda p: torch.func.functional_call(self.experts[0], p, (x, mask, position_ids, rope))  # noqa: E731
-            return torch.vmap(run)(params)
+            with warnings.catch_warnings():  # attention has no vmap rule on some backends: a loop inside, still right
+                warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+                return torch.vmap(run)(params)
         caches = cache.experts if cache is not None else [None] * len(self.experts)
         return torch.stack([expert(x, mask, position_ids, rope, c) for expert, c in zip(self.experts, caches)])
 

@@ -155,3 +155,49 @@ def test_bad_dispatch_is_refused(specs):
         fused.set_dispatch(3)
     with pytest.raises(KalavaiError, match="sparse_by"):
         fused.set_dispatch(1, "chunk")
+
+
+def test_benchmark_json_schema(tmp_path):
+    import json
+
+    from kalavai_utils.__main__ import main
+    from kalavai_utils.inference import FORWARD_VARIANTS, generation_table, verdicts
+
+    out = tmp_path / "inference.json"
+    assert main(["benchmark-inference", "--scale", "smoke", "--out", str(out), "--n-experts", "2,3",
+                 "--freeze-layers", "0", "--batch-sizes", "2", "--gen-lengths", "4,8", "--repeats", "1"]) == 0
+    bench = json.loads(out.read_text())
+    assert {"scale", "device", "device_name", "dtype", "weights", "config", "settings", "forward", "generation"} <= set(bench)
+    s = bench["settings"]
+    assert s["freeze_layers"] == [0, 1] and s["batch_sizes"] == [2, 4] and s["main_n"] == 3
+    variants = {r["variant"] for r in bench["forward"] if (r["n_experts"], r["freeze_layers"], r["batch"]) == (3, 1, 4)}
+    assert variants == set(FORWARD_VARIANTS)
+    for r in bench["forward"]:
+        assert r["seconds"] > 0 and r["tokens_per_s"] > 0 and r["latency_x_single"] > 0
+        assert r["ideal_dense_ratio"] == 1 + (r["n_experts"] - 1) * (2 - r["freeze_layers"]) / 2
+    assert len(bench["generation"]) == 2 * 2 * 2  # lengths x models x cache on/off
+    assert len(generation_table(bench)) == 4 and len(verdicts(bench)) >= 2
+
+
+def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from kalavai_utils.__main__ import main
+
+    vocab = {f"w{i}": i for i in range(512)}
+    bpe = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="w0", unk_token="w0")
+    from kalavai_utils.inference import save_fused
+
+    fused = fuse(specs, granularity="token")
+    save_fused(fused, tokenizer, tmp_path / "fused")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "fused")  # plain transformers, no remote code
+    assert isinstance(loaded, FusedModel)
+    assert main(["generate", "--fused", str(tmp_path / "fused"), "--prompt", "w5 w9 w13", "--max-new-tokens", "4"]) == 0
+    streamed = capsys.readouterr().out
+    ids = torch.tensor([[5, 9, 13]])
+    want = fused.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert streamed.split() == [f"w{i}" for i in want[0].tolist()]
+    assert main(["generate", "--fused", str(tmp_path / "nothing"), "--prompt", "w1"]) == 2

@@ -1,0 +1,460 @@
+"""What fused inference costs (notebook 07, the paper's inference section).
+
+The fused model itself (cache, batched experts, sparse dispatch) lives in fusion.py; this
+module measures it:
+
+- `run_benchmark`: latency, throughput and peak memory of one model, the N specialists run
+  one after another ("separate"), dense fusion (shared prefix once; experts in a loop or as one
+  batched computation) and top-1 / top-2 dispatch, across the number of experts N, the frozen
+  depth K and the batch size, and generation with and without the KV cache. Random weights:
+  speed does not depend on them. Writes one JSON file (`python -m kalavai_utils
+  benchmark-inference`); timings are the machine's, never reference numbers.
+- `dispatch_losses`: the held-out loss of each dispatch by the one evaluation protocol
+  (evaluation.py), for a trained cooperative: the other half of the paper's trade-off.
+- `summarize`: notebook 07's reference summary (losses exactly, timings apart).
+
+The ideal dense ratio against one model is 1 + (N-1)(L-K)/L (the prefix paid once, every
+expert's L-K blocks paid N times), counting blocks only; `flops_ratio` also counts each
+expert's output head, which at small scales costs as much as a block or more.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+from .errors import KalavaiError
+from .evaluation import evaluate_domains
+from .fusion import FusedConfig, FusedModel
+from .metrics import equal_weight
+from .models import offline_config
+from .results import library_versions
+from .scales import get_scale
+from .storage import atomic_write_json, read_json
+
+# name -> (top_k, sparse_by); top_k 0 is dense
+DISPATCHES = {"dense": (0, "sequence"), "top1-sequence": (1, "sequence"), "top2-sequence": (2, "sequence"),
+              "top1-token": (1, "token"), "top2-token": (2, "token")}
+# forward variants the benchmark times: one model, N separate forwards, dense (loop / batched), sparse
+FORWARD_VARIANTS = ("single", "separate", "dense", "dense-batched", *[d for d in DISPATCHES if d != "dense"])
+RESULTS_NAME = "07_inference.json"
+
+
+# ---------------------------------------------------------------- ratios
+
+def ideal_dense_ratio(n_experts: int, n_layers: int, freeze_layers: int) -> float:
+    """Dense fused latency / one model's, counting blocks: 1 + (N-1)(L-K)/L."""
+    return 1 + (n_experts - 1) * (n_layers - freeze_layers) / n_layers
+
+
+def forward_flops(config: GPTNeoXConfig, seq_len: int, n_experts: int = 1, freeze_layers: int | None = None) -> float:
+    """Forward matmul FLOPs per token (perf.py's counting) of one model, or of N fused experts sharing K blocks."""
+    d, L, V = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    block = 2 * (4 * d * d + 2 * d * config.intermediate_size) + 2 * 2 * seq_len * d
+    k = L if freeze_layers is None else freeze_layers
+    return k * block + n_experts * ((L - k) * block + 2 * d * V)
+
+
+def flops_ratio(config: GPTNeoXConfig, seq_len: int, n_experts: int, freeze_layers: int) -> float:
+    """The ideal dense ratio with every expert's output head counted too."""
+    return forward_flops(config, seq_len, n_experts, freeze_layers) / forward_flops(config, seq_len)
+
+
+# ---------------------------------------------------------------- dispatch
+
+@contextmanager
+def dispatch(fused: FusedModel, name: str):
+    """Run `fused` with this dispatch inside the block (DISPATCHES), restored after."""
+    if name not in DISPATCHES:
+        raise KalavaiError(f"unknown dispatch {name!r}; choose one of: {', '.join(DISPATCHES)}")
+    before = (fused.config.expert_top_k, fused.config.sparse_by)
+    fused.set_dispatch(*DISPATCHES[name])
+    try:
+        yield fused
+    finally:
+        fused.set_dispatch(*before)
+
+
+def dispatch_losses(fused: FusedModel, heldout: dict, batch_size: int, max_batches: int,
+                    dispatches=tuple(DISPATCHES)) -> dict[str, dict[str, float]]:
+    """Per-domain held-out losses and their equal-weight mean ("ew") for each dispatch, by the one protocol."""
+    out = {}
+    for name in dispatches:
+        with dispatch(fused, name):
+            losses = evaluate_domains(fused, heldout, batch_size, max_batches)
+        out[name] = {**losses, "ew": equal_weight(losses)}
+    return out
+
+
+# ---------------------------------------------------------------- models for timing
+
+def benchmark_config(scale_name: str) -> tuple[GPTNeoXConfig, str]:
+    """The scale's architecture, never its weights: offline scales' own config, Pythia-410M's published one at 410m."""
+    scale = get_scale(scale_name)
+    if not scale.is_hub:
+        return offline_config(scale), "random init, the offline scale's architecture"
+    if scale.name == "410m":
+        from .benchmark import _pythia_410m_config
+
+        return _pythia_410m_config(), "random init, Pythia-410M's published config (typed in benchmark.py)"
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision, local_files_only=True)
+        return config, "random init, real config from the local Hugging Face cache"
+    except Exception:  # noqa: BLE001
+        raise KalavaiError(f"no config for {scale.hub_model} in the local Hugging Face cache; "
+                           "benchmark-inference knows 410m's by heart") from None
+
+
+def random_models(config: GPTNeoXConfig, n_experts: int, freeze_layers: int, device, dtype, seed: int = 0):
+    """One random GPT-NeoX and a random fused model of N experts sharing K blocks, built on `device`.
+
+    The experts are independent random draws: speed does not depend on the weights.
+    """
+    torch.manual_seed(seed)
+    with torch.device(device):
+        single = GPTNeoXForCausalLM(config)
+        fused = FusedModel(FusedConfig(neox=config.to_dict(), n_experts=n_experts, freeze_layers=freeze_layers,
+                                       granularity="token", bos_token_id=config.bos_token_id,
+                                       eos_token_id=config.eos_token_id))
+    fused.config._attn_implementation = single.config._attn_implementation
+    return single.to(dtype).eval(), fused.to(dtype).eval()
+
+
+# ---------------------------------------------------------------- timing
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats: int) -> dict:
+    """Median seconds of `repeats` calls after one warm-up, and peak GPU memory (GiB; None on CPU)."""
+    cuda = torch.device(device).type == "cuda"
+    fn()
+    _sync(device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times),
+            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
+
+
+@torch.no_grad()
+def time_forward(variant: str, single, fused, batch: torch.Tensor, device, repeats: int) -> dict:
+    """One forward pass over `batch` (with its loss, as in evaluation) by this variant."""
+    n = fused.config.n_experts
+    if variant == "single":
+        return timed(lambda: single(input_ids=batch, labels=batch, use_cache=False), device, repeats)
+    if variant == "separate":  # the N specialists one after another (same architecture, same cost)
+        return timed(lambda: [single(input_ids=batch, labels=batch, use_cache=False) for _ in range(n)], device, repeats)
+    name = "dense" if variant == "dense-batched" else variant
+    fused.config.batched_experts = variant == "dense-batched"
+    try:
+        with dispatch(fused, name):
+            return timed(lambda: fused(input_ids=batch, labels=batch), device, repeats)
+    finally:
+        fused.config.batched_experts = False
+
+
+@torch.no_grad()
+def time_generation(model, prompt: torch.Tensor, new_tokens: int, use_cache: bool, device) -> dict:
+    """Seconds to generate exactly `new_tokens` greedy tokens (no early stop), once after a short warm-up."""
+    kw = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
+              pad_token_id=0, use_cache=use_cache)
+    with quiet_transformers():  # generating past max_position_embeddings is intended (rotary has no limit)
+        model.generate(prompt, attention_mask=torch.ones_like(prompt), **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})
+        result = timed(lambda: model.generate(prompt, attention_mask=torch.ones_like(prompt), **kw), device, 1)
+    return {**result, "tokens_per_s": prompt.shape[0] * new_tokens / result["seconds"]}
+
+
+def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=None, batch_sizes=None,
+                  gen_lengths=(64, 256, 1024), main_n: int = 3, repeats: int = 3, seq_len: int | None = None,
+                  prompt_len: int = 32, variants=FORWARD_VARIANTS, device: str | None = None, seed: int = 0) -> dict:
+    """Every timing notebook 07 shows, as one JSON-able dict (see the module docstring).
+
+    Sweeps, each around the main point (N=main_n, the scale's K, batch = the scale's eval batch,
+    seq_len = the scale's): N over `n_experts` (every variant), K over `freeze_layers` and the
+    batch size over `batch_sizes` (single, separate and dense), and generation at N=main_n,
+    batch 1, with and without the cache, for one model and the dense fused model.
+    """
+    scale = get_scale(scale_name)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.bfloat16 if (device.type == "cuda" and scale.bf16) else torch.float32
+    config, weights = benchmark_config(scale_name)
+    L = config.num_hidden_layers
+    T = seq_len or scale.seq_len
+    k0, b0 = scale.freeze_layers, scale.eval_batch
+    freeze_layers = sorted({k0, *(freeze_layers if freeze_layers is not None else (0, L // 2, L - 1))})
+    batch_sizes = sorted({b0, *(batch_sizes if batch_sizes is not None else (1, 2 * b0))})
+    for k in freeze_layers:
+        if not 0 <= k <= L:
+            raise KalavaiError(f"frozen depth {k} outside 0..{L}")
+    unknown = sorted(set(variants) - set(FORWARD_VARIANTS))
+    if unknown:
+        raise KalavaiError(f"unknown variant(s) {', '.join(unknown)}; choose from: {', '.join(FORWARD_VARIANTS)}")
+    basic = [v for v in ("single", "separate", "dense", "dense-batched") if v in variants]
+
+    # (n, k, batch) -> the variants to time there
+    plan: dict[tuple[int, int, int], list[str]] = {}
+    for n in n_experts:
+        todo = plan.setdefault((n, k0, b0), [])
+        todo += [v for v in variants if v not in todo and not (v.startswith("top2") and n < 2)]
+    for key in [(main_n, k, b0) for k in freeze_layers] + [(main_n, k0, b) for b in batch_sizes]:
+        todo = plan.setdefault(key, [])
+        todo += [v for v in basic if v not in todo]
+
+    g = torch.Generator().manual_seed(seed)
+    forward = []
+    for (n, k, b), todo in sorted(plan.items()):
+        single, fused = random_models(config, n, k, device, dtype, seed)
+        batch = torch.randint(0, config.vocab_size, (b, T), generator=g).to(device)
+        for variant in todo:
+            forward.append({"n_experts": n, "freeze_layers": k, "batch": b, "seq_len": T, "variant": variant,
+                            **time_forward(variant, single, fused, batch, device, repeats)})
+        del single, fused
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    base = {(r["n_experts"], r["freeze_layers"], r["batch"]): r["seconds"] for r in forward if r["variant"] == "single"}
+    for r in forward:
+        key = (r["n_experts"], r["freeze_layers"], r["batch"])
+        r["tokens_per_s"] = r["batch"] * T / r["seconds"]
+        r["latency_x_single"] = r["seconds"] / base[key] if key in base else None
+        r["ideal_dense_ratio"] = ideal_dense_ratio(r["n_experts"], L, r["freeze_layers"])
+        r["flops_ratio"] = flops_ratio(config, T, r["n_experts"], r["freeze_layers"])
+
+    generation = []
+    if gen_lengths:
+        single, fused = random_models(config, main_n, k0, device, dtype, seed)
+        prompt = torch.randint(0, config.vocab_size, (1, prompt_len), generator=g).to(device)
+        for new in gen_lengths:
+            for model_name, model in (("single", single), ("dense", fused)):
+                for use_cache in (True, False):
+                    generation.append({"model": model_name, "n_experts": main_n, "freeze_layers": k0, "batch": 1,
+                                       "prompt_len": prompt_len, "new_tokens": new, "cache": use_cache,
+                                       **time_generation(model, prompt, new, use_cache, device)})
+        del single, fused
+    return {
+        "scale": scale.name, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "dtype": str(dtype), "weights": weights,
+        "config": {"n_layers": L, "hidden_size": config.hidden_size, "vocab_size": config.vocab_size},
+        "settings": {"n_experts": list(n_experts), "freeze_layers": freeze_layers, "batch_sizes": batch_sizes,
+                     "gen_lengths": list(gen_lengths), "main_n": main_n, "main_freeze_layers": k0, "main_batch": b0,
+                     "seq_len": T, "prompt_len": prompt_len, "repeats": repeats, "variants": list(variants)},
+        "forward": forward, "generation": generation, "versions": library_versions(),
+    }
+
+
+def main(scale_name: str, out: str, **kw) -> dict:
+    result = run_benchmark(scale_name, **kw)
+    atomic_write_json(out, result)
+    return result
+
+
+@contextmanager
+def quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
+# ---------------------------------------------------------------- generating text
+
+def save_fused(fused: FusedModel, tokenizer, folder) -> Path:
+    """A fused model folder that `generate` and plain AutoModelForCausalLM.from_pretrained read (safetensors)."""
+    folder = Path(folder)
+    fused.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def load_fused(folder) -> tuple[FusedModel, object]:
+    """A fused model folder through transformers' Auto classes (registered by kalavai_utils.fusion; no remote code)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise KalavaiError(f"no fused model in {folder} (no config.json)")
+    model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False)
+    if not isinstance(model, FusedModel):
+        raise KalavaiError(f"{folder} holds a {type(model).__name__}, not a fused model")
+    return model.eval(), AutoTokenizer.from_pretrained(str(folder))
+
+
+@torch.no_grad()
+def generate_text(folder, prompt: str, max_new_tokens: int = 64, sample: bool = False, seed: int = 0,
+                  use_cache: bool = True, streamer=None) -> str:
+    """Generate from a saved fused model, streaming tokens to stdout (transformers' TextStreamer)."""
+    from transformers import TextStreamer
+
+    model, tokenizer = load_fused(folder)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    torch.manual_seed(seed)
+    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+    if inputs["input_ids"].shape[1] == 0:
+        raise KalavaiError("empty prompt")
+    streamer = streamer or TextStreamer(tokenizer, skip_prompt=False)
+    with quiet_transformers():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample, use_cache=use_cache,
+                             streamer=streamer, pad_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(out[0], skip_special_tokens=True)
+
+
+# ---------------------------------------------------------------- reading a benchmark
+
+def forward_table(bench: dict):
+    """The forward timings as a DataFrame, one row per (N, K, batch, variant)."""
+    import pandas as pd
+
+    return pd.DataFrame(bench["forward"])
+
+
+def main_point(bench: dict) -> dict:
+    """variant -> its row at the main point (N=main_n, the scale's K and eval batch)."""
+    s = bench["settings"]
+    return {r["variant"]: r for r in bench["forward"]
+            if (r["n_experts"], r["freeze_layers"], r["batch"]) == (s["main_n"], s["main_freeze_layers"], s["main_batch"])}
+
+
+def generation_table(bench: dict):
+    """Generation: tokens/s with and without the cache, the cache's speedup, fused vs one model."""
+    import pandas as pd
+
+    df = pd.DataFrame(bench["generation"])
+    if df.empty:
+        return df
+    wide = df.pivot_table(index=["new_tokens", "model"], columns="cache", values="tokens_per_s").rename(
+        columns={True: "tokens/s cached", False: "tokens/s cache-free"})
+    wide["cache speedup"] = wide["tokens/s cached"] / wide["tokens/s cache-free"]
+    return wide.reset_index()
+
+
+def verdicts(bench: dict):
+    """The issue's targets, computed from a benchmark: each row says what was measured and whether it holds."""
+    import pandas as pd
+
+    s, rows = bench["settings"], []
+    main = main_point(bench)
+    if "dense" in main:
+        ideal = main["dense"]["ideal_dense_ratio"]
+        best = min((main[v] for v in ("dense", "dense-batched") if v in main), key=lambda r: r["seconds"])
+        rows.append({"target": f"dense fused at or under the ideal ratio (N={s['main_n']}, K={s['main_freeze_layers']})",
+                     "measured": f"{best['latency_x_single']:.2f}x ({best['variant']})", "ideal": f"{ideal:.2f}x",
+                     "holds": best["latency_x_single"] <= ideal})
+    gen = {(r["model"], r["new_tokens"], r["cache"]): r["tokens_per_s"] for r in bench["generation"]}
+    if ("dense", 256, True) in gen and ("single", 256, True) in gen:
+        ideal = ideal_dense_ratio(s["main_n"], bench["config"]["n_layers"], s["main_freeze_layers"])
+        need = 0.8 / ideal * gen[("single", 256, True)]
+        rows.append({"target": "cached fused generation >= 0.8/ideal x one model's tokens/s at 256 tokens",
+                     "measured": f"{gen[('dense', 256, True)]:.0f} tokens/s", "ideal": f">= {need:.0f} tokens/s",
+                     "holds": gen[("dense", 256, True)] >= need})
+    for new in s["gen_lengths"]:
+        if ("dense", new, True) in gen and ("dense", new, False) in gen:
+            rows.append({"target": f"cache speedup of fused generation at {new} tokens (reported)",
+                         "measured": f"{gen[('dense', new, True)] / gen[('dense', new, False)]:.2f}x",
+                         "ideal": "", "holds": None})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the notebook's run
+
+def trained_fused(scale, runs: Path, seed: int):
+    """Notebook 03's fused model for one seed, with its routers loaded: (fused, {fused name: router}, held-out)."""
+    from . import cooperative, data, pipeline
+    from .models import for_inference
+
+    folder, _ = pipeline.prepare_corpus(scale, runs)
+    base = pipeline.load_base(scale, runs)
+    coop = cooperative.main_cooperative(scale, runs, seed, folder)
+    subs = cooperative.collect(coop, runs, base)
+    fused = FusedModel.from_specialists([for_inference(s.model, scale.bf16) for s in subs], list(coop.domains),
+                                        cooperative.config_freeze(coop), router_hidden=scale.router_hidden, seed=seed)
+    mixed = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+    routers = cooperative.fit_routers(fused, coop.routers, mixed, coop, coop.folder(runs) / "routers")  # cached by 03
+    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
+    return fused, {name: router for name, (router, _) in routers.items()}, heldout, coop
+
+
+def inference_losses(scale, runs: Path, seed: int) -> dict:
+    """Held-out losses of every dispatch for each of the cooperative's routers (cached on content).
+
+    Written to runs/<scale>/inference/seed<seed>/losses.json. "dense" is notebook 03's fused
+    model, evaluated again through the same protocol: it must give 03's numbers.
+    """
+    from .cooperative import fused_name
+    from .models import fingerprint
+    from .storage import mark_step_done, start_step, step_is_done
+
+    folder = runs / "inference" / f"seed{seed}"
+    fused, routers, heldout, coop = trained_fused(scale, runs, seed)
+    config = {"experts": [fingerprint(e) for e in fused.experts],
+              "routers": {n: fingerprint(r) for n, r in routers.items()},
+              "eval": [scale.eval_batch, scale.eval_max_batches], "dispatches": list(DISPATCHES)}
+    if step_is_done(folder, config) and (folder / "losses.json").exists():
+        return read_json(folder / "losses.json")
+    out = {}
+    for kind, granularity in coop.routers:
+        name = fused_name(kind, granularity)
+        fused.use_router(kind, granularity, hidden=scale.router_hidden, seed=seed)
+        fused.router.load_state_dict(routers[name].state_dict())
+        out[name] = dispatch_losses(fused, heldout, scale.eval_batch, scale.eval_max_batches)
+    start_step(folder)
+    atomic_write_json(folder / "losses.json", out)
+    mark_step_done(folder, config)
+    return out
+
+
+def loss_table(losses: dict, results: dict):
+    """EW held-out loss of each dispatch per router, and notebook 03's dense number beside it."""
+    import pandas as pd
+
+    rows = []
+    for name, per in losses.items():
+        for d, v in per.items():
+            rows.append({"router": name, "dispatch": d, "EW loss": v["ew"]})
+    df = pd.DataFrame(rows).pivot(index="dispatch", columns="router", values="EW loss").loc[list(DISPATCHES)]
+    for name in losses:
+        df.loc["notebook 03 (dense)", name] = equal_weight({d: results["losses"][name][d] for d in results["domains"]})
+    return df
+
+
+# ---------------------------------------------------------------- reference summary
+
+def summarize(runs: Path) -> dict:
+    """Notebook 07's reference numbers: dispatch losses (deterministic) and, apart, timings.
+
+    Everything under "timings" is the machine's (reference.IGNORED_KEYS skips it).
+    """
+    runs = Path(runs)
+    out = {"losses": {}, "timings": {}}
+    for folder in sorted((runs / "inference").glob("seed*")):
+        path = folder / "losses.json"
+        if path.exists():
+            out["losses"][folder.name] = read_json(path)
+    bench = runs / "benchmarks" / "inference.json"
+    if bench.exists():
+        b = read_json(bench)
+        out["timings"] = {"device_name": b["device_name"], "main_point": {v: r["latency_x_single"] for v, r in main_point(b).items()},
+                          "generation": b["generation"]}
+        out["ideal_dense_ratio"] = next(iter(main_point(b).values()))["ideal_dense_ratio"] if main_point(b) else None
+    if not out["losses"]:
+        raise KalavaiError(f"no inference losses under {runs / 'inference'}: run notebook 07 first")
+    return out

@@ -8,6 +8,8 @@ the one path every specialist takes.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -33,8 +35,10 @@ def add_adapters(model, spec: dict, freeze_layers: int, seed: int) -> PeftModel:
     config = LoraConfig(r=spec["rank"], lora_alpha=spec["alpha"], lora_dropout=spec["dropout"],
                         target_modules=list(spec["targets"]), layers_to_transform=list(range(freeze_layers, n_layers)),
                         layers_pattern="layers", bias="none", task_type="CAUSAL_LM")
-    with torch.random.fork_rng(devices=[]):  # the adapters' random init, without moving the caller's RNG
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(seed)  # the adapters' random init, without moving the caller's RNG
+        # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`; nothing to act on here
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)
 
 

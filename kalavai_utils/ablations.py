@@ -1,0 +1,886 @@
+"""Notebook 05's experiments: the paper's eight ablations, through the one protocol.
+
+Each ablation is a set of cooperatives run by cooperative.run_cooperative (or, for the
+two that cannot be one ordinary cooperative, by the same pieces: verification, fit_routers,
+evaluate_fused, results.make_results), with one results file each under
+runs/<scale>/ablations/<condition>/seed<seed>/. A cooperative that notebooks 02-04 already
+ran is not run again: `ablation_cooperative` returns that very cooperative (same folder,
+same configuration), so its cached steps serve it; a specialist whose recipe equals one
+already trained is copied into the new cooperative's folder and found done there (the
+cache checks its configuration, so a wrong copy would only be retrained, never used).
+
+1. freeze depth K           `freeze_depths`, cooperatives freeze<K> (K = scale's: main)
+2. training-duration crossover  from the K=0 and K=scale specialists' held-out curves
+3. base maturity            one cooperative per saved base revision (`maturity_revisions`)
+4. shared initialisation    specialists of section 3 from different revisions, fused
+                             through `UnsharedFusion` (explicit switch; no shared prefix)
+5. heterogeneous contributors  one specialist with another batch / lr / half the steps
+6. LoRA                     cooperatives of LoRA specialists, merged before submission
+7. number of specialists    notebook 04's n2 / main / n4 / n5, re-evaluated on n5's domains
+8. capacity control         one bigger model, pretrained like the base, trained on the mix
+
+Tables, verdicts and `summarize` read results files only.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import data, paper, pipeline, sweep
+from .cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, collect, evaluate_fused, fit_routers,
+                          main_cooperative, paper_fused, paper_router, run_cooperative, train_specialist)
+from .errors import KalavaiError
+from .evaluation import evaluate_domains
+from .fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
+from .lora import lora_spec
+from .metrics import divergence_pct, improvement_pct
+from .models import fingerprint, for_inference, load_causal_lm, n_params, offline_config, tensor_sha256
+from .results import load_results, make_results, write_results
+from .routers import GRANULARITIES, make_router
+from .scales import Scale, get_scale
+from .storage import atomic_write_json, mark_step_done, read_json, step_is_done
+from .submission import collect_submissions
+from .training import TrainConfig
+
+EXPERIMENT = "ablations"
+RESULTS = "results.json"
+
+
+# ================================================================ building cooperatives
+
+def _recipe_changes(scale: Scale, seed: int, overrides: dict) -> dict:
+    """Overrides that actually change the scale's specialist recipe (K = the scale's K is no change)."""
+    default = TrainConfig.specialist(scale, seed).to_dict()
+    return {k: v for k, v in (overrides or {}).items() if default.get(k) != v}
+
+
+def _sweep_conditions(scale: Scale) -> list[sweep.Condition]:
+    """Every condition notebook 04 can run at this scale (smoke runs only the first few)."""
+    return sweep.conditions(scale.with_overrides(sweep_max_conditions=0))
+
+
+def existing_cooperative(scale: Scale, runs: Path, seed: int, domains, overrides: dict) -> Cooperative | None:
+    """The cooperative of notebooks 02-04 with exactly these domains and recipe, if there is one."""
+    domains, overrides = tuple(domains), _recipe_changes(scale, seed, overrides)
+    for cond in _sweep_conditions(scale):  # "main" comes first: the main experiment's cooperative
+        if cond.domains == domains and cond.overlap is None and _recipe_changes(scale, seed, cond.overrides) == overrides:
+            return sweep.cooperative_for(scale, runs, cond, seed)
+    return None
+
+
+def ablation_cooperative(scale: Scale, runs: Path, condition: str, seed: int, *, domains=None, overrides=None,
+                         domain_overrides=None, lora=None, shared_base: bool = True) -> Cooperative:
+    """One ablation's cooperative, or the identical one notebooks 02-04 already ran.
+
+    `shared_base=False` says the contributors start from another base revision (section 3):
+    such a cooperative is never taken for one grown from the shared base.
+    """
+    domains = tuple(domains or scale.domains)
+    overrides = _recipe_changes(scale, seed, overrides or {})
+    if shared_base and not domain_overrides and not lora:
+        found = existing_cooperative(scale, runs, seed, domains, overrides)
+        if found is not None:
+            return found
+    folder, _ = pipeline.prepare_corpus(scale, runs, domains=domains)
+    return Cooperative(scale=scale, experiment=EXPERIMENT, condition=condition, seed=seed, domains=domains,
+                       data_dir=folder, train_overrides=overrides, routers=(paper_router(scale), CAUSAL_ROUTER),
+                       monolithic=False, domain_overrides=dict(domain_overrides or {}), lora=lora)
+
+
+def share_specialists(coop: Cooperative, runs: Path, sources: dict[str, Cooperative]) -> list[str]:
+    """Copy already trained specialists of the same recipe into `coop`'s folder; returns the domains copied.
+
+    train_specialist then finds each copy done (its configuration is checked: a copy that is
+    not this cooperative's specialist is cleared and retrained, never used).
+    """
+    copied = []
+    for domain, source in sources.items():
+        src = source.folder(runs) / "specialists" / domain
+        dst = coop.folder(runs) / "specialists" / domain
+        if src == dst or (dst / "step.json").exists() or not (src / "step.json").exists():
+            continue
+        shutil.copytree(src, dst)
+        copied.append(domain)
+    return copied
+
+
+# ================================================================ 1. freeze depth
+
+def freeze_depths(scale: Scale) -> list[int]:
+    """Every K from 0 to L-1 offline; the paper's ladder at the Hub scales."""
+    if scale.is_hub:
+        return sorted(paper.FREEZE_SWEEP_410M)
+    return list(range(scale.n_layers))
+
+
+def freeze_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooperative]:
+    return {k: ablation_cooperative(scale, runs, f"freeze{k}", seed, overrides={"freeze_layers": k})
+            for k in freeze_depths(scale)}
+
+
+# ================================================================ 3. base maturity
+
+def shared_revision(scale: Scale) -> str:
+    return scale.hub_revision if scale.is_hub else scale.base_revision
+
+
+def maturity_revisions(scale: Scale) -> list[str]:
+    """Base revisions of the maturity ladder: every saved one offline, the paper's at the Hub scales."""
+    steps = paper.MATURITY_410M if scale.is_hub else scale.pretrain_revisions
+    return [f"step{s}" for s in sorted(steps)]
+
+
+class Bases:
+    """Base revisions, loaded once each: (model, fingerprint)."""
+
+    def __init__(self, scale: Scale, runs: Path):
+        self.scale, self.runs, self._cache = scale, runs, {}
+
+    def get(self, revision: str):
+        if revision not in self._cache:
+            if revision == shared_revision(self.scale):
+                model = pipeline.load_base(self.scale, self.runs)
+                fp = pipeline.prepare_base(self.scale, self.runs)["fingerprint"]
+            else:
+                model = pipeline.load_base(self.scale, self.runs, revision=revision)
+                fp = fingerprint(model)
+            self._cache[revision] = (model, fp)
+        return self._cache[revision]
+
+
+def maturity_cooperative(scale: Scale, runs: Path, revision: str, seed: int) -> Cooperative:
+    if revision == shared_revision(scale):
+        return ablation_cooperative(scale, runs, "main", seed)  # the main experiment
+    return ablation_cooperative(scale, runs, f"base-{revision}", seed, shared_base=False)
+
+
+# ================================================================ 4. shared initialisation
+
+class UnsharedFusion(nn.Module):
+    """Specialists fused WITHOUT a shared prefix: every expert runs as its own full model.
+
+    The ablation of shared initialisation fuses specialists grown from DIFFERENT base
+    revisions, whose embeddings and frozen blocks differ, so nothing can be stored or run
+    once for all of them, and verification against one base refuses them (by design). This
+    class is the explicit, documented switch for that ablation only: it must be asked for
+    with `allow_unshared_init=True`, each submission is verified against its own base, and
+    the default fusion (fusion.FusedModel) still refuses such specialists.
+
+    It offers what routers.train_routers, cooperative.fit_routers and evaluate_fused use of
+    a FusedModel (expert_hidden, unembed, fuse, gates, modes, use_router,
+    reuse_expert_hidden); the mixture, gates and loss are FusedModel's own code.
+    """
+
+    def __init__(self, specialists, expert_names, router_kind="linear", granularity="token", router_hidden=256, seed=0):
+        super().__init__()
+        check_same_config(specialists, list(expert_names))
+        self.experts = nn.ModuleList(specialists)  # whole models: embedding, every block, head
+        self.neox_config = specialists[0].config
+        self.config = SimpleNamespace(n_experts=len(specialists), expert_names=list(expert_names), freeze_layers=0,
+                                      router_kind=router_kind, router_hidden=router_hidden, router_seed=seed,
+                                      granularity=granularity, mode="soft")
+        self.router = make_router(router_kind, self.neox_config.hidden_size, len(specialists), hidden=router_hidden, seed=seed)
+        self._hidden_memo = None
+        self.eval()
+
+    @classmethod
+    def from_specialists(cls, specialists, expert_names, *, allow_unshared_init: bool = False, **kwargs) -> "UnsharedFusion":
+        if not allow_unshared_init:
+            raise KalavaiError("fusing specialists without a shared prefix is the shared-initialisation ablation only; "
+                               "pass allow_unshared_init=True (the protocol's fusion is fusion.FusedModel)")
+        if len(specialists) != len(expert_names) or not specialists:
+            raise KalavaiError(f"{len(specialists)} specialists but {len(expert_names)} names")
+        return cls(specialists, expert_names, **kwargs)
+
+    @property
+    def embed_in(self):  # where the router and the batches live (FusedModel's shared embedding)
+        return self.experts[0].gpt_neox.embed_in
+
+    def expert_hidden(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
+        """Every expert's final hidden state (after its final layer norm), [N, B, T, d]; each runs alone."""
+        memo = self._hidden_memo
+        key = None
+        if memo is not None:
+            key = tuple(None if t is None else (t.dtype, tuple(t.shape), t.cpu().numpy().tobytes())
+                        for t in (input_ids, attention_mask, position_ids))
+            if key in memo:
+                return memo[key]
+        hidden = torch.stack([e.gpt_neox(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                         use_cache=False).last_hidden_state for e in self.experts])
+        if memo is not None:
+            memo[key] = hidden.detach()
+        return hidden
+
+    @contextmanager
+    def reuse_expert_hidden(self):
+        self._hidden_memo = {}
+        try:
+            yield self
+        finally:
+            self._hidden_memo = None
+
+    def unembed(self, hidden):
+        return torch.stack([e.lm_head(h) for e, h in zip(self.experts, hidden)])
+
+    def set_mode(self, mode: str) -> None:
+        check_choice("mode", mode, MODES)
+        self.config.mode = mode
+
+    def use_router(self, kind: str, granularity: str, hidden: int = 256, seed: int = 0) -> None:
+        check_choice("granularity", granularity, GRANULARITIES)
+        self.router = make_router(kind, self.neox_config.hidden_size, self.config.n_experts, hidden=hidden,
+                                  seed=seed).to(self.embed_in.weight.device)
+        self.config.router_kind, self.config.router_hidden, self.config.router_seed = kind, hidden, seed
+        self.config.granularity = granularity
+
+    # the fused model's own gates, mixture and loss
+    gates_from = FusedModel.gates_from
+    fuse = FusedModel.fuse
+
+    def forward(self, input_ids, attention_mask=None, labels=None, position_ids=None, gates=None, **kwargs):
+        """Fused logits, their loss if `labels`, and the gates (as FusedModel's dense forward, without a cache)."""
+        hidden = self.expert_hidden(input_ids, attention_mask, position_ids)
+        return self.fuse(hidden, attention_mask=attention_mask, labels=labels, gates=gates)
+
+
+def mismatch_arms(scale: Scale) -> dict[str, tuple[str, ...]]:
+    """Arm name -> the base revision each main-domain contributor starts from (not all the same)."""
+    if scale.is_hub:  # the paper's two arms
+        return {"5k/10k/20k": ("step5000", "step10000", "step20000"), "8k/10k/12k": ("step8000", "step10000", "step12000")}
+    revs = maturity_revisions(scale)
+    pick = [revs[max(0, len(revs) - 3)], revs[-1], revs[max(0, len(revs) - 2)]]  # tiny: 250 / 1000 / 500
+    return {"/".join(r.removeprefix("step") for r in pick[: len(scale.domains)]): tuple(pick[: len(scale.domains)])}
+
+
+def _arm_condition(name: str) -> str:
+    return "init-" + name.replace("/", "-")
+
+
+def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...], seed: int, bases: Bases) -> dict:
+    """Fuse specialists from different base revisions (section 3's cooperatives) through UnsharedFusion; cached."""
+    domains = tuple(scale.domains)
+    shared, shared_fp = bases.get(shared_revision(scale))
+    coop = ablation_cooperative(scale, runs, _arm_condition(arm), seed, shared_base=False)
+    folder = coop.folder(runs)
+    subs = []
+    for domain, rev in zip(domains, revisions):
+        source = maturity_cooperative(scale, runs, rev, seed)
+        run_cooperative(source, runs, *bases.get(rev))  # cached: section 3 ran it
+        # each submission verified in full against the base it names (its own revision)
+        subs.append(collect_submissions([source.folder(runs) / "specialists" / domain / "submission"],
+                                        bases.get(rev)[0], scale.freeze_layers)[0])
+    s = scale
+    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
+    config = {"arm": arm, "revisions": list(revisions), "experts": [fingerprint(m) for m in specialists],
+              "base": shared_fp, "routers": coop.routers, "seed": seed,
+              "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
+              "eval": [s.eval_batch, s.eval_max_batches]}
+    if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
+        return load_results(folder / RESULTS)
+    heldout = data.load_splits(coop.data_dir, domains, "heldout")
+    mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in domains])
+
+    def evaluate(model):
+        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
+
+    losses = {"base": evaluate(for_inference(copy.deepcopy(shared), s.bf16))}
+    for domain, model in zip(domains, specialists):
+        losses[f"spec:{domain}"] = evaluate(model)
+    losses["weight_avg"] = evaluate(weight_average(specialists))
+    fused = UnsharedFusion.from_specialists(specialists, list(domains), allow_unshared_init=True,
+                                            router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
+                                            router_hidden=s.router_hidden, seed=seed)
+    routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
+    fused_losses, gates = evaluate_fused(fused, routers, coop, heldout)
+    losses.update(fused_losses)
+    results = make_results(experiment=EXPERIMENT, condition=coop.condition, scale=s.name, seed=seed,
+                           config={"scale": s.to_dict(), **config}, base_fingerprint=shared_fp, domains=domains,
+                           losses=losses, specialists={d: f"spec:{d}" for d in domains}, gates=gates,
+                           extra={"revisions": dict(zip(domains, revisions)), "shared_prefix": False})
+    write_results(folder / RESULTS, results)
+    mark_step_done(folder / "fusion", config)
+    return results
+
+
+# ================================================================ 5. heterogeneous contributors
+
+def heterogeneous_arms(scale: Scale) -> dict[str, tuple[str, dict]]:
+    """Arm -> (the one contributor trained differently, its recipe changes)."""
+    code, science, fiction = (list(scale.domains) * 3)[:3]
+    return {
+        "batch x2": (fiction, {"grad_accum": scale.grad_accum * 2}),
+        "lr x2": (science, {"lr": scale.spec_lr * 2}),
+        "half steps": (code, {"steps": scale.spec_steps // 2}),
+    }
+
+
+def heterogeneous_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[str, Cooperative]:
+    """The main cooperative and one per arm; the unchanged specialists (and any changed one
+    trained before, e.g. notebook 04's half-steps specialists) are copied, not retrained."""
+    main = ablation_cooperative(scale, runs, "main", seed)
+    out = {"as the main cooperative": main}
+    for arm, (domain, changes) in heterogeneous_arms(scale).items():
+        name = "hetero-" + arm.replace(" ", "")
+        coop = ablation_cooperative(scale, runs, name, seed, domain_overrides={domain: changes})
+        sources = {d: main for d in scale.domains if d != domain}
+        alike = existing_cooperative(scale, runs, seed, scale.domains, changes)  # every specialist with that recipe
+        if alike is not None:
+            sources[domain] = alike
+        share_specialists(coop, runs, sources)
+        out[arm] = coop
+    return out
+
+
+# ================================================================ 6. LoRA
+
+def lora_ranks(scale: Scale) -> tuple[int, ...]:
+    if scale.is_hub:
+        return (8, 64)  # the paper's range
+    return (max(1, scale.d_model // 16), scale.d_model // 2)  # tiny: 8 and 64
+
+
+def lora_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooperative]:
+    """Same recipe as the full specialists (learning rate, steps, K); only the parametrisation differs."""
+    return {r: ablation_cooperative(scale, runs, f"lora-r{r}", seed, lora=lora_spec(r)) for r in lora_ranks(scale)}
+
+
+# ================================================================ 7. number of specialists
+
+def count_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooperative]:
+    """Number of specialists -> notebook 04's cooperative (main and the conditions varying the count)."""
+    out = {}
+    for cond in _sweep_conditions(scale):
+        if cond.name == "main" or (cond.varies == "specialists" and cond.overlap is None and not cond.overrides):
+            out.setdefault(len(cond.domains), sweep.cooperative_for(scale, runs, cond, seed))
+    return dict(sorted(out.items()))
+
+
+def count_eval_domains(coops: dict[int, Cooperative]) -> tuple[str, ...]:
+    """The one held-out set every count is evaluated on: the largest cooperative's domains."""
+    largest = coops[max(coops)].domains
+    for n, c in coops.items():
+        if not set(c.domains) <= set(largest):
+            raise KalavaiError(f"the {n}-specialist cooperative has domains outside {', '.join(largest)}")
+    return tuple(largest)
+
+
+def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domains, condition: str) -> dict:
+    """A finished cooperative's base, specialists and fused models evaluated on `domains` (its routers reused)."""
+    s = coop.scale
+    routed = dataclasses.replace(coop, routers=(paper_router(s), CAUSAL_ROUTER))
+    folder = runs / EXPERIMENT / condition / f"seed{coop.seed}"
+    subs = collect(coop, runs, base)
+    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
+    config = {"cooperative": str(coop.folder(runs).relative_to(runs)), "experts": [fingerprint(m) for m in specialists],
+              "base": base_fp, "domains": list(domains), "routers": routed.routers,
+              "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
+              "eval": [s.eval_batch, s.eval_max_batches]}
+    if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
+        return load_results(folder / RESULTS)
+    heldout = data.load_splits(coop.data_dir, domains, "heldout")
+    losses = {"base": evaluate_domains(for_inference(copy.deepcopy(base), s.bf16), heldout, s.eval_batch, s.eval_max_batches)}
+    for d, model in zip(coop.domains, specialists):
+        losses[f"spec:{d}"] = evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
+    fused = FusedModel.from_specialists(specialists, list(coop.domains), coop.train_config().freeze_layers,
+                                        router_hidden=s.router_hidden, seed=coop.seed)
+    # the cooperative's own routers, fitted on its own domains' train chunks (cached: nothing is refitted)
+    mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+    routers = fit_routers(fused, routed.routers, mixed_train, coop, coop.folder(runs) / "routers")
+    fused_losses, gates = evaluate_fused(fused, routers, routed, heldout)
+    losses.update(fused_losses)
+    results = make_results(experiment=EXPERIMENT, condition=condition, scale=s.name, seed=coop.seed,
+                           config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=domains,
+                           losses=losses, specialists={d: f"spec:{d}" for d in coop.domains}, gates=gates,
+                           extra={"n_specialists": len(coop.domains), "trained_on": list(coop.domains)})
+    write_results(folder / RESULTS, results)
+    mark_step_done(folder / "fusion", config)
+    return results
+
+
+# ================================================================ 8. capacity control
+
+# The capacity control's steps as a fraction of the base's pretraining and of the
+# cooperative's total specialist steps, where the full cost is too high for the scale's
+# machine (stated in the notebook beside the result).
+CAPACITY_STEP_FRACTION = {"tiny": 0.5}
+
+
+def capacity_scale(scale: Scale) -> Scale:
+    """The offline base's architecture widened to about N x its parameters (N = contributors)."""
+    target = len(scale.domains) * _offline_params(scale, scale.d_model)
+    step = 8 * scale.n_heads  # head size a multiple of 8 (the rotary quarter stays even)
+    widths = range(scale.d_model, 8 * scale.d_model + 1, step)
+    d = min(widths, key=lambda w: abs(_offline_params(scale, w) - target))
+    f = CAPACITY_STEP_FRACTION.get(scale.name, 1.0)
+    steps = max(1, round(scale.pretrain_steps * f))
+    return scale.with_overrides(d_model=d, pretrain_steps=steps, pretrain_revisions=(steps,), base_revision=f"step{steps}")
+
+
+def _offline_params(scale: Scale, d_model: int) -> int:
+    with torch.device("meta"):
+        model = __import__("transformers").GPTNeoXForCausalLM(offline_config(scale.with_overrides(d_model=d_model)))
+    return n_params(model)
+
+
+def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict:
+    """Pretrain the bigger model like the base, train it on the mix, evaluate; one results file (cached)."""
+    folder = runs / EXPERIMENT / "capacity" / f"seed{seed}"
+    n = len(scale.domains)
+    fraction = CAPACITY_STEP_FRACTION.get(scale.name, 1.0)
+    if scale.is_hub:  # the paper's control: Pythia-1.4B, pretrained by EleutherAI on the same data and steps
+        big = load_causal_lm("EleutherAI/pythia-1.4b", scale.hub_revision)
+        big_fp, pretrain_seconds, big_scale = fingerprint(big), None, scale
+    else:
+        big_scale = capacity_scale(scale)
+        home = runs / EXPERIMENT / "capacity"
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "data").exists():  # the base's tokenizer and pretraining mixture, read in place
+            os.symlink(os.path.relpath(runs / "data", home), home / "data")
+        info = pipeline.prepare_base(big_scale, home)
+        big, big_fp = pipeline.load_base(big_scale, home), info["fingerprint"]
+        pretrain_seconds = read_json(home / "base" / "pretrain_log.json")["train_seconds"]
+    data_dir, _ = pipeline.prepare_corpus(scale, runs)
+    train = torch.cat([data.load_split(data_dir, d, "train") for d in scale.domains])
+    heldout = data.load_splits(data_dir, scale.domains, "heldout")
+    # the monolithic baseline's recipe (K frozen) with the cooperative's total specialist steps
+    steps = max(1, round(n * scale.spec_steps * fraction))
+    cfg = TrainConfig.specialist(scale, seed, steps=steps)
+    stats = {"domains": list(scale.domains), "train_chunks": len(train), "train_tokens": int(train.numel()),
+             "train_sha256": tensor_sha256(train)}
+    log = train_specialist(big, big_fp, train, cfg, folder / "model", contributor="capacity", data=stats)
+    config = {"model": big_fp, "trained": fingerprint(load_causal_lm(folder / "model" / "submission")),
+              "main": main_result["config"]["experts"], "eval": [scale.eval_batch, scale.eval_max_batches]}
+    if step_is_done(folder / "eval", config) and (folder / RESULTS).exists():
+        return load_results(folder / RESULTS)
+    model = for_inference(load_causal_lm(folder / "model" / "submission"), scale.bf16)
+    keep = ["base", *main_result["specialists"].values(), paper_fused(scale), CAUSAL_FUSED, "monolithic"]
+    losses = {m: main_result["losses"][m] for m in keep if m in main_result["losses"]}
+    losses["capacity"] = evaluate_domains(model, heldout, scale.eval_batch, scale.eval_max_batches)
+    results = make_results(
+        experiment=EXPERIMENT, condition="capacity", scale=scale.name, seed=seed,
+        config={"scale": scale.to_dict(), "capacity_d_model": big_scale.d_model, "steps": steps,
+                "pretrain_steps": None if scale.is_hub else big_scale.pretrain_steps, "step_fraction": fraction, **config},
+        base_fingerprint=main_result["base_fingerprint"], domains=scale.domains, losses=losses,
+        specialists=main_result["specialists"],
+        extra={"params": {"capacity": n_params(model), "specialist": None if scale.is_hub else _offline_params(scale, scale.d_model)},
+               "timings": {"pretrain_seconds": pretrain_seconds, "train_seconds": log.get("train_seconds")}})
+    write_results(folder / RESULTS, results)
+    mark_step_done(folder / "eval", config)
+    return results
+
+
+# ================================================================ running everything
+
+def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
+    """Every section's results (cached steps reused): {section: {label (str): [results per seed]}}."""
+    seeds = list(seeds or scale.sweep_seeds)
+    sections = set(sections or ("freeze", "maturity", "init", "heterogeneous", "lora", "count", "capacity"))
+    bases = Bases(scale, runs)
+    shared = bases.get(shared_revision(scale))
+    out: dict[str, dict] = {}
+
+    def add(section, label, result):
+        out.setdefault(section, {}).setdefault(label, []).append(result)
+
+    for seed in seeds:
+        if "freeze" in sections:
+            for k, coop in freeze_cooperatives(scale, runs, seed).items():
+                add("freeze", k, run_cooperative(coop, runs, *shared))
+        if sections & {"maturity", "init"}:
+            for rev in maturity_revisions(scale):
+                add("maturity", rev, run_cooperative(maturity_cooperative(scale, runs, rev, seed), runs, *bases.get(rev)))
+        if "init" in sections:
+            for arm, revs in mismatch_arms(scale).items():
+                add("init", arm, run_mismatched(scale, runs, arm, revs, seed, bases))
+        if "heterogeneous" in sections:
+            for arm, coop in heterogeneous_cooperatives(scale, runs, seed).items():
+                add("heterogeneous", arm, run_cooperative(coop, runs, *shared))
+        if "lora" in sections:
+            for r, coop in lora_cooperatives(scale, runs, seed).items():
+                add("lora", r, run_cooperative(coop, runs, *shared))
+        if "count" in sections:
+            coops = count_cooperatives(scale, runs, seed)
+            domains = count_eval_domains(coops)
+            for n, coop in coops.items():
+                run_cooperative(coop, runs, *shared)
+                add("count", n, evaluate_on_domains(coop, runs, *shared, domains, f"count-n{n}"))
+        if "capacity" in sections:
+            main = run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared)
+            add("capacity", "capacity", run_capacity(scale, runs, seed, main))
+    write_index(runs, out)
+    return {section: by for section, by in load(runs).items() if section in out}
+
+
+# ================================================================ the index of results files
+
+INDEX = "index.json"
+
+
+def write_index(runs: Path, out: dict) -> Path:
+    """Which results file serves which section and label (what `load` and `summarize` read); merged
+    with the sections an earlier run recorded."""
+    def rel(r):
+        return str(Path(r["experiment"]) / r["condition"] / f"seed{r['seed']}" / RESULTS)
+    path = runs / EXPERIMENT / INDEX
+    paths = read_json(path) if path.exists() else {}
+    paths.update({section: {str(label): [rel(r) for r in rs] for label, rs in by.items()} for section, by in out.items()})
+    return atomic_write_json(path, paths)
+
+
+def load(runs: Path) -> dict:
+    """{section: {label: [results per seed]}} from the index (labels as strings); {} before any run."""
+    path = runs / EXPERIMENT / INDEX
+    if not path.exists():
+        return {}
+    return {section: {label: [load_results(runs / p) for p in ps] for label, ps in by.items()}
+            for section, by in read_json(path).items()}
+
+
+# ================================================================ tables and verdicts
+
+def _mean(results: list[dict], f) -> float:
+    return float(np.mean([f(r) for r in results]))
+
+
+def _gain(model: str):
+    return lambda r: r["metrics"]["gain_vs_best_pct"][model]
+
+
+def _paper_model(results: dict) -> str:
+    first = next(iter(next(iter(results.values()))))
+    return paper_fused(get_scale(first["scale"]))
+
+
+def _verdict(claim: str, holds: bool, numbers: str) -> dict:
+    return {"claim": claim, "holds": bool(holds), "numbers": numbers}
+
+
+def freeze_table(res: dict) -> tuple[pd.DataFrame, dict]:
+    model = _paper_model(res)
+    rows = [{"frozen blocks K": int(k), "gain (%)": _mean(rs, _gain(model)), "gain, causal router (%)": _mean(rs, _gain(CAUSAL_FUSED)),
+             "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
+             "paper 410M gain (%)": paper.FREEZE_SWEEP_410M.get(int(k), math.nan)} for k, rs in res.items()]
+    t = pd.DataFrame(rows).sort_values("frozen blocks K").reset_index(drop=True)
+    g = t["gain (%)"].to_numpy()
+    slope = float(np.polyfit(t["frozen blocks K"], g, 1)[0]) if len(t) > 1 else math.nan
+    drop = float(g[0] - g[-1])
+    # "slowly": the paper loses 1.89 of 7.92 pp (24%) from K=0 to K=12; here: falls, and by less than half
+    holds = slope < 0 and g[-1] > 0 and drop < 0.5 * g[0]
+    nums = (f"K={t['frozen blocks K'].iloc[0]}: {g[0]:+.2f}% -> K={t['frozen blocks K'].iloc[-1]}: {g[-1]:+.2f}% "
+            f"(drop {drop:.2f} pp = {drop / g[0]:.0%} of the K=0 gain; slope {slope:+.2f} pp per block; "
+            f"paper 410M: +7.92 -> +6.03, 24%)")
+    return t, _verdict("gain falls slowly as more blocks are frozen", holds, nums)
+
+
+def improvement_curve(result: dict) -> tuple[list[int], list[float]]:
+    """Mean over the specialists of their improvement over the base on their own domain, at each curve step."""
+    curves, base, _ = sweep.own_domain_curves(result)
+    steps = curves[next(iter(curves))]["steps"]
+    imp = [float(np.mean([divergence_pct(base[d], c["losses"][i]) for d, c in curves.items()])) for i in range(len(steps))]
+    return steps, imp
+
+
+def crossover_step(steps, early, late) -> int | None:
+    """The first step from which `late` (more frozen) stays ahead of `early` (K=0), having been behind; None if never."""
+    ahead = [b > a for a, b in zip(early, late)]
+    for i in range(1, len(steps)):
+        behind_before = any(not ahead[j] for j in range(i) if steps[j] > 0)  # step 0 is the base for both
+        if all(ahead[i:]) and behind_before:
+            return int(steps[i])
+    return None
+
+
+def crossover_table(res: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Improvement vs base at each curve step for K=0 and the scale's K (first seed), and the paper's ladder."""
+    k0 = min(int(k) for k in res)
+    kk = int(next(iter(res.values()))[0]["config"]["scale"]["freeze_layers"])  # the scale's own K
+    r0, rk = res[str(k0)][0], res[str(kk)][0]
+    steps, a = improvement_curve(r0)
+    steps_k, b = improvement_curve(rk)
+    if steps != steps_k:
+        raise KalavaiError("the two cooperatives' curves were recorded at different steps")
+    t = pd.DataFrame({"step": steps, f"K={k0} improvement vs base (%)": a, f"K={kk} improvement vs base (%)": b})
+    ours = crossover_step(steps, a, b)
+    p0, p4 = paper.CROSSOVER_410M[0], paper.CROSSOVER_410M[4]
+    paper_t = pd.DataFrame({"step": paper.CROSSOVER_STEPS, "paper 410M K=0 (%)": p0, "paper 410M K=4 (%)": p4})
+    theirs = crossover_step(paper.CROSSOVER_STEPS, p0, p4)
+    last = f"at step {steps[-1]}: K={k0} {a[-1]:+.2f}%, K={kk} {b[-1]:+.2f}%"
+    nums = (f"crossover at step {ours} ({last})" if ours else f"no crossover within {steps[-1]} steps: K={k0} stays ahead or level ({last})")
+    nums += f"; paper 410M: K=4 ahead from step {theirs} (K=0 ahead up to 5000)"
+    return t, paper_t, _verdict(f"a crossover exists (K={kk} overtakes K={k0} with longer training)", ours is not None, nums)
+
+
+def maturity_table(res: dict) -> tuple[pd.DataFrame, dict]:
+    model = _paper_model(res)
+    rows = [{"base revision": rev, "step": int(rev.removeprefix("step")), "gain (%)": _mean(rs, _gain(model)),
+             "base EW loss": _mean(rs, lambda r: r["metrics"]["ew"]["base"]),
+             "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
+             "paper 410M gain (%)": paper.MATURITY_410M.get(int(rev.removeprefix("step")), math.nan)}
+            for rev, rs in res.items()]
+    t = pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
+    g = t["gain (%)"]
+    nums = ", ".join(f"{r}: {v:+.2f}%" for r, v in zip(t["base revision"], g))
+    nums += " (paper 410M: step5000 +8.81 -> step143000 +7.51; 1B: +8.75 -> +0.40)"
+    return t, _verdict("gain shrinks as the base matures (earliest revision's gain above the latest's)", g.iloc[0] > g.iloc[-1], nums)
+
+
+def gate_matrix(result: dict, model: str) -> pd.DataFrame:
+    """Mean gate of each expert (columns) on each domain's held-out chunks (rows)."""
+    names = list(result["specialists"])
+    return pd.DataFrame({d: result["gates"][model][d] for d in result["domains"]}, index=names).T
+
+
+def off_own_weight(result: dict, model: str) -> float:
+    """Mean gate weight a domain sends to experts other than its own: how blurred the routing is."""
+    g = gate_matrix(result, model)
+    return float(np.mean([1 - g.loc[d, d] for d in g.index if d in g.columns]))
+
+
+def init_table(res: dict, main_results: list[dict]) -> tuple[pd.DataFrame, dict]:
+    model = _paper_model(res)
+    rows = [{"specialists from": "the same base (main)", "gain vs base (%)": _mean(main_results, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
+             "gain vs best specialist (%)": _mean(main_results, _gain(model)),
+             "gate weight off own expert": _mean(main_results, lambda r: off_own_weight(r, model)),
+             "paper (mixed eval, vs base, %)": paper.SHARED_INIT_VS_BASE_MIXED_EVAL["same_init"]}]
+    for arm, rs in res.items():
+        rows.append({"specialists from": f"revisions {arm}", "gain vs base (%)": _mean(rs, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
+                     "gain vs best specialist (%)": _mean(rs, _gain(model)),
+                     "gate weight off own expert": _mean(rs, lambda r: off_own_weight(r, model)),
+                     "paper (mixed eval, vs base, %)": paper.SHARED_INIT_VS_BASE_MIXED_EVAL.get(arm, math.nan)})
+    t = pd.DataFrame(rows)
+    same, mism = t.iloc[0], t.iloc[1:]
+    lower = bool((mism["gain vs base (%)"] < same["gain vs base (%)"]).all())
+    blur = bool((mism["gate weight off own expert"] > same["gate weight off own expert"]).all())
+    nums = (f"gain vs base: same init {same['gain vs base (%)']:+.2f}%, mismatched "
+            + ", ".join(f"{v:+.2f}%" for v in mism["gain vs base (%)"])
+            + f"; gate weight off the own expert: same {same['gate weight off own expert']:.3f}, mismatched "
+            + ", ".join(f"{v:.3f}" for v in mism["gate weight off own expert"])
+            + " (paper: +10.4% vs +9.5/+9.4%; 11% of fiction's weight to code)")
+    return t, _verdict("mismatched inits lower the gain and blur the gates", lower and blur, nums)
+
+
+def heterogeneous_table(res: dict) -> tuple[pd.DataFrame, dict]:
+    model = _paper_model(res)
+    t = pd.DataFrame([{"cooperative": arm, "gain (%)": _mean(rs, _gain(model)),
+                       "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"])} for arm, rs in res.items()])
+    spread = float(t["gain (%)"].max() - t["gain (%)"].min())
+    nums = f"spread of gains {spread:.2f} pp over {len(t)} cooperatives (paper: {paper.HETEROGENEOUS_SPREAD_PP} pp)"
+    return t, _verdict("the gain is robust to contributors training differently (spread under 1 pp)", spread < 1.0, nums), spread
+
+
+def lora_table(res: dict, main_results: list[dict]) -> tuple[pd.DataFrame, dict]:
+    model = _paper_model(res)
+
+    def row(label, rs):
+        return {"specialists": label, "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
+                "gain (%)": _mean(rs, _gain(model))}
+    ranks = sorted(res, key=int)
+    t = pd.DataFrame([row("full fine-tuning (main)", main_results), *(row(f"LoRA r={r}", res[r]) for r in ranks)])
+    full, lo = t.iloc[0], t.iloc[1:]
+    holds = bool((lo["mean divergence (%)"] < full["mean divergence (%)"]).all() and (lo["gain (%)"] < full["gain (%)"]).all())
+    nums = (f"full: divergence {full['mean divergence (%)']:.2f}%, gain {full['gain (%)']:+.2f}%; "
+            + "; ".join(f"{s}: divergence {d:.2f}%, gain {g:+.2f}%" for s, d, g in lo[["specialists", "mean divergence (%)", "gain (%)"]].itertuples(index=False))
+            + f" (paper, r=8..64: gain {paper.LORA_GAIN_RANGE[0]:+.2f} down to {paper.LORA_GAIN_RANGE[1]:+.2f}%, divergence negative)")
+    return t, _verdict("LoRA specialists diverge less and fuse worse than full fine-tuning", holds, nums)
+
+
+def count_table(res: dict) -> tuple[pd.DataFrame, dict]:
+    model = _paper_model(res)
+    first = {n: rs[0] for n, rs in res.items()}
+    domains = {tuple(r["domains"]) for rs in res.values() for r in rs}
+    if len(domains) != 1:
+        raise KalavaiError("the specialist counts were not evaluated on the same domains")
+    t = pd.DataFrame([{"specialists": int(n), "trained on": ", ".join(first[n]["extra"]["trained_on"]),
+                       "gain (%)": _mean(rs, _gain(model)), "paper gain (%)": paper.SPECIALIST_COUNT.get(int(n), math.nan)}
+                      for n, rs in res.items()]).sort_values("specialists").reset_index(drop=True)
+    g = t["gain (%)"].to_numpy()
+    holds = bool(np.all(np.diff(g) > 0))
+    nums = ", ".join(f"{n}: {v:+.2f}%" for n, v in zip(t["specialists"], g)) + \
+        f" on the same {len(next(iter(domains)))} domains (paper: 2 +1.76, 3 +4.39, 4 +11.39, 5 +12.95)"
+    return t, _verdict("gain rises with the number of specialists", holds, nums)
+
+
+def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
+    r = res["capacity"][0] if "capacity" in res else next(iter(res.values()))[0]
+    model = paper_fused(get_scale(r["scale"]))
+    m = r["metrics"]
+    names = [("capacity control (one bigger model)", "capacity"), ("fused (authors' router)", model),
+             ("fused (causal router)", CAUSAL_FUSED), ("monolithic (specialist size)", "monolithic"),
+             ("best specialist", m["best_specialist"]), ("base", "base")]
+    t = pd.DataFrame([{"model": label, "EW loss": m["ew"][k], "gain vs best specialist (%)": m["gain_vs_best_pct"][k]}
+                      for label, k in names if k in m["ew"]])
+    c = r["config"]
+    params = r["extra"]["params"]
+    ratio = params["capacity"] / params["specialist"] if params.get("specialist") else math.nan
+    fraction = c.get("step_fraction", 1.0)
+    tm = r["extra"].get("timings", {})
+    nums = (f"capacity control {m['gain_vs_best_pct']['capacity']:+.2f}% vs fused {m['gain_vs_best_pct'][model]:+.2f}% "
+            f"(vs best specialist); {params['capacity']:,} parameters = {ratio:.2f} x a specialist; "
+            f"{c['steps']} steps on the mix"
+            + (f", pretrained {c['pretrain_steps']} steps" if c.get("pretrain_steps") else "")
+            + (f" ({fraction:g} of the base's pretraining and of the cooperative's total steps, to fit the machine)" if fraction != 1 else "")
+            + (f"; cost: pretraining {tm['pretrain_seconds']:.0f} s + training {tm['train_seconds']:.0f} s" if tm.get("pretrain_seconds") else "")
+            + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}%)")
+    return t, _verdict("fusion beats a capacity-matched single model", m["ew"][model] < m["ew"]["capacity"], nums)
+
+
+def verdicts(res: dict) -> list[dict]:
+    """Every section's verdict that the results allow."""
+    out = []
+    main_results = _main_of(res)
+    for section, fn in (("freeze", freeze_table), ("maturity", maturity_table), ("count", count_table), ("capacity", capacity_table)):
+        if section in res:
+            out.append({"section": section, **fn(res[section])[-1]})
+    if "freeze" in res:
+        out.append({"section": "crossover", **crossover_table(res["freeze"])[-1]})
+    if "init" in res and main_results:
+        out.append({"section": "init", **init_table(res["init"], main_results)[-1]})
+    if "heterogeneous" in res:
+        out.append({"section": "heterogeneous", **heterogeneous_table(res["heterogeneous"])[1]})
+    if "lora" in res and main_results:
+        out.append({"section": "lora", **lora_table(res["lora"], main_results)[-1]})
+    return out
+
+
+def _main_of(res: dict) -> list[dict]:
+    """The main cooperative's results, as some section recorded them."""
+    for rs in res.get("heterogeneous", {}).values():
+        if rs and rs[0]["experiment"] == "main":
+            return rs
+    for rs in list(res.get("freeze", {}).values()) + list(res.get("maturity", {}).values()):
+        if rs and rs[0]["experiment"] == "main":
+            return rs
+    return []
+
+
+# ================================================================ figures (figures/<scale>/05_*.png)
+
+def _two_panels(title: str, width: float = 11):
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(width, 4))
+    fig.suptitle(title)
+    return fig, axes
+
+
+def plot_freeze(table: pd.DataFrame):
+    import seaborn as sns
+    fig, (ax, axp) = _two_panels("Gain vs number of frozen blocks")
+    long = table.melt(id_vars="frozen blocks K", value_vars=["gain (%)", "gain, causal router (%)"], var_name="router", value_name="gain")
+    sns.lineplot(long, x="frozen blocks K", y="gain", hue="router", marker="o", ax=ax)
+    ax.set(title="this run", ylabel="gain vs best specialist (%)")
+    sns.lineplot(x=list(paper.FREEZE_SWEEP_410M), y=list(paper.FREEZE_SWEEP_410M.values()), marker="o", color="gray", ax=axp)
+    axp.set(title="the paper (Pythia-410M, 2k steps)", xlabel="frozen blocks K", ylabel="gain vs best specialist (%)")
+    return fig
+
+
+def plot_crossover(table: pd.DataFrame, paper_table: pd.DataFrame):
+    import seaborn as sns
+    fig, (ax, axp) = _two_panels("Improvement over the base on the own domain vs training steps")
+    sns.lineplot(table.melt(id_vars="step", var_name="frozen", value_name="improvement"), x="step", y="improvement",
+                 hue="frozen", marker="o", ax=ax)
+    ax.set(title="this run (the specialists' held-out curves)", ylabel="improvement vs base (%)")
+    sns.lineplot(paper_table.melt(id_vars="step", var_name="frozen", value_name="improvement"), x="step", y="improvement",
+                 hue="frozen", marker="o", ax=axp, palette="Greys")
+    axp.set(xscale="log", title="the paper (410M, one training per step count)", ylabel="improvement vs base (%)")
+    return fig
+
+
+def plot_maturity(table: pd.DataFrame):
+    import seaborn as sns
+    fig, (ax, axp) = _two_panels("Gain vs the shared base's pretraining revision")
+    sns.lineplot(table, x="step", y="gain (%)", marker="o", ax=ax)
+    ax.set(title="this run", xlabel="base revision (pretraining step)", ylabel="gain vs best specialist (%)")
+    sns.lineplot(x=list(paper.MATURITY_410M), y=list(paper.MATURITY_410M.values()), marker="o", color="gray", ax=axp, label="410M")
+    sns.lineplot(x=list(paper.MATURITY_1B_ENDPOINTS), y=list(paper.MATURITY_1B_ENDPOINTS.values()), marker="s", color="black",
+                 ax=axp, label="1B (ends only)")
+    axp.set(xscale="log", title="the paper", xlabel="Pythia revision (step)", ylabel="gain vs best specialist (%)")
+    return fig
+
+
+def plot_gates(matrices: dict[str, pd.DataFrame]):
+    """Gate matrices side by side: rows = held-out domain, columns = expert."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.5 * len(matrices), 3.8), squeeze=False)
+    for ax, (title, m) in zip(axes[0], matrices.items()):
+        sns.heatmap(m, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Blues", cbar=False, ax=ax)
+        ax.set(title=title, xlabel="expert", ylabel="held-out domain")
+    fig.suptitle("Mean gate weights (authors' router)")
+    return fig
+
+
+def plot_bars(table: pd.DataFrame, x: str, ys: list[str], title: str, paper_line: float | None = None, paper_label: str = ""):
+    import seaborn as sns
+    fig, axes = _two_panels(title, width=5.5 * len(ys))
+    for ax, y in zip(list(axes)[: len(ys)], ys):
+        sns.barplot(table, x=x, y=y, ax=ax, color="C0")
+        ax.tick_params(axis="x", rotation=20)
+        if paper_line is not None and y.startswith("gain"):
+            ax.axhline(paper_line, color="gray", ls="--", label=paper_label)
+            ax.legend()
+    for ax in list(axes)[len(ys):]:
+        ax.set_visible(False)
+    return fig
+
+
+def plot_count(table: pd.DataFrame):
+    import seaborn as sns
+    fig, (ax, axp) = _two_panels("Gain vs number of specialists (every count on the same held-out domains)")
+    sns.lineplot(table, x="specialists", y="gain (%)", marker="o", ax=ax)
+    ax.set(title="this run", ylabel="gain vs best specialist (%)")
+    sns.lineplot(x=list(paper.SPECIALIST_COUNT), y=list(paper.SPECIALIST_COUNT.values()), marker="o", color="gray", ax=axp)
+    axp.set(title="the paper (5-domain eval)", xlabel="specialists", ylabel="gain vs best specialist (%)")
+    return fig
+
+
+# ================================================================ the reference summary
+
+def summarize(runs: Path) -> dict:
+    """Notebook 05's numbers for results/<scale>/05_ablations.json ({} before the notebook ran).
+
+    Keys follow reference.py's tolerances: percentages under a "gain" / "mean_divergence"
+    key (0.01 pp), gate weights under "gates", verdicts as booleans (exact).
+    """
+    res = load(Path(runs))
+    if not res:
+        return {}
+    out: dict = {}
+    main_results = _main_of(res)
+
+    def seeds(rs, f):
+        return {f"seed{r['seed']}": f(r) for r in rs}
+
+    for section in ("freeze", "maturity", "heterogeneous", "lora", "count"):
+        if section in res:
+            model = _paper_model(res[section])
+            out[section] = {label: {"gain": seeds(rs, _gain(model)), "mean_divergence": seeds(rs, lambda r: r["metrics"]["mean_divergence_pct"])}
+                            for label, rs in res[section].items()}
+    if "freeze" in res:
+        t, _, _ = crossover_table(res["freeze"])
+        out["crossover"] = {"gain": {c: [float(v) for v in t[c]] for c in t.columns if c != "step"},
+                            "steps": [int(s) for s in t["step"]]}
+    if "init" in res:
+        model = _paper_model(res["init"])
+        out["init"] = {arm: {"gain": seeds(rs, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
+                             "gates": seeds(rs, lambda r: r["gates"][model])} for arm, rs in res["init"].items()}
+    if "heterogeneous" in res:
+        out["heterogeneous_spread"] = {"gain": heterogeneous_table(res["heterogeneous"])[2]}
+    if "capacity" in res:
+        rs = res["capacity"]["capacity"]
+        out["capacity"] = {"gain": seeds(rs, lambda r: r["metrics"]["gain_vs_best_pct"]),
+                           "ew": seeds(rs, lambda r: r["metrics"]["ew"]),
+                           "steps": rs[0]["config"]["steps"], "capacity_d_model": rs[0]["config"]["capacity_d_model"]}
+    out["verdicts"] = {f"{v['section']}: {v['claim']}": v["holds"] for v in verdicts(res)}
+    del main_results
+    return out

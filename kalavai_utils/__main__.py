@@ -154,7 +154,7 @@ def main(argv=None) -> int:
             out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "inference.json")
             bench_inference(args.scale, out, n_experts=ints(args.n_experts), freeze_layers=ints(args.freeze_layers),
                             batch_sizes=ints(args.batch_sizes), gen_lengths=ints(args.gen_lengths),
-                            seq_len=args.seq_len, repeats=args.repeats)
+                            seq_len=args.seq_len, repeats=args.repeats, progress=True)
             print(f"written: {out}")
         elif args.command == "generate":
             from .inference import generate_text

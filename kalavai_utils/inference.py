@@ -20,6 +20,7 @@ expert's output head, which at small scales costs as much as a block or more.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,39 +134,49 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device, repeats: int) -> dict:
-    """Median seconds of `repeats` calls after one warm-up, and peak GPU memory (GiB; None on CPU)."""
+def timed(fns: dict, device, repeats: int, warm_up: bool = True) -> dict[str, dict]:
+    """Median seconds of each function over `repeats` calls after one warm-up, and its peak GPU memory (GiB; None on CPU).
+
+    The functions take turns (round robin), so a load that comes and goes on the machine
+    slows them alike instead of whichever happened to run during it.
+    """
     cuda = torch.device(device).type == "cuda"
-    fn()
-    _sync(device)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
+    for fn in fns.values() if warm_up else ():
         fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times),
-            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
+    times = {name: [] for name in fns}
+    peaks = dict.fromkeys(fns, 0.0)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+            if cuda:
+                peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated() / 2**30)
+    return {name: {"seconds": statistics.median(times[name]), "peak_memory_gib": peaks[name] if cuda else None}
+            for name in fns}
 
 
-@torch.no_grad()
-def time_forward(variant: str, single, fused, batch: torch.Tensor, device, repeats: int) -> dict:
-    """One forward pass over `batch` (with its loss, as in evaluation) by this variant."""
+def forward_fn(variant: str, single, fused, batch: torch.Tensor):
+    """One forward pass over `batch` (with its loss, as in evaluation) by this variant, as a function."""
     n = fused.config.n_experts
     if variant == "single":
-        return timed(lambda: single(input_ids=batch, labels=batch, use_cache=False), device, repeats)
+        return lambda: single(input_ids=batch, labels=batch, use_cache=False)
     if variant == "separate":  # the N specialists one after another (same architecture, same cost)
-        return timed(lambda: [single(input_ids=batch, labels=batch, use_cache=False) for _ in range(n)], device, repeats)
+        return lambda: [single(input_ids=batch, labels=batch, use_cache=False) for _ in range(n)]
     name = "dense" if variant == "dense-batched" else variant
-    fused.config.batched_experts = variant == "dense-batched"
-    try:
-        with dispatch(fused, name):
-            return timed(lambda: fused(input_ids=batch, labels=batch), device, repeats)
-    finally:
-        fused.config.batched_experts = False
+
+    def run():
+        fused.config.batched_experts = variant == "dense-batched"
+        try:
+            with dispatch(fused, name):
+                return fused(input_ids=batch, labels=batch)
+        finally:
+            fused.config.batched_experts = False
+    return run
 
 
 @torch.no_grad()
@@ -175,13 +186,15 @@ def time_generation(model, prompt: torch.Tensor, new_tokens: int, use_cache: boo
               pad_token_id=0, use_cache=use_cache)
     with quiet_transformers():  # generating past max_position_embeddings is intended (rotary has no limit)
         model.generate(prompt, attention_mask=torch.ones_like(prompt), **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})
-        result = timed(lambda: model.generate(prompt, attention_mask=torch.ones_like(prompt), **kw), device, 1)
+        result = timed({"generate": lambda: model.generate(prompt, attention_mask=torch.ones_like(prompt), **kw)},
+                       device, 1, warm_up=False)["generate"]
     return {**result, "tokens_per_s": prompt.shape[0] * new_tokens / result["seconds"]}
 
 
 def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=None, batch_sizes=None,
                   gen_lengths=(64, 256, 1024), main_n: int = 3, repeats: int = 3, seq_len: int | None = None,
-                  prompt_len: int = 32, variants=FORWARD_VARIANTS, device: str | None = None, seed: int = 0) -> dict:
+                  prompt_len: int = 32, variants=FORWARD_VARIANTS, device: str | None = None, seed: int = 0,
+                  progress: bool = False) -> dict:
     """Every timing notebook 07 shows, as one JSON-able dict (see the module docstring).
 
     Sweeps, each around the main point (N=main_n, the scale's K, batch = the scale's eval batch,
@@ -215,14 +228,20 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         todo = plan.setdefault(key, [])
         todo += [v for v in basic if v not in todo]
 
+    def say(text):
+        if progress:
+            print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
     g = torch.Generator().manual_seed(seed)
     forward = []
     for (n, k, b), todo in sorted(plan.items()):
         single, fused = random_models(config, n, k, device, dtype, seed)
         batch = torch.randint(0, config.vocab_size, (b, T), generator=g).to(device)
-        for variant in todo:
-            forward.append({"n_experts": n, "freeze_layers": k, "batch": b, "seq_len": T, "variant": variant,
-                            **time_forward(variant, single, fused, batch, device, repeats)})
+        say(f"N={n} K={k} batch={b}: {', '.join(todo)}")
+        with torch.no_grad():
+            measured = timed({v: forward_fn(v, single, fused, batch) for v in todo}, device, repeats)
+        forward += [{"n_experts": n, "freeze_layers": k, "batch": b, "seq_len": T, "variant": v, **measured[v]}
+                    for v in todo]
         del single, fused
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -239,6 +258,7 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         single, fused = random_models(config, main_n, k0, device, dtype, seed)
         prompt = torch.randint(0, config.vocab_size, (1, prompt_len), generator=g).to(device)
         for new in gen_lengths:
+            say(f"generation: {new} new tokens")
             for model_name, model in (("single", single), ("dense", fused)):
                 for use_cache in (True, False):
                     generation.append({"model": model_name, "n_experts": main_n, "freeze_layers": k0, "batch": 1,

@@ -246,6 +246,7 @@ def base_weakness(scale: Scale, runs: Path, base, section_domains, reference=("c
         chars = len("".join(tokenizer.decode(c) for c in heldout[d])) / heldout[d].numel()
         rows.append({"domain": d, "kind": "reference" if d in reference else "new", "base_loss": losses[d],
                      "chars_per_token": chars, "loss_per_char": losses[d] / chars, "perplexity": math.exp(losses[d])})
+    atomic_write_json(runs / EXPERIMENT / "base_weakness.json", {r["domain"]: r for r in rows})  # for summarize
     return pd.DataFrame(rows).set_index("domain")
 
 
@@ -368,10 +369,41 @@ def summarize(runs: Path) -> dict:
             }
         out[section] = seeds
         pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
+        if pred.exists():  # "gain" in the key path: compared to 0.01 pp, as every percentage
+            out[section]["prediction"] = {line: {"gain": {k: p[k] for k in ("predicted_gain", "lo", "hi")},
+                                                 "mean_divergence": p["mean_divergence"]}
+                                          for line, p in read_json(pred).items()}
+    weakness = runs / EXPERIMENT / "base_weakness.json"
+    if weakness.exists():
+        out["base_weakness"] = {d: {k: r[k] for k in ("base_loss", "chars_per_token", "loss_per_char")}
+                                for d, r in read_json(weakness).items()}
+    out["verdicts"] = verdicts(runs)
+    return out
+
+
+def verdicts(runs: Path) -> dict[str, bool]:
+    """The notebook's computed verdicts that the results files decide (the authors' router at the scale)."""
+    out = {}
+    for section in SECTIONS:
+        results = load_section(runs, section)
+        if not results:
+            continue
+        from .scales import get_scale
+        model = fused_name(*paper_router(get_scale(results[0]["scale"])))
+        out[f"{section}: gain vs best specialist positive on every seed"] = all(
+            r["metrics"]["gain_vs_best_pct"][model] > 0 for r in results)
+        out[f"{section}: fused below base on every domain"] = all(
+            r["losses"][model][d] < r["losses"]["base"][d] for r in results for d in r["domains"])
+        out[f"{section}: router collapse found (plain router)"] = any(collapse(r, model)["collapsed"] for r in results)
+        for recipe in (WARM, MANY):
+            name = recipe_model(*paper_router(get_scale(results[0]["scale"])), recipe)
+            if name in results[0]["gates"]:
+                out[f"{section}: router collapse found ({recipe.name} router)"] = any(collapse(r, name)["collapsed"] for r in results)
+        pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
         if pred.exists():
-            p = read_json(pred)
-            out[section]["prediction"] = {k: {kk: p[k][kk] for kk in ("predicted_gain", "lo", "hi", "mean_divergence")}
-                                          for k in p}
+            gain = results[0]["metrics"]["gain_vs_best_pct"][model]
+            for line, p in read_json(pred).items():
+                out[f"{section}: measured gain inside the {line} 95% band"] = bool(p["lo"] <= gain <= p["hi"])
     return out
 
 

@@ -59,7 +59,7 @@ def test_same_documents_in_another_process_with_another_hash_seed():
     def digest(docs):
         return hashlib.sha256("\x00".join(docs).encode()).hexdigest()
 
-    here = {d: digest(generate_documents(d, 5, seed=11)) for d in ALL}
+    here = {d: digest(generate_documents(d, 5, seed=11)) for d in corpora.ALL_DOMAINS}
     code = ("import hashlib, json; from kalavai_utils.corpora import generate_documents, ALL_DOMAINS as A; "
             "print(json.dumps({d: hashlib.sha256('\\x00'.join(generate_documents(d, 5, seed=11)).encode()).hexdigest() for d in A}))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -174,4 +174,5 @@ def test_twenty_experts_fuse_at_smoke(smoke_base):
     assert model in r["losses"] and len(r["gates"][model]["code"]) == 20
     assert (runs / "phase2" / "twenty" / "seed42" / "prediction.json").exists()
     summary = phase2.summarize(runs)
-    assert "twenty" in summary and "prediction" in summary["twenty"]
+    assert "twenty" in summary and "gain" in summary["twenty"]["prediction"]["paper_line"]
+    assert "twenty: measured gain inside the paper_line 95% band" in summary["verdicts"]

@@ -1,0 +1,136 @@
+"""Notebook 05's ablations at smoke: the builders, the no-shared-prefix switch, LoRA, the count experiment."""
+import copy
+
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+from kalavai_utils import ablations, lora, paper, pipeline
+from kalavai_utils.cooperative import train_specialist
+from kalavai_utils.errors import KalavaiError
+from kalavai_utils.fusion import FusedModel
+from kalavai_utils.models import fingerprint, offline_config
+from kalavai_utils.scales import get_scale
+from kalavai_utils.submission import collect_submissions
+from kalavai_utils.training import TrainConfig
+
+SMOKE = get_scale("smoke")
+# smoke with tiny's depth, so that one frozen depth is in no earlier notebook (K=2) and one is the main (K=3)
+DEEP = SMOKE.with_overrides(n_layers=4, freeze_layers=3)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return pipeline.run_dir(SMOKE, tmp_path_factory.mktemp("runs"))
+
+
+def model(seed, scale=SMOKE):
+    torch.manual_seed(seed)
+    return GPTNeoXForCausalLM(offline_config(scale)).eval()
+
+
+def test_freeze_builders_reuse_earlier_cooperatives_and_pass_k(runs):
+    coops = ablations.freeze_cooperatives(DEEP, runs, 42)
+    assert sorted(coops) == [0, 1, 2, 3]
+    assert (coops[3].experiment, coops[3].condition) == ("main", "main")  # the scale's K: the main cooperative
+    assert (coops[0].experiment, coops[0].condition) == ("sweep", "freeze0")  # notebook 04's, reused as it is
+    assert (coops[2].experiment, coops[2].condition) == ("ablations", "freeze2")
+    for k, coop in coops.items():
+        assert all(coop.train_config(d).freeze_layers == k for d in coop.domains)
+
+
+def test_other_builders_pass_their_overrides(runs):
+    main = ablations.ablation_cooperative(SMOKE, runs, "main", 42)
+    hetero = ablations.heterogeneous_cooperatives(SMOKE, runs, 42)
+    for arm, (domain, changes) in ablations.heterogeneous_arms(SMOKE).items():
+        coop = hetero[arm]
+        cfg = coop.train_config(domain).to_dict()
+        assert all(cfg[k] == v for k, v in changes.items()) and changes
+        for other in coop.domains:
+            if other != domain:
+                assert coop.train_config(other) == main.train_config(other)
+    for rank, coop in ablations.lora_cooperatives(SMOKE, runs, 42).items():
+        assert coop.lora["rank"] == rank and coop.train_config().lr == SMOKE.spec_lr  # same recipe, LoRA only
+        assert coop.variant_config()["lora"] == coop.lora
+    # an earlier base revision: same domains and recipe as the main cooperative, yet never taken for it
+    early = ablations.maturity_cooperative(SMOKE, runs, "step10", 42)
+    assert (early.experiment, early.condition) == ("ablations", "base-step10")
+    assert ablations.maturity_cooperative(SMOKE, runs, SMOKE.base_revision, 42).experiment == "main"
+
+
+def test_mismatched_inits_refused_by_default_and_fused_only_through_the_switch(tmp_path):
+    a, b = model(1), model(2)  # two different initialisations
+    with pytest.raises(KalavaiError, match="do not share"):
+        FusedModel.from_specialists([a, b], ["x", "y"], freeze_layers=1)
+    with pytest.raises(KalavaiError, match="allow_unshared_init"):
+        ablations.UnsharedFusion.from_specialists([a, b], ["x", "y"])
+    fused = ablations.UnsharedFusion.from_specialists([a, b], ["x", "y"], allow_unshared_init=True, router_hidden=8)
+    ids = torch.randint(0, SMOKE.vocab_size, (2, 16))
+    # no shared prefix: with all weight on one expert, the fused logits are that whole model's, embedding included
+    for i, m in enumerate((a, b)):
+        gates = torch.nn.functional.one_hot(torch.tensor(i), 2).float()
+        assert torch.equal(fused(ids, gates=gates).logits, m(ids).logits)
+    assert fused(ids, labels=ids).loss.isfinite()
+    # verification still refuses a submission grown from another base, by default
+    base_a = model(1)
+    other = copy.deepcopy(b)
+    from kalavai_utils.submission import write_submission
+    write_submission(other, tmp_path / "sub", base_fingerprint=fingerprint(b), base_state=b.state_dict(), freeze_layers=1,
+                     training={}, data={}, contributor="y")
+    with pytest.raises(KalavaiError, match="another base"):
+        collect_submissions([tmp_path / "sub"], base_a, 1)
+    assert collect_submissions([tmp_path / "sub"], b, 1)[0].name == "y"  # against its own base it is accepted
+
+
+def test_lora_merged_logits_equal_the_peft_model():
+    base = model(3, DEEP)
+    peft_model = lora.add_adapters(copy.deepcopy(base), lora.lora_spec(4), freeze_layers=3, seed=0)
+    adapted = {n.split(".layers.")[1].split(".")[0] for n, _ in peft_model.named_parameters() if "lora_" in n}
+    assert adapted == {"3"}  # only the unfrozen block
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)  # B starts at zero: give the adapters something to merge
+    ids = torch.randint(0, DEEP.vocab_size, (2, 16))
+    with torch.no_grad():
+        want = peft_model(input_ids=ids).logits
+        merged = lora.merge(peft_model)
+        got = merged(input_ids=ids).logits
+    assert isinstance(merged, GPTNeoXForCausalLM)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    state, ref = merged.state_dict(), base.state_dict()
+    assert set(state) == set(ref)
+    for name in ref:  # the frozen prefix (and everything outside block 3) is the base's, bit for bit
+        if ".layers.3." not in name:
+            assert torch.equal(state[name], ref[name]), name
+
+
+def test_lora_specialist_hands_in_a_full_checkpoint_that_verification_accepts(tmp_path):
+    base = model(4)
+    chunks = torch.randint(0, SMOKE.vocab_size, (16, SMOKE.seq_len))
+    cfg = TrainConfig.specialist(SMOKE, 0, steps=3, curve_every=0)
+    spec = lora.lora_spec(2)
+    train_specialist(base, fingerprint(base), chunks, cfg, tmp_path / "s", contributor="code", data={"n": 16}, lora_spec=spec)
+    sub = collect_submissions([tmp_path / "s" / "submission"], base, SMOKE.freeze_layers)[0]
+    assert fingerprint(sub.model) != fingerprint(base)  # the adapters moved the weights
+    assert all(p.requires_grad for p in base.parameters())  # the caller's base untouched
+
+
+def test_crossover_step():
+    assert ablations.crossover_step(paper.CROSSOVER_STEPS, paper.CROSSOVER_410M[0], paper.CROSSOVER_410M[4]) == 10000
+    assert ablations.crossover_step([0, 1, 2], [0, 1, 2], [0, 2, 3]) is None  # ahead from the start: no crossover
+    assert ablations.crossover_step([0, 1, 2], [0, 2, 3], [0, 1, 2]) is None  # never ahead
+
+
+def test_every_count_is_evaluated_on_the_same_domains(runs):
+    res = ablations.run_all(SMOKE, runs, sections=["count"])["count"]
+    assert sorted(res, key=int) == ["2", "3", "4", "5"]
+    domains = {tuple(r["domains"]) for rs in res.values() for r in rs}
+    assert len(domains) == 1
+    (evaluated,) = domains
+    assert len(evaluated) == 5
+    for n, (r,) in res.items():
+        assert len(r["specialists"]) == int(n) and set(r["specialists"]) <= set(evaluated)
+        assert set(r["losses"]["base"]) == set(evaluated)
+    table, verdict = ablations.count_table(res)
+    assert list(table["specialists"]) == [2, 3, 4, 5] and isinstance(verdict["holds"], bool)

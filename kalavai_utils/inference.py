@@ -226,7 +226,8 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         todo += [v for v in variants if v not in todo and not (v.startswith("top2") and n < 2)]
     for key in [(main_n, k, b0) for k in freeze_layers] + [(main_n, k0, b) for b in batch_sizes]:
         todo = plan.setdefault(key, [])
-        todo += [v for v in basic if v not in todo]
+        # batch 1 is the authors' setting (paper_comparison): every variant there
+        todo += [v for v in (variants if key[2] == 1 else basic) if v not in todo]
 
     def say(text):
         if progress:
@@ -392,6 +393,53 @@ def verdicts(bench: dict):
                          "measured": f"{gen[('dense', new, True)] / gen[('dense', new, False)]:.2f}x",
                          "ideal": "", "holds": None})
     return pd.DataFrame(rows)
+
+
+def paper_comparison(bench: dict):
+    """Our latencies x one model at N=3 beside the paper's RTX 5090 numbers (410M, N=3, K=4, batch 1, seq 512).
+
+    Ours are taken at batch 1 when the benchmark measured it (the authors' setting), else at the main batch.
+    """
+    import pandas as pd
+
+    from . import paper
+    from .benchmark import _pythia_410m_config
+
+    s = bench["settings"]
+    batch = 1 if 1 in s["batch_sizes"] else s["main_batch"]
+    ours = {r["variant"]: r["latency_x_single"] for r in bench["forward"]
+            if (r["n_experts"], r["freeze_layers"], r["batch"]) == (3, s["main_freeze_layers"], batch)}
+    p, top2 = paper.INFERENCE_410M_X3, paper.INFERENCE_410M_X3_TOP2
+    paper_ideal = ideal_dense_ratio(3, _pythia_410m_config().num_hidden_layers, get_scale("410m").freeze_layers)
+    rows = [("ideal dense ratio 1 + (N-1)(L-K)/L", ideal_dense_ratio(3, bench["config"]["n_layers"], s["main_freeze_layers"]), paper_ideal),
+            ("N separate forwards", ours.get("separate"), None),
+            ("dense fused (loop)", ours.get("dense"), p["dense_latency_x"]),
+            ("dense fused (batched)", ours.get("dense-batched"), None),
+            ("top-1 per sequence", ours.get("top1-sequence"), p["top1_latency_x"]),
+            ("top-2 per sequence", ours.get("top2-sequence"), top2["latency_x"]),
+            ("top-1 per token", ours.get("top1-token"), None),
+            ("top-2 per token", ours.get("top2-token"), None)]
+    col = f"ours: {bench['device_name']}, scale {bench['scale']}, batch {batch} (x one model)"
+    return pd.DataFrame(rows, columns=["", col, f"paper: {paper.INFERENCE_DEVICE}, 410M, batch 1 (x one model)"]).set_index("")
+
+
+def paper_loss_comparison(losses: dict, router: str):
+    """EW loss by dispatch for one router beside the paper's 410M numbers (their mixed eval set, not ours)."""
+    import pandas as pd
+
+    from . import paper
+
+    p, top2 = paper.INFERENCE_410M_X3, paper.INFERENCE_410M_X3_TOP2
+    theirs = {"dense": p["dense_loss"], "top1-sequence": p["top1_loss"], "top2-sequence": top2["loss"]}
+    return pd.DataFrame({f"ours ({router}), EW held-out loss": {d: v["ew"] for d, v in losses[router].items()},
+                         "paper 410M (their eval set)": theirs})
+
+
+def notebook_settings(scale) -> dict:
+    """The benchmark's knobs in notebook 07: seconds at smoke (CI), a few minutes on 2 cores at tiny."""
+    if scale.name == "smoke":
+        return {"n_experts": (2, 3), "gen_lengths": (8, 16), "repeats": 1, "freeze_layers": (0,), "batch_sizes": (1,)}
+    return {}
 
 
 # ---------------------------------------------------------------- the notebook's run

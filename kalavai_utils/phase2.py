@@ -24,18 +24,18 @@ folders: nothing notebooks 00-04 read or wrote changes.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from . import corpora, data, paper, pipeline, prediction
 from .cooperative import (
-    CAUSAL_ROUTER, Cooperative, collect, config_freeze, evaluate_baselines, fused_name, paper_router, run_cooperative,
-    train_contributors,
+    CAUSAL_ROUTER, Cooperative, collect, config_freeze, evaluate_baselines, evaluate_fused, fused_name, paper_router,
+    run_cooperative, train_contributors,
 )
 from .errors import KalavaiError
 from .evaluation import evaluate_domains
@@ -149,25 +149,19 @@ def fit_recipe(coop: Cooperative, runs: Path, base, base_fp: str, recipe: Router
                          warm_start=[train[d] for d in coop.domains], warm_steps=round(steps * recipe.warm_fraction),
                          balance=recipe.balance, schedule=recipe.schedule)
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
-    losses, gates, router_loss = {}, {}, {}
     start_step(folder)
-    with fused.reuse_expert_hidden():  # as evaluate_cooperative: one expert pass per held-out batch
-        for (kind, granularity), router, log in zip(routers, made, logs):
-            name = recipe_model(kind, granularity, recipe)
-            atomic_write_bytes(folder / f"{name.replace(':', '-')}.safetensors",
-                               save({k: v.contiguous() for k, v in router.state_dict().items()}))
-            fused.use_router(kind, granularity, hidden=s.router_hidden, seed=coop.seed)
-            fused.router.load_state_dict(router.state_dict())
-            batch_gates = {d: [] for d in heldout}
-            fused.set_mode("soft")
-            losses[name] = evaluate_domains(fused, heldout, s.eval_batch, s.eval_max_batches,
-                                            lambda d, out: batch_gates[d].append(out.gates.float().mean(dim=(0, 1))))
-            gates[name] = {d: torch.stack(g).mean(dim=0).tolist() for d, g in batch_gates.items()}
-            fused.set_mode("hard")
-            losses[recipe_model(kind, granularity, recipe, "hard")] = evaluate_domains(
-                fused, heldout, s.eval_batch, s.eval_max_batches)
-            fused.set_mode("soft")
-            router_loss[name] = log[-50:]
+    fitted, router_loss = {}, {}
+    for (kind, granularity), router, log in zip(routers, made, logs):
+        name = recipe_model(kind, granularity, recipe)
+        atomic_write_bytes(folder / f"{name.replace(':', '-')}.safetensors",
+                           save({k: v.contiguous() for k, v in router.state_dict().items()}))
+        fitted[fused_name(kind, granularity)] = (router, log)
+        router_loss[name] = log[-50:]
+    # the one evaluation of fused models (uniform, then each router soft and hard), renamed by recipe
+    plain_losses, plain_gates = evaluate_fused(fused, fitted, replace(coop, routers=routers), heldout)
+    names = {fused_name(k, g, mode): recipe_model(k, g, recipe, mode) for k, g in routers for mode in ("soft", "hard")}
+    losses = {names[m]: v for m, v in plain_losses.items() if m in names}
+    gates = {names[m]: v for m, v in plain_gates.items()}
     atomic_write_json(folder / "evaluation.json", {"losses": losses, "gates": gates, "router_loss": router_loss,
                                                    "config": config})
     mark_step_done(folder, config)

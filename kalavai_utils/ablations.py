@@ -494,6 +494,8 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
         out.setdefault(section, {}).setdefault(label, []).append(result)
 
     for seed in seeds:
+        # the main cooperative (notebooks 02-03): the reference of sections 4 and 6
+        add("main", "main", run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared))
         if "freeze" in sections:
             for k, coop in freeze_cooperatives(scale, runs, seed).items():
                 add("freeze", k, run_cooperative(coop, runs, *shared))
@@ -664,8 +666,8 @@ def init_table(res: dict, main_results: list[dict]) -> tuple[pd.DataFrame, dict]
     blur = bool((mism["gate weight off own expert"] > same["gate weight off own expert"]).all())
     nums = (f"gain vs base: same init {same['gain vs base (%)']:+.2f}%, mismatched "
             + ", ".join(f"{v:+.2f}%" for v in mism["gain vs base (%)"])
-            + f"; gate weight off the own expert: same {same['gate weight off own expert']:.3f}, mismatched "
-            + ", ".join(f"{v:.3f}" for v in mism["gate weight off own expert"])
+            + f"; gate weight off the own expert: same {same['gate weight off own expert']:.4f}, mismatched "
+            + ", ".join(f"{v:.4f}" for v in mism["gate weight off own expert"])
             + " (paper: +10.4% vs +9.5/+9.4%; 11% of fiction's weight to code)")
     return t, _verdict("mismatched inits lower the gain and blur the gates", lower and blur, nums)
 
@@ -737,32 +739,29 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
 
 
 def verdicts(res: dict) -> list[dict]:
-    """Every section's verdict that the results allow."""
+    """Every section's verdict that the results allow, in the notebook's order."""
+    main = main_results_of(res)
+    steps = [
+        ("freeze", lambda: freeze_table(res["freeze"])[-1]),
+        ("crossover", lambda: crossover_table(res["freeze"])[-1]),
+        ("maturity", lambda: maturity_table(res["maturity"])[-1]),
+        ("init", lambda: init_table(res["init"], main)[-1]),
+        ("heterogeneous", lambda: heterogeneous_table(res["heterogeneous"])[1]),
+        ("lora", lambda: lora_table(res["lora"], main)[-1]),
+        ("count", lambda: count_table(res["count"])[-1]),
+        ("capacity", lambda: capacity_table(res["capacity"])[-1]),
+    ]
+    needs = {"crossover": "freeze", "init": "init", "lora": "lora"}
     out = []
-    main_results = _main_of(res)
-    for section, fn in (("freeze", freeze_table), ("maturity", maturity_table), ("count", count_table), ("capacity", capacity_table)):
-        if section in res:
-            out.append({"section": section, **fn(res[section])[-1]})
-    if "freeze" in res:
-        out.append({"section": "crossover", **crossover_table(res["freeze"])[-1]})
-    if "init" in res and main_results:
-        out.append({"section": "init", **init_table(res["init"], main_results)[-1]})
-    if "heterogeneous" in res:
-        out.append({"section": "heterogeneous", **heterogeneous_table(res["heterogeneous"])[1]})
-    if "lora" in res and main_results:
-        out.append({"section": "lora", **lora_table(res["lora"], main_results)[-1]})
+    for section, verdict_of in steps:
+        if needs.get(section, section) in res and (section not in ("init", "lora") or main):
+            out.append({"section": section, **verdict_of()})
     return out
 
 
-def _main_of(res: dict) -> list[dict]:
-    """The main cooperative's results, as some section recorded them."""
-    for rs in res.get("heterogeneous", {}).values():
-        if rs and rs[0]["experiment"] == "main":
-            return rs
-    for rs in list(res.get("freeze", {}).values()) + list(res.get("maturity", {}).values()):
-        if rs and rs[0]["experiment"] == "main":
-            return rs
-    return []
+def main_results_of(res: dict) -> list[dict]:
+    """The main cooperative's results (one per seed), as run_all recorded them."""
+    return res.get("main", {}).get("main", [])
 
 
 # ================================================================ figures (figures/<scale>/05_*.png)
@@ -857,7 +856,6 @@ def summarize(runs: Path) -> dict:
     if not res:
         return {}
     out: dict = {}
-    main_results = _main_of(res)
 
     def seeds(rs, f):
         return {f"seed{r['seed']}": f(r) for r in rs}
@@ -883,5 +881,4 @@ def summarize(runs: Path) -> dict:
                            "ew": seeds(rs, lambda r: r["metrics"]["ew"]),
                            "steps": rs[0]["config"]["steps"], "capacity_d_model": rs[0]["config"]["capacity_d_model"]}
     out["verdicts"] = {f"{v['section']}: {v['claim']}": v["holds"] for v in verdicts(res)}
-    del main_results
     return out

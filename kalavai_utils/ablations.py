@@ -28,6 +28,7 @@ import dataclasses
 import math
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -110,7 +111,7 @@ def share_specialists(coop: Cooperative, runs: Path, sources: dict[str, Cooperat
         dst = coop.folder(runs) / "specialists" / domain
         if src == dst or (dst / "step.json").exists() or not (src / "step.json").exists():
             continue
-        shutil.copytree(src, dst)
+        shutil.copytree(src, dst, dirs_exist_ok=True)  # over a copy a kill interrupted
         copied.append(domain)
     return copied
 
@@ -489,9 +490,14 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
     bases = Bases(scale, runs)
     shared = bases.get(shared_revision(scale))
     out: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
 
     def add(section, label, result):
         out.setdefault(section, {}).setdefault(label, []).append(result)
+        now = time.perf_counter()  # what this result cost (nothing when cached), summed per section
+        seconds[section] = seconds.get(section, 0.0) + now - clock[0]
+        clock[0] = now
 
     for seed in seeds:
         # the main cooperative (notebooks 02-03): the reference of sections 4 and 6
@@ -521,6 +527,7 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
             main = run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared)
             add("capacity", "capacity", run_capacity(scale, runs, seed, main))
     write_index(runs, out)
+    atomic_write_json(runs / EXPERIMENT / "timings.json", {"seconds": seconds, "seeds": seeds})
     return {section: by for section, by in load(runs).items() if section in out}
 
 

@@ -225,8 +225,30 @@ def summarize_sweep(runs: Path) -> dict:
     return out
 
 
+def summarize_ablations(runs: Path) -> dict:
+    """Notebook 05: the eight ablations' tables and verdicts (kalavai_utils.ablations)."""
+    from . import ablations
+
+    return ablations.summarize(runs)
+
+
+def summarize_phase2(runs: Path) -> dict:
+    """Notebook 06: cross-lingual, private-domain and twenty-contributor cooperatives (kalavai_utils.phase2)."""
+    from . import phase2
+
+    return phase2.summarize(runs) if (runs / phase2.EXPERIMENT).is_dir() else {}
+
+
+def summarize_inference(runs: Path) -> dict:
+    """Notebook 07: dispatch losses; its timings are the machine's and never compared (kalavai_utils.inference)."""
+    from . import inference
+
+    return inference.summarize(runs) if (runs / "inference").is_dir() else {}
+
+
 SUMMARIES = {"00_data": summarize_data, "01_base": summarize_base, "02_specialists": summarize_specialists,
-             "03_fusion": summarize_fusion, "04_predict_gain": summarize_sweep}
+             "03_fusion": summarize_fusion, "04_predict_gain": summarize_sweep, "05_ablations": summarize_ablations,
+             "06_phase2": summarize_phase2, "07_inference": summarize_inference}
 
 
 def _run_folder(runs_dir) -> Path:

@@ -129,6 +129,19 @@ def random_models(config: GPTNeoXConfig, n_experts: int, freeze_layers: int, dev
 
 # ---------------------------------------------------------------- timing
 
+@contextmanager
+def attention_backends(device):
+    """On CUDA, SDPA without the cuDNN backend: cuDNN builds a plan for every new key length, and in
+    generation every step has a new one (measured on an H100: 60-100 ms per token instead of ~16)."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield
+
+
 def _sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -184,7 +197,7 @@ def time_generation(model, prompt: torch.Tensor, new_tokens: int, use_cache: boo
     """Seconds to generate exactly `new_tokens` greedy tokens (no early stop), once after a short warm-up."""
     kw = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
               pad_token_id=0, use_cache=use_cache)
-    with quiet_transformers():  # generating past max_position_embeddings is intended (rotary has no limit)
+    with quiet_transformers(), attention_backends(device):  # past max_position_embeddings is intended (rotary has no limit)
         model.generate(prompt, attention_mask=torch.ones_like(prompt), **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})
         result = timed({"generate": lambda: model.generate(prompt, attention_mask=torch.ones_like(prompt), **kw)},
                        device, 1, warm_up=False)["generate"]
@@ -239,7 +252,7 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         single, fused = random_models(config, n, k, device, dtype, seed)
         batch = torch.randint(0, config.vocab_size, (b, T), generator=g).to(device)
         say(f"N={n} K={k} batch={b}: {', '.join(todo)}")
-        with torch.no_grad():
+        with torch.no_grad(), attention_backends(device):
             measured = timed({v: forward_fn(v, single, fused, batch) for v in todo}, device, repeats)
         forward += [{"n_experts": n, "freeze_layers": k, "batch": b, "seq_len": T, "variant": v, **measured[v]}
                     for v in todo]
@@ -270,6 +283,7 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         "scale": scale.name, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "dtype": str(dtype), "weights": weights,
+        "attention": "SDPA: flash, memory-efficient or math (cuDNN excluded)" if device.type == "cuda" else "SDPA",
         "config": {"n_layers": L, "hidden_size": config.hidden_size, "vocab_size": config.vocab_size},
         "settings": {"n_experts": list(n_experts), "freeze_layers": freeze_layers, "batch_sizes": batch_sizes,
                      "gen_lengths": list(gen_lengths), "main_n": main_n, "main_freeze_layers": k0, "main_batch": b0,
@@ -333,7 +347,7 @@ def generate_text(folder, prompt: str, max_new_tokens: int = 64, sample: bool = 
     if inputs["input_ids"].shape[1] == 0:
         raise KalavaiError("empty prompt")
     streamer = streamer or TextStreamer(tokenizer, skip_prompt=False)
-    with quiet_transformers():
+    with quiet_transformers(), attention_backends(model.device):
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample, use_cache=use_cache,
                              streamer=streamer, pad_token_id=tokenizer.eos_token_id)
     return tokenizer.decode(out[0], skip_special_tokens=True)

@@ -308,7 +308,8 @@ class FusedModel(PreTrainedModel, GenerationMixin):
                 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
                 return torch.vmap(run)(params)
         caches = cache.experts if cache is not None else [None] * len(self.experts)
-        return torch.stack([expert(x, mask, position_ids, rope, c) for expert, c in zip(self.experts, caches)])
+        # .to(x.device): experts placed on other devices (inference.place_experts) hand their output back
+        return torch.stack([expert(x, mask, position_ids, rope, c).to(x.device) for expert, c in zip(self.experts, caches)])
 
     def stacked_expert_weights(self) -> dict:
         """The experts' parameters stacked along a new first axis (built once, rebuilt if they move).
@@ -338,7 +339,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Every expert's logits from its own hidden states: [N, B, T, d] -> [N, B, T, V]."""
-        return torch.stack([expert.lm_head(h) for expert, h in zip(self.experts, hidden)])
+        return torch.stack([on_module(expert.lm_head, h).to(hidden.device) for expert, h in zip(self.experts, hidden)])
 
     def gates_from(self, router_input: torch.Tensor, mode: str | None = None, router: nn.Module | None = None) -> torch.Tensor:
         """Gates [B, T, N] from the router input, for `mode` (default: the model's mode).
@@ -420,7 +421,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         """
         if gates is not None:
             return torch.as_tensor(gates, device=x.device).float().expand(x.shape[0], 1 if pool else x.shape[1], -1)
-        h = torch.stack([e.final_layer_norm(x) for e in self.experts]).mean(dim=0)
+        h = torch.stack([on_module(e.final_layer_norm, x).to(x.device) for e in self.experts]).mean(dim=0)
         h = pool_router_input(h, "sequence", attention_mask)[:, :1] if pool else h
         return self.router(h.to(next(self.router.parameters()).dtype)).float().softmax(dim=-1)
 
@@ -468,7 +469,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             expert = self.experts[e]
             h = expert(x[rows], pick(mask), pick(position_ids), tuple(pick(t) for t in rope),
                        cache.experts[e] if cache is not None else None)
-            part = expert.lm_head(h).float() * weight.float()[:, None, None]
+            part = on_module(expert.lm_head, h).to(x.device).float() * weight.float()[:, None, None]
             if out is None:
                 out = torch.zeros(B, *part.shape[1:], dtype=part.dtype, device=part.device)
             out[rows] += part
@@ -499,7 +500,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
                                       past_key_values=None, position_ids=pos)
             h = self.experts[e](xe, mask, pos, self.rotary_emb(xe, position_ids=pos))
             weight = ((w * (idx == e)).sum(dim=-1)[rows].gather(1, order) * valid).float()
-            part = self.experts[e].lm_head(h).float() * weight[..., None]
+            part = on_module(self.experts[e].lm_head, h).to(x.device).float() * weight[..., None]
             out[rows] = out[rows].scatter_add(1, order[..., None].expand(-1, -1, out.shape[-1]), part)
         return out
 
@@ -572,6 +573,13 @@ def run_layers(layers, x, mask, position_ids, rope, cache=None):
         x = layer(x, attention_mask=mask, position_ids=position_ids, position_embeddings=rope,
                   layer_past=cache, use_cache=cache is not None)
     return x
+
+
+def on_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """module(x) with x on the module's device: experts may live on other devices (inference.place_experts).
+    Offloaded weights sit on the meta device until accelerate's hook brings them, and it moves x itself."""
+    device = next(module.parameters()).device
+    return module(x if device.type == "meta" else x.to(device))
 
 
 def top_k_routes(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

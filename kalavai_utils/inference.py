@@ -127,6 +127,33 @@ def random_models(config: GPTNeoXConfig, n_experts: int, freeze_layers: int, dev
     return single.to(dtype).eval(), fused.to(dtype).eval()
 
 
+# ---------------------------------------------------------------- many experts: placement and offload
+
+def place_experts(fused: FusedModel, max_memory: dict, main_device="cpu", offload_dir=None) -> dict:
+    """Spread the experts over devices, CPU memory and disk with accelerate's big-model utilities.
+
+    `max_memory` is accelerate's ({0: "20GiB", 1: "20GiB", "cpu": "64GiB"}, say); what does not fit
+    goes to `offload_dir` on disk. The shared prefix and the router stay on `main_device`; each
+    expert (never split) goes where infer_auto_device_map puts it, and dispatch_model's hooks bring
+    inputs to it and, for offloaded experts, its weights in for each forward. The fused model hands
+    each expert's output back to the main device. Returns the device map.
+
+    What it costs: an expert on another GPU costs a copy of the prefix's output [B, T, d] there and
+    of its logits back; an offloaded expert re-reads all its weights every forward (and, in cached
+    generation, every token), which bounds its speed by host-to-device (or disk) bandwidth.
+    """
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    main = {name: main_device for name in ("embed_in", "emb_dropout", "shared_layers", "rotary_emb", "router")}
+    experts_only = {k: v for k, v in max_memory.items()}
+    device_map = infer_auto_device_map(fused.experts, max_memory=experts_only, no_split_module_classes=["ExpertSuffix"])
+    device_map = {**main, **{f"experts.{k}" if k else "experts": v for k, v in device_map.items()}}
+    if "disk" in device_map.values() and offload_dir is None:
+        raise KalavaiError("some experts do not fit in max_memory and no offload_dir was given for them")
+    dispatch_model(fused, device_map=device_map, main_device=main_device, offload_dir=offload_dir)
+    return device_map
+
+
 # ---------------------------------------------------------------- timing
 
 @contextmanager
@@ -207,7 +234,7 @@ def time_generation(model, prompt: torch.Tensor, new_tokens: int, use_cache: boo
 def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=None, batch_sizes=None,
                   gen_lengths=(64, 256, 1024), main_n: int = 3, repeats: int = 3, seq_len: int | None = None,
                   prompt_len: int = 32, variants=FORWARD_VARIANTS, device: str | None = None, seed: int = 0,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, offload: bool = True) -> dict:
     """Every timing notebook 07 shows, as one JSON-able dict (see the module docstring).
 
     Sweeps, each around the main point (N=main_n, the scale's K, batch = the scale's eval batch,
@@ -259,6 +286,17 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         del single, fused
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    if device.type == "cuda" and offload:
+        # every expert's weights in CPU memory, brought to the GPU for each forward (accelerate's offload)
+        say(f"N={main_n} K={k0} batch={b0}: dense-offloaded")
+        single, fused = random_models(config, main_n, k0, "cpu", dtype, seed)
+        place_experts(fused, {"cpu": 2**50}, main_device=str(device))
+        batch = torch.randint(0, config.vocab_size, (b0, T), generator=g).to(device)
+        with torch.no_grad(), attention_backends(device):
+            measured = timed({"dense-offloaded": forward_fn("dense", single, fused, batch)}, device, repeats)
+        forward.append({"n_experts": main_n, "freeze_layers": k0, "batch": b0, "seq_len": T,
+                        "variant": "dense-offloaded", **measured["dense-offloaded"]})
+        del single, fused
     base = {(r["n_experts"], r["freeze_layers"], r["batch"]): r["seconds"] for r in forward if r["variant"] == "single"}
     for r in forward:
         key = (r["n_experts"], r["freeze_layers"], r["batch"])

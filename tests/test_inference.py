@@ -201,3 +201,21 @@ def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):
     want = fused.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
     assert streamed.split() == [f"w{i}" for i in want[0].tolist()]
     assert main(["generate", "--fused", str(tmp_path / "nothing"), "--prompt", "w1"]) == 2
+
+
+@torch.no_grad()
+def test_experts_offloaded_to_disk_give_the_same_outputs(tokens, tmp_path):
+    from kalavai_utils.inference import place_experts
+
+    specs = make_specialists(n=3, n_layers=N_LAYERS)
+    resident = fuse(specs, granularity="token")
+    placed = fuse(specs, granularity="token")
+    per_expert = sum(p.numel() * p.element_size() for p in placed.experts[0].parameters())
+    device_map = place_experts(placed, {"cpu": int(per_expert * 2.9)}, offload_dir=tmp_path / "offload")
+    assert device_map["experts.0"] == "cpu" and "disk" in device_map.values()  # some experts live on disk
+    assert torch.equal(placed(tokens).logits, resident(tokens).logits)
+    prompt = tokens[:, :6]
+    kw = dict(max_new_tokens=6, do_sample=False, attention_mask=torch.ones_like(prompt), pad_token_id=0)
+    assert torch.equal(placed.generate(prompt, **kw), resident.generate(prompt, **kw))  # cached, experts offloaded
+    with pytest.raises(KalavaiError, match="offload_dir"):
+        place_experts(fuse(specs), {"cpu": int(per_expert * 2.9)})

@@ -219,3 +219,24 @@ def test_experts_offloaded_to_disk_give_the_same_outputs(tokens, tmp_path):
     assert torch.equal(placed.generate(prompt, **kw), resident.generate(prompt, **kw))  # cached, experts offloaded
     with pytest.raises(KalavaiError, match="offload_dir"):
         place_experts(fuse(specs), {"cpu": int(per_expert * 2.9)})
+
+
+def test_summarize_keeps_losses_apart_from_timings(tmp_path):
+    import json
+
+    from kalavai_utils.inference import summarize
+
+    with pytest.raises(KalavaiError, match="run notebook 07"):
+        summarize(tmp_path)
+    (tmp_path / "inference" / "seed42").mkdir(parents=True)
+    losses = {"fused:linear:token": {"dense": {"code": 2.0, "ew": 2.0}}}
+    (tmp_path / "inference" / "seed42" / "losses.json").write_text(json.dumps(losses))
+    (tmp_path / "benchmarks").mkdir()
+    bench = {"device_name": "cpu", "settings": {"main_n": 3, "main_freeze_layers": 1, "main_batch": 4},
+             "forward": [{"n_experts": 3, "freeze_layers": 1, "batch": 4, "variant": "dense", "latency_x_single": 1.9,
+                          "ideal_dense_ratio": 2.0}], "generation": []}
+    (tmp_path / "benchmarks" / "inference.json").write_text(json.dumps(bench))
+    out = summarize(tmp_path)
+    assert out["losses"] == {"seed42": losses} and out["ideal_dense_ratio"] == 2.0
+    assert out["timings"]["main_point"] == {"dense": 1.9}
+    json.dumps(out)

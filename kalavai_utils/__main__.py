@@ -159,7 +159,8 @@ def main(argv=None) -> int:
         elif args.command == "generate":
             from .inference import generate_text
 
-            generate_text(args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed, not args.no_cache)
+            generate_text(args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed,
+                          False if args.no_cache else None)
         elif args.command == "export-results":
             from .reference import export_reference
 

@@ -373,8 +373,11 @@ def load_fused(folder) -> tuple[FusedModel, object]:
 
 @torch.no_grad()
 def generate_text(folder, prompt: str, max_new_tokens: int = 64, sample: bool = False, seed: int = 0,
-                  use_cache: bool = True, streamer=None) -> str:
-    """Generate from a saved fused model, streaming tokens to stdout (transformers' TextStreamer)."""
+                  use_cache: bool | None = None, streamer=None) -> str:
+    """Generate from a saved fused model, streaming tokens to stdout (transformers' TextStreamer).
+
+    use_cache None: cached when the model's router is causal, else cache-free (FusedModel.generate).
+    """
     from transformers import TextStreamer
 
     model, tokenizer = load_fused(folder)

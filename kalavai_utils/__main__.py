@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm = sub.add_parser("benchmark", help="measure training / fused-eval / router speed; writes JSON")
     bm.add_argument("--scale", default="tiny")
     bm.add_argument("--out", help="JSON path (default runs/<scale>/benchmarks/speed.json)")
-    bm.add_argument("--steps", type=int, default=20)
+    bm.add_argument("--steps", type=int, default=30, help="optimizer steps; the first 10 are left out as warm-up")
 
     bi = sub.add_parser("benchmark-inference", help="time fused inference (dense, batched, top-1/2, generation); writes JSON")
     bi.add_argument("--scale", default="tiny")

@@ -27,7 +27,9 @@ from .cooperative import ABLATION_ROUTERS
 from .routers import make_router, train_routers
 from .scales import get_scale
 from .storage import atomic_write_json
-from .training import TrainConfig, train_causal_lm
+from .training import TrainConfig, compile_requested, train_causal_lm
+
+WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
 
 
 def benchmark_model(scale):
@@ -78,9 +80,21 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     cfg = TrainConfig.specialist(scale, 0, steps=steps, curve_every=0)
-    log = train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train")
-    train = {"steps": steps, "tokens_per_s": log["tokens_per_s"], "mixed_precision": log["mixed_precision"],
-             "fraction_of_peak": log["tokens_per_s"] * log["flops_per_token"] / peak,
+    stamps = []
+
+    def on_step(step, _model):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    log = train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train", on_step=on_step)
+    # steady state: the first steps pay one-time costs (kernel loading, torch.compile, allocator warm-up)
+    warm = min(WARMUP_STEPS, steps // 2)
+    steady_s = (stamps[-1] - stamps[warm - 1]) / (steps - warm) if steps - warm > 0 and warm > 0 else float("nan")
+    steady_tps = cfg.micro_batch * cfg.grad_accum * T / steady_s
+    train = {"steps": steps, "warmup_steps": warm, "tokens_per_s": steady_tps, "tokens_per_s_with_warmup": log["tokens_per_s"],
+             "micro_batch": cfg.micro_batch, "grad_accum": cfg.grad_accum, "compiled": compile_requested(),
+             "mixed_precision": log["mixed_precision"], "fraction_of_peak": steady_tps * log["flops_per_token"] / peak,
              "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
 
     # 2. fused evaluation vs the N specialists one after another

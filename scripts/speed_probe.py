@@ -1,0 +1,45 @@
+"""Training throughput at a scale's architecture for several micro-batch shapes, with and without
+torch.compile (random weights, 40 steps, the first 15 left out). Wrote results/410m/training_shapes_h100.json:
+
+    OUT=. python scripts/speed_probe.py   # writes ./probe2.json
+"""
+import copy, functools, json, os, time
+import torch
+from kalavai_utils.benchmark import benchmark_model
+from kalavai_utils.perf import measure_matmul_peak
+from kalavai_utils.scales import get_scale
+from kalavai_utils import training
+from kalavai_utils.training import TrainConfig, train_causal_lm
+
+out = {}
+peak = measure_matmul_peak("cuda", torch.bfloat16, n=4096)
+AdamW = torch.optim.AdamW
+for name in ["410m", "synthetic-25m"]:
+    scale = get_scale(name)
+    model, _ = benchmark_model(scale)
+    T = scale.seq_len
+    chunks = torch.randint(0, model.config.vocab_size, (512, T))
+    variants = [(2, 4, True, False), (8, 1, True, False), (8, 1, True, True)] if name == "410m" else [(4, 2, True, False), (16, 1, True, False), (16, 1, True, True)]
+    for mb, acc, fused, comp in variants:
+        torch.optim.AdamW = functools.partial(AdamW, fused=True) if fused else AdamW
+        training.torch.optim.AdamW = torch.optim.AdamW
+        m = copy.deepcopy(model)
+        if comp:
+            m.compile()
+        stamps = []
+        def on_step(step, mm):
+            torch.cuda.synchronize(); stamps.append(time.perf_counter())
+        steps = 40
+        cfg = TrainConfig.specialist(scale, 0, steps=steps, curve_every=0, micro_batch=mb, grad_accum=acc)
+        t0 = time.perf_counter()
+        torch.cuda.reset_peak_memory_stats()
+        log = train_causal_lm(m, chunks, cfg, on_step=on_step)
+        steady = (stamps[-1] - stamps[14]) / (steps - 15)
+        tps = mb * acc * T / steady
+        r = dict(first_step_s=stamps[0] - t0, warm15_s=stamps[14] - t0, steady_step_s=steady, tokens_per_s=tps,
+                 mfu=tps * log["flops_per_token"] / peak, peak_gib=torch.cuda.max_memory_allocated() / 2**30)
+        out[f"{name} mb{mb}x{acc} fused{fused} compile{comp}"] = r
+        print(name, mb, acc, fused, comp, json.dumps(r), flush=True)
+        del m
+        torch._dynamo.reset()
+json.dump(out, open(os.environ["OUT"] + "/probe2.json", "w"), indent=1)

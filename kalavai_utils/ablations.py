@@ -638,10 +638,20 @@ def maturity_table(res: dict) -> tuple[pd.DataFrame, dict]:
              "paper 410M gain (%)": paper.MATURITY_410M.get(int(rev.removeprefix("step")), math.nan)}
             for rev, rs in res.items()]
     t = pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
+    if t["paper 410M gain (%)"].isna().all():  # offline revisions: the paper's ladder is shown apart
+        t = t.drop(columns="paper 410M gain (%)")
     g = t["gain (%)"]
     nums = ", ".join(f"{r}: {v:+.2f}%" for r, v in zip(t["base revision"], g))
     nums += " (paper 410M: step5000 +8.81 -> step143000 +7.51; 1B: +8.75 -> +0.40)"
     return t, _verdict("gain shrinks as the base matures (earliest revision's gain above the latest's)", g.iloc[0] > g.iloc[-1], nums)
+
+
+def paper_maturity_table() -> pd.DataFrame:
+    """The paper's base-maturity ladder (Pythia revisions), 410M in full and 1B's two ends."""
+    steps = sorted({*paper.MATURITY_410M, *paper.MATURITY_1B_ENDPOINTS})
+    return pd.DataFrame({"Pythia revision step": steps,
+                         "paper 410M gain (%)": [paper.MATURITY_410M.get(s, math.nan) for s in steps],
+                         "paper 1B gain (%)": [paper.MATURITY_1B_ENDPOINTS.get(s, math.nan) for s in steps]})
 
 
 def gate_matrix(result: dict, model: str) -> pd.DataFrame:

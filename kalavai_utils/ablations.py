@@ -656,7 +656,9 @@ def paper_maturity_table() -> pd.DataFrame:
 
 def gate_matrix(result: dict, model: str) -> pd.DataFrame:
     """Mean gate of each expert (columns) on each domain's held-out chunks (rows)."""
-    names = list(result["specialists"])
+    # gates list the experts in the cooperative's domain order (results files sort their keys,
+    # so the order of result["specialists"] is alphabetical, not the experts')
+    names = list(result["domains"])
     return pd.DataFrame({d: result["gates"][model][d] for d in result["domains"]}, index=names).T
 
 

@@ -134,3 +134,13 @@ def test_every_count_is_evaluated_on_the_same_domains(runs):
         assert set(r["losses"]["base"]) == set(evaluated)
     table, verdict = ablations.count_table(res)
     assert list(table["specialists"]) == [2, 3, 4, 5] and isinstance(verdict["holds"], bool)
+
+
+def test_gate_matrix_follows_the_experts_order_not_the_sorted_keys():
+    """Experts are in the cooperative's domain order; a results file's specialists dict is sorted."""
+    result = {"domains": ["code", "science", "fiction"],
+              "specialists": {"code": "spec:code", "fiction": "spec:fiction", "science": "spec:science"},
+              "gates": {"m": {"code": [0.9, 0.1, 0.0], "science": [0.0, 0.8, 0.2], "fiction": [0.0, 0.3, 0.7]}}}
+    g = ablations.gate_matrix(result, "m")
+    assert g.loc["science", "science"] == 0.8 and g.loc["fiction", "fiction"] == 0.7
+    assert ablations.off_own_weight(result, "m") == pytest.approx((0.1 + 0.2 + 0.3) / 3)

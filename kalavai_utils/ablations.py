@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,7 +38,7 @@ import torch
 from torch import nn
 
 from . import data, paper, pipeline, sweep
-from .cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, collect, evaluate_fused, fit_routers,
+from .cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, collect, evaluate_fused, evaluate_pass, fit_routers,
                           main_cooperative, paper_fused, paper_router, run_cooperative, train_specialist)
 from .errors import KalavaiError
 from .evaluation import evaluate_domains
@@ -179,8 +178,7 @@ class UnsharedFusion(nn.Module):
     the default fusion (fusion.FusedModel) still refuses such specialists.
 
     It offers what routers.train_routers, cooperative.fit_routers and evaluate_fused use of
-    a FusedModel (expert_hidden, unembed, fuse, gates, modes, use_router,
-    reuse_expert_hidden); the mixture, gates and loss are FusedModel's own code.
+    a FusedModel (expert_hidden, unembed, fuse, gates, modes, use_router); the mixture, gates and loss are FusedModel's own code.
     """
 
     def __init__(self, specialists, expert_names, router_kind="linear", granularity="token", router_hidden=256, seed=0):
@@ -192,7 +190,6 @@ class UnsharedFusion(nn.Module):
                                       router_kind=router_kind, router_hidden=router_hidden, router_seed=seed,
                                       granularity=granularity, mode="soft")
         self.router = make_router(router_kind, self.neox_config.hidden_size, len(specialists), hidden=router_hidden, seed=seed)
-        self._hidden_memo = None
         self.eval()
 
     @classmethod
@@ -210,26 +207,8 @@ class UnsharedFusion(nn.Module):
 
     def expert_hidden(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
         """Every expert's final hidden state (after its final layer norm), [N, B, T, d]; each runs alone."""
-        memo = self._hidden_memo
-        key = None
-        if memo is not None:
-            key = tuple(None if t is None else (t.dtype, tuple(t.shape), t.cpu().numpy().tobytes())
-                        for t in (input_ids, attention_mask, position_ids))
-            if key in memo:
-                return memo[key]
-        hidden = torch.stack([e.gpt_neox(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        return torch.stack([e.gpt_neox(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                          use_cache=False).last_hidden_state for e in self.experts])
-        if memo is not None:
-            memo[key] = hidden.detach()
-        return hidden
-
-    @contextmanager
-    def reuse_expert_hidden(self):
-        self._hidden_memo = {}
-        try:
-            yield self
-        finally:
-            self._hidden_memo = None
 
     def unembed(self, hidden):
         return torch.stack([e.lm_head(h) for e, h in zip(self.experts, hidden)])
@@ -295,13 +274,12 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
     def evaluate(model):
         return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
 
-    losses = {"base": evaluate(for_inference(copy.deepcopy(shared), s.bf16))}
-    for domain, model in zip(domains, specialists):
-        losses[f"spec:{domain}"] = evaluate(model)
-    losses["weight_avg"] = evaluate(weight_average(specialists))
     fused = UnsharedFusion.from_specialists(specialists, list(domains), allow_unshared_init=True,
                                             router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
                                             router_hidden=s.router_hidden, seed=seed)
+    losses = {"base": evaluate(for_inference(copy.deepcopy(shared), s.bf16))}
+    losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
+    losses["weight_avg"] = evaluate(weight_average(specialists))
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
     fused_losses, gates = evaluate_fused(fused, routers, coop, heldout)
     losses.update(fused_losses)
@@ -390,11 +368,10 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
     if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
     heldout = data.load_splits(coop.data_dir, domains, "heldout")
-    losses = {"base": evaluate_domains(for_inference(copy.deepcopy(base), s.bf16), heldout, s.eval_batch, s.eval_max_batches)}
-    for d, model in zip(coop.domains, specialists):
-        losses[f"spec:{d}"] = evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
     fused = FusedModel.from_specialists(specialists, list(coop.domains), coop.train_config().freeze_layers,
                                         router_hidden=s.router_hidden, seed=coop.seed)
+    losses = {"base": evaluate_domains(for_inference(copy.deepcopy(base), s.bf16), heldout, s.eval_batch, s.eval_max_batches)}
+    losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
     # the cooperative's own routers, fitted on its own domains' train chunks (cached: nothing is refitted)
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
     routers = fit_routers(fused, routed.routers, mixed_train, coop, coop.folder(runs) / "routers")

@@ -19,12 +19,12 @@ import torch
 from safetensors.torch import load_file, save
 
 from . import data
-from .evaluation import evaluate_domains
+from .evaluation import domain_losses, evaluate_domains
 from .fusion import FusedModel, weight_average
 from .models import fingerprint, for_inference, tensor_sha256
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_step
 from .results import load_results, make_results, write_results
-from .routers import make_router, train_routers
+from .routers import causal_lm_loss, make_router, train_routers
 from .scales import Scale
 from .storage import atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done
 from .submission import collect_submissions, write_submission
@@ -234,8 +234,9 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: 
 
     specialists = [for_inference(sub.model, s.bf16) for sub in subs]
     losses = {"base": evaluate(for_inference(copy.deepcopy(base), s.bf16))}
-    for domain, model in zip(coop.domains, specialists):
-        losses[f"spec:{domain}"] = evaluate(model)
+    # the specialists in one pass that runs their shared frozen prefix once per batch
+    fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop))
+    losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
     losses["weight_avg"] = evaluate(weight_average(specialists))
     if mono is not None:
         losses["monolithic"] = evaluate(for_inference(mono, s.bf16))
@@ -290,28 +291,52 @@ def evaluate_fused(fused, routers: dict, coop: Cooperative, heldout: dict) -> tu
     `routers` is fit_routers' {fused name: (router, losses)}. Returns ({model name: {domain:
     loss}}, {fused name: {domain: mean gate vector}}).
     """
-    s = coop.scale
+    variants = [("uniform", "uniform", None, None)]
+    for kind, granularity in coop.routers:
+        router = routers[fused_name(kind, granularity)][0]
+        variants += [(fused_name(kind, granularity, mode), mode, router, granularity) for mode in ("soft", "hard")]
+    return evaluate_pass(fused, heldout, coop.scale, variants)
+
+
+def evaluate_pass(fused, heldout: dict, s: Scale, variants, experts: bool = False) -> tuple[dict, dict]:
+    """Every variant of `fused` (and with `experts`, every specialist) from one pass over the held-out batches.
+
+    `variants` are (model name, mode, router, granularity). The experts are frozen and the
+    router only gates their logits, so per batch the experts' blocks and output heads run
+    once and every variant pays only for its gates, the mixture and the loss. With `experts`,
+    "spec:<name>" is each expert's own loss: the specialist itself, its frozen prefix shared
+    (fused with one-hot gates equals the specialist; tests/test_fusion.py).
+    Returns ({model name: {domain: loss}}, {soft variant: {domain: mean gate vector}}); a
+    domain's mean gate is the mean of its batch means.
+    """
+    fused.eval()
+    for _, _, router, _ in variants:
+        if router is not None:
+            router.eval()
+    device = fused.embed_in.weight.device
     losses, gates = {}, {}
+    for domain, chunks in heldout.items():
+        batch_gates = []
 
-    def evaluate(model, on_output=None):
-        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches, on_output)
+        def batch_losses(batch):
+            batch = batch.to(device)
+            hidden = fused.expert_hidden(batch)
+            logits = fused.unembed(hidden)
+            out, means = {}, {}
+            for name, mode, router, granularity in variants:
+                o = fused.fuse(hidden, logits, labels=batch, mode=mode, router=router, granularity=granularity)
+                out[name] = o.loss
+                if mode == "soft":
+                    means[name] = o.gates.float().mean(dim=(0, 1))
+            batch_gates.append(means)
+            if experts:
+                out.update({f"spec:{n}": causal_lm_loss(l, batch) for n, l in zip(fused.config.expert_names, logits)})
+            return out
 
-    # Every router and mode below sees the same held-out batches: the experts' blocks run once per batch.
-    with fused.reuse_expert_hidden():
-        fused.set_mode("uniform")
-        losses["uniform"] = evaluate(fused)
-        for kind, granularity in coop.routers:
-            name = fused_name(kind, granularity)
-            fused.use_router(kind, granularity, hidden=s.router_hidden, seed=coop.seed)
-            fused.router.load_state_dict(routers[name][0].state_dict())
-            # the soft pass also collects the average gate per domain (mean of batch means)
-            batch_gates = {d: [] for d in heldout}
-            fused.set_mode("soft")
-            losses[name] = evaluate(fused, lambda d, out: batch_gates[d].append(out.gates.float().mean(dim=(0, 1))))
-            gates[name] = {d: torch.stack(g).mean(dim=0).tolist() for d, g in batch_gates.items()}
-            fused.set_mode("hard")
-            losses[fused_name(kind, granularity, "hard")] = evaluate(fused)
-            fused.set_mode("soft")
+        for name, loss in domain_losses(batch_losses, chunks, s.eval_batch, s.eval_max_batches).items():
+            losses.setdefault(name, {})[domain] = loss
+        for name in batch_gates[0]:
+            gates.setdefault(name, {})[domain] = torch.stack([g[name] for g in batch_gates]).mean(dim=0).tolist()
     return losses, gates
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -197,7 +196,6 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         self.router.reset_parameters()  # post_init re-drew it; the seeded init is the documented one
         # generate() decides about the cache itself (see generate): never transformers' default cache.
         self.generation_config.use_cache = False
-        self._hidden_memo = None  # see reuse_expert_hidden
         self._stacked = None  # the experts' weights stacked for batched_experts, built on first use
 
     # ---- building -------------------------------------------------------------------
@@ -262,19 +260,9 @@ class FusedModel(PreTrainedModel, GenerationMixin):
 
         The shared prefix runs once; the attention mask, positions and rotary embedding are
         built once, the way GPTNeoXModel.forward builds them, and reused by every expert.
-        Inside `reuse_expert_hidden()` a batch seen before is not recomputed.
         """
-        memo = self._hidden_memo
-        if memo is not None:
-            key = tuple(None if t is None else (t.dtype, tuple(t.shape), t.cpu().numpy().tobytes())
-                        for t in (input_ids, attention_mask, position_ids))
-            if key in memo:
-                return memo[key]
         x, mask, position_ids, rope = self.prefix(input_ids, attention_mask, position_ids)
-        hidden = self.suffixes(x, mask, position_ids, rope)
-        if memo is not None:
-            memo[key] = hidden.detach()
-        return hidden
+        return self.suffixes(x, mask, position_ids, rope)
 
     def prefix(self, input_ids, attention_mask=None, position_ids=None, cache: FusedCache | None = None):
         """The shared part, run once: embedding, mask, positions and rotary (built once, the way
@@ -321,21 +309,6 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             params, buffers = torch.func.stack_module_state(list(self.experts))
             self._stacked = (key, {**params, **buffers})
         return self._stacked[1]
-
-    @contextmanager
-    def reuse_expert_hidden(self):
-        """Within this block, `expert_hidden` remembers its result for every batch it sees.
-
-        The experts are frozen, so a batch's hidden states never change while only the router
-        or the mode does: evaluating several routers on the same held-out batches then runs
-        the experts' blocks once per batch, and each router pays only for the output heads and
-        the mixture. Memory: N x B x T x d per remembered batch (the logits are not kept).
-        """
-        self._hidden_memo = {}
-        try:
-            yield self
-        finally:
-            self._hidden_memo = None
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Every expert's logits from its own hidden states: [N, B, T, d] -> [N, B, T, V]."""

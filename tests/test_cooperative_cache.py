@@ -67,6 +67,8 @@ def test_baselines_reevaluated_when_the_monolithic_model_changes(tmp_path, monke
     monkeypatch.setattr(cooperative.data, "load_splits", lambda *a: {"code": torch.zeros(4, SEQ, dtype=torch.long)})
     evaluated = []
     monkeypatch.setattr(cooperative, "evaluate_domains", lambda *a, **k: evaluated.append(1) or {"code": 1.0})
+    monkeypatch.setattr(cooperative, "FusedModel", SimpleNamespace(from_specialists=lambda *a: None))
+    monkeypatch.setattr(cooperative, "evaluate_pass", lambda *a, **k: (evaluated.append(1) or {}, {}))
     c, subs = coop(tmp_path), [SimpleNamespace(model=m) for m in specs]
     cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", subs)
     n = len(evaluated)

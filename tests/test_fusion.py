@@ -317,27 +317,39 @@ def test_weight_average(specs):
     assert avg is not specs[0] and not torch.equal(avg.lm_head.weight, specs[0].lm_head.weight)
 
 
-@torch.no_grad()
-def test_reused_expert_hidden_states_give_forward_losses_and_skip_the_experts(specs, tokens):
-    """Inside reuse_expert_hidden a repeated batch skips the experts' blocks and gives forward's results."""
-    fused = fuse(specs, router_kind="mlp", router_hidden=16, granularity="sequence", seed=3)
-    other = torch.randint(0, VOCAB, (2, 32), generator=torch.Generator().manual_seed(2))
-    expected = {}
-    for mode in ("soft", "hard", "uniform"):
-        fused.set_mode(mode)
-        expected[mode] = [fused(x, labels=x) for x in (tokens, other)]
+def test_one_pass_evaluation_equals_each_model_evaluated_alone(specs):
+    """evaluate_pass: every router, mode and specialist from one pass gives what each gives alone,
+    and the experts' blocks run once per batch."""
+    from kalavai_utils.cooperative import evaluate_pass, fused_name
+    from kalavai_utils.evaluation import evaluate_domains
+    from kalavai_utils.routers import make_router
+
+    scale = get_scale("smoke").with_overrides(eval_batch=2, eval_max_batches=2)
+    g = torch.Generator().manual_seed(5)
+    heldout = {"a": torch.randint(0, VOCAB, (5, 32), generator=g), "b": torch.randint(0, VOCAB, (3, 32), generator=g)}
+    fused = fuse(specs)
+    routers = {("mlp", "sequence"): make_router("mlp", 32, 3, hidden=16, seed=3),
+               ("linear", "token"): make_router("linear", 32, 3, seed=4)}
+    variants = [("uniform", "uniform", None, None)] + [
+        (fused_name(k, gr, mode), mode, r, gr) for (k, gr), r in routers.items() for mode in ("soft", "hard")]
     calls = []
-    fused.experts[0].layers[0].register_forward_hook(lambda *_: calls.append(1))
-    with fused.reuse_expert_hidden():
-        for mode in ("soft", "hard", "uniform"):
-            fused.set_mode(mode)
-            for x, want in zip((tokens, other), expected[mode]):
-                got = fused(x, labels=x)
-                assert abs(got.loss.item() - want.loss.item()) < 1e-5
-                assert torch.allclose(got.logits, want.logits, atol=1e-5) and torch.equal(got.gates, want.gates)
-        assert len(calls) == 2  # two distinct batches, three modes: the experts ran once per batch
-        fused.use_router("linear", "token", seed=4)  # another router reads the same remembered states
-        fused.set_mode("soft")
-        assert len(calls) == 2 and not torch.allclose(fused(tokens).gates, expected["soft"][0].gates)
-    fused(tokens)
-    assert len(calls) == 3  # outside the block nothing is remembered
+    hook = fused.experts[0].layers[0].register_forward_hook(lambda *_: calls.append(1))
+    losses, gates = evaluate_pass(fused, heldout, scale, variants, experts=True)
+    hook.remove()
+    assert len(calls) == 4  # a: 2 batches of 2 (at most 2); b: batches of 2 and 1: the experts ran once per batch
+
+    for name, mode, router, granularity in variants:
+        alone = fuse(specs, router_kind=router.kind if router else "linear", granularity=granularity or "token",
+                     router_hidden=16)
+        if router is not None:
+            alone.router.load_state_dict(router.state_dict())
+        alone.set_mode(mode)
+        seen = {d: [] for d in heldout}
+        want = evaluate_domains(alone, heldout, 2, 2, lambda d, out: seen[d].append(out.gates.mean(dim=(0, 1))))
+        assert losses[name] == pytest.approx(want, abs=1e-6), name
+        if mode == "soft":
+            for d in heldout:
+                assert gates[name][d] == pytest.approx(torch.stack(seen[d]).mean(dim=0).tolist(), abs=1e-6)
+    assert set(gates) == {fused_name(k, gr) for k, gr in routers}
+    for i, spec in enumerate(specs):
+        assert losses[f"spec:e{i}"] == pytest.approx(evaluate_domains(spec, heldout, 2, 2), abs=1e-5)

@@ -229,6 +229,39 @@ def _restore_checkpoint(meta: dict, tensors: dict, model, optimizer, scheduler) 
 
 # ---------------------------------------------------------------- the loop
 
+def _gather_fsdp(accelerator: Accelerator, wrapped, shapes: dict[int, torch.Size]) -> torch.nn.Module:
+    """The caller's model back as a plain module after FSDP training, full weights on the main process.
+
+    FSDP wrapped the caller's model in place: the blocks became FSDP units and every parameter a
+    view of this process's shard. accelerate gathers the full state dict (FULL_STATE_DICT,
+    offloaded to the CPU, main process only: a whole 6.9B model per process would not fit); the
+    units are then replaced by the blocks they wrap and every parameter by its full tensor. On
+    the other processes the parameters are left on the meta device, shapes without weights
+    (`shapes`: id of each parameter -> its shape before wrapping), so using that model fails
+    loudly instead of computing with shards. The main process's model comes back on the CPU.
+    """
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    full = accelerator.get_state_dict(wrapped)  # a collective: every process must call it
+    model = accelerator.unwrap_model(wrapped)
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, FSDP):
+                setattr(module, child_name, child.module)
+    # set, not load_state_dict: the shard views have other shapes, which loading refuses
+    main = accelerator.is_main_process
+    names = {id(p): n for n, p in model.named_parameters()}
+    if main and set(names.values()) - set(full):  # a bug, not bad input
+        raise RuntimeError(f"FSDP's full state dict lacks {sorted(set(names.values()) - set(full))}")
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            value = full[names[id(p)]] if main else torch.empty(shapes[id(p)], dtype=p.dtype, device="meta")
+            setattr(module, name, torch.nn.Parameter(value, requires_grad=False))
+    if main:
+        model.to("cpu")  # the weights are there already (offloaded); the buffers follow them
+    return model
+
+
 def train_causal_lm(
     model,
     train_chunks: torch.Tensor,
@@ -251,6 +284,10 @@ def train_causal_lm(
     model in the state it had when training first started. A state of another training is
     ignored and overwritten. `on_step(step, model)` runs on the main process only, before
     that step's state is saved.
+
+    Under FSDP (accelerate_configs/fsdp.yaml) the trained weights come back on the main
+    process only, in `model` on the CPU; elsewhere `model` is left without weights (meta
+    device). Checkpoints and `on_step` are refused there.
     """
     if train_chunks.dim() != 2:
         raise KalavaiError(f"training chunks must be [n, seq_len], got shape {tuple(train_chunks.shape)}")
@@ -262,12 +299,16 @@ def train_causal_lm(
 
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg)
-    if accelerator.distributed_type == DistributedType.FSDP:
-        # FSDP wraps the caller's model in place and leaves each process a shard of every weight:
-        # returning it as "the trained model" would hand back shards. Refused until the loop
-        # gathers the full weights back into a plain model (accelerator.get_state_dict).
-        raise KalavaiError("FSDP training is not supported yet by train_causal_lm (see accelerate_configs/README.md); "
-                           "use accelerate_configs/multi_gpu.yaml")
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if parse_flag_from_env("ACCELERATE_USE_FSDP") and not fsdp:
+        # accelerate builds FSDP only on an accelerator; on CPU processes it silently falls back to DDP
+        raise KalavaiError(f"FSDP was asked for but accelerate runs {accelerator.distributed_type} here: "
+                           "FSDP needs GPUs (see accelerate_configs/README.md)")
+    if fsdp and (checkpoint or on_step is not None):
+        # Each process holds a shard of the weights and of AdamW's moments; saving or showing them
+        # would need the full state gathered every time, which is not written yet.
+        raise KalavaiError("resumable checkpoints (save_every) and on_step are not supported under FSDP yet; "
+                           "train without them or use accelerate_configs/multi_gpu.yaml")
     n_proc, rank = accelerator.num_processes, accelerator.process_index
     accum = local_grad_accum(cfg, n_proc)
     frozen = freeze_prefix(model, cfg.freeze_layers)
@@ -289,7 +330,12 @@ def train_causal_lm(
         num_training_steps=cfg.steps * n_proc,
     )
     data = train_chunks.long()
+    shapes = {id(p): p.shape for p in model.parameters()}  # FSDP reshapes them into shard views
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # use_orig_params keeps the Parameter objects the optimizer holds (as views of each process's
+    # shard). FSDP's own norm (over every shard) runs only when handed all the model's parameters;
+    # frozen ones have no gradient and count for nothing, as in the plain clip.
+    clip_params = list(model.parameters()) if fsdp else params
 
     log = {"config": cfg.to_dict(), "loss": [], "lr": [], "curve": [], "frozen_tensors": len(frozen)}
     step, done_seconds = 0, 0.0
@@ -303,7 +349,8 @@ def train_causal_lm(
 
     def record_curve(step: int) -> None:
         if eval_sets and cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.steps):
-            unwrapped = accelerator.unwrap_model(model)
+            # under FSDP only the wrapped model can run a forward (all processes together gather each unit)
+            unwrapped = model if fsdp else accelerator.unwrap_model(model)
             losses = evaluate_domains(unwrapped, eval_sets, cfg.eval_batch, cfg.curve_max_batches)
             log["curve"].append({"step": step, "losses": losses})
 
@@ -328,7 +375,7 @@ def train_causal_lm(
                 accelerator.backward(loss)
                 running += loss.detach().float() / accum
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, cfg.grad_clip)
+                    accelerator.clip_grad_norm_(clip_params, cfg.grad_clip)
                     lr_used = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 scheduler.step()
@@ -354,7 +401,7 @@ def train_causal_lm(
         eval_seconds += time.perf_counter() - t
     bar.close()
     train_seconds = done_seconds + time.perf_counter() - start - eval_seconds
-    model = accelerator.unwrap_model(model)
+    model = _gather_fsdp(accelerator, model, shapes) if fsdp else accelerator.unwrap_model(model)
     model.eval()
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_disable()

@@ -102,19 +102,19 @@ def main(argv=None) -> int:
         elif args.command == "train-specialist":
             from pathlib import Path
 
-            from .contributor import train_specialist_from_files
+            from .protocol.contributor import train_specialist_from_files
 
             out = train_specialist_from_files(args.base, args.data, args.out, args.name or Path(args.out).name,
                                               args.scale, args.seed, args.steps)
-            from .pipeline import process_state
+            from .protocol.pipeline import process_state
 
             if process_state().is_main_process:  # under `accelerate launch` only rank 0 writes it
                 print(f"submission written: {out}")
         elif args.command == "verify":
             import json
 
-            from .models import load_causal_lm
-            from .submission import verify_all
+            from .protocol.models import load_causal_lm
+            from .protocol.submission import verify_all
 
             verdicts = verify_all(args.submissions, load_causal_lm(args.base), args.freeze_layers)
             if args.json:
@@ -129,23 +129,23 @@ def main(argv=None) -> int:
         elif args.command == "predict-gain":
             import json
 
-            from .forecast import describe, forecast
+            from .analysis.forecast import describe, forecast
 
             result = forecast(args.base, args.submissions, args.data, args.fit, args.freeze_layers, args.scale)
             print(json.dumps(result, indent=2, default=str) if args.json else describe(result))
         elif args.command == "benchmark":
             import json
 
-            from .benchmark import main as bench
-            from .pipeline import run_dir
+            from .analysis.benchmark import main as bench
+            from .protocol.pipeline import run_dir
             from .scales import get_scale
 
             out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "speed.json")
             print(json.dumps(bench(args.scale, out, args.steps), indent=2))
             print(f"written: {out}")
         elif args.command == "benchmark-inference":
-            from .inference import main as bench_inference
-            from .pipeline import run_dir
+            from .experiments.inference import main as bench_inference
+            from .protocol.pipeline import run_dir
             from .scales import get_scale
 
             def ints(text):
@@ -157,17 +157,17 @@ def main(argv=None) -> int:
                             seq_len=args.seq_len, repeats=args.repeats, progress=True)
             print(f"written: {out}")
         elif args.command == "generate":
-            from .inference import generate_text
+            from .experiments.inference import generate_text
 
             generate_text(args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed,
                           False if args.no_cache else None)
         elif args.command == "export-results":
-            from .reference import export_reference
+            from .analysis.reference import export_reference
 
             for path in export_reference(args.runs_dir, args.out_dir):
                 print(f"written: {path}")
         elif args.command == "compare-results":
-            from .reference import compare_results
+            from .analysis.reference import compare_results
 
             comparison = compare_results(args.runs_dir, args.ref_dir, args.tol_loss)
             for difference in comparison.differences:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import KalavaiError
-from .pipeline import ROOT, run_dir
+from .protocol.pipeline import ROOT, run_dir
 from .scales import get_scale
 from .storage import atomic_write_json, atomic_write_text, read_json
 

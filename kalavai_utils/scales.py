@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .errors import KalavaiError
 
-# The offline corpora's domains (kalavai_utils.corpora generates them).
+# The offline corpora's domains (kalavai_utils.protocol.corpora generates them).
 ENGLISH_DOMAINS = ("code", "science", "fiction", "law", "medicine", "news", "recipes", "sports", "finance", "travel")
 LANGUAGES = ("lang_script", "lang_tonal", "lang_mutation")
 

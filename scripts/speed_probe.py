@@ -5,10 +5,10 @@ torch.compile (random weights, 40 steps, the first 15 left out). Wrote results/4
 """
 import copy, json, os, time
 import torch
-from kalavai_utils.benchmark import benchmark_model
-from kalavai_utils.perf import measure_matmul_peak
+from kalavai_utils.analysis.benchmark import benchmark_model
+from kalavai_utils.protocol.perf import measure_matmul_peak
 from kalavai_utils.scales import get_scale
-from kalavai_utils.training import TrainConfig, train_causal_lm
+from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 
 out = {}
 peak = measure_matmul_peak("cuda", torch.bfloat16, n=4096)
@@ -19,7 +19,7 @@ for name in ["410m", "synthetic-25m"]:
     chunks = torch.randint(0, model.config.vocab_size, (512, T))
     variants = [(2, 4, False), (8, 1, False), (8, 1, True)] if name == "410m" else [(4, 2, False), (16, 1, False), (16, 1, True)]
     for mb, acc, comp in variants:
-        # AdamW is fused on a GPU by training.py itself; compilation is its KALAVAI_COMPILE switch
+        # AdamW is fused on a GPU by protocol/training.py itself; compilation is its KALAVAI_COMPILE switch
         os.environ["KALAVAI_COMPILE"] = "1" if comp else "0"
         m = copy.deepcopy(model)
         stamps = []

@@ -5,14 +5,16 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
-from kalavai_utils import ablations, lora, paper, pipeline
-from kalavai_utils.cooperative import train_specialist
+from kalavai_utils import paper
+from kalavai_utils.experiments import ablations
+from kalavai_utils.protocol import lora, pipeline
+from kalavai_utils.protocol.cooperative import train_specialist
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.fusion import FusedModel
-from kalavai_utils.models import fingerprint, offline_config
+from kalavai_utils.protocol.fusion import FusedModel
+from kalavai_utils.protocol.models import fingerprint, offline_config
 from kalavai_utils.scales import get_scale
-from kalavai_utils.submission import collect_submissions
-from kalavai_utils.training import TrainConfig
+from kalavai_utils.protocol.submission import collect_submissions
+from kalavai_utils.protocol.training import TrainConfig
 
 SMOKE = get_scale("smoke")
 # smoke with tiny's depth, so that one frozen depth is in no earlier notebook (K=2) and one is the main (K=3)
@@ -74,7 +76,7 @@ def test_mismatched_inits_refused_by_default_and_fused_only_through_the_switch(t
     # verification still refuses a submission grown from another base, by default
     base_a = model(1)
     other = copy.deepcopy(b)
-    from kalavai_utils.submission import write_submission
+    from kalavai_utils.protocol.submission import write_submission
     write_submission(other, tmp_path / "sub", base_fingerprint=fingerprint(b), base_state=b.state_dict(), freeze_layers=1,
                      training={}, data={}, contributor="y")
     with pytest.raises(KalavaiError, match="another base"):

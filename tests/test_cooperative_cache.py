@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
-from kalavai_utils import cooperative
-from kalavai_utils.cooperative import Cooperative, fit_routers, paper_fused, paper_router
-from kalavai_utils.fusion import FusedModel
-from kalavai_utils.models import offline_config
+from kalavai_utils.protocol import cooperative
+from kalavai_utils.protocol.cooperative import Cooperative, fit_routers, paper_fused, paper_router
+from kalavai_utils.protocol.fusion import FusedModel
+from kalavai_utils.protocol.models import offline_config
 from kalavai_utils.scales import get_scale
 
 SMOKE = get_scale("smoke").with_overrides(router_steps=2)

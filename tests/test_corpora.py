@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kalavai_utils import corpora
-from kalavai_utils.corpora import (
+from kalavai_utils.protocol import corpora
+from kalavai_utils.protocol.corpora import (
     DEFAULT_OVERLAP, ENGLISH_DOMAINS, LANGUAGES, corpus_version, describe_domain, generate_documents,
 )
 from kalavai_utils.errors import KalavaiError
@@ -60,7 +60,7 @@ def test_same_documents_in_another_process_with_another_hash_seed():
         return hashlib.sha256("\x00".join(docs).encode()).hexdigest()
 
     here = {d: digest(generate_documents(d, 5, seed=11)) for d in corpora.ALL_DOMAINS}
-    code = ("import hashlib, json; from kalavai_utils.corpora import generate_documents, ALL_DOMAINS as A; "
+    code = ("import hashlib, json; from kalavai_utils.protocol.corpora import generate_documents, ALL_DOMAINS as A; "
             "print(json.dumps({d: hashlib.sha256('\\x00'.join(generate_documents(d, 5, seed=11)).encode()).hexdigest() for d in A}))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)

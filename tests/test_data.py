@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from kalavai_utils import data
+from kalavai_utils.protocol import data
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import sha256_file

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import GPTNeoXForCausalLM
 
-from kalavai_utils.models import offline_config
+from kalavai_utils.protocol.models import offline_config
 from kalavai_utils.scales import get_scale
-from kalavai_utils.training import TrainConfig, train_causal_lm
+from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 
 SCRIPT = """
 import json, sys
@@ -23,9 +23,9 @@ from accelerate import PartialState
 from safetensors.torch import save_file
 from transformers import GPTNeoXForCausalLM
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.models import offline_config
+from kalavai_utils.protocol.models import offline_config
 from kalavai_utils.scales import get_scale
-from kalavai_utils.training import TrainConfig, train_causal_lm
+from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 
 torch.set_num_threads(1)
 out = sys.argv[1]

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.evaluation import domain_loss
-from kalavai_utils.metrics import divergence_pct, improvement_pct, summarize
+from kalavai_utils.protocol.evaluation import domain_loss
+from kalavai_utils.protocol.metrics import divergence_pct, improvement_pct, summarize
 
 
 class ConstantLoss(torch.nn.Module):

@@ -90,9 +90,9 @@ def test_gather_puts_full_weights_on_the_main_process_and_shapes_elsewhere(main)
 
     from transformers import GPTNeoXForCausalLM
 
-    from kalavai_utils.models import offline_config
+    from kalavai_utils.protocol.models import offline_config
     from kalavai_utils.scales import get_scale
-    from kalavai_utils.training import _gather_fsdp
+    from kalavai_utils.protocol.training import _gather_fsdp
 
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(offline_config(get_scale("smoke")))

@@ -6,8 +6,8 @@ import torch
 from transformers import AutoModelForCausalLM, GPTNeoXForCausalLM
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.fusion import FusedModel, weight_average
-from kalavai_utils.models import frozen_prefix_names, offline_config
+from kalavai_utils.protocol.fusion import FusedModel, weight_average
+from kalavai_utils.protocol.models import frozen_prefix_names, offline_config
 from kalavai_utils.scales import get_scale
 
 K = 1  # frozen blocks
@@ -320,9 +320,9 @@ def test_weight_average(specs):
 def test_one_pass_evaluation_equals_each_model_evaluated_alone(specs):
     """evaluate_pass: every router, mode and specialist from one pass gives what each gives alone,
     and the experts' blocks run once per batch."""
-    from kalavai_utils.cooperative import evaluate_pass, fused_name
-    from kalavai_utils.evaluation import evaluate_domains
-    from kalavai_utils.routers import make_router
+    from kalavai_utils.protocol.cooperative import evaluate_pass, fused_name
+    from kalavai_utils.protocol.evaluation import evaluate_domains
+    from kalavai_utils.protocol.routers import make_router
 
     scale = get_scale("smoke").with_overrides(eval_batch=2, eval_max_batches=2)
     g = torch.Generator().manual_seed(5)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.fusion import FusedCache, FusedModel
+from kalavai_utils.protocol.fusion import FusedCache, FusedModel
 
 from test_fusion import make_specialists, one_hot
 
@@ -161,7 +161,7 @@ def test_benchmark_json_schema(tmp_path):
     import json
 
     from kalavai_utils.__main__ import main
-    from kalavai_utils.inference import FORWARD_VARIANTS, generation_table, verdicts
+    from kalavai_utils.experiments.inference import FORWARD_VARIANTS, generation_table, verdicts
 
     out = tmp_path / "inference.json"
     assert main(["benchmark-inference", "--scale", "smoke", "--out", str(out), "--n-experts", "2,3",
@@ -189,7 +189,7 @@ def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):
     bpe = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
     bpe.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="w0", unk_token="w0")
-    from kalavai_utils.inference import save_fused
+    from kalavai_utils.experiments.inference import save_fused
 
     fused = fuse(specs, granularity="token")
     save_fused(fused, tokenizer, tmp_path / "fused")
@@ -205,7 +205,7 @@ def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):
 
 @torch.no_grad()
 def test_experts_offloaded_to_disk_give_the_same_outputs(tokens, tmp_path):
-    from kalavai_utils.inference import place_experts
+    from kalavai_utils.experiments.inference import place_experts
 
     specs = make_specialists(n=3, n_layers=N_LAYERS)
     resident = fuse(specs, granularity="token")
@@ -224,7 +224,7 @@ def test_experts_offloaded_to_disk_give_the_same_outputs(tokens, tmp_path):
 def test_summarize_keeps_losses_apart_from_timings(tmp_path):
     import json
 
-    from kalavai_utils.inference import summarize
+    from kalavai_utils.experiments.inference import summarize
 
     with pytest.raises(KalavaiError, match="run notebook 07"):
         summarize(tmp_path)

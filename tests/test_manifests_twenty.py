@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from kalavai_utils import data, phase2, pipeline
+from kalavai_utils.experiments import phase2
+from kalavai_utils.protocol import data, pipeline
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.scales import get_scale
 from test_data import CharTokenizer

@@ -6,9 +6,10 @@ import unicodedata
 import pytest
 import torch
 
-from kalavai_utils import corpora, phase2, pipeline
+from kalavai_utils.experiments import phase2
+from kalavai_utils.protocol import corpora, pipeline
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.routers import balance_loss, warm_start_batches
+from kalavai_utils.protocol.routers import balance_loss, warm_start_batches
 from kalavai_utils.scales import SCALES, get_scale
 
 TEN = corpora.LANGUAGES + corpora.PHASE2_LANGUAGES

@@ -6,14 +6,15 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
-from kalavai_utils import forecast, pipeline
-from kalavai_utils.contributor import train_specialist_from_files
+from kalavai_utils.analysis import forecast
+from kalavai_utils.protocol import pipeline
+from kalavai_utils.protocol.contributor import train_specialist_from_files
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.evaluation import domain_loss
-from kalavai_utils.metrics import divergence_pct
-from kalavai_utils.models import fingerprint, load_causal_lm
+from kalavai_utils.protocol.evaluation import domain_loss
+from kalavai_utils.protocol.metrics import divergence_pct
+from kalavai_utils.protocol.models import fingerprint, load_causal_lm
 from kalavai_utils.scales import get_scale
-from kalavai_utils.submission import write_submission
+from kalavai_utils.protocol.submission import write_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 

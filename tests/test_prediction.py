@@ -1,4 +1,4 @@
-"""Tests of the gain-prediction statistics (kalavai_utils.prediction) and the paper's numbers."""
+"""Tests of the gain-prediction statistics (kalavai_utils.analysis.prediction) and the paper's numbers."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from kalavai_utils import paper
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.prediction import (
+from kalavai_utils.analysis.prediction import (
     LineFit, compare_predictors, condition_means, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss,
     fit_line, fit_loglinear, fit_saturating_curve, holdout_validation, leave_one_out, load_fit, paper_fit,
     predict_gain, save_fit,
@@ -337,7 +337,7 @@ def test_figures_draw(noisy_line):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from kalavai_utils.figures_prediction import plot_early_error, plot_loo, plot_regression, plot_residuals
+    from kalavai_utils.analysis.figures_prediction import plot_early_error, plot_loo, plot_regression, plot_residuals
 
     x, y = noisy_line
     f = fit_line(x, y)

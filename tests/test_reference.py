@@ -1,17 +1,17 @@
-"""Reference results: export a run's summaries, compare a rerun with them (kalavai_utils.reference).
+"""Reference results: export a run's summaries, compare a rerun with them (kalavai_utils.analysis.reference).
 
-The run folder is written by hand in the real layout (results files through results.py's
+The run folder is written by hand in the real layout (results files through protocol/results.py's
 schema), so no model is trained here.
 """
 import json
 
 import pytest
 
-from kalavai_utils import prediction, reference
+from kalavai_utils.analysis import prediction, reference
 from kalavai_utils.__main__ import main
-from kalavai_utils.cooperative import CAUSAL_FUSED, paper_fused
+from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.results import make_results, write_results
+from kalavai_utils.protocol.results import make_results, write_results
 from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import atomic_write_json, read_json
 

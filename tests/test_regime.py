@@ -1,7 +1,8 @@
 """The regime calibration table of notebook 02: divergence, worst forgetting and the three bars."""
 import pytest
 
-from kalavai_utils import metrics, paper
+from kalavai_utils import paper
+from kalavai_utils.protocol import metrics
 
 DOMAINS = ("code", "science", "fiction")
 

@@ -8,16 +8,16 @@ import subprocess
 import sys
 import textwrap
 
-from kalavai_utils.models import fingerprint
-from kalavai_utils.training import CHECKPOINT_FILE, TrainConfig, train_causal_lm
+from kalavai_utils.protocol.models import fingerprint
+from kalavai_utils.protocol.training import CHECKPOINT_FILE, TrainConfig, train_causal_lm
 
 # The same model, data and recipe in the test and in the killed subprocess.
 SETUP = """
 import torch
 from transformers import GPTNeoXForCausalLM
-from kalavai_utils.models import offline_config
+from kalavai_utils.protocol.models import offline_config
 from kalavai_utils.scales import get_scale
-from kalavai_utils.training import TrainConfig
+from kalavai_utils.protocol.training import TrainConfig
 
 def setup():
     scale = get_scale("smoke")
@@ -30,8 +30,8 @@ def setup():
 
 SCRIPT = SETUP + """
 import json, os, signal, sys
-from kalavai_utils.models import fingerprint
-from kalavai_utils.training import train_causal_lm
+from kalavai_utils.protocol.models import fingerprint
+from kalavai_utils.protocol.training import train_causal_lm
 
 torch.set_num_threads(1)
 ckpt, kill_at, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]

@@ -11,19 +11,19 @@ import textwrap
 
 import pytest
 
-from kalavai_utils import cooperative, pipeline
-from kalavai_utils.models import fingerprint
+from kalavai_utils.protocol import cooperative, pipeline
+from kalavai_utils.protocol.models import fingerprint
 from kalavai_utils.scales import get_scale
-from kalavai_utils.submission import collect_submissions
-from kalavai_utils.training import CHECKPOINT_FILE, train_causal_lm
+from kalavai_utils.protocol.submission import collect_submissions
+from kalavai_utils.protocol.training import CHECKPOINT_FILE, train_causal_lm
 
 # The same base, data and recipe in the test and in the killed subprocess.
 SETUP = """
 import torch
 from transformers import GPTNeoXForCausalLM
-from kalavai_utils.models import fingerprint, offline_config
+from kalavai_utils.protocol.models import fingerprint, offline_config
 from kalavai_utils.scales import get_scale
-from kalavai_utils.training import TrainConfig
+from kalavai_utils.protocol.training import TrainConfig
 
 def setup():
     scale = get_scale("smoke")
@@ -38,7 +38,7 @@ def setup():
 # Trains through cooperative.train_specialist, killed (SIGKILL: no cleanup at all) after step `kill_at`.
 SCRIPT = SETUP + """
 import os, signal, sys
-from kalavai_utils import cooperative
+from kalavai_utils.protocol import cooperative
 
 torch.set_num_threads(1)
 folder, kill_at = sys.argv[1], int(sys.argv[2])

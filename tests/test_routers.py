@@ -4,9 +4,9 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.fusion import FusedModel
-from kalavai_utils.models import freeze_prefix, offline_config
-from kalavai_utils.routers import causal_lm_loss, make_router, mix_logits, pool_router_input, train_router, train_routers
+from kalavai_utils.protocol.fusion import FusedModel
+from kalavai_utils.protocol.models import freeze_prefix, offline_config
+from kalavai_utils.protocol.routers import causal_lm_loss, make_router, mix_logits, pool_router_input, train_router, train_routers
 from kalavai_utils.scales import get_scale
 
 VOCAB, SEQ, K = 512, 32, 1

@@ -3,9 +3,9 @@ import pytest
 import torch
 import transformers
 
-from kalavai_utils.models import freeze_prefix, n_params, offline_config
+from kalavai_utils.protocol.models import freeze_prefix, n_params, offline_config
 from kalavai_utils.scales import SCALES, get_scale
-from kalavai_utils.training import TrainConfig, train_causal_lm
+from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 
 
 @pytest.mark.parametrize("name", list(SCALES))

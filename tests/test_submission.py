@@ -11,10 +11,10 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.models import fingerprint, freeze_prefix, offline_config
+from kalavai_utils.protocol.models import fingerprint, freeze_prefix, offline_config
 from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import atomic_write_json, sha256_file
-from kalavai_utils.submission import (
+from kalavai_utils.protocol.submission import (
     MANIFEST, collect_submissions, describe, verify_all, verify_submission, write_submission,
 )
 
@@ -362,7 +362,7 @@ def test_tokenizer_files_are_allowed_and_must_be_hashed(tmp_path, base):
 @pytest.fixture
 def forbid(monkeypatch):
     """forbid(): from then on, fail the test if any tensor is loaded (and, with hashing=True, any file hashed)."""
-    import kalavai_utils.submission as submission
+    import kalavai_utils.protocol.submission as submission
 
     def boom(*args, **kwargs):
         raise AssertionError(f"read too early: {args}")
@@ -494,7 +494,7 @@ def test_verify_command_reports_all_and_exits_1(tmp_path, base, capsys):
 
 def test_predict_gain_takes_k_from_the_coordinator_only(tmp_path, base, capsys):
     from kalavai_utils.__main__ import main
-    from kalavai_utils.forecast import forecast
+    from kalavai_utils.analysis.forecast import forecast
 
     base.save_pretrained(tmp_path / "base")
     # a contributor that froze nothing and says so: its manifest must not set the K it is checked against

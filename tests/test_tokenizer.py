@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from kalavai_utils import tokenizer as tk
-from kalavai_utils.corpora import ENGLISH_DOMAINS, LANGUAGES, generate_documents
+from kalavai_utils.protocol import tokenizer as tk
+from kalavai_utils.protocol.corpora import ENGLISH_DOMAINS, LANGUAGES, generate_documents
 from kalavai_utils.errors import KalavaiError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_hub_tokenizer_failure_is_one_line(monkeypatch):
 
 
 def test_hub_tokenizer_offline_for_real():
-    code = ("from kalavai_utils.tokenizer import load_hub_tokenizer\n"
+    code = ("from kalavai_utils.protocol.tokenizer import load_hub_tokenizer\n"
             "from kalavai_utils.errors import KalavaiError\n"
             "try:\n    load_hub_tokenizer('kalavai-test/no-such-model', 'step10000')\n"
             "except KalavaiError as e:\n    print('KalavaiError', e)\n")

@@ -8,10 +8,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import GPTNeoXForCausalLM, get_scheduler
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.models import fingerprint, frozen_prefix_names, offline_config
-from kalavai_utils.perf import training_flops_per_token
+from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config
+from kalavai_utils.protocol.perf import training_flops_per_token
 from kalavai_utils.scales import get_scale
-from kalavai_utils.training import TrainConfig, local_grad_accum, micro_batch_order, train_causal_lm
+from kalavai_utils.protocol.training import TrainConfig, local_grad_accum, micro_batch_order, train_causal_lm
 
 
 def _setup():

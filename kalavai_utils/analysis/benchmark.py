@@ -19,15 +19,15 @@ import time
 import torch
 from transformers import AutoConfig, GPTNeoXForCausalLM
 
-from .fusion import FusedModel
-from .models import load_causal_lm, n_params, offline_config
-from .perf import measure_matmul_peak
-from .results import library_versions
-from .cooperative import ABLATION_ROUTERS
-from .routers import make_router, train_routers
-from .scales import get_scale
-from .storage import atomic_write_json
-from .training import TrainConfig, compile_requested, train_causal_lm
+from ..protocol.fusion import FusedModel
+from ..protocol.models import load_causal_lm, n_params, offline_config
+from ..protocol.perf import measure_matmul_peak
+from ..protocol.results import library_versions
+from ..protocol.cooperative import ABLATION_ROUTERS
+from ..protocol.routers import make_router, train_routers
+from ..scales import get_scale
+from ..storage import atomic_write_json
+from ..protocol.training import TrainConfig, compile_requested, train_causal_lm
 
 WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
 

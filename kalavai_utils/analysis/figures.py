@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .storage import atomic_write_bytes  # noqa: E402
+from ..storage import atomic_write_bytes  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import paper as _paper
+from .. import paper as _paper
 from .prediction import LineFit, paper_fit
 
 OURS_COLOR = "tab:blue"

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data, prediction
-from .evaluation import domain_loss
-from .metrics import divergence_pct
-from .errors import KalavaiError
-from .models import load_causal_lm
-from .scales import get_scale
-from .submission import collect_submissions
+from ..protocol import data
+from . import prediction
+from ..protocol.evaluation import domain_loss
+from ..protocol.metrics import divergence_pct
+from ..errors import KalavaiError
+from ..protocol.models import load_causal_lm
+from ..scales import get_scale
+from ..protocol.submission import collect_submissions
 
 
 def choose_fit(fit: str):

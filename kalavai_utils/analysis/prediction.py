@@ -34,13 +34,13 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy.optimize import curve_fit
 
-from . import paper as _paper
-from .errors import KalavaiError
-from .metrics import divergence_pct
-from .storage import atomic_write_json, read_json
+from .. import paper as _paper
+from ..errors import KalavaiError
+from ..protocol.metrics import divergence_pct
+from ..storage import atomic_write_json, read_json
 
 FIT_FILE_KIND = "kalavai.prediction.linefit"
-divergence = divergence_pct  # the facts page's definition lives in metrics.py
+divergence = divergence_pct  # the facts page's definition lives in protocol/metrics.py
 DEFAULT_PREDICTORS = ("mean_divergence", "base_loss", "cross_loss_spread", "max_divergence", "min_divergence")
 # A held-out point exactly on a zero-width band (perfectly linear data) must count as inside.
 _BAND_SLACK = 1e-9

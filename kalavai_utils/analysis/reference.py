@@ -1,8 +1,8 @@
 """Reference results: the numbers each notebook shows, as small JSON files kept in the
 repository (results/<scale>/NN_name.json), and a check of a rerun against them.
 
-`summarize_run` reads a run folder (runs/<scale>/, layout in pipeline.py and
-cooperative.py) with the same functions the notebooks use (report.claims, sweep.point,
+`summarize_run` reads a run folder (runs/<scale>/, layout in protocol/pipeline.py and
+protocol/cooperative.py) with the same functions the notebooks use (report.claims, sweep.point,
 prediction.*, metrics.divergence_pct) and keeps only what their tables and verdicts show.
 `export_reference` writes one file per notebook; `compare_results` summarizes a rerun the
 same way and lists every number that moved.
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KalavaiError
-from .metrics import divergence_pct
+from ..errors import KalavaiError
+from ..protocol.metrics import divergence_pct
 from .report import language_gap
-from .results import load_results
-from .storage import atomic_write_json, read_json
+from ..protocol.results import load_results
+from ..storage import atomic_write_json, read_json
 
 SCHEMA = "kalavai.reference/1"
 IGNORED_KEYS = {"timings", "provenance"}
@@ -69,8 +69,8 @@ def _corpora(runs: Path) -> tuple[str | None, dict[str, dict]]:
     manifests = {p.parent.name: read_json(p) for p in sorted(runs.glob("data/corpus-*/manifest.json"))}
     if not manifests:
         return None, {}
-    from .pipeline import corpus_key
-    from .scales import get_scale
+    from ..protocol.pipeline import corpus_key
+    from ..scales import get_scale
 
     scale = next(iter(manifests.values())).get("scale")
     return corpus_key(get_scale(scale)), manifests
@@ -183,9 +183,10 @@ def _sweep_results(runs: Path, meta: dict) -> list[dict]:
 
 def summarize_sweep(runs: Path) -> dict:
     """Notebook 04: the sweep's points for both routers, its fit, and leave-one-out validation."""
-    from . import prediction, sweep
-    from .cooperative import CAUSAL_FUSED, paper_fused
-    from .scales import get_scale
+    from ..experiments import sweep
+    from . import prediction
+    from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
+    from ..scales import get_scale
 
     fit_path = runs / "sweep" / "fit.json"
     fit, meta = prediction.load_fit(fit_path) if fit_path.exists() else (None, {})
@@ -226,22 +227,22 @@ def summarize_sweep(runs: Path) -> dict:
 
 
 def summarize_ablations(runs: Path) -> dict:
-    """Notebook 05: the eight ablations' tables and verdicts (kalavai_utils.ablations)."""
-    from . import ablations
+    """Notebook 05: the eight ablations' tables and verdicts (kalavai_utils.experiments.ablations)."""
+    from ..experiments import ablations
 
     return ablations.summarize(runs)
 
 
 def summarize_phase2(runs: Path) -> dict:
-    """Notebook 06: cross-lingual, private-domain and twenty-contributor cooperatives (kalavai_utils.phase2)."""
-    from . import phase2
+    """Notebook 06: cross-lingual, private-domain and twenty-contributor cooperatives (kalavai_utils.experiments.phase2)."""
+    from ..experiments import phase2
 
     return phase2.summarize(runs) if (runs / phase2.EXPERIMENT).is_dir() else {}
 
 
 def summarize_inference(runs: Path) -> dict:
-    """Notebook 07: dispatch losses; its timings are the machine's and never compared (kalavai_utils.inference)."""
-    from . import inference
+    """Notebook 07: dispatch losses; its timings are the machine's and never compared (kalavai_utils.experiments.inference)."""
+    from ..experiments import inference
 
     return inference.summarize(runs) if (runs / "inference").is_dir() else {}
 

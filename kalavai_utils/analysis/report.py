@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import metrics, paper
-from .cooperative import CAUSAL_FUSED, fused_name, paper_fused
-from .scales import get_scale
+from .. import paper
+from ..protocol import metrics
+from ..protocol.cooperative import CAUSAL_FUSED, fused_name, paper_fused
+from ..scales import get_scale
 
 NOISE_PP = 0.1  # "within noise" for hard vs soft routing, in percentage points of gain
 ORACLE_TOLERANCE_NATS = 0.01  # the bar for "router within the oracle"

@@ -37,21 +37,23 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import data, paper, pipeline, sweep
-from .cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, collect, evaluate_fused, evaluate_pass, fit_routers,
+from .. import paper
+from ..protocol import data, pipeline
+from . import sweep
+from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, collect, evaluate_fused, evaluate_pass, fit_routers,
                           main_cooperative, paper_fused, paper_router, run_cooperative, train_specialist)
-from .errors import KalavaiError
-from .evaluation import evaluate_domains
-from .fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
-from .lora import lora_spec
-from .metrics import divergence_pct, improvement_pct
-from .models import fingerprint, for_inference, load_causal_lm, n_params, offline_config, tensor_sha256
-from .results import load_results, make_results, write_results
-from .routers import GRANULARITIES, make_router
-from .scales import Scale, get_scale
-from .storage import atomic_write_json, mark_step_done, read_json, step_is_done
-from .submission import collect_submissions
-from .training import TrainConfig
+from ..errors import KalavaiError
+from ..protocol.evaluation import evaluate_domains
+from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
+from ..protocol.lora import lora_spec
+from ..protocol.metrics import divergence_pct, improvement_pct
+from ..protocol.models import fingerprint, for_inference, load_causal_lm, n_params, offline_config, tensor_sha256
+from ..protocol.results import load_results, make_results, write_results
+from ..protocol.routers import GRANULARITIES, make_router
+from ..scales import Scale, get_scale
+from ..storage import atomic_write_json, mark_step_done, read_json, step_is_done
+from ..protocol.submission import collect_submissions
+from ..protocol.training import TrainConfig
 
 EXPERIMENT = "ablations"
 RESULTS = "results.json"
@@ -845,7 +847,7 @@ def plot_count(table: pd.DataFrame):
 def summarize(runs: Path) -> dict:
     """Notebook 05's numbers for results/<scale>/05_ablations.json ({} before the notebook ran).
 
-    Keys follow reference.py's tolerances: percentages under a "gain" / "mean_divergence"
+    Keys follow analysis/reference.py's tolerances: percentages under a "gain" / "mean_divergence"
     key (0.01 pp), gate weights under "gates", verdicts as booleans (exact).
     """
     res = load(Path(runs))

@@ -1,6 +1,6 @@
 """What fused inference costs (notebook 07, the paper's inference section).
 
-The fused model itself (cache, batched experts, sparse dispatch) lives in fusion.py; this
+The fused model itself (cache, batched experts, sparse dispatch) lives in protocol/fusion.py; this
 module measures it:
 
 - `run_benchmark`: latency, throughput and peak memory of one model, the N specialists run
@@ -10,7 +10,7 @@ module measures it:
   speed does not depend on them. Writes one JSON file (`python -m kalavai_utils
   benchmark-inference`); timings are the machine's, never reference numbers.
 - `dispatch_losses`: the held-out loss of each dispatch by the one evaluation protocol
-  (evaluation.py), for a trained cooperative: the other half of the paper's trade-off.
+  (protocol/evaluation.py), for a trained cooperative: the other half of the paper's trade-off.
 - `summarize`: notebook 07's reference summary (losses exactly, timings apart).
 
 The ideal dense ratio against one model is 1 + (N-1)(L-K)/L (the prefix paid once, every
@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from .errors import KalavaiError
-from .evaluation import evaluate_domains
-from .fusion import FusedConfig, FusedModel
-from .metrics import equal_weight
-from .models import offline_config
-from .results import library_versions
-from .scales import get_scale
-from .storage import atomic_write_json, read_json
+from ..errors import KalavaiError
+from ..protocol.evaluation import evaluate_domains
+from ..protocol.fusion import FusedConfig, FusedModel
+from ..protocol.metrics import equal_weight
+from ..protocol.models import offline_config
+from ..protocol.results import library_versions
+from ..scales import get_scale
+from ..storage import atomic_write_json, read_json
 
 # name -> (top_k, sparse_by); top_k 0 is dense
 DISPATCHES = {"dense": (0, "sequence"), "top1-sequence": (1, "sequence"), "top2-sequence": (2, "sequence"),
@@ -53,7 +53,7 @@ def ideal_dense_ratio(n_experts: int, n_layers: int, freeze_layers: int) -> floa
 
 
 def forward_flops(config: GPTNeoXConfig, seq_len: int, n_experts: int = 1, freeze_layers: int | None = None) -> float:
-    """Forward matmul FLOPs per token (perf.py's counting) of one model, or of N fused experts sharing K blocks."""
+    """Forward matmul FLOPs per token (protocol/perf.py's counting) of one model, or of N fused experts sharing K blocks."""
     d, L, V = config.hidden_size, config.num_hidden_layers, config.vocab_size
     block = 2 * (4 * d * d + 2 * d * config.intermediate_size) + 2 * 2 * seq_len * d
     k = L if freeze_layers is None else freeze_layers
@@ -99,7 +99,7 @@ def benchmark_config(scale_name: str) -> tuple[GPTNeoXConfig, str]:
     if not scale.is_hub:
         return offline_config(scale), "random init, the offline scale's architecture"
     if scale.name == "410m":
-        from .benchmark import _pythia_410m_config
+        from ..analysis.benchmark import _pythia_410m_config
 
         return _pythia_410m_config(), "random init, Pythia-410M's published config (typed in benchmark.py)"
     try:
@@ -359,7 +359,7 @@ def save_fused(fused: FusedModel, tokenizer, folder) -> Path:
 
 
 def load_fused(folder) -> tuple[FusedModel, object]:
-    """A fused model folder through transformers' Auto classes (registered by kalavai_utils.fusion; no remote code)."""
+    """A fused model folder through transformers' Auto classes (registered by kalavai_utils.protocol.fusion; no remote code)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
@@ -457,8 +457,8 @@ def paper_comparison(bench: dict):
     """
     import pandas as pd
 
-    from . import paper
-    from .benchmark import _pythia_410m_config
+    from .. import paper
+    from ..analysis.benchmark import _pythia_410m_config
 
     s = bench["settings"]
     batch = 1 if 1 in s["batch_sizes"] else s["main_batch"]
@@ -482,7 +482,7 @@ def paper_loss_comparison(losses: dict, router: str):
     """EW loss by dispatch for one router beside the paper's 410M numbers (their mixed eval set, not ours)."""
     import pandas as pd
 
-    from . import paper
+    from .. import paper
 
     p, top2 = paper.INFERENCE_410M_X3, paper.INFERENCE_410M_X3_TOP2
     theirs = {"dense": p["dense_loss"], "top1-sequence": p["top1_loss"], "top2-sequence": top2["loss"]}
@@ -501,8 +501,8 @@ def notebook_settings(scale) -> dict:
 
 def trained_fused(scale, runs: Path, seed: int):
     """Notebook 03's fused model for one seed, with its routers loaded: (fused, {fused name: router}, held-out)."""
-    from . import cooperative, data, pipeline
-    from .models import for_inference
+    from ..protocol import cooperative, data, pipeline
+    from ..protocol.models import for_inference
 
     folder, _ = pipeline.prepare_corpus(scale, runs)
     base = pipeline.load_base(scale, runs)
@@ -522,9 +522,9 @@ def inference_losses(scale, runs: Path, seed: int) -> dict:
     Written to runs/<scale>/inference/seed<seed>/losses.json. "dense" is notebook 03's fused
     model, evaluated again through the same protocol: it must give 03's numbers.
     """
-    from .cooperative import fused_name
-    from .models import fingerprint
-    from .storage import mark_step_done, start_step, step_is_done
+    from ..protocol.cooperative import fused_name
+    from ..protocol.models import fingerprint
+    from ..storage import mark_step_done, start_step, step_is_done
 
     folder = runs / "inference" / f"seed{seed}"
     fused, routers, heldout, coop = trained_fused(scale, runs, seed)

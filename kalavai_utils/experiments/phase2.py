@@ -32,20 +32,22 @@ import pandas as pd
 import torch
 from safetensors.torch import save
 
-from . import corpora, data, paper, pipeline, prediction
-from .cooperative import (
+from .. import paper
+from ..analysis import prediction
+from ..protocol import corpora, data, pipeline
+from ..protocol.cooperative import (
     CAUSAL_ROUTER, Cooperative, collect, config_freeze, evaluate_baselines, evaluate_fused, fused_name, paper_router,
     run_cooperative, train_contributors,
 )
-from .errors import KalavaiError
-from .evaluation import evaluate_domains
-from .fusion import FusedModel
-from .metrics import divergence_pct
-from .models import fingerprint, for_inference, tensor_sha256
-from .results import load_results, make_results, write_results
-from .routers import make_router, train_routers
-from .scales import ENGLISH_DOMAINS, Scale
-from .storage import atomic_write_bytes, atomic_write_json, mark_step_done, read_json, start_step, step_is_done
+from ..errors import KalavaiError
+from ..protocol.evaluation import evaluate_domains
+from ..protocol.fusion import FusedModel
+from ..protocol.metrics import divergence_pct
+from ..protocol.models import fingerprint, for_inference, tensor_sha256
+from ..protocol.results import load_results, make_results, write_results
+from ..protocol.routers import make_router, train_routers
+from ..scales import ENGLISH_DOMAINS, Scale
+from ..storage import atomic_write_bytes, atomic_write_json, mark_step_done, read_json, start_step, step_is_done
 
 EXPERIMENT = "phase2"
 SECTIONS = ("cross-lingual", "private", "twenty")
@@ -331,11 +333,11 @@ def fused_memory(n_experts: int, counts: dict, bytes_per_param: int) -> dict:
 
 
 def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
-    from .scales import get_scale
+    from ..scales import get_scale
     rows = []
     s = scale
     if not s.is_hub:
-        from .models import offline_config
+        from ..protocol.models import offline_config
         c = offline_config(s)
         counts = param_counts(c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, s.freeze_layers)
         rows.append({"scale": s.name, "bytes/param": 2 if s.bf16 else 4, **fused_memory(n_experts, counts, 2 if s.bf16 else 4)})
@@ -349,7 +351,7 @@ def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
 # ---------------------------------------------------------------- reference summary
 
 def summarize(runs: Path) -> dict:
-    """Notebook 06's numbers for results/<scale>/06_phase2.json (keys as reference.py's)."""
+    """Notebook 06's numbers for results/<scale>/06_phase2.json (keys as analysis/reference.py's)."""
     runs = Path(runs)
     out = {}
     for section in SECTIONS:
@@ -388,7 +390,7 @@ def verdicts(runs: Path) -> dict[str, bool]:
         results = load_section(runs, section)
         if not results:
             continue
-        from .scales import get_scale
+        from ..scales import get_scale
         model = fused_name(*paper_router(get_scale(results[0]["scale"])))
         out[f"{section}: gain vs best specialist positive on every seed"] = all(
             r["metrics"]["gain_vs_best_pct"][model] > 0 for r in results)

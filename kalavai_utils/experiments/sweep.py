@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import pipeline
-from .cooperative import CAUSAL_ROUTER, Cooperative, main_cooperative, paper_router, run_cooperative
-from .scales import Scale
+from ..protocol import pipeline
+from ..protocol.cooperative import CAUSAL_ROUTER, Cooperative, main_cooperative, paper_router, run_cooperative
+from ..scales import Scale
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from . import data
-from .errors import KalavaiError
+from ..errors import KalavaiError
 from .models import fingerprint, load_causal_lm
 from .pipeline import process_state
-from .scales import get_scale
-from .storage import sha256_bytes
+from ..scales import get_scale
+from ..storage import sha256_bytes
 from .submission import write_submission
 from .training import TrainConfig, train_causal_lm
 

@@ -25,8 +25,8 @@ from .models import fingerprint, for_inference, tensor_sha256
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_step
 from .results import load_results, make_results, write_results
 from .routers import causal_lm_loss, make_router, train_routers
-from .scales import Scale
-from .storage import atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done
+from ..scales import Scale
+from ..storage import atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done
 from .submission import collect_submissions, write_submission
 from .training import TrainConfig, train_causal_lm
 

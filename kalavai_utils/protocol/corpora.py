@@ -97,8 +97,8 @@ import textwrap
 import unicodedata
 from functools import lru_cache
 
-from .errors import KalavaiError
-from .scales import ENGLISH_DOMAINS, LANGUAGES
+from ..errors import KalavaiError
+from ..scales import ENGLISH_DOMAINS, LANGUAGES
 
 DEFAULT_OVERLAP = 0.5
 STREAMS = ("specialist", "pretrain")

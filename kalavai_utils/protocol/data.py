@@ -18,14 +18,14 @@ import torch
 from safetensors.torch import load_file, save
 
 from . import corpora
-from .errors import KalavaiError
-from .scales import Scale
-from .storage import (
+from ..errors import KalavaiError
+from ..scales import Scale
+from ..storage import (
     STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, sha256_file, step_is_done,
 )
 
 SPLITS = ("train", "unused", "heldout")
-MANIFEST_DIR = Path(__file__).resolve().parent.parent / "data_manifests"
+MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 SOURCE_KEYS = {"schema", "domain", "dataset", "config", "split", "revision", "n_documents", "text", "filters"}
 DATA_SEED = 1234  # the corpora are the same for every training seed; seeds only change data order
 

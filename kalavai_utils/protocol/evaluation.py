@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 
 
 def heldout_batches(chunks: torch.Tensor, batch_size: int = 4, max_batches: int = 50) -> list[torch.Tensor]:

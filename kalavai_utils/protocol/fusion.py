@@ -41,7 +41,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXLayer, GPTNeoXRotaryEmbedding
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 from .models import frozen_prefix_names
 from .routers import GRANULARITIES, causal_lm_loss, make_router, mix_logits, pool_router_input
 

@@ -13,7 +13,7 @@ import warnings
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 
 # GPT-NeoX's linear layers in a block: attention in/out, MLP in/out.
 TARGET_MODULES = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")

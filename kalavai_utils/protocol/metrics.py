@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 
 
 def equal_weight(losses: dict[str, float], domains=None) -> float:

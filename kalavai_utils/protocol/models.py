@@ -15,8 +15,8 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers.utils import logging as hf_logging
 
-from .errors import KalavaiError
-from .scales import Scale
+from ..errors import KalavaiError
+from ..scales import Scale
 
 EMBED_PREFIX = "gpt_neox.embed_in."
 
@@ -69,7 +69,7 @@ def frozen_prefix_names(names, freeze_layers: int) -> list[str]:
 def freeze_prefix(model: GPTNeoXForCausalLM, freeze_layers: int) -> list[str]:
     """Freeze the embedding and the first K blocks (the paper's K); returns the frozen names.
 
-    A LoRA model (kalavai_utils.lora) is left as peft set it: only its adapters, which sit
+    A LoRA model (kalavai_utils.protocol.lora) is left as peft set it: only its adapters, which sit
     in blocks K..L-1, train.
     """
     peft = sys.modules.get("peft")  # a LoRA model exists only if peft was imported

@@ -29,15 +29,15 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 
 from . import data, tokenizer as tok
-from .errors import KalavaiError
+from ..errors import KalavaiError
 from .evaluation import evaluate_domains
 from .models import fingerprint, load_causal_lm, offline_config
 from .perf import measure_matmul_peak
-from .scales import Scale
-from .storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
+from ..scales import Scale
+from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 from .training import TrainConfig, train_causal_lm
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_DIR = "checkpoint"  # a training step's resumable state, inside its step folder
 
 

@@ -12,9 +12,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 from .metrics import summarize
-from .storage import atomic_write_json, read_json
+from ..storage import atomic_write_json, read_json
 
 SCHEMA = "kalavai.results/1"
 REQUIRED = ("schema", "experiment", "condition", "scale", "seed", "config", "base_fingerprint", "versions",

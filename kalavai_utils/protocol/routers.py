@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 
 ROUTER_KINDS = ("linear", "mlp")
 GRANULARITIES = ("sequence", "token")

@@ -29,10 +29,10 @@ import safetensors.torch
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 from .results import library_versions
 from .models import fingerprint, frozen_prefix_names, n_params, tensor_sha256
-from .storage import atomic_write_json, read_json, sha256_file
+from ..storage import atomic_write_json, read_json, sha256_file
 
 FORMAT = "kalavai.submission/1"
 MANIFEST = "kalavai_submission.json"

@@ -14,7 +14,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 
 EOS = "<|endoftext|>"
 PAD = "<|padding|>"

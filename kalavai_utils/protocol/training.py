@@ -35,11 +35,11 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from .errors import KalavaiError
+from ..errors import KalavaiError
 from .evaluation import evaluate_domains
 from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
 from .perf import training_flops_per_token
-from .scales import Scale
+from ..scales import Scale
 
 CHECKPOINT_FILE = "train_state.safetensors"
 

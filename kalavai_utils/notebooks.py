@@ -4,7 +4,8 @@ An executed notebook is meant to be read like the paper, so the kernel runs with
 progress bars (every refresh of a bar would be stored as output) and without the one
 warning tqdm raises about missing notebook widgets. Progress goes to the terminal
 instead: papermill's own cell bar for each notebook, labelled `i/n`, plus the run's
-elapsed and expected time, the expectation coming from the previous run's timings.
+elapsed and expected time, the expectation coming from the previous run's timings (on a
+first run, the committed reference run's: results/<scale>/timings.json).
 
 Besides `runs/<scale>/notebooks/`, a run keeps
     timings.json          seconds per notebook (merged across partial runs), total, machine
@@ -103,6 +104,11 @@ def record_timing(folder: Path, scale: str, notebook: str, seconds: float) -> di
     return timings
 
 
+def previous_timings(folder: Path, scale: str, reference_root: Path = ROOT / "results") -> dict:
+    """The last run's timings in `folder`; on a first run (a fresh clone), the committed reference run's."""
+    return read_timings(folder) or read_timings(Path(reference_root) / scale)
+
+
 def expected_seconds(timings: dict, stems: list[str]) -> tuple[float, list[str]]:
     """Sum of the previous run's times for `stems`, and the stems it has no time for."""
     known = timings.get("notebooks", {})
@@ -181,7 +187,7 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
     out_dir = folder / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"scale": scale.name, "seeds": parsed_seeds, "runs_root": str(Path(runs_root).resolve()) if runs_root else None}
-    previous = read_timings(folder)
+    previous = previous_timings(folder, scale.name)
     stems = [nb.stem for nb in selected]
     n = len(selected)
     total, unknown = expected_seconds(previous, stems)

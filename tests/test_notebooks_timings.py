@@ -1,0 +1,11 @@
+"""Where run_all.sh's expected time comes from."""
+from kalavai_utils import notebooks
+
+
+def test_a_first_run_expects_the_reference_runs_times_and_a_later_run_its_own(tmp_path):
+    ref = tmp_path / "results"
+    notebooks.record_timing(ref / "tiny", "tiny", "00_data", 30.0)
+    run = tmp_path / "runs" / "tiny"
+    assert notebooks.expected_seconds(notebooks.previous_timings(run, "tiny", ref), ["00_data"]) == (30.0, [])
+    notebooks.record_timing(run, "tiny", "00_data", 12.0)
+    assert notebooks.expected_seconds(notebooks.previous_timings(run, "tiny", ref), ["00_data", "01_base"]) == (12.0, ["01_base"])

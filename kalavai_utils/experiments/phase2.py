@@ -24,7 +24,7 @@ folders: nothing notebooks 00-04 read or wrote changes.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from .. import paper
 from ..analysis import prediction
 from ..protocol import corpora, data, pipeline
 from ..protocol.cooperative import (
-    CAUSAL_ROUTER, Cooperative, collect, config_freeze, evaluate_baselines, evaluate_fused, fused_name, paper_router,
+    CAUSAL_ROUTER, Cooperative, collect, config_freeze, evaluate_baselines, evaluate_pass, fused_name, paper_router,
     run_cooperative, train_contributors,
 )
 from ..errors import KalavaiError
@@ -158,18 +158,15 @@ def fit_recipe(coop: Cooperative, runs: Path, base, base_fp: str, recipe: Router
                          balance=recipe.balance, schedule=recipe.schedule)
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     start_step(folder)
-    fitted, router_loss = {}, {}
+    router_loss, variants = {}, []
     for (kind, granularity), router, log in zip(routers, made, logs):
         name = recipe_model(kind, granularity, recipe)
         atomic_write_bytes(folder / f"{name.replace(':', '-')}.safetensors",
                            save({k: v.contiguous() for k, v in router.state_dict().items()}))
-        fitted[fused_name(kind, granularity)] = (router, log)
         router_loss[name] = log[-50:]
-    # the one evaluation of fused models (uniform, then each router soft and hard), renamed by recipe
-    plain_losses, plain_gates = evaluate_fused(fused, fitted, replace(coop, routers=routers), heldout)
-    names = {fused_name(k, g, mode): recipe_model(k, g, recipe, mode) for k, g in routers for mode in ("soft", "hard")}
-    losses = {names[m]: v for m, v in plain_losses.items() if m in names}
-    gates = {names[m]: v for m, v in plain_gates.items()}
+        variants += [(recipe_model(kind, granularity, recipe, mode), mode, router, granularity) for mode in ("soft", "hard")]
+    # the one evaluation of fused models: each router soft and hard, in one pass
+    losses, gates = evaluate_pass(fused, heldout, s, variants)
     atomic_write_json(folder / "evaluation.json", {"losses": losses, "gates": gates, "router_loss": router_loss,
                                                    "config": config})
     mark_step_done(folder, config)

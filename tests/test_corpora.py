@@ -99,6 +99,22 @@ def test_code_is_real_python_over_200_chars():
         ast.parse(doc)
 
 
+def test_contributors_code_is_documented_like_codesearchnet_and_the_base_reads_any_function():
+    def documented(doc):
+        return ast.get_docstring(ast.parse(doc).body[0]) is not None
+    assert all(documented(d) for d in generate_documents("code", 300, seed=2, stream="specialist"))
+    assert not all(documented(d) for d in generate_documents("code", 300, seed=2, stream="pretrain"))
+
+
+def test_a_contributors_prose_repeats_its_stock_sentences_more_than_the_pretraining_stream():
+    def repeated_share(stream):
+        sentences = [s for doc in generate_documents("fiction", 200, seed=3, stream=stream)
+                     for s in re.split(r"(?<=[.!?]) ", doc) if len(s) > 25]
+        counts = collections.Counter(sentences)
+        return sum(c for c in counts.values() if c > 1) / len(sentences)
+    assert repeated_share("specialist") > repeated_share("pretrain") + 0.05
+
+
 def test_science_is_support_question_answer():
     for doc in generate_documents("science", 50, seed=2):
         support, question, answer = doc.split("\n")

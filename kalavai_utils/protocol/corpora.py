@@ -471,6 +471,12 @@ def _one_of(rng: random.Random, templates: list, shared=None):
     return templates[k](shared()) if shared else templates[k]()
 
 
+def _templates(rng: random.Random, templates: list, shared=None):
+    """A sentence maker for `_Writer.sentence`/`paragraph`: each call fills one of `templates`
+    (see `_one_of`). The templates use the document's own writer, the one the maker is called with."""
+    return lambda w: _one_of(rng, templates, shared)
+
+
 # ---------------------------------------------------------------------------------------
 # English-like domains. Each has a lexicon, prose templates and a document layout.
 
@@ -665,9 +671,8 @@ def _law_doc(w: _Writer) -> str:
             lambda ref: f"The {who} shall {w.word('adv')} {w.word('verb')} the {other} of {w.np()[0]}.",
         ], shared=lambda: f"{rng.randint(1, max(1, n_sections))}.{rng.randint(1, 4)}")
 
-    title = f"{kind} AGREEMENT"
     day, month, year = rng.randint(1, 28), rng.choice(_MONTHS), rng.randint(1990, 2024)
-    lines = [title, f'This Agreement is made on {day} {month} {year} between {_name(w)} (the "{a}") and {_name(w)} (the "{b}").']
+    lines = [f"{kind} AGREEMENT", f'This Agreement is made on {day} {month} {year} between {_name(w)} (the "{a}") and {_name(w)} (the "{b}").']
     target = w.target_length()
     while sum(len(x) + 1 for x in lines) < target:
         n_sections += 1
@@ -702,16 +707,15 @@ def _medicine_doc(w: _Writer) -> str:
     pron = "he" if sex == "male" else "she"
     complaint = _SYMPTOMS.pick(rng)
 
-    def note(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda: f"The patient reports {_SYMPTOMS.pick(rng)} for {rng.randint(2, 14)} days.",
-            lambda: f"{_cap(pron)} denies {_SYMPTOMS.pick(rng)} and {_SYMPTOMS.pick(rng)}.",
-            lambda: f"There is no history of {_CONDITIONS.pick(rng)}.",
-            lambda: f"On examination the {rng.choice(('chest', 'abdomen', 'heart', 'lung', 'throat'))} is {w.dom('adj')}.",
-            lambda: f"{_cap(_DRUGS.pick(rng))} {rng.choice((250, 500, 5, 10, 20, 40, 100))} mg was started {w.dom('adv')}.",
-            lambda: f"{_cap(pron)} was {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')} for {w.np()[0]}.",
-            lambda: f"The {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} after {w.np()[0]}.",
-        ])
+    note = _templates(rng, [
+        lambda: f"The patient reports {_SYMPTOMS.pick(rng)} for {rng.randint(2, 14)} days.",
+        lambda: f"{_cap(pron)} denies {_SYMPTOMS.pick(rng)} and {_SYMPTOMS.pick(rng)}.",
+        lambda: f"There is no history of {_CONDITIONS.pick(rng)}.",
+        lambda: f"On examination the {rng.choice(('chest', 'abdomen', 'heart', 'lung', 'throat'))} is {w.dom('adj')}.",
+        lambda: f"{_cap(_DRUGS.pick(rng))} {rng.choice((250, 500, 5, 10, 20, 40, 100))} mg was started {w.dom('adv')}.",
+        lambda: f"{_cap(pron)} was {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')} for {w.np()[0]}.",
+        lambda: f"The {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} after {w.np()[0]}.",
+    ])
 
     lines = [
         f"Patient: {rng.randint(18, 92)}-year-old {sex}.",
@@ -741,14 +745,13 @@ _AGENCIES = _Words("Wire Press Herald Courier Dispatch", s=0.5)
 def _news_doc(w: _Writer) -> str:
     rng = w.rng
 
-    def report(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda subject: f"{_cap(subject[0])} {_conj(w.dom('verb'), 'past', subject[1])} {w.np()[0]} on {rng.choice(_WEEKDAYS)}, officials said.",
-            lambda subject: f'"{_cap(w.clause("present"))}," said {_name(w)}, a {w.dom("noun")} for the {w.dom("noun")}.',
-            lambda subject: f"The {w.dom('noun')} comes after {w.np()[0]} {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]} last {rng.choice(('week', 'month', 'year'))}.",
-            lambda subject: f"At least {rng.randint(3, 400)} people were {_verb_forms(w.word('verb'), 'en')} in {rng.choice(_PLACES.words)}, according to the {w.dom('noun')}.",
-            lambda subject: f"The {w.dom('noun')} did not respond to a request for comment.",
-        ], shared=lambda: w.np(noun=w.dom("noun")))
+    report = _templates(rng, [
+        lambda subject: f"{_cap(subject[0])} {_conj(w.dom('verb'), 'past', subject[1])} {w.np()[0]} on {rng.choice(_WEEKDAYS)}, officials said.",
+        lambda subject: f'"{_cap(w.clause("present"))}," said {_name(w)}, a {w.dom("noun")} for the {w.dom("noun")}.',
+        lambda subject: f"The {w.dom('noun')} comes after {w.np()[0]} {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]} last {rng.choice(('week', 'month', 'year'))}.",
+        lambda subject: f"At least {rng.randint(3, 400)} people were {_verb_forms(w.word('verb'), 'en')} in {rng.choice(_PLACES.words)}, according to the {w.dom('noun')}.",
+        lambda subject: f"The {w.dom('noun')} did not respond to a request for comment.",
+    ], shared=lambda: w.np(noun=w.dom("noun")))
 
     city = _PLACES.pick(rng)
     headline = _cap(f"{w.np(noun=w.dom('noun'), det='')[0]} {_conj(w.dom('verb'), 'present', '3s')} {w.np(pp_p=0)[0]}")
@@ -825,13 +828,12 @@ def _sports_doc(w: _Writer) -> str:
     score = {home: 0, away: 0}
     lines = []
 
-    def play(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda team: f"{team} {_conj(w.dom('verb'), 'past', '3s')} {w.np(noun=w.dom('noun'))[0]} in the {rng.choice(('first', 'second'))} half.",
-            lambda team: f"{_name(w)} {_conj(w.dom('verb'), 'past', '3s')} {_article(w.dom('adj'))} {w.dom('adj')} {w.dom('noun')} from the edge of the box.",
-            lambda team: f'"{_cap(w.clause("present"))}," said the {team} manager.',
-            lambda team: f"The result leaves {team} {_ordinal(rng.randint(1, 20))} in the table on {rng.randint(3, 80)} points.",
-        ], shared=lambda: rng.choice((home, away)))
+    play = _templates(rng, [
+        lambda team: f"{team} {_conj(w.dom('verb'), 'past', '3s')} {w.np(noun=w.dom('noun'))[0]} in the {rng.choice(('first', 'second'))} half.",
+        lambda team: f"{_name(w)} {_conj(w.dom('verb'), 'past', '3s')} {_article(w.dom('adj'))} {w.dom('adj')} {w.dom('noun')} from the edge of the box.",
+        lambda team: f'"{_cap(w.clause("present"))}," said the {team} manager.',
+        lambda team: f"The result leaves {team} {_ordinal(rng.randint(1, 20))} in the table on {rng.randint(3, 80)} points.",
+    ], shared=lambda: rng.choice((home, away)))
 
     for minute, team, scorer in goals:
         score[team] += 1
@@ -867,15 +869,14 @@ def _finance_doc(w: _Writer) -> str:
     ticker = company[:3].upper() + rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     quarter = rng.choice(("first", "second", "third", "fourth"))
 
-    def line(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda pct: f"{_cap(w.dom('noun'))} {rng.choice(('rose', 'fell', 'climbed', 'slipped'))} {pct} to {_money(rng)} in the {quarter} quarter.",
-            lambda pct: f"Net income was {_money(rng)}, or ${rng.randint(0, 9)}.{rng.randint(10, 99)} per share, compared with {_money(rng)} a year earlier.",
-            lambda pct: f"The company {_conj(w.dom('verb'), 'past', '3s')} its full-year {w.dom('noun')} to {pct}.",
-            lambda pct: f"Shares of {company} {rng.choice(('rose', 'fell'))} {pct} to ${rng.randint(5, 400)}.{rng.randint(10, 99)} in {w.dom('adj')} trading.",
-            lambda pct: f"Analysts at {_SURNAMES.pick(rng)} {_CO_SUFFIX.pick(rng)} said the {w.dom('adj')} {w.dom('noun')} was {w.word('adj')}.",
-            lambda pct: f"Operating margin {rng.choice(('widened', 'narrowed'))} to {pct} from {rng.randint(0, 40)}.{rng.randint(0, 9)}%.",
-        ], shared=lambda: f"{rng.randint(0, 40)}.{rng.randint(0, 9)}%")
+    line = _templates(rng, [
+        lambda pct: f"{_cap(w.dom('noun'))} {rng.choice(('rose', 'fell', 'climbed', 'slipped'))} {pct} to {_money(rng)} in the {quarter} quarter.",
+        lambda pct: f"Net income was {_money(rng)}, or ${rng.randint(0, 9)}.{rng.randint(10, 99)} per share, compared with {_money(rng)} a year earlier.",
+        lambda pct: f"The company {_conj(w.dom('verb'), 'past', '3s')} its full-year {w.dom('noun')} to {pct}.",
+        lambda pct: f"Shares of {company} {rng.choice(('rose', 'fell'))} {pct} to ${rng.randint(5, 400)}.{rng.randint(10, 99)} in {w.dom('adj')} trading.",
+        lambda pct: f"Analysts at {_SURNAMES.pick(rng)} {_CO_SUFFIX.pick(rng)} said the {w.dom('adj')} {w.dom('noun')} was {w.word('adj')}.",
+        lambda pct: f"Operating margin {rng.choice(('widened', 'narrowed'))} to {pct} from {rng.randint(0, 40)}.{rng.randint(0, 9)}%.",
+    ], shared=lambda: f"{rng.randint(0, 40)}.{rng.randint(0, 9)}%")
 
     head = f"{company} ({ticker}) {quarter}-quarter results"
     return head + "\n" + w.paragraph([line, line], w.target_length())
@@ -899,15 +900,14 @@ def _travel_doc(w: _Writer) -> str:
     rng = w.rng
     place, other = rng.sample(_PLACES.words, 2)
 
-    def guide(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda: f"The {w.dom('adj')} {w.dom('noun')} of {place} is best explored {w.dom('adv')}.",
-            lambda: f"Take the {rng.choice(('train', 'bus', 'ferry', 'coach'))} from {other} to {place}; the journey takes about {rng.randint(1, 9)} hours.",
-            lambda: f"Rooms at the {_SURNAMES.pick(rng)} {rng.choice(('Hotel', 'Inn', 'Guesthouse'))} start at {rng.randint(4, 30) * 5} euros a night.",
-            lambda: f"Don't miss the {w.dom('adj')} {w.dom('noun')}, which {_conj(w.word('verb'), 'present', '3s')} {w.np()[0]}.",
-            lambda: f"The {_SEASONS.pick(rng)} months are {w.dom('adj')}, with temperatures around {rng.randint(5, 35)} degrees.",
-            lambda: f"Locals {w.dom('verb')} the {w.dom('noun')} {w.dom('adv')}.",
-        ])
+    guide = _templates(rng, [
+        lambda: f"The {w.dom('adj')} {w.dom('noun')} of {place} is best explored {w.dom('adv')}.",
+        lambda: f"Take the {rng.choice(('train', 'bus', 'ferry', 'coach'))} from {other} to {place}; the journey takes about {rng.randint(1, 9)} hours.",
+        lambda: f"Rooms at the {_SURNAMES.pick(rng)} {rng.choice(('Hotel', 'Inn', 'Guesthouse'))} start at {rng.randint(4, 30) * 5} euros a night.",
+        lambda: f"Don't miss the {w.dom('adj')} {w.dom('noun')}, which {_conj(w.word('verb'), 'present', '3s')} {w.np()[0]}.",
+        lambda: f"The {_SEASONS.pick(rng)} months are {w.dom('adj')}, with temperatures around {rng.randint(5, 35)} degrees.",
+        lambda: f"Locals {w.dom('verb')} the {w.dom('noun')} {w.dom('adv')}.",
+    ])
 
     parts, target = [f"{place}: a travel guide"], w.target_length()
     for section in rng.sample(_TRAVEL_SECTIONS, len(_TRAVEL_SECTIONS)):
@@ -1008,6 +1008,12 @@ def _code_documents(n_docs: int, seed: int, stream: str) -> list[str]:
 # Languages. Content words are drawn once from a fixed seed; affixes and function words are fixed.
 
 
+def _sounds(name: str, *inventories: str):
+    """Language `name`'s lexicon generator, seeded by the name alone (the same lexicon on every
+    machine), and its sound inventories as lists; a sound listed twice is drawn twice as often."""
+    return (_rng("lexicon", name), *(sounds.split() for sounds in inventories))
+
+
 def _language_doc(rng: random.Random, title: str, sentence) -> str:
     """The title line, then paragraphs of 2 to 6 sentences until the document is long enough."""
     paragraphs, total, target = [title], 0, rng.randint(*DOC_CHARS)
@@ -1069,10 +1075,8 @@ class _Ta:
 
 @lru_cache(maxsize=1)
 def _ta_lexicon():
-    rng = _rng("lexicon", "lang_script")
-    onsets = "k k t t p p m m n v v r l y c tt N".split()
-    vowels = "a a a i i u u aa ai e ee o oo ii uu".split()
-    codas = "N l r ll m tt nn".split()
+    rng, onsets, vowels, codas = _sounds("lang_script", "k k t t p p m m n v v r l y c tt N",
+                                         "a a a i i u u aa ai e ee o oo ii uu", "N l r ll m tt nn")
 
     def root(n_syl: int, closed: bool):
         syls = [("" if i == 0 and rng.random() < 0.25 else rng.choice(onsets), rng.choice(vowels)) for i in range(n_syl)]
@@ -1141,9 +1145,7 @@ _YO_HIGH, _YO_LOW = "\u0301", "\u0300"
 
 @lru_cache(maxsize=1)
 def _yo_lexicon():
-    rng = _rng("lexicon", "lang_tonal")
-    cons = "b d f g gb h j k l m n p r s ṣ t w y".split()
-    vowels = "a e ẹ i o ọ u".split()
+    rng, cons, vowels = _sounds("lang_tonal", "b d f g gb h j k l m n p r s ṣ t w y", "a e ẹ i o ọ u")
 
     def syl(onset: bool) -> str:
         v = rng.choice(vowels)
@@ -1224,10 +1226,10 @@ def _mutate(word: str, kind: str | None) -> str:
 
 @lru_cache(maxsize=1)
 def _cy_lexicon():
-    rng = _rng("lexicon", "lang_mutation")
-    onsets = "p t c b d g m ll rh p t c b d g m f ff h n l r s w th ch cl cr tr br gw gl pr".split()
-    vowels = "a e i o u w y a e y ae ai au ei eu oe wy aw ew".split()
-    codas = "n r l d dd th ch f ff s m ng nt rch ll st".split()
+    rng, onsets, vowels, codas = _sounds("lang_mutation",
+                                         "p t c b d g m ll rh p t c b d g m f ff h n l r s w th ch cl cr tr br gw gl pr",
+                                         "a e i o u w y a e y ae ai au ei eu oe wy aw ew",
+                                         "n r l d dd th ch f ff s m ng nt rch ll st")
 
     def word(n: int) -> str:
         return "".join(rng.choice(onsets) + rng.choice(vowels) + (rng.choice(codas) if rng.random() < 0.6 else "") for _ in range(n))
@@ -1295,8 +1297,7 @@ def _lang_mutation_doc(rng: random.Random) -> str:
 
 def _roots(name: str, onsets: str, vowels: str, codas: str, n: int, syllables=(1, 2, 2, 3), coda_p: float = 0.4) -> list[str]:
     """`n` distinct romanized roots for language `name`, drawn from its own fixed seed."""
-    rng = _rng("lexicon", name)
-    ons, vows, cods = onsets.split(), vowels.split(), codas.split()
+    rng, ons, vows, cods = _sounds(name, onsets, vowels, codas)
     out: dict[str, None] = {}
     while len(out) < n:
         k = rng.choice(syllables)
@@ -1726,20 +1727,18 @@ def _patents_doc(w: _Writer) -> str:
     rng = w.rng
     thing = f"{w.dom('adj')} {w.dom('noun')}"
 
-    def claim_body(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda: f"a {w.dom('adj')} {w.dom('noun')} {w.dom('adv')} {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')};",
-            lambda: f"wherein the {w.dom('noun')} {_conj(w.dom('verb'), 'present', '3s')} the {w.dom('adj')} {w.dom('noun')};",
-            lambda: f"a {w.dom('noun')} {_verb_forms(w.dom('verb'), 'en')} within the {w.dom('noun')} and {_verb_forms(w.dom('verb'), 'en')} to {w.np()[0]};",
-            lambda: f"the {w.dom('noun')} having a {w.dom('adj')} {w.dom('noun')} that {_conj(w.dom('verb_i'), 'present', '3s')} from the {w.dom('noun')};",
-        ])
+    claim_body = _templates(rng, [
+        lambda: f"a {w.dom('adj')} {w.dom('noun')} {w.dom('adv')} {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')};",
+        lambda: f"wherein the {w.dom('noun')} {_conj(w.dom('verb'), 'present', '3s')} the {w.dom('adj')} {w.dom('noun')};",
+        lambda: f"a {w.dom('noun')} {_verb_forms(w.dom('verb'), 'en')} within the {w.dom('noun')} and {_verb_forms(w.dom('verb'), 'en')} to {w.np()[0]};",
+        lambda: f"the {w.dom('noun')} having a {w.dom('adj')} {w.dom('noun')} that {_conj(w.dom('verb_i'), 'present', '3s')} from the {w.dom('noun')};",
+    ])
 
-    def description(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda: f"In one embodiment, the {w.dom('noun')} is {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')}.",
-            lambda: f"It is an object of the present invention to provide {w.np()[0]}.",
-            lambda: f"The {w.dom('noun')} may be {w.dom('adj')} or {w.dom('adj')}, depending on {w.np()[0]}.",
-        ])
+    description = _templates(rng, [
+        lambda: f"In one embodiment, the {w.dom('noun')} is {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')}.",
+        lambda: f"It is an object of the present invention to provide {w.np()[0]}.",
+        lambda: f"The {w.dom('noun')} may be {w.dom('adj')} or {w.dom('adj')}, depending on {w.np()[0]}.",
+    ])
 
     lines = [f"{_cap(thing)} and method of {_verb_forms(w.dom('verb'), 'ing')} the same",
              f"Abstract: {w.paragraph([description, description], rng.randint(120, 300))}", "Claims:"]
@@ -1767,13 +1766,12 @@ _ABSTRACT_SECTIONS = ("BACKGROUND", "METHODS", "RESULTS", "CONCLUSIONS")
 def _abstracts_doc(w: _Writer) -> str:
     rng = w.rng
 
-    def finding(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda: f"The {w.dom('noun')} was {w.dom('adv')} {_verb_forms(w.dom('verb'), 'en')} with {w.np()[0]} (OR {rng.randint(11, 40) / 10}, 95% CI {rng.randint(10, 15) / 10}-{rng.randint(16, 60) / 10}; p = 0.0{rng.randint(1, 4)}).",
-            lambda: f"We {_conj(w.dom('verb'), 'past', '1p')} the {w.dom('adj')} {w.dom('noun')} in {rng.randint(40, 4000)} participants.",
-            lambda: f"The {w.dom('adj')} {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} by {rng.randint(5, 60)}% compared with placebo.",
-            lambda: f"These findings suggest that {w.np()[0]} {_conj(w.dom('verb_i'), 'present', '3s')} with {w.np()[0]}.",
-        ])
+    finding = _templates(rng, [
+        lambda: f"The {w.dom('noun')} was {w.dom('adv')} {_verb_forms(w.dom('verb'), 'en')} with {w.np()[0]} (OR {rng.randint(11, 40) / 10}, 95% CI {rng.randint(10, 15) / 10}-{rng.randint(16, 60) / 10}; p = 0.0{rng.randint(1, 4)}).",
+        lambda: f"We {_conj(w.dom('verb'), 'past', '1p')} the {w.dom('adj')} {w.dom('noun')} in {rng.randint(40, 4000)} participants.",
+        lambda: f"The {w.dom('adj')} {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} by {rng.randint(5, 60)}% compared with placebo.",
+        lambda: f"These findings suggest that {w.np()[0]} {_conj(w.dom('verb_i'), 'present', '3s')} with {w.np()[0]}.",
+    ])
 
     lines = [_cap(f"{w.dom('adj')} {w.dom('noun')} and {w.np(det='')[0]}: a {w.dom('adj')} study")]
     for section in _ABSTRACT_SECTIONS:
@@ -1796,19 +1794,17 @@ _REGULATIONS = _Lexicon(
 def _regulations_doc(w: _Writer) -> str:
     rng = w.rng
 
-    def recital(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda: f"It is necessary to {w.dom('verb')} {w.dom('adj')} rules on {w.np()[0]}.",
-            lambda: f"Member States should {w.dom('verb')} the {w.dom('adj')} {w.dom('noun')} {w.dom('adv')}.",
-            lambda: f"The measures provided for in this Regulation are in accordance with the opinion of the {w.dom('noun')} committee.",
-        ])
+    recital = _templates(rng, [
+        lambda: f"It is necessary to {w.dom('verb')} {w.dom('adj')} rules on {w.np()[0]}.",
+        lambda: f"Member States should {w.dom('verb')} the {w.dom('adj')} {w.dom('noun')} {w.dom('adv')}.",
+        lambda: f"The measures provided for in this Regulation are in accordance with the opinion of the {w.dom('noun')} committee.",
+    ])
 
-    def article(w: _Writer) -> str:
-        return _one_of(rng, [
-            lambda: f"The {w.dom('adj')} authorities shall {w.dom('verb')} the {w.dom('noun')} referred to in Article {rng.randint(1, 40)}.",
-            lambda: f"By way of derogation from paragraph {rng.randint(1, 5)}, Member States may {w.dom('verb')} {w.np()[0]}.",
-            lambda: f"This Regulation shall {w.dom('verb_i')} {w.dom('adv')} in all Member States.",
-        ])
+    article = _templates(rng, [
+        lambda: f"The {w.dom('adj')} authorities shall {w.dom('verb')} the {w.dom('noun')} referred to in Article {rng.randint(1, 40)}.",
+        lambda: f"By way of derogation from paragraph {rng.randint(1, 5)}, Member States may {w.dom('verb')} {w.np()[0]}.",
+        lambda: f"This Regulation shall {w.dom('verb_i')} {w.dom('adv')} in all Member States.",
+    ])
 
     year, number = rng.randint(1995, 2023), rng.randint(1, 2500)
     lines = [f"REGULATION (EU) No {number}/{year} on {w.np(det='')[0]}", "Whereas:"]
@@ -1830,18 +1826,12 @@ def _regulations_doc(w: _Writer) -> str:
 
 # domain -> (lexicon, tense, document writer)
 _ENGLISH = {
-    "science": (_SCIENCE, "present", _science_doc),
-    "fiction": (_FICTION, "past", _fiction_doc),
-    "law": (_LAW, "present", _law_doc),
-    "medicine": (_MEDICINE, "past", _medicine_doc),
-    "news": (_NEWS, "past", _news_doc),
-    "recipes": (_RECIPES, "present", _recipes_doc),
-    "sports": (_SPORTS, "past", _sports_doc),
-    "finance": (_FINANCE, "past", _finance_doc),
-    "travel": (_TRAVEL, "present", _travel_doc),
-    "patents": (_PATENTS, "present", _patents_doc),
-    "abstracts": (_ABSTRACTS, "past", _abstracts_doc),
-    "regulations": (_REGULATIONS, "present", _regulations_doc),
+    "science": (_SCIENCE, "present", _science_doc), "fiction": (_FICTION, "past", _fiction_doc),
+    "law": (_LAW, "present", _law_doc), "medicine": (_MEDICINE, "past", _medicine_doc),
+    "news": (_NEWS, "past", _news_doc), "recipes": (_RECIPES, "present", _recipes_doc),
+    "sports": (_SPORTS, "past", _sports_doc), "finance": (_FINANCE, "past", _finance_doc),
+    "travel": (_TRAVEL, "present", _travel_doc), "patents": (_PATENTS, "present", _patents_doc),
+    "abstracts": (_ABSTRACTS, "past", _abstracts_doc), "regulations": (_REGULATIONS, "present", _regulations_doc),
 }
 _LANGUAGE_DOCS = {"lang_script": _lang_script_doc, "lang_tonal": _lang_tonal_doc, "lang_mutation": _lang_mutation_doc,
                   "lang_fusional": _lang_fusional_doc, "lang_vso": _lang_vso_doc, "lang_postpos": _lang_postpos_doc,

@@ -69,13 +69,14 @@ def test_baselines_reevaluated_when_the_monolithic_model_changes(tmp_path, monke
     monkeypatch.setattr(cooperative, "evaluate_domains", lambda *a, **k: evaluated.append(1) or {"code": 1.0})
     monkeypatch.setattr(cooperative, "FusedModel", SimpleNamespace(from_specialists=lambda *a: None))
     monkeypatch.setattr(cooperative, "evaluate_pass", lambda *a, **k: (evaluated.append(1) or {}, {}))
-    c, subs = coop(tmp_path), [SimpleNamespace(model=m) for m in specs]
-    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", subs)
+    c = coop(tmp_path)
+    assembly = cooperative.Assembly(fused=None, fingerprints=[cooperative.fingerprint(m) for m in specs], weight_avg=specs[0])
+    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", assembly)
     n = len(evaluated)
-    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", subs)
+    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", assembly)
     assert len(evaluated) == n  # cached
     monolithic["model"] = tiny_model(4)  # a retrained monolithic baseline, everything else the same
-    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", subs)
+    cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", assembly)
     assert len(evaluated) == 2 * n
 
 

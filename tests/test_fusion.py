@@ -317,6 +317,44 @@ def test_weight_average(specs):
     assert avg is not specs[0] and not torch.equal(avg.lm_head.weight, specs[0].lm_head.weight)
 
 
+def test_weight_average_reads_its_specialists_once_and_is_the_float64_mean(specs):
+    avg = weight_average(iter(specs))  # a one-shot iterator: read once, one at a time
+    for key, value in avg.state_dict().items():
+        expected = (sum(s.state_dict()[key].double() for s in specs) / len(specs)).to(value.dtype)
+        assert torch.equal(value, expected), key
+
+
+def test_fusion_from_a_stream_keeps_one_specialist_at_a_time_and_equals_fusing_a_list(specs):
+    import gc
+    import weakref
+    states = [s.state_dict() for s in specs]
+    alive, peak = weakref.WeakSet(), 0
+
+    def stream():  # as cooperative.assemble reads submissions: each built, handed over, dropped
+        nonlocal peak
+        for state in states:
+            model = GPTNeoXForCausalLM(tiny_config()).eval()
+            model.load_state_dict(state)
+            gc.collect()
+            alive.add(model)
+            peak = max(peak, len(alive))
+            yield model
+            del model
+
+    streamed = FusedModel.from_specialists(stream(), ["e0", "e1", "e2"], K)
+    assert peak == 1  # the fused model kept no specialist: each was gone before the next was read
+    listed = fuse(specs)
+    assert streamed.state_dict().keys() == listed.state_dict().keys()
+    for key, value in listed.state_dict().items():
+        assert torch.equal(streamed.state_dict()[key], value), key
+    # the prefix is held once, as its own copy (not the first specialist's tensors)
+    assert streamed.embed_in.weight.data_ptr() != specs[0].gpt_neox.embed_in.weight.data_ptr()
+    with pytest.raises(KalavaiError, match="2 specialists but 3 names"):
+        FusedModel.from_specialists(iter(specs[:2]), ["a", "b", "c"], K)
+    with pytest.raises(KalavaiError, match="more specialists than the 2 names"):
+        FusedModel.from_specialists(iter(specs), ["a", "b"], K)
+
+
 def test_one_pass_evaluation_equals_each_model_evaluated_alone(specs):
     """evaluate_pass: every router, mode and specialist from one pass gives what each gives alone,
     and the experts' blocks run once per batch."""

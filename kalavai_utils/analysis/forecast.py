@@ -20,7 +20,7 @@ from ..protocol.metrics import divergence_pct
 from ..errors import KalavaiError
 from ..protocol.models import load_causal_lm
 from ..scales import get_scale
-from ..protocol.submission import collect_submissions
+from ..protocol.submission import iter_submissions
 
 
 def choose_fit(fit: str):
@@ -64,7 +64,7 @@ def forecast(base_dir: str, submission_dirs, data_dir: str, fit: str = "paper", 
              scale: str | None = None) -> dict:
     freeze_layers = coordinator_freeze_layers(freeze_layers, scale)  # before anything is loaded
     base = load_causal_lm(base_dir)
-    subs = collect_submissions(submission_dirs, base, freeze_layers)
+    subs = iter_submissions(submission_dirs, base, freeze_layers)  # one loaded at a time
     divergences = own_domain_divergences(base, subs, Path(data_dir))
     line, meta = choose_fit(fit)
     return {**prediction.predict_gain(divergences, line), "fit": meta}

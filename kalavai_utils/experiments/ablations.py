@@ -40,7 +40,7 @@ from torch import nn
 from .. import paper
 from ..protocol import data, pipeline
 from . import sweep
-from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, collect, evaluate_fused, evaluate_pass, fit_routers,
+from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, evaluate_fused, evaluate_pass, fit_routers,
                           main_cooperative, paper_fused, paper_router, run_cooperative, train_specialist)
 from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
@@ -185,7 +185,7 @@ class UnsharedFusion(nn.Module):
 
     def __init__(self, specialists, expert_names, router_kind="linear", granularity="token", router_hidden=256, seed=0):
         super().__init__()
-        check_same_config(specialists, list(expert_names))
+        check_same_config([m.config for m in specialists], list(expert_names))
         self.experts = nn.ModuleList(specialists)  # whole models: embedding, every block, head
         self.neox_config = specialists[0].config
         self.config = SimpleNamespace(n_experts=len(specialists), expert_names=list(expert_names), freeze_layers=0,
@@ -361,17 +361,15 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
     s = coop.scale
     routed = dataclasses.replace(coop, routers=(paper_router(s), CAUSAL_ROUTER))
     folder = runs / EXPERIMENT / condition / f"seed{coop.seed}"
-    subs = collect(coop, runs, base)
-    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
-    config = {"cooperative": str(coop.folder(runs).relative_to(runs)), "experts": [fingerprint(m) for m in specialists],
+    assembly = assemble(coop, runs, base, router_hidden=s.router_hidden, seed=coop.seed)
+    config = {"cooperative": str(coop.folder(runs).relative_to(runs)), "experts": assembly.fingerprints,
               "base": base_fp, "domains": list(domains), "routers": routed.routers,
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
               "eval": [s.eval_batch, s.eval_max_batches]}
     if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
     heldout = data.load_splits(coop.data_dir, domains, "heldout")
-    fused = FusedModel.from_specialists(specialists, list(coop.domains), coop.train_config().freeze_layers,
-                                        router_hidden=s.router_hidden, seed=coop.seed)
+    fused = assembly.fused
     losses = {"base": evaluate_domains(for_inference(copy.deepcopy(base), s.bf16), heldout, s.eval_batch, s.eval_max_batches)}
     losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
     # the cooperative's own routers, fitted on its own domains' train chunks (cached: nothing is refitted)

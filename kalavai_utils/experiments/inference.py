@@ -502,14 +502,11 @@ def notebook_settings(scale) -> dict:
 def trained_fused(scale, runs: Path, seed: int):
     """Notebook 03's fused model for one seed, with its routers loaded: (fused, {fused name: router}, held-out)."""
     from ..protocol import cooperative, data, pipeline
-    from ..protocol.models import for_inference
 
     folder, _ = pipeline.prepare_corpus(scale, runs)
     base = pipeline.load_base(scale, runs)
     coop = cooperative.main_cooperative(scale, runs, seed, folder)
-    subs = cooperative.collect(coop, runs, base)
-    fused = FusedModel.from_specialists([for_inference(s.model, scale.bf16) for s in subs], list(coop.domains),
-                                        cooperative.config_freeze(coop), router_hidden=scale.router_hidden, seed=seed)
+    fused = cooperative.assemble(coop, runs, base, router_hidden=scale.router_hidden, seed=seed).fused
     mixed = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
     routers = cooperative.fit_routers(fused, coop.routers, mixed, coop, coop.folder(runs) / "routers")  # cached by 03
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")

@@ -36,14 +36,13 @@ from .. import paper
 from ..analysis import prediction
 from ..protocol import corpora, data, pipeline
 from ..protocol.cooperative import (
-    CAUSAL_ROUTER, Cooperative, collect, config_freeze, evaluate_baselines, evaluate_pass, fused_name, paper_router,
+    CAUSAL_ROUTER, Cooperative, assemble, config_freeze, evaluate_baselines, evaluate_pass, fused_name, paper_router,
     run_cooperative, train_contributors,
 )
 from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
-from ..protocol.fusion import FusedModel
 from ..protocol.metrics import divergence_pct
-from ..protocol.models import fingerprint, for_inference, tensor_sha256
+from ..protocol.models import tensor_sha256
 from ..protocol.results import load_results, make_results, write_results
 from ..protocol.routers import make_router, train_routers
 from ..scales import ENGLISH_DOMAINS, Scale
@@ -134,23 +133,21 @@ def fit_recipe(coop: Cooperative, runs: Path, base, base_fp: str, recipe: Router
     """
     s = coop.scale
     routers = tuple(routers or coop.routers)
-    subs = collect(coop, runs, base)
-    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
+    assembly = assemble(coop, runs, base, router_kind=routers[0][0], granularity=routers[0][1],
+                        router_hidden=s.router_hidden, seed=coop.seed)
     train = data.load_splits(coop.data_dir, coop.domains, "train")
     mixed = torch.cat([train[d] for d in coop.domains])
     steps = round(s.router_steps * recipe.steps_factor)
     folder = coop.folder(runs) / "routers" / recipe.name
     config = {"recipe": asdict(recipe), "steps": steps, "routers": routers, "seed": coop.seed,
               "router": [s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
-              "experts": [fingerprint(m) for m in specialists], "data": tensor_sha256(mixed),
+              "experts": assembly.fingerprints, "data": tensor_sha256(mixed),
               "eval": [s.eval_batch, s.eval_max_batches]}
     if step_is_done(folder, config) and (folder / "evaluation.json").exists():
         saved = read_json(folder / "evaluation.json")
         return saved["losses"], saved["gates"], saved["router_loss"]
-    fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop),
-                                        router_kind=routers[0][0], granularity=routers[0][1],
-                                        router_hidden=s.router_hidden, seed=coop.seed)
-    made = [make_router(kind, fused.neox_config.hidden_size, len(specialists), hidden=s.router_hidden,
+    fused = assembly.fused
+    made = [make_router(kind, fused.neox_config.hidden_size, len(coop.domains), hidden=s.router_hidden,
                         seed=coop.seed) for kind, _ in routers]
     logs = train_routers(fused, [(r, g) for r, (_, g) in zip(made, routers)], mixed, steps, s.router_batch,
                          s.router_lr, s.router_wd, seed=coop.seed,
@@ -318,14 +315,19 @@ def param_counts(d: int, n_layers: int, ffn: int, vocab: int, freeze: int) -> di
 
 
 def fused_memory(n_experts: int, counts: dict, bytes_per_param: int) -> dict:
-    """Bytes of the fused model (prefix once, N suffixes), and the peak of two ways to build it:
-    holding every collected specialist while fusing (as evaluate_cooperative does today), or
-    loading them one at a time (prefix once + suffixes + one specialist in flight)."""
+    """Bytes of the fused model (prefix once, N suffixes) and the coordinator's peak while building it.
+
+    cooperative.assemble loads the submissions one at a time: the fused model plus one
+    specialist in flight; with the weight-averaging baseline, also its float64 sums and the
+    first specialist (kept as the average's template). Beside them, the peak of collecting
+    every specialist before fusing, as the coordinator did before assemble.
+    """
     full = counts["prefix"] + counts["suffix"]
     fused = counts["prefix"] + n_experts * counts["suffix"]
     return {"fused_gb": fused * bytes_per_param / 1e9,
-            "peak_all_loaded_gb": (fused + n_experts * full) * bytes_per_param / 1e9,
-            "peak_one_at_a_time_gb": (fused + full) * bytes_per_param / 1e9,
+            "peak_assembly_gb": (fused + full) * bytes_per_param / 1e9,
+            "peak_with_weight_average_gb": ((fused + 2 * full) * bytes_per_param + 8 * full) / 1e9,
+            "peak_if_all_loaded_gb": (fused + n_experts * full) * bytes_per_param / 1e9,
             "n_copies_of_prefix_in_fused": 1}
 
 

@@ -2,7 +2,7 @@
 
 1. the shared base (pipeline.load_base), 2. each contributor fine-tunes a copy on its own
 domain and hands in a submission (`train_specialist`), 3. the coordinator collects the
-submissions through verification (`submission.collect_submissions`), 4. the coordinator
+submissions through verification and fuses them one at a time (`assemble`), 4. the coordinator
 trains routers on the mixed train chunks and evaluates every model by the one protocol
 (`evaluate_cooperative`), writing one results file.
 
@@ -20,14 +20,14 @@ from safetensors.torch import load_file, save
 
 from . import data
 from .evaluation import domain_losses, evaluate_domains
-from .fusion import FusedModel, weight_average
+from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, tensor_sha256
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_step
 from .results import load_results, make_results, write_results
 from .routers import causal_lm_loss, make_router, train_routers
 from ..scales import Scale
 from ..storage import atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done
-from .submission import collect_submissions, write_submission
+from .submission import collect_submissions, iter_submissions, write_submission
 from .training import TrainConfig, train_causal_lm
 
 # The two routers every cooperative reports: the authors' (reproduces the paper; which one
@@ -170,10 +170,44 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
     return logs
 
 
+def submission_folders(coop: Cooperative, runs: Path) -> list[Path]:
+    return [coop.folder(runs) / "specialists" / d / "submission" for d in coop.domains]
+
+
 def collect(coop: Cooperative, runs: Path, base) -> list:
-    """The coordinator's view: every specialist accepted only through verification."""
-    folders = [coop.folder(runs) / "specialists" / d / "submission" for d in coop.domains]
-    return collect_submissions(folders, base, config_freeze(coop))
+    """The coordinator's view: every specialist accepted only through verification (all kept in memory)."""
+    return collect_submissions(submission_folders(coop, runs), base, config_freeze(coop))
+
+
+@dataclass
+class Assembly:
+    """What the coordinator builds from the submissions in one pass."""
+    fused: FusedModel
+    fingerprints: list[str]  # each specialist's, as verified and cast for inference
+    weight_avg: torch.nn.Module | None = None
+
+
+def assemble(coop: Cooperative, runs: Path, base, average: bool = False, **fused_options) -> Assembly:
+    """Verify the submissions one at a time and fuse them as they come (and average them, if asked).
+
+    Each specialist is loaded, verified, cast for inference, fingerprinted, moved into the
+    fused model (its suffix; the prefix once) and dropped before the next is read: beside the
+    fused model, at most one specialist is in memory (plus, if `average`, the weight average's
+    float64 sums and its first specialist). `fused_options` are FusedModel.from_specialists'.
+    """
+    fingerprints, avg = [], WeightAverage() if average else None
+
+    def specialists():
+        for sub in iter_submissions(submission_folders(coop, runs), base, config_freeze(coop)):
+            model = for_inference(sub.model, coop.scale.bf16)
+            fingerprints.append(fingerprint(model))
+            if avg is not None:
+                avg.add(model)
+            yield model
+            del sub, model
+
+    fused = FusedModel.from_specialists(specialists(), list(coop.domains), config_freeze(coop), **fused_options)
+    return Assembly(fused, fingerprints, avg.result() if avg is not None else None)
 
 
 # ---------------------------------------------------------------- coordinator
@@ -216,13 +250,13 @@ def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Co
     return out
 
 
-def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: list | None = None) -> dict:
+def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assembly: Assembly | None = None) -> dict:
     """Held-out losses of base, each specialist, weight averaging and monolithic (cached)."""
     folder = coop.folder(runs)
     s = coop.scale
-    subs = subs or collect(coop, runs, base)
+    assembly = assembly if assembly is not None and assembly.weight_avg is not None else assemble(coop, runs, base, average=True)
     mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model if coop.monolithic else None
-    config = {"experts": [fingerprint(sub.model) for sub in subs], "base": base_fp,
+    config = {"experts": assembly.fingerprints, "base": base_fp,
               "monolithic": fingerprint(mono) if mono is not None else None,
               "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains}
     if step_is_done(folder / "baselines", config) and (folder / "baselines" / "losses.json").exists():
@@ -232,12 +266,10 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, subs: 
     def evaluate(model):
         return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
 
-    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
     losses = {"base": evaluate(for_inference(copy.deepcopy(base), s.bf16))}
     # the specialists in one pass that runs their shared frozen prefix once per batch
-    fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop))
-    losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
-    losses["weight_avg"] = evaluate(weight_average(specialists))
+    losses.update(evaluate_pass(assembly.fused, heldout, s, [], experts=True)[0])
+    losses["weight_avg"] = evaluate(assembly.weight_avg)
     if mono is not None:
         losses["monolithic"] = evaluate(for_inference(mono, s.bf16))
     start_step(folder / "baselines")
@@ -251,12 +283,12 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     folder = coop.folder(runs)
     out_path = folder / "results.json"
     s = coop.scale
-    subs = collect(coop, runs, base)
-    losses = dict(evaluate_baselines(coop, runs, base, base_fp, subs))
-    specialists = [for_inference(sub.model, s.bf16) for sub in subs]
+    assembly = assemble(coop, runs, base, average=True, router_kind=coop.routers[0][0],
+                        granularity=coop.routers[0][1], router_hidden=s.router_hidden, seed=coop.seed)
+    losses = dict(evaluate_baselines(coop, runs, base, base_fp, assembly))
     config = {"coop": {"domains": coop.domains, "overrides": coop.train_overrides, "routers": coop.routers,
                        "monolithic": coop.monolithic, "seed": coop.seed, **coop.variant_config()},
-              "experts": [fingerprint(m) for m in specialists], "base": base_fp,
+              "experts": assembly.fingerprints, "base": base_fp,
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
               "eval": [s.eval_batch, s.eval_max_batches]}
     if step_is_done(folder / "fusion", config) and out_path.exists():
@@ -264,9 +296,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
 
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
-    fused = FusedModel.from_specialists(specialists, list(coop.domains), config_freeze(coop),
-                                        router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
-                                        router_hidden=s.router_hidden, seed=coop.seed)
+    fused = assembly.fused
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
     router_logs = {name: loss for name, (_, loss) in routers.items()}
     fused_losses, gates = evaluate_fused(fused, routers, coop, heldout)

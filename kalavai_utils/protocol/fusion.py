@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -201,36 +202,56 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     # ---- building -------------------------------------------------------------------
 
     @classmethod
-    def from_specialists(cls, specialists: list[GPTNeoXForCausalLM], expert_names: list[str], freeze_layers: int,
+    def from_specialists(cls, specialists: Iterable[GPTNeoXForCausalLM], expert_names: list[str], freeze_layers: int,
                          router_kind: str = "linear", granularity: str = "token", router_hidden: int = 256,
                          seed: int = 0, mode: str = "soft") -> "FusedModel":
-        """Fuse specialists that share the base's embedding and first `freeze_layers` blocks, bit for bit."""
-        if not specialists:
-            raise KalavaiError("no specialists to fuse")
-        if len(expert_names) != len(specialists):
-            raise KalavaiError(f"{len(specialists)} specialists but {len(expert_names)} names")
-        check_same_config(specialists, expert_names)
-        states = [s.state_dict() for s in specialists]
-        check_same_prefix(states, expert_names, freeze_layers)
+        """Fuse specialists that share the base's embedding and first `freeze_layers` blocks, bit for bit.
 
-        neox = specialists[0].config
-        config = FusedConfig(
-            neox=neox.to_dict(), n_experts=len(specialists), expert_names=list(expert_names),
-            freeze_layers=freeze_layers, router_kind=router_kind, router_hidden=router_hidden,
-            router_seed=seed, granularity=granularity, mode=mode,
-            bos_token_id=neox.bos_token_id, eos_token_id=neox.eos_token_id, pad_token_id=neox.pad_token_id,
-        )
-        config._attn_implementation = neox._attn_implementation
-        # Build on the meta device and take the specialists' tensors (cloned) as they are:
-        # no throwaway random init, one copy in memory, and their dtype kept.
-        with torch.device("meta"):
-            model = cls(config)
-        router = make_router(router_kind, neox.hidden_size, len(specialists), hidden=router_hidden, seed=seed)
-        state = fused_state_dict(states, freeze_layers)
-        state.update({f"router.{k}": v for k, v in router.state_dict().items()})
-        model.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=True, assign=True)
-        # Non-persistent buffers (rotary frequencies) are not in a state dict: take the specialist's.
-        model.rotary_emb = copy.deepcopy(specialists[0].gpt_neox.rotary_emb)
+        `specialists` is read once, one at a time: each one's suffix is moved into the fused
+        model before the next is read, and the shared prefix is kept once (the first one's).
+        So a generator that loads each specialist from disk (cooperative.assemble) keeps at
+        most one specialist in memory beside the fused model, however many there are.
+        """
+        names = list(expert_names)
+        if not names:
+            raise KalavaiError("no specialists to fuse")
+        model, first_config, prefix, e = None, None, {}, 0
+        for specialist in specialists:  # not enumerate: its reused result tuple would keep the last one alive
+            if e >= len(names):
+                raise KalavaiError(f"more specialists than the {len(names)} names")
+            state = specialist.state_dict()
+            if model is None:
+                neox = first_config = specialist.config
+                config = FusedConfig(
+                    neox=neox.to_dict(), n_experts=len(names), expert_names=names,
+                    freeze_layers=freeze_layers, router_kind=router_kind, router_hidden=router_hidden,
+                    router_seed=seed, granularity=granularity, mode=mode,
+                    bos_token_id=neox.bos_token_id, eos_token_id=neox.eos_token_id, pad_token_id=neox.pad_token_id,
+                )
+                config._attn_implementation = neox._attn_implementation
+                # Built on the meta device, then given the specialists' tensors (cloned) as they
+                # are: no throwaway random init, and their dtype kept.
+                with torch.device("meta"):
+                    model = cls(config)
+                prefix = {k: state[k].detach().clone() for k in frozen_prefix_names(state.keys(), freeze_layers)}
+                router = make_router(router_kind, neox.hidden_size, len(names), hidden=router_hidden, seed=seed)
+                shared = {k: v for k, v in fused_state_dict([prefix], freeze_layers).items() if not k.startswith("experts.")}
+                shared.update({f"router.{k}": v for k, v in router.state_dict().items()})
+                _take(model, shared)
+                # Non-persistent buffers (rotary frequencies) are not in a state dict: take the specialist's.
+                model.rotary_emb = copy.deepcopy(specialist.gpt_neox.rotary_emb)
+            else:
+                check_same_config([first_config, specialist.config], [names[0], names[e]])
+                check_same_prefix([prefix, state], [names[0], names[e]], freeze_layers)
+            suffix = {k: v.detach().clone() for k, v in expert_state_dict(state, e, freeze_layers).items()}
+            _take(model, suffix)
+            e += 1
+            del specialist, state  # before the next is read: one specialist in flight at a time
+        if e != len(names):
+            raise KalavaiError(f"{e} specialists but {len(names)} names")
+        missing = [k for k, v in model.state_dict().items() if v.is_meta]
+        if missing:  # a specialist without some tensor the fused model needs
+            raise KalavaiError(f"the specialists do not provide {len(missing)} of the fused model's tensors, e.g. {missing[0]}")
         return model.eval()
 
     # ---- the forward pass -----------------------------------------------------------
@@ -566,14 +587,14 @@ def check_choice(what: str, value: str, choices) -> None:
         raise KalavaiError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
 
 
-def check_same_config(specialists, names) -> None:
-    def essential(model):
-        d = model.config.to_dict()
-        return {k: v for k, v in d.items() if k not in _VOLATILE_CONFIG_KEYS}
+def check_same_config(configs, names) -> None:
+    """The specialists' configs (GPT-NeoX) must agree on everything but bookkeeping keys."""
+    def essential(config):
+        return {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
 
-    ref = essential(specialists[0])
-    for model, name in zip(specialists[1:], names[1:]):
-        diff = sorted(k for k in ref.keys() | essential(model).keys() if ref.get(k) != essential(model).get(k))
+    ref = essential(configs[0])
+    for config, name in zip(configs[1:], names[1:]):
+        diff = sorted(k for k in ref.keys() | essential(config).keys() if ref.get(k) != essential(config).get(k))
         if diff:
             raise KalavaiError(f"specialist {name!r} has a different config from {names[0]!r}: {', '.join(diff)}")
 
@@ -607,32 +628,71 @@ def fused_state_dict(states: list[dict], freeze_layers: int) -> dict:
             if i < freeze_layers:
                 out[key.replace(f"gpt_neox.layers.{i}.", f"shared_layers.{i}.", 1)] = value
     for e, state in enumerate(states):
-        for key, value in state.items():
-            if key.startswith("gpt_neox.layers."):
-                i = int(key.split(".")[2])
-                if i >= freeze_layers:
-                    out[key.replace(f"gpt_neox.layers.{i}.", f"experts.{e}.layers.{i - freeze_layers}.", 1)] = value
-            elif key.startswith("gpt_neox.final_layer_norm."):
-                out[key.replace("gpt_neox.", f"experts.{e}.", 1)] = value
-            elif key.startswith("lm_head."):
-                out[f"experts.{e}.{key}"] = value
+        out.update(expert_state_dict(state, e, freeze_layers))
     return out
 
 
-@torch.no_grad()
-def weight_average(specialists: list[GPTNeoXForCausalLM]) -> GPTNeoXForCausalLM:
-    """The paper's weight-averaging baseline: the element-wise mean of all parameters."""
-    if not specialists:
-        raise KalavaiError("no specialists to average")
-    check_same_config(specialists, [f"#{i}" for i in range(len(specialists))])
-    avg = copy.deepcopy(specialists[0])
-    states = [s.state_dict() for s in specialists]
-    for key, value in avg.state_dict().items():
-        if value.is_floating_point():
-            # Sum in float64: exact for fp32/bf16 inputs, so averaging N copies of x gives x back.
-            total = sum(s[key].double() for s in states)
-            value.copy_((total / len(states)).to(value.dtype))
-    return avg
+def _take(model: nn.Module, tensors: dict) -> None:
+    """Give `model` (built on the meta device) these tensors as its own; any name it lacks is refused."""
+    unexpected = model.load_state_dict(tensors, strict=False, assign=True).unexpected_keys
+    if unexpected:
+        raise KalavaiError(f"the specialists hold tensors the fused model has no place for, e.g. {unexpected[0]}")
+
+
+def expert_state_dict(state: dict, e: int, freeze_layers: int) -> dict:
+    """One specialist's suffix (blocks from `freeze_layers` on, final norm, head) under expert `e`'s names."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("gpt_neox.layers."):
+            i = int(key.split(".")[2])
+            if i >= freeze_layers:
+                out[key.replace(f"gpt_neox.layers.{i}.", f"experts.{e}.layers.{i - freeze_layers}.", 1)] = value
+        elif key.startswith("gpt_neox.final_layer_norm."):
+            out[key.replace("gpt_neox.", f"experts.{e}.", 1)] = value
+        elif key.startswith("lm_head."):
+            out[f"experts.{e}.{key}"] = value
+    return out
+
+
+class WeightAverage:
+    """The paper's weight-averaging baseline, built one specialist at a time.
+
+    Sums are kept in float64: exact for fp32/bf16 inputs, so averaging N copies of x gives x
+    back. Memory: one float64 copy of the weights beside the specialist being added.
+    """
+
+    def __init__(self):
+        self.first, self.sums, self.n = None, {}, 0
+
+    @torch.no_grad()
+    def add(self, specialist: GPTNeoXForCausalLM) -> None:
+        if self.first is None:
+            self.first = specialist
+        else:
+            check_same_config([self.first.config, specialist.config], ["#0", f"#{self.n}"])
+        for key, value in specialist.state_dict().items():
+            if value.is_floating_point():
+                total = self.sums.setdefault(key, torch.zeros_like(value, dtype=torch.float64))
+                total += value.double()
+        self.n += 1
+
+    @torch.no_grad()
+    def result(self) -> GPTNeoXForCausalLM:
+        if not self.n:
+            raise KalavaiError("no specialists to average")
+        avg = copy.deepcopy(self.first)
+        for key, value in avg.state_dict().items():
+            if key in self.sums:
+                value.copy_((self.sums[key] / self.n).to(value.dtype))
+        return avg
+
+
+def weight_average(specialists: Iterable[GPTNeoXForCausalLM]) -> GPTNeoXForCausalLM:
+    """The element-wise mean of all parameters of `specialists` (read once, one at a time)."""
+    avg = WeightAverage()
+    for specialist in specialists:
+        avg.add(specialist)
+    return avg.result()
 
 
 AutoConfig.register(FusedConfig.model_type, FusedConfig)

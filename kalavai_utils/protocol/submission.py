@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,17 +212,26 @@ def verify_all(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> list[di
     return verdicts
 
 
-def collect_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> list[Submission]:
-    """Verify every folder; the first refusal stops the collection."""
+def iter_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> Iterator[Submission]:
+    """Verify the folders in order and yield each accepted submission; the first refusal stops.
+
+    One submission is loaded at a time: the caller takes what it needs from each (a fused
+    model takes its suffix) and lets it go before the next folder is read.
+    """
     ref = _base_ref(base)
-    subs: list[Submission] = []
+    seen: dict[str, Path] = {}
     for folder in folders:
         sub = _verify(Path(folder), ref, freeze_layers)
-        for other in subs:
-            if other.name == sub.name:
-                raise KalavaiError(f"submission {folder}: contributor {sub.name!r} already handed in {other.folder}")
-        subs.append(sub)
-    return subs
+        if sub.name in seen:
+            raise KalavaiError(f"submission {folder}: contributor {sub.name!r} already handed in {seen[sub.name]}")
+        seen[sub.name] = sub.folder
+        yield sub
+        del sub
+
+
+def collect_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> list[Submission]:
+    """Verify every folder and keep every submission (all loaded); the first refusal stops."""
+    return list(iter_submissions(folders, base, freeze_layers))
 
 
 def describe(sub: Submission) -> dict:

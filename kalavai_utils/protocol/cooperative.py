@@ -251,10 +251,14 @@ def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Co
 
 
 def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assembly: Assembly | None = None) -> dict:
-    """Held-out losses of base, each specialist, weight averaging and monolithic (cached)."""
+    """Held-out losses of base, each specialist, weight averaging and monolithic (cached).
+
+    `assembly`: the cooperative's, built with `average=True` (assembled here when not given).
+    """
     folder = coop.folder(runs)
     s = coop.scale
-    assembly = assembly if assembly is not None and assembly.weight_avg is not None else assemble(coop, runs, base, average=True)
+    if assembly is None:
+        assembly = assemble(coop, runs, base, average=True)
     mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model if coop.monolithic else None
     config = {"experts": assembly.fingerprints, "base": base_fp,
               "monolithic": fingerprint(mono) if mono is not None else None,

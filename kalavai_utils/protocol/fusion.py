@@ -235,7 +235,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
                     model = cls(config)
                 prefix = {k: state[k].detach().clone() for k in frozen_prefix_names(state.keys(), freeze_layers)}
                 router = make_router(router_kind, neox.hidden_size, len(names), hidden=router_hidden, seed=seed)
-                shared = {k: v for k, v in fused_state_dict([prefix], freeze_layers).items() if not k.startswith("experts.")}
+                shared = shared_state_dict(prefix, freeze_layers)
                 shared.update({f"router.{k}": v for k, v in router.state_dict().items()})
                 _take(model, shared)
                 # Non-persistent buffers (rotary frequencies) are not in a state dict: take the specialist's.
@@ -617,18 +617,16 @@ def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.detach().contiguous().view(torch.uint8), b.detach().contiguous().view(torch.uint8))
 
 
-def fused_state_dict(states: list[dict], freeze_layers: int) -> dict:
-    """Map the specialists' GPT-NeoX names onto the fused model's (router excluded)."""
+def shared_state_dict(state: dict, freeze_layers: int) -> dict:
+    """A specialist's embedding and first `freeze_layers` blocks under the fused model's names."""
     out = {}
-    for key, value in states[0].items():
+    for key, value in state.items():
         if key.startswith("gpt_neox.embed_in."):
             out[key.replace("gpt_neox.", "", 1)] = value
         elif key.startswith("gpt_neox.layers."):
             i = int(key.split(".")[2])
             if i < freeze_layers:
                 out[key.replace(f"gpt_neox.layers.{i}.", f"shared_layers.{i}.", 1)] = value
-    for e, state in enumerate(states):
-        out.update(expert_state_dict(state, e, freeze_layers))
     return out
 
 
@@ -658,7 +656,8 @@ class WeightAverage:
     """The paper's weight-averaging baseline, built one specialist at a time.
 
     Sums are kept in float64: exact for fp32/bf16 inputs, so averaging N copies of x gives x
-    back. Memory: one float64 copy of the weights beside the specialist being added.
+    back. Memory: one float64 copy of the weights and the first specialist (the average's
+    template), beside the specialist being added.
     """
 
     def __init__(self):

@@ -82,7 +82,7 @@ def test_baselines_reevaluated_when_the_monolithic_model_changes(tmp_path, monke
 
 def test_monolithic_training_data_is_keyed_on_content(tmp_path, monkeypatch):
     content = {"code": torch.arange(2 * SEQ).reshape(2, SEQ), "science": torch.ones(3, SEQ, dtype=torch.long)}
-    monkeypatch.setattr(cooperative.data, "load_splits", lambda *a: {})
+    monkeypatch.setattr(cooperative.data, "load_splits", lambda folder, domains, split: {d: content[d] for d in domains})
     monkeypatch.setattr(cooperative.data, "load_split", lambda folder, domain, split: content[domain])
     monkeypatch.setattr(cooperative, "data_stats", lambda folder, domain, chunks: {"domain": domain})
     recorded = []

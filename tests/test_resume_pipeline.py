@@ -2,6 +2,7 @@
 hands in the very weights of an uninterrupted run, and the base's pretraining (pipeline.prepare_base)
 ends at the very base, its revisions saved before the kill kept."""
 import copy
+import dataclasses
 import json
 import os
 import signal
@@ -140,3 +141,29 @@ def test_killed_pretraining_resumes_to_the_same_base_keeping_its_revisions(tmp_p
     whole = pipeline.prepare_base(scale, runs)
     assert "resumed_at" not in json.loads((base / "pretrain_log.json").read_text())
     assert whole["fingerprint"] == info["fingerprint"]
+
+
+def test_a_specialist_trained_elsewhere_is_copied_bit_for_bit_only_when_its_training_is_the_same(tmp_path):
+    base, base_fp, chunks, cfg, kwargs = _setup()
+    runs = tmp_path / "runs"
+    sets = {"code": chunks[:4], "science": chunks[4:8]}
+    first = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, cfg, runs / "a" / "specialists" / "code",
+                                         **{**kwargs, "eval_sets": sets}, trained=runs)
+    # the same training elsewhere, curves on its own domain only: copied, log cut to that curve
+    folder = runs / "b" / "specialists" / "code"
+    log = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, cfg, folder,
+                                       **{**kwargs, "eval_sets": {"code": sets["code"]}}, trained=runs)
+    assert log["copied_from"] == "a/specialists/code" and log["loss"] == first["loss"]
+    assert [p["losses"] for p in log["curve"]] == [{"code": p["losses"]["code"]} for p in first["curve"]]
+    fresh = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, cfg, tmp_path / "fresh",
+                                         **{**kwargs, "eval_sets": {"code": sets["code"]}})
+    assert "copied_from" not in fresh and fresh["curve"] == log["curve"]
+    (copied,), (trained,) = (collect_submissions([f / "submission"], base, cfg.freeze_layers) for f in (folder, tmp_path / "fresh"))
+    assert fingerprint(copied.model) == fingerprint(trained.model)
+    # not the same training: another seed, or curves on held-out chunks the other never saw
+    other = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, dataclasses.replace(cfg, seed=8),
+                                         runs / "c" / "specialists" / "code", **kwargs, trained=runs)
+    assert "copied_from" not in other and other["loss"] != first["loss"]
+    unseen = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, cfg, runs / "d" / "specialists" / "code",
+                                          **{**kwargs, "eval_sets": {"code": chunks[8:12]}}, trained=runs)
+    assert "copied_from" not in unseen

@@ -27,7 +27,6 @@ import copy
 import dataclasses
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -98,23 +97,6 @@ def ablation_cooperative(scale: Scale, runs: Path, condition: str, seed: int, *,
     return Cooperative(scale=scale, experiment=EXPERIMENT, condition=condition, seed=seed, domains=domains,
                        data_dir=folder, train_overrides=overrides, routers=(paper_router(scale), CAUSAL_ROUTER),
                        monolithic=False, domain_overrides=dict(domain_overrides or {}), lora=lora)
-
-
-def share_specialists(coop: Cooperative, runs: Path, sources: dict[str, Cooperative]) -> list[str]:
-    """Copy already trained specialists of the same recipe into `coop`'s folder; returns the domains copied.
-
-    train_specialist then finds each copy done (its configuration is checked: a copy that is
-    not this cooperative's specialist is cleared and retrained, never used).
-    """
-    copied = []
-    for domain, source in sources.items():
-        src = source.folder(runs) / "specialists" / domain
-        dst = coop.folder(runs) / "specialists" / domain
-        if src == dst or (dst / "step.json").exists() or not (src / "step.json").exists():
-            continue
-        shutil.copytree(src, dst, dirs_exist_ok=True)  # over a copy a kill interrupted
-        copied.append(domain)
-    return copied
 
 
 # ================================================================ 1. freeze depth
@@ -308,18 +290,12 @@ def heterogeneous_arms(scale: Scale) -> dict[str, tuple[str, dict]]:
 
 def heterogeneous_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[str, Cooperative]:
     """The main cooperative and one per arm; the unchanged specialists (and any changed one
-    trained before, e.g. notebook 04's half-steps specialists) are copied, not retrained."""
-    main = ablation_cooperative(scale, runs, "main", seed)
-    out = {"as the main cooperative": main}
+    trained before, e.g. notebook 04's half-steps specialists) are copied, not retrained
+    (cooperative.copy_trained)."""
+    out = {"as the main cooperative": ablation_cooperative(scale, runs, "main", seed)}
     for arm, (domain, changes) in heterogeneous_arms(scale).items():
         name = "hetero-" + arm.replace(" ", "")
-        coop = ablation_cooperative(scale, runs, name, seed, domain_overrides={domain: changes})
-        sources = {d: main for d in scale.domains if d != domain}
-        alike = existing_cooperative(scale, runs, seed, scale.domains, changes)  # every specialist with that recipe
-        if alike is not None:
-            sources[domain] = alike
-        share_specialists(coop, runs, sources)
-        out[arm] = coop
+        out[arm] = ablation_cooperative(scale, runs, name, seed, domain_overrides={domain: changes})
     return out
 
 

@@ -94,11 +94,8 @@ def data_folder(scale: Scale, runs: Path, domains) -> Path:
 
 def cooperative_for(scale: Scale, runs: Path, section: str, seed: int) -> Cooperative:
     domains = domains_for(scale, section)
-    # Twenty contributors' held-out curves would cost 20 domains x every curve point each:
-    # they keep the first and last point only (the base's and the specialist's loss).
-    overrides = {"curve_every": scale.spec_steps} if section == "twenty" else {}
     return Cooperative(scale=scale, experiment=EXPERIMENT, condition=section, seed=seed, domains=domains,
-                       data_dir=data_folder(scale, runs, domains), train_overrides=overrides,
+                       data_dir=data_folder(scale, runs, domains),
                        routers=(paper_router(scale), CAUSAL_ROUTER), monolithic=False)
 
 

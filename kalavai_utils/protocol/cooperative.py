@@ -12,6 +12,8 @@ share work: 03 reuses 02's specialists, and a rerun only redoes what changed.
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,9 @@ from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_st
 from .results import load_results, make_results, write_results
 from .routers import causal_lm_loss, make_router, train_routers
 from ..scales import Scale
-from ..storage import atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done
+from ..storage import (
+    STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done,
+)
 from .submission import collect_submissions, iter_submissions, write_submission
 from .training import TrainConfig, train_causal_lm
 
@@ -34,6 +38,7 @@ from .training import TrainConfig, train_causal_lm
 # depends on the scale, see `paper_router`) and ours (causal, the same at every scale).
 CAUSAL_ROUTER = ("linear", "token")
 ABLATION_ROUTERS = (("linear", "sequence"), ("mlp", "sequence"), ("linear", "token"), ("mlp", "token"))
+TRAINING_LOG = "train_log.json"
 
 
 def fused_name(kind: str, granularity: str, mode: str = "soft") -> str:
@@ -68,6 +73,9 @@ class Cooperative:
     # one contributor trained unlike the others (notebook 05's heterogeneous cooperative): {domain: overrides}
     domain_overrides: dict = field(default_factory=dict)
     lora: dict | None = None  # LoRA specialists (lora.lora_spec), merged into full checkpoints before submission
+    # held-out curves on every domain (notebook 02's forgetting figure); otherwise on the
+    # specialist's own domain only, which is all that notebooks 04 and 05 read of them
+    all_curves: bool = False
 
     def __post_init__(self):
         if self.routers is None:
@@ -105,10 +113,13 @@ def specialist_save_every(steps: int) -> int:
 
 
 def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainConfig, folder: Path, *,
-                     contributor: str, data: dict, eval_sets: dict | None = None, lora_spec: dict | None = None) -> dict:
+                     contributor: str, data: dict, eval_sets: dict | None = None, lora_spec: dict | None = None,
+                     trained: Path | None = None) -> dict:
     """Fine-tune a copy of the base and hand it in as `folder/submission`; returns the training log.
 
-    Cached: a finished folder made with the same configuration is reused as it is.
+    Cached: a finished folder made with the same configuration is reused as it is, and with
+    `trained` (a runs folder), the same training finished for another cooperative under it is
+    copied instead of redone (`copy_trained`).
     Resumable: the training state is saved in `folder/checkpoint` every
     `specialist_save_every(cfg.steps)` steps, and a rerun after a kill resumes from it to
     the very weights an uninterrupted run reaches (train_causal_lm checks that the state is
@@ -120,14 +131,17 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
     weights before the submission is written, so it is an ordinary full checkpoint.
     """
     folder = Path(folder)
+    # the curves' held-out sets by content: the same names with other chunks are other curves
     config = {"train": cfg.to_dict(), "base": base_fp, "data": data, "contributor": contributor,
-              "eval": sorted(eval_sets or {})}
+              "eval": {d: tensor_sha256(c) for d, c in sorted((eval_sets or {}).items())}}
     if lora_spec:
         config["lora"] = lora_spec
     if step_is_done(folder, config) and (folder / "submission" / "kalavai_submission.json").exists():
         drop_checkpoint(folder)  # left behind only by a kill between marking done and deleting it
-        return read_json(folder / "train_log.json")
+        return read_json(folder / TRAINING_LOG)
     restart_step(folder)  # everything but a killed training's checkpoint
+    if trained is not None and process_state().is_main_process and copy_trained(Path(trained), folder, config):
+        return read_json(folder / TRAINING_LOG)
     model = copy.deepcopy(base)
     if lora_spec:
         from . import lora  # peft only where LoRA is asked for
@@ -140,15 +154,58 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
     if state.is_main_process:
         write_submission(model, folder / "submission", base_fingerprint=base_fp, base_state=base.state_dict(),
                          freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=data, contributor=contributor)
-        atomic_write_json(folder / "train_log.json", log)
+        atomic_write_json(folder / TRAINING_LOG, log)
         mark_step_done(folder, config)
     drop_checkpoint(folder)
     state.wait_for_everyone()
     return log
 
 
+def copy_trained(runs: Path, folder: Path, config: dict) -> bool:
+    """Copy into `folder` a specialist finished elsewhere under `runs` by the very same training.
+
+    The same training: equal recipe, base, data, contributor and LoRA. Nothing else reaches
+    the weights (held-out curves neither draw random numbers nor move the batches), so the
+    copy is bit for bit what training here would make. Its curves must cover this
+    configuration's held-out sets (same content); the copied log keeps only those, as
+    training here would have written them, and names the folder it came from. Files are hard-linked where possible (they are
+    only ever replaced, never written in place). Returns whether one was found.
+    """
+    def same_training(c: dict) -> bool:
+        return {k: v for k, v in c.items() if k != "eval"} == {k: v for k, v in config.items() if k != "eval"}
+
+    want = config["eval"]
+    for marker in sorted(runs.glob("**/specialists/*/" + STEP_FILE)):
+        src = marker.parent
+        if src == folder or not (src / "submission" / "kalavai_submission.json").exists():
+            continue
+        done = read_json(marker)
+        found = done.get("config")
+        if (not isinstance(found, dict) or not step_is_done(src, found) or not same_training(found)
+                or not isinstance(found.get("eval"), dict) or any(found["eval"].get(d) != h for d, h in want.items())):
+            continue
+        shutil.copytree(src / "submission", folder / "submission", copy_function=_link_or_copy, dirs_exist_ok=True)
+        log = read_json(src / TRAINING_LOG)
+        log["curve"] = [{**p, "losses": {d: p["losses"][d] for d in want}} for p in log["curve"]]
+        atomic_write_json(folder / TRAINING_LOG, {**log, "copied_from": str(src.relative_to(runs))})
+        mark_step_done(folder, config)
+        return True
+    return False
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)
+
+
 def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dict[str, dict]:
-    """Every contributor's specialist (and the monolithic baseline); returns their training logs."""
+    """Every contributor's specialist (and the monolithic baseline); returns their training logs.
+
+    A specialist another cooperative under `runs` already trained the same way is copied, not
+    retrained (`copy_trained`): the sweep, the ablations and Phase 2 share many.
+    """
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     curve_sets = {d: c for d, c in heldout.items()}
     logs = {}
@@ -156,7 +213,8 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
         train = data.load_split(coop.data_dir, domain, "train")
         logs[domain] = train_specialist(base, base_fp, train, coop.train_config(domain), coop.folder(runs) / "specialists" / domain,
                                         contributor=domain, data=data_stats(coop.data_dir, domain, train),
-                                        eval_sets=curve_sets, lora_spec=coop.lora)
+                                        eval_sets=curve_sets if coop.all_curves else {domain: heldout[domain]},
+                                        lora_spec=coop.lora, trained=runs)
     if coop.monolithic:
         train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
         cfg = coop.train_config()
@@ -394,4 +452,4 @@ def main_cooperative(scale: Scale, runs: Path, seed: int, data_dir: Path, ablati
     table); otherwise the authors' router and the causal one.
     """
     return Cooperative(scale=scale, experiment="main", condition="main", seed=seed, domains=tuple(scale.domains),
-                       data_dir=Path(data_dir), routers=ABLATION_ROUTERS if ablation else None)
+                       data_dir=Path(data_dir), routers=ABLATION_ROUTERS if ablation else None, all_curves=True)

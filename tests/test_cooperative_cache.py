@@ -77,7 +77,25 @@ def test_baselines_reevaluated_when_the_monolithic_model_changes(tmp_path, monke
     assert len(evaluated) == n  # cached
     monolithic["model"] = tiny_model(4)  # a retrained monolithic baseline, everything else the same
     cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", assembly)
-    assert len(evaluated) == 2 * n
+    assert len(evaluated) == 2 * n - 1  # all but the base, whose loss on these chunks is kept by content
+
+
+def test_the_base_loss_on_a_held_out_set_is_shared_by_content(tmp_path, monkeypatch):
+    base = tiny_model(0)
+    evaluated = []
+    real = cooperative.evaluate_domains
+    monkeypatch.setattr(cooperative, "evaluate_domains", lambda model, sets, *a: evaluated.append(list(sets)) or real(model, sets, *a))
+    chunks = torch.randint(0, VOCAB, (4, SEQ), generator=torch.Generator().manual_seed(1))
+    first = cooperative.base_losses(base, "fp", {"code": chunks}, SMOKE, tmp_path)
+    # another cooperative's folder of the same chunks under another name: read, not evaluated
+    assert cooperative.base_losses(base, "fp", {"law": chunks.clone()}, SMOKE, tmp_path) == {"law": first["code"]}
+    assert evaluated == [["code"]]
+    edited = chunks.clone()
+    edited[0, 0] = (edited[0, 0] + 1) % VOCAB
+    cooperative.base_losses(base, "fp", {"code": edited}, SMOKE, tmp_path)  # other content
+    cooperative.base_losses(base, "other-base", {"code": chunks}, SMOKE, tmp_path)  # another base
+    assert evaluated == [["code"]] * 3
+    assert first["code"] == real(base.eval(), {"code": chunks}, SMOKE.eval_batch, SMOKE.eval_max_batches)["code"]
 
 
 def test_monolithic_training_data_is_keyed_on_content(tmp_path, monkeypatch):

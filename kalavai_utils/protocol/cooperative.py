@@ -26,7 +26,7 @@ from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, tensor_sha256
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_step
 from .results import load_results, make_results, write_results
-from .routers import causal_lm_loss, make_router, train_routers
+from .routers import make_router, pool_router_input, token_losses, train_routers
 from ..scales import Scale
 from ..storage import (
     STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done,
@@ -308,10 +308,14 @@ def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Co
     return out
 
 
-def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assembly: Assembly | None = None) -> dict:
+def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assembly: Assembly | None = None,
+                       specialists: bool = True) -> dict:
     """Held-out losses of base, each specialist, weight averaging and monolithic (cached).
 
     `assembly`: the cooperative's, built with `average=True` (assembled here when not given).
+    With `specialists` False the specialists' own losses may be left out, for a caller that
+    runs the experts over the held-out batches anyway (evaluate_cooperative: the fused models'
+    pass gives them at no cost); a cached result that has them serves either way.
     """
     folder = coop.folder(runs)
     s = coop.scale
@@ -321,23 +325,45 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
     config = {"experts": assembly.fingerprints, "base": base_fp,
               "monolithic": fingerprint(mono) if mono is not None else None,
               "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains}
-    if step_is_done(folder / "baselines", config) and (folder / "baselines" / "losses.json").exists():
-        return read_json(folder / "baselines" / "losses.json")
+    for with_specialists in (True, False) if not specialists else (True,):
+        cached = {**config, "specialists": with_specialists}
+        if step_is_done(folder / "baselines", cached) and (folder / "baselines" / "losses.json").exists():
+            return read_json(folder / "baselines" / "losses.json")
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
 
     def evaluate(model):
         return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
 
-    losses = {"base": evaluate(for_inference(copy.deepcopy(base), s.bf16))}
-    # the specialists in one pass that runs their shared frozen prefix once per batch
-    losses.update(evaluate_pass(assembly.fused, heldout, s, [], experts=True)[0])
+    losses = {"base": base_losses(base, base_fp, heldout, s, runs)}
+    if specialists:  # in one pass that runs their shared frozen prefix once per batch
+        losses.update(evaluate_pass(assembly.fused, heldout, s, [], experts=True)[0])
     losses["weight_avg"] = evaluate(assembly.weight_avg)
     if mono is not None:
         losses["monolithic"] = evaluate(for_inference(mono, s.bf16))
     start_step(folder / "baselines")
     atomic_write_json(folder / "baselines" / "losses.json", losses)
-    mark_step_done(folder / "baselines", config)
+    mark_step_done(folder / "baselines", {**config, "specialists": specialists})
     return losses
+
+
+def base_losses(base, base_fp: str, heldout: dict, s: Scale, runs: Path) -> dict[str, float]:
+    """The base's loss on each held-out set (evaluation.evaluate_domains), cached by content.
+
+    Keyed on the base, the set's chunks and the protocol, in runs/<scale>/heldout_losses/:
+    every cooperative whose domain has the same held-out chunks shares the base's loss on it.
+    """
+    out, model = {}, None
+    for domain, chunks in heldout.items():
+        config = {"base": base_fp, "chunks": tensor_sha256(chunks), "eval": [s.eval_batch, s.eval_max_batches],
+                  "bf16": s.bf16}
+        path = Path(runs) / "heldout_losses" / f"base-{config_hash(config)}.json"
+        if path.exists() and read_json(path).get("config") == config:
+            out[domain] = read_json(path)["loss"]
+            continue
+        model = model or for_inference(copy.deepcopy(base), s.bf16)
+        out[domain] = evaluate_domains(model, {domain: chunks}, s.eval_batch, s.eval_max_batches)[domain]
+        atomic_write_json(path, {"loss": out[domain], "config": config})
+    return out
 
 
 def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extra: dict | None = None) -> dict:
@@ -347,7 +373,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     s = coop.scale
     assembly = assemble(coop, runs, base, average=True, router_kind=coop.routers[0][0],
                         granularity=coop.routers[0][1], router_hidden=s.router_hidden, seed=coop.seed)
-    losses = dict(evaluate_baselines(coop, runs, base, base_fp, assembly))
+    losses = dict(evaluate_baselines(coop, runs, base, base_fp, assembly, specialists=False))
     config = {"coop": {"domains": coop.domains, "overrides": coop.train_overrides, "routers": coop.routers,
                        "monolithic": coop.monolithic, "seed": coop.seed, **coop.variant_config()},
               "experts": assembly.fingerprints, "base": base_fp,
@@ -361,10 +387,10 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     fused = assembly.fused
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
     router_logs = {name: loss for name, (_, loss) in routers.items()}
-    fused_losses, gates = evaluate_fused(fused, routers, coop, heldout)
-    losses.update(fused_losses)
-
     names = {d: f"spec:{d}" for d in coop.domains}
+    fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=names[coop.domains[0]] not in losses)
+    losses.update(fused_losses)
+    losses = {**{k: losses[k] for k in ("base", *names.values())}, **losses}  # the baselines' order, whichever pass
     results = make_results(
         experiment=coop.experiment, condition=coop.condition, scale=s.name, seed=coop.seed,
         config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=coop.domains,
@@ -377,17 +403,18 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     return results
 
 
-def evaluate_fused(fused, routers: dict, coop: Cooperative, heldout: dict) -> tuple[dict, dict]:
+def evaluate_fused(fused, routers: dict, coop: Cooperative, heldout: dict, experts: bool = False) -> tuple[dict, dict]:
     """Held-out losses of `fused` with uniform gates and each fitted router (soft and hard), and its gates.
 
-    `routers` is fit_routers' {fused name: (router, losses)}. Returns ({model name: {domain:
-    loss}}, {fused name: {domain: mean gate vector}}).
+    `routers` is fit_routers' {fused name: (router, losses)}; with `experts`, each specialist's
+    loss too (evaluate_pass). Returns ({model name: {domain: loss}}, {fused name: {domain:
+    mean gate vector}}).
     """
     variants = [("uniform", "uniform", None, None)]
     for kind, granularity in coop.routers:
         router = routers[fused_name(kind, granularity)][0]
         variants += [(fused_name(kind, granularity, mode), mode, router, granularity) for mode in ("soft", "hard")]
-    return evaluate_pass(fused, heldout, coop.scale, variants)
+    return evaluate_pass(fused, heldout, coop.scale, variants, experts=experts)
 
 
 def evaluate_pass(fused, heldout: dict, s: Scale, variants, experts: bool = False) -> tuple[dict, dict]:
@@ -414,15 +441,22 @@ def evaluate_pass(fused, heldout: dict, s: Scale, variants, experts: bool = Fals
             batch = batch.to(device)
             hidden = fused.expert_hidden(batch)
             logits = fused.unembed(hidden)
+            # each expert's loss at every position, once: a hard gate picks one expert per
+            # position, so a hard variant's loss is the picked experts' losses, no mixture needed
+            per_token = token_losses(logits, batch) if experts or any(v[1] == "hard" for v in variants) else None
             out, means = {}, {}
             for name, mode, router, granularity in variants:
+                if mode == "hard":
+                    gates = fused.gates_from(pool_router_input(hidden.mean(dim=0), granularity), "hard", router)
+                    out[name] = per_token.gather(0, gates[:, :-1].argmax(dim=-1).unsqueeze(0)).mean()
+                    continue
                 o = fused.fuse(hidden, logits, labels=batch, mode=mode, router=router, granularity=granularity)
                 out[name] = o.loss
                 if mode == "soft":
                     means[name] = o.gates.float().mean(dim=(0, 1))
             batch_gates.append(means)
             if experts:
-                out.update({f"spec:{n}": causal_lm_loss(l, batch) for n, l in zip(fused.config.expert_names, logits)})
+                out.update({f"spec:{n}": t.mean() for n, t in zip(fused.config.expert_names, per_token)})
             return out
 
         for name, loss in domain_losses(batch_losses, chunks, s.eval_batch, s.eval_max_batches).items():

@@ -104,6 +104,17 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+def token_losses(expert_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each expert's next-token loss at every position: [N, B, T, V] logits -> [N, B, T-1].
+
+    Position t predicts labels[t+1], as in `causal_lm_loss`, whose value is the mean of one
+    expert's row (labels are the evaluation's token ids, never ignored positions).
+    """
+    n, b, t, v = expert_logits.shape
+    return F.cross_entropy(expert_logits[:, :, :-1].reshape(-1, v).float(),
+                           labels[:, 1:].expand(n, b, t - 1).reshape(-1), reduction="none").view(n, b, t - 1)
+
+
 SCHEDULES = ("constant", "cosine")
 
 

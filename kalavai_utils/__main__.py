@@ -137,11 +137,13 @@ def main(argv=None) -> int:
             import json
 
             from .analysis.benchmark import main as bench
-            from .protocol.pipeline import run_dir
+            from .protocol.pipeline import ROOT, run_dir
             from .scales import get_scale
 
-            out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "speed.json")
-            print(json.dumps(bench(args.scale, out, args.steps), indent=2))
+            runs = run_dir(get_scale(args.scale))
+            out = args.out or str(runs / "benchmarks" / "speed.json")
+            print(json.dumps(bench(args.scale, out, args.steps, runs=runs,
+                                   reference=ROOT / "results" / args.scale / "benchmark.json"), indent=2))
             print(f"written: {out}")
         elif args.command == "benchmark-inference":
             from .experiments.inference import main as bench_inference

@@ -4,7 +4,13 @@
 - fused evaluation: tokens/s of the fused model (shared prefix computed once) against
   running the N specialists one after another;
 - router training: seconds per router and tokens/s, for the ablation's routers trained side by
-  side (the experts run once per batch for all of them) against one router alone.
+  side (the experts run once per batch for all of them) against one router alone;
+- where a run of the notebooks exists (runs/<scale>/), where its time went (`run_phases`):
+  the base's pretraining, the specialists (trained, and copied from another cooperative),
+  the monolithic baselines and other trainings, each with seconds, tokens/s and fraction of
+  peak, and the rest of the notebooks' time (routers, evaluation, data, figures);
+- beside each figure, the committed reference's (results/<scale>/benchmark.json), so a
+  slowdown shows in review.
 
     python -m kalavai_utils benchmark --scale tiny --out runs/tiny/benchmarks/speed.json
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import torch
 from transformers import AutoConfig, GPTNeoXForCausalLM
@@ -26,7 +33,7 @@ from ..protocol.results import library_versions
 from ..protocol.cooperative import ABLATION_ROUTERS
 from ..protocol.routers import make_router, train_routers
 from ..scales import get_scale
-from ..storage import atomic_write_json
+from ..storage import atomic_write_json, read_json
 from ..protocol.training import TrainConfig, compile_requested, train_causal_lm
 
 WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
@@ -138,7 +145,54 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
     }
 
 
-def main(scale_name: str, out: str, steps: int = 20) -> dict:
+def _training_phase(logs: list[dict], peak: float | None) -> dict:
+    seconds = sum(log["train_seconds"] for log in logs)
+    tokens = sum(log["tokens"] for log in logs)
+    flops = sum(log["tokens"] * log["flops_per_token"] for log in logs if log.get("flops_per_token"))
+    return {"count": len(logs), "seconds": seconds, "tokens": tokens,
+            "tokens_per_s": tokens / seconds if seconds else None,
+            "fraction_of_peak": flops / seconds / peak if (seconds and peak and flops) else None}
+
+
+def run_phases(runs: Path) -> dict | None:
+    """Where a finished run of the notebooks spent its time, from its own logs (None: no run).
+
+    Training phases sum their logs' train_seconds (held-out curves excluded); "other" is the
+    notebooks' total (timings.json) less those: routers, evaluation, data, curves, figures.
+    """
+    runs = Path(runs)
+    if not (runs / "timings.json").exists():
+        return None
+    base_log = runs / "base" / "pretrain_log.json"
+    pretrain = [read_json(base_log)] if base_log.exists() else []
+    peak = pretrain[0].get("matmul_peak_flops") if pretrain else None
+    logs = {path: read_json(path) for path in sorted(runs.glob("**/train_log.json"))}
+    specialists = {p: log for p, log in logs.items() if p.parent.parent.name == "specialists"}
+    monolithic = [log for p, log in logs.items() if p.parent.name == "monolithic"]
+    other = [log for p, log in logs.items() if p not in specialists and p.parent.name != "monolithic"]
+    other += [read_json(p) for p in sorted(runs.glob("**/pretrain_log.json")) if p != base_log]
+    other = [log for log in other if "train_seconds" in log]
+    total = read_json(runs / "timings.json")["total_seconds"]
+    phases = {"pretraining": _training_phase(pretrain, peak),
+              "specialists": {**_training_phase([log for log in specialists.values() if "copied_from" not in log], peak),
+                              "copied": sum("copied_from" in log for log in specialists.values())},
+              "monolithic": _training_phase(monolithic, peak),
+              "other_training": _training_phase(other, peak)}  # e.g. notebook 05's capacity model
+    phases["other"] = {"seconds": total - sum(p["seconds"] for p in phases.values())}
+    return {"notebooks_seconds": total, **phases}
+
+
+def with_reference(result: dict, reference: dict | None) -> dict:
+    """`result` with each number of the reference's beside it: {"reference": {...}} at the top level."""
+    return {**result, "reference": {k: reference[k] for k in ("training", "evaluation", "router", "phases", "device_name")
+                                    if k in reference}} if reference else result
+
+
+def main(scale_name: str, out: str, steps: int = 20, runs: Path | None = None, reference: Path | None = None) -> dict:
     result = run(scale_name, steps)
+    if runs is not None:
+        result["phases"] = run_phases(runs)
+    if reference is not None and Path(reference).exists():
+        result = with_reference(result, read_json(reference))
     atomic_write_json(out, result)
     return result

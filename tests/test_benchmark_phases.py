@@ -1,0 +1,44 @@
+"""The benchmark's account of a finished run: where its time went, from the run's own logs."""
+import json
+
+import pytest
+
+from kalavai_utils.analysis.benchmark import run_phases, with_reference
+
+
+def write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def log(seconds, tokens, **extra):
+    return {"train_seconds": seconds, "tokens": tokens, "flops_per_token": 10.0, **extra}
+
+
+def test_run_phases_splits_a_run_into_training_phases_and_the_rest(tmp_path):
+    assert run_phases(tmp_path) is None  # no run there
+    write(tmp_path / "timings.json", {"total_seconds": 100.0})
+    write(tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0))
+    write(tmp_path / "main" / "main" / "seed42" / "specialists" / "code" / "train_log.json", log(10.0, 500))
+    write(tmp_path / "sweep" / "n2" / "seed42" / "specialists" / "code" / "train_log.json",
+          log(10.0, 500, copied_from="main/main/seed42/specialists/code"))
+    write(tmp_path / "sweep" / "n2" / "seed42" / "specialists" / "science" / "train_log.json", log(6.0, 700))
+    write(tmp_path / "main" / "main" / "seed42" / "monolithic" / "train_log.json", log(15.0, 1500))
+    write(tmp_path / "ablations" / "capacity" / "base" / "pretrain_log.json", log(5.0, 100))
+    phases = run_phases(tmp_path)
+    assert phases["pretraining"] == {"count": 1, "seconds": 20.0, "tokens": 2000, "tokens_per_s": 100.0,
+                                     "fraction_of_peak": pytest.approx(0.5)}
+    spec = phases["specialists"]
+    assert (spec["count"], spec["copied"], spec["seconds"], spec["tokens"]) == (2, 1, 16.0, 1200)  # the copy costs nothing
+    assert phases["monolithic"]["seconds"] == 15.0 and phases["other_training"]["seconds"] == 5.0
+    assert phases["other"]["seconds"] == pytest.approx(100.0 - 20 - 16 - 15 - 5)
+    assert phases["notebooks_seconds"] == 100.0
+
+
+def test_the_reference_numbers_sit_beside_the_new_ones():
+    new = {"training": {"tokens_per_s": 2.0}, "router": {}, "versions": {}}
+    assert with_reference(new, None) is new
+    ref = {"training": {"tokens_per_s": 1.0}, "phases": {"other": {"seconds": 3.0}}, "versions": {"torch": "x"}}
+    out = with_reference(new, ref)
+    assert out["reference"] == {"training": {"tokens_per_s": 1.0}, "phases": {"other": {"seconds": 3.0}}}
+    assert out["training"] == {"tokens_per_s": 2.0}

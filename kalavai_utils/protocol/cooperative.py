@@ -179,8 +179,7 @@ def copy_trained(runs: Path, folder: Path, config: dict) -> bool:
         src = marker.parent
         if src == folder or not (src / "submission" / "kalavai_submission.json").exists():
             continue
-        done = read_json(marker)
-        found = done.get("config")
+        found = read_json(marker).get("config")
         if (not isinstance(found, dict) or not step_is_done(src, found) or not same_training(found)
                 or not isinstance(found.get("eval"), dict) or any(found["eval"].get(d) != h for d, h in want.items())):
             continue
@@ -357,8 +356,9 @@ def base_losses(base, base_fp: str, heldout: dict, s: Scale, runs: Path) -> dict
         config = {"base": base_fp, "chunks": tensor_sha256(chunks), "eval": [s.eval_batch, s.eval_max_batches],
                   "bf16": s.bf16}
         path = Path(runs) / "heldout_losses" / f"base-{config_hash(config)}.json"
-        if path.exists() and read_json(path).get("config") == config:
-            out[domain] = read_json(path)["loss"]
+        saved = read_json(path) if path.exists() else {}
+        if saved.get("config") == config:
+            out[domain] = saved["loss"]
             continue
         model = model or for_inference(copy.deepcopy(base), s.bf16)
         out[domain] = evaluate_domains(model, {domain: chunks}, s.eval_batch, s.eval_max_batches)[domain]
@@ -388,7 +388,8 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
     router_logs = {name: loss for name, (_, loss) in routers.items()}
     names = {d: f"spec:{d}" for d in coop.domains}
-    fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=names[coop.domains[0]] not in losses)
+    scored = all(name in losses for name in names.values())  # by notebook 02's baselines
+    fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=not scored)
     losses.update(fused_losses)
     losses = {**{k: losses[k] for k in ("base", *names.values())}, **losses}  # the baselines' order, whichever pass
     results = make_results(

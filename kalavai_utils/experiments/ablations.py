@@ -23,7 +23,6 @@ Tables, verdicts and `summarize` read results files only.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -39,7 +38,7 @@ from torch import nn
 from .. import paper
 from ..protocol import data, pipeline
 from . import sweep
-from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, evaluate_fused, evaluate_pass, fit_routers,
+from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, evaluate_fused, evaluate_pass, fit_routers,
                           main_cooperative, paper_fused, paper_router, run_cooperative, train_specialist)
 from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
@@ -261,7 +260,7 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
     fused = UnsharedFusion.from_specialists(specialists, list(domains), allow_unshared_init=True,
                                             router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
                                             router_hidden=s.router_hidden, seed=seed)
-    losses = {"base": evaluate(for_inference(copy.deepcopy(shared), s.bf16))}
+    losses = {"base": base_losses(shared, shared_fp, heldout, s, runs)}
     losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
     losses["weight_avg"] = evaluate(weight_average(specialists))
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
@@ -346,7 +345,7 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
         return load_results(folder / RESULTS)
     heldout = data.load_splits(coop.data_dir, domains, "heldout")
     fused = assembly.fused
-    losses = {"base": evaluate_domains(for_inference(copy.deepcopy(base), s.bf16), heldout, s.eval_batch, s.eval_max_batches)}
+    losses = {"base": base_losses(base, base_fp, heldout, s, runs)}
     losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
     # the cooperative's own routers, fitted on its own domains' train chunks (cached: nothing is refitted)
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])

@@ -168,8 +168,9 @@ def copy_trained(runs: Path, folder: Path, config: dict) -> bool:
     the weights (held-out curves neither draw random numbers nor move the batches), so the
     copy is bit for bit what training here would make. Its curves must cover this
     configuration's held-out sets (same content); the copied log keeps only those, as
-    training here would have written them, and names the folder it came from. Files are hard-linked where possible (they are
-    only ever replaced, never written in place). Returns whether one was found.
+    training here would have written them, and names the folder it came from. Files are
+    hard-linked where possible (they are only ever replaced, never written in place).
+    Returns whether one was found.
     """
     def same_training(c: dict) -> bool:
         return {k: v for k, v in c.items() if k != "eval"} == {k: v for k, v in config.items() if k != "eval"}

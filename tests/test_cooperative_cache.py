@@ -2,7 +2,6 @@
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 

@@ -6,7 +6,9 @@ from transformers import GPTNeoXForCausalLM
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.fusion import FusedModel
 from kalavai_utils.protocol.models import freeze_prefix, offline_config
-from kalavai_utils.protocol.routers import causal_lm_loss, make_router, mix_logits, pool_router_input, train_router, train_routers
+from kalavai_utils.protocol.routers import (
+    causal_lm_loss, make_router, mix_logits, pool_router_input, stack_logits, token_losses, train_router, train_routers,
+)
 from kalavai_utils.scales import get_scale
 
 VOCAB, SEQ, K = 512, 32, 1
@@ -91,9 +93,18 @@ def test_pooling():
 
 def test_mix_logits_and_loss():
     logits = torch.randn(3, 2, 5, 11)
-    assert torch.equal(mix_logits(logits, torch.tensor([0.0, 1.0, 0.0]).expand(2, 5, 3)), logits[1])
+    stacked = stack_logits(iter(logits), 3)  # the same values, stored position by position
+    assert torch.equal(stacked, logits) and stacked.permute(1, 2, 0, 3).is_contiguous()
     g = torch.softmax(torch.randn(2, 5, 3), -1)
-    assert torch.allclose(mix_logits(logits, g), torch.einsum("nbtv,btn->btv", logits, g), atol=1e-6)
+    for layout in (logits, stacked):
+        assert torch.equal(mix_logits(layout, torch.tensor([0.0, 1.0, 0.0]).expand(2, 5, 3)), logits[1])
+        assert torch.allclose(mix_logits(layout, g), torch.einsum("nbtv,btn->btv", logits, g), atol=1e-6)
+        # each expert's loss at every position; its mean is that expert's loss on the batch
+        labels = torch.randint(0, 11, (2, 5))
+        per_token = token_losses(layout, labels)
+        assert per_token.shape == (3, 2, 4)
+        for i in range(3):
+            assert torch.allclose(per_token[i].mean(), causal_lm_loss(logits[i], labels), atol=1e-6)
 
     model = GPTNeoXForCausalLM(offline_config(get_scale("smoke"))).eval()
     x = torch.randint(0, VOCAB, (2, SEQ))
@@ -173,6 +184,28 @@ def test_routers_trained_side_by_side_end_as_if_trained_alone(toy):
         assert all(torch.equal(v, router.state_dict()[k]) for k, v in state.items())
     # The routers did move, and differently, so the check above could have failed.
     assert together[0] != together[1] and together[0][0] != together[0][-1]
+
+
+def test_routers_of_other_lengths_and_recipes_side_by_side_end_as_if_trained_alone(toy):
+    """Routers differing in steps, balance term or schedule share batches; each gets its own run."""
+    specs, train, _ = toy
+    recipes = [(12, 0.0, "constant"), (20, 0.05, "cosine"), (8, 0.0, "cosine")]
+    alone = []
+    for steps, balance, schedule in recipes:
+        fused = fuse(specs, router_kind="mlp", granularity="sequence", router_hidden=16, seed=3)
+        losses = train_router(fused, train, steps=steps, batch=4, lr=1e-2, weight_decay=0.01, seed=5, progress=False,
+                              balance=balance, schedule=schedule)
+        alone.append((losses, fused.router.state_dict()))
+    routers = [(make_router("mlp", 32, N_DOMAINS, hidden=16, seed=3), "sequence") for _ in recipes]
+    together = train_routers(fuse(specs), routers, train, steps=[r[0] for r in recipes], batch=4, lr=1e-2,
+                             weight_decay=0.01, seed=5, progress=False, balance=[r[1] for r in recipes],
+                             schedule=[r[2] for r in recipes])
+    for (losses, state), mine, (router, _), (steps, _, _) in zip(alone, together, routers, recipes):
+        assert len(mine) == steps and mine == losses
+        assert all(torch.equal(v, router.state_dict()[k]) for k, v in state.items())
+    assert together[0] != together[1][:12]  # the recipes did train differently
+    with pytest.raises(KalavaiError, match="one per router"):
+        train_routers(fuse(specs), routers, train, steps=[4, 4], batch=4, lr=1e-2, weight_decay=0.0, seed=0, progress=False)
 
 
 @pytest.mark.parametrize("granularity", ["sequence", "token"])

@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import KalavaiError
 from ..protocol.metrics import divergence_pct

@@ -39,15 +39,15 @@ from .. import paper
 from ..protocol import data, pipeline
 from . import sweep
 from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, evaluate_fused, evaluate_pass, fit_routers,
-                          main_cooperative, paper_fused, paper_router, run_cooperative, train_specialist)
+                          paper_fused, paper_router, run_cooperative, train_specialist)
 from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
 from ..protocol.lora import lora_spec
-from ..protocol.metrics import divergence_pct, improvement_pct
+from ..protocol.metrics import divergence_pct
 from ..protocol.models import fingerprint, for_inference, load_causal_lm, n_params, offline_config, tensor_sha256
 from ..protocol.results import load_results, make_results, write_results
-from ..protocol.routers import GRANULARITIES, make_router
+from ..protocol.routers import GRANULARITIES, make_router, stack_logits
 from ..scales import Scale, get_scale
 from ..storage import atomic_write_json, mark_step_done, read_json, step_is_done
 from ..protocol.submission import collect_submissions
@@ -194,7 +194,7 @@ class UnsharedFusion(nn.Module):
                                          use_cache=False).last_hidden_state for e in self.experts])
 
     def unembed(self, hidden):
-        return torch.stack([e.lm_head(h) for e, h in zip(self.experts, hidden)])
+        return stack_logits((e.lm_head(h) for e, h in zip(self.experts, hidden)), len(self.experts))
 
     def set_mode(self, mode: str) -> None:
         check_choice("mode", mode, MODES)

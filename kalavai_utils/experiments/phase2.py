@@ -13,10 +13,11 @@ under runs/<scale>/phase2/<section>/seed<seed>/:
   Pythia-1B, +16.71%, the out-of-sample test of its divergence-gain line).
 
 Beside the routers every cooperative reports, router *recipes* from the authors' later code
-are fitted on the same frozen experts (`RouterRecipe`): the warm start on single-language
-batches (their remedy for the cross-lingual run's router collapse) and, for many experts,
-1,000 steps with a load-balancing term (0.05) and a cosine schedule. Their losses and gates
-join the cooperative's in `phase2_results.json` (same schema, metrics recomputed).
+are fitted on the same frozen experts (routers.RouterRecipe, `Cooperative.recipes`): the warm
+start on single-language batches (their remedy for the cross-lingual run's router collapse)
+and, for many experts, 1,000 steps with a load-balancing term (0.05) and a cosine schedule.
+They are trained beside the plain routers (side by side where they draw the same batches) and
+evaluated in the same pass, and their losses and gates are in the cooperative's results.json.
 
 The Phase 2 data lives in runs/<scale>/data/phase2/, apart from notebook 00's corpus
 folders: nothing notebooks 00-04 read or wrote changes.
@@ -24,34 +25,32 @@ folders: nothing notebooks 00-04 read or wrote changes.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from safetensors.torch import save
 
 from .. import paper
 from ..analysis import prediction
 from ..protocol import corpora, data, pipeline
 from ..protocol.cooperative import (
-    CAUSAL_ROUTER, Cooperative, assemble, config_freeze, evaluate_baselines, evaluate_pass, fused_name, paper_router,
-    run_cooperative, train_contributors,
+    CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, fused_name, paper_router, run_cooperative,
+    submission_folders, train_contributors,
 )
 from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.metrics import divergence_pct
-from ..protocol.models import tensor_sha256
-from ..protocol.results import load_results, make_results, write_results
-from ..protocol.routers import make_router, train_routers
+from ..protocol.models import for_inference
+from ..protocol.results import load_results
+from ..protocol.routers import RouterRecipe
+from ..protocol.submission import iter_submissions
 from ..scales import ENGLISH_DOMAINS, Scale
-from ..storage import atomic_write_bytes, atomic_write_json, mark_step_done, read_json, start_step, step_is_done
+from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 
 EXPERIMENT = "phase2"
 SECTIONS = ("cross-lingual", "private", "twenty")
 COLLAPSE_SHARE = 0.5  # a domain whose own expert gets less than this share of its gate weight has collapsed
-RESULTS_FILE = "phase2_results.json"
+RESULTS_FILE = "results.json"  # the cooperative's own, recipes' routers included
 
 
 # ---------------------------------------------------------------- who contributes what
@@ -92,24 +91,16 @@ def data_folder(scale: Scale, runs: Path, domains) -> Path:
     return out
 
 
-def cooperative_for(scale: Scale, runs: Path, section: str, seed: int) -> Cooperative:
+def cooperative_for(scale: Scale, runs: Path, section: str, seed: int, recipes=()) -> Cooperative:
+    """One section's cooperative; `recipes` add the authors' router trained by each recipe."""
     domains = domains_for(scale, section)
     return Cooperative(scale=scale, experiment=EXPERIMENT, condition=section, seed=seed, domains=domains,
                        data_dir=data_folder(scale, runs, domains),
-                       routers=(paper_router(scale), CAUSAL_ROUTER), monolithic=False)
+                       routers=(paper_router(scale), CAUSAL_ROUTER), monolithic=False,
+                       recipes=tuple((*paper_router(scale), r) for r in recipes))
 
 
 # ---------------------------------------------------------------- router recipes
-
-@dataclass(frozen=True)
-class RouterRecipe:
-    """How a router is trained, beyond the scale's plain recipe (AdamW, constant lr, mixed batches)."""
-    name: str
-    steps_factor: float = 1.0  # x the scale's router_steps
-    warm_fraction: float = 0.0  # share of the steps on single-domain batches, domains in turn
-    balance: float = 0.0  # weight of routers.balance_loss
-    schedule: str = "constant"
-
 
 # The authors' remedy for collapse: 100 single-language steps, then 400 mixed (500 in all).
 WARM = RouterRecipe("warm", warm_fraction=0.2)
@@ -118,64 +109,8 @@ MANY = RouterRecipe("lb", steps_factor=2.0, balance=0.05, schedule="cosine")
 
 
 def recipe_model(kind: str, granularity: str, recipe: RouterRecipe, mode: str = "soft") -> str:
-    return f"{fused_name(kind, granularity)}+{recipe.name}" + ("" if mode == "soft" else f":{mode}")
-
-
-def fit_recipe(coop: Cooperative, runs: Path, base, base_fp: str, recipe: RouterRecipe,
-               routers=None) -> tuple[dict, dict, dict]:
-    """Fit routers by `recipe` on `coop`'s frozen experts and evaluate them (cached).
-
-    Returns ({model: {domain: loss}}, {model: {domain: mean gate}}, {model: last router losses}),
-    models named recipe_model(kind, granularity, recipe), soft and hard as the cooperative's.
-    """
-    s = coop.scale
-    routers = tuple(routers or coop.routers)
-    assembly = assemble(coop, runs, base, router_kind=routers[0][0], granularity=routers[0][1],
-                        router_hidden=s.router_hidden, seed=coop.seed)
-    train = data.load_splits(coop.data_dir, coop.domains, "train")
-    mixed = torch.cat([train[d] for d in coop.domains])
-    steps = round(s.router_steps * recipe.steps_factor)
-    folder = coop.folder(runs) / "routers" / recipe.name
-    config = {"recipe": asdict(recipe), "steps": steps, "routers": routers, "seed": coop.seed,
-              "router": [s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
-              "experts": assembly.fingerprints, "data": tensor_sha256(mixed),
-              "eval": [s.eval_batch, s.eval_max_batches]}
-    if step_is_done(folder, config) and (folder / "evaluation.json").exists():
-        saved = read_json(folder / "evaluation.json")
-        return saved["losses"], saved["gates"], saved["router_loss"]
-    fused = assembly.fused
-    made = [make_router(kind, fused.neox_config.hidden_size, len(coop.domains), hidden=s.router_hidden,
-                        seed=coop.seed) for kind, _ in routers]
-    logs = train_routers(fused, [(r, g) for r, (_, g) in zip(made, routers)], mixed, steps, s.router_batch,
-                         s.router_lr, s.router_wd, seed=coop.seed,
-                         warm_start=[train[d] for d in coop.domains], warm_steps=round(steps * recipe.warm_fraction),
-                         balance=recipe.balance, schedule=recipe.schedule)
-    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
-    start_step(folder)
-    router_loss, variants = {}, []
-    for (kind, granularity), router, log in zip(routers, made, logs):
-        name = recipe_model(kind, granularity, recipe)
-        atomic_write_bytes(folder / f"{name.replace(':', '-')}.safetensors",
-                           save({k: v.contiguous() for k, v in router.state_dict().items()}))
-        router_loss[name] = log[-50:]
-        variants += [(recipe_model(kind, granularity, recipe, mode), mode, router, granularity) for mode in ("soft", "hard")]
-    # the one evaluation of fused models: each router soft and hard, in one pass
-    losses, gates = evaluate_pass(fused, heldout, s, variants)
-    atomic_write_json(folder / "evaluation.json", {"losses": losses, "gates": gates, "router_loss": router_loss,
-                                                   "config": config})
-    mark_step_done(folder, config)
-    return losses, gates, router_loss
-
-
-def with_recipes(result: dict, extra_losses: dict, extra_gates: dict, extra_router_loss: dict) -> dict:
-    """The cooperative's results with the recipes' models added, metrics recomputed by make_results."""
-    return make_results(
-        experiment=result["experiment"], condition=result["condition"], scale=result["scale"], seed=result["seed"],
-        config=result["config"], base_fingerprint=result["base_fingerprint"], domains=result["domains"],
-        losses={**result["losses"], **extra_losses}, specialists=result["specialists"],
-        gates={**result["gates"], **extra_gates},
-        extra={**result["extra"], "router_loss": {**result["extra"].get("router_loss", {}), **extra_router_loss}},
-    )
+    """The results name of the fused model whose router `recipe` trained."""
+    return fused_name(kind, granularity, mode, recipe)
 
 
 # ---------------------------------------------------------------- running a section
@@ -183,36 +118,44 @@ def with_recipes(result: dict, extra_losses: dict, extra_gates: dict, extra_rout
 def predict_before_routing(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
     """The gain predicted from the specialists' divergences, before any router is trained.
 
-    Written to the cooperative's folder (prediction.json) once, with the line it used: notebook
-    04's fit (runs/<scale>/sweep/fit.json) when it exists, and the paper's line.
+    Divergence needs each specialist's loss on its own domain only (and the base's), so only
+    those are evaluated here; the cooperative's one evaluation pass scores the rest later.
+    Written to the cooperative's folder (prediction.json) with the lines it used: notebook
+    04's fit (runs/<scale>/sweep/fit.json) when it exists, and the paper's line; kept while
+    the submissions, base and fit are the same.
     """
+    s = coop.scale
     train_contributors(coop, runs, base, base_fp)
-    losses = evaluate_baselines(coop, runs, base, base_fp)
-    divs = {d: divergence_pct(losses["base"][d], losses[f"spec:{d}"][d]) for d in coop.domains}
+    folder, fit_path = coop.folder(runs), runs / "sweep" / "fit.json"
+    config = {"submissions": [sha256_file(f / "kalavai_submission.json") for f in submission_folders(coop, runs)],
+              "base": base_fp, "eval": [s.eval_batch, s.eval_max_batches],
+              "fit": sha256_file(fit_path) if fit_path.exists() else None}
+    if step_is_done(folder / "prediction", config) and (folder / "prediction.json").exists():
+        return read_json(folder / "prediction.json")
+    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
+    base_loss = base_losses(base, base_fp, heldout, s, runs)
+    divs = {}
+    for domain, sub in zip(coop.domains, iter_submissions(submission_folders(coop, runs), base, config_freeze(coop))):
+        own = evaluate_domains(for_inference(sub.model, s.bf16), {domain: heldout[domain]}, s.eval_batch, s.eval_max_batches)
+        divs[domain] = divergence_pct(base_loss[domain], own[domain])
     out = {"paper_line": {**prediction.predict_gain(divs, prediction.paper_fit()), "fit": prediction.paper_fit().equation()}}
-    fit_path = runs / "sweep" / "fit.json"
     if fit_path.exists():
         fit, _ = prediction.load_fit(fit_path)
         out["notebook04_fit"] = {**prediction.predict_gain(divs, fit), "fit": fit.equation()}
-    atomic_write_json(coop.folder(runs) / "prediction.json", out)
+    start_step(folder / "prediction")
+    atomic_write_json(folder / "prediction.json", out)
+    mark_step_done(folder / "prediction", config)
     return out
 
 
 def run_section(scale: Scale, runs: Path, base, base_fp: str, section: str, seeds, recipes=()) -> list[dict]:
-    """Every seed of one section (cached): the cooperative's results with `recipes`' routers added."""
+    """Every seed of one section (cached): the cooperative's results, `recipes`' routers among them."""
     out = []
     for seed in seeds:
-        coop = cooperative_for(scale, runs, section, seed)
+        coop = cooperative_for(scale, runs, section, seed, recipes)
         if section == "twenty":
             predict_before_routing(coop, runs, base, base_fp)
-        result = run_cooperative(coop, runs, base, base_fp)
-        losses, gates, router_loss = {}, {}, {}
-        for recipe in recipes:
-            rl, rg, rr = fit_recipe(coop, runs, base, base_fp, recipe, routers=(paper_router(scale),))
-            losses.update(rl), gates.update(rg), router_loss.update(rr)
-        merged = with_recipes(result, losses, gates, router_loss)
-        write_results(coop.folder(runs) / RESULTS_FILE, merged)
-        out.append(merged)
+        out.append(run_cooperative(coop, runs, base, base_fp))
     return out
 
 

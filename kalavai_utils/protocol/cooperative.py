@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,7 +26,8 @@ from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, tensor_sha256
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_step
 from .results import load_results, make_results, write_results
-from .routers import make_router, pool_router_input, token_losses, train_routers
+from .routers import PLAIN, RouterRecipe, make_router, pool_router_input, token_losses, train_routers
+from ..errors import KalavaiError
 from ..scales import Scale
 from ..storage import (
     STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done,
@@ -41,8 +42,10 @@ ABLATION_ROUTERS = (("linear", "sequence"), ("mlp", "sequence"), ("linear", "tok
 TRAINING_LOG = "train_log.json"
 
 
-def fused_name(kind: str, granularity: str, mode: str = "soft") -> str:
-    return f"fused:{kind}:{granularity}" + ("" if mode == "soft" else f":{mode}")
+def fused_name(kind: str, granularity: str, mode: str = "soft", recipe: RouterRecipe = PLAIN) -> str:
+    """The results name of a fused model: its router, how that router was trained if not plainly, its mode."""
+    return (f"fused:{kind}:{granularity}" + ("" if recipe == PLAIN else f"+{recipe.name}")
+            + ("" if mode == "soft" else f":{mode}"))
 
 
 def paper_router(scale: Scale) -> tuple[str, str]:
@@ -76,6 +79,8 @@ class Cooperative:
     # held-out curves on every domain (notebook 02's forgetting figure); otherwise on the
     # specialist's own domain only, which is all that notebooks 04 and 05 read of them
     all_curves: bool = False
+    # routers trained by another recipe, beside `routers` on the same experts: (kind, granularity, RouterRecipe)
+    recipes: tuple = ()
 
     def __post_init__(self):
         if self.routers is None:
@@ -90,7 +95,13 @@ class Cooperative:
 
     def variant_config(self) -> dict:
         """What sets this cooperative apart beyond the recipe, only when set (older cache keys stay as they were)."""
-        return {k: v for k, v in (("domain_overrides", self.domain_overrides), ("lora", self.lora)) if v}
+        recipes = [[kind, granularity, asdict(recipe)] for kind, granularity, recipe in self.recipes]
+        return {k: v for k, v in (("domain_overrides", self.domain_overrides), ("lora", self.lora),
+                                  ("recipes", recipes)) if v}
+
+    def all_routers(self) -> list[tuple[str, str, RouterRecipe]]:
+        """Every router the coordinator fits: (kind, granularity, recipe), the plain ones first."""
+        return [(kind, granularity, PLAIN) for kind, granularity in self.routers] + list(self.recipes)
 
 
 # ---------------------------------------------------------------- contributors
@@ -272,34 +283,47 @@ def assemble(coop: Cooperative, runs: Path, base, average: bool = False, **fused
 
 def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Cooperative,
                 folder: Path) -> dict[str, tuple[torch.nn.Module, list[float]]]:
-    """Fit a freshly seeded router of each (kind, granularity) for `fused`'s experts.
+    """Fit a freshly seeded router of each (kind, granularity[, recipe]) for `fused`'s experts.
 
     Returns {fused name: (router, loss per step)}. Each router is cached in its own folder
     (router.safetensors), keyed on the experts and the content of the training chunks. The
     routers not cached are trained together (`train_routers`): one pass of the frozen experts
-    over the batches serves all of them, and each ends as if trained alone.
+    over the batches serves every router that draws the same batches (all but those with
+    another warm start), and each ends as if trained alone. A recipe's warm start reads the
+    cooperative's per-domain train chunks, whose concatenation `train_chunks` must be.
     """
     s = coop.scale
     device = fused.embed_in.weight.device
     experts, data_hash = [fingerprint(e) for e in fused.experts], tensor_sha256(train_chunks)
     out, todo = {}, []
-    for kind, granularity in routers:
-        name = fused_name(kind, granularity)
+    for kind, granularity, *rest in routers:
+        recipe = rest[0] if rest else PLAIN
+        name = fused_name(kind, granularity, recipe=recipe)
         sub = Path(folder) / name.replace(":", "-")
-        config = {"kind": kind, "granularity": granularity, "steps": s.router_steps, "batch": s.router_batch,
+        config = {"kind": kind, "granularity": granularity, "steps": recipe.steps(s.router_steps), "batch": s.router_batch,
                   "lr": s.router_lr, "wd": s.router_wd, "hidden": s.router_hidden, "seed": coop.seed,
                   "experts": experts, "data": data_hash}
+        if recipe != PLAIN:
+            config["recipe"] = asdict(recipe)
         router = make_router(kind, fused.neox_config.hidden_size, fused.config.n_experts, hidden=s.router_hidden,
                              seed=coop.seed).to(device)
         if step_is_done(sub, config) and (sub / "router.safetensors").exists():
             router.load_state_dict(load_file(sub / "router.safetensors"))
             out[name] = (router, read_json(sub / "router_log.json")["loss"])
         else:
-            todo.append((name, sub, config, router, granularity))
-    if todo:
-        losses = train_routers(fused, [(router, granularity) for *_, router, granularity in todo], train_chunks,
-                               s.router_steps, s.router_batch, s.router_lr, s.router_wd, seed=coop.seed)
-        for (name, sub, config, router, _), loss in zip(todo, losses):
+            todo.append((name, sub, config, router, granularity, recipe))
+    for warm_steps in sorted({recipe.warm_steps(s.router_steps) for *_, recipe in todo}):
+        group = [t for t in todo if t[-1].warm_steps(s.router_steps) == warm_steps]
+        warm = None
+        if warm_steps:
+            warm = [data.load_split(coop.data_dir, d, "train") for d in coop.domains]
+            if not torch.equal(torch.cat(warm), torch.as_tensor(train_chunks)):
+                raise KalavaiError("a warm-started router needs train_chunks to be the cooperative's domains' train chunks")
+        losses = train_routers(fused, [(router, granularity) for *_, router, granularity, _ in group], train_chunks,
+                               [r.steps(s.router_steps) for *_, r in group], s.router_batch, s.router_lr, s.router_wd,
+                               seed=coop.seed, warm_start=warm, warm_steps=warm_steps,
+                               balance=[r.balance for *_, r in group], schedule=[r.schedule for *_, r in group])
+        for (name, sub, config, router, _, _), loss in zip(group, losses):
             start_step(sub)
             atomic_write_bytes(sub / "router.safetensors", save({k: v.contiguous() for k, v in router.state_dict().items()}))
             atomic_write_json(sub / "router_log.json", {"loss": loss, "config": config})
@@ -386,7 +410,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
     fused = assembly.fused
-    routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
+    routers = fit_routers(fused, coop.all_routers(), mixed_train, coop, folder / "routers")
     router_logs = {name: loss for name, (_, loss) in routers.items()}
     names = {d: f"spec:{d}" for d in coop.domains}
     scored = all(name in losses for name in names.values())  # by notebook 02's baselines
@@ -413,9 +437,9 @@ def evaluate_fused(fused, routers: dict, coop: Cooperative, heldout: dict, exper
     mean gate vector}}).
     """
     variants = [("uniform", "uniform", None, None)]
-    for kind, granularity in coop.routers:
-        router = routers[fused_name(kind, granularity)][0]
-        variants += [(fused_name(kind, granularity, mode), mode, router, granularity) for mode in ("soft", "hard")]
+    for kind, granularity, recipe in coop.all_routers():
+        router = routers[fused_name(kind, granularity, recipe=recipe)][0]
+        variants += [(fused_name(kind, granularity, mode, recipe), mode, router, granularity) for mode in ("soft", "hard")]
     return evaluate_pass(fused, heldout, coop.scale, variants, experts=experts)
 
 

@@ -44,7 +44,7 @@ from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXLayer, GPTNeoX
 
 from ..errors import KalavaiError
 from .models import frozen_prefix_names
-from .routers import GRANULARITIES, causal_lm_loss, make_router, mix_logits, pool_router_input
+from .routers import GRANULARITIES, causal_lm_loss, make_router, mix_logits, pool_router_input, stack_logits
 
 MODES = ("soft", "hard", "uniform")
 SPARSE_BY = ("sequence", "token")
@@ -333,7 +333,8 @@ class FusedModel(PreTrainedModel, GenerationMixin):
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Every expert's logits from its own hidden states: [N, B, T, d] -> [N, B, T, V]."""
-        return torch.stack([on_module(expert.lm_head, h).to(hidden.device) for expert, h in zip(self.experts, hidden)])
+        return stack_logits((on_module(expert.lm_head, h).to(hidden.device) for expert, h in zip(self.experts, hidden)),
+                            len(self.experts))
 
     def gates_from(self, router_input: torch.Tensor, mode: str | None = None, router: nn.Module | None = None) -> torch.Tensor:
         """Gates [B, T, N] from the router input, for `mode` (default: the model's mode).

@@ -38,7 +38,7 @@ from torch import nn
 from .. import paper
 from ..protocol import data, pipeline
 from . import sweep
-from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, evaluate_fused, evaluate_pass, fit_routers,
+from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, evaluate_fused, fit_routers,
                           paper_fused, paper_router, run_cooperative, train_specialist)
 from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
@@ -217,6 +217,11 @@ class UnsharedFusion(nn.Module):
         return self.fuse(hidden, attention_mask=attention_mask, labels=labels, gates=gates)
 
 
+def specialists_first(losses: dict) -> dict:
+    """`losses` with the specialists' ("spec:...") entries first: the results files' order of models."""
+    return {**{k: v for k, v in losses.items() if k.startswith("spec:")}, **losses}
+
+
 def mismatch_arms(scale: Scale) -> dict[str, tuple[str, ...]]:
     """Arm name -> the base revision each main-domain contributor starts from (not all the same)."""
     if scale.is_hub:  # the paper's two arms
@@ -260,11 +265,10 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
     fused = UnsharedFusion.from_specialists(specialists, list(domains), allow_unshared_init=True,
                                             router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
                                             router_hidden=s.router_hidden, seed=seed)
-    losses = {"base": base_losses(shared, shared_fp, heldout, s, runs)}
-    losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
-    losses["weight_avg"] = evaluate(weight_average(specialists))
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
-    fused_losses, gates = evaluate_fused(fused, routers, coop, heldout)
+    fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=True)  # the specialists too, one pass
+    losses = {"base": base_losses(shared, shared_fp, heldout, s, runs), **specialists_first(fused_losses)}
+    losses["weight_avg"] = evaluate(weight_average(specialists))
     losses.update(fused_losses)
     results = make_results(experiment=EXPERIMENT, condition=coop.condition, scale=s.name, seed=seed,
                            config={"scale": s.to_dict(), **config}, base_fingerprint=shared_fp, domains=domains,
@@ -345,13 +349,11 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
         return load_results(folder / RESULTS)
     heldout = data.load_splits(coop.data_dir, domains, "heldout")
     fused = assembly.fused
-    losses = {"base": base_losses(base, base_fp, heldout, s, runs)}
-    losses.update(evaluate_pass(fused, heldout, s, [], experts=True)[0])
     # the cooperative's own routers, fitted on its own domains' train chunks (cached: nothing is refitted)
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
     routers = fit_routers(fused, routed.routers, mixed_train, coop, coop.folder(runs) / "routers")
-    fused_losses, gates = evaluate_fused(fused, routers, routed, heldout)
-    losses.update(fused_losses)
+    fused_losses, gates = evaluate_fused(fused, routers, routed, heldout, experts=True)  # the specialists too, one pass
+    losses = {"base": base_losses(base, base_fp, heldout, s, runs), **specialists_first(fused_losses)}
     results = make_results(experiment=EXPERIMENT, condition=condition, scale=s.name, seed=coop.seed,
                            config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=domains,
                            losses=losses, specialists={d: f"spec:{d}" for d in coop.domains}, gates=gates,

@@ -42,3 +42,30 @@ def test_the_reference_numbers_sit_beside_the_new_ones():
     out = with_reference(new, ref)
     assert out["reference"] == {"training": {"tokens_per_s": 1.0}, "phases": {"other": {"seconds": 3.0}}}
     assert out["training"] == {"tokens_per_s": 2.0}
+
+
+def test_step_breakdown_times_the_parts_of_a_training_step_and_leaves_the_model_alone():
+    import torch
+    from transformers import GPTNeoXForCausalLM
+
+    from kalavai_utils.analysis.benchmark import step_breakdown, training_notes
+    from kalavai_utils.protocol.models import offline_config
+    from kalavai_utils.protocol.training import TrainConfig
+    from kalavai_utils.scales import get_scale
+
+    scale = get_scale("smoke")
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(offline_config(scale))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    chunks = torch.randint(0, model.config.vocab_size, (8, scale.seq_len))
+    cfg = TrainConfig.specialist(scale, 0, freeze_layers=1)
+    b = step_breakdown(model, chunks, cfg, torch.device("cpu"), torch.float32, repeats=2)
+    assert b["micro_batch_tokens"] == cfg.micro_batch * scale.seq_len
+    assert 0 < b["frozen_prefix_forward_ms"] < b["forward_ms"]  # the prefix is timed inside the forward
+    assert b["backward_ms"] > 0 and b["optimizer_ms"] > 0 and 0 < b["matmul_share"] < 1
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # trained a copy
+    notes = training_notes({"step_breakdown": b, "fraction_of_peak": 0.5}, 1e11)
+    assert len(notes) == 4 and "50%" in notes[-1]
+    # nothing frozen: no prefix to time
+    assert step_breakdown(model, chunks, TrainConfig.specialist(scale, 0, freeze_layers=0), torch.device("cpu"),
+                          torch.float32, repeats=1)["frozen_prefix_forward_ms"] == 0.0

@@ -27,7 +27,7 @@ import torch
 from transformers import AutoConfig, GPTNeoXForCausalLM
 
 from ..protocol.fusion import FusedModel
-from ..protocol.models import load_causal_lm, n_params, offline_config
+from ..protocol.models import freeze_prefix, load_causal_lm, n_params, offline_config
 from ..protocol.perf import measure_matmul_peak
 from ..protocol.results import library_versions
 from ..protocol.cooperative import ABLATION_ROUTERS
@@ -104,6 +104,9 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
              "mixed_precision": log["mixed_precision"], "fraction_of_peak": steady_tps * log["flops_per_token"] / peak,
              "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
 
+    train["step_breakdown"] = step_breakdown(model, chunks, cfg, device, dtype)
+    train["notes"] = training_notes(train, peak)
+
     # 2. fused evaluation vs the N specialists one after another
     experts = [copy.deepcopy(model).to(device, dtype).eval() for _ in range(n_experts)]
     fused = FusedModel.from_specialists(experts, [f"e{i}" for i in range(n_experts)], scale.freeze_layers,
@@ -143,6 +146,85 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
                    "projected_seconds_full_per_router": per_router["side_by_side"] / router_steps * scale.router_steps},
         "versions": library_versions(),
     }
+
+
+def step_breakdown(model, chunks: torch.Tensor, cfg: TrainConfig, device, dtype, repeats: int = 10) -> dict:
+    """Where one training micro-batch's time goes, measured on a copy of the model as the loop trains it.
+
+    Milliseconds per micro-batch (cfg.micro_batch sequences): the forward pass and, inside it,
+    the frozen prefix (entering block 0 to leaving block K-1, timed by hooks), the backward
+    pass, and the optimizer (gradient clipping, AdamW's step, zero_grad: once per optimizer
+    step, so divided by grad_accum). `matmul_share` is the share of operator time that
+    matrix multiplications take (torch.profiler's self time of mm/addmm/bmm): what is left is
+    elementwise work, softmax, attention and Python.
+    """
+    model = copy.deepcopy(model).to(device).train()
+    freeze_prefix(model, cfg.freeze_layers)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    batch = chunks[: cfg.micro_batch].to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    prefix = []  # -entered, left, -entered, left, ...: pairs summing to the prefix's durations
+
+    def stamp(sign):
+        def hook(*_):  # returns None: the module's input and output stay as they are
+            sync()
+            prefix.append(sign * time.perf_counter())
+        return hook
+
+    if cfg.freeze_layers:
+        model.gpt_neox.layers[0].register_forward_pre_hook(stamp(-1))
+        model.gpt_neox.layers[cfg.freeze_layers - 1].register_forward_hook(stamp(1))
+    times = {"forward": [], "backward": [], "optimizer": []}
+
+    def micro_batch():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            t0 = time.perf_counter()
+            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+            sync()
+            t1 = time.perf_counter()
+        loss.backward()
+        sync()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad()
+        sync()
+        for k, v in zip(times, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
+            times[k].append(v)
+
+    for _ in range(3):  # warm-up
+        micro_batch()
+    for v in (*times.values(), prefix):
+        v.clear()
+    for _ in range(repeats):
+        micro_batch()
+    with torch.profiler.profile() as prof:
+        micro_batch()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or float("nan")
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+    ms = {k: 1000 * sum(v[-repeats:]) / repeats for k, v in times.items()}
+    ms["optimizer"] /= cfg.grad_accum
+    return {"micro_batch_tokens": batch.numel(), **{f"{k}_ms": v for k, v in ms.items()},
+            "frozen_prefix_forward_ms": 1000 * sum(prefix[-2 * repeats - 2:-2]) / repeats if prefix else 0.0,
+            "matmul_share": matmul / total}
+
+
+def training_notes(train: dict, peak: float) -> list[str]:
+    """What limits training, in words, from the measured numbers (benchmark JSON's notes)."""
+    b = train["step_breakdown"]
+    step = b["forward_ms"] + b["backward_ms"] + b["optimizer_ms"]
+    return [
+        f"one micro-batch of {b['micro_batch_tokens']} tokens takes {step:.1f} ms: forward {b['forward_ms'] / step:.0%}, "
+        f"backward {b['backward_ms'] / step:.0%}, optimizer {b['optimizer_ms'] / step:.0%}",
+        f"the frozen prefix's forward (no gradient, the same for every contributor) is {b['frozen_prefix_forward_ms'] / step:.0%} "
+        "of the step, computed again at every step though it depends only on the base and the chunk",
+        f"matrix multiplications take {b['matmul_share']:.0%} of operator time; the rest is elementwise work, "
+        "softmax, attention and Python",
+        f"training runs at {train['fraction_of_peak']:.0%} of the measured matmul peak ({peak / 1e9:.0f} GFLOP/s) "
+        "by the corrected FLOP count (perf.training_flops_per_token)",
+    ]
 
 
 def _training_phase(logs: list[dict], peak: float | None) -> dict:

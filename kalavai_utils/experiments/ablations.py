@@ -39,7 +39,7 @@ from .. import paper
 from ..protocol import data, pipeline
 from . import sweep
 from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, evaluate_fused, fit_routers,
-                          paper_fused, paper_router, run_cooperative, train_specialist)
+                          paper_fused, paper_router, run_cooperative, specialists_first, train_specialist)
 from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
@@ -215,11 +215,6 @@ class UnsharedFusion(nn.Module):
         """Fused logits, their loss if `labels`, and the gates (as FusedModel's dense forward, without a cache)."""
         hidden = self.expert_hidden(input_ids, attention_mask, position_ids)
         return self.fuse(hidden, attention_mask=attention_mask, labels=labels, gates=gates)
-
-
-def specialists_first(losses: dict) -> dict:
-    """`losses` with the specialists' ("spec:...") entries first: the results files' order of models."""
-    return {**{k: v for k, v in losses.items() if k.startswith("spec:")}, **losses}
 
 
 def mismatch_arms(scale: Scale) -> dict[str, tuple[str, ...]]:

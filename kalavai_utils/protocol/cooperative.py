@@ -416,7 +416,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     scored = all(name in losses for name in names.values())  # by notebook 02's baselines
     fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=not scored)
     losses.update(fused_losses)
-    losses = {**{k: losses[k] for k in ("base", *names.values())}, **losses}  # the baselines' order, whichever pass
+    losses = {"base": losses["base"], **specialists_first(losses)}  # the baselines' order, whichever pass scored them
     results = make_results(
         experiment=coop.experiment, condition=coop.condition, scale=s.name, seed=coop.seed,
         config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=coop.domains,
@@ -427,6 +427,11 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     write_results(out_path, results)
     mark_step_done(folder / "fusion", config)
     return results
+
+
+def specialists_first(losses: dict) -> dict:
+    """`losses` with the specialists' ("spec:...") entries first: the results files' order of models."""
+    return {**{k: v for k, v in losses.items() if k.startswith("spec:")}, **losses}
 
 
 def evaluate_fused(fused, routers: dict, coop: Cooperative, heldout: dict, experts: bool = False) -> tuple[dict, dict]:

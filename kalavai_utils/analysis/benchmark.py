@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, GPTNeoXForCausalLM
 
+from ..protocol import prefix
 from ..protocol.fusion import FusedModel
 from ..protocol.models import freeze_prefix, load_causal_lm, n_params, offline_config
 from ..protocol.perf import measure_matmul_peak
@@ -94,16 +95,28 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
-    log = train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train", on_step=on_step)
-    # steady state: the first steps pay one-time costs (kernel loading, torch.compile, allocator warm-up)
+    def steady_tokens_per_s():
+        # steady state: the first steps pay one-time costs (kernel loading, torch.compile, allocator warm-up)
+        steady_s = (stamps[-1] - stamps[warm - 1]) / (steps - warm) if steps - warm > 0 and warm > 0 else float("nan")
+        return cfg.micro_batch * cfg.grad_accum * T / steady_s
+
+    # the model's own compute: every step runs its frozen prefix (the prefix cache off)
     warm = min(WARMUP_STEPS, steps // 2)
-    steady_s = (stamps[-1] - stamps[warm - 1]) / (steps - warm) if steps - warm > 0 and warm > 0 else float("nan")
-    steady_tps = cfg.micro_batch * cfg.grad_accum * T / steady_s
+    with prefix.budget(0):
+        log = train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train", on_step=on_step)
+    steady_tps = steady_tokens_per_s()
     train = {"steps": steps, "warmup_steps": warm, "tokens_per_s": steady_tps, "tokens_per_s_with_warmup": log["tokens_per_s"],
              "micro_batch": cfg.micro_batch, "grad_accum": cfg.grad_accum, "compiled": compile_requested(),
              "mixed_precision": log["mixed_precision"], "fraction_of_peak": steady_tps * log["flops_per_token"] / peak,
              "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
 
+    # as the notebooks train on CPU: the frozen prefix's output read back for chunks seen before
+    # (prefix.py; the first training on these chunks computes it, the second reads it back)
+    if prefix.for_model(model, cfg.freeze_layers) is not None:
+        train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train")
+        stamps.clear()
+        train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train", on_step=on_step)
+        train["prefix_read_back_tokens_per_s"] = steady_tokens_per_s()
     train["step_breakdown"] = step_breakdown(model, chunks, cfg, device, dtype)
     train["notes"] = training_notes(train, peak)
 
@@ -133,7 +146,11 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
                                            scale.router_wd, seed=0, progress=False), device) / len(variants)
 
     router_tokens = router_steps * scale.router_batch * T
-    per_router = {"side_by_side": fit(ABLATION_ROUTERS), "alone": fit(ABLATION_ROUTERS[1:2])}
+    with prefix.budget(0):  # the experts' whole forward at every step, as the reference measured
+        per_router = {"side_by_side": fit(ABLATION_ROUTERS), "alone": fit(ABLATION_ROUTERS[1:2])}
+    if prefix.for_fused(fused) is not None:  # as in the run: the chunks' prefix output read back
+        fit(ABLATION_ROUTERS)
+        per_router["side_by_side_prefix_read_back"] = fit(ABLATION_ROUTERS)
     return {
         "scale": scale.name, "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "weights": source, "dtype": str(dtype), "n_params": n_params(model),
@@ -164,12 +181,12 @@ def step_breakdown(model, chunks: torch.Tensor, cfg: TrainConfig, device, dtype,
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     batch = chunks[: cfg.micro_batch].to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    prefix = []  # -entered, left, -entered, left, ...: pairs summing to the prefix's durations
+    prefix_stamps = []  # -entered, left, -entered, left, ...: pairs summing to the prefix's durations
 
     def stamp(sign):
         def hook(*_):  # returns None: the module's input and output stay as they are
             sync()
-            prefix.append(sign * time.perf_counter())
+            prefix_stamps.append(sign * time.perf_counter())
         return hook
 
     if cfg.freeze_layers:
@@ -195,7 +212,7 @@ def step_breakdown(model, chunks: torch.Tensor, cfg: TrainConfig, device, dtype,
 
     for _ in range(3):  # warm-up
         micro_batch()
-    for v in (*times.values(), prefix):
+    for v in (*times.values(), prefix_stamps):
         v.clear()
     for _ in range(repeats):
         micro_batch()
@@ -207,7 +224,7 @@ def step_breakdown(model, chunks: torch.Tensor, cfg: TrainConfig, device, dtype,
     ms = {k: 1000 * sum(v[-repeats:]) / repeats for k, v in times.items()}
     ms["optimizer"] /= cfg.grad_accum
     return {"micro_batch_tokens": batch.numel(), **{f"{k}_ms": v for k, v in ms.items()},
-            "frozen_prefix_forward_ms": 1000 * sum(prefix[-2 * repeats - 2:-2]) / repeats if prefix else 0.0,
+            "frozen_prefix_forward_ms": 1000 * sum(prefix_stamps[-2 * repeats - 2:-2]) / repeats if prefix_stamps else 0.0,
             "matmul_share": matmul / total}
 
 
@@ -219,7 +236,9 @@ def training_notes(train: dict, peak: float) -> list[str]:
         f"one micro-batch of {b['micro_batch_tokens']} tokens takes {step:.1f} ms: forward {b['forward_ms'] / step:.0%}, "
         f"backward {b['backward_ms'] / step:.0%}, optimizer {b['optimizer_ms'] / step:.0%}",
         f"the frozen prefix's forward (no gradient, the same for every contributor) is {b['frozen_prefix_forward_ms'] / step:.0%} "
-        "of the step, computed again at every step though it depends only on the base and the chunk",
+        "of the step; it depends only on the base and the chunk, so on a CPU the notebooks read it back for chunks seen "
+        "before (protocol/prefix.py, exact)" + (f": {train['prefix_read_back_tokens_per_s']:,.0f} tokens/s instead of "
+                                                  f"{train['tokens_per_s']:,.0f}" if "prefix_read_back_tokens_per_s" in train else ""),
         f"matrix multiplications take {b['matmul_share']:.0%} of operator time; the rest is elementwise work, "
         "softmax, attention and Python",
         f"training runs at {train['fraction_of_peak']:.0%} of the measured matmul peak ({peak / 1e9:.0f} GFLOP/s) "

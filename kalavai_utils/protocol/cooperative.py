@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from . import data
+from . import data, prefix
 from .evaluation import domain_losses, evaluate_domains
 from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, tensor_sha256
@@ -464,13 +464,14 @@ def evaluate_pass(fused, heldout: dict, s: Scale, variants, experts: bool = Fals
         if router is not None:
             router.eval()
     device = fused.embed_in.weight.device
+    states = prefix.for_fused(fused)  # the shared prefix's output, read back for chunks already seen
     losses, gates = {}, {}
     for domain, chunks in heldout.items():
         batch_gates = []
 
         def batch_losses(batch):
             batch = batch.to(device)
-            hidden = fused.expert_hidden(batch)
+            hidden = fused.expert_hidden(batch, states=states)
             logits = fused.unembed(hidden)
             # each expert's loss at every position, once: a hard gate picks one expert per
             # position, so a hard variant's loss is the picked experts' losses, no mixture needed

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import KalavaiError
+from .prefix import lm_output
 
 
 def heldout_batches(chunks: torch.Tensor, batch_size: int = 4, max_batches: int = 50) -> list[torch.Tensor]:
@@ -38,11 +39,13 @@ def domain_losses(batch_losses, chunks: torch.Tensor, batch_size: int = 4, max_b
 
 
 @torch.no_grad()
-def domain_loss(model, chunks: torch.Tensor, batch_size: int = 4, max_batches: int = 50, on_output=None) -> float:
+def domain_loss(model, chunks: torch.Tensor, batch_size: int = 4, max_batches: int = 50, on_output=None,
+                states=None) -> float:
     """Mean of per-batch mean next-token losses over a domain's chunks, in order.
 
     `on_output(output)` sees every batch's model output (the fused model's gates, say),
-    so nothing needs a second pass over the data.
+    so nothing needs a second pass over the data. `states` (prefix.for_model(model, K)):
+    the frozen prefix's output is read back for chunks already seen (the same losses).
     """
     was_training = model.training
     model.eval()
@@ -50,7 +53,10 @@ def domain_loss(model, chunks: torch.Tensor, batch_size: int = 4, max_batches: i
 
     def batch_loss(batch):
         batch = batch.to(device)
-        out = model(input_ids=batch, labels=batch, use_cache=False)
+        if states is None:
+            out = model(input_ids=batch, labels=batch, use_cache=False)
+        else:
+            out = lm_output(model, states, batch, labels=batch)
         if on_output is not None:
             on_output(out)
         return {"model": out.loss}
@@ -62,7 +68,7 @@ def domain_loss(model, chunks: torch.Tensor, batch_size: int = 4, max_batches: i
 
 
 def evaluate_domains(model, heldout: dict[str, torch.Tensor], batch_size: int = 4, max_batches: int = 50,
-                     on_output=None) -> dict[str, float]:
-    """Every domain's loss; `on_output(domain, output)` sees each batch's output."""
+                     on_output=None, states=None) -> dict[str, float]:
+    """Every domain's loss; `on_output(domain, output)` sees each batch's output; `states` as in `domain_loss`."""
     hook = (lambda d: (lambda out: on_output(d, out))) if on_output else (lambda d: None)
-    return {d: domain_loss(model, chunks, batch_size, max_batches, hook(d)) for d, chunks in heldout.items()}
+    return {d: domain_loss(model, chunks, batch_size, max_batches, hook(d), states) for d, chunks in heldout.items()}

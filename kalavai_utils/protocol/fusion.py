@@ -44,6 +44,7 @@ from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXLayer, GPTNeoX
 
 from ..errors import KalavaiError
 from .models import frozen_prefix_names
+from .prefix import layer_inputs, run_layers
 from .routers import GRANULARITIES, causal_lm_loss, make_router, mix_logits, pool_router_input, stack_logits
 
 MODES = ("soft", "hard", "uniform")
@@ -276,32 +277,34 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         self.config.granularity = granularity
 
     def expert_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                      position_ids: torch.Tensor | None = None, states=None) -> torch.Tensor:
         """Every expert's final hidden state (after its final layer norm), [N, B, T, d].
 
-        The shared prefix runs once; the attention mask, positions and rotary embedding are
-        built once, the way GPTNeoXModel.forward builds them, and reused by every expert.
+        The shared prefix runs once (or is read from `states`, see `prefix`); the attention
+        mask, positions and rotary embedding are built once, the way GPTNeoXModel.forward
+        builds them, and reused by every expert.
         """
-        x, mask, position_ids, rope = self.prefix(input_ids, attention_mask, position_ids)
+        x, mask, position_ids, rope = self.prefix(input_ids, attention_mask, position_ids, states=states)
         return self.suffixes(x, mask, position_ids, rope)
 
-    def prefix(self, input_ids, attention_mask=None, position_ids=None, cache: FusedCache | None = None):
+    def prefix(self, input_ids, attention_mask=None, position_ids=None, cache: FusedCache | None = None, states=None):
         """The shared part, run once: embedding, mask, positions and rotary (built once, the way
         GPTNeoXModel.forward builds them, and reused by every expert), then blocks 0..K-1.
 
+        `states` (prefix.for_fused(self)) hands back the blocks' output for chunks already seen
+        instead of running them again: only for whole chunks (no mask, positions or cache).
         Returns (x, mask, position_ids, rope) for the experts' blocks.
         """
         # The attention layers read the implementation from this config: keep it in step.
         self.neox_config._attn_implementation = self.config._attn_implementation
+        if states is not None:
+            if attention_mask is not None or position_ids is not None or cache is not None:
+                raise KalavaiError("prefix states hold whole chunks: no attention_mask, position_ids or cache")
+            x = states(input_ids.cpu()).to(input_ids.device)
+            return (x, *layer_inputs(self.neox_config, self.rotary_emb, x))
         x = self.emb_dropout(self.embed_in(input_ids))
-        seen = 0 if cache is None else cache.seen
-        if position_ids is None:
-            position_ids = torch.arange(seen, seen + x.shape[1], device=x.device).unsqueeze(0)
-        # As GPTNeoXModel. (Without a cache and attention_mask, transformers reads jumps in explicit
-        # position_ids as packed-sequence boundaries, exactly as GPT-NeoX does.)
-        mask = create_causal_mask(config=self.neox_config, inputs_embeds=x, attention_mask=attention_mask,
-                                  past_key_values=cache, position_ids=position_ids)
-        rope = self.rotary_emb(x, position_ids=position_ids)
+        mask, position_ids, rope = layer_inputs(self.neox_config, self.rotary_emb, x, attention_mask, position_ids,
+                                                cache, seen=0 if cache is None else cache.seen)
         return run_layers(self.shared_layers, x, mask, position_ids, rope, cache), mask, position_ids, rope
 
     def suffixes(self, x, mask, position_ids, rope, cache: FusedCache | None = None) -> torch.Tensor:
@@ -561,13 +564,6 @@ class FusedModel(PreTrainedModel, GenerationMixin):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed_in = value
-
-
-def run_layers(layers, x, mask, position_ids, rope, cache=None):
-    for layer in layers:
-        x = layer(x, attention_mask=mask, position_ids=position_ids, position_embeddings=rope,
-                  layer_past=cache, use_cache=cache is not None)
-    return x
 
 
 def on_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

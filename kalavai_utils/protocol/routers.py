@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import KalavaiError
+from .prefix import for_fused
 
 ROUTER_KINDS = ("linear", "mlp")
 GRANULARITIES = ("sequence", "token")
@@ -243,12 +244,13 @@ def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Ten
     g = torch.Generator().manual_seed(seed)
     warm = warm_start_batches([torch.as_tensor(c) for c in warm_start or []], warm_steps, batch, g)
 
+    states = for_fused(fused)  # the shared prefix's output, read back for chunks already seen
     losses = [[] for _ in routers]
     bar = tqdm(range(max(steps)), desc="router" if n == 1 else f"{n} routers", disable=None if progress else True)  # None: off when not a terminal (a kernel), and TQDM_DISABLE works
     for step in bar:
         x = (next(warm) if step < warm_steps else chunks[torch.randint(len(chunks), (batch,), generator=g)]).to(device)
         with torch.no_grad():  # gradient flows through the gates only
-            hidden = fused.expert_hidden(x)
+            hidden = fused.expert_hidden(x, states=states)
             logits = fused.unembed(hidden).float()
         for (router, granularity), opt, sched, n_steps, weight, log in zip(routers, opts, scheds, steps, balance, losses):
             if step >= n_steps:

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..errors import KalavaiError
+from . import prefix
 from .evaluation import evaluate_domains
 from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
 from .perf import training_flops_per_token
@@ -318,6 +319,10 @@ def train_causal_lm(
         model.gradient_checkpointing_enable()
     if compile_requested():
         model.compile()  # in place: the module, its names and its state dict stay as they are
+    # The frozen prefix's output, read back for chunks it has already seen (prefix.py: exact,
+    # CPU and one process only; a compiled or checkpointed model runs its own forward).
+    states = (prefix.for_model(model, cfg.freeze_layers) if accelerator.device.type == "cpu" and n_proc == 1
+              and not compile_requested() and not cfg.grad_checkpointing else None)
     params = [p for p in model.parameters() if p.requires_grad]
     # On a GPU the per-tensor update loop is launch-bound (measured at 410M on an H100: see
     # results/410m/README.md); the fused kernel does the same arithmetic in one launch.
@@ -351,7 +356,7 @@ def train_causal_lm(
         if eval_sets and cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.steps):
             # under FSDP only the wrapped model can run a forward (all processes together gather each unit)
             unwrapped = model if fsdp else accelerator.unwrap_model(model)
-            losses = evaluate_domains(unwrapped, eval_sets, cfg.eval_batch, cfg.curve_max_batches)
+            losses = evaluate_domains(unwrapped, eval_sets, cfg.eval_batch, cfg.curve_max_batches, states=states)
             log["curve"].append({"step": step, "losses": losses})
 
     if saved is None:
@@ -359,6 +364,8 @@ def train_causal_lm(
     model.train()
     running, eval_seconds = torch.zeros((), device=accelerator.device), 0.0
     start = time.perf_counter()
+    if states is not None:  # counted in train_seconds: it is the training's work, done ahead
+        states.prefill(train_chunks)
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=None if accelerator.is_local_main_process else True, leave=False)
     # one global stream of micro-batches; process r takes every P-th, so P processes together
     # see exactly the micro-batches one process would
@@ -371,7 +378,10 @@ def train_causal_lm(
                 continue
             batch = data[rows].to(accelerator.device)
             with accelerator.accumulate(model):
-                loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+                if states is None:
+                    loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+                else:
+                    loss = prefix.lm_output(accelerator.unwrap_model(model), states, batch, labels=batch).loss
                 accelerator.backward(loss)
                 running += loss.detach().float() / accum
                 if accelerator.sync_gradients:

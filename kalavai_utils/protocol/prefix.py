@@ -1,0 +1,191 @@
+"""The frozen prefix's output for each chunk, computed once and then read back (CPU runs).
+
+Every specialist freezes the base's embedding and first K blocks, so a chunk's output after
+them is the same in every specialist and in the fused model, at every step that reads the
+chunk again. And chunks are read again and again: notebook 02's three seeds and most of
+notebooks 04 and 05's cooperatives train on the same domains' chunks, and every router
+step and evaluation runs the prefix over chunks already seen. At `tiny` the prefix is 3 of
+4 blocks: about 30% of a training step and of a fused forward.
+
+`PrefixStates` keeps each chunk's output the first time it is computed, keyed on the
+prefix's own weights (so a different base, K or dtype never shares) and on the chunk's
+tokens. Training (`lm_output`), router training and evaluation then start from block K.
+
+Exact, not approximate: on a CPU a chunk's output does not depend on the other chunks in
+its batch nor on the batch size (tests/test_prefix.py checks it), so every result is bit for
+bit what running the prefix each time gives. Used only on a CPU, in one process, without
+dropout, and within a memory budget: KALAVAI_PREFIX_CACHE_GB (default 4; 0 turns it off).
+Beyond the budget, rows are computed as before and not kept.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+BUDGET_ENV = "KALAVAI_PREFIX_CACHE_GB"
+_STORES: dict[str, "PrefixStates"] = {}  # one per distinct prefix, shared by every model that has it
+_kept_bytes = 0
+# What, besides the tensors, decides a GPT-NeoX block's output (bookkeeping keys left out,
+# so a specialist's config and the fused model's copy of it share a store).
+_ARCHITECTURE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "hidden_act", "rotary_pct",
+                      "partial_rotary_factor", "rope_parameters", "rope_theta", "rotary_emb_base",
+                      "use_parallel_residual", "layer_norm_eps", "attention_bias", "max_position_embeddings")
+
+
+def run_layers(layers, x, mask, position_ids, rope, cache=None):
+    for layer in layers:
+        x = layer(x, attention_mask=mask, position_ids=position_ids, position_embeddings=rope,
+                  layer_past=cache, use_cache=cache is not None)
+    return x
+
+
+def layer_inputs(config, rotary_emb, x, attention_mask=None, position_ids=None, cache=None, seen: int = 0):
+    """What every block reads besides x, built as GPTNeoXModel.forward builds it: (mask, position_ids, rope).
+
+    (Without a cache and attention_mask, transformers reads jumps in explicit position_ids as
+    packed-sequence boundaries, exactly as GPT-NeoX does.)
+    """
+    if position_ids is None:
+        position_ids = torch.arange(seen, seen + x.shape[1], device=x.device).unsqueeze(0)
+    mask = create_causal_mask(config=config, inputs_embeds=x, attention_mask=attention_mask,
+                              past_key_values=cache, position_ids=position_ids)
+    return mask, position_ids, rotary_emb(x, position_ids=position_ids)
+
+
+class FrozenPrefix(nn.Module):
+    """A copy of the embedding and blocks 0..K-1: input ids -> the input of block K."""
+
+    def __init__(self, embed_in, emb_dropout, layers, rotary_emb, config):
+        super().__init__()
+        self.embed_in, self.emb_dropout = copy.deepcopy(embed_in), copy.deepcopy(emb_dropout)
+        self.layers, self.rotary_emb = copy.deepcopy(nn.ModuleList(layers)), copy.deepcopy(rotary_emb)
+        self.config = config
+        self.requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.emb_dropout(self.embed_in(input_ids))
+        return run_layers(self.layers, x, *layer_inputs(self.config, self.rotary_emb, x))
+
+
+class PrefixStates:
+    """The prefix's output per chunk: `states(input_ids [B, T])` -> [B, T, d], computed only for chunks not seen yet."""
+
+    def __init__(self, prefix: FrozenPrefix, k: int):
+        self.prefix, self.k = prefix, k
+        self.rows: dict[bytes, torch.Tensor] = {}
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        keys, fresh = self._compute_missing(input_ids)
+        return torch.stack([self.rows[key] if key in self.rows else fresh[key] for key in keys])
+
+    def prefill(self, chunks: torch.Tensor, batch: int = 64) -> None:
+        """Compute the chunks not seen yet ahead of use, `batch` at a time (cheaper per chunk than
+        a training micro-batch; the values are the same). Stops when the budget is spent."""
+        for i in range(0, len(chunks), batch):
+            if _kept_bytes >= budget_bytes():
+                return
+            self._compute_missing(chunks[i:i + batch])
+
+    def _compute_missing(self, input_ids: torch.Tensor) -> tuple[list[bytes], dict]:
+        global _kept_bytes
+        keys = [hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in input_ids.long()]
+        missing = [i for i, key in enumerate(keys) if key not in self.rows]
+        fresh = {}
+        if missing:
+            for i, row in zip(missing, self.prefix(input_ids[missing])):
+                fresh[keys[i]] = row
+                if _kept_bytes + row.nbytes <= budget_bytes():
+                    self.rows[keys[i]] = row.clone()
+                    _kept_bytes += row.nbytes
+        return keys, fresh
+
+
+def budget_bytes() -> int:
+    return int(float(os.environ.get(BUDGET_ENV, "4")) * 2**30)
+
+
+@contextmanager
+def budget(gb: float):
+    """Run with this budget (0: every prefix computed, as without the cache); the benchmark measures both ways."""
+    old = os.environ.get(BUDGET_ENV)
+    os.environ[BUDGET_ENV] = str(gb)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(BUDGET_ENV)
+        else:
+            os.environ[BUDGET_ENV] = old
+
+
+def prefix_key(prefix: FrozenPrefix) -> str:
+    """Hash of everything the prefix's output depends on: its tensors (bytes, dtypes) and attention implementation."""
+    config = prefix.config
+    shape = {k: repr(getattr(config, k, None)) for k in _ARCHITECTURE_KEYS}
+    h = hashlib.sha256(f"{config._attn_implementation}:{len(prefix.layers)}:{sorted(shape.items())}".encode())
+    for name, t in [*prefix.state_dict().items(), *prefix.rotary_emb.named_buffers()]:
+        t = t.detach().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _shared(prefix: FrozenPrefix, k: int) -> PrefixStates:
+    key = prefix_key(prefix)
+    if key not in _STORES:
+        _STORES[key] = PrefixStates(prefix, k)
+    return _STORES[key]
+
+
+def usable(config, device, k: int) -> bool:
+    """The cache applies: K > 0, on a CPU, no dropout (which would make outputs random), a budget."""
+    return (k > 0 and torch.device(device).type == "cpu" and budget_bytes() > 0
+            and not getattr(config, "hidden_dropout", 0.0) and not getattr(config, "attention_dropout", 0.0))
+
+
+def causal_lm(model):
+    """The GPTNeoXForCausalLM inside `model` (a LoRA model wraps it)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def for_model(model, k: int) -> PrefixStates | None:
+    """The shared store for a GPT-NeoX causal LM's first `k` blocks, or None where it does not apply."""
+    lm = causal_lm(model)
+    neox = lm.gpt_neox
+    if not usable(lm.config, neox.embed_in.weight.device, k):
+        return None
+    return _shared(FrozenPrefix(neox.embed_in, neox.emb_dropout, neox.layers[:k], neox.rotary_emb, neox.config), k)
+
+
+def for_fused(fused) -> PrefixStates | None:
+    """The shared store for a FusedModel's shared prefix (the same as its specialists'), or None."""
+    k = fused.config.freeze_layers
+    if not usable(fused.neox_config, fused.embed_in.weight.device, k):
+        return None
+    fused.neox_config._attn_implementation = fused.config._attn_implementation
+    return _shared(FrozenPrefix(fused.embed_in, fused.emb_dropout, fused.shared_layers, fused.rotary_emb,
+                                fused.neox_config), k)
+
+
+def lm_output(model, states: PrefixStates, input_ids: torch.Tensor, labels: torch.Tensor | None = None):
+    """`model(input_ids=..., labels=..., use_cache=False)` from block K on, the prefix read from `states`.
+
+    The same computation as GPTNeoXForCausalLM.forward after block K-1 (its mask, positions,
+    rotary, blocks, final layer norm, head and loss function), so the loss and its gradient
+    are bit for bit the plain forward's.
+    """
+    lm = causal_lm(model)
+    neox = lm.gpt_neox
+    x = states(input_ids.cpu()).to(input_ids.device)
+    hidden = run_layers(neox.layers[states.k:], x, *layer_inputs(neox.config, neox.rotary_emb, x))
+    logits = lm.lm_head(neox.final_layer_norm(hidden))
+    loss = None if labels is None else lm.loss_function(logits=logits, labels=labels, vocab_size=lm.config.vocab_size)
+    return CausalLMOutputWithPast(loss=loss, logits=logits)

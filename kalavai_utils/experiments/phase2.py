@@ -32,7 +32,7 @@ import pandas as pd
 
 from .. import paper
 from ..analysis import prediction
-from ..protocol import corpora, data, pipeline
+from ..protocol import corpora, data, pipeline, prefix
 from ..protocol.cooperative import (
     CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, fused_name, paper_router, run_cooperative,
     submission_folders, train_contributors,
@@ -136,7 +136,9 @@ def predict_before_routing(coop: Cooperative, runs: Path, base, base_fp: str) ->
     base_loss = base_losses(base, base_fp, heldout, s, runs)
     divs = {}
     for domain, sub in zip(coop.domains, iter_submissions(submission_folders(coop, runs), base, config_freeze(coop))):
-        own = evaluate_domains(for_inference(sub.model, s.bf16), {domain: heldout[domain]}, s.eval_batch, s.eval_max_batches)
+        model = for_inference(sub.model, s.bf16)
+        own = evaluate_domains(model, {domain: heldout[domain]}, s.eval_batch, s.eval_max_batches,
+                               states=prefix.for_model(model, config_freeze(coop)))  # kept for the fused pass
         divs[domain] = divergence_pct(base_loss[domain], own[domain])
     out = {"paper_line": {**prediction.predict_gain(divs, prediction.paper_fit()), "fit": prediction.paper_fit().equation()}}
     if fit_path.exists():

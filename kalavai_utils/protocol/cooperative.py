@@ -362,8 +362,10 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
     if specialists:  # in one pass that runs their shared frozen prefix once per batch
         losses.update(evaluate_pass(assembly.fused, heldout, s, [], experts=True)[0])
     losses["weight_avg"] = evaluate(assembly.weight_avg)
-    if mono is not None:
-        losses["monolithic"] = evaluate(for_inference(mono, s.bf16))
+    if mono is not None:  # its frozen prefix is the base's, read back where the fused pass computed it
+        mono = for_inference(mono, s.bf16)
+        losses["monolithic"] = evaluate_domains(mono, heldout, s.eval_batch, s.eval_max_batches,
+                                                states=prefix.for_model(mono, config_freeze(coop)))
     start_step(folder / "baselines")
     atomic_write_json(folder / "baselines" / "losses.json", losses)
     mark_step_done(folder / "baselines", {**config, "specialists": specialists})

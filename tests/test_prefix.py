@@ -148,3 +148,19 @@ def test_evaluation_and_router_training_reading_the_prefix_back_are_exact(monkey
         assert other[0] == plain[0] and other[2] == plain[2] and other[3] == plain[3]
         assert all(torch.equal(v, other[1][k]) for k, v in plain[1].items())
     assert plain[2][0]["spec:x"] == pytest.approx(evaluate_domains(specs[0], held))  # and the losses are the models'
+
+
+def test_the_log_counts_only_the_flops_its_steps_ran(monkeypatch):
+    """A read-back prefix's forward is not computed, so it must not count toward the fraction of peak."""
+    model, data = base_model(), chunks(24)
+    cfg = TrainConfig.specialist(SCALE, 7, freeze_layers=K, steps=2, curve_every=0)
+    logs = {}
+    for budget in ("0", "1"):
+        monkeypatch.setenv(prefix.BUDGET_ENV, budget)
+        logs[budget] = train_causal_lm(copy.deepcopy(model), data, cfg)
+    plain, read_back = logs["0"], logs["1"]
+    assert not plain["prefix_read_back"] and plain["flops_per_token_run"] == plain["flops_per_token"]
+    d, T = SCALE.d_model, SCALE.seq_len
+    per_block = 2 * (3 * d * d + d * d + 4 * d * d + 4 * d * d) + 2 * 2 * T * d  # qkv, dense, MLP in and out; attention
+    assert read_back["prefix_read_back"]
+    assert read_back["flops_per_token"] - read_back["flops_per_token_run"] == K * per_block

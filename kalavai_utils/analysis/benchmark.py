@@ -249,7 +249,9 @@ def training_notes(train: dict, peak: float) -> list[str]:
 def _training_phase(logs: list[dict], peak: float | None) -> dict:
     seconds = sum(log["train_seconds"] for log in logs)
     tokens = sum(log["tokens"] for log in logs)
-    flops = sum(log["tokens"] * log["flops_per_token"] for log in logs if log.get("flops_per_token"))
+    # the FLOPs the steps ran (a prefix read back is not computed; prefix.py), the model's count in older logs
+    flops = sum(log["tokens"] * log.get("flops_per_token_run", log["flops_per_token"]) for log in logs
+                if log.get("flops_per_token"))
     return {"count": len(logs), "seconds": seconds, "tokens": tokens,
             "tokens_per_s": tokens / seconds if seconds else None,
             "fraction_of_peak": flops / seconds / peak if (seconds and peak and flops) else None}
@@ -258,7 +260,8 @@ def _training_phase(logs: list[dict], peak: float | None) -> dict:
 def run_phases(runs: Path) -> dict | None:
     """Where a finished run of the notebooks spent its time, from its own logs (None: no run).
 
-    Training phases sum their logs' train_seconds (held-out curves excluded); "other" is the
+    Training phases sum their logs' train_seconds (held-out curves excluded) and count the FLOPs
+    their steps ran (perf.py; without the frozen prefix's forward where it was read back); "other" is the
     notebooks' total (timings.json) less those: routers, evaluation, data, curves, figures.
     """
     runs = Path(runs)

@@ -73,3 +73,13 @@ def training_flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     """Forward + backward FLOPs per trained token (see the module docstring for what counts)."""
     f = training_flops(model, seq_len)
     return f["forward"] + f["backward"]
+
+
+def prefix_forward_flops(model: torch.nn.Module, freeze_layers: int, seq_len: int) -> float:
+    """Forward FLOPs per token of the first `freeze_layers` blocks, counted as above: what a step
+    skips when the frozen prefix's output is read back (protocol/prefix.py) instead of computed."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    d = lm.config.hidden_size
+    return float(sum(2 * m.weight.numel() + (2 * 2 * seq_len * d if name.endswith("query_key_value") else 0)
+                     for layer in lm.gpt_neox.layers[:freeze_layers]
+                     for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)))

@@ -39,7 +39,7 @@ from ..errors import KalavaiError
 from . import prefix
 from .evaluation import evaluate_domains
 from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
-from .perf import training_flops_per_token
+from .perf import prefix_forward_flops, training_flops_per_token
 from ..scales import Scale
 
 CHECKPOINT_FILE = "train_state.safetensors"
@@ -425,6 +425,9 @@ def train_causal_lm(
         tokens_per_s=tokens / train_seconds if train_seconds > 0 else float("nan"),
         n_params=n_params(model),
         flops_per_token=flops_per_token,
+        # the FLOPs the steps ran: without the prefix's forward where it was read back
+        prefix_read_back=states is not None,
+        flops_per_token_run=flops_per_token - (prefix_forward_flops(model, cfg.freeze_layers, seq_len) if states else 0.0),
         device=str(accelerator.device),
         mixed_precision=accelerator.mixed_precision,
     )

@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
+from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol import prefix
 from kalavai_utils.protocol.cooperative import evaluate_pass
 from kalavai_utils.protocol.evaluation import evaluate_domains
@@ -80,6 +81,10 @@ def test_no_cache_without_frozen_blocks_or_budget(monkeypatch):
     assert prefix.for_model(model, 0) is None
     monkeypatch.setenv(prefix.BUDGET_ENV, "0")
     assert prefix.for_model(model, K) is None
+    for bad in ("lots", "-1", "nan"):
+        monkeypatch.setenv(prefix.BUDGET_ENV, bad)
+        with pytest.raises(KalavaiError, match="prefix cache's size"):
+            prefix.for_model(model, K)
 
 
 def test_a_spent_budget_keeps_nothing_more_and_changes_no_value(monkeypatch):

@@ -188,8 +188,13 @@ class UnsharedFusion(nn.Module):
     def embed_in(self):  # where the router and the batches live (FusedModel's shared embedding)
         return self.experts[0].gpt_neox.embed_in
 
-    def expert_hidden(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
-        """Every expert's final hidden state (after its final layer norm), [N, B, T, d]; each runs alone."""
+    def expert_hidden(self, input_ids, attention_mask=None, position_ids=None, states=None) -> torch.Tensor:
+        """Every expert's final hidden state (after its final layer norm), [N, B, T, d]; each runs alone.
+
+        Nothing is shared, so there are no prefix states to read back (prefix.for_fused gives None at K=0).
+        """
+        if states is not None:
+            raise KalavaiError("experts of mismatched inits share no prefix: no prefix states to read back")
         return torch.stack([e.gpt_neox(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                          use_cache=False).last_hidden_state for e in self.experts])
 

@@ -470,6 +470,8 @@ def evaluate_pass(fused, heldout: dict, s: Scale, variants, experts: bool = Fals
     losses, gates = {}, {}
     for domain, chunks in heldout.items():
         batch_gates = []
+        if states is not None:  # the prefix's output for every batch of this domain, ahead, in large batches
+            states.prefill(chunks[: s.eval_batch * s.eval_max_batches])
 
         def batch_losses(batch):
             batch = batch.to(device)

@@ -29,6 +29,8 @@ from torch import nn
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..errors import KalavaiError
+
 BUDGET_ENV = "KALAVAI_PREFIX_CACHE_GB"
 _STORES: dict[str, "PrefixStates"] = {}  # one per distinct prefix, shared by every model that has it
 _kept_bytes = 0
@@ -109,7 +111,14 @@ class PrefixStates:
 
 
 def budget_bytes() -> int:
-    return int(float(os.environ.get(BUDGET_ENV, "4")) * 2**30)
+    value = os.environ.get(BUDGET_ENV, "4")
+    try:
+        gb = float(value)
+    except ValueError:
+        gb = -1.0
+    if not 0 <= gb < float("inf"):
+        raise KalavaiError(f"{BUDGET_ENV}={value!r}: give the prefix cache's size in GiB (0 turns it off)")
+    return int(gb * 2**30)
 
 
 @contextmanager

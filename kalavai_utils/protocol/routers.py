@@ -243,12 +243,18 @@ def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Ten
               for opt, n_steps, sched in zip(opts, steps, schedule)]
     g = torch.Generator().manual_seed(seed)
     warm = warm_start_batches([torch.as_tensor(c) for c in warm_start or []], warm_steps, batch, g)
-
     states = for_fused(fused)  # the shared prefix's output, read back for chunks already seen
+    # every batch drawn first (the draws do not depend on training), so that the shared prefix's
+    # output for all of them is computed ahead in large batches and read back at each step
+    batches = [next(warm) if step < warm_steps else chunks[torch.randint(len(chunks), (batch,), generator=g)]
+               for step in range(max(steps))]
+    if states is not None:
+        states.prefill(torch.cat(batches).unique(dim=0))
+
     losses = [[] for _ in routers]
     bar = tqdm(range(max(steps)), desc="router" if n == 1 else f"{n} routers", disable=None if progress else True)  # None: off when not a terminal (a kernel), and TQDM_DISABLE works
     for step in bar:
-        x = (next(warm) if step < warm_steps else chunks[torch.randint(len(chunks), (batch,), generator=g)]).to(device)
+        x = batches[step].to(device)
         with torch.no_grad():  # gradient flows through the gates only
             hidden = fused.expert_hidden(x, states=states)
             logits = fused.unembed(hidden).float()

@@ -364,8 +364,10 @@ def train_causal_lm(
     model.train()
     running, eval_seconds = torch.zeros((), device=accelerator.device), 0.0
     start = time.perf_counter()
-    if states is not None:  # counted in train_seconds: it is the training's work, done ahead
-        states.prefill(train_chunks)
+    if states is not None and step < cfg.steps:  # the chunks this training will read, computed ahead in
+        # large batches (counted in train_seconds)
+        ahead = micro_batch_order(len(data), cfg.micro_batch, cfg.seed, start=step * cfg.grad_accum)
+        states.prefill(data[torch.cat([next(ahead) for _ in range((cfg.steps - step) * cfg.grad_accum)]).unique()])
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=None if accelerator.is_local_main_process else True, leave=False)
     # one global stream of micro-batches; process r takes every P-th, so P processes together
     # see exactly the micro-batches one process would

@@ -1,10 +1,13 @@
 """Speed, measured (never asserted in tests): writes one JSON file.
 
-- specialist training: tokens/s and the fraction of this device's measured matmul peak;
+- specialist training: tokens/s and the fraction of this device's measured matmul peak, with
+  every step running its frozen prefix, and (on a CPU) with the prefix's output read back as
+  the notebooks do (protocol/prefix.py);
 - fused evaluation: tokens/s of the fused model (shared prefix computed once) against
   running the N specialists one after another;
 - router training: seconds per router and tokens/s, for the ablation's routers trained side by
-  side (the experts run once per batch for all of them) against one router alone;
+  side (the experts run once per batch for all of them) against one router alone, and both
+  with the shared prefix's output read back (CPU);
 - where a run of the notebooks exists (runs/<scale>/), where its time went (`run_phases`):
   the base's pretraining, the specialists (trained, and copied from another cooperative),
   the monolithic baselines and other trainings, each with seconds, tokens/s and fraction of
@@ -151,6 +154,7 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
     if prefix.for_fused(fused) is not None:  # as in the run: the chunks' prefix output read back
         fit(ABLATION_ROUTERS)
         per_router["side_by_side_prefix_read_back"] = fit(ABLATION_ROUTERS)
+        per_router["alone_prefix_read_back"] = fit(ABLATION_ROUTERS[1:2])
     return {
         "scale": scale.name, "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "weights": source, "dtype": str(dtype), "n_params": n_params(model),

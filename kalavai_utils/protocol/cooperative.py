@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from . import data, prefix
-from .evaluation import domain_losses, evaluate_domains
+from .evaluation import domain_losses, evaluate_domains, heldout_batches
 from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, tensor_sha256
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_step
@@ -471,7 +471,7 @@ def evaluate_pass(fused, heldout: dict, s: Scale, variants, experts: bool = Fals
     for domain, chunks in heldout.items():
         batch_gates = []
         if states is not None:  # the prefix's output for every batch of this domain, ahead, in large batches
-            states.prefill(chunks[: s.eval_batch * s.eval_max_batches])
+            states.prefill(torch.cat(heldout_batches(chunks, s.eval_batch, s.eval_max_batches)))
 
         def batch_losses(batch):
             batch = batch.to(device)

@@ -53,10 +53,7 @@ def domain_loss(model, chunks: torch.Tensor, batch_size: int = 4, max_batches: i
 
     def batch_loss(batch):
         batch = batch.to(device)
-        if states is None:
-            out = model(input_ids=batch, labels=batch, use_cache=False)
-        else:
-            out = lm_output(model, states, batch, labels=batch)
+        out = lm_output(model, states, batch, labels=batch)
         if on_output is not None:
             on_output(out)
         return {"model": out.loss}

@@ -300,7 +300,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         if states is not None:
             if attention_mask is not None or position_ids is not None or cache is not None:
                 raise KalavaiError("prefix states hold whole chunks: no attention_mask, position_ids or cache")
-            x = states(input_ids.cpu()).to(input_ids.device)
+            x = states(input_ids)
             return (x, *layer_inputs(self.neox_config, self.rotary_emb, x))
         x = self.emb_dropout(self.embed_in(input_ids))
         mask, position_ids, rope = layer_inputs(self.neox_config, self.rotary_emb, x, attention_mask, position_ids,

@@ -50,6 +50,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def linear_forward_flops(name: str, linear: torch.nn.Linear, seq_len: int, d: int) -> float:
+    """2|W| per token, and for attention's query_key_value the two products with the sequence."""
+    return 2 * linear.weight.numel() + (2 * 2 * seq_len * d if name.endswith("query_key_value") else 0)
+
+
 def training_flops(model: torch.nn.Module, seq_len: int) -> dict[str, float]:
     """Forward and backward FLOPs per token under the model's current `requires_grad` flags."""
     d = model.config.hidden_size
@@ -59,12 +64,10 @@ def training_flops(model: torch.nn.Module, seq_len: int) -> dict[str, float]:
         own = list(module.parameters(recurse=False))
         if isinstance(module, torch.nn.Linear):
             w = module.weight
-            forward += 2 * w.numel()
+            forward += linear_forward_flops(name, module, seq_len, d)
             backward += 2 * w.numel() * (w.requires_grad + grad_flows)
-            if name.endswith("query_key_value"):
-                forward += 2 * 2 * seq_len * d
-                if grad_flows or w.requires_grad:
-                    backward += 2 * 2 * 2 * seq_len * d
+            if name.endswith("query_key_value") and (grad_flows or w.requires_grad):
+                backward += 2 * 2 * 2 * seq_len * d
         grad_flows = grad_flows or any(p.requires_grad for p in own)
     return {"forward": forward, "backward": backward}
 
@@ -80,6 +83,5 @@ def prefix_forward_flops(model: torch.nn.Module, freeze_layers: int, seq_len: in
     skips when the frozen prefix's output is read back (protocol/prefix.py) instead of computed."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     d = lm.config.hidden_size
-    return float(sum(2 * m.weight.numel() + (2 * 2 * seq_len * d if name.endswith("query_key_value") else 0)
-                     for layer in lm.gpt_neox.layers[:freeze_layers]
+    return float(sum(linear_forward_flops(name, m, seq_len, d) for layer in lm.gpt_neox.layers[:freeze_layers]
                      for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)))

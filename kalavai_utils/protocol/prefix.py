@@ -135,22 +135,24 @@ def budget(gb: float):
             os.environ[BUDGET_ENV] = old
 
 
-def prefix_key(prefix: FrozenPrefix) -> str:
-    """Hash of everything the prefix's output depends on: its tensors (bytes, dtypes) and attention implementation."""
-    config = prefix.config
+def prefix_key(embed_in, layers, rotary_emb, config) -> str:
+    """Hash of everything the prefix's output depends on: its tensors (bytes, dtypes) and architecture."""
     shape = {k: repr(getattr(config, k, None)) for k in _ARCHITECTURE_KEYS}
-    h = hashlib.sha256(f"{config._attn_implementation}:{len(prefix.layers)}:{sorted(shape.items())}".encode())
-    for name, t in [*prefix.state_dict().items(), *prefix.rotary_emb.named_buffers()]:
+    h = hashlib.sha256(f"{config._attn_implementation}:{len(layers)}:{sorted(shape.items())}".encode())
+    named = [*embed_in.state_dict(prefix="embed_in.").items(),
+             *nn.ModuleList(layers).state_dict(prefix="layers.").items(), *rotary_emb.named_buffers()]
+    for name, t in named:
         t = t.detach().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
-def _shared(prefix: FrozenPrefix, k: int) -> PrefixStates:
-    key = prefix_key(prefix)
+def _shared(embed_in, emb_dropout, layers, rotary_emb, config) -> PrefixStates:
+    """The store of this prefix, made (with its own copy of the modules) the first time it is asked for."""
+    key = prefix_key(embed_in, layers, rotary_emb, config)
     if key not in _STORES:
-        _STORES[key] = PrefixStates(prefix, k)
+        _STORES[key] = PrefixStates(FrozenPrefix(embed_in, emb_dropout, layers, rotary_emb, config), len(layers))
     return _STORES[key]
 
 
@@ -171,7 +173,7 @@ def for_model(model, k: int) -> PrefixStates | None:
     neox = lm.gpt_neox
     if not usable(lm.config, neox.embed_in.weight.device, k):
         return None
-    return _shared(FrozenPrefix(neox.embed_in, neox.emb_dropout, neox.layers[:k], neox.rotary_emb, neox.config), k)
+    return _shared(neox.embed_in, neox.emb_dropout, neox.layers[:k], neox.rotary_emb, neox.config)
 
 
 def for_fused(fused) -> PrefixStates | None:
@@ -180,20 +182,21 @@ def for_fused(fused) -> PrefixStates | None:
     if not usable(fused.neox_config, fused.embed_in.weight.device, k):
         return None
     fused.neox_config._attn_implementation = fused.config._attn_implementation
-    return _shared(FrozenPrefix(fused.embed_in, fused.emb_dropout, fused.shared_layers, fused.rotary_emb,
-                                fused.neox_config), k)
+    return _shared(fused.embed_in, fused.emb_dropout, fused.shared_layers, fused.rotary_emb, fused.neox_config)
 
 
-def lm_output(model, states: PrefixStates, input_ids: torch.Tensor, labels: torch.Tensor | None = None):
-    """`model(input_ids=..., labels=..., use_cache=False)` from block K on, the prefix read from `states`.
+def lm_output(model, states: PrefixStates | None, input_ids: torch.Tensor, labels: torch.Tensor | None = None):
+    """`model(input_ids=..., labels=..., use_cache=False)`, from block K on when `states` is given.
 
-    The same computation as GPTNeoXForCausalLM.forward after block K-1 (its mask, positions,
-    rotary, blocks, final layer norm, head and loss function), so the loss and its gradient
-    are bit for bit the plain forward's.
+    With `states`, the prefix's output is read from them and the rest is the same computation as
+    GPTNeoXForCausalLM.forward after block K-1 (its mask, positions, rotary, blocks, final layer
+    norm, head and loss function), so the loss and its gradient are bit for bit the plain forward's.
     """
+    if states is None:
+        return model(input_ids=input_ids, labels=labels, use_cache=False)
     lm = causal_lm(model)
     neox = lm.gpt_neox
-    x = states(input_ids.cpu()).to(input_ids.device)
+    x = states(input_ids)
     hidden = run_layers(neox.layers[states.k:], x, *layer_inputs(neox.config, neox.rotary_emb, x))
     logits = lm.lm_head(neox.final_layer_norm(hidden))
     loss = None if labels is None else lm.loss_function(logits=logits, labels=labels, vocab_size=lm.config.vocab_size)

@@ -380,10 +380,7 @@ def train_causal_lm(
                 continue
             batch = data[rows].to(accelerator.device)
             with accelerator.accumulate(model):
-                if states is None:
-                    loss = model(input_ids=batch, labels=batch, use_cache=False).loss
-                else:
-                    loss = prefix.lm_output(accelerator.unwrap_model(model), states, batch, labels=batch).loss
+                loss = prefix.lm_output(model, states, batch, labels=batch).loss
                 accelerator.backward(loss)
                 running += loss.detach().float() / accum
                 if accelerator.sync_gradients:

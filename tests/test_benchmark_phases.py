@@ -69,3 +69,15 @@ def test_step_breakdown_times_the_parts_of_a_training_step_and_leaves_the_model_
     # nothing frozen: no prefix to time
     assert step_breakdown(model, chunks, TrainConfig.specialist(scale, 0, freeze_layers=0), torch.device("cpu"),
                           torch.float32, repeats=1)["frozen_prefix_forward_ms"] == 0.0
+
+
+def test_a_training_on_a_share_of_the_threads_counts_that_share_of_the_machine(tmp_path):
+    """Two one-thread workers side by side (protocol/workers.py) each hold half of a 2-thread machine."""
+    write(tmp_path / "timings.json", {"total_seconds": 100.0})
+    write(tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0, threads=2))
+    for domain in ("code", "science"):
+        write(tmp_path / "sweep" / "n2" / "seed42" / "specialists" / domain / "train_log.json", log(10.0, 500, threads=1))
+    spec = run_phases(tmp_path)["specialists"]
+    # 20 s of one-thread training = 10 s of the machine, at 1000 tokens in 10 s: 100 tokens/s, half its peak
+    assert spec["seconds"] == 10.0 and spec["tokens_per_s"] == 100.0 and spec["fraction_of_peak"] == pytest.approx(0.5)
+    assert run_phases(tmp_path)["other"]["seconds"] == pytest.approx(100.0 - 20 - 10)

@@ -250,8 +250,12 @@ def training_notes(train: dict, peak: float) -> list[str]:
     ]
 
 
-def _training_phase(logs: list[dict], peak: float | None) -> dict:
-    seconds = sum(log["train_seconds"] for log in logs)
+def _training_phase(logs: list[dict], peak: float | None, peak_threads: int | None = None) -> dict:
+    # A training on fewer threads than the peak was measured with (a worker beside another,
+    # protocol/workers.py) held that share of the machine: its seconds count in that share, so
+    # that phases add up to wall time and their fraction of peak is the machine's.
+    seconds = sum(log["train_seconds"] * (log.get("threads", peak_threads) / peak_threads if peak_threads else 1.0)
+                  for log in logs)
     tokens = sum(log["tokens"] for log in logs)
     # the FLOPs the steps ran (a prefix read back is not computed; prefix.py), the model's count in older logs
     flops = sum(log["tokens"] * log.get("flops_per_token_run", log["flops_per_token"]) for log in logs
@@ -264,9 +268,11 @@ def _training_phase(logs: list[dict], peak: float | None) -> dict:
 def run_phases(runs: Path) -> dict | None:
     """Where a finished run of the notebooks spent its time, from its own logs (None: no run).
 
-    Training phases sum their logs' train_seconds (held-out curves excluded) and count the FLOPs
-    their steps ran (perf.py; without the frozen prefix's forward where it was read back); "other" is the
-    notebooks' total (timings.json) less those: routers, evaluation, data, curves, figures.
+    Training phases sum their logs' train_seconds (held-out curves excluded), each in the share of
+    the machine's threads it ran on (a one-thread worker beside another: half), and count the
+    FLOPs their steps ran (perf.py; without the frozen prefix's forward where it was read back);
+    "other" is the notebooks' total (timings.json) less those: routers, evaluation, data,
+    curves, figures.
     """
     runs = Path(runs)
     if not (runs / "timings.json").exists():
@@ -274,6 +280,7 @@ def run_phases(runs: Path) -> dict | None:
     base_log = runs / "base" / "pretrain_log.json"
     pretrain = [read_json(base_log)] if base_log.exists() else []
     peak = pretrain[0].get("matmul_peak_flops") if pretrain else None
+    threads = pretrain[0].get("threads") if pretrain else None  # the peak's (older logs: unknown, shares not applied)
     logs = {path: read_json(path) for path in sorted(runs.glob("**/train_log.json"))}
     specialists = {p: log for p, log in logs.items() if p.parent.parent.name == "specialists"}
     monolithic = [log for p, log in logs.items() if p.parent.name == "monolithic"]
@@ -281,11 +288,11 @@ def run_phases(runs: Path) -> dict | None:
     other += [read_json(p) for p in sorted(runs.glob("**/pretrain_log.json")) if p != base_log]
     other = [log for log in other if "train_seconds" in log]
     total = read_json(runs / "timings.json")["total_seconds"]
-    phases = {"pretraining": _training_phase(pretrain, peak),
-              "specialists": {**_training_phase([log for log in specialists.values() if "copied_from" not in log], peak),
+    phases = {"pretraining": _training_phase(pretrain, peak, threads),
+              "specialists": {**_training_phase([log for log in specialists.values() if "copied_from" not in log], peak, threads),
                               "copied": sum("copied_from" in log for log in specialists.values())},
-              "monolithic": _training_phase(monolithic, peak),
-              "other_training": _training_phase(other, peak)}  # e.g. notebook 05's capacity model
+              "monolithic": _training_phase(monolithic, peak, threads),
+              "other_training": _training_phase(other, peak, threads)}  # e.g. notebook 05's capacity model
     phases["other"] = {"seconds": total - sum(p["seconds"] for p in phases.values())}
     return {"notebooks_seconds": total, **phases}
 

@@ -36,10 +36,11 @@ import torch
 from torch import nn
 
 from .. import paper
-from ..protocol import data, pipeline
+from ..protocol import data, pipeline, workers
 from . import sweep
-from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, evaluate_fused, fit_routers,
-                          paper_fused, paper_router, run_cooperative, specialists_first, train_specialist)
+from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, cooperative_jobs,
+                          evaluate_fused, fit_routers, paper_fused, paper_router, run_cooperative, specialists_first,
+                          train_specialist)
 from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
@@ -437,6 +438,41 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
 
 # ================================================================ running everything
 
+def _capacity_job(scale: Scale, runs: Path, seed: int) -> None:
+    base, base_fp = Bases(scale, runs).get(shared_revision(scale))
+    run_capacity(scale, runs, seed, run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, base, base_fp))
+
+
+def prefetch_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list[str]]:
+    """workers.prefetch's jobs for the sections' unfinished cooperatives, and each one's section.
+
+    The capacity model (the longest) first, then the cooperatives of sections 1, 3, 5 and 6.
+    Sections 4 and 7 (count) build on those and run in the notebook's process afterwards.
+    """
+    jobs, labels = [], []
+    for seed in seeds:
+        if "capacity" in sections and not (runs / EXPERIMENT / "capacity" / f"seed{seed}" / RESULTS).exists():
+            jobs.append((_capacity_job, (scale, runs, seed)))
+            labels.append("capacity")
+    coops = []
+    for seed in seeds:
+        if "freeze" in sections:
+            coops += [("freeze", c, None) for c in freeze_cooperatives(scale, runs, seed).values()]
+        if sections & {"maturity", "init"}:
+            shared = shared_revision(scale)
+            coops += [("maturity", maturity_cooperative(scale, runs, rev, seed), None if rev == shared else rev)
+                      for rev in maturity_revisions(scale)]
+        if "heterogeneous" in sections:
+            coops += [("heterogeneous", c, None) for c in heterogeneous_cooperatives(scale, runs, seed).values()]
+        if "lora" in sections:
+            coops += [("lora", c, None) for c in lora_cooperatives(scale, runs, seed).values()]
+    section_of = {id(c): section for section, c, _ in coops}
+    for job in cooperative_jobs([(c, rev) for _, c, rev in coops], runs):
+        jobs.append(job)
+        labels.append(section_of[id(job[1][0])])
+    return jobs, labels
+
+
 def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
     """Every section's results (cached steps reused): {section: {label (str): [results per seed]}}."""
     seeds = list(seeds or scale.sweep_seeds)
@@ -453,6 +489,12 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
         seconds[section] = seconds.get(section, 0.0) + now - clock[0]
         clock[0] = now
 
+    # The sections' cooperatives several at a time where the machine has idle cores (the loop
+    # below then finds them cached); each one's seconds are counted in its section.
+    jobs, job_sections = prefetch_jobs(scale, runs, seeds, sections)
+    for section, took in zip(job_sections, workers.prefetch(jobs, "ablations") or []):
+        seconds[section] = seconds.get(section, 0.0) + took
+    clock[0] = time.perf_counter()
     for seed in seeds:
         # the main cooperative (notebooks 02-03): the reference of sections 4 and 6
         add("main", "main", run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared))

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..protocol import pipeline
-from ..protocol.cooperative import CAUSAL_ROUTER, Cooperative, main_cooperative, paper_router, run_cooperative
+from ..protocol import pipeline, workers
+from ..protocol.cooperative import (
+    CAUSAL_ROUTER, Cooperative, cooperative_jobs, main_cooperative, paper_router, run_cooperative,
+)
 from ..scales import Scale
 
 
@@ -71,14 +73,14 @@ def cooperative_for(scale: Scale, runs: Path, cond: Condition, seed: int) -> Coo
 def run_sweep(scale: Scale, runs: Path, base, base_fp: str, seeds=None, only=None) -> list[dict]:
     """Every condition x seed (cached); returns their results."""
     seeds = list(seeds or scale.sweep_seeds)
+    todo = [(cond, seed) for cond in conditions(scale) if not only or cond.name in only for seed in seeds]
+    coops = [cooperative_for(scale, runs, cond, seed) for cond, seed in todo]
+    # several at a time where the machine has idle cores; the loop below then finds them cached
+    workers.prefetch(cooperative_jobs([(coop, None) for coop in coops], runs), "sweep")
     out = []
-    for cond in conditions(scale):
-        if only and cond.name not in only:
-            continue
-        for seed in seeds:
-            res = run_cooperative(cooperative_for(scale, runs, cond, seed), runs, base, base_fp)
-            res = {**res, "sweep": {"condition": cond.name, "varies": cond.varies}}
-            out.append(res)
+    for (cond, _), coop in zip(todo, coops):
+        res = run_cooperative(coop, runs, base, base_fp)
+        out.append({**res, "sweep": {"condition": cond.name, "varies": cond.varies}})
     return out
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from . import data, prefix
+from . import data, pipeline, prefix
 from .evaluation import domain_losses, evaluate_domains, heldout_batches
 from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, tensor_sha256
@@ -355,13 +355,13 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
             return read_json(folder / "baselines" / "losses.json")
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
 
-    def evaluate(model):
-        return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
-
     losses = {"base": base_losses(base, base_fp, heldout, s, runs)}
     if specialists:  # in one pass that runs their shared frozen prefix once per batch
         losses.update(evaluate_pass(assembly.fused, heldout, s, [], experts=True)[0])
-    losses["weight_avg"] = evaluate(assembly.weight_avg)
+    # the average of specialists whose frozen prefix is the base's has that very prefix (float64
+    # sums: exact), so it is read back where the fused pass computed it (the store is keyed on it)
+    losses["weight_avg"] = evaluate_domains(assembly.weight_avg, heldout, s.eval_batch, s.eval_max_batches,
+                                            states=prefix.for_model(assembly.weight_avg, config_freeze(coop)))
     if mono is not None:  # its frozen prefix is the base's, read back where the fused pass computed it
         mono = for_inference(mono, s.bf16)
         losses["monolithic"] = evaluate_domains(mono, heldout, s.eval_batch, s.eval_max_batches,
@@ -513,6 +513,51 @@ def run_cooperative(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
     # the specialists' learning-rate schedule: the clock for early gain prediction (notebook 04)
     lr_schedule = logs[coop.domains[0]]["lr"]
     return evaluate_cooperative(coop, runs, base, base_fp, extra={"curves": curves, "lr_schedule": lr_schedule})
+
+
+# ---------------------------------------------------------------- several at a time
+
+_BASES: dict = {}  # in a worker process: each base revision loaded once
+
+
+def run_cooperative_job(coop: Cooperative, runs: Path, revision: str | None = None) -> None:
+    """`run_cooperative` in a worker process (workers.prefetch), which loads the base itself:
+    the shared one, or with `revision` another saved revision of it (notebook 05's maturity ladder)."""
+    key = (coop.scale.name, str(runs), revision)
+    if key not in _BASES:
+        base = pipeline.load_base(coop.scale, runs, revision=revision)
+        _BASES[key] = (base, pipeline.prepare_base(coop.scale, runs)["fingerprint"] if revision is None else fingerprint(base))
+    run_cooperative(coop, runs, *_BASES[key])
+
+
+def finished(coop: Cooperative, runs: Path) -> bool:
+    return (coop.folder(runs) / "results.json").exists()
+
+
+def cooperative_jobs(coops, runs: Path) -> list[tuple]:
+    """workers.prefetch's jobs for the (cooperative, base revision or None) pairs not finished yet.
+
+    The longest first (by a rough count of the blocks trained and routed), so that no long
+    one is left running alone at the end. A cooperative that needs a specialist an earlier
+    one in the list trains goes after all the others, so that by the time it starts the
+    specialist is likely finished and copied, not trained twice (trained twice, it comes
+    out the same).
+    """
+    def cost(coop: Cooperative) -> float:
+        trained_blocks = sum(coop.train_config(d).steps * max(1, coop.scale.n_layers - coop.train_config(d).freeze_layers + 1)
+                             for d in coop.domains)
+        return trained_blocks + len(coop.domains) * coop.scale.router_steps
+
+    first, later, trained, folders = [], [], set(), set()
+    for coop, revision in coops:
+        if finished(coop, runs) or coop.folder(runs) in folders:  # one process per folder
+            continue
+        folders.add(coop.folder(runs))
+        keys = {(str(coop.data_dir), d, revision, repr(coop.train_config(d)), repr(coop.lora)) for d in coop.domains}
+        (later if keys & trained else first).append((coop, revision))
+        trained |= keys
+    return [(run_cooperative_job, (coop, runs, revision))
+            for group in (first, later) for coop, revision in sorted(group, key=lambda c: -cost(c[0]))]
 
 
 def main_cooperative(scale: Scale, runs: Path, seed: int, data_dir: Path, ablation: bool = False) -> Cooperative:

@@ -428,6 +428,7 @@ def train_causal_lm(
         prefix_read_back=states is not None,
         flops_per_token_run=flops_per_token - (prefix_forward_flops(model, cfg.freeze_layers, seq_len) if states else 0.0),
         device=str(accelerator.device),
+        threads=torch.get_num_threads(),  # a worker beside another runs on fewer (protocol/workers.py)
         mixed_precision=accelerator.mixed_precision,
     )
     return log

@@ -37,6 +37,7 @@ from torch import nn
 
 from .. import paper
 from ..protocol import data, pipeline, workers
+from ..protocol.pipeline import Bases, shared_revision
 from . import sweep
 from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, cooperative_jobs,
                           evaluate_fused, fit_routers, paper_fused, paper_router, run_cooperative, specialists_first,
@@ -115,32 +116,10 @@ def freeze_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooper
 
 # ================================================================ 3. base maturity
 
-def shared_revision(scale: Scale) -> str:
-    return scale.hub_revision if scale.is_hub else scale.base_revision
-
-
 def maturity_revisions(scale: Scale) -> list[str]:
     """Base revisions of the maturity ladder: every saved one offline, the paper's at the Hub scales."""
     steps = paper.MATURITY_410M if scale.is_hub else scale.pretrain_revisions
     return [f"step{s}" for s in sorted(steps)]
-
-
-class Bases:
-    """Base revisions, loaded once each: (model, fingerprint)."""
-
-    def __init__(self, scale: Scale, runs: Path):
-        self.scale, self.runs, self._cache = scale, runs, {}
-
-    def get(self, revision: str):
-        if revision not in self._cache:
-            if revision == shared_revision(self.scale):
-                model = pipeline.load_base(self.scale, self.runs)
-                fp = pipeline.prepare_base(self.scale, self.runs)["fingerprint"]
-            else:
-                model = pipeline.load_base(self.scale, self.runs, revision=revision)
-                fp = fingerprint(model)
-            self._cache[revision] = (model, fp)
-        return self._cache[revision]
 
 
 def maturity_cooperative(scale: Scale, runs: Path, revision: str, seed: int) -> Cooperative:
@@ -439,8 +418,8 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
 # ================================================================ running everything
 
 def _capacity_job(scale: Scale, runs: Path, seed: int) -> None:
-    base, base_fp = Bases(scale, runs).get(shared_revision(scale))
-    run_capacity(scale, runs, seed, run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, base, base_fp))
+    shared = Bases(scale, runs).get(None)
+    run_capacity(scale, runs, seed, run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared))
 
 
 def prefetch_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list[str]]:
@@ -459,9 +438,8 @@ def prefetch_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list
         if "freeze" in sections:
             coops += [("freeze", c, None) for c in freeze_cooperatives(scale, runs, seed).values()]
         if sections & {"maturity", "init"}:
-            shared = shared_revision(scale)
-            coops += [("maturity", maturity_cooperative(scale, runs, rev, seed), None if rev == shared else rev)
-                      for rev in maturity_revisions(scale)]
+            coops += [("maturity", maturity_cooperative(scale, runs, rev, seed), None if rev == shared_revision(scale) else rev)
+                      for rev in maturity_revisions(scale)]  # None: the shared base, as for every other section
         if "heterogeneous" in sections:
             coops += [("heterogeneous", c, None) for c in heterogeneous_cooperatives(scale, runs, seed).values()]
         if "lora" in sections:
@@ -478,7 +456,7 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
     seeds = list(seeds or scale.sweep_seeds)
     sections = set(sections or ("freeze", "maturity", "init", "heterogeneous", "lora", "count", "capacity"))
     bases = Bases(scale, runs)
-    shared = bases.get(shared_revision(scale))
+    shared = bases.get(None)
     out: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     clock = [time.perf_counter()]

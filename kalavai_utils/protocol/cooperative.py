@@ -517,17 +517,14 @@ def run_cooperative(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
 
 # ---------------------------------------------------------------- several at a time
 
-_BASES: dict = {}  # in a worker process: each base revision loaded once
+_BASES: dict[tuple[str, str], pipeline.Bases] = {}  # in a worker process: each base revision loaded once
 
 
 def run_cooperative_job(coop: Cooperative, runs: Path, revision: str | None = None) -> None:
     """`run_cooperative` in a worker process (workers.prefetch), which loads the base itself:
     the shared one, or with `revision` another saved revision of it (notebook 05's maturity ladder)."""
-    key = (coop.scale.name, str(runs), revision)
-    if key not in _BASES:
-        base = pipeline.load_base(coop.scale, runs, revision=revision)
-        _BASES[key] = (base, pipeline.prepare_base(coop.scale, runs)["fingerprint"] if revision is None else fingerprint(base))
-    run_cooperative(coop, runs, *_BASES[key])
+    bases = _BASES.setdefault((coop.scale.name, str(runs)), pipeline.Bases(coop.scale, runs))
+    run_cooperative(coop, runs, *bases.get(revision))
 
 
 def finished(coop: Cooperative, runs: Path) -> bool:
@@ -544,8 +541,8 @@ def cooperative_jobs(coops, runs: Path) -> list[tuple]:
     out the same).
     """
     def cost(coop: Cooperative) -> float:
-        trained_blocks = sum(coop.train_config(d).steps * max(1, coop.scale.n_layers - coop.train_config(d).freeze_layers + 1)
-                             for d in coop.domains)
+        recipes = [coop.train_config(d) for d in coop.domains]
+        trained_blocks = sum(c.steps * max(1, coop.scale.n_layers - c.freeze_layers + 1) for c in recipes)
         return trained_blocks + len(coop.domains) * coop.scale.router_steps
 
     first, later, trained, folders = [], [], set(), set()

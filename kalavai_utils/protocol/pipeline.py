@@ -274,6 +274,34 @@ def load_base(scale: Scale, runs: Path, revision: str | None = None):
     return model
 
 
+def shared_revision(scale: Scale) -> str:
+    """The revision every contributor starts from: the Hub checkpoint's, or the offline base's."""
+    return scale.hub_revision if scale.is_hub else scale.base_revision
+
+
+class Bases:
+    """The shared base and other saved revisions of it, each loaded once: get(revision) -> (model, fingerprint).
+
+    None or the shared revision is the shared base, checked against its recorded fingerprint.
+    """
+
+    def __init__(self, scale: Scale, runs: Path):
+        self.scale, self.runs, self._cache = scale, runs, {}
+
+    def get(self, revision: str | None):
+        if revision is None:
+            revision = shared_revision(self.scale)
+        if revision not in self._cache:
+            if revision == shared_revision(self.scale):
+                model = load_base(self.scale, self.runs)
+                fp = prepare_base(self.scale, self.runs)["fingerprint"]
+            else:
+                model = load_base(self.scale, self.runs, revision=revision)
+                fp = fingerprint(model)
+            self._cache[revision] = (model, fp)
+        return self._cache[revision]
+
+
 def base_domain_losses(scale: Scale, runs: Path, model, domains=None) -> dict[str, float]:
     """The base's held-out loss on each domain, by the one evaluation protocol."""
     folder, manifest = prepare_corpus(scale, runs)

@@ -1,4 +1,7 @@
 """Fused inference: cached generation, batched experts, sparse dispatch, placement, the benchmark's schema."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -195,6 +198,13 @@ def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):
     save_fused(fused, tokenizer, tmp_path / "fused")
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "fused")  # plain transformers, no remote code
     assert isinstance(loaded, FusedModel)
+    # a fresh interpreter: `import kalavai_utils` alone registers the fused architecture
+    code = ("import sys, kalavai_utils, transformers; "
+            "m = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=False); "
+            "print(type(m).__name__)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fused")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "FusedModel", done.stderr[-2000:]
     assert main(["generate", "--fused", str(tmp_path / "fused"), "--prompt", "w5 w9 w13", "--max-new-tokens", "4"]) == 0
     streamed = capsys.readouterr().out
     ids = torch.tensor([[5, 9, 13]])

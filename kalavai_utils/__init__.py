@@ -1,0 +1,10 @@
+"""KALAVAI reproduction: the logic behind the notebooks.
+
+Layers: `protocol` (data, training, submission, routers, fusion, evaluation, metrics: what
+every experiment uses), `experiments` (one module of experiment definitions per notebook),
+`analysis` (prediction, reports, figures). PAPER.md tells the paper's story in words.
+
+Importing the package registers the fused model with transformers' Auto classes, so a saved
+fused folder loads with plain `AutoModelForCausalLM.from_pretrained` (no remote code).
+"""
+from .protocol import fusion as _fusion  # noqa: F401  (registers FusedConfig and FusedModel)

@@ -6,6 +6,7 @@ import unicodedata
 import pytest
 import torch
 
+from kalavai_utils import paper
 from kalavai_utils.experiments import phase2
 from kalavai_utils.protocol import corpora, pipeline
 from kalavai_utils.errors import KalavaiError
@@ -145,12 +146,28 @@ def test_sections_and_their_domains():
         phase2.domains_for(s, "nine")
 
 
+def test_the_hub_twenty_train_every_block_as_the_authors_did(monkeypatch, tmp_path):
+    from kalavai_utils.protocol.cooperative import config_freeze
+    monkeypatch.setattr(phase2, "data_folder", lambda scale, runs, domains: tmp_path)  # no Hub here
+    for name in ("410m", "1b"):
+        scale = get_scale(name)
+        twenty = phase2.cooperative_for(scale, tmp_path, "twenty", 137)
+        assert config_freeze(twenty) == paper.TWENTY_CONTRIBUTOR_FREEZE_LAYERS == 0
+        assert twenty.train_config("code").freeze_layers == 0
+        assert twenty.train_config("code").steps == scale.spec_steps  # only the depth differs
+        cross = phase2.cooperative_for(scale, tmp_path, "cross-lingual", 137)
+        assert config_freeze(cross) == scale.freeze_layers > 0
+    # offline the twenty keep the scale's depth (notebook 04's fit was measured there)
+    assert phase2.train_overrides(get_scale("tiny"), "twenty") == {}
+
+
 def test_memory_of_twenty_experts():
     table = phase2.memory_table(get_scale("smoke"))
     assert (table["n_copies_of_prefix_in_fused"] == 1).all()
     assert (table["fused_gb"] < table["peak_assembly_gb"]).all()
     assert (table["peak_assembly_gb"] < table["peak_with_weight_average_gb"]).all()
     assert (table["peak_with_weight_average_gb"] < table["peak_if_all_loaded_gb"]).all()
+    assert table.loc["1b", "frozen blocks"] == 0 and table.loc["smoke", "frozen blocks"] == get_scale("smoke").freeze_layers
 
 
 @pytest.fixture(scope="module")

@@ -91,11 +91,25 @@ def data_folder(scale: Scale, runs: Path, domains) -> Path:
     return out
 
 
+def train_overrides(scale: Scale, section: str) -> dict:
+    """How a section's contributors train unlike the scale's specialists.
+
+    At the Hub scales the twenty train every block, as the authors' twenty did
+    (paper.TWENTY_CONTRIBUTOR_FREEZE_LAYERS); their other settings are the scale's own. Offline
+    the twenty keep the scale's frozen depth: notebook 04's fit, the out-of-sample test's first
+    line, was measured at that depth, and twenty experts of 4 blocks instead of 1 would make
+    the section's routers and evaluation about four times dearer at `tiny`.
+    """
+    if section == "twenty" and scale.is_hub:
+        return {"freeze_layers": paper.TWENTY_CONTRIBUTOR_FREEZE_LAYERS}
+    return {}
+
+
 def cooperative_for(scale: Scale, runs: Path, section: str, seed: int, recipes=()) -> Cooperative:
     """One section's cooperative; `recipes` add the authors' router trained by each recipe."""
     domains = domains_for(scale, section)
     return Cooperative(scale=scale, experiment=EXPERIMENT, condition=section, seed=seed, domains=domains,
-                       data_dir=data_folder(scale, runs, domains),
+                       data_dir=data_folder(scale, runs, domains), train_overrides=train_overrides(scale, section),
                        routers=(paper_router(scale), CAUSAL_ROUTER), monolithic=False,
                        recipes=tuple((*paper_router(scale), r) for r in recipes))
 
@@ -246,7 +260,7 @@ def section_table(results: list[dict], models: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------- memory of the fused model
 
 # Pythia's shapes (the Hub configs of EleutherAI/pythia-410m and -1b): hidden size, layers,
-# intermediate size, vocabulary; the frozen depth is the paper's (scales.Scale.freeze_layers).
+# intermediate size, vocabulary; the frozen depth is the twenty's at that scale (train_overrides).
 PYTHIA_SHAPES = {"410m": (1024, 24, 4096, 50304), "1b": (2048, 16, 8192, 50304)}
 
 
@@ -280,12 +294,15 @@ def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
     if not s.is_hub:
         from ..protocol.models import offline_config
         c = offline_config(s)
-        counts = param_counts(c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, s.freeze_layers)
-        rows.append({"scale": s.name, "bytes/param": 2 if s.bf16 else 4, **fused_memory(n_experts, counts, 2 if s.bf16 else 4)})
+        freeze = train_overrides(s, "twenty").get("freeze_layers", s.freeze_layers)
+        counts = param_counts(c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, freeze)
+        rows.append({"scale": s.name, "bytes/param": 2 if s.bf16 else 4, "frozen blocks": freeze,
+                     **fused_memory(n_experts, counts, 2 if s.bf16 else 4)})
     for name, (d, layers, ffn, vocab) in PYTHIA_SHAPES.items():
         hub = get_scale(name)
-        counts = param_counts(d, layers, ffn, vocab, hub.freeze_layers)
-        rows.append({"scale": name, "bytes/param": 2, **fused_memory(n_experts, counts, 2)})
+        freeze = train_overrides(hub, "twenty").get("freeze_layers", hub.freeze_layers)
+        counts = param_counts(d, layers, ffn, vocab, freeze)
+        rows.append({"scale": name, "bytes/param": 2, "frozen blocks": freeze, **fused_memory(n_experts, counts, 2)})
     return pd.DataFrame(rows).set_index("scale")
 
 

@@ -167,6 +167,28 @@ def test_network_errors_say_the_hub_is_needed(monkeypatch, error):
         data.hub_documents(_source())
 
 
+def test_equals_filter_keeps_only_matching_records(monkeypatch):
+    records = [{"body": "first long document", "label": 1}, {"body": "second long document", "label": 0},
+               {"body": "third long document", "label": 0}]
+    _local_hub(monkeypatch, records=records)
+    docs, _ = data.hub_documents(_source(filters={"min_chars": 10, "equals": {"label": 0}}))
+    assert docs == ["second long document", "third long document"]
+    with pytest.raises(KalavaiError) as info:
+        data.hub_documents(_source(filters={"min_chars": 10, "equals": {"section": "a"}}))
+    assert "'section'" in str(info.value) and "filters.equals" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_script_dataset_is_one_clear_error(monkeypatch):
+    # what datasets 4.x raises for a repository that still has a loading script
+    _local_hub(monkeypatch, error=RuntimeError("Dataset scripts are no longer supported, but found big_patent.py"))
+    with pytest.raises(KalavaiError, match="needs a loading script.*Parquet") as info:
+        data.hub_documents(_source())
+    assert "org/stand-in" in str(info.value) and "\n" not in str(info.value)
+    _local_hub(monkeypatch, error=RuntimeError("something else"))
+    with pytest.raises(RuntimeError, match="something else"):
+        data.hub_documents(_source())
+
+
 def test_a_bug_is_not_reported_as_missing_hub_access(monkeypatch):
     _local_hub(monkeypatch, error=ZeroDivisionError("a bug, not the network"))
     with pytest.raises(ZeroDivisionError):

@@ -58,6 +58,17 @@ def source_text(record: dict, recipe: dict) -> str:
     return text[: recipe["max_chars"]] if "max_chars" in recipe else text
 
 
+def record_matches(record: dict, equals: dict) -> bool:
+    """A manifest's `filters.equals` ({field: value}): does this record hold those values?"""
+    missing = [f for f in equals if f not in record]
+    if missing:
+        raise KalavaiError(
+            f"filter field {missing[0]!r} is not in the dataset's records (fields: {', '.join(map(str, record))}); "
+            "fix the data manifest's filters.equals"
+        )
+    return all(record[f] == value for f, value in equals.items())
+
+
 def filter_documents(texts, n_documents: int, min_chars: int = 0) -> list[str]:
     """The first `n_documents` texts that pass the length filter, in source order."""
     kept = []
@@ -109,10 +120,18 @@ def hub_documents(source: dict) -> tuple[list[str], dict]:
         stream = datasets.load_dataset(
             source["dataset"], source["config"], split=source["split"], revision=commit, streaming=True
         )
-        texts = (source_text(r, source["text"]) for r in stream)
+        equals = source["filters"].get("equals", {})
+        texts = (source_text(r, source["text"]) for r in stream if record_matches(r, equals))
         docs = filter_documents(texts, source["n_documents"], source["filters"].get("min_chars", 0))
     except KalavaiError as e:
         raise KalavaiError(f"dataset {name}: {e}") from None
+    except RuntimeError as e:
+        if "Dataset scripts are no longer supported" not in str(e):
+            raise
+        raise KalavaiError(
+            f"dataset {name} needs a loading script, which the datasets library no longer runs: point its data "
+            "manifest at a copy in Parquet, CSV or JSON (data_manifests/README.md)"
+        ) from None
     except _unreachable_errors() as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise KalavaiError(

@@ -249,4 +249,5 @@ def test_summarize_keeps_losses_apart_from_timings(tmp_path):
     out = summarize(tmp_path)
     assert out["losses"] == {"seed42": losses} and out["ideal_dense_ratio"] == 2.0
     assert out["timings"]["main_point"] == {"dense": 1.9}
+    assert out["timings"]["by_batch"] == {"batch4": {"dense": 1.9}}
     json.dumps(out)

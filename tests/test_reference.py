@@ -41,9 +41,14 @@ def write_cooperative(folder, experiment, condition, seed, domains, shift=0.0, s
     paper = paper_fused(get_scale(scale))
     losses = fake_losses(domains, shift, paper)
     gates = {name: {d: [1.0 if e == d else 0.0 for e in domains] for d in domains} for name in (paper, CAUSAL_FUSED)}
+    # held-out curves on each specialist's own domain, from the base's loss to its own (notebook 04's early prediction)
+    steps = range(0, 41, 4)
+    curves = {d: [{"step": t, "losses": {d: losses[f"spec:{d}"][d] + (losses["base"][d] - losses[f"spec:{d}"][d]) * 0.9 ** t}}
+                  for t in steps] for d in domains}
     results = make_results(experiment=experiment, condition=condition, scale=scale, seed=seed, config={},
                            base_fingerprint="f" * 64, domains=domains, losses=losses,
-                           specialists={d: f"spec:{d}" for d in domains}, gates=gates)
+                           specialists={d: f"spec:{d}" for d in domains}, gates=gates,
+                           extra={"curves": curves, "lr_schedule": [1e-3] * 40})
     write_results(folder / "results.json", results)
     return results
 
@@ -113,6 +118,11 @@ def test_summary_has_every_notebook_and_no_timings(run):
     assert s["02_specialists"]["main"]["seed42"]["specialists"]["code"]["divergence_pct"] == pytest.approx(50 / 3)
     assert all(s["03_fusion"]["claims"].values())  # the fake numbers satisfy every claim
     assert s["04_predict_gain"]["leave_one_out"]["n"] == 5
+    # what notebook 04 shows beside the authors' line: the held-out split, the causal router's line, early prediction
+    assert s["04_predict_gain"]["holdout"]["n"] == 2  # 30 % of 5 conditions
+    assert set(s["04_predict_gain"]["causal"]) == {"fit", "leave_one_out", "holdout"}
+    early = s["04_predict_gain"]["early_prediction"]
+    assert list(early) == ["0.1", "0.2", "0.3", "0.5"] and all(e["divergence_error"] >= 0 for e in early.values())
     assert set(s["04_predict_gain"]["points"][PAPER_FUSED]["n2"]["seed42"]) >= {"gain", "mean_divergence", "base_loss"}
     assert "condition" not in s["04_predict_gain"]["points"][PAPER_FUSED]["n2"]["seed42"]
     flat = {nb: reference.flatten(x) for nb, x in s.items()}
@@ -226,6 +236,9 @@ def test_tolerance_classes():
     assert reference.tolerance("main/seed42/gates/fused:mlp:sequence/code/0", 0.5, 0.5, 1e-4) == pytest.approx(1e-3)
     assert reference.tolerance("domains/code/chunks/train", 80, 80, 1e-4) is None
     assert reference.tolerance("claims/x", True, False, 1e-4) is None
+    assert reference.tolerance("holdout/rmse", 1.0, 1.0, 1e-4) == pytest.approx(1e-2)
+    assert reference.tolerance("early_prediction/0.1/divergence_error", 8.0, 8.0, 1e-4) == pytest.approx(1e-2)
+    assert reference.tolerance("early_prediction/0.1/loss_error", 0.2, 0.2, 1e-4) == 1e-4
 
 
 def test_files_beside_the_summaries_are_not_read_as_summaries(run, tmp_path, capsys):

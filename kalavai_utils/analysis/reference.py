@@ -9,8 +9,9 @@ same way and lists every number that moved.
 
 Tolerances (absolute), from `tol_loss` (1e-4 nats by default):
 - losses and everything else in nats (EW, oracle EW, base loss, loss spread): tol_loss;
-- percentages derived from losses (gains, divergences, forgetting, the sweep's fit and
-  leave-one-out errors, which are in percentage points): 100 x tol_loss = 0.01 pp. A gain
+- percentages derived from losses (gains, divergences, forgetting, the sweep's fit, its
+  leave-one-out and held-out errors and the early prediction's divergence errors, which are in
+  percentage points): 100 x tol_loss = 0.01 pp. A gain
   (L_b - L_a) / L_b x 100 moves by 100 (|dL_a| + |dL_b|) / L_b when both losses move, which
   for two moves of 1e-4 nats at losses near 2 nats is 0.01 pp. The fit's slope and R^2 are
   held to the same 0.01;
@@ -35,7 +36,8 @@ from ..storage import atomic_write_json, read_json
 SCHEMA = "kalavai.reference/1"
 IGNORED_KEYS = {"timings", "provenance"}
 PCT_KEYS = {"gain_vs_best_pct", "divergence_pct", "mean_divergence_pct", "oracle_gain_pct", "worst_forgetting_pct",
-            "gain", "oracle_gain", "mean_divergence", "max_divergence", "min_divergence", "fit", "leave_one_out"}
+            "gain", "oracle_gain", "mean_divergence", "max_divergence", "min_divergence", "fit", "leave_one_out",
+            "holdout", "divergence_error"}
 GATE_KEYS = {"gates"}
 _MISSING = object()
 
@@ -211,9 +213,22 @@ def summarize_sweep(runs: Path) -> dict:
         out["paper_line_inside"] = int(((points["gain"] >= lo) & (points["gain"] <= hi)).sum())
         out["paper_line_n"] = len(points)
     if n_conditions >= 4:
-        # as notebook 04: leave one whole condition (all its seeds) out at a time
-        loo = prediction.leave_one_out(points["mean_divergence"], points["gain"], groups=points["condition"])
+        # as notebook 04: by whole conditions (all of a condition's seeds on one side)
+        loo, hold = sweep.validation(points)
         out["leave_one_out"] = {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")}
+        out["holdout"] = {k: hold[k] for k in ("rmse", "n_inside", "n")}
+        causal = sweep.points_table(results, CAUSAL_FUSED)
+        if causal["condition"].nunique() >= 4:  # notebook 04's line and validation for the causal router
+            d = prediction.fit_line(causal["mean_divergence"], causal["gain"], groups=causal["condition"]).to_dict()
+            loo, hold = sweep.validation(causal)
+            out["causal"] = {"fit": {k: d[k] for k in ("slope", "intercept", "slope_ci", "r2", "n")},
+                             "leave_one_out": {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")},
+                             "holdout": {k: hold[k] for k in ("rmse", "n_inside", "n")}}
+    if results:
+        # notebook 04's early prediction: mean absolute errors over specialists, per fraction of training seen
+        early = sweep.early_errors(results, paper).groupby("fraction")[["abs_divergence_error", "abs_loss_error"]].mean()
+        out["early_prediction"] = {f"{f:g}": {"divergence_error": float(row["abs_divergence_error"]),
+                                              "loss_error": float(row["abs_loss_error"])} for f, row in early.iterrows()}
     if fit is not None:
         d = fit.to_dict()
         out["fit"] = {k: d[k] for k in ("transform", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n", "resid_std")}

@@ -872,6 +872,11 @@ def summarize(runs: Path) -> dict:
         rs = res["capacity"]["capacity"]
         out["capacity"] = {"gain": seeds(rs, lambda r: r["metrics"]["gain_vs_best_pct"]),
                            "ew": seeds(rs, lambda r: r["metrics"]["ew"]),
-                           "steps": rs[0]["config"]["steps"], "capacity_d_model": rs[0]["config"]["capacity_d_model"]}
+                           "steps": rs[0]["config"]["steps"], "capacity_d_model": rs[0]["config"]["capacity_d_model"],
+                           "pretrain_steps": rs[0]["config"].get("pretrain_steps"),
+                           "pretrain_fraction": rs[0]["config"].get("pretrain_fraction", 1.0)}
+        params = rs[0]["extra"]["params"]
+        if params.get("specialist"):  # offline: the bigger model's parameters in specialists
+            out["capacity"]["params_ratio"] = params["capacity"] / params["specialist"]
     out["verdicts"] = {f"{v['section']}: {v['claim']}": v["holds"] for v in verdicts(res)}
     return out

@@ -19,6 +19,7 @@ expert's output head, which at small scales costs as much as a block or more.
 """
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import time
@@ -351,10 +352,17 @@ def quiet_transformers():
 # ---------------------------------------------------------------- generating text
 
 def save_fused(fused: FusedModel, tokenizer, folder) -> Path:
-    """A fused model folder that `generate` and plain AutoModelForCausalLM.from_pretrained read (safetensors)."""
+    """A fused model folder that `generate` and plain AutoModelForCausalLM.from_pretrained read (safetensors).
+
+    Written beside the folder and moved into place, so a reader never finds half a model.
+    """
     folder = Path(folder)
-    fused.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    fused.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
     return folder
 
 
@@ -572,8 +580,12 @@ def summarize(runs: Path) -> dict:
     bench = runs / "benchmarks" / "inference.json"
     if bench.exists():
         b = read_json(bench)
+        s = b["settings"]
+        dense = {f"batch{r['batch']}": {v["variant"]: v["latency_x_single"] for v in b["forward"]
+                                        if (v["n_experts"], v["freeze_layers"], v["batch"]) == (s["main_n"], s["main_freeze_layers"], r["batch"])}
+                 for r in b["forward"] if (r["n_experts"], r["freeze_layers"]) == (s["main_n"], s["main_freeze_layers"])}
         out["timings"] = {"device_name": b["device_name"], "main_point": {v: r["latency_x_single"] for v, r in main_point(b).items()},
-                          "generation": b["generation"]}
+                          "by_batch": dense, "generation": b["generation"]}
         out["ideal_dense_ratio"] = next(iter(main_point(b).values()))["ideal_dense_ratio"] if main_point(b) else None
     if not out["losses"]:
         raise KalavaiError(f"no inference losses under {runs / 'inference'}: run notebook 07 first")

@@ -12,11 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis import prediction
 from ..protocol import pipeline, workers
 from ..protocol.cooperative import (
     CAUSAL_ROUTER, Cooperative, cooperative_jobs, main_cooperative, paper_router, run_cooperative,
 )
 from ..scales import Scale
+
+HOLDOUT_FRACTION = 0.3  # the held-out split's share of the conditions
+EARLY_FRACTIONS = (0.1, 0.2, 0.3, 0.5)  # how much of the specialists' training the early prediction sees
 
 
 @dataclass(frozen=True)
@@ -126,3 +130,29 @@ def own_domain_curves(result: dict) -> tuple[dict, dict, dict]:
         curves[domain] = {"steps": steps, "losses": losses}
         base[domain], final[domain] = losses[0], losses[-1]
     return curves, base, final
+
+
+def validation(table: pd.DataFrame) -> tuple[dict, dict]:
+    """The line checked out of sample on one router's points, by whole conditions (all seeds of a
+    condition on one side): leave-one-condition-out, and one seeded held-out split."""
+    x, y, groups = table["mean_divergence"], table["gain"], table["condition"]
+    return (prediction.leave_one_out(x, y, groups=groups),
+            prediction.holdout_validation(x, y, test_fraction=HOLDOUT_FRACTION, seed=0, groups=groups))
+
+
+def early_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS) -> pd.DataFrame:
+    """Per (cooperative, fraction, specialist): the final loss and divergence extrapolated from the first
+    `fraction` of the held-out curve (prediction.early_error_table) against the measured ones."""
+    rows = []
+    for r in results:
+        if model not in r["losses"]:
+            continue
+        curves, base, final = own_domain_curves(r)
+        final_step = max(max(c["steps"]) for c in curves.values())
+        table = prediction.early_error_table(curves, base, final, fractions, final_step,
+                                             lr_schedule=r["extra"]["lr_schedule"])
+        table["condition"], table["seed"] = r.get("sweep", {}).get("condition", r["condition"]), r["seed"]
+        rows.append(table)
+    early = pd.concat(rows, ignore_index=True)
+    early["abs_loss_error"] = (early["predicted_loss"] - early["actual_loss"]).abs()
+    return early

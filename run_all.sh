@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every notebook headless at one scale (default: tiny, offline, CPU).
-#   ./run_all.sh [--scale smoke|tiny|410m|1b|6.9b] [--only 00,01] [--seeds 42,137]
+#   ./run_all.sh [--scale smoke|tiny|synthetic-25m|410m|1b|6.9b] [--only 00,01] [--seeds 42,137]
 # Executed notebooks: runs/<scale>/notebooks/ (HTML: runs/<scale>/report/index.html);
 # seconds per notebook: runs/<scale>/timings.json; results and checkpoints: runs/<scale>/;
 # figures: figures/<scale>/. A rerun skips finished steps whose configuration matches.

@@ -7,4 +7,6 @@ every experiment uses), `experiments` (one module of experiment definitions per 
 Importing the package registers the fused model with transformers' Auto classes, so a saved
 fused folder loads with plain `AutoModelForCausalLM.from_pretrained` (no remote code).
 """
-from .protocol import fusion as _fusion  # noqa: F401  (registers FusedConfig and FusedModel)
+import importlib
+
+importlib.import_module(".protocol.fusion", __name__)  # registers FusedConfig and FusedModel

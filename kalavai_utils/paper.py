@@ -1,9 +1,10 @@
 """The KALAVAI paper's own reported numbers, in one place.
 
 Every value here is THE PAPER'S (or, where marked, its authors' code's); PAPER.md (the
-facts page: sections 3 and 5) describes them in words. Nothing else in the project types
-these numbers: notebooks, figures and tests import them from here, and always label
-them as the paper's, next to (never instead of) what this project measured.
+facts page: sections 3 and 5) describes them in words. No code elsewhere in the project
+types these numbers: notebooks' cells, figures and tests import them from here, and always
+label them as the paper's, next to (never instead of) what this project measured (a
+notebook's introduction may quote a few in prose).
 
 Units: losses in nats (held-out cross-entropy); gains, divergences and improvements in
 percent, as defined in section 4 of the facts page.

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--scale", default="tiny", help="whose training recipe to use")
     ts.add_argument("--seed", type=int, default=42)
     ts.add_argument("--steps", type=int)
+    ts.add_argument("--heldout-out", help="also write the held-out split (never trained on) as DIR/<name>/ for the coordinator")
 
     vf = sub.add_parser("verify", help="coordinator: a verdict for every submission against the base; exit 1 if any is refused")
     vf.add_argument("--base", required=True)
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
             from .protocol.contributor import train_specialist_from_files
 
             out = train_specialist_from_files(args.base, args.data, args.out, args.name or Path(args.out).name,
-                                              args.scale, args.seed, args.steps)
+                                              args.scale, args.seed, args.steps, args.heldout_out)
             from .protocol.pipeline import process_state
 
             if process_state().is_main_process:  # under `accelerate launch` only rank 0 writes it

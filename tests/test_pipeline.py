@@ -68,6 +68,21 @@ def test_contributor_command_verify_and_predicted_divergence(smoke_run, tmp_path
     assert "WARNING" in forecast.describe(result)
 
 
+def test_a_new_domain_hands_its_heldout_split_to_the_coordinator(smoke_run, tmp_path):
+    scale, runs, folder, manifest, info = smoke_run
+    text = tmp_path / "legal.txt"
+    text.write_text("\n\n".join(pipeline.data.domain_documents(scale, "science", n_docs=60)[0]))
+    sub = train_specialist_from_files(info["path"], [str(text)], str(tmp_path / "legal"), "legal", "smoke", steps=4,
+                                      heldout_dir=str(tmp_path / "eval"))
+    heldout = pipeline.data.load_split(tmp_path / "eval", "legal", "heldout")  # hash-checked against its chunks.json
+    assert len(heldout) > 0
+    result = forecast.forecast(info["path"], [str(sub)], str(tmp_path / "eval"), fit="paper", freeze_layers=scale.freeze_layers)
+    base = load_causal_lm(info["path"])
+    expected = divergence_pct(domain_loss(base, heldout), domain_loss(load_causal_lm(sub), heldout))
+    assert result["divergences"]["legal"] == pytest.approx(expected, abs=1e-9)
+    assert not (tmp_path / "eval" / "legal" / "train.safetensors").exists()  # training text stays with the contributor
+
+
 def _cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "kalavai_utils", *args], capture_output=True, text=True, cwd=cwd)
 

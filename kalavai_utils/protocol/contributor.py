@@ -5,6 +5,10 @@
 Text files are documents (a `.jsonl` file holds one {"text": ...} document per line). They
 go through the same packing and split as every other corpus; only the train split is used
 and only counts and hashes leave the machine, inside the submission's manifest.
+
+With `--heldout-out DIR` the contributor also writes its held-out split (never trained on)
+as DIR/<name>/heldout.safetensors with its chunks.json: the evaluation data it agrees to
+hand the coordinator, who measures its divergence there (`predict-gain --data DIR`).
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ def read_documents(paths) -> list[str]:
 
 
 def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, scale_name: str = "tiny",
-                                seed: int = 42, steps: int | None = None) -> Path:
+                                seed: int = 42, steps: int | None = None, heldout_dir: str | None = None) -> Path:
     scale = get_scale(scale_name)
     base = load_causal_lm(base_dir)
     try:
@@ -52,9 +56,12 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
         raise KalavaiError(f"no tokenizer in {base_dir}: {str(e).splitlines()[0]}") from None
     docs = read_documents(files)
     seq_len = min(scale.seq_len, base.config.max_position_embeddings)
-    chunks = data.split_by_index(data.pack(docs, tokenizer, seq_len), scale.split_fractions)["train"]
+    splits = data.split_by_index(data.pack(docs, tokenizer, seq_len), scale.split_fractions)
+    chunks = splits["train"]
     if len(chunks) < scale.micro_batch:
         raise KalavaiError(f"too little text: {len(chunks)} training chunks of {seq_len} tokens")
+    if heldout_dir is not None and len(splits["heldout"]) == 0:
+        raise KalavaiError(f"too little text for a held-out split: {len(docs)} documents give no held-out chunk of {seq_len} tokens")
     overrides = {"steps": steps} if steps else {}
     cfg = TrainConfig.specialist(scale, seed, curve_every=0, **overrides)
     base_fp = fingerprint(base)
@@ -67,5 +74,10 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
     if state.is_main_process:
         write_submission(base, out_dir, base_fingerprint=base_fp, base_state=base_state,
                          freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=stats, contributor=name)
+        if heldout_dir is not None:
+            folder = Path(heldout_dir) / name
+            folder.mkdir(parents=True, exist_ok=True)
+            data.save_splits(folder, {"heldout": splits["heldout"]}, seq_len,
+                             {"domain": name, "source": {"contributor": name}, "n_documents": len(docs)})
     state.wait_for_everyone()
     return Path(out_dir)

@@ -151,10 +151,11 @@ PRIVATE_DOMAINS = {"gain": 10.17, "divergence": 18.52}
 CROSS_LINGUAL = {"gain": 21.87, "divergence": 25.65,
                  "yoruba_ppl": (41.9, 7.7), "welsh_ppl": (102.7, 22.1)}  # (base, fused)
 TWENTY_CONTRIBUTOR_GAIN = 16.71
-# The authors' code for that run (kalavai_20contributor_experiment.py): Pythia-1B at step10000,
-# every block trained ("below 5k steps, freeze hurts"), 2,000 steps at 2e-5 (as the main
-# recipe), seeds 137 and 2026. Only the frozen depth differs from the main cooperative's.
-TWENTY_CONTRIBUTOR_FREEZE_LAYERS = 0
+# The authors' code for all three Phase 2 runs (kalavai_phase2_exp1.py, _exp2.py on Pythia-410M,
+# kalavai_20contributor_experiment.py on Pythia-1B, all at step10000): no block frozen ("below
+# 5k steps, freeze hurts"), otherwise the main recipe (2,000 steps at 2e-5, 2 x 4 sequences).
+# Their specialists also train the input embedding, which this project's fused model shares.
+PHASE2_FREEZE_LAYERS = 0
 SYNTHETIC_CONTROL_GAIN = 60.7
 HETEROGENEOUS_SPREAD_PP = 0.41
 LORA_GAIN_RANGE = (0.32, -15.22)  # r=8..64: from +0.32 down to -15.22

@@ -63,6 +63,12 @@ def test_missing_and_malformed_manifest(tmp_path):
     (tmp_path / "thin.json").write_text(json.dumps({"dataset": "x"}))
     with pytest.raises(KalavaiError, match="missing"):
         data.load_source_manifest("thin", tmp_path)
+    # a misspelt filter would silently read other records: refused by name
+    good = data.load_source_manifest("patents")
+    for filters, named in (({"min_chars": 1, "equal": {"label": 0}}, "equal"), ({"equals": [0]}, "equals")):
+        (tmp_path / "typo.json").write_text(json.dumps({**good, "filters": filters}))
+        with pytest.raises(KalavaiError, match=f"filters take equals, min_chars.*got {named}"):
+            data.load_source_manifest("typo", tmp_path)
 
 
 def test_hub_source_without_hub_gives_one_clear_error(monkeypatch):

@@ -146,19 +146,23 @@ def test_sections_and_their_domains():
         phase2.domains_for(s, "nine")
 
 
-def test_the_hub_twenty_train_every_block_as_the_authors_did(monkeypatch, tmp_path):
-    from kalavai_utils.protocol.cooperative import config_freeze
+def test_hub_phase2_contributors_train_every_block_as_the_authors_did(monkeypatch, tmp_path):
+    from kalavai_utils.protocol.cooperative import config_freeze, main_cooperative
     monkeypatch.setattr(phase2, "data_folder", lambda scale, runs, domains: tmp_path)  # no Hub here
     for name in ("410m", "1b"):
         scale = get_scale(name)
-        twenty = phase2.cooperative_for(scale, tmp_path, "twenty", 137)
-        assert config_freeze(twenty) == paper.TWENTY_CONTRIBUTOR_FREEZE_LAYERS == 0
-        assert twenty.train_config("code").freeze_layers == 0
-        assert twenty.train_config("code").steps == scale.spec_steps  # only the depth differs
-        cross = phase2.cooperative_for(scale, tmp_path, "cross-lingual", 137)
-        assert config_freeze(cross) == scale.freeze_layers > 0
-    # offline the twenty keep the scale's depth (notebook 04's fit was measured there)
-    assert phase2.train_overrides(get_scale("tiny"), "twenty") == {}
+        for section in phase2.SECTIONS:
+            coop = phase2.cooperative_for(scale, tmp_path, section, 137)
+            assert config_freeze(coop) == phase2.section_freeze_layers(scale, section) == paper.PHASE2_FREEZE_LAYERS == 0
+            domain = coop.domains[0]
+            assert coop.train_config(domain).freeze_layers == 0
+            assert coop.train_config(domain).steps == scale.spec_steps  # only the depth differs
+        # the main cooperative keeps the scale's depth
+        assert config_freeze(main_cooperative(scale, tmp_path, 137, tmp_path)) == scale.freeze_layers > 0
+    # offline every section keeps the scale's depth (notebook 04's fit was measured there)
+    assert all(phase2.train_overrides(get_scale("tiny"), s) == {} for s in phase2.SECTIONS)
+    with pytest.raises(KalavaiError, match="unknown Phase 2 section"):
+        phase2.train_overrides(get_scale("tiny"), "nine")
 
 
 def test_memory_of_twenty_experts():

@@ -1,4 +1,5 @@
 """Tokenizer and base round trips, the contributor/coordinator commands, and bad input."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from kalavai_utils.protocol.metrics import divergence_pct
 from kalavai_utils.protocol.models import fingerprint, load_causal_lm
 from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.submission import write_submission
+from kalavai_utils.storage import sha256_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +83,13 @@ def test_a_new_domain_hands_its_heldout_split_to_the_coordinator(smoke_run, tmp_
     expected = divergence_pct(domain_loss(base, heldout), domain_loss(load_causal_lm(sub), heldout))
     assert result["divergences"]["legal"] == pytest.approx(expected, abs=1e-9)
     assert not (tmp_path / "eval" / "legal" / "train.safetensors").exists()  # training text stays with the contributor
+    # the submission names the split it came with, so the coordinator can tie the two together
+    stats = json.loads((tmp_path / "legal" / "kalavai_submission.json").read_text())["data"]
+    assert stats["heldout_chunks"] == len(heldout)
+    assert stats["heldout_chunks_sha256"] == sha256_bytes(heldout.int().numpy().tobytes())
+    with pytest.raises(KalavaiError, match="contributor name"):
+        train_specialist_from_files(info["path"], [str(text)], str(tmp_path / "x"), "../x", "smoke", steps=1,
+                                    heldout_dir=str(tmp_path / "eval"))
 
 
 def _cli(*args, cwd=ROOT):

@@ -218,17 +218,18 @@ def summarize_sweep(runs: Path) -> dict:
         out["leave_one_out"] = {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")}
         out["holdout"] = {k: hold[k] for k in ("rmse", "n_inside", "n")}
         causal = sweep.points_table(results, CAUSAL_FUSED)
-        if causal["condition"].nunique() >= 4:  # notebook 04's line and validation for the causal router
+        if len(causal) and causal["condition"].nunique() >= 4:  # notebook 04's line and validation for the causal router
             d = prediction.fit_line(causal["mean_divergence"], causal["gain"], groups=causal["condition"]).to_dict()
             loo, hold = sweep.validation(causal)
             out["causal"] = {"fit": {k: d[k] for k in ("slope", "intercept", "slope_ci", "r2", "n")},
                              "leave_one_out": {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")},
                              "holdout": {k: hold[k] for k in ("rmse", "n_inside", "n")}}
-    if results:
+    early = sweep.early_errors(results, paper)
+    if len(early):
         # notebook 04's early prediction: mean absolute errors over specialists, per fraction of training seen
-        early = sweep.early_errors(results, paper).groupby("fraction")[["abs_divergence_error", "abs_loss_error"]].mean()
+        means = early.groupby("fraction")[["abs_divergence_error", "abs_loss_error"]].mean()
         out["early_prediction"] = {f"{f:g}": {"divergence_error": float(row["abs_divergence_error"]),
-                                              "loss_error": float(row["abs_loss_error"])} for f, row in early.iterrows()}
+                                              "loss_error": float(row["abs_loss_error"])} for f, row in means.iterrows()}
     if fit is not None:
         d = fit.to_dict()
         out["fit"] = {k: d[k] for k in ("transform", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n", "resid_std")}

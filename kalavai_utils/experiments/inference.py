@@ -19,9 +19,11 @@ expert's output head, which at small scales costs as much as a block or more.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -354,15 +356,21 @@ def quiet_transformers():
 def save_fused(fused: FusedModel, tokenizer, folder) -> Path:
     """A fused model folder that `generate` and plain AutoModelForCausalLM.from_pretrained read (safetensors).
 
-    Written beside the folder and moved into place, so a reader never finds half a model.
+    Written into a fresh folder beside it, then swapped in (the old one moved aside first and
+    removed last), so a reader finds the old model or the new one, never half of one.
     """
     folder = Path(folder)
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    fused.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
+    fused.save_pretrained(new)
+    tokenizer.save_pretrained(new)
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+        os.replace(folder, old / folder.name)
+    os.replace(new, folder)
+    if old is not None:
+        shutil.rmtree(old)
     return folder
 
 
@@ -411,11 +419,12 @@ def forward_table(bench: dict):
     return pd.DataFrame(bench["forward"])
 
 
-def main_point(bench: dict) -> dict:
-    """variant -> its row at the main point (N=main_n, the scale's K and eval batch)."""
+def main_point(bench: dict, batch: int | None = None) -> dict:
+    """variant -> its row at the main point (N=main_n, the scale's K, and the eval batch or `batch`)."""
     s = bench["settings"]
+    batch = s["main_batch"] if batch is None else batch
     return {r["variant"]: r for r in bench["forward"]
-            if (r["n_experts"], r["freeze_layers"], r["batch"]) == (s["main_n"], s["main_freeze_layers"], s["main_batch"])}
+            if (r["n_experts"], r["freeze_layers"], r["batch"]) == (s["main_n"], s["main_freeze_layers"], batch)}
 
 
 def generation_table(bench: dict):
@@ -584,12 +593,10 @@ def summarize(runs: Path) -> dict:
     bench = runs / "benchmarks" / "inference.json"
     if bench.exists():
         b = read_json(bench)
-        s = b["settings"]
-        dense = {f"batch{r['batch']}": {v["variant"]: v["latency_x_single"] for v in b["forward"]
-                                        if (v["n_experts"], v["freeze_layers"], v["batch"]) == (s["main_n"], s["main_freeze_layers"], r["batch"])}
-                 for r in b["forward"] if (r["n_experts"], r["freeze_layers"]) == (s["main_n"], s["main_freeze_layers"])}
+        batches = sorted({r["batch"] for r in b["forward"]})
+        by_batch = {f"batch{n}": {v: r["latency_x_single"] for v, r in main_point(b, n).items()} for n in batches}
         out["timings"] = {"device_name": b["device_name"], "main_point": {v: r["latency_x_single"] for v, r in main_point(b).items()},
-                          "by_batch": dense, "generation": b["generation"]}
+                          "by_batch": {k: v for k, v in by_batch.items() if v}, "generation": b["generation"]}
         out["ideal_dense_ratio"] = next(iter(main_point(b).values()))["ideal_dense_ratio"] if main_point(b) else None
         if "dense" in main_point(b) and "flops_ratio" in main_point(b)["dense"]:  # the ideal with the output heads counted
             out["flops_dense_ratio"] = main_point(b)["dense"]["flops_ratio"]

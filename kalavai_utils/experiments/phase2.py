@@ -34,7 +34,7 @@ from .. import paper
 from ..analysis import prediction
 from ..protocol import corpora, data, pipeline, prefix
 from ..protocol.cooperative import (
-    CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, fused_name, paper_router, run_cooperative,
+    CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, frozen_depth, fused_name, paper_router, run_cooperative,
     submission_folders, train_contributors,
 )
 from ..errors import KalavaiError
@@ -94,15 +94,21 @@ def data_folder(scale: Scale, runs: Path, domains) -> Path:
 def train_overrides(scale: Scale, section: str) -> dict:
     """How a section's contributors train unlike the scale's specialists.
 
-    At the Hub scales the twenty train every block, as the authors' twenty did
-    (paper.TWENTY_CONTRIBUTOR_FREEZE_LAYERS); their other settings are the scale's own. Offline
-    the twenty keep the scale's frozen depth: notebook 04's fit, the out-of-sample test's first
-    line, was measured at that depth, and twenty experts of 4 blocks instead of 1 would make
-    the section's routers and evaluation about four times dearer at `tiny`.
+    At the Hub scales every Phase 2 contributor trains every block, as the authors' Phase 2
+    scripts did (paper.PHASE2_FREEZE_LAYERS; the input embedding stays the shared base's, which
+    the fused model's prefix needs); their other settings are the scale's own. Offline the
+    sections keep the scale's frozen depth: notebook 04's fit, the twenty's out-of-sample test's
+    first line, was measured at that depth, and experts of 4 blocks instead of 1 would make
+    Phase 2's routers and evaluation about four times dearer at `tiny`.
     """
-    if section == "twenty" and scale.is_hub:
-        return {"freeze_layers": paper.TWENTY_CONTRIBUTOR_FREEZE_LAYERS}
-    return {}
+    if section not in SECTIONS:
+        raise KalavaiError(f"unknown Phase 2 section {section!r}; choose one of: {', '.join(SECTIONS)}")
+    return {"freeze_layers": paper.PHASE2_FREEZE_LAYERS} if scale.is_hub else {}
+
+
+def section_freeze_layers(scale: Scale, section: str) -> int:
+    """The frozen depth of a section's contributors at this scale."""
+    return frozen_depth(scale, train_overrides(scale, section))
 
 
 def cooperative_for(scale: Scale, runs: Path, section: str, seed: int, recipes=()) -> Cooperative:
@@ -294,13 +300,13 @@ def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
     if not s.is_hub:
         from ..protocol.models import offline_config
         c = offline_config(s)
-        freeze = train_overrides(s, "twenty").get("freeze_layers", s.freeze_layers)
+        freeze = section_freeze_layers(s, "twenty")
         counts = param_counts(c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, freeze)
         rows.append({"scale": s.name, "bytes/param": 2 if s.bf16 else 4, "frozen blocks": freeze,
                      **fused_memory(n_experts, counts, 2 if s.bf16 else 4)})
     for name, (d, layers, ffn, vocab) in PYTHIA_SHAPES.items():
         hub = get_scale(name)
-        freeze = train_overrides(hub, "twenty").get("freeze_layers", hub.freeze_layers)
+        freeze = section_freeze_layers(hub, "twenty")
         counts = param_counts(d, layers, ffn, vocab, freeze)
         rows.append({"scale": name, "bytes/param": 2, "frozen blocks": freeze, **fused_memory(n_experts, counts, 2)})
     return pd.DataFrame(rows).set_index("scale")

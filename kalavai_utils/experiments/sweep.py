@@ -88,6 +88,11 @@ def run_sweep(scale: Scale, runs: Path, base, base_fp: str, seeds=None, only=Non
     return out
 
 
+def condition_of(result: dict) -> str:
+    """The sweep condition a results file belongs to (the main cooperative's own condition otherwise)."""
+    return result.get("sweep", {}).get("condition", result["condition"])
+
+
 def point(result: dict, model: str) -> dict:
     """One cooperative as a row: its gain and every candidate predictor of it."""
     losses, domains = result["losses"], result["domains"]
@@ -97,7 +102,7 @@ def point(result: dict, model: str) -> dict:
     # How differently the specialists behave off their own domain: spread of cross-domain losses.
     spread = np.mean([np.ptp([losses[s][d] for s in specs]) for d in domains])
     return {
-        "condition": result.get("sweep", {}).get("condition", result["condition"]),
+        "condition": condition_of(result),
         "varies": result.get("sweep", {}).get("varies", ""),
         "seed": result["seed"],
         "n_specialists": len(specs),
@@ -145,14 +150,16 @@ def early_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS) -> 
     `fraction` of the held-out curve (prediction.early_error_table) against the measured ones."""
     rows = []
     for r in results:
-        if model not in r["losses"]:
-            continue
+        if model not in r["losses"] or not r["extra"].get("curves") or "lr_schedule" not in r["extra"]:
+            continue  # early prediction needs the specialists' held-out curves and their schedule
         curves, base, final = own_domain_curves(r)
         final_step = max(max(c["steps"]) for c in curves.values())
         table = prediction.early_error_table(curves, base, final, fractions, final_step,
                                              lr_schedule=r["extra"]["lr_schedule"])
-        table["condition"], table["seed"] = r.get("sweep", {}).get("condition", r["condition"]), r["seed"]
+        table["condition"], table["seed"] = condition_of(r), r["seed"]
         rows.append(table)
+    if not rows:
+        return pd.DataFrame(columns=["fraction", "contributor", "abs_divergence_error", "abs_loss_error"])
     early = pd.concat(rows, ignore_index=True)
     early["abs_loss_error"] = (early["predicted_loss"] - early["actual_loss"]).abs()
     return early

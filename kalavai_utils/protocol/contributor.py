@@ -13,6 +13,7 @@ hand the coordinator, who measures its divergence there (`predict-gain --data DI
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -49,6 +50,8 @@ def read_documents(paths) -> list[str]:
 def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, scale_name: str = "tiny",
                                 seed: int = 42, steps: int | None = None, heldout_dir: str | None = None) -> Path:
     scale = get_scale(scale_name)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name:
+        raise KalavaiError(f"contributor name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
     base = load_causal_lm(base_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -69,6 +72,9 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
     train_causal_lm(base, chunks, cfg, desc=name)
     stats = {"domain": name, "documents": len(docs), "train_chunks": len(chunks), "train_tokens": int(chunks.numel()),
              "train_chunks_sha256": sha256_bytes(chunks.int().numpy().tobytes())}
+    if heldout_dir is not None:  # ties the handed-over held-out split to this submission
+        stats.update(heldout_chunks=len(splits["heldout"]),
+                     heldout_chunks_sha256=sha256_bytes(splits["heldout"].int().numpy().tobytes()))
     # Under `accelerate launch` every process holds the same trained weights: one writes them.
     state = process_state()
     if state.is_main_process:

@@ -502,8 +502,13 @@ def evaluate_pass(fused, heldout: dict, s: Scale, variants, experts: bool = Fals
     return losses, gates
 
 
+def frozen_depth(scale: Scale, train_overrides: dict) -> int:
+    """The frozen depth K of specialists trained with these overrides at this scale."""
+    return train_overrides.get("freeze_layers", scale.freeze_layers)
+
+
 def config_freeze(coop: Cooperative) -> int:
-    return coop.train_overrides.get("freeze_layers", coop.scale.freeze_layers)
+    return frozen_depth(coop.scale, coop.train_overrides)
 
 
 def run_cooperative(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:

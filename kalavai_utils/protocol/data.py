@@ -27,6 +27,7 @@ from ..storage import (
 SPLITS = ("train", "unused", "heldout")
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 SOURCE_KEYS = {"schema", "domain", "dataset", "config", "split", "revision", "n_documents", "text", "filters"}
+FILTER_KEYS = {"min_chars", "equals"}
 DATA_SEED = 1234  # the corpora are the same for every training seed; seeds only change data order
 
 
@@ -43,6 +44,11 @@ def load_source_manifest(domain: str, folder: Path | None = None) -> dict:
     missing = SOURCE_KEYS - set(source) if isinstance(source, dict) else SOURCE_KEYS
     if missing:
         raise KalavaiError(f"malformed data manifest {path}: missing {', '.join(sorted(missing))}")
+    filters = source["filters"]
+    unknown = set(filters) - FILTER_KEYS if isinstance(filters, dict) else {"(not an object)"}
+    if unknown or not isinstance(filters.get("equals", {}), dict):
+        raise KalavaiError(f"malformed data manifest {path}: filters take {', '.join(sorted(FILTER_KEYS))} "
+                           f"(equals: an object of field -> value), got {', '.join(sorted(map(str, unknown or {'equals'})))}")
     return source
 
 

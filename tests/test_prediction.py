@@ -350,3 +350,27 @@ def test_figures_draw(noisy_line):
     plot_early_error(axes[1, 1], pd.DataFrame({"fraction": [0.1, 0.3, 0.1, 0.3], "abs_divergence_error": [2, 1, 3, 1],
                                                "contributor": ["a", "a", "b", "b"]}))
     plt.close(fig)
+
+
+def test_a_figure_with_bootstrap_bands_is_the_same_every_time():
+    """seaborn bootstraps its bands from fresh entropy unless seeded: the committed figures must not move."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from kalavai_utils.analysis.figures_prediction import plot_early_error
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"fraction": np.repeat([0.1, 0.2, 0.3], 8), "abs_divergence_error": rng.gamma(2.0, 2.0, 24),
+                          "contributor": "all"})
+
+    def png() -> bytes:
+        fig, ax = plt.subplots()
+        plot_early_error(ax, table)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        plt.close(fig)
+        return buf.getvalue()
+
+    assert png() == png()

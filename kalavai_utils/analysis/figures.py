@@ -43,7 +43,7 @@ def domain_losses(losses: dict[str, float], highlight: set[str], title: str, hue
     df = pd.DataFrame({"domain": list(losses), "loss": list(losses.values())})
     df["kind"] = [hue_names[1] if d in highlight else hue_names[0] for d in df["domain"]]
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    sns.barplot(df, x="domain", y="loss", hue="kind", ax=ax, dodge=False)
+    sns.barplot(df, x="domain", y="loss", hue="kind", ax=ax, dodge=False, seed=0)
     ax.set(ylabel="held-out loss (nats/token)", title=title)
     ax.tick_params(axis="x", rotation=30)
     return fig
@@ -66,7 +66,7 @@ def domain_bars(results: list[dict], models: list[str], title: str = ""):
             for r in results for m in models if m in r["losses"] for d in r["domains"]]
     df = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(9, 4))
-    sns.barplot(df, x="domain", y="loss", hue="model", errorbar="sd", ax=ax)
+    sns.barplot(df, x="domain", y="loss", hue="model", errorbar="sd", ax=ax, seed=0)
     lo = df["loss"].min()
     ax.set_ylim(lo * 0.9, df["loss"].max() * 1.03)
     ax.set(ylabel="held-out loss (nats/token)", title=title or "per-domain loss (mean ± sd over seeds)")

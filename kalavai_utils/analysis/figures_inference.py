@@ -21,7 +21,7 @@ def ratio_vs_ideal(bench: dict):
     for ax, (axis, fixed) in zip(axes, (("n_experts", {"freeze_layers": s["main_freeze_layers"]}),
                                         ("freeze_layers", {"n_experts": s["main_n"]}))):
         part = df[(df["batch"] == s["main_batch"]) & (df[list(fixed)] == pd.Series(fixed)).all(axis=1)]
-        sns.lineplot(data=part, x=axis, y="latency_x_single", hue="what", marker="o", ax=ax)
+        sns.lineplot(data=part, x=axis, y="latency_x_single", hue="what", marker="o", ax=ax, seed=0)
         ideal = part.drop_duplicates(axis).sort_values(axis)
         ax.plot(ideal[axis], ideal["ideal_dense_ratio"], "k--", label="ideal 1 + (N-1)(L-K)/L")
         ax.plot(ideal[axis], ideal["flops_ratio"], "k:", label="ideal, output heads counted")
@@ -40,7 +40,7 @@ def generation_speed(bench: dict):
     df["how"] = df["model"].map({"single": "one model", "dense": "dense fused"}) + df["cache"].map(
         {True: ", cached", False: ", cache-free"})
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.barplot(data=df, x="new_tokens", y="tokens_per_s", hue="how", ax=ax)
+    sns.barplot(data=df, x="new_tokens", y="tokens_per_s", hue="how", ax=ax, seed=0)
     ax.set(xlabel="new tokens", ylabel="tokens / s", yscale="log",
            title=f"Generation, batch 1 (N={bench['settings']['main_n']}, {bench['device_name']})")
     fig.tight_layout()

@@ -121,7 +121,7 @@ def plot_loo(ax, loo: dict, labels=None, title: str | None = None) -> None:
 def plot_early_error(ax, table: pd.DataFrame, y: str = "abs_divergence_error", hue: str | None = "contributor",
                      title: str = "Early prediction: error vs fraction of training seen") -> None:
     """table: prediction.early_error_table (or any frame with `fraction`, `y` and `hue`)."""
-    sns.lineplot(data=table, x="fraction", y=y, hue=hue if hue in table else None, marker="o", ax=ax)
+    sns.lineplot(data=table, x="fraction", y=y, hue=hue if hue in table else None, marker="o", ax=ax, seed=0)
     ax.set_xlabel("fraction of training steps seen")
     ax.set_ylabel("absolute divergence error (pp)" if y == "abs_divergence_error" else y)
     ax.set_title(title)

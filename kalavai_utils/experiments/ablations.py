@@ -770,7 +770,7 @@ def plot_freeze(table: pd.DataFrame):
     import seaborn as sns
     fig, (ax, axp) = _two_panels("Gain vs number of frozen blocks")
     long = table.melt(id_vars="frozen blocks K", value_vars=["gain (%)", "gain, causal router (%)"], var_name="router", value_name="gain")
-    sns.lineplot(long, x="frozen blocks K", y="gain", hue="router", marker="o", ax=ax)
+    sns.lineplot(long, x="frozen blocks K", y="gain", hue="router", marker="o", ax=ax, seed=0)
     ax.set(title="this run", ylabel="gain vs best specialist (%)")
     sns.lineplot(x=list(paper.FREEZE_SWEEP_410M), y=list(paper.FREEZE_SWEEP_410M.values()), marker="o", color="gray", ax=axp)
     axp.set(title="the paper (Pythia-410M, 2k steps)", xlabel="frozen blocks K", ylabel="gain vs best specialist (%)")
@@ -781,7 +781,7 @@ def plot_crossover(table: pd.DataFrame, paper_table: pd.DataFrame):
     import seaborn as sns
     fig, (ax, axp) = _two_panels("Improvement over the base on the own domain vs training steps")
     sns.lineplot(table.melt(id_vars="step", var_name="frozen", value_name="improvement"), x="step", y="improvement",
-                 hue="frozen", marker="o", ax=ax)
+                 hue="frozen", marker="o", ax=ax, seed=0)
     ax.set(title="this run (the specialists' held-out curves)", ylabel="improvement vs base (%)")
     sns.lineplot(paper_table.melt(id_vars="step", var_name="frozen", value_name="improvement"), x="step", y="improvement",
                  hue="frozen", marker="o", ax=axp, palette="Greys")
@@ -792,7 +792,7 @@ def plot_crossover(table: pd.DataFrame, paper_table: pd.DataFrame):
 def plot_maturity(table: pd.DataFrame):
     import seaborn as sns
     fig, (ax, axp) = _two_panels("Gain vs the shared base's pretraining revision")
-    sns.lineplot(table, x="step", y="gain (%)", marker="o", ax=ax)
+    sns.lineplot(table, x="step", y="gain (%)", marker="o", ax=ax, seed=0)
     ax.set(title="this run", xlabel="base revision (pretraining step)", ylabel="gain vs best specialist (%)")
     sns.lineplot(x=list(paper.MATURITY_410M), y=list(paper.MATURITY_410M.values()), marker="o", color="gray", ax=axp, label="410M")
     sns.lineplot(x=list(paper.MATURITY_1B_ENDPOINTS), y=list(paper.MATURITY_1B_ENDPOINTS.values()), marker="s", color="black",
@@ -817,7 +817,7 @@ def plot_bars(table: pd.DataFrame, x: str, ys: list[str], title: str, paper_line
     import seaborn as sns
     fig, axes = _two_panels(title, width=5.5 * len(ys))
     for ax, y in zip(list(axes)[: len(ys)], ys):
-        sns.barplot(table, x=x, y=y, ax=ax, color="C0")
+        sns.barplot(table, x=x, y=y, ax=ax, color="C0", seed=0)
         ax.tick_params(axis="x", rotation=20)
         if paper_line is not None and y.startswith("gain"):
             ax.axhline(paper_line, color="gray", ls="--", label=paper_label)
@@ -830,7 +830,7 @@ def plot_bars(table: pd.DataFrame, x: str, ys: list[str], title: str, paper_line
 def plot_count(table: pd.DataFrame):
     import seaborn as sns
     fig, (ax, axp) = _two_panels("Gain vs number of specialists (every count on the same held-out domains)")
-    sns.lineplot(table, x="specialists", y="gain (%)", marker="o", ax=ax)
+    sns.lineplot(table, x="specialists", y="gain (%)", marker="o", ax=ax, seed=0)
     ax.set(title="this run", ylabel="gain vs best specialist (%)")
     sns.lineplot(x=list(paper.SPECIALIST_COUNT), y=list(paper.SPECIALIST_COUNT.values()), marker="o", color="gray", ax=axp)
     axp.set(title="the paper (5-domain eval)", xlabel="specialists", ylabel="gain vs best specialist (%)")

@@ -398,6 +398,6 @@ def weakness_plot(table: pd.DataFrame):
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.5))
-    sns.barplot(data=table.reset_index(), y="domain", x="loss_per_char", hue="kind", dodge=False, ax=ax)
+    sns.barplot(data=table.reset_index(), y="domain", x="loss_per_char", hue="kind", dodge=False, ax=ax, seed=0)
     ax.set(xlabel="base loss per character (nats)", ylabel="", title="the shared base on each domain")
     return fig

@@ -24,9 +24,14 @@ MAX_NOTEBOOK_BYTES = 400_000
 
 
 def assert_readable(path):
-    """No progress-bar refreshes, no warnings: the executed notebook reads like the paper."""
-    assert path.stat().st_size < MAX_NOTEBOOK_BYTES, f"{path.name}: {path.stat().st_size} bytes"
+    """No progress-bar refreshes, no warnings, and the figures it saves shown: it reads like the paper."""
     nb = nbformat.read(path, as_version=4)
+    outputs = [out for cell in nb.cells for out in cell.get("outputs", [])]
+    images = [out for out in outputs if "image/png" in out.get("data", {})]
+    text_bytes = sum(len(json.dumps(out)) for out in outputs if out not in images)
+    assert text_bytes < MAX_NOTEBOOK_BYTES, f"{path.name}: {text_bytes} bytes of text outputs"
+    saves = sum("figures.save(" in cell.source for cell in nb.cells if cell.cell_type == "code")
+    assert len(images) >= min(saves, 1), f"{path.name} saves figures but shows none"
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             if out.output_type != "stream":

@@ -21,9 +21,28 @@ sns.set_theme(style="whitegrid", context="notebook")
 
 
 def save(fig, folder: str | Path, name: str) -> Path:
+    """Write the figure to folder/name.png and, inside a notebook, show that same PNG in the cell's output.
+
+    The backend is headless (Agg), so without this an executed notebook and its HTML report would
+    hold no figures at all; the PNG shown is byte for byte the one in figures/<scale>/.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    return atomic_write_bytes(Path(folder) / f"{name}.png", buf.getvalue())
+    path = atomic_write_bytes(Path(folder) / f"{name}.png", buf.getvalue())
+    _show_in_notebook(buf.getvalue())
+    plt.close(fig)
+    return path
+
+
+def _show_in_notebook(png: bytes) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":  # a Jupyter kernel (papermill's too)
+        display(Image(data=png, format="png"))
 
 
 def pretrain_curve(log: dict):
@@ -38,13 +57,14 @@ def pretrain_curve(log: dict):
     return fig
 
 
-def domain_losses(losses: dict[str, float], highlight: set[str], title: str, hue_names=("English-like", "language")):
+def domain_losses(losses: dict[str, float], highlight: set[str], title: str, hue_names=("English-like", "language"),
+                  unit: str = "nats/token"):
     """One bar per domain; domains in `highlight` (e.g. the languages) coloured apart."""
     df = pd.DataFrame({"domain": list(losses), "loss": list(losses.values())})
     df["kind"] = [hue_names[1] if d in highlight else hue_names[0] for d in df["domain"]]
     fig, ax = plt.subplots(figsize=(8, 3.5))
     sns.barplot(df, x="domain", y="loss", hue="kind", ax=ax, dodge=False, seed=0)
-    ax.set(ylabel="held-out loss (nats/token)", title=title)
+    ax.set(ylabel=f"held-out loss ({unit})", title=title)
     ax.tick_params(axis="x", rotation=30)
     return fig
 

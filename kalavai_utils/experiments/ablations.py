@@ -727,7 +727,8 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
             + (f" (only {fraction:g} of the base's {round(c['pretrain_steps'] / fraction)} pretraining steps, to fit the machine: "
                "it read fewer tokens than the base, so this is not the paper's like-for-like control)" if fraction != 1 else "")
             + (f"; cost: pretraining {tm['pretrain_seconds']:.0f} s + training {tm['train_seconds']:.0f} s" if tm.get("pretrain_seconds") else "")
-            + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}%)")
+            + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}% vs the best specialist, above its fused 410M"
+            f" cooperative's {paper.HEADLINE['410m']['gain']:+.2f}%: by the paper's own numbers the bigger model is ahead)")
     return t, _verdict("fusion beats a capacity-matched single model", m["ew"][model] < m["ew"]["capacity"], nums)
 
 

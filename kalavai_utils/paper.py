@@ -160,6 +160,10 @@ SYNTHETIC_CONTROL_GAIN = 60.7
 HETEROGENEOUS_SPREAD_PP = 0.41
 LORA_GAIN_RANGE = (0.32, -15.22)  # r=8..64: from +0.32 down to -15.22
 SHARED_INIT_VS_BASE_MIXED_EVAL = {"same_init": 10.4, "8k/10k/12k": 9.5, "5k/10k/20k": 9.4}
+MISMATCHED_INIT_FICTION_TO_CODE = 11  # % of fiction's gate weight sent to the code expert under mismatched inits
+# The collapsed cross-lingual seed (their results/phase2/cross_lingual/collapse_analysis.json):
+# seed 42's router sent Yoruba to the Tamil expert with this share of its gate weight.
+CROSS_LINGUAL_COLLAPSE = {"seed": 42, "language": "yoruba", "expert": "tamil", "weight": 0.9984}
 MIXED_EVAL_INFLATED_GAIN = 14.2  # the earlier, retracted mixed-eval protocol
 INFERENCE_410M_X3 = {"dense_latency_x": 2.86, "top1_latency_x": 0.94,
                      "top1_loss": 3.106, "dense_loss": 2.568}

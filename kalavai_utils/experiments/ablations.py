@@ -343,6 +343,21 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
     return results
 
 
+def _paper_freeze_drop() -> str:
+    """The paper's freeze sweep in one phrase: first and last K, and the share of the K=0 gain lost."""
+    f = paper.FREEZE_SWEEP_410M
+    k0, kn = min(f), max(f)
+    return f"K={k0} {f[k0]:+.2f} -> K={kn} {f[kn]:+.2f}, {(f[k0] - f[kn]) / f[k0]:.0%} of the K=0 gain lost"
+
+
+def _paper_init() -> str:
+    """The paper's shared-initialisation ablation in one phrase (mixed evaluation, vs base)."""
+    g = paper.SHARED_INIT_VS_BASE_MIXED_EVAL
+    others = "/".join(f"{v:+.1f}%" for k, v in g.items() if k != "same_init")
+    return (f"same init {g['same_init']:+.1f}% vs mismatched {others}; "
+            f"{paper.MISMATCHED_INIT_FICTION_TO_CODE}% of fiction's weight to code")
+
+
 # ================================================================ 8. capacity control
 
 # Where the full cost is too high for the scale's machine, the capacity control's pretraining
@@ -558,11 +573,11 @@ def freeze_table(res: dict) -> tuple[pd.DataFrame, dict]:
     g = t["gain (%)"].to_numpy()
     slope = float(np.polyfit(t["frozen blocks K"], g, 1)[0]) if len(t) > 1 else math.nan
     drop = float(g[0] - g[-1])
-    # "slowly": the paper loses 1.89 of 7.92 pp (24%) from K=0 to K=12; here: falls, and by less than half
+    # "slowly": the paper loses 24% of its K=0 gain by K=12 (paper.FREEZE_SWEEP_410M); here: falls, and by less than half
     holds = slope < 0 and g[-1] > 0 and drop < 0.5 * g[0]
     nums = (f"K={t['frozen blocks K'].iloc[0]}: {g[0]:+.2f}% -> K={t['frozen blocks K'].iloc[-1]}: {g[-1]:+.2f}% "
             f"(drop {drop:.2f} pp = {drop / g[0]:.0%} of the K=0 gain; slope {slope:+.2f} pp per block; "
-            f"paper 410M: +7.92 -> +6.03, 24%)")
+            f"paper 410M: {_paper_freeze_drop()})")
     return t, _verdict("gain falls slowly as more blocks are frozen", holds, nums)
 
 
@@ -600,7 +615,8 @@ def crossover_table(res: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     theirs = crossover_step(paper.CROSSOVER_STEPS, p0, p4)
     last = f"at step {steps[-1]}: K={k0} {a[-1]:+.2f}%, K={kk} {b[-1]:+.2f}%"
     nums = (f"crossover at step {ours} ({last})" if ours else f"no crossover within {steps[-1]} steps: K={k0} stays ahead or level ({last})")
-    nums += f"; paper 410M: K=4 ahead from step {theirs} (K=0 ahead up to 5000)"
+    ahead = [s for s, x, y in zip(paper.CROSSOVER_STEPS, p0, p4) if x > y]
+    nums += f"; paper 410M: K=4 ahead from step {theirs} (K=0 ahead up to {max(ahead)})"
     return t, paper_t, _verdict(f"a crossover exists (K={kk} overtakes K={k0} with longer training)", ours is not None, nums)
 
 
@@ -616,7 +632,10 @@ def maturity_table(res: dict) -> tuple[pd.DataFrame, dict]:
         t = t.drop(columns="paper 410M gain (%)")
     g = t["gain (%)"]
     nums = ", ".join(f"{r}: {v:+.2f}%" for r, v in zip(t["base revision"], g))
-    nums += " (paper 410M: step5000 +8.81 -> step143000 +7.51; 1B: +8.75 -> +0.40)"
+    m4, m1 = paper.MATURITY_410M, paper.MATURITY_1B_ENDPOINTS
+    first, last = min(m4), max(m4)
+    nums += (f" (paper 410M: step{first} {m4[first]:+.2f} -> step{last} {m4[last]:+.2f}; "
+             f"1B: {m1[min(m1)]:+.2f} -> {m1[max(m1)]:+.2f})")
     return t, _verdict("gain shrinks as the base matures (earliest revision's gain above the latest's)", g.iloc[0] > g.iloc[-1], nums)
 
 
@@ -661,7 +680,7 @@ def init_table(res: dict, main_results: list[dict]) -> tuple[pd.DataFrame, dict]
             + ", ".join(f"{v:+.2f}%" for v in mism["gain vs base (%)"])
             + f"; gate weight off the own expert: same {same['gate weight off own expert']:.4f}, mismatched "
             + ", ".join(f"{v:.4f}" for v in mism["gate weight off own expert"])
-            + " (paper: +10.4% vs +9.5/+9.4%; 11% of fiction's weight to code)")
+            + f" (paper: {_paper_init()})")
     return t, _verdict("mismatched inits lower the gain and blur the gates", lower and blur, nums)
 
 
@@ -702,7 +721,7 @@ def count_table(res: dict) -> tuple[pd.DataFrame, dict]:
     g = t["gain (%)"].to_numpy()
     holds = bool(np.all(np.diff(g) > 0))
     nums = ", ".join(f"{n}: {v:+.2f}%" for n, v in zip(t["specialists"], g)) + \
-        f" on the same {len(next(iter(domains)))} domains (paper: 2 +1.76, 3 +4.39, 4 +11.39, 5 +12.95)"
+        f" on the same {len(next(iter(domains)))} domains (paper: " + ", ".join(f"{n} {g:+.2f}" for n, g in paper.SPECIALIST_COUNT.items()) + ")"
     return t, _verdict("gain rises with the number of specialists", holds, nums)
 
 

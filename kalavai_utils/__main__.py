@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    failed = False
     try:
         if args.command == "run-notebooks":
             from .notebooks import run_notebooks
@@ -179,9 +180,19 @@ def main(argv=None) -> int:
             if comparison.differences:
                 return 1
     except KalavaiError as e:
+        failed = True
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        # a failing process does not wait for the others at the end: they may never get there
+        _end_processes(wait=not failed and sys.exc_info()[0] is None)
     return 0
+
+
+def _end_processes(wait: bool) -> None:
+    from .protocol.pipeline import end_processes  # a command under `accelerate launch` opened a process group
+
+    end_processes(wait)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from accelerate import PartialState
 from safetensors.torch import save_file
 from transformers import GPTNeoXForCausalLM
 from kalavai_utils.errors import KalavaiError
+from kalavai_utils.protocol.pipeline import end_processes
 from kalavai_utils.protocol.models import offline_config
 from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
@@ -45,6 +46,7 @@ if state.is_main_process:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
     json.dump({"log": log, "refused": refused, "processes": state.num_processes,
                "backend": state.backend}, open(out + ".json", "w"))
+end_processes()  # what the CLI does at exit; without it gloo can abort a process after its work is done
 """
 
 
@@ -83,3 +85,19 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     weights = load_file(tmp_path / "two.safetensors")
     for name, w in model.state_dict().items():
         torch.testing.assert_close(weights[name], w, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("argv, code", [(["check-scale", "smoke"], 0), (["check-scale", "no-such-scale"], 2)])
+def test_the_command_line_closes_the_process_group_it_ran_in(tmp_path, argv, code):
+    # A process group left open at exit can abort a gloo process after its work is done
+    # ("terminate called without an active exception"): every command closes it, failing or not.
+    import torch.distributed as dist
+    from kalavai_utils.__main__ import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert main(argv) == code
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -50,6 +50,20 @@ def process_state() -> PartialState:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
+def end_processes(wait: bool = True) -> None:
+    """Close the process group that `accelerate launch` opened, if any, before the interpreter exits.
+
+    Left open, gloo's worker threads outlive the interpreter and a process can end in
+    "terminate called without an active exception" (SIGABRT) after its work is done; NCCL warns.
+    With `wait`, every process first waits for the others, so none closes while another still
+    works; a process that is failing passes wait=False, since the others may never arrive.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def restart_step(folder: str | os.PathLike, keep=(CHECKPOINT_DIR,)) -> Path:
     """storage.start_step for a training step: clear the folder but the entries named in `keep`.
 

@@ -8,7 +8,7 @@ import pytest
 from kalavai_utils import paper
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.analysis.prediction import (
-    LineFit, compare_predictors, condition_means, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss,
+    LineFit, compare_predictors, condition_means, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss, predict_out_of_condition,
     fit_line, fit_loglinear, fit_saturating_curve, holdout_validation, leave_one_out, load_fit, paper_fit,
     predict_gain, save_fit,
 )
@@ -374,3 +374,18 @@ def test_a_figure_with_bootstrap_bands_is_the_same_every_time():
         return buf.getvalue()
 
     assert png() == png()
+
+
+def test_a_prediction_out_of_condition_never_sees_its_own_condition():
+    x = [1.0, 1.2, 2.0, 3.0, 3.1, 4.0, 5.0]
+    y = [0.5, 0.7, 2.0, 2.9, 3.3, 4.2, 4.8]
+    groups = ["a", "a", "b", "c", "c", "d", "e"]
+    got = predict_out_of_condition(x, y, groups, [1.1, 3.05, 6.0], ["a", "c", "new"])
+    # condition a's prediction is the line on the means of b..e, whatever a's own gains are
+    others = fit_line([2.0, 3.05, 4.0, 5.0], [2.0, 3.1, 4.2, 4.8])
+    assert got[0] == pytest.approx(others.predict(np.array([1.1]))[0][0])
+    moved = predict_out_of_condition(x, [50.0, -50.0, *y[2:]], groups, [1.1], ["a"])
+    assert moved[0] == pytest.approx(got[0])
+    assert got[2] == pytest.approx(fit_line(x, y, groups=groups).predict(np.array([6.0]))[0][0])  # unseen condition: all
+    with pytest.raises(KalavaiError, match="fewer than 3"):
+        predict_out_of_condition(x[:4], y[:4], groups[:4], [1.0], ["a"])

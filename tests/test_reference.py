@@ -122,7 +122,10 @@ def test_summary_has_every_notebook_and_no_timings(run):
     assert s["04_predict_gain"]["holdout"]["n"] == 2  # 30 % of 5 conditions
     assert set(s["04_predict_gain"]["causal"]) == {"fit", "leave_one_out", "holdout"}
     early = s["04_predict_gain"]["early_prediction"]
-    assert list(early) == ["0.1", "0.2", "0.3", "0.5"] and all(e["divergence_error"] >= 0 for e in early.values())
+    assert list(early) == ["0.1", "0.2", "0.3", "0.5", "1"]
+    assert all(early[f]["divergence_error"] >= 0 for f in ("0.1", "0.2", "0.3", "0.5"))
+    # the gain predicted before fusion, at every fraction; at 1 from the finished curves (no extrapolation)
+    assert all(e["gain_error"] >= abs(e["gain_bias"]) for e in early.values()) and set(early["1"]) == {"gain_error", "gain_bias"}
     assert set(s["04_predict_gain"]["points"][PAPER_FUSED]["n2"]["seed42"]) >= {"gain", "mean_divergence", "base_loss"}
     assert "condition" not in s["04_predict_gain"]["points"][PAPER_FUSED]["n2"]["seed42"]
     flat = {nb: reference.flatten(x) for nb, x in s.items()}

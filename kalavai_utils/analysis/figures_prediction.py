@@ -123,5 +123,6 @@ def plot_early_error(ax, table: pd.DataFrame, y: str = "abs_divergence_error", h
     """table: prediction.early_error_table (or any frame with `fraction`, `y` and `hue`)."""
     sns.lineplot(data=table, x="fraction", y=y, hue=hue if hue in table else None, marker="o", ax=ax, seed=0)
     ax.set_xlabel("fraction of training steps seen")
-    ax.set_ylabel("absolute divergence error (pp)" if y == "abs_divergence_error" else y)
+    ax.set_ylabel({"abs_divergence_error": "absolute divergence error (pp)",
+                   "abs_gain_error": "absolute gain error (pp)"}.get(y, y))
     ax.set_title(title)

@@ -253,6 +253,26 @@ def leave_one_out(x, y, alpha: float = 0.05, groups=None) -> dict:
     return {**out, **_validation_unit(groups, int(counts.sum()), names)}
 
 
+def predict_out_of_condition(x, y, groups, x_new, groups_new, alpha: float = 0.05) -> np.ndarray:
+    """For each new point, the line fitted on the condition means of every OTHER condition, at its x.
+
+    A new point's own condition (all its seeds) never informs its prediction, as in
+    leave_one_out; a new point of a condition absent from `groups` is predicted by the line on all.
+    """
+    xm, ym, names, _ = condition_means(x, y, groups)
+    x_new = np.asarray(x_new, dtype=float).ravel()
+    g_new = [str(v) for v in _as_list(groups_new)]
+    if len(g_new) != x_new.size:
+        raise KalavaiError(f"groups_new and x_new differ in length ({len(g_new)} vs {x_new.size})")
+    fits = {}
+    for name in dict.fromkeys(g_new):
+        keep = np.array([n != name for n in names])
+        if keep.sum() < 3:
+            raise KalavaiError(f"leaving out condition {name!r} leaves {int(keep.sum())} conditions, fewer than 3 to fit")
+        fits[name] = fit_line(xm[keep], ym[keep], alpha=alpha)
+    return np.array([float(fits[g].predict(np.array([v]))[0][0]) for v, g in zip(x_new, g_new)])
+
+
 def holdout_validation(x, y, test_fraction: float = 0.3, seed: int = 0, alpha: float = 0.05, groups=None) -> dict:
     """One seeded split of the conditions: fit on the train conditions' means, score the test conditions' means.
 

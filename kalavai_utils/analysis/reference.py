@@ -37,7 +37,7 @@ SCHEMA = "kalavai.reference/1"
 IGNORED_KEYS = {"timings", "provenance"}
 PCT_KEYS = {"gain_vs_best_pct", "divergence_pct", "mean_divergence_pct", "oracle_gain_pct", "worst_forgetting_pct",
             "gain", "oracle_gain", "mean_divergence", "max_divergence", "min_divergence", "fit", "leave_one_out",
-            "holdout", "divergence_error"}
+            "holdout", "divergence_error", "gain_error", "gain_bias"}
 GATE_KEYS = {"gates"}
 _MISSING = object()
 
@@ -230,6 +230,11 @@ def summarize_sweep(runs: Path) -> dict:
         means = early.groupby("fraction")[["abs_divergence_error", "abs_loss_error"]].mean()
         out["early_prediction"] = {f"{f:g}": {"divergence_error": float(row["abs_divergence_error"]),
                                               "loss_error": float(row["abs_loss_error"])} for f, row in means.iterrows()}
+        gains = sweep.early_gain_errors(results, paper)
+        # the gain itself, predicted before fusion: mean absolute and mean signed error over cooperatives
+        for f, row in gains.groupby("fraction")[["abs_gain_error", "gain_error"]].mean().iterrows():
+            out["early_prediction"].setdefault(f"{f:g}", {}).update(gain_error=float(row["abs_gain_error"]),
+                                                                  gain_bias=float(row["gain_error"]))
     if fit is not None:
         d = fit.to_dict()
         out["fit"] = {k: d[k] for k in ("transform", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n", "resid_std")}

@@ -163,3 +163,27 @@ def early_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS) -> 
     early = pd.concat(rows, ignore_index=True)
     early["abs_loss_error"] = (early["predicted_loss"] - early["actual_loss"]).abs()
     return early
+
+
+def early_gain_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS) -> pd.DataFrame:
+    """Per (cooperative, fraction): the fusion gain predicted before any fusion, from the first
+    `fraction` of the specialists' training, against the gain measured after fusion.
+
+    The specialists' extrapolated divergences (early_errors) are averaged and put on the line
+    fitted without the cooperative's condition (prediction.predict_out_of_condition). Fraction 1
+    puts the finished curves on that line: the line's own error on the curves' protocol, to which
+    stopping early adds.
+    """
+    columns = ["condition", "seed", "fraction", "predicted_divergence", "actual_divergence", "gain",
+               "predicted_gain", "gain_error", "abs_gain_error"]
+    points = points_table(results, model)
+    early = early_errors(results, model, (*fractions, 1.0))
+    if not len(early) or points["condition"].nunique() < 4:  # three conditions left to fit
+        return pd.DataFrame(columns=columns)
+    coop = early.groupby(["condition", "seed", "fraction"], as_index=False)[["predicted_divergence", "actual_divergence"]].mean()
+    coop = coop.merge(points[["condition", "seed", "gain"]], on=["condition", "seed"], validate="many_to_one")
+    coop["predicted_gain"] = prediction.predict_out_of_condition(
+        points["mean_divergence"], points["gain"], points["condition"], coop["predicted_divergence"], coop["condition"])
+    coop["gain_error"] = coop["predicted_gain"] - coop["gain"]
+    coop["abs_gain_error"] = coop["gain_error"].abs()
+    return coop[columns]

@@ -183,9 +183,12 @@ def main(argv=None) -> int:
         failed = True
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BaseException:
+        failed = True
+        raise
     finally:
         # a failing process does not wait for the others at the end: they may never get there
-        _end_processes(wait=not failed and sys.exc_info()[0] is None)
+        _end_processes(wait=not failed)
     return 0
 
 

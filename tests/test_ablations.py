@@ -146,3 +146,45 @@ def test_gate_matrix_follows_the_experts_order_not_the_sorted_keys():
     g = ablations.gate_matrix(result, "m")
     assert g.loc["science", "science"] == 0.8 and g.loc["fiction", "fiction"] == 0.7
     assert ablations.off_own_weight(result, "m") == pytest.approx((0.1 + 0.2 + 0.3) / 3)
+
+
+def test_gate_figures_draw_rows_in_the_experts_order_whatever_the_dict_order():
+    """A loaded results file has its gates sorted by key; a fresh run's are in domain order: both draw alike."""
+    from kalavai_utils.analysis import figures
+    from kalavai_utils.experiments import phase2
+
+    gates = {"code": [0.9, 0.1, 0.0], "science": [0.0, 0.8, 0.2], "fiction": [0.0, 0.3, 0.7]}
+    fresh = {"domains": ["code", "science", "fiction"], "seed": 42,
+             "specialists": {"code": "spec:code", "fiction": "spec:fiction", "science": "spec:science"},
+             "gates": {"m": gates}}
+    loaded = {**fresh, "gates": {"m": dict(sorted(gates.items()))}}
+    for result in (fresh, loaded):
+        rows = [t.get_text() for t in figures.gate_distribution(result, "m").axes[0].get_yticklabels()]
+        assert rows == ["code", "science", "fiction"]
+        ax = phase2.gate_grid([result], ["m"]).axes[0]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["code", "science", "fiction"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["code", "science", "fiction"]
+
+
+def test_cached_baseline_losses_read_back_in_the_order_a_fresh_evaluation_writes():
+    from kalavai_utils.protocol.cooperative import in_evaluation_order
+
+    fresh = {"base": {"code": 1, "science": 2, "fiction": 3}, "spec:code": {"code": 1, "science": 2, "fiction": 3},
+             "spec:science": {"code": 1, "science": 2, "fiction": 3}, "spec:fiction": {"code": 1, "science": 2, "fiction": 3},
+             "weight_avg": {"code": 1, "science": 2, "fiction": 3}, "monolithic": {"code": 1, "science": 2, "fiction": 3}}
+    loaded = {m: dict(sorted(row.items())) for m, row in sorted(fresh.items())}  # what a results file reads back as
+    back = in_evaluation_order(loaded, ["code", "science", "fiction"])
+    assert back == fresh and list(back) == list(fresh)
+    assert all(list(row) == ["code", "science", "fiction"] for row in back.values())
+
+
+def test_specialist_curves_draw_domains_in_the_specialists_order_whatever_the_dict_order():
+    from kalavai_utils.analysis import figures
+
+    def logs(domains):
+        return {name: {"curve": [{"step": s, "losses": {d: 3.0 - 0.1 * s for d in domains}} for s in (0, 1)]}
+                for name in ("code", "science", "fiction")}
+
+    for order in (["code", "science", "fiction"], ["code", "fiction", "science"]):  # fresh, cached (sorted)
+        ax = figures.specialist_curves(logs(order)).axes[1]
+        assert [line.get_label() for line in ax.get_lines()] == ["code", "science (own)", "fiction"]

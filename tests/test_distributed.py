@@ -87,17 +87,35 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
         torch.testing.assert_close(weights[name], w, rtol=1e-5, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("argv, code", [(["check-scale", "smoke"], 0), (["check-scale", "no-such-scale"], 2)])
-def test_the_command_line_closes_the_process_group_it_ran_in(tmp_path, argv, code):
+@pytest.mark.parametrize("scale, outcome, waits", [("smoke", 0, True), ("no-such-scale", 2, False),
+                                                  ("boom", RuntimeError, False)])
+def test_the_command_line_closes_the_process_group_it_ran_in(tmp_path, monkeypatch, scale, outcome, waits):
     # A process group left open at exit can abort a gloo process after its work is done
     # ("terminate called without an active exception"): every command closes it, failing or not.
+    # Only a succeeding process waits for the others first: a failing one's peers may never arrive.
     import torch.distributed as dist
+    from kalavai_utils import scales
     from kalavai_utils.__main__ import main
 
+    barriers = []
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: barriers.append(1))
+    real_get_scale = scales.get_scale
+
+    def get_scale(name):
+        if name == "boom":
+            raise RuntimeError("an unexpected failure")
+        return real_get_scale(name)
+
+    monkeypatch.setattr(scales, "get_scale", get_scale)
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
-        assert main(argv) == code
+        if outcome is RuntimeError:
+            with pytest.raises(RuntimeError, match="unexpected"):
+                main(["check-scale", scale])
+        else:
+            assert main(["check-scale", scale]) == outcome
         assert not dist.is_initialized()
+        assert barriers == ([1] if waits else [])
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -125,7 +125,7 @@ def test_summary_has_every_notebook_and_no_timings(run):
     assert list(early) == ["0.1", "0.2", "0.3", "0.5", "1"]
     assert all(early[f]["divergence_error"] >= 0 for f in ("0.1", "0.2", "0.3", "0.5"))
     # the gain predicted before fusion, at every fraction; at 1 from the finished curves (no extrapolation)
-    assert all(e["gain_error"] >= abs(e["gain_bias"]) for e in early.values()) and set(early["1"]) == {"gain_error", "gain_bias"}
+    assert set(early["1"]) == {"gain_error", "gain_bias"} and all("gain_error" in e for e in early.values())
     assert set(s["04_predict_gain"]["points"][PAPER_FUSED]["n2"]["seed42"]) >= {"gain", "mean_divergence", "base_loss"}
     assert "condition" not in s["04_predict_gain"]["points"][PAPER_FUSED]["n2"]["seed42"]
     flat = {nb: reference.flatten(x) for nb, x in s.items()}
@@ -250,3 +250,23 @@ def test_files_beside_the_summaries_are_not_read_as_summaries(run, tmp_path, cap
     (ref / "timings.json").write_text('{"total_seconds": 1.0}')  # committed beside them by a real run
     code, _, _ = compare(capsys, run, ref)
     assert code == 0
+
+
+def test_early_gain_errors_predict_each_cooperative_without_its_condition(run):
+    from kalavai_utils.experiments import sweep
+
+    _, meta = prediction.load_fit(run / "sweep" / "fit.json")
+    results = reference._sweep_results(run, meta)
+    gains = sweep.early_gain_errors(results, PAPER_FUSED)
+    points = sweep.points_table(results, PAPER_FUSED)
+    assert len(gains) == len(points) * (len(sweep.EARLY_FRACTIONS) + 1)  # every cooperative, every fraction and 1
+    assert not gains.duplicated(["condition", "seed", "fraction"]).any()
+    full = gains[gains.fraction == 1.0]
+    assert (full.predicted_divergence == full.actual_divergence).all()  # the finished curve: nothing extrapolated
+    row = full.iloc[0]
+    others = points[points.condition != row.condition]
+    line = prediction.fit_line(others.mean_divergence, others.gain, groups=others.condition)
+    assert row.predicted_gain == pytest.approx(line.predict([row.actual_divergence])[0][0])
+    measured = points.set_index(["condition", "seed"]).gain
+    assert row.gain == measured[(row.condition, row.seed)]
+    assert row.abs_gain_error == pytest.approx(abs(row.predicted_gain - row.gain))

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..protocol.results import gate_matrix, specialist_names  # noqa: E402
 from ..storage import atomic_write_bytes  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -96,9 +97,8 @@ def domain_bars(results: list[dict], models: list[str], title: str = ""):
 
 def gate_distribution(result: dict, model: str):
     """Average gate per expert on each domain's held-out chunks (rows: domain, columns: expert)."""
-    gates = result["gates"][model]
-    experts = [result["specialists"][d] for d in result["domains"]]
-    df = pd.DataFrame(gates, index=experts).T
+    experts = specialist_names(result)
+    df = gate_matrix(result, model, experts)
     fig, ax = plt.subplots(figsize=(1.4 * len(experts) + 2, 0.5 * len(df) + 1.5))
     sns.heatmap(df, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Blues", ax=ax)
     ax.set(xlabel="expert", ylabel="held-out domain", title=f"router gates ({model}, seed {result['seed']})")
@@ -112,7 +112,8 @@ def specialist_curves(logs: dict[str, dict], base_losses: dict[str, float] | Non
     for ax, name in zip(axes[0], names):
         curve = logs[name]["curve"]
         steps = [p["step"] for p in curve]
-        for domain in curve[0]["losses"]:
+        # the specialists' own domains in their order first (a cached log reads back with sorted keys)
+        for domain in [*(d for d in names if d in curve[0]["losses"]), *(d for d in curve[0]["losses"] if d not in names)]:
             own = domain == name
             ax.plot(steps, [p["losses"][domain] for p in curve], lw=2.5 if own else 1, label=domain + (" (own)" if own else ""))
         ax.set(title=name, xlabel="optimizer step")

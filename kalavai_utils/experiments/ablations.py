@@ -48,7 +48,7 @@ from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config
 from ..protocol.lora import lora_spec
 from ..protocol.metrics import divergence_pct
 from ..protocol.models import fingerprint, for_inference, load_causal_lm, n_params, offline_config, tensor_sha256
-from ..protocol.results import load_results, make_results, write_results
+from ..protocol.results import gate_matrix, load_results, make_results, specialist_names, write_results
 from ..protocol.routers import GRANULARITIES, make_router, stack_logits
 from ..scales import Scale, get_scale
 from ..storage import atomic_write_json, mark_step_done, read_json, step_is_done
@@ -414,7 +414,7 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
     if step_is_done(folder / "eval", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
     model = for_inference(load_causal_lm(folder / "model" / "submission"), scale.bf16)
-    keep = ["base", *main_result["specialists"].values(), paper_fused(scale), CAUSAL_FUSED, "monolithic"]
+    keep = ["base", *specialist_names(main_result), paper_fused(scale), CAUSAL_FUSED, "monolithic"]
     losses = {m: main_result["losses"][m] for m in keep if m in main_result["losses"]}
     losses["capacity"] = evaluate_domains(model, heldout, scale.eval_batch, scale.eval_max_batches)
     results = make_results(
@@ -645,14 +645,6 @@ def paper_maturity_table() -> pd.DataFrame:
     return pd.DataFrame({"Pythia revision step": steps,
                          "paper 410M gain (%)": [paper.MATURITY_410M.get(s, math.nan) for s in steps],
                          "paper 1B gain (%)": [paper.MATURITY_1B_ENDPOINTS.get(s, math.nan) for s in steps]})
-
-
-def gate_matrix(result: dict, model: str) -> pd.DataFrame:
-    """Mean gate of each expert (columns) on each domain's held-out chunks (rows)."""
-    # gates list the experts in the cooperative's domain order (results files sort their keys,
-    # so the order of result["specialists"] is alphabetical, not the experts')
-    names = list(result["domains"])
-    return pd.DataFrame({d: result["gates"][model][d] for d in result["domains"]}, index=names).T
 
 
 def off_own_weight(result: dict, model: str) -> float:

@@ -41,7 +41,7 @@ from ..errors import KalavaiError
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.metrics import divergence_pct
 from ..protocol.models import for_inference
-from ..protocol.results import load_results
+from ..protocol.results import gate_matrix, load_results
 from ..protocol.routers import RouterRecipe
 from ..protocol.submission import iter_submissions
 from ..scales import ENGLISH_DOMAINS, Scale
@@ -385,7 +385,7 @@ def gate_grid(results: list[dict], models: list[str]):
     fig, axes = plt.subplots(len(results), len(models), figsize=(size * len(models), size * len(results)), squeeze=False)
     for row, r in zip(axes, results):
         for ax, model in zip(row, models):
-            df = pd.DataFrame(r["gates"][model], index=list(r["domains"])).T
+            df = gate_matrix(r, model)
             sns.heatmap(df, annot=n <= 6, fmt=".2f", vmin=0, vmax=1, cmap="Blues", cbar=False, ax=ax)
             ax.set(title=f"{model}, seed {r['seed']}", xlabel="expert", ylabel="held-out domain")
     fig.tight_layout()

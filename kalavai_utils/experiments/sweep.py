@@ -171,8 +171,8 @@ def early_gain_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS
 
     The specialists' extrapolated divergences (early_errors) are averaged and put on the line
     fitted without the cooperative's condition (prediction.predict_out_of_condition). Fraction 1
-    puts the finished curves on that line: the line's own error on the curves' protocol, to which
-    stopping early adds.
+    puts the finished curves on that line: the error with finished specialists, on the curves'
+    protocol, against which the cost of stopping early is read.
     """
     columns = ["condition", "seed", "fraction", "predicted_divergence", "actual_divergence", "gain",
                "predicted_gain", "gain_error", "abs_gain_error"]

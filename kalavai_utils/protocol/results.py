@@ -72,3 +72,25 @@ def validate(results: dict, where="results") -> dict:
 
 def load_results(path: str | Path) -> dict:
     return validate(read_json(path), path)
+
+
+def specialist_names(result: dict) -> list[str]:
+    """The specialists' model names in the cooperative's domain order (a loaded file's dict is sorted)."""
+    return [result["specialists"][d] for d in result["domains"] if d in result["specialists"]]
+
+
+def gate_matrix(result: dict, model: str, expert_names: list[str] | None = None):
+    """Mean gate of each expert (columns) on each domain's held-out chunks (rows), both in the
+    cooperative's domain order, as a DataFrame.
+
+    The gates list the experts in that order; results files sort their keys, so a loaded
+    file's gates dict (and specialists dict) is alphabetical: rows must not follow the dict,
+    or a cached run draws its table in another order than a fresh one. Columns are named by
+    `expert_names` (default: the domains).
+    """
+    import pandas as pd
+
+    domains = list(result["domains"])
+    gates = result["gates"][model]
+    rows = [d for d in domains if d in gates] + [d for d in gates if d not in domains]  # extra held-out sets last
+    return pd.DataFrame([gates[d] for d in rows], index=rows, columns=expert_names or domains)

@@ -50,8 +50,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = False) -> Path:
+    """Keys keep the order they were built in, so a file read back (a cached step) gives tables and
+    figures the order a fresh computation gives them; `sort_keys` for files meant for diffs."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:

@@ -166,18 +166,6 @@ def test_gate_figures_draw_rows_in_the_experts_order_whatever_the_dict_order():
         assert [t.get_text() for t in ax.get_xticklabels()] == ["code", "science", "fiction"]
 
 
-def test_cached_baseline_losses_read_back_in_the_order_a_fresh_evaluation_writes():
-    from kalavai_utils.protocol.cooperative import in_evaluation_order
-
-    fresh = {"base": {"code": 1, "science": 2, "fiction": 3}, "spec:code": {"code": 1, "science": 2, "fiction": 3},
-             "spec:science": {"code": 1, "science": 2, "fiction": 3}, "spec:fiction": {"code": 1, "science": 2, "fiction": 3},
-             "weight_avg": {"code": 1, "science": 2, "fiction": 3}, "monolithic": {"code": 1, "science": 2, "fiction": 3}}
-    loaded = {m: dict(sorted(row.items())) for m, row in sorted(fresh.items())}  # what a results file reads back as
-    back = in_evaluation_order(loaded, ["code", "science", "fiction"])
-    assert back == fresh and list(back) == list(fresh)
-    assert all(list(row) == ["code", "science", "fiction"] for row in back.values())
-
-
 def test_specialist_curves_draw_domains_in_the_specialists_order_whatever_the_dict_order():
     from kalavai_utils.analysis import figures
 

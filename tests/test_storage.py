@@ -41,3 +41,15 @@ def test_read_json_refuses_malformed_bytes_in_one_line(tmp_path, raw):
     with pytest.raises(KalavaiError, match="malformed JSON") as info:
         read_json(tmp_path / "x.json")
     assert "\n" not in str(info.value)
+
+
+def test_a_cached_file_reads_back_in_the_order_it_was_written(tmp_path):
+    """A cached step (baseline losses, results) must give tables and figures the order a fresh one gives."""
+    fresh = {"base": {"code": 1, "science": 2, "fiction": 3}, "spec:code": {"code": 1, "science": 2, "fiction": 3},
+             "spec:science": {"code": 1, "science": 2, "fiction": 3}, "spec:fiction": {"code": 1, "science": 2, "fiction": 3},
+             "weight_avg": {"code": 1, "science": 2, "fiction": 3}, "monolithic": {"code": 1, "science": 2, "fiction": 3}}
+    back = read_json(atomic_write_json(tmp_path / "losses.json", fresh))
+    assert back == fresh and list(back) == list(fresh)
+    assert all(list(row) == ["code", "science", "fiction"] for row in back.values())
+    # files meant for diffs (the committed reference summaries) ask for sorted keys
+    assert list(read_json(atomic_write_json(tmp_path / "sorted.json", fresh, sort_keys=True))) == sorted(fresh)

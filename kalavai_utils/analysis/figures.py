@@ -112,7 +112,7 @@ def specialist_curves(logs: dict[str, dict], base_losses: dict[str, float] | Non
     for ax, name in zip(axes[0], names):
         curve = logs[name]["curve"]
         steps = [p["step"] for p in curve]
-        # the specialists' own domains in their order first (a cached log reads back with sorted keys)
+        # the specialists' own domains in their order first, whatever order the log's dict has
         for domain in [*(d for d in names if d in curve[0]["losses"]), *(d for d in curve[0]["losses"] if d not in names)]:
             own = domain == name
             ax.plot(steps, [p["losses"][domain] for p in curve], lw=2.5 if own else 1, label=domain + (" (own)" if own else ""))

@@ -310,7 +310,8 @@ def export_reference(runs_dir, out_dir) -> list[Path]:
     if not summaries:
         raise KalavaiError(f"nothing to summarize in {runs_dir}: no data manifest, base evaluation or results files")
     header = run_header(runs_dir)
-    return [atomic_write_json(Path(out_dir) / f"{name}.json", {**header, "notebook": name, "summary": s})
+    # sorted: a committed reference diffs against the next by its numbers, not by the order a run built them in
+    return [atomic_write_json(Path(out_dir) / f"{name}.json", {**header, "notebook": name, "summary": s}, sort_keys=True)
             for name, s in summaries.items()]
 
 

@@ -352,7 +352,7 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
     for with_specialists in (True, False) if not specialists else (True,):
         cached = {**config, "specialists": with_specialists}
         if step_is_done(folder / "baselines", cached) and (folder / "baselines" / "losses.json").exists():
-            return in_evaluation_order(read_json(folder / "baselines" / "losses.json"), coop.domains)
+            return read_json(folder / "baselines" / "losses.json")
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
 
     losses = {"base": base_losses(base, base_fp, heldout, s, runs)}
@@ -429,19 +429,6 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     write_results(out_path, results)
     mark_step_done(folder / "fusion", config)
     return results
-
-
-def in_evaluation_order(losses: dict, domains) -> dict:
-    """A losses file reads back with its keys sorted: put its models and domains back in the order
-    evaluate_baselines writes them (base, specialists in domain order, weight averaging, monolithic,
-    then the rest), so that tables and figures do not depend on whether the losses were cached."""
-    first = ["base", *(f"spec:{d}" for d in domains), "weight_avg", "monolithic"]
-    models = [m for m in first if m in losses] + [m for m in losses if m not in first]
-
-    def ordered(row: dict) -> dict:
-        return {d: row[d] for d in [*(d for d in domains if d in row), *(d for d in row if d not in domains)]}
-
-    return {m: ordered(losses[m]) for m in models}
 
 
 def specialists_first(losses: dict) -> dict:

@@ -75,7 +75,7 @@ def load_results(path: str | Path) -> dict:
 
 
 def specialist_names(result: dict) -> list[str]:
-    """The specialists' model names in the cooperative's domain order (a loaded file's dict is sorted)."""
+    """The specialists' model names in the cooperative's domain order (runs before 2026-11-24 wrote sorted files)."""
     return [result["specialists"][d] for d in result["domains"] if d in result["specialists"]]
 
 
@@ -83,9 +83,8 @@ def gate_matrix(result: dict, model: str, expert_names: list[str] | None = None)
     """Mean gate of each expert (columns) on each domain's held-out chunks (rows), both in the
     cooperative's domain order, as a DataFrame.
 
-    The gates list the experts in that order; results files sort their keys, so a loaded
-    file's gates dict (and specialists dict) is alphabetical: rows must not follow the dict,
-    or a cached run draws its table in another order than a fresh one. Columns are named by
+    The gate lists are indexed in that order, so rows follow it too rather than the dict's order
+    (files written before 2026-11-24 have their keys sorted). Columns are named by
     `expert_names` (default: the domains).
     """
     import pandas as pd

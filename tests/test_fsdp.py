@@ -1,112 +1,159 @@
-"""FSDP (accelerate_configs/fsdp.yaml) through the one training loop.
+"""FSDP (KALAVAI_FSDP=1: torch's FSDP2, kalavai_utils/protocol/sharding.py) through the one training loop,
+on two CPU processes (gloo), as on GPUs.
 
-accelerate 1.15 builds FSDP only on an accelerator: on CPU processes the shipped config stops in
-`Accelerator()` ("There are currently no available devices found, ..."), and without
-`sync_module_states` it silently falls back to DDP, which `train_causal_lm` refuses. torch 2.13's
-FSDP itself, forced onto CPU processes, stops with "FSDP needs a non-CPU accelerator device". So on a
-CPU machine these tests check those two refusals; the training itself is compared with one
-process only where two GPUs are present.
+Checked against one plain process at the same global batch: the loss curve, learning rates,
+held-out curve, what `on_step` sees and the final weights agree up to the order of float sums;
+each process holds half the weights; the second process starts from a model without weights
+(meta device) and ends without them. A training killed midway resumes from its last saved
+state to exactly the weights of an uninterrupted sharded run, and that state (one file, the
+layout of one process's) resumes in one plain process too.
 """
 import json
 import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_distributed import SCRIPT, _free_port  # the DDP test's training script and port helper
+from test_distributed import _free_port
 
-CONFIG = Path(__file__).resolve().parent.parent / "accelerate_configs" / "fsdp.yaml"
-NO_DEVICE = "There are currently no available devices found"
+SCRIPT = """
+import json, os, signal, sys
+import torch
+from safetensors.torch import save_file
+from transformers import GPTNeoXForCausalLM
+from kalavai_utils.protocol.pipeline import end_processes
+from kalavai_utils.protocol.models import offline_config
+from kalavai_utils.scales import get_scale
+from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
+
+torch.set_num_threads(1)
+out, kill_at = sys.argv[1], int(sys.argv[2])
+main = os.environ.get("RANK", "0") == "0"
+scale = get_scale("smoke")
+torch.manual_seed(0)
+if main:
+    model = GPTNeoXForCausalLM(offline_config(scale))
+else:  # the other processes need no weights: the main process sends them
+    with torch.device("meta"):
+        model = GPTNeoXForCausalLM(offline_config(scale))
+data = torch.Generator().manual_seed(1)
+chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len), generator=data)
+heldout = {"x": torch.randint(0, scale.vocab_size, (4, scale.seq_len), generator=data)}
+cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1)
+norms = []
+
+def on_step(step, m):
+    norms.append(sum(p.double().abs().sum().item() for p in m.parameters()))
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+log = train_causal_lm(model, chunks, cfg, heldout, on_step=on_step, checkpoint_dir=out + "_state", save_every=2)
+if main:
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
+    json.dump({"log": log, "norms": norms}, open(out + ".json", "w"))
+else:
+    json.dump({"meta": all(p.device.type == "meta" for p in model.parameters())}, open(out + "_rank1.json", "w"))
+end_processes()
+"""
 
 
-def _launch(tmp_path, config: Path, *extra: str, cpu: bool) -> subprocess.CompletedProcess:
+def _launch(tmp_path, out: str, kill_at: int = 0) -> subprocess.CompletedProcess:
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if cpu:
-        env["ACCELERATE_USE_CPU"] = "true"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
-           "--mixed_precision", "no", "--main_process_port", str(_free_port()), *extra, str(script), str(tmp_path / "two")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "ACCELERATE_USE_CPU": "true", "KALAVAI_FSDP": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(script), str(tmp_path / out), str(kill_at)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
-def test_fsdp_on_cpu_processes_stops_instead_of_training_something_else(tmp_path):
-    # the shipped config: accelerate itself refuses (sync_module_states needs a device)
-    done = _launch(tmp_path, CONFIG, cpu=True)
-    assert done.returncode != 0 and NO_DEVICE in done.stderr, done.stderr[-3000:]
-    # without sync_module_states accelerate would run DDP on gloo; the loop refuses that
-    config = tmp_path / "fsdp_nosync.yaml"
-    config.write_text(CONFIG.read_text().replace("fsdp_sync_module_states: true", "fsdp_sync_module_states: false"))
-    done = _launch(tmp_path, config, cpu=True)
-    assert done.returncode != 0 and "FSDP was asked for but accelerate runs" in done.stderr, done.stderr[-3000:]
-    assert not (tmp_path / "two.json").exists()
-
-
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason=(
-    "FSDP needs 2 GPUs: on CPU processes accelerate 1.15 stops with 'RuntimeError: There are currently no "
-    "available devices found, must be one of XPU, CUDA, MLU, NPU, MUSA, or HPU' (and without sync_module_states "
-    "falls back to DDP)"))
-def test_fsdp_two_gpus_match_one_process_at_the_same_global_batch(tmp_path):
-    done = _launch(tmp_path, CONFIG, cpu=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    two = json.loads((tmp_path / "two.json").read_text())
-    assert two["processes"] == 2
-    assert "not divisible by 2 processes" in two["refused"]
-
-    # the reference: the same script as one plain process on one GPU (same device, same kernels)
-    one_dir = tmp_path / "ref"
-    one_dir.mkdir()
-    script = one_dir / "train.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "0"}
-    ref = subprocess.run([sys.executable, str(script), str(one_dir / "one")], capture_output=True, text=True, env=env,
-                         timeout=300)
-    assert ref.returncode == 0, ref.stderr[-3000:]
-    one = json.loads((one_dir / "one.json").read_text())
-    assert one["processes"] == 1
-
-    # Same micro-batches per optimizer step, fp32; FSDP reduce-scatters two half-sums, so only
-    # the order of float sums differs: the DDP test's tolerances.
-    assert two["log"]["tokens"] == one["log"]["tokens"]
-    assert two["log"]["lr"] == pytest.approx(one["log"]["lr"], rel=1e-12, abs=0)
-    assert two["log"]["loss"] == pytest.approx(one["log"]["loss"], rel=1e-5)
-    fsdp_weights, weights = load_file(tmp_path / "two.safetensors"), load_file(one_dir / "one.safetensors")
-    assert fsdp_weights.keys() == weights.keys()
-    for name, w in weights.items():
-        torch.testing.assert_close(fsdp_weights[name], w, rtol=1e-5, atol=1e-6, msg=name)
-
-
-@pytest.mark.parametrize("main", [True, False])
-def test_gather_puts_full_weights_on_the_main_process_and_shapes_elsewhere(main):
-    # What FSDP leaves behind, without FSDP (which needs GPUs): every parameter a flat view of
-    # this process's shard, possibly empty; accelerate's full state dict on the main process only.
-    from types import SimpleNamespace
-
+def _one_process(tmp_path, out: str) -> tuple[dict, list, dict]:
+    """The script's training in this process, without FSDP."""
     from transformers import GPTNeoXForCausalLM
 
     from kalavai_utils.protocol.models import offline_config
+    from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
     from kalavai_utils.scales import get_scale
-    from kalavai_utils.protocol.training import _gather_fsdp
 
+    scale = get_scale("smoke")
     torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(offline_config(get_scale("smoke")))
-    trained = {k: v + 1 for k, v in model.state_dict().items()}
-    shapes = {id(p): p.shape for p in model.parameters()}
-    for i, p in enumerate(model.parameters()):
-        p.data = p.data.flatten()[: (p.numel() // 2 if i % 2 else 0)]
-    acc = SimpleNamespace(get_state_dict=lambda _: trained if main else {}, unwrap_model=lambda m: m,
-                          is_main_process=main)
-    out = _gather_fsdp(acc, model, shapes)
-    assert out is model
-    for name, p in model.named_parameters():
-        assert p.shape == trained[name].shape and not p.requires_grad
-        if main:
-            assert torch.equal(p, trained[name])
-        else:
-            assert p.device.type == "meta"
+    model = GPTNeoXForCausalLM(offline_config(scale))
+    data = torch.Generator().manual_seed(1)
+    chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len), generator=data)
+    heldout = {"x": torch.randint(0, scale.vocab_size, (4, scale.seq_len), generator=data)}
+    cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1)
+    norms = []
+    log = train_causal_lm(model, chunks, cfg, heldout, checkpoint_dir=str(tmp_path / out) + "_state", save_every=2,
+                          on_step=lambda step, m: norms.append(sum(p.double().abs().sum().item() for p in m.parameters())))
+    return log, norms, model.state_dict()
+
+
+def test_two_sharded_processes_match_one_and_resume_after_a_kill(tmp_path, monkeypatch):
+    monkeypatch.delenv("KALAVAI_FSDP", raising=False)
+    done = _launch(tmp_path, "sharded")
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "sharded.json").read_text())
+    assert two["log"]["fsdp_shard_fraction"] == pytest.approx(0.5, abs=0.01)  # half the weights each
+    assert json.loads((tmp_path / "sharded_rank1.json").read_text()) == {"meta": True}
+
+    log, norms, weights = _one_process(tmp_path, "one")
+    # Same micro-batches per optimizer step, fp32; the processes reduce-scatter two half-sums,
+    # so only the order of float sums differs: the DDP test's tolerances.
+    assert two["log"]["tokens"] == log["tokens"]
+    assert two["log"]["lr"] == pytest.approx(log["lr"], rel=1e-12, abs=0)
+    assert two["log"]["loss"] == pytest.approx(log["loss"], rel=1e-5)
+    assert [c["step"] for c in two["log"]["curve"]] == [c["step"] for c in log["curve"]] == [0, 3, 6]
+    for mine, ref in zip(two["log"]["curve"], log["curve"]):
+        assert mine["losses"]["x"] == pytest.approx(ref["losses"]["x"], rel=1e-5)
+    assert two["norms"] == pytest.approx(norms, rel=1e-6)  # on_step sees the gathered weights
+    sharded = load_file(tmp_path / "sharded.safetensors")
+    assert sharded.keys() == weights.keys()
+    for name, w in weights.items():
+        torch.testing.assert_close(sharded[name], w, rtol=1e-5, atol=1e-6, msg=name)
+
+    # killed by the main process itself after step 5's on_step, before step 5's state: the last is step 4's
+    killed = _launch(tmp_path, "again", kill_at=5)
+    assert killed.returncode != 0 and not (tmp_path / "again.json").exists()
+    step4 = (tmp_path / "again_state" / "train_state.safetensors").read_bytes()
+    done = _launch(tmp_path, "again")
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = json.loads((tmp_path / "again.json").read_text())
+    assert resumed["log"]["resumed_at"] == [4]
+    assert resumed["log"]["loss"] == two["log"]["loss"] and resumed["log"]["curve"] == two["log"]["curve"]
+    again = load_file(tmp_path / "again.safetensors")
+    for name, w in sharded.items():
+        assert torch.equal(again[name], w), name
+
+    # the sharded state is one process's file: a plain process resumes it from step 4 as well
+    (tmp_path / "one_state" / "train_state.safetensors").write_bytes(step4)
+    log, _, weights = _one_process(tmp_path, "one")
+    assert log["resumed_at"] == [4]
+    assert log["loss"] == pytest.approx(two["log"]["loss"], rel=1e-5)
+    for name, w in weights.items():
+        torch.testing.assert_close(sharded[name], w, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_fsdp_is_refused_in_one_process_and_through_accelerates_plugin(monkeypatch):
+    from transformers import GPTNeoXForCausalLM
+
+    from kalavai_utils.errors import KalavaiError
+    from kalavai_utils.protocol.models import offline_config
+    from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
+    from kalavai_utils.scales import get_scale
+
+    scale = get_scale("smoke")
+    model = GPTNeoXForCausalLM(offline_config(scale))
+    chunks = torch.randint(0, scale.vocab_size, (4, scale.seq_len))
+    cfg = TrainConfig.specialist(scale, 5, steps=1, curve_every=0)
+    monkeypatch.setenv("KALAVAI_FSDP", "1")
+    with pytest.raises(KalavaiError, match="needs 2 or more processes"):
+        train_causal_lm(model, chunks, cfg)
+    monkeypatch.delenv("KALAVAI_FSDP")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # an accelerate FSDP config on CPU processes runs DDP
+    with pytest.raises(KalavaiError, match="FSDP plugin is not used here"):
+        train_causal_lm(model, chunks, cfg)

@@ -92,6 +92,40 @@ def test_a_new_domain_hands_its_heldout_split_to_the_coordinator(smoke_run, tmp_
                                     heldout_dir=str(tmp_path / "eval"))
 
 
+def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_path):
+    # The 6.9B route at smoke size: `accelerate launch` of the contributor command over two CPU
+    # processes with KALAVAI_FSDP=1; only the main process reads the base's weights.
+    import os
+
+    import torch
+
+    from kalavai_utils.protocol.submission import verify_all
+    from test_distributed import _free_port
+
+    scale, runs, folder, manifest, info = smoke_run
+    text = tmp_path / "science.txt"
+    text.write_text("\n\n".join(pipeline.data.domain_documents(scale, "science", n_docs=60)[0]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "ACCELERATE_USE_CPU": "true", "KALAVAI_FSDP": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "-m", "kalavai_utils", "train-specialist", "--base", info["path"], "--data", str(text),
+           "--out", str(tmp_path / "sharded"), "--name", "science", "--scale", "smoke", "--steps", "4"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("submission written") == 1
+    one = train_specialist_from_files(info["path"], [str(text)], str(tmp_path / "one"), "science", "smoke", steps=4)
+    base = load_causal_lm(info["path"])
+    verdicts = verify_all([str(tmp_path / "sharded")], base, scale.freeze_layers)
+    assert verdicts[0]["accepted"], verdicts
+    sharded, plain = load_causal_lm(tmp_path / "sharded").state_dict(), load_causal_lm(one).state_dict()
+    for name, w in plain.items():
+        torch.testing.assert_close(sharded[name], w, rtol=1e-5, atol=1e-6, msg=name)
+    manifest_of = lambda sub: json.loads((Path(sub) / "kalavai_submission.json").read_text())  # noqa: E731
+    assert manifest_of(tmp_path / "sharded")["data"] == manifest_of(one)["data"]
+    assert manifest_of(tmp_path / "sharded")["base_fingerprint"] == info["fingerprint"]
+
+
 def _cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "kalavai_utils", *args], capture_output=True, text=True, cwd=cwd)
 

@@ -22,6 +22,7 @@ from . import data
 from ..errors import KalavaiError
 from .models import fingerprint, load_causal_lm
 from .pipeline import process_state
+from .sharding import fsdp_requested
 from ..scales import get_scale
 from ..storage import sha256_bytes
 from .submission import write_submission
@@ -52,7 +53,9 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
     scale = get_scale(scale_name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name:
         raise KalavaiError(f"contributor name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
-    base = load_causal_lm(base_dir)
+    state = process_state()
+    # Sharded (KALAVAI_FSDP=1), only the main process reads the weights: it sends each process its shard.
+    base = load_causal_lm(base_dir, weights=state.is_main_process or not fsdp_requested())
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
     except (OSError, ValueError) as e:
@@ -67,16 +70,15 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
         raise KalavaiError(f"too little text for a held-out split: {len(docs)} documents give no held-out chunk of {seq_len} tokens")
     overrides = {"steps": steps} if steps else {}
     cfg = TrainConfig.specialist(scale, seed, curve_every=0, **overrides)
-    base_fp = fingerprint(base)
-    base_state = {k: v.clone() for k, v in base.state_dict().items()}
+    base_fp = fingerprint(base) if state.is_main_process else None  # only the main process writes
+    base_state = {k: v.clone() for k, v in base.state_dict().items()} if state.is_main_process else None
     train_causal_lm(base, chunks, cfg, desc=name)
     stats = {"domain": name, "documents": len(docs), "train_chunks": len(chunks), "train_tokens": int(chunks.numel()),
              "train_chunks_sha256": sha256_bytes(chunks.int().numpy().tobytes())}
     if heldout_dir is not None:  # ties the handed-over held-out split to this submission
         stats.update(heldout_chunks=len(splits["heldout"]),
                      heldout_chunks_sha256=sha256_bytes(splits["heldout"].int().numpy().tobytes()))
-    # Under `accelerate launch` every process holds the same trained weights: one writes them.
-    state = process_state()
+    # Under `accelerate launch` the main process holds the trained weights (all do, unsharded): it writes them.
     if state.is_main_process:
         write_submission(base, out_dir, base_fingerprint=base_fp, base_state=base_state,
                          freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=stats, contributor=name)

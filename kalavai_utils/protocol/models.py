@@ -43,12 +43,21 @@ def offline_config(scale: Scale, vocab_size: int | None = None) -> GPTNeoXConfig
     )
 
 
-def load_causal_lm(path_or_id: str | os.PathLike, revision: str | None = None, dtype: torch.dtype | None = None) -> GPTNeoXForCausalLM:
-    """Load a GPT-NeoX causal LM from a local folder or the Hub, safetensors only."""
+def load_causal_lm(path_or_id: str | os.PathLike, revision: str | None = None, dtype: torch.dtype | None = None,
+                   weights: bool = True) -> GPTNeoXForCausalLM:
+    """Load a GPT-NeoX causal LM from a local folder or the Hub, safetensors only.
+
+    `weights=False`: its configuration only, the model built on the meta device (shapes without
+    weights), for the processes of a sharded training that receive their shard from the main one.
+    """
     local = Path(path_or_id).exists() or str(path_or_id).startswith(("/", ".", "~"))
     if local and not Path(path_or_id).is_dir():
         raise KalavaiError(f"no such checkpoint folder: {path_or_id}")
     try:
+        if not weights:
+            config = GPTNeoXConfig.from_pretrained(str(path_or_id), revision=revision)
+            with torch.device("meta"):
+                return GPTNeoXForCausalLM(config).to(dtype or torch.float32)
         model = GPTNeoXForCausalLM.from_pretrained(
             str(path_or_id), revision=revision, dtype=dtype or torch.float32,
             use_safetensors=True, trust_remote_code=False,

@@ -14,7 +14,8 @@ Several processes keep the global batch: `micro_batch x grad_accum` sequences pe
 step whatever the number of processes P, each process accumulating `grad_accum / P`
 micro-batches of one global stream (`micro_batch_order`). The stream is a function of
 (seed, position) alone, which is also what lets a killed training resume exactly
-(`checkpoint_dir`, `save_every`).
+(`checkpoint_dir`, `save_every`). With KALAVAI_FSDP=1 the processes shard the weights, gradients
+and AdamW state instead of each holding all of them (sharding.py).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..errors import KalavaiError
-from . import prefix
+from . import prefix, sharding
 from .evaluation import evaluate_domains
 from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
 from .perf import prefix_forward_flops, training_flops_per_token
@@ -162,12 +163,15 @@ def _checkpoint_identity(model, train_chunks: torch.Tensor, cfg: TrainConfig, ev
             "eval": sorted(eval_sets or {})}
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, identity: dict, step: int, log: dict,
+def _save_checkpoint(path: Path, weights: dict, optim: dict, scheduler, identity: dict, step: int, log: dict,
                      train_seconds: float) -> None:
-    """One safetensors file: trained weights, optimizer tensors and RNG; the rest as JSON metadata."""
-    tensors = {f"model.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    opt = optimizer.state_dict()
-    for i, state in opt["state"].items():
+    """One safetensors file: trained weights, optimizer tensors and RNG; the rest as JSON metadata.
+
+    `weights`: the trainable parameters by name; `optim`: a one-process AdamW `state_dict()`
+    (under FSDP gathered into that layout, so the file is the same whatever the process count).
+    """
+    tensors = {f"model.{n}": p.detach().cpu().contiguous() for n, p in weights.items()}
+    for i, state in optim["state"].items():
         for key, value in state.items():
             if not torch.is_tensor(value):
                 raise KalavaiError(f"cannot checkpoint optimizer state {key!r}: not a tensor")
@@ -179,7 +183,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, identity: dict, st
     np_state = np.random.get_state()
     tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
     meta = {"identity": identity, "step": step, "log": log, "train_seconds": train_seconds,
-            "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(),
+            "param_groups": optim["param_groups"], "scheduler": scheduler.state_dict(),
             "rng_python": random.getstate(), "rng_numpy": [np_state[0], *np_state[2:]]}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -204,64 +208,32 @@ def _read_checkpoint(path: Path, identity: dict) -> tuple[dict, dict] | None:
     return meta, load_file(str(path))
 
 
-def _restore_checkpoint(meta: dict, tensors: dict, model, optimizer, scheduler) -> None:
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if p.requires_grad:
-                p.copy_(tensors[f"model.{n}"])
+def _checkpoint_weights_and_optim(meta: dict, tensors: dict) -> tuple[dict, dict]:
+    """The saved trainable weights by name and the one-process AdamW `state_dict()`."""
+    weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, i, name = key.split(".", 2)
             state.setdefault(int(i), {})[name] = value
     groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return weights, {"state": state, "param_groups": groups}
+
+
+def _restore_rng_and_schedule(meta: dict, rng: dict, scheduler) -> None:
     scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
+    torch.set_rng_state(rng["rng.torch"])
     if torch.cuda.is_available():
-        cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
+        cuda = [rng[k] for k in sorted((k for k in rng if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
     version, state_py, gauss = meta["rng_python"]
     random.setstate((version, tuple(state_py), gauss))
     kind, pos, has_gauss, cached = meta["rng_numpy"]
-    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((kind, rng["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 # ---------------------------------------------------------------- the loop
-
-def _gather_fsdp(accelerator: Accelerator, wrapped, shapes: dict[int, torch.Size]) -> torch.nn.Module:
-    """The caller's model back as a plain module after FSDP training, full weights on the main process.
-
-    FSDP wrapped the caller's model in place: the blocks became FSDP units and every parameter a
-    view of this process's shard. accelerate gathers the full state dict (FULL_STATE_DICT,
-    offloaded to the CPU, main process only: a whole 6.9B model per process would not fit); the
-    units are then replaced by the blocks they wrap and every parameter by its full tensor. On
-    the other processes the parameters are left on the meta device, shapes without weights
-    (`shapes`: id of each parameter -> its shape before wrapping), so using that model fails
-    loudly instead of computing with shards. The main process's model comes back on the CPU.
-    """
-    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-    full = accelerator.get_state_dict(wrapped)  # a collective: every process must call it
-    model = accelerator.unwrap_model(wrapped)
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, FSDP):
-                setattr(module, child_name, child.module)
-    # set, not load_state_dict: the shard views have other shapes, which loading refuses
-    main = accelerator.is_main_process
-    names = {id(p): n for n, p in model.named_parameters()}
-    if main and set(names.values()) - set(full):  # a bug, not bad input
-        raise RuntimeError(f"FSDP's full state dict lacks {sorted(set(names.values()) - set(full))}")
-    for module in model.modules():
-        for name, p in list(module.named_parameters(recurse=False)):
-            value = full[names[id(p)]] if main else torch.empty(shapes[id(p)], dtype=p.dtype, device="meta")
-            setattr(module, name, torch.nn.Parameter(value, requires_grad=False))
-    if main:
-        model.to("cpu")  # the weights are there already (offloaded); the buffers follow them
-    return model
-
 
 def train_causal_lm(
     model,
@@ -286,9 +258,9 @@ def train_causal_lm(
     ignored and overwritten. `on_step(step, model)` runs on the main process only, before
     that step's state is saved.
 
-    Under FSDP (accelerate_configs/fsdp.yaml) the trained weights come back on the main
-    process only, in `model` on the CPU; elsewhere `model` is left without weights (meta
-    device). Checkpoints and `on_step` are refused there.
+    Under FSDP (KALAVAI_FSDP=1, `sharding.py`) the weights are trained in shards and gathered
+    back into `model` on the main process, on the CPU, for `on_step`, checkpoints and at the end;
+    elsewhere `model` is left without weights (meta device) and may be passed without them.
     """
     if train_chunks.dim() != 2:
         raise KalavaiError(f"training chunks must be [n, seq_len], got shape {tuple(train_chunks.shape)}")
@@ -296,72 +268,91 @@ def train_causal_lm(
     if save_every < 0 or (save_every and checkpoint_dir is None):
         raise KalavaiError("save_every needs a checkpoint_dir (and must not be negative)")
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if (checkpoint_dir is not None and save_every) else None
-    identity = _checkpoint_identity(model, train_chunks, cfg, eval_sets) if checkpoint else None
 
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg)
-    fsdp = accelerator.distributed_type == DistributedType.FSDP
-    if parse_flag_from_env("ACCELERATE_USE_FSDP") and not fsdp:
-        # accelerate builds FSDP only on an accelerator; on CPU processes it silently falls back to DDP
-        raise KalavaiError(f"FSDP was asked for but accelerate runs {accelerator.distributed_type} here: "
-                           "FSDP needs GPUs (see accelerate_configs/README.md)")
-    if fsdp and (checkpoint or on_step is not None):
-        # Each process holds a shard of the weights and of AdamW's moments; saving or showing them
-        # would need the full state gathered every time, which is not written yet.
-        raise KalavaiError("resumable checkpoints (save_every) and on_step are not supported under FSDP yet; "
-                           "train without them or use accelerate_configs/multi_gpu.yaml")
-    n_proc, rank = accelerator.num_processes, accelerator.process_index
+    if accelerator.distributed_type == DistributedType.FSDP or parse_flag_from_env("ACCELERATE_USE_FSDP"):
+        # (on CPU processes accelerate would even fall back to DDP without a word)
+        raise KalavaiError("accelerate's FSDP plugin is not used here: launch with accelerate_configs/multi_gpu.yaml "
+                           "and KALAVAI_FSDP=1, which shards with torch's FSDP2 (see accelerate_configs/README.md)")
+    fsdp = sharding.fsdp_requested()
+    n_proc, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     accum = local_grad_accum(cfg, n_proc)
+    # Under FSDP only the main process's model holds weights (the others may be on the meta
+    # device), so only it can tell which saved state this training's is.
+    identity = _checkpoint_identity(model, train_chunks, cfg, eval_sets) if checkpoint and (main or not fsdp) else None
     frozen = freeze_prefix(model, cfg.freeze_layers)
     seq_len = train_chunks.shape[1]
     flops_per_token = training_flops_per_token(model, seq_len)
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable()
+    use_bf16 = accelerator.mixed_precision == "bf16"
+    trained = sharding.shard(model, accelerator.device, n_proc, main, use_bf16, cfg.grad_checkpointing) if fsdp else model
     if compile_requested():
-        model.compile()  # in place: the module, its names and its state dict stay as they are
+        trained.compile()  # in place: the module, its names and its state dict stay as they are
     # The frozen prefix's output, read back for chunks it has already seen (prefix.py: exact,
     # CPU and one process only; a compiled or checkpointed model runs its own forward).
     states = (prefix.for_model(model, cfg.freeze_layers) if accelerator.device.type == "cpu" and n_proc == 1
               and not compile_requested() and not cfg.grad_checkpointing else None)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in trained.parameters() if p.requires_grad]
     # On a GPU the per-tensor update loop is launch-bound (measured at 410M on an H100: see
     # results/410m/README.md); the fused kernel does the same arithmetic in one launch.
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=accelerator.device.type == "cuda")
-    # Counted in optimizer steps; accelerate steps the scheduler once per process.
-    scheduler = get_scheduler(
-        "cosine", optimizer,
-        num_warmup_steps=int(cfg.warmup_frac * cfg.steps) * n_proc,
-        num_training_steps=cfg.steps * n_proc,
-    )
+    raw_optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      fused=accelerator.device.type == "cuda")
+    # Stepped here once per optimizer step (accelerate's wrapper would step it once per process),
+    # so its saved state is the same whatever the number of processes.
+    scheduler = get_scheduler("cosine", raw_optimizer, num_warmup_steps=int(cfg.warmup_frac * cfg.steps),
+                              num_training_steps=cfg.steps)
     data = train_chunks.long()
-    shapes = {id(p): p.shape for p in model.parameters()}  # FSDP reshapes them into shard views
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    # use_orig_params keeps the Parameter objects the optimizer holds (as views of each process's
-    # shard). FSDP's own norm (over every shard) runs only when handed all the model's parameters;
-    # frozen ones have no gradient and count for nothing, as in the plain clip.
-    clip_params = list(model.parameters()) if fsdp else params
+    if fsdp:  # sharded already: accelerate handles the optimizer, not the model
+        optimizer = accelerator.prepare(raw_optimizer)
+    else:
+        trained, optimizer = accelerator.prepare(trained, raw_optimizer)
 
     log = {"config": cfg.to_dict(), "loss": [], "lr": [], "curve": [], "frozen_tensors": len(frozen)}
     step, done_seconds = 0, 0.0
-    saved = _read_checkpoint(checkpoint, identity) if checkpoint else None
+    saved = _read_checkpoint(checkpoint, identity) if checkpoint and identity is not None else None
+    if fsdp and checkpoint:  # the main process found it or not; all resume from what it sends
+        sent = [None if saved is None else (saved[0], {k: v for k, v in saved[1].items() if k.startswith("rng.")})]
+        torch.distributed.broadcast_object_list(sent, src=0)
+        if sent[0] is not None:
+            weights, optim = _checkpoint_weights_and_optim(*saved) if main else ({}, {})
+            sharding.load_train_state(trained, raw_optimizer, weights, optim)
+            saved = sent[0]
     if saved is not None:
         meta, tensors = saved
-        _restore_checkpoint(meta, tensors, accelerator.unwrap_model(model), optimizer, scheduler)
+        if not fsdp:
+            weights, optim = _checkpoint_weights_and_optim(meta, tensors)
+            with torch.no_grad():
+                for n, p in accelerator.unwrap_model(trained).named_parameters():
+                    if p.requires_grad:
+                        p.copy_(weights[n])
+            optimizer.load_state_dict(optim)
+        _restore_rng_and_schedule(meta, tensors, scheduler)
         step, done_seconds, log = meta["step"], meta["train_seconds"], meta["log"]
         log.setdefault("resumed_at", []).append(step)
-        del tensors
+        del tensors, saved
+    log.pop("fsdp_shard_fraction", None)  # a resumed state may come from another process count
+    if fsdp:
+        log["fsdp_shard_fraction"] = sharding.local_fraction(trained)
+
+    def plain_model() -> torch.nn.Module:
+        """The caller's model with the weights trained so far (on the main process under FSDP)."""
+        if fsdp:
+            sharding.gather_into(trained, model, main)
+            return model
+        return accelerator.unwrap_model(trained)
 
     def record_curve(step: int) -> None:
         if eval_sets and cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.steps):
-            # under FSDP only the wrapped model can run a forward (all processes together gather each unit)
-            unwrapped = model if fsdp else accelerator.unwrap_model(model)
+            # under FSDP the sharded model runs it on every process (they gather each unit together)
+            unwrapped = trained if fsdp else accelerator.unwrap_model(trained)
             losses = evaluate_domains(unwrapped, eval_sets, cfg.eval_batch, cfg.curve_max_batches, states=states)
             log["curve"].append({"step": step, "losses": losses})
 
-    if saved is None:
+    if step == 0:
         record_curve(0)
-    model.train()
+    trained.train()
     running, eval_seconds = torch.zeros((), device=accelerator.device), 0.0
     start = time.perf_counter()
     if states is not None and step < cfg.steps:  # the chunks this training will read, computed ahead in
@@ -379,15 +370,17 @@ def train_causal_lm(
             if j % n_proc != rank:
                 continue
             batch = data[rows].to(accelerator.device)
-            with accelerator.accumulate(model):
-                loss = prefix.lm_output(model, states, batch, labels=batch).loss
+            with accelerator.accumulate(trained):
+                loss = prefix.lm_output(trained, states, batch, labels=batch).loss
                 accelerator.backward(loss)
                 running += loss.detach().float() / accum
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(clip_params, cfg.grad_clip)
+                    # FSDP's gradients are DTensors: accelerate's clip takes the norm over all shards
+                    accelerator.clip_grad_norm_(params, cfg.grad_clip)
                     lr_used = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                scheduler.step()
+                optimizer.step()  # accelerate's optimizer steps only at the end of the window
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad()
         if lr_used is None:
             raise RuntimeError("accumulation window ended without an optimizer step")  # a bug, not bad input
@@ -399,18 +392,27 @@ def train_causal_lm(
         bar.set_postfix(loss=f"{log['loss'][-1]:.3f}")
         t = time.perf_counter()
         record_curve(step)
-        if on_step is not None and accelerator.is_main_process:
-            on_step(step, accelerator.unwrap_model(model))
+        if on_step is not None:
+            shown = plain_model()  # under FSDP a gather, which every process joins
+            if main:
+                on_step(step, shown)
         if checkpoint and (step % save_every == 0 or step == cfg.steps):
-            if accelerator.is_main_process:
+            if fsdp:
+                weights, optim = sharding.full_train_state(trained, raw_optimizer)
+            else:
+                weights = {n: p for n, p in accelerator.unwrap_model(trained).named_parameters() if p.requires_grad}
+                optim = optimizer.state_dict()
+            if main:
                 so_far = done_seconds + (t - start) - eval_seconds
-                _save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, identity,
-                                 step, log, so_far)
+                _save_checkpoint(checkpoint, weights, optim, scheduler, identity, step, log, so_far)
             accelerator.wait_for_everyone()
         eval_seconds += time.perf_counter() - t
     bar.close()
     train_seconds = done_seconds + time.perf_counter() - start - eval_seconds
-    model = _gather_fsdp(accelerator, model, shapes) if fsdp else accelerator.unwrap_model(model)
+    model = plain_model()
+    if fsdp and not main:
+        sharding.leave_without_weights(model)
+    trained = None  # the shards, freed
     model.eval()
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_disable()

@@ -2,9 +2,10 @@
 on two CPU processes (gloo), as on GPUs.
 
 Checked against one plain process at the same global batch: the loss curve, learning rates,
-held-out curve, what `on_step` sees and the final weights agree up to the order of float sums;
-each process holds half the weights; the second process starts from a model without weights
-(meta device) and ends without them. A training killed midway resumes from its last saved
+held-out curve, what `on_step` sees and the final weights agree up to the order of float sums
+(with gradient checkpointing, and a clip that binds every step, so it must take the norm over
+all shards); each process holds half the weights; the second process's own weights are replaced
+by the main process's, or it starts without any (meta device), and it ends without them. A training killed midway resumes from its last saved
 state to exactly the weights of an uninterrupted sharded run, and that state (one file, the
 layout of one process's) resumes in one plain process too.
 """
@@ -31,11 +32,11 @@ from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 
 torch.set_num_threads(1)
-out, kill_at = sys.argv[1], int(sys.argv[2])
+out, kill_at, others = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 main = os.environ.get("RANK", "0") == "0"
 scale = get_scale("smoke")
-torch.manual_seed(0)
-if main:
+torch.manual_seed(0 if main else 1)
+if main or others == "own":  # other weights than the main process's: they must be replaced by its
     model = GPTNeoXForCausalLM(offline_config(scale))
 else:  # the other processes need no weights: the main process sends them
     with torch.device("meta"):
@@ -43,7 +44,8 @@ else:  # the other processes need no weights: the main process sends them
 data = torch.Generator().manual_seed(1)
 chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len), generator=data)
 heldout = {"x": torch.randint(0, scale.vocab_size, (4, scale.seq_len), generator=data)}
-cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1)
+cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1,
+                             grad_clip=1e-3, grad_checkpointing=True)  # clipped every step: by the norm over all shards
 norms = []
 
 def on_step(step, m):
@@ -56,19 +58,20 @@ if main:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
     json.dump({"log": log, "norms": norms}, open(out + ".json", "w"))
 else:
-    json.dump({"meta": all(p.device.type == "meta" for p in model.parameters())}, open(out + "_rank1.json", "w"))
+    json.dump({"meta": all(p.device.type == "meta" for p in model.parameters()),
+               "shard_fraction": log["fsdp_shard_fraction"]}, open(out + "_rank1.json", "w"))
 end_processes()
 """
 
 
-def _launch(tmp_path, out: str, kill_at: int = 0) -> subprocess.CompletedProcess:
+def _launch(tmp_path, out: str, kill_at: int = 0, others: str = "meta") -> subprocess.CompletedProcess:
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(SCRIPT))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "ACCELERATE_USE_CPU": "true", "KALAVAI_FSDP": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           str(script), str(tmp_path / out), str(kill_at)]
+           str(script), str(tmp_path / out), str(kill_at), others]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -86,7 +89,8 @@ def _one_process(tmp_path, out: str) -> tuple[dict, list, dict]:
     data = torch.Generator().manual_seed(1)
     chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len), generator=data)
     heldout = {"x": torch.randint(0, scale.vocab_size, (4, scale.seq_len), generator=data)}
-    cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1)
+    cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1,
+                                 grad_clip=1e-3, grad_checkpointing=True)
     norms = []
     log = train_causal_lm(model, chunks, cfg, heldout, checkpoint_dir=str(tmp_path / out) + "_state", save_every=2,
                           on_step=lambda step, m: norms.append(sum(p.double().abs().sum().item() for p in m.parameters())))
@@ -95,11 +99,13 @@ def _one_process(tmp_path, out: str) -> tuple[dict, list, dict]:
 
 def test_two_sharded_processes_match_one_and_resume_after_a_kill(tmp_path, monkeypatch):
     monkeypatch.delenv("KALAVAI_FSDP", raising=False)
-    done = _launch(tmp_path, "sharded")
+    done = _launch(tmp_path, "sharded", others="own")  # the second process starts with weights of its own
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads((tmp_path / "sharded.json").read_text())
-    assert two["log"]["fsdp_shard_fraction"] == pytest.approx(0.5, abs=0.01)  # half the weights each
-    assert json.loads((tmp_path / "sharded_rank1.json").read_text()) == {"meta": True}
+    rank1 = json.loads((tmp_path / "sharded_rank1.json").read_text())
+    assert rank1["meta"]  # and ends without them
+    for fraction in (two["log"]["fsdp_shard_fraction"], rank1["shard_fraction"]):
+        assert fraction == pytest.approx(0.5, abs=0.01)  # half the weights each
 
     log, norms, weights = _one_process(tmp_path, "one")
     # Same micro-batches per optimizer step, fp32; the processes reduce-scatter two half-sums,

@@ -92,7 +92,7 @@ def test_a_new_domain_hands_its_heldout_split_to_the_coordinator(smoke_run, tmp_
                                     heldout_dir=str(tmp_path / "eval"))
 
 
-def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_path):
+def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_path, monkeypatch):
     # The 6.9B route at smoke size: `accelerate launch` of the contributor command over two CPU
     # processes with KALAVAI_FSDP=1; only the main process reads the base's weights.
     import os
@@ -102,6 +102,7 @@ def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_pa
     from kalavai_utils.protocol.submission import verify_all
     from test_distributed import _free_port
 
+    monkeypatch.delenv("KALAVAI_FSDP", raising=False)  # this process trains unsharded
     scale, runs, folder, manifest, info = smoke_run
     text = tmp_path / "science.txt"
     text.write_text("\n\n".join(pipeline.data.domain_documents(scale, "science", n_docs=60)[0]))

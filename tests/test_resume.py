@@ -97,3 +97,21 @@ def test_a_finished_state_resumes_at_the_end_and_another_trainings_state_is_igno
     fresh = copy.deepcopy(model)
     train_causal_lm(fresh, chunks, other_cfg, heldout)
     assert "resumed_at" not in log and fingerprint(other) == fingerprint(fresh)
+
+
+def test_a_state_whose_schedule_counted_process_steps_is_not_resumed(tmp_path):
+    # Before the loop stepped the schedule itself, P processes stepped it P times per optimizer
+    # step: such a state would resume with the wrong learning rate, so it is started over.
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model, chunks, cfg, heldout = _setup()
+    train_causal_lm(copy.deepcopy(model), chunks, cfg, heldout, checkpoint_dir=tmp_path, save_every=4)
+    path = tmp_path / CHECKPOINT_FILE
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["kalavai_train_state"])
+    assert meta["scheduler"]["last_epoch"] == meta["step"] == cfg.steps
+    meta["scheduler"]["last_epoch"] = 2 * meta["step"]  # as two processes left it
+    save_file(load_file(str(path)), str(path), metadata={"kalavai_train_state": json.dumps(meta)})
+    log = train_causal_lm(copy.deepcopy(model), chunks, cfg, heldout, checkpoint_dir=tmp_path, save_every=4)
+    assert "resumed_at" not in log

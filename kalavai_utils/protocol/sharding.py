@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict)
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import fully_shard
 from transformers import PreTrainedModel
 
 from ..errors import KalavaiError
@@ -48,7 +48,7 @@ def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 def shard(model: torch.nn.Module, device: torch.device, num_processes: int, is_main: bool,
-          bf16: bool = False, checkpointing: bool = False) -> torch.nn.Module:
+          checkpointing: bool = False) -> torch.nn.Module:
     """A sharded copy of `model`, holding the main process's weights and frozen where `model` is.
 
     A collective: every process calls it. Only the main process's `model` needs weights.
@@ -65,11 +65,11 @@ def shard(model: torch.nn.Module, device: torch.device, num_processes: int, is_m
     if checkpointing:
         sharded.gradient_checkpointing_enable()
     mesh = init_device_mesh(device.type, (num_processes,))
-    # bf16 compute and all-gathers, fp32 gradient reduction and master weights (the GPU recipe)
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    # Weights gathered and gradients reduced in fp32; bf16 comes from the caller's autocast, as
+    # for an unsharded model, so sharding changes the arithmetic in nothing but the order of sums.
     for block in _blocks(sharded):
-        fully_shard(block, mesh=mesh, mp_policy=policy)
-    fully_shard(sharded, mesh=mesh, mp_policy=policy)
+        fully_shard(block, mesh=mesh)
+    fully_shard(sharded, mesh=mesh)
     sharded.to_empty(device=device)
     set_model_state_dict(sharded, model.state_dict() if is_main else {}, options=FROM_MAIN)
     # Buffers outside the state dict (the rotary frequencies) were left empty by to_empty: the
@@ -112,10 +112,10 @@ def full_train_state(sharded: torch.nn.Module, optimizer) -> tuple[dict, dict]:
     """
     weights = get_model_state_dict(sharded, options=FULL)
     optim = get_optimizer_state_dict(sharded, optimizer, options=FULL)
+    if not optim:  # not the main process
+        return {}, {}
     names = [n for n, p in sharded.named_parameters() if p.requires_grad]
-    weights = {n: weights[n] for n in names if n in weights}
-    if not optim:
-        return weights, {}
+    weights = {n: weights[n] for n in names}
     index = {n: i for i, n in enumerate(names)}
     return weights, {"state": {index[n]: s for n, s in optim["state"].items()},
                      "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in optim["param_groups"]]}
@@ -124,9 +124,12 @@ def full_train_state(sharded: torch.nn.Module, optimizer) -> tuple[dict, dict]:
 def load_train_state(sharded: torch.nn.Module, optimizer, weights: dict, optim: dict) -> None:
     """The inverse of `full_train_state`, sent from the main process (the others pass empty dicts)."""
     names = [n for n, p in sharded.named_parameters() if p.requires_grad]
+    if weights.keys() != set(names) and (weights or optim):  # a bug, not bad input: the identity matched
+        raise RuntimeError(f"saved weights do not match the trainable parameters: {sorted(set(names) ^ weights.keys())[:5]}")
     if optim:
         optim = {"state": {names[i]: s for i, s in optim["state"].items()},
                  "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in optim["param_groups"]]}
+    # strict=False: the weights are the trainable ones only; the frozen ones are in place already
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False)
     set_model_state_dict(sharded, weights, options=options)
     set_optimizer_state_dict(sharded, optimizer, optim, options=options)

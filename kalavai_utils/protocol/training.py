@@ -205,6 +205,8 @@ def _read_checkpoint(path: Path, identity: dict) -> tuple[dict, dict] | None:
         return None
     if meta.get("identity") != json.loads(json.dumps(identity)):
         return None
+    if meta["scheduler"]["last_epoch"] != meta["step"]:  # saved before the schedule counted optimizer
+        return None  # steps (several processes stepped it once each): its learning rate would be wrong
     return meta, load_file(str(path))
 
 
@@ -256,7 +258,8 @@ def train_causal_lm(
     the final weights and log equal an uninterrupted run's (bit for bit on a CPU). Pass the
     model in the state it had when training first started. A state of another training is
     ignored and overwritten. `on_step(step, model)` runs on the main process only, before
-    that step's state is saved.
+    that step's state is saved. Under `accelerate launch` every process must make the same call
+    (same `on_step` presence, curve sets and checkpointing), as these steps involve them all.
 
     Under FSDP (KALAVAI_FSDP=1, `sharding.py`) the weights are trained in shards and gathered
     back into `model` on the main process, on the CPU, for `on_step`, checkpoints and at the end;
@@ -286,8 +289,7 @@ def train_causal_lm(
     flops_per_token = training_flops_per_token(model, seq_len)
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_enable()
-    use_bf16 = accelerator.mixed_precision == "bf16"
-    trained = sharding.shard(model, accelerator.device, n_proc, main, use_bf16, cfg.grad_checkpointing) if fsdp else model
+    trained = sharding.shard(model, accelerator.device, n_proc, main, cfg.grad_checkpointing) if fsdp else model
     if compile_requested():
         trained.compile()  # in place: the module, its names and its state dict stay as they are
     # The frozen prefix's output, read back for chunks it has already seen (prefix.py: exact,
@@ -331,7 +333,7 @@ def train_causal_lm(
         _restore_rng_and_schedule(meta, tensors, scheduler)
         step, done_seconds, log = meta["step"], meta["train_seconds"], meta["log"]
         log.setdefault("resumed_at", []).append(step)
-        del tensors, saved
+        weights = optim = tensors = saved = None  # the file's tensors, freed
     log.pop("fsdp_shard_fraction", None)  # a resumed state may come from another process count
     if fsdp:
         log["fsdp_shard_fraction"] = sharding.local_fraction(trained)
@@ -347,7 +349,8 @@ def train_causal_lm(
         if eval_sets and cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.steps):
             # under FSDP the sharded model runs it on every process (they gather each unit together)
             unwrapped = trained if fsdp else accelerator.unwrap_model(trained)
-            losses = evaluate_domains(unwrapped, eval_sets, cfg.eval_batch, cfg.curve_max_batches, states=states)
+            with accelerator.autocast():  # bf16 on GPU, as the unwrapped plain model's own forward
+                losses = evaluate_domains(unwrapped, eval_sets, cfg.eval_batch, cfg.curve_max_batches, states=states)
             log["curve"].append({"step": step, "losses": losses})
 
     if step == 0:
@@ -370,7 +373,8 @@ def train_causal_lm(
             if j % n_proc != rank:
                 continue
             batch = data[rows].to(accelerator.device)
-            with accelerator.accumulate(trained):
+            with accelerator.accumulate(trained), accelerator.autocast():
+                # (accelerate's prepare() puts autocast in a plain model's forward; a sharded one it never saw)
                 loss = prefix.lm_output(trained, states, batch, labels=batch).loss
                 accelerator.backward(loss)
                 running += loss.detach().float() / accum
@@ -405,6 +409,7 @@ def train_causal_lm(
             if main:
                 so_far = done_seconds + (t - start) - eval_seconds
                 _save_checkpoint(checkpoint, weights, optim, scheduler, identity, step, log, so_far)
+            weights = optim = None  # under FSDP a full copy on the main process: not kept between saves
             accelerator.wait_for_everyone()
         eval_seconds += time.perf_counter() - t
     bar.close()
@@ -412,7 +417,6 @@ def train_causal_lm(
     model = plain_model()
     if fsdp and not main:
         sharding.leave_without_weights(model)
-    trained = None  # the shards, freed
     model.eval()
     if cfg.grad_checkpointing:
         model.gradient_checkpointing_disable()

@@ -21,39 +21,50 @@ from safetensors.torch import load_file
 
 from test_distributed import _free_port
 
-SCRIPT = """
-import json, os, signal, sys
+# The same model, data, recipe and on_step in the launched script and in this process.
+SETUP = """
 import torch
-from safetensors.torch import save_file
 from transformers import GPTNeoXForCausalLM
-from kalavai_utils.protocol.pipeline import end_processes
 from kalavai_utils.protocol.models import offline_config
 from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 
+def train(out, main=True, weights=True, on_step_also=lambda step: None):
+    scale = get_scale("smoke")
+    torch.manual_seed(0 if main else 1)  # another process's own weights differ from the main one's
+    with torch.device("cpu" if weights else "meta"):
+        model = GPTNeoXForCausalLM(offline_config(scale))
+    data = torch.Generator().manual_seed(1)
+    chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len), generator=data)
+    heldout = {"x": torch.randint(0, scale.vocab_size, (4, scale.seq_len), generator=data)}
+    # clipped every step, so the norm must be taken over all shards
+    cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1,
+                                 grad_clip=1e-3, grad_checkpointing=True)
+    norms = []
+
+    def on_step(step, m):
+        norms.append(sum(p.double().abs().sum().item() for p in m.parameters()))
+        on_step_also(step)
+
+    log = train_causal_lm(model, chunks, cfg, heldout, on_step=on_step, checkpoint_dir=out + "_state", save_every=2)
+    return log, norms, model
+"""
+
+SCRIPT = SETUP + """
+import json, os, signal, sys
+from safetensors.torch import save_file
+from kalavai_utils.protocol.pipeline import end_processes
+
 torch.set_num_threads(1)
 out, kill_at, others = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 main = os.environ.get("RANK", "0") == "0"
-scale = get_scale("smoke")
-torch.manual_seed(0 if main else 1)
-if main or others == "own":  # other weights than the main process's: they must be replaced by its
-    model = GPTNeoXForCausalLM(offline_config(scale))
-else:  # the other processes need no weights: the main process sends them
-    with torch.device("meta"):
-        model = GPTNeoXForCausalLM(offline_config(scale))
-data = torch.Generator().manual_seed(1)
-chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len), generator=data)
-heldout = {"x": torch.randint(0, scale.vocab_size, (4, scale.seq_len), generator=data)}
-cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1,
-                             grad_clip=1e-3, grad_checkpointing=True)  # clipped every step: by the norm over all shards
-norms = []
 
-def on_step(step, m):
-    norms.append(sum(p.double().abs().sum().item() for p in m.parameters()))
+def die(step):
     if step == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
 
-log = train_causal_lm(model, chunks, cfg, heldout, on_step=on_step, checkpoint_dir=out + "_state", save_every=2)
+# the other processes need no weights (the main process sends them), or have their own, to be replaced
+log, norms, model = train(out, main, weights=main or others == "own", on_step_also=die)
 if main:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
     json.dump({"log": log, "norms": norms}, open(out + ".json", "w"))
@@ -77,23 +88,9 @@ def _launch(tmp_path, out: str, kill_at: int = 0, others: str = "meta") -> subpr
 
 def _one_process(tmp_path, out: str) -> tuple[dict, list, dict]:
     """The script's training in this process, without FSDP."""
-    from transformers import GPTNeoXForCausalLM
-
-    from kalavai_utils.protocol.models import offline_config
-    from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
-    from kalavai_utils.scales import get_scale
-
-    scale = get_scale("smoke")
-    torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(offline_config(scale))
-    data = torch.Generator().manual_seed(1)
-    chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len), generator=data)
-    heldout = {"x": torch.randint(0, scale.vocab_size, (4, scale.seq_len), generator=data)}
-    cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=3, curve_max_batches=1,
-                                 grad_clip=1e-3, grad_checkpointing=True)
-    norms = []
-    log = train_causal_lm(model, chunks, cfg, heldout, checkpoint_dir=str(tmp_path / out) + "_state", save_every=2,
-                          on_step=lambda step, m: norms.append(sum(p.double().abs().sum().item() for p in m.parameters())))
+    namespace: dict = {}
+    exec(SETUP, namespace)  # noqa: S102 - our own constant
+    log, norms, model = namespace["train"](str(tmp_path / out))
     return log, norms, model.state_dict()
 
 

@@ -314,26 +314,27 @@ def train_causal_lm(
     log = {"config": cfg.to_dict(), "loss": [], "lr": [], "curve": [], "frozen_tensors": len(frozen)}
     step, done_seconds = 0, 0.0
     saved = _read_checkpoint(checkpoint, identity) if checkpoint and identity is not None else None
-    if fsdp and checkpoint:  # the main process found it or not; all resume from what it sends
+    if fsdp and checkpoint:  # the main process found a state or not; every process resumes from what it sends
+        weights, optim = _checkpoint_weights_and_optim(*saved) if saved is not None else ({}, {})
         sent = [None if saved is None else (saved[0], {k: v for k, v in saved[1].items() if k.startswith("rng.")})]
         torch.distributed.broadcast_object_list(sent, src=0)
         if sent[0] is not None:
-            weights, optim = _checkpoint_weights_and_optim(*saved) if main else ({}, {})
             sharding.load_train_state(trained, raw_optimizer, weights, optim)
-            saved = sent[0]
+        saved = sent[0]  # (meta, RNG) on every process
+    elif saved is not None:
+        weights, optim = _checkpoint_weights_and_optim(*saved)
+        with torch.no_grad():
+            for n, p in accelerator.unwrap_model(trained).named_parameters():
+                if p.requires_grad:
+                    p.copy_(weights[n])
+        optimizer.load_state_dict(optim)
+    weights = optim = None  # the file's tensors, freed
     if saved is not None:
-        meta, tensors = saved
-        if not fsdp:
-            weights, optim = _checkpoint_weights_and_optim(meta, tensors)
-            with torch.no_grad():
-                for n, p in accelerator.unwrap_model(trained).named_parameters():
-                    if p.requires_grad:
-                        p.copy_(weights[n])
-            optimizer.load_state_dict(optim)
-        _restore_rng_and_schedule(meta, tensors, scheduler)
+        meta, rng = saved
+        _restore_rng_and_schedule(meta, rng, scheduler)
         step, done_seconds, log = meta["step"], meta["train_seconds"], meta["log"]
         log.setdefault("resumed_at", []).append(step)
-        weights = optim = tensors = saved = None  # the file's tensors, freed
+        saved = rng = None
     log.pop("fsdp_shard_fraction", None)  # a resumed state may come from another process count
     if fsdp:
         log["fsdp_shard_fraction"] = sharding.local_fraction(trained)

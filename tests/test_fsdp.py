@@ -67,19 +67,22 @@ def die(step):
 log, norms, model = train(out, main, weights=main or others == "own", on_step_also=die)
 if main:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
-    json.dump({"log": log, "norms": norms}, open(out + ".json", "w"))
+    json.dump({"log": log, "norms": norms, "weights": [p.double().sum().item() for p in model.parameters()]},
+              open(out + ".json", "w"))
 else:
-    json.dump({"meta": all(p.device.type == "meta" for p in model.parameters()),
-               "shard_fraction": log["fsdp_shard_fraction"]}, open(out + "_rank1.json", "w"))
+    json.dump({"meta": all(p.device.type == "meta" for p in model.parameters()), "resumed_at": log.get("resumed_at"),
+               "shard_fraction": log.get("fsdp_shard_fraction"),
+               "weights": None if model.device.type == "meta" else [p.double().sum().item() for p in model.parameters()]},
+              open(out + "_rank1.json", "w"))
 end_processes()
 """
 
 
-def _launch(tmp_path, out: str, kill_at: int = 0, others: str = "meta") -> subprocess.CompletedProcess:
+def _launch(tmp_path, out: str, kill_at: int = 0, others: str = "meta", fsdp: bool = True) -> subprocess.CompletedProcess:
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(SCRIPT))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "ACCELERATE_USE_CPU": "true", "KALAVAI_FSDP": "1"}
+           "ACCELERATE_USE_CPU": "true", "KALAVAI_FSDP": "1" if fsdp else "0"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
            str(script), str(tmp_path / out), str(kill_at), others]
@@ -139,6 +142,32 @@ def test_two_sharded_processes_match_one_and_resume_after_a_kill(tmp_path, monke
     assert log["loss"] == pytest.approx(two["log"]["loss"], rel=1e-5)
     for name, w in weights.items():
         torch.testing.assert_close(sharded[name], w, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_data_parallel_processes_resume_after_a_kill_as_well(tmp_path, monkeypatch):
+    # Plain DDP: every process holds the whole model. The second one starts from weights of its
+    # own (DDP replaces them by the main one's), so only the main process can tell which saved
+    # state is this training's; both must resume from it.
+    monkeypatch.delenv("KALAVAI_FSDP", raising=False)
+    done = _launch(tmp_path, "ddp", others="own", fsdp=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole = json.loads((tmp_path / "ddp.json").read_text())
+    assert "fsdp_shard_fraction" not in whole["log"] and "resumed_at" not in whole["log"]
+    weights = load_file(tmp_path / "ddp.safetensors")
+
+    killed = _launch(tmp_path, "again", kill_at=5, others="own", fsdp=False)
+    assert killed.returncode != 0 and not (tmp_path / "again.json").exists()
+    done = _launch(tmp_path, "again", others="own", fsdp=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = json.loads((tmp_path / "again.json").read_text())
+    rank1 = json.loads((tmp_path / "again_rank1.json").read_text())
+    assert resumed["log"]["resumed_at"] == rank1["resumed_at"] == [4]
+    assert resumed["log"]["loss"] == whole["log"]["loss"] and resumed["log"]["curve"] == whole["log"]["curve"]
+    again = load_file(tmp_path / "again.safetensors")
+    for name, w in weights.items():
+        assert torch.equal(again[name], w), name
+    # the second process ends with the main one's weights, not its own
+    assert rank1["weights"] == resumed["weights"]
 
 
 def test_fsdp_is_refused_in_one_process_and_through_accelerates_plugin(monkeypatch):

@@ -63,7 +63,7 @@ def shard(model: torch.nn.Module, device: torch.device, num_processes: int, is_m
     for n, p in sharded.named_parameters():
         p.requires_grad_(n in trainable)
     if checkpointing:
-        sharded.gradient_checkpointing_enable()
+        sharded.activation_checkpointing_enable()
     mesh = init_device_mesh(device.type, (num_processes,))
     # Weights gathered and gradients reduced in fp32; bf16 comes from the caller's autocast, as
     # for an unsharded model, so sharding changes the arithmetic in nothing but the order of sums.

@@ -281,14 +281,14 @@ def train_causal_lm(
     fsdp = sharding.fsdp_requested()
     n_proc, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     accum = local_grad_accum(cfg, n_proc)
-    # Under FSDP only the main process's model holds weights (the others may be on the meta
-    # device), so only it can tell which saved state this training's is.
-    identity = _checkpoint_identity(model, train_chunks, cfg, eval_sets) if checkpoint and (main or not fsdp) else None
+    # With several processes the main one decides which saved state is this training's (under
+    # FSDP the others may hold no weights; under DDP theirs are replaced by the main one's).
+    identity = _checkpoint_identity(model, train_chunks, cfg, eval_sets) if checkpoint and main else None
     frozen = freeze_prefix(model, cfg.freeze_layers)
     seq_len = train_chunks.shape[1]
     flops_per_token = training_flops_per_token(model, seq_len)
     if cfg.grad_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     trained = sharding.shard(model, accelerator.device, n_proc, main, cfg.grad_checkpointing) if fsdp else model
     if compile_requested():
         trained.compile()  # in place: the module, its names and its state dict stay as they are
@@ -313,12 +313,17 @@ def train_causal_lm(
 
     log = {"config": cfg.to_dict(), "loss": [], "lr": [], "curve": [], "frozen_tensors": len(frozen)}
     step, done_seconds = 0, 0.0
-    saved = _read_checkpoint(checkpoint, identity) if checkpoint and identity is not None else None
-    if fsdp and checkpoint:  # the main process found a state or not; every process resumes from what it sends
-        weights, optim = _checkpoint_weights_and_optim(*saved) if saved is not None else ({}, {})
+    saved = _read_checkpoint(checkpoint, identity) if identity is not None else None
+    found = saved is not None
+    if checkpoint and n_proc > 1:  # the main process found a state or not; every process resumes from what it sends
         sent = [None if saved is None else (saved[0], {k: v for k, v in saved[1].items() if k.startswith("rng.")})]
         torch.distributed.broadcast_object_list(sent, src=0)
-        if sent[0] is not None:
+        found = sent[0] is not None
+        if found and not main and not fsdp:  # the file the main process chose (one machine: the same disk)
+            saved = sent[0][0], load_file(str(checkpoint))
+    if fsdp and checkpoint:  # the main process sends the weights and optimizer state to the others' shards
+        weights, optim = _checkpoint_weights_and_optim(*saved) if saved is not None else ({}, {})
+        if found:
             sharding.load_train_state(trained, raw_optimizer, weights, optim)
         saved = sent[0]  # (meta, RNG) on every process
     elif saved is not None:
@@ -420,7 +425,7 @@ def train_causal_lm(
         sharding.leave_without_weights(model)
     model.eval()
     if cfg.grad_checkpointing:
-        model.gradient_checkpointing_disable()
+        model.activation_checkpointing_disable()
     for p in model.parameters():
         p.requires_grad_(False)
 

@@ -20,11 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--seeds", help="comma-separated seeds, overriding the scale's")
     nb.add_argument("--runs-root", help="folder for runs/ (default: ./runs)")
     nb.add_argument("--kernel", help="Jupyter kernel name (default python3)")
+    nb.add_argument("--processes", help="train notebook 02's specialists over this many processes first (train-cooperative)")
 
     cs = sub.add_parser("check-scale", help="validate a scale name (used by run_all.sh before anything runs)")
     cs.add_argument("scale")
     cs.add_argument("--only")
     cs.add_argument("--seeds")
+    cs.add_argument("--processes")
+
+    tc = sub.add_parser("train-cooperative", help="notebook 02's training (data, base, specialists, monolithic); "
+                                                  "for `accelerate launch` over several processes")
+    tc.add_argument("--scale", default="tiny")
+    tc.add_argument("--seeds", help="comma-separated seeds, overriding the scale's")
+    tc.add_argument("--runs-root", help="folder for runs/ (default: ./runs)")
 
     ts = sub.add_parser("train-specialist", help="contributor: fine-tune the base on your own text into a submission")
     ts.add_argument("--base", required=True, help="the shared base checkpoint folder (with its tokenizer)")
@@ -93,14 +101,29 @@ def main(argv=None) -> int:
         if args.command == "run-notebooks":
             from .notebooks import run_notebooks
 
-            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel)
+            from .notebooks import parse_processes
+
+            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel, parse_processes(args.processes))
         elif args.command == "check-scale":
-            from .notebooks import parse_seeds, select
+            from .notebooks import parse_processes, parse_seeds, select
             from .scales import get_scale
 
             get_scale(args.scale)
-            select(args.only)
+            select(args.only, args.scale)
             parse_seeds(args.seeds)
+            parse_processes(args.processes)
+        elif args.command == "train-cooperative":
+            from .notebooks import parse_seeds
+            from .protocol.cooperative import train_main_cooperatives
+            from .protocol.pipeline import process_state, run_dir
+            from .scales import get_scale
+
+            scale = get_scale(args.scale)
+            seeds = parse_seeds(args.seeds) or list(scale.seeds)
+            logs = train_main_cooperatives(scale, run_dir(scale, args.runs_root), seeds)
+            if process_state().is_main_process:
+                for seed, by_name in logs.items():
+                    print(f"seed {seed}: trained {', '.join(by_name)}")
         elif args.command == "train-specialist":
             from pathlib import Path
 

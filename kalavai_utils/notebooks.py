@@ -7,8 +7,12 @@ instead: papermill's own cell bar for each notebook, labelled `i/n`, plus the ru
 elapsed and expected time, the expectation coming from the previous run's timings (on a
 first run, the committed reference run's: results/<scale>/timings.json).
 
+With `processes` (run_all's `--processes N`), notebook 02's training runs just before it over N
+processes of this machine (`accelerate launch` of `kalavai train-cooperative`: data parallel,
+or sharded with KALAVAI_FSDP=1), and the notebooks, in one process, then find it done.
+
 Besides `runs/<scale>/notebooks/`, a run keeps
-    timings.json          seconds per notebook (merged across partial runs), total, machine
+    timings.json          seconds per notebook (and for `train-cooperative`), total, machine
     report/<nb>.html      each executed notebook rendered by nbconvert
     report/index.html     links to them, with their times
 """
@@ -17,16 +21,21 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import os
+import socket
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import KalavaiError
 from .protocol.pipeline import ROOT, run_dir
-from .scales import get_scale
+from .scales import SHARDED_SCALES, get_scale
 from .storage import atomic_write_json, atomic_write_text, read_json
 
 NOTEBOOK_DIR = ROOT / "notebooks"
+MAIN_RESULT = ("00", "01", "02", "03")  # all that runs at a scale whose specialists train sharded
+LAUNCH_CONFIG = ROOT / "accelerate_configs" / "multi_gpu.yaml"
 TIMINGS = "timings.json"
 REPORT = "report"
 
@@ -48,15 +57,33 @@ def available() -> dict[str, Path]:
     return {p.name[:2]: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
 
 
-def select(only: str | None) -> list[Path]:
+def select(only: str | None, scale_name: str | None = None) -> list[Path]:
+    """The notebooks to run: those of `only` ("00,02"), else every one the scale runs."""
     notebooks = available()
+    sharded = scale_name in SHARDED_SCALES
     if not only:
-        return list(notebooks.values())
+        return [p for n, p in notebooks.items() if n in MAIN_RESULT or not sharded]
     wanted = [n.strip().zfill(2) for n in only.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in notebooks]
     if unknown:
         raise KalavaiError(f"unknown notebook number(s) {', '.join(unknown)}; available: {', '.join(notebooks)}")
+    beyond = [n for n in wanted if sharded and n not in MAIN_RESULT]
+    if beyond:
+        raise KalavaiError(f"at scale {scale_name} only the main result runs (notebooks {', '.join(MAIN_RESULT)}), "
+                           f"as in the paper: notebook(s) {', '.join(beyond)} would train dozens more sharded specialists")
     return [notebooks[n] for n in sorted(wanted)]
+
+
+def parse_processes(processes: str | int | None) -> int | None:
+    if processes is None:
+        return None
+    try:
+        n = int(processes)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise KalavaiError(f"--processes takes a positive number, got {processes!r}")
+    return n
 
 
 def parse_seeds(seeds: str | None) -> list[int] | None:
@@ -164,8 +191,13 @@ def kernel_environment():
     """Set KERNEL_ENV (and the warning filter) for kernels started inside; restore afterwards."""
     env = dict(KERNEL_ENV)
     env["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *KERNEL_WARNING_FILTERS]))
+    env["KALAVAI_FSDP"] = None  # a kernel is one process: sharding is for the launched training (`processes`)
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     try:
         yield
     finally:
@@ -176,12 +208,39 @@ def kernel_environment():
                 os.environ[k] = v
 
 
+def launch_training(scale_name: str, processes: int, seeds: str | None = None, runs_root: str | None = None) -> float:
+    """Notebook 02's training over `processes` processes of this machine; returns its seconds.
+
+    `accelerate launch` with accelerate_configs/multi_gpu.yaml, on gloo CPU processes where
+    there is no GPU; KALAVAI_FSDP=1 in the environment shards the model.
+    """
+    import torch
+
+    with socket.socket() as s:  # a free port, so that two runs on one machine do not meet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(LAUNCH_CONFIG),
+           "--num_processes", str(processes), "--main_process_port", str(port),
+           "-m", "kalavai_utils", "train-cooperative", "--scale", scale_name]
+    cmd += ["--seeds", seeds] if seeds else []
+    cmd += ["--runs-root", str(Path(runs_root).resolve())] if runs_root else []
+    env = dict(os.environ)
+    if not torch.cuda.is_available():
+        env["ACCELERATE_USE_CPU"] = "true"
+    began = time.perf_counter()
+    done = subprocess.run(cmd, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        raise KalavaiError(f"notebook 02's training over {processes} processes failed (exit {done.returncode}; "
+                           "its error is printed above)")
+    return time.perf_counter() - began
+
+
 def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = None,
-                  runs_root: str | None = None, kernel: str | None = None) -> list[Path]:
+                  runs_root: str | None = None, kernel: str | None = None, processes: int | None = None) -> list[Path]:
     import papermill as pm
 
     scale = get_scale(scale_name)
-    selected = select(only)
+    selected = select(only, scale.name)
     parsed_seeds = parse_seeds(seeds)
     folder = run_dir(scale, runs_root)
     out_dir = folder / "notebooks"
@@ -196,6 +255,11 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
     written = []
     start = time.perf_counter()
     for i, nb in enumerate(selected, 1):
+        if processes and nb.name.startswith("02"):  # after 00 and 01: the data and base are ready
+            print(f"[kalavai] training notebook 02's specialists over {processes} processes (accelerate launch)", flush=True)
+            seconds = launch_training(scale.name, processes, seeds, runs_root)
+            record_timing(folder, scale.name, "train-cooperative", seconds)
+            print(f"[kalavai] trained in {fmt_seconds(seconds)}", flush=True)
         out = out_dir / nb.name
         tmp = out.with_name(f".{nb.stem}.running.ipynb")
         last = previous.get("notebooks", {}).get(nb.stem, {}).get("seconds")

@@ -184,6 +184,17 @@ SCALES: dict[str, Scale] = {
 }
 
 
+# A 6.9B specialist does not fit one GPU: its fp32 weights, gradients and two AdamW moments
+# take 16 bytes a parameter (110 GB). It trains sharded over several GPUs (KALAVAI_FSDP=1 under
+# `accelerate launch`: `./run_all.sh --processes N`), and, as in the paper, only the main result
+# (notebooks 00-03) is run at that scale.
+SHARDED_SCALES = ("6.9b",)
+
+
+def trains_sharded(scale: Scale) -> bool:
+    return scale.name in SHARDED_SCALES
+
+
 def get_scale(name: str) -> Scale:
     try:
         return SCALES[name]

@@ -1,5 +1,6 @@
 """Tokenizer and base round trips, the contributor/coordinator commands, and bad input."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,8 +96,6 @@ def test_a_new_domain_hands_its_heldout_split_to_the_coordinator(smoke_run, tmp_
 def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_path, monkeypatch):
     # The 6.9B route at smoke size: `accelerate launch` of the contributor command over two CPU
     # processes with KALAVAI_FSDP=1; only the main process reads the base's weights.
-    import os
-
     import torch
 
     from kalavai_utils.protocol.submission import verify_all
@@ -127,6 +126,68 @@ def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_pa
     assert manifest_of(tmp_path / "sharded")["base_fingerprint"] == info["fingerprint"]
 
 
+def test_notebook_02s_training_runs_sharded_before_it_and_the_notebook_finds_it_done(smoke_run, tmp_path, monkeypatch):
+    # The 6.9b route (`KALAVAI_FSDP=1 ./run_all.sh --processes N`) at smoke size: notebook 02's
+    # specialists and monolithic baseline train over two sharded CPU processes first; the
+    # notebook, in one process, then trains nothing (a specialist it trained itself would not be
+    # sharded), and what was handed in equals one process's training.
+    import dataclasses
+    import shutil
+
+    import torch
+
+    from kalavai_utils import notebooks
+    from kalavai_utils.protocol import cooperative
+    from kalavai_utils.protocol.submission import verify_all
+
+    scale, runs, folder, manifest, info = smoke_run
+    mine = pipeline.run_dir(scale, tmp_path)
+    for step in ("data", "base"):  # notebooks 00 and 01 done
+        shutil.copytree(runs / step, mine / step)
+    monkeypatch.setenv("KALAVAI_FSDP", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    notebooks.run_notebooks("smoke", only="02", runs_root=str(tmp_path), processes=2)
+    assert "train-cooperative" in notebooks.read_timings(mine)["notebooks"]
+    coop = cooperative.main_cooperative(scale, mine, scale.seeds[0], mine / folder.relative_to(runs))
+    logs = {p.parent.name: json.loads(p.read_text()) for p in sorted(coop.folder(mine).glob("**/train_log.json"))}
+    assert sorted(logs) == sorted([*scale.domains, "monolithic"])
+    assert all(log["fsdp_shard_fraction"] == pytest.approx(0.5, abs=0.01) for log in logs.values())
+    base = load_causal_lm(info["path"])
+    subs = cooperative.submission_folders(coop, mine)
+    assert all(v["accepted"] for v in verify_all([str(s) for s in subs], base, scale.freeze_layers))
+
+    monkeypatch.delenv("KALAVAI_FSDP")
+    one = dataclasses.replace(coop, monolithic=False, domains=("code",))
+    one_logs = cooperative.train_contributors(one, pipeline.run_dir(scale, tmp_path / "one"), base, info["fingerprint"])
+    assert logs["code"]["loss"] == pytest.approx(one_logs["code"]["loss"], rel=1e-5)
+    sharded = load_causal_lm(coop.folder(mine) / "specialists" / "code" / "submission").state_dict()
+    plain = load_causal_lm(one.folder(pipeline.run_dir(scale, tmp_path / "one")) / "specialists" / "code" / "submission")
+    for name, w in plain.state_dict().items():
+        torch.testing.assert_close(sharded[name], w, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_scale_that_trains_sharded_runs_its_main_result_only_and_never_trains_unsharded(smoke_run, tmp_path, monkeypatch):
+    from kalavai_utils import notebooks
+    from kalavai_utils.protocol import cooperative
+    from kalavai_utils.protocol.training import TrainConfig
+
+    assert [p.name[:2] for p in notebooks.select(None, "6.9b")] == ["00", "01", "02", "03"]
+    assert len(notebooks.select(None, "1b")) == len(notebooks.available())
+    with pytest.raises(KalavaiError, match=r"at scale 6.9b only the main result runs .*notebook\(s\) 04"):
+        notebooks.select("03,04", "6.9b")
+    scale, runs, folder, manifest, info = smoke_run
+    monkeypatch.delenv("KALAVAI_FSDP", raising=False)
+    train = pipeline.data.load_split(folder, "code", "train")
+    with pytest.raises(KalavaiError, match="trains only sharded"):
+        cooperative.train_specialist(load_causal_lm(info["path"]), info["fingerprint"], train,
+                                     TrainConfig.specialist(scale, 42, steps=1), tmp_path / "x", contributor="code",
+                                     data={}, sharded=True)
+    monkeypatch.setenv("KALAVAI_FSDP", "1")
+    with notebooks.kernel_environment():  # a notebook's kernel is one process
+        assert "KALAVAI_FSDP" not in os.environ
+    assert os.environ["KALAVAI_FSDP"] == "1"
+
+
 def _cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "kalavai_utils", *args], capture_output=True, text=True, cwd=cwd)
 
@@ -135,6 +196,8 @@ def _cli(*args, cwd=ROOT):
     (("check-scale", "huge"), "unknown scale 'huge'"),
     (("check-scale", "tiny", "--only", "00,77"), "unknown notebook number(s) 77"),
     (("check-scale", "tiny", "--seeds", "4x"), "--seeds takes comma-separated integers"),
+    (("check-scale", "tiny", "--processes", "0"), "--processes takes a positive number"),
+    (("check-scale", "6.9b", "--only", "05"), "at scale 6.9b only the main result runs"),
     (("verify", "--base", "/nonexistent", "--freeze-layers", "1", "/nonexistent2"), "no such checkpoint folder: /nonexistent"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):

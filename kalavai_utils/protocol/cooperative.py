@@ -24,11 +24,12 @@ from . import data, pipeline, prefix
 from .evaluation import domain_losses, evaluate_domains, heldout_batches
 from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, tensor_sha256
-from .pipeline import CHECKPOINT_DIR, drop_checkpoint, process_state, restart_step
+from .pipeline import CHECKPOINT_DIR, drop_checkpoint, on_main, process_state, restart_step
 from .results import load_results, make_results, write_results
 from .routers import PLAIN, RouterRecipe, make_router, pool_router_input, token_losses, train_routers
 from ..errors import KalavaiError
-from ..scales import Scale
+from ..scales import Scale, trains_sharded
+from .sharding import fsdp_requested
 from ..storage import (
     STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done,
 )
@@ -125,7 +126,7 @@ def specialist_save_every(steps: int) -> int:
 
 def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainConfig, folder: Path, *,
                      contributor: str, data: dict, eval_sets: dict | None = None, lora_spec: dict | None = None,
-                     trained: Path | None = None) -> dict:
+                     trained: Path | None = None, sharded: bool = False) -> dict:
     """Fine-tune a copy of the base and hand it in as `folder/submission`; returns the training log.
 
     Cached: a finished folder made with the same configuration is reused as it is, and with
@@ -140,6 +141,7 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
 
     With `lora_spec`, only LoRA adapters on blocks K..L-1 train; they are merged into the
     weights before the submission is written, so it is an ordinary full checkpoint.
+    With `sharded` (a model too large for one device), training is refused unless it is sharded.
     """
     folder = Path(folder)
     # the curves' held-out sets by content: the same names with other chunks are other curves
@@ -151,8 +153,11 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
         drop_checkpoint(folder)  # left behind only by a kill between marking done and deleting it
         return read_json(folder / TRAINING_LOG)
     restart_step(folder)  # everything but a killed training's checkpoint
-    if trained is not None and process_state().is_main_process and copy_trained(Path(trained), folder, config):
+    if trained is not None and on_main(copy_trained, Path(trained), folder, config):
         return read_json(folder / TRAINING_LOG)
+    if sharded and not fsdp_requested():
+        raise KalavaiError(f"{contributor}: at this scale a specialist trains only sharded over several GPUs; "
+                           "run `KALAVAI_FSDP=1 ./run_all.sh --scale ... --processes 4` (accelerate_configs/README.md)")
     model = copy.deepcopy(base)
     if lora_spec:
         from . import lora  # peft only where LoRA is asked for
@@ -225,7 +230,7 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
         logs[domain] = train_specialist(base, base_fp, train, coop.train_config(domain), coop.folder(runs) / "specialists" / domain,
                                         contributor=domain, data=data_stats(coop.data_dir, domain, train),
                                         eval_sets=curve_sets if coop.all_curves else {domain: heldout[domain]},
-                                        lora_spec=coop.lora, trained=runs)
+                                        lora_spec=coop.lora, trained=runs, sharded=trains_sharded(coop.scale))
     if coop.monolithic:
         train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
         cfg = coop.train_config()
@@ -235,8 +240,23 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
                  "train_sha256": tensor_sha256(train)}  # counts alone would not see edited data
         logs["monolithic"] = train_specialist(base, base_fp, train, cfg, coop.folder(runs) / "monolithic",
                                               contributor="monolithic", data=stats, eval_sets=curve_sets,
-                                              lora_spec=coop.lora)
+                                              lora_spec=coop.lora, sharded=trains_sharded(coop.scale))
     return logs
+
+
+def train_main_cooperatives(scale: Scale, runs: Path, seeds) -> dict[int, dict[str, dict]]:
+    """Notebook 02's training, for several processes (`kalavai train-cooperative` under `accelerate launch`).
+
+    Every process calls it: the data are prepared (the main process first), the offline base
+    is pretrained by all together, then each seed's contributors and monolithic baseline are
+    trained data-parallel, or sharded with KALAVAI_FSDP=1, into the very folders that notebook 02
+    then finds done. When sharded, only the main process reads the base's weights.
+    Returns the training logs by seed and contributor.
+    """
+    folder, _ = pipeline.prepare_corpus(scale, runs)
+    base_fp = pipeline.prepare_base(scale, runs)["fingerprint"]
+    base = pipeline.load_base(scale, runs, weights=process_state().is_main_process or not fsdp_requested())
+    return {seed: train_contributors(main_cooperative(scale, runs, seed, folder), runs, base, base_fp) for seed in seeds}
 
 
 def submission_folders(coop: Cooperative, runs: Path) -> list[Path]:

@@ -15,10 +15,15 @@ still matches and redoes the others (see storage.step_is_done). A step that trai
 its `checkpoint/` folder across a rerun (`restart_step`), so a killed training resumes
 from its last saved state (training.train_causal_lm) instead of starting over; the folder
 is deleted once the step is marked done.
+
+Under `accelerate launch` (the command `train-cooperative`) every process runs these steps:
+the data are prepared by the main process first (`main_first`), the offline base is pretrained
+by all processes together, and only the main process writes.
 """
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import random
 import shutil
@@ -26,7 +31,7 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from accelerate.utils import parse_flag_from_env
+from accelerate.utils import broadcast_object_list, parse_flag_from_env
 
 from . import data, tokenizer as tok
 from ..errors import KalavaiError
@@ -48,6 +53,29 @@ def process_state() -> PartialState:
     otherwise look like one process.
     """
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def main_first(step):
+    """A step that prepares files: under `accelerate launch` the main process runs it first, then
+    the others, who find it done (its cache check) instead of writing the same files at once."""
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        with process_state().main_process_first():
+            return step(*args, **kwargs)
+    return run
+
+
+def on_main(fn, *args):
+    """`fn(*args)` run by the main process only, its result sent to every process (picklable).
+
+    If the main process fails, the launcher ends the others (they would wait here otherwise).
+    """
+    state = process_state()
+    if state.num_processes == 1:
+        return fn(*args)
+    box = [fn(*args) if state.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 def end_processes(wait: bool = True) -> None:
@@ -130,6 +158,7 @@ def pretrain_documents(scale: Scale) -> list[str]:
     return docs
 
 
+@main_first
 def prepare_tokenizer(scale: Scale, runs: Path):
     """Offline: train a byte-level BPE on the pretraining mixture; hub: Pythia's tokenizer."""
     if scale.is_hub:
@@ -153,6 +182,7 @@ def tokenizer_hash(scale: Scale, runs: Path) -> str:
 
 # ---------------------------------------------------------------- corpora
 
+@main_first
 def prepare_corpus(scale: Scale, runs: Path, domains=None, overlap: float | None = None) -> tuple[Path, dict]:
     """Chunk files + manifest for contributors' domains; returns (data folder, manifest)."""
     tokenizer = prepare_tokenizer(scale, runs)
@@ -164,6 +194,7 @@ def prepare_corpus(scale: Scale, runs: Path, domains=None, overlap: float | None
     return out, manifest
 
 
+@main_first
 def prepare_pretrain_corpus(scale: Scale, runs: Path) -> Path:
     """The pretraining mixture as one 'domain' (train / held-out split as any other)."""
     tokenizer = prepare_tokenizer(scale, runs)
@@ -247,9 +278,9 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
         if scale.is_hub or fingerprint(load_causal_lm(info["path"])) == info["fingerprint"]:
             drop_checkpoint(runs / "base")  # left behind only by a kill between marking done and deleting it
             return info
-    if scale.is_hub:
-        model = load_causal_lm(scale.hub_model, scale.hub_revision)
-        info = {"path": scale.hub_model, "revision": scale.hub_revision, "fingerprint": fingerprint(model)}
+    if scale.is_hub:  # read and hashed once, not once per process (6.9B: 28 GB in fp32)
+        info = on_main(lambda: {"path": scale.hub_model, "revision": scale.hub_revision,
+                                "fingerprint": fingerprint(load_causal_lm(scale.hub_model, scale.hub_revision))})
     else:
         prepare_tokenizer(scale, runs)
         config["tokenizer"] = tokenizer_hash(scale, runs)
@@ -276,14 +307,17 @@ def _absolute(info: dict, runs: Path, scale: Scale) -> dict:
     return info if scale.is_hub else {**info, "path": str(runs / info["path"])}
 
 
-def load_base(scale: Scale, runs: Path, revision: str | None = None):
-    """The shared base (or another saved revision of it), checked against its fingerprint."""
+def load_base(scale: Scale, runs: Path, revision: str | None = None, weights: bool = True):
+    """The shared base (or another saved revision of it), checked against its fingerprint.
+
+    `weights=False`: on the meta device, for the processes of a sharded training (sharding.py).
+    """
     info = prepare_base(scale, runs)
     if scale.is_hub:
-        return load_causal_lm(scale.hub_model, revision or scale.hub_revision)
+        return load_causal_lm(scale.hub_model, revision or scale.hub_revision, weights=weights)
     path = revision_dir(runs, revision) if revision else Path(info["path"])
-    model = load_causal_lm(path)
-    if revision is None and fingerprint(model) != info["fingerprint"]:
+    model = load_causal_lm(path, weights=weights)
+    if weights and revision is None and fingerprint(model) != info["fingerprint"]:
         raise KalavaiError(f"base checkpoint {path} does not match its recorded fingerprint; delete runs/{scale.name}/base and rerun notebook 01")
     return model
 

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
 
             from .notebooks import parse_processes
 
-            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel, parse_processes(args.processes))
+            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel, parse_processes(args.processes, args.scale))
         elif args.command == "check-scale":
             from .notebooks import parse_processes, parse_seeds, select
             from .scales import get_scale
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
             get_scale(args.scale)
             select(args.only, args.scale)
             parse_seeds(args.seeds)
-            parse_processes(args.processes)
+            parse_processes(args.processes, args.scale)
         elif args.command == "train-cooperative":
             from .notebooks import parse_seeds
             from .protocol.cooperative import train_main_cooperatives

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .errors import KalavaiError
 from .protocol.pipeline import ROOT, run_dir
+from .protocol.training import TrainConfig, local_grad_accum
 from .scales import SHARDED_SCALES, get_scale
 from .storage import atomic_write_json, atomic_write_text, read_json
 
@@ -74,7 +75,8 @@ def select(only: str | None, scale_name: str | None = None) -> list[Path]:
     return [notebooks[n] for n in sorted(wanted)]
 
 
-def parse_processes(processes: str | int | None) -> int | None:
+def parse_processes(processes: str | int | None, scale_name: str) -> int | None:
+    """The process count for notebook 02's training; it must split the scale's global batch evenly."""
     if processes is None:
         return None
     try:
@@ -83,6 +85,8 @@ def parse_processes(processes: str | int | None) -> int | None:
         n = 0
     if n < 1:
         raise KalavaiError(f"--processes takes a positive number, got {processes!r}")
+    scale = get_scale(scale_name)
+    local_grad_accum(TrainConfig.specialist(scale, scale.seeds[0]), n)  # checked now, not after notebooks 00-01
     return n
 
 

@@ -101,17 +101,14 @@ def main(argv=None) -> int:
         if args.command == "run-notebooks":
             from .notebooks import run_notebooks
 
-            from .notebooks import parse_processes
-
-            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel, parse_processes(args.processes, args.scale))
+            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel, args.processes)
         elif args.command == "check-scale":
             from .notebooks import parse_processes, parse_seeds, select
             from .scales import get_scale
 
             get_scale(args.scale)
-            select(args.only, args.scale)
+            parse_processes(args.processes, args.scale, select(args.only, args.scale))
             parse_seeds(args.seeds)
-            parse_processes(args.processes, args.scale)
         elif args.command == "train-cooperative":
             from .notebooks import parse_seeds
             from .protocol.cooperative import train_main_cooperatives

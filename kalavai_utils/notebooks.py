@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .errors import KalavaiError
 from .protocol.pipeline import ROOT, run_dir
+from .protocol.sharding import refuse_unsharded
 from .protocol.training import TrainConfig, local_grad_accum
 from .scales import SHARDED_SCALES, get_scale
 from .storage import atomic_write_json, atomic_write_text, read_json
@@ -75,18 +76,21 @@ def select(only: str | None, scale_name: str | None = None) -> list[Path]:
     return [notebooks[n] for n in sorted(wanted)]
 
 
-def parse_processes(processes: str | int | None, scale_name: str) -> int | None:
-    """The process count for notebook 02's training; it must split the scale's global batch evenly."""
-    if processes is None:
-        return None
-    try:
-        n = int(processes)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise KalavaiError(f"--processes takes a positive number, got {processes!r}")
-    scale = get_scale(scale_name)
-    local_grad_accum(TrainConfig.specialist(scale, scale.seeds[0]), n)  # checked now, not after notebooks 00-01
+def parse_processes(processes: str | int | None, scale_name: str, selected: list[Path]) -> int | None:
+    """The process count for notebook 02's training, checked now rather than after notebooks 00-01:
+    it must split the scale's global batch evenly, and a scale that trains sharded needs it."""
+    n = None
+    if processes is not None:
+        try:
+            n = int(processes)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise KalavaiError(f"--processes takes a positive number, got {processes!r}")
+        scale = get_scale(scale_name)
+        local_grad_accum(TrainConfig.specialist(scale, scale.seeds[0]), n)
+    if scale_name in SHARDED_SCALES and any(nb.name.startswith("02") for nb in selected):
+        refuse_unsharded(scale_name, n or 1)
     return n
 
 
@@ -240,11 +244,12 @@ def launch_training(scale_name: str, processes: int, seeds: str | None = None, r
 
 
 def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = None,
-                  runs_root: str | None = None, kernel: str | None = None, processes: int | None = None) -> list[Path]:
+                  runs_root: str | None = None, kernel: str | None = None, processes: str | int | None = None) -> list[Path]:
     import papermill as pm
 
     scale = get_scale(scale_name)
     selected = select(only, scale.name)
+    processes = parse_processes(processes, scale.name, selected)
     parsed_seeds = parse_seeds(seeds)
     folder = run_dir(scale, runs_root)
     out_dir = folder / "notebooks"

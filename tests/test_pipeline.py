@@ -128,9 +128,9 @@ def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_pa
 
 def test_notebook_02s_training_runs_sharded_before_it_and_the_notebook_finds_it_done(smoke_run, tmp_path, monkeypatch):
     # The 6.9b route (`KALAVAI_FSDP=1 ./run_all.sh --processes N`) at smoke size: notebook 02's
-    # specialists and monolithic baseline train over two sharded CPU processes first; the
-    # notebook, in one process, then trains nothing (a specialist it trained itself would not be
-    # sharded), and what was handed in equals one process's training.
+    # corpus, specialists and monolithic baseline are made by two sharded CPU processes first;
+    # the notebook, in one process, then trains nothing (a specialist it trained itself would not
+    # be sharded), and what was handed in equals one process's training.
     import dataclasses
     import shutil
 
@@ -142,7 +142,7 @@ def test_notebook_02s_training_runs_sharded_before_it_and_the_notebook_finds_it_
 
     scale, runs, folder, manifest, info = smoke_run
     mine = pipeline.run_dir(scale, tmp_path)
-    for step in ("data", "base"):  # notebooks 00 and 01 done
+    for step in ("data/tokenizer", "data/pretrain", "base"):  # the base made; the corpus is made by the launch
         shutil.copytree(runs / step, mine / step)
     monkeypatch.setenv("KALAVAI_FSDP", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -165,6 +165,17 @@ def test_notebook_02s_training_runs_sharded_before_it_and_the_notebook_finds_it_
     for name, w in plain.state_dict().items():
         torch.testing.assert_close(sharded[name], w, rtol=1e-5, atol=1e-6, msg=name)
 
+    # A specialist that another cooperative trained the same way is copied by the main process's
+    # decision, and every process moves on (the others must not train it alone, waiting forever).
+    code = coop.folder(mine) / "specialists" / "code"
+    elsewhere = mine / "elsewhere" / "specialists"
+    elsewhere.mkdir(parents=True)
+    code.rename(elsewhere / "code")
+    monkeypatch.setenv("KALAVAI_FSDP", "1")
+    notebooks.launch_training("smoke", 2, runs_root=str(tmp_path))
+    copied = json.loads((code / "train_log.json").read_text())
+    assert copied["copied_from"] == "elsewhere/specialists/code" and copied["loss"] == logs["code"]["loss"]
+
 
 def test_a_scale_that_trains_sharded_runs_its_main_result_only_and_never_trains_unsharded(smoke_run, tmp_path, monkeypatch):
     from kalavai_utils import notebooks
@@ -178,11 +189,18 @@ def test_a_scale_that_trains_sharded_runs_its_main_result_only_and_never_trains_
     scale, runs, folder, manifest, info = smoke_run
     monkeypatch.delenv("KALAVAI_FSDP", raising=False)
     train = pipeline.data.load_split(folder, "code", "train")
-    with pytest.raises(KalavaiError, match="trains only sharded"):
+    with pytest.raises(KalavaiError, match="at scale 6.9b the specialists train only sharded"):
         cooperative.train_specialist(load_causal_lm(info["path"]), info["fingerprint"], train,
                                      TrainConfig.specialist(scale, 42, steps=1), tmp_path / "x", contributor="code",
-                                     data={}, sharded=True)
+                                     data={}, sharded="6.9b")
+    with pytest.raises(KalavaiError, match="train only sharded"):  # before any process loads the base
+        cooperative.train_main_cooperatives(get_scale("6.9b"), tmp_path / "runs", [42])
+    for processes in (None, "1"):  # before notebooks 00-01, too
+        with pytest.raises(KalavaiError, match="KALAVAI_FSDP=1 ./run_all.sh --scale 6.9b --processes 4"):
+            notebooks.parse_processes(processes, "6.9b", notebooks.select("02", "6.9b"))
+    assert notebooks.parse_processes(None, "6.9b", notebooks.select("03", "6.9b")) is None  # evaluation only
     monkeypatch.setenv("KALAVAI_FSDP", "1")
+    assert notebooks.parse_processes("4", "6.9b", notebooks.select("02", "6.9b")) == 4
     with notebooks.kernel_environment():  # a notebook's kernel is one process
         assert "KALAVAI_FSDP" not in os.environ
     assert os.environ["KALAVAI_FSDP"] == "1"

@@ -29,7 +29,7 @@ from .results import load_results, make_results, write_results
 from .routers import PLAIN, RouterRecipe, make_router, pool_router_input, token_losses, train_routers
 from ..errors import KalavaiError
 from ..scales import Scale, trains_sharded
-from .sharding import fsdp_requested
+from .sharding import fsdp_requested, refuse_unsharded
 from ..storage import (
     STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done,
 )
@@ -126,7 +126,7 @@ def specialist_save_every(steps: int) -> int:
 
 def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainConfig, folder: Path, *,
                      contributor: str, data: dict, eval_sets: dict | None = None, lora_spec: dict | None = None,
-                     trained: Path | None = None, sharded: bool = False) -> dict:
+                     trained: Path | None = None, sharded: str | None = None) -> dict:
     """Fine-tune a copy of the base and hand it in as `folder/submission`; returns the training log.
 
     Cached: a finished folder made with the same configuration is reused as it is, and with
@@ -141,7 +141,8 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
 
     With `lora_spec`, only LoRA adapters on blocks K..L-1 train; they are merged into the
     weights before the submission is written, so it is an ordinary full checkpoint.
-    With `sharded` (a model too large for one device), training is refused unless it is sharded.
+    With `sharded` (the name of a scale whose models do not fit one device), training is refused
+    unless it is sharded.
     """
     folder = Path(folder)
     # the curves' held-out sets by content: the same names with other chunks are other curves
@@ -155,9 +156,8 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
     restart_step(folder)  # everything but a killed training's checkpoint
     if trained is not None and on_main(copy_trained, Path(trained), folder, config):
         return read_json(folder / TRAINING_LOG)
-    if sharded and not fsdp_requested():
-        raise KalavaiError(f"{contributor}: at this scale a specialist trains only sharded over several GPUs; "
-                           "run `KALAVAI_FSDP=1 ./run_all.sh --scale ... --processes 4` (accelerate_configs/README.md)")
+    if sharded:
+        refuse_unsharded(sharded)
     model = copy.deepcopy(base)
     if lora_spec:
         from . import lora  # peft only where LoRA is asked for
@@ -224,13 +224,14 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
     """
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     curve_sets = {d: c for d, c in heldout.items()}
+    sharded = coop.scale.name if trains_sharded(coop.scale) else None
     logs = {}
     for domain in coop.domains:
         train = data.load_split(coop.data_dir, domain, "train")
         logs[domain] = train_specialist(base, base_fp, train, coop.train_config(domain), coop.folder(runs) / "specialists" / domain,
                                         contributor=domain, data=data_stats(coop.data_dir, domain, train),
                                         eval_sets=curve_sets if coop.all_curves else {domain: heldout[domain]},
-                                        lora_spec=coop.lora, trained=runs, sharded=trains_sharded(coop.scale))
+                                        lora_spec=coop.lora, trained=runs, sharded=sharded)
     if coop.monolithic:
         train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
         cfg = coop.train_config()
@@ -240,7 +241,7 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
                  "train_sha256": tensor_sha256(train)}  # counts alone would not see edited data
         logs["monolithic"] = train_specialist(base, base_fp, train, cfg, coop.folder(runs) / "monolithic",
                                               contributor="monolithic", data=stats, eval_sets=curve_sets,
-                                              lora_spec=coop.lora, sharded=trains_sharded(coop.scale))
+                                              lora_spec=coop.lora, sharded=sharded)
     return logs
 
 
@@ -250,9 +251,11 @@ def train_main_cooperatives(scale: Scale, runs: Path, seeds) -> dict[int, dict[s
     Every process calls it: the data are prepared (the main process first), the offline base
     is pretrained by all together, then each seed's contributors and monolithic baseline are
     trained data-parallel, or sharded with KALAVAI_FSDP=1, into the very folders that notebook 02
-    then finds done. When sharded, only the main process reads the base's weights.
+    then finds done. When sharded, only the main process holds the base's weights.
     Returns the training logs by seed and contributor.
     """
+    if trains_sharded(scale):  # before every process loads a base too large for it
+        refuse_unsharded(scale.name)
     folder, _ = pipeline.prepare_corpus(scale, runs)
     base_fp = pipeline.prepare_base(scale, runs)["fingerprint"]
     base = pipeline.load_base(scale, runs, weights=process_state().is_main_process or not fsdp_requested())

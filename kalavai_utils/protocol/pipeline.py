@@ -17,8 +17,9 @@ from its last saved state (training.train_causal_lm) instead of starting over; t
 is deleted once the step is marked done.
 
 Under `accelerate launch` (the command `train-cooperative`) every process runs these steps:
-the data are prepared by the main process first (`main_first`), the offline base is pretrained
-by all processes together, and only the main process writes.
+the data are prepared by the main process first and then found ready by the others
+(`main_first`), the base is read and checked by the main process (`on_main`), the offline base
+is pretrained by all processes together, and only the main process writes what they train.
 """
 from __future__ import annotations
 
@@ -275,7 +276,7 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
                   "tokenizer": tokenizer_hash(scale, runs) if (runs / "data" / "tokenizer" / "tokenizer.json").exists() else None}
     if step_is_done(runs / "base", config) and info_path.exists():
         info = _absolute(read_json(info_path), runs, scale)
-        if scale.is_hub or fingerprint(load_causal_lm(info["path"])) == info["fingerprint"]:
+        if scale.is_hub or on_main(lambda: fingerprint(load_causal_lm(info["path"])) == info["fingerprint"]):
             drop_checkpoint(runs / "base")  # left behind only by a kill between marking done and deleting it
             return info
     if scale.is_hub:  # read and hashed once, not once per process (6.9B: 28 GB in fp32)

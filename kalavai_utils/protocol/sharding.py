@@ -38,6 +38,13 @@ def fsdp_requested() -> bool:
     return os.environ.get("KALAVAI_FSDP", "0") == "1"
 
 
+def refuse_unsharded(scale_name: str, processes: int | None = None) -> None:
+    """A scale whose specialists do not fit one device: one line unless this training is sharded."""
+    if not fsdp_requested() or (processes is not None and processes < 2):
+        raise KalavaiError(f"at scale {scale_name} the specialists train only sharded over several GPUs: run "
+                           f"`KALAVAI_FSDP=1 ./run_all.sh --scale {scale_name} --processes 4` (accelerate_configs/README.md)")
+
+
 def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The transformer blocks, one FSDP unit each: the classes transformers marks as never split."""
     names = set(getattr(model, "_no_split_modules", None) or ())
@@ -63,7 +70,7 @@ def shard(model: torch.nn.Module, device: torch.device, num_processes: int, is_m
     for n, p in sharded.named_parameters():
         p.requires_grad_(n in trainable)
     if checkpointing:
-        sharded.activation_checkpointing_enable()
+        sharded.gradient_checkpointing_enable()
     mesh = init_device_mesh(device.type, (num_processes,))
     # Weights gathered and gradients reduced in fp32; bf16 comes from the caller's autocast, as
     # for an unsharded model, so sharding changes the arithmetic in nothing but the order of sums.

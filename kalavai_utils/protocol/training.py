@@ -288,7 +288,8 @@ def train_causal_lm(
     seq_len = train_chunks.shape[1]
     flops_per_token = training_flops_per_token(model, seq_len)
     if cfg.grad_checkpointing:
-        model.activation_checkpointing_enable()
+        # (renamed activation_checkpointing_* in later 5.x releases; this name works in every 5.x)
+        model.gradient_checkpointing_enable()
     trained = sharding.shard(model, accelerator.device, n_proc, main, cfg.grad_checkpointing) if fsdp else model
     if compile_requested():
         trained.compile()  # in place: the module, its names and its state dict stay as they are
@@ -425,7 +426,7 @@ def train_causal_lm(
         sharding.leave_without_weights(model)
     model.eval()
     if cfg.grad_checkpointing:
-        model.activation_checkpointing_disable()
+        model.gradient_checkpointing_disable()
     for p in model.parameters():
         p.requires_grad_(False)
 

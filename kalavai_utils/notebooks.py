@@ -263,6 +263,8 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
           + (f", from the run of {previous['date']}" if previous.get("date") else ""), flush=True)
     written = []
     start = time.perf_counter()
+    if processes and not any(nb.name.startswith("02") for nb in selected):
+        print("[kalavai] --processes: notebook 02 is not among these, so no training is launched", flush=True)
     for i, nb in enumerate(selected, 1):
         if processes and nb.name.startswith("02"):  # after 00 and 01: the data and base are ready
             print(f"[kalavai] training notebook 02's specialists over {processes} processes (accelerate launch)", flush=True)

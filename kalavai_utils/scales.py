@@ -184,6 +184,11 @@ SCALES: dict[str, Scale] = {
 }
 
 
+# Pythia's shapes (the Hub configs of EleutherAI/pythia-410m and -1b), for what is computed
+# without loading them: hidden size, layers, intermediate size, vocabulary.
+PYTHIA_SHAPES = {"410m": (1024, 24, 4096, 50304), "1b": (2048, 16, 8192, 50304)}
+
+
 # A 6.9B specialist does not fit one GPU: its fp32 weights, gradients and two AdamW moments
 # take 16 bytes a parameter (110 GB). It trains sharded over several GPUs (KALAVAI_FSDP=1 under
 # `accelerate launch`: `./run_all.sh --processes N`), and, as in the paper, only the main result

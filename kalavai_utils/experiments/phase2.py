@@ -5,12 +5,12 @@ through submission and verification, routers, evaluation, results in the common 
 under runs/<scale>/phase2/<section>/seed<seed>/:
 
 - "cross-lingual": three languages the base is weak on, plus code (paper: Tamil, Yoruba,
-  Welsh + code on Pythia-410M, +21.87%). Offline: the three generated languages.
+  Welsh + code on Pythia-410M, `paper.CROSS_LINGUAL`). Offline: the three generated languages.
 - "private": three domains the base never saw in pretraining (paper: PubMed, EUR-Lex,
-  BigPatent, +10.17%). Offline: corpora.PRIVATE_DOMAINS. The scale's `extra_domains` will
+  BigPatent, `paper.PRIVATE_DOMAINS`). Offline: corpora.PRIVATE_DOMAINS. The scale's `extra_domains` will
   not do: pipeline.pretrain_documents puts every one of them in the base's mixture.
 - "twenty": ten languages and ten English-like domains, one contributor each (paper:
-  Pythia-1B, +16.71%, the out-of-sample test of its divergence-gain line).
+  Pythia-1B, `paper.TWENTY_CONTRIBUTOR_GAIN`, the out-of-sample test of its divergence-gain line).
 
 Beside the routers every cooperative reports, router *recipes* from the authors' later code
 are fitted on the same frozen experts (routers.RouterRecipe, `Cooperative.recipes`): the warm

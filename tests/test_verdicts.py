@@ -81,3 +81,20 @@ def test_top1_dispatch_is_judged_far_worse_only_when_its_loss_is_well_above_dens
     same = {"r": {"dense": {"ew": 2.0}, "top1-sequence": {"ew": 2.0}}}
     assert inference.loss_verdicts(worse)["holds"].tolist() == [True]
     assert inference.loss_verdicts(same)["holds"].tolist() == [False]
+
+
+def test_the_regime_bars_reach_the_reference_summary_and_can_fail(tmp_path):
+    from kalavai_utils.analysis import reference
+    from kalavai_utils.storage import atomic_write_json
+
+    base = {d: 3.0 for d in DOMAINS}
+    # code's specialist forgets 10% on science: over the 6% bar
+    specs = {d: {o: (2.7 if o == d else 3.0) for o in DOMAINS} for d in DOMAINS}
+    specs["code"]["science"] = 3.3
+    atomic_write_json(tmp_path / "main" / "main" / "seed42" / "baselines" / "losses.json",
+                      {"base": base, **{f"spec:{d}": specs[d] for d in DOMAINS}})
+    verdicts = reference.summarize_specialists(tmp_path)["verdicts"]
+    bars = {k: v for k, v in verdicts.items() if k.startswith("regime:")}
+    assert len(bars) == 3
+    assert not next(v for k, v in bars.items() if "forgetting" in k)
+    assert next(v for k, v in bars.items() if "divergence" in k)  # 10% for every specialist

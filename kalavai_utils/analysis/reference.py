@@ -28,7 +28,7 @@ from pathlib import Path
 
 
 from ..errors import KalavaiError
-from ..protocol.metrics import divergence_pct
+from ..protocol.metrics import divergence_pct, regime_calibration
 from .report import language_gap
 from ..protocol.results import load_results
 from ..storage import atomic_write_json, read_json
@@ -136,6 +136,10 @@ def summarize_specialists(runs: Path) -> dict:
     rows = [s for seed in seeds.values() for s in seed["specialists"].values()]
     verdicts = {"every specialist beats the base on its own domain": all(r["beats_base_on_own_domain"] for r in rows),
                 "every specialist forgets elsewhere": all(r["worst_forgetting_pct"] > 0 for r in rows)}
+    # the regime's three bars (notebook 02's calibration), each holding in every seed or not
+    bars = [regime_calibration(seed["losses"], {d: f"spec:{d}" for d in seed["specialists"]}, list(seed["specialists"]))["verdicts"]
+            for seed in seeds.values()]
+    verdicts.update({f"regime: {bar} (every seed)": all(b[bar] for b in bars) for bar in bars[0]})
     return {"main": seeds, "verdicts": verdicts}
 
 

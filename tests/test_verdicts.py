@@ -56,7 +56,12 @@ def test_the_paper_freeze_sweep_is_matched_by_the_share_of_blocks_frozen():
     assert ablations.paper_freeze_gain(2, 4) == f[12]  # half the blocks, as the paper's K=12 of 24
     assert ablations.paper_freeze_gain(0, 4) == f[0]
     assert math.isnan(ablations.paper_freeze_gain(3, 4))  # K=18 of 24: not in the paper's sweep
-    assert ablations.paper_freeze_gain(4, 0) == f[4]  # Hub results record no depth of their own: Pythia-410M's
+    # Hub results record no depth of their own: their Pythia model's, 24 blocks at 410m, 16 at 1b
+    hub = {"config": {"scale": {"name": "1b", "n_layers": 0}}}
+    assert ablations.result_layers(hub) == 16
+    assert ablations.paper_freeze_gain(8, ablations.result_layers(hub)) == f[12]  # half of 1B's blocks
+    assert ablations.paper_freeze_gain(4, ablations.result_layers({"config": {"scale": {"name": "410m", "n_layers": 0}}})) == f[4]
+    assert math.isnan(ablations.paper_freeze_gain(4, 0))  # depth unknown
 
 
 def test_cross_lingual_claims_need_a_larger_gain_than_the_main_cooperative_and_a_several_fold_fall(tmp_path):
@@ -74,6 +79,14 @@ def test_cross_lingual_claims_need_a_larger_gain_than_the_main_cooperative_and_a
     assert gain_claim["holds"] == (cross_gain > main["metrics"]["gain_vs_best_pct"]["fused:mlp:sequence"])
     # lang_a falls e^1 = 2.7x, lang_b 1.5x: not several-fold on every language; code is not a language
     assert not fold_claim["holds"] and "lang_b 1.50x" in fold_claim["numbers"] and "code" not in fold_claim["numbers"].split("(")[0]
+    assert not gain_claim["holds"]  # the main cooperative's specialists are weaker: its gain is the larger
+    # both hold: every language falls e^1.5 = 4.5x, and the main cooperative gains less than this one
+    losses["fused:mlp:sequence"] = {"lang_a": 1.5, "lang_b": 1.5, "code": 2.0}
+    cross = [make_results(experiment="phase2", condition="cross-lingual", scale="tiny", seed=42, config={}, base_fingerprint="x",
+                          domains=langs, losses=losses, specialists={d: f"spec:{d}" for d in langs})]
+    main = _fill(_results(fused={"code": 2.5, "science": 2.5, "fiction": 2.5}, monolithic={d: 2.6 for d in DOMAINS}))
+    write_results(tmp_path / "main" / "main" / "seed42" / "results.json", main)
+    assert all(c["holds"] for c in phase2.cross_lingual_claims(tmp_path, cross, "fused:mlp:sequence"))
 
 
 def test_top1_dispatch_is_judged_far_worse_only_when_its_loss_is_well_above_dense():

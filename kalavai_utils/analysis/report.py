@@ -188,6 +188,20 @@ def regime_table(baselines: dict[int, dict], domains) -> tuple[pd.DataFrame, pd.
     return pd.DataFrame(rows), verdicts
 
 
+def specialist_claims(baselines: dict[int, dict], domains) -> pd.DataFrame:
+    """Notebook 02's claims per seed and specialist: its own-domain loss against the base's, and
+    the other main domains where it is worse than the base (it forgets there)."""
+    rows = []
+    for seed, losses in baselines.items():
+        for d in domains:
+            spec = losses[f"spec:{d}"]
+            worse = [o for o in domains if o != d and spec[o] > losses["base"][o]]
+            rows.append({"seed": seed, "specialist": d, "own-domain loss": round(spec[d], 4),
+                         "base there": round(losses["base"][d], 4), "beats base on own domain": spec[d] < losses["base"][d],
+                         "worse than base on": ", ".join(worse) or "—", "forgets elsewhere": bool(worse)})
+    return pd.DataFrame(rows)
+
+
 def domain_kind(domain: str, languages) -> str:
     """'language', 'code' or 'English-like prose': code is real Python, dense in symbols, and
     harder per character than any text, so it is kept apart when languages are compared with prose."""

@@ -566,27 +566,43 @@ def _verdict(claim: str, holds: bool, numbers: str) -> dict:
 
 def paper_freeze_gain(k: int, n_layers: int) -> float:
     """The paper's 410M gain at the same share of blocks frozen (k of n_layers), NaN where it has none."""
-    layers_410m = PYTHIA_SHAPES["410m"][1]
-    k_410m = k * layers_410m / (n_layers or layers_410m)  # (a Hub scale's results count their own depth)
+    if not n_layers:
+        return math.nan  # depth unknown
+    k_410m = k * PYTHIA_SHAPES["410m"][1] / n_layers
     return paper.FREEZE_SWEEP_410M.get(int(k_410m), math.nan) if k_410m == int(k_410m) else math.nan
+
+
+def result_layers(result: dict) -> int:
+    """The number of blocks of a result's models: the offline scale's, or the Pythia model's at a Hub scale (0 if unknown)."""
+    scale = result["config"]["scale"]
+    return int(scale.get("n_layers") or PYTHIA_SHAPES.get(scale.get("name"), (0, 0))[1])
 
 
 def freeze_table(res: dict) -> tuple[pd.DataFrame, dict]:
     model = _paper_model(res)
-    n_layers = int(next(iter(res.values()))[0]["config"]["scale"]["n_layers"])
+    n_layers = result_layers(next(iter(res.values()))[0])
+    paper_col = f"paper 410M gain (%), same share of its {PYTHIA_SHAPES['410m'][1]} blocks frozen"
     rows = [{"frozen blocks K": int(k), "gain (%)": _mean(rs, _gain(model)), "gain, causal router (%)": _mean(rs, _gain(CAUSAL_FUSED)),
              "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
-             f"paper 410M gain (%), same share of its {PYTHIA_SHAPES['410m'][1]} blocks frozen": paper_freeze_gain(int(k), n_layers)}
+             paper_col: paper_freeze_gain(int(k), n_layers)}
             for k, rs in res.items()]
     t = pd.DataFrame(rows).sort_values("frozen blocks K").reset_index(drop=True)
     g = t["gain (%)"].to_numpy()
     slope = float(np.polyfit(t["frozen blocks K"], g, 1)[0]) if len(t) > 1 else math.nan
     drop = float(g[0] - g[-1])
-    # "slowly": the paper loses 24% of its K=0 gain by K=12 (paper.FREEZE_SWEEP_410M); here: falls, and by less than half
+    # "slowly": the paper loses a quarter of its K=0 gain by its deepest K (paper.FREEZE_SWEEP_410M);
+    # here the whole ladder to L-1 blocks must fall, and by less than half
     holds = slope < 0 and g[-1] > 0 and drop < 0.5 * g[0]
     nums = (f"K={t['frozen blocks K'].iloc[0]}: {g[0]:+.2f}% -> K={t['frozen blocks K'].iloc[-1]}: {g[-1]:+.2f}% "
             f"(drop {drop:.2f} pp = {drop / g[0]:.0%} of the K=0 gain; slope {slope:+.2f} pp per block; "
             f"paper 410M: {_paper_freeze_drop()})")
+    # beside it, the share of the K=0 gain lost at each depth the paper also measured (same share of blocks)
+    ref0 = t[paper_col].iloc[0]
+    matched = [(int(k), 1 - gk / g[0], 1 - pk / ref0) for k, gk, pk in zip(t["frozen blocks K"], g, t[paper_col])
+               if k > 0 and not math.isnan(pk) and not math.isnan(ref0)]
+    if matched:
+        nums += ("; at the depths the paper also measured, share of the K=0 gain lost here vs the paper: "
+                 + ", ".join(f"K={k} of {n_layers}: {ours:.0%} vs {theirs:.0%}" for k, ours, theirs in matched))
     return t, _verdict("gain falls slowly as more blocks are frozen", holds, nums)
 
 
@@ -751,6 +767,7 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
     ratio = params["capacity"] / params["specialist"] if params.get("specialist") else math.nan
     fraction = c.get("pretrain_fraction", 1.0)
     tm = r["extra"].get("timings", {})
+    paper_bigger_ahead = paper.CAPACITY_CONTROL_1_4B_GAIN > paper.HEADLINE["410m"]["gain"]
     nums = (f"capacity control {m['gain_vs_best_pct']['capacity']:+.2f}% vs fused {m['gain_vs_best_pct'][model]:+.2f}% "
             f"(vs best specialist); {params['capacity']:,} parameters = {ratio:.2f} x a specialist; "
             f"{c['steps']} steps on the mix"
@@ -758,12 +775,12 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
             + (f" (only {fraction:g} of the base's {round(c['pretrain_steps'] / fraction)} pretraining steps, to fit the machine: "
                "it read fewer tokens than the base, so this is not the paper's like-for-like control)" if fraction != 1 else "")
             + (f"; cost: pretraining {tm['pretrain_seconds']:.0f} s + training {tm['train_seconds']:.0f} s" if tm.get("pretrain_seconds") else "")
-            + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}% vs the best specialist, above its fused 410M"
-            f" cooperative's {paper.HEADLINE['410m']['gain']:+.2f}%: by the paper's own numbers the bigger model is ahead)")
-    # The paper reports the control without claiming fusion wins it, and its numbers say it does not:
-    # the question checked is the practitioner's: would one bigger model do as well?
-    return t, _verdict("fusion beats a capacity-matched single model (the control's question; "
-                       "the paper's own numbers answer no)", m["ew"][model] < m["ew"]["capacity"], nums)
+            + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}% vs the best specialist, "
+            f"{'above' if paper_bigger_ahead else 'below'} its fused 410M cooperative's {paper.HEADLINE['410m']['gain']:+.2f}%)")
+    # The paper reports the control without claiming that fusion wins it: the question checked is
+    # the practitioner's (would one bigger model do as well?), and the label says how the paper's numbers answer it.
+    return t, _verdict("fusion beats a capacity-matched single model (the control's question; the paper's own numbers "
+                       f"answer {'no' if paper_bigger_ahead else 'yes'})", m["ew"][model] < m["ew"]["capacity"], nums)
 
 
 def verdicts(res: dict) -> list[dict]:

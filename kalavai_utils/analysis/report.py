@@ -203,8 +203,8 @@ def specialist_claims(baselines: dict[int, dict], domains) -> pd.DataFrame:
 
 
 def domain_kind(domain: str, languages) -> str:
-    """'language', 'code' or 'English-like prose': code is real Python, dense in symbols, and
-    harder per character than any text, so it is kept apart when languages are compared with prose."""
+    """'language', 'code' or 'English-like prose': code is real Python, dense in symbols and hard
+    per character for any base, so it is kept apart when languages are compared with prose."""
     return "language" if domain in set(languages) else "code" if domain == "code" else "English-like prose"
 
 

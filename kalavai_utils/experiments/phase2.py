@@ -318,8 +318,7 @@ def section_table(results: list[dict], models: list[str]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- memory of the fused model
-
-# The frozen depth of the twenty at each Hub scale is train_overrides'.
+# (Pythia's shapes: scales.PYTHIA_SHAPES; the twenty's frozen depth at each Hub scale: train_overrides)
 
 
 def param_counts(d: int, n_layers: int, ffn: int, vocab: int, freeze: int) -> dict:

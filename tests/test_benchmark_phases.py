@@ -35,6 +35,31 @@ def test_run_phases_splits_a_run_into_training_phases_and_the_rest(tmp_path):
     assert phases["notebooks_seconds"] == 100.0
 
 
+def test_curves_routers_and_evaluation_are_phases_of_their_own(tmp_path):
+    """What the logs and step files timed (perf.Clock) leaves "other"; a copied specialist's curves cost nothing."""
+    write(tmp_path / "timings.json", {"total_seconds": 100.0})
+    write(tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0, threads=2, curve_seconds=2.0))
+    coop = tmp_path / "main" / "main" / "seed42"
+    write(coop / "specialists" / "code" / "train_log.json", log(10.0, 500, threads=2, curve_seconds=1.0))
+    write(coop / "specialists" / "science" / "train_log.json",  # a one-thread worker's: half the machine
+          log(20.0, 500, threads=1, curve_seconds=4.0))
+    write(tmp_path / "sweep" / "n2" / "seed42" / "specialists" / "code" / "train_log.json",
+          log(10.0, 500, threads=2, curve_seconds=1.0, copied_from="main/main/seed42/specialists/code"))
+    for name in ("fused-linear-token", "fused-mlp-sequence"):  # fitted side by side: 6 s shared
+        write(coop / "routers" / name / "router_log.json", {"loss": [], "fit": {"seconds": 3.0, "threads": 2}})
+    write(coop / "routers" / "old" / "router_log.json", {"loss": []})  # an older run's log: not timed
+    write(coop / "fusion" / "step.json", {"config_hash": "x", "evaluation": {"seconds": 7.0, "threads": 2}})
+    write(coop / "baselines" / "step.json", {"config_hash": "y", "evaluation": {"seconds": 4.0, "threads": 1}})
+    write(coop / "specialists" / "code" / "step.json", {"config_hash": "z"})  # a step that timed no evaluation
+    phases = run_phases(tmp_path)
+    assert phases["specialists"]["seconds"] == 20.0
+    assert phases["curves"]["count"] == 3 and phases["curves"]["seconds"] == 2.0 + 1.0 + 2.0
+    assert phases["curves"]["share_of_training"] == pytest.approx(5.0 / 40.0)
+    assert phases["routers"] == {"count": 2, "seconds": 6.0}
+    assert phases["evaluation"] == {"count": 2, "seconds": 7.0 + 2.0}
+    assert phases["other"]["seconds"] == pytest.approx(100.0 - 20 - 20 - 5 - 6 - 9)
+
+
 def test_the_reference_numbers_sit_beside_the_new_ones():
     new = {"training": {"tokens_per_s": 2.0}, "router": {}, "versions": {}}
     assert with_reference(new, None) is new
@@ -81,3 +106,13 @@ def test_a_training_on_a_share_of_the_threads_counts_that_share_of_the_machine(t
     # 20 s of one-thread training = 10 s of the machine, at 1000 tokens in 10 s: 100 tokens/s, half its peak
     assert spec["seconds"] == 10.0 and spec["tokens_per_s"] == 100.0 and spec["fraction_of_peak"] == pytest.approx(0.5)
     assert run_phases(tmp_path)["other"]["seconds"] == pytest.approx(100.0 - 20 - 10)
+
+
+def test_the_benchmark_times_router_training_against_the_straightforward_way():
+    from kalavai_utils.analysis.benchmark import run
+
+    r = run("smoke", steps=4)["router"]
+    ways = ("side_by_side", "alone", "through_fused_forward")
+    assert all(r[f"{w}_seconds_per_router"] > 0 and r[f"{w}_tokens_per_s"] > 0 for w in ways)
+    fastest = min(v for k, v in r.items() if k.endswith("_seconds_per_router") and not k.startswith("through"))
+    assert r["speedup_vs_fused_forward"] == pytest.approx(r["through_fused_forward_seconds_per_router"] / fastest)

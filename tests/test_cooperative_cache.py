@@ -50,6 +50,8 @@ def test_router_refitted_when_train_chunks_change_but_not_their_shape(tmp_path, 
     first = fit_routers(fused, routers, chunks, coop(tmp_path), tmp_path / "routers")
     again = fit_routers(fused, routers, chunks.clone(), coop(tmp_path), tmp_path / "routers")
     assert len(trained) == 1  # the second call read both routers from disk
+    fits = [cooperative.read_json(tmp_path / "routers" / n.replace(":", "-") / "router_log.json")["fit"] for n in first]
+    assert fits[0] == fits[1] and fits[0]["side_by_side"] == 2 and fits[0]["seconds"] > 0  # one pass, time shared
     for name, (router, loss) in first.items():
         assert again[name][1] == loss and all(torch.equal(v, again[name][0].state_dict()[k]) for k, v in router.state_dict().items())
     edited = chunks.clone()
@@ -74,6 +76,8 @@ def test_baselines_reevaluated_when_the_monolithic_model_changes(tmp_path, monke
     n = len(evaluated)
     cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", assembly)
     assert len(evaluated) == n  # cached
+    timed = cooperative.read_json(tmp_path / "main" / "main" / "seed0" / "baselines" / "step.json")["evaluation"]
+    assert timed["seconds"] > 0 and timed["threads"] == torch.get_num_threads()  # for benchmark.run_phases
     monolithic["model"] = tiny_model(4)  # a retrained monolithic baseline, everything else the same
     cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", assembly)
     assert len(evaluated) == 2 * n - 1  # all but the base, whose loss on these chunks is kept by content

@@ -60,6 +60,7 @@ def test_curves_start_at_step_zero_and_end_at_last_step():
     steps = [p["step"] for p in log["curve"]]
     assert steps[0] == 0 and steps[-1] == scale.spec_steps
     assert log["tokens_per_s"] > 0 and log["flops_per_token"] > 0
+    assert log["curve_seconds"] > 0  # timed apart from train_seconds, for benchmark.run_phases
 
 
 def test_flops_per_token_counts_matmuls_and_only_the_backward_that_runs():

@@ -6,12 +6,14 @@
 - fused evaluation: tokens/s of the fused model (shared prefix computed once) against
   running the N specialists one after another;
 - router training: seconds per router and tokens/s, for the ablation's routers trained side by
-  side (the experts run once per batch for all of them) against one router alone, and both
-  with the shared prefix's output read back (CPU);
+  side (the experts run once per batch for all of them) against one router alone, both with
+  the shared prefix's output read back (CPU), and against the straightforward way (the fused
+  model's whole forward and backward at every step: `fit_through_fused_forward`);
 - where a run of the notebooks exists (runs/<scale>/), where its time went (`run_phases`):
   the base's pretraining, the specialists (trained, and copied from another cooperative),
   the monolithic baselines and other trainings, each with seconds, tokens/s and fraction of
-  peak, and the rest of the notebooks' time (routers, evaluation, data, figures);
+  peak; the held-out curves during training (and their share of it), router fitting and
+  evaluation; and the rest of the notebooks' time (data, loading, figures);
 - beside each figure, the committed reference's (results/<scale>/benchmark.json), so a
   slowdown shows in review.
 
@@ -34,7 +36,7 @@ from ..protocol.fusion import FusedModel
 from ..protocol.models import freeze_prefix, load_causal_lm, n_params, offline_config
 from ..protocol.perf import measure_matmul_peak
 from ..protocol.results import library_versions
-from ..protocol.cooperative import ABLATION_ROUTERS
+from ..protocol.cooperative import ABLATION_ROUTERS, paper_router
 from ..protocol.routers import make_router, train_routers
 from ..scales import get_scale
 from ..storage import atomic_write_json, read_json
@@ -155,6 +157,9 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
         fit(ABLATION_ROUTERS)
         per_router["side_by_side_prefix_read_back"] = fit(ABLATION_ROUTERS)
         per_router["alone_prefix_read_back"] = fit(ABLATION_ROUTERS[1:2])
+    per_router["through_fused_forward"] = _time(
+        lambda: fit_through_fused_forward(fused, chunks, router_steps, scale), device)
+    fastest = min(v for k, v in per_router.items() if k != "through_fused_forward")
     return {
         "scale": scale.name, "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "weights": source, "dtype": str(dtype), "n_params": n_params(model),
@@ -164,9 +169,31 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
                    **{f"{k}_seconds_per_router": v for k, v in per_router.items()},
                    **{f"{k}_tokens_per_s": router_tokens / v for k, v in per_router.items()},
                    "speedup_side_by_side": per_router["alone"] / per_router["side_by_side"],
+                   # against the straightforward way (the fused model's whole forward and backward at every step)
+                   "speedup_vs_fused_forward": per_router["through_fused_forward"] / fastest,
                    "projected_seconds_full_per_router": per_router["side_by_side"] / router_steps * scale.router_steps},
         "versions": library_versions(),
     }
+
+
+def fit_through_fused_forward(fused: FusedModel, chunks: torch.Tensor, steps: int, scale) -> None:
+    """The straightforward router training the benchmark compares with (the authors' code does this):
+    the authors' router, and at every step the fused model's whole forward, every expert's
+    suffix and the shared prefix included, with the loss's backward to the router."""
+    fused.use_router(*paper_router(scale), hidden=scale.router_hidden, seed=0)
+    for p in fused.parameters():
+        p.requires_grad_(False)
+    for p in fused.router.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(fused.router.parameters(), lr=scale.router_lr, weight_decay=scale.router_wd)
+    g = torch.Generator().manual_seed(0)
+    device = fused.embed_in.weight.device
+    for _ in range(steps):
+        batch = chunks[torch.randint(len(chunks), (scale.router_batch,), generator=g)].to(device)
+        loss = fused(input_ids=batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def step_breakdown(model, chunks: torch.Tensor, cfg: TrainConfig, device, dtype, repeats: int = 10) -> dict:
@@ -250,12 +277,15 @@ def training_notes(train: dict, peak: float) -> list[str]:
     ]
 
 
-def _training_phase(logs: list[dict], peak: float | None, peak_threads: int | None = None) -> dict:
-    # A training on fewer threads than the peak was measured with (a worker beside another,
+def _share(threads: int | None, peak_threads: int | None) -> float:
+    # Work on fewer threads than the peak was measured with (a worker beside another,
     # protocol/workers.py) held that share of the machine: its seconds count in that share, so
     # that phases add up to wall time and their fraction of peak is the machine's.
-    seconds = sum(log["train_seconds"] * (log.get("threads", peak_threads) / peak_threads if peak_threads else 1.0)
-                  for log in logs)
+    return (threads or peak_threads) / peak_threads if peak_threads else 1.0
+
+
+def _training_phase(logs: list[dict], peak: float | None, peak_threads: int | None = None) -> dict:
+    seconds = sum(log["train_seconds"] * _share(log.get("threads"), peak_threads) for log in logs)
     tokens = sum(log["tokens"] for log in logs)
     # the FLOPs the steps ran (a prefix read back is not computed; prefix.py), the model's count in older logs
     flops = sum(log["tokens"] * log.get("flops_per_token_run", log["flops_per_token"]) for log in logs
@@ -265,14 +295,21 @@ def _training_phase(logs: list[dict], peak: float | None, peak_threads: int | No
             "fraction_of_peak": flops / seconds / peak if (seconds and peak and flops) else None}
 
 
+def _timed_phase(spent: list[dict], peak_threads: int | None) -> dict:
+    """Seconds of steps that recorded their time (perf.Clock), each in its share of the machine."""
+    return {"count": len(spent), "seconds": sum(e["seconds"] * _share(e.get("threads"), peak_threads) for e in spent)}
+
+
 def run_phases(runs: Path) -> dict | None:
     """Where a finished run of the notebooks spent its time, from its own logs (None: no run).
 
-    Training phases sum their logs' train_seconds (held-out curves excluded), each in the share of
-    the machine's threads it ran on (a one-thread worker beside another: half), and count the
-    FLOPs their steps ran (perf.py; without the frozen prefix's forward where it was read back);
-    "other" is the notebooks' total (timings.json) less those: routers, evaluation, data,
-    curves, figures.
+    Training phases sum their logs' train_seconds, each in the share of the machine's threads
+    it ran on (a one-thread worker beside another: half), and count the FLOPs their steps ran
+    (perf.py; without the frozen prefix's forward where it was read back). Beside them: the
+    held-out curves recorded during those trainings (kept out of train_seconds; their share of
+    the training time beside them), router fitting (router_log.json) and evaluation (every
+    step.json that timed one); "other" is the notebooks' total (timings.json) less all of
+    these: data, loading, the inference benchmark, figures and the notebooks themselves.
     """
     runs = Path(runs)
     if not (runs / "timings.json").exists():
@@ -283,16 +320,25 @@ def run_phases(runs: Path) -> dict | None:
     threads = pretrain[0].get("threads") if pretrain else None  # the peak's (older logs: unknown, shares not applied)
     logs = {path: read_json(path) for path in sorted(runs.glob("**/train_log.json"))}
     specialists = {p: log for p, log in logs.items() if p.parent.parent.name == "specialists"}
+    trained = [log for log in specialists.values() if "copied_from" not in log]
     monolithic = [log for p, log in logs.items() if p.parent.name == "monolithic"]
     other = [log for p, log in logs.items() if p not in specialists and p.parent.name != "monolithic"]
     other += [read_json(p) for p in sorted(runs.glob("**/pretrain_log.json")) if p != base_log]
     other = [log for log in other if "train_seconds" in log]
     total = read_json(runs / "timings.json")["total_seconds"]
     phases = {"pretraining": _training_phase(pretrain, peak, threads),
-              "specialists": {**_training_phase([log for log in specialists.values() if "copied_from" not in log], peak, threads),
+              "specialists": {**_training_phase(trained, peak, threads),
                               "copied": sum("copied_from" in log for log in specialists.values())},
               "monolithic": _training_phase(monolithic, peak, threads),
               "other_training": _training_phase(other, peak, threads)}  # e.g. notebook 05's capacity model
+    training_seconds = sum(p["seconds"] for p in phases.values())
+    curves = _timed_phase([{"seconds": log["curve_seconds"], "threads": log.get("threads")}
+                           for log in [*pretrain, *trained, *monolithic, *other] if "curve_seconds" in log], threads)
+    phases["curves"] = {**curves, "share_of_training": curves["seconds"] / training_seconds if training_seconds else None}
+    phases["routers"] = _timed_phase([log["fit"] for log in map(read_json, sorted(runs.glob("**/router_log.json")))
+                                      if "fit" in log], threads)
+    phases["evaluation"] = _timed_phase([step["evaluation"] for step in map(read_json, sorted(runs.glob("**/step.json")))
+                                         if "evaluation" in step], threads)
     phases["other"] = {"seconds": total - sum(p["seconds"] for p in phases.values())}
     return {"notebooks_seconds": total, **phases}
 

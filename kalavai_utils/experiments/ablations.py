@@ -47,6 +47,7 @@ from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
 from ..protocol.lora import lora_spec
 from ..protocol.metrics import divergence_pct
+from ..protocol.perf import Clock
 from ..protocol.models import fingerprint, for_inference, load_causal_lm, n_params, offline_config, tensor_sha256
 from ..protocol.results import gate_matrix, load_results, make_results, specialist_names, write_results
 from ..protocol.routers import GRANULARITIES, make_router, stack_logits
@@ -246,6 +247,7 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
                                             router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
                                             router_hidden=s.router_hidden, seed=seed)
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
+    clock = Clock()
     fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=True)  # the specialists too, one pass
     losses = {"base": base_losses(shared, shared_fp, heldout, s, runs), **specialists_first(fused_losses)}
     losses["weight_avg"] = evaluate(weight_average(specialists))
@@ -255,7 +257,7 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
                            losses=losses, specialists={d: f"spec:{d}" for d in domains}, gates=gates,
                            extra={"revisions": dict(zip(domains, revisions)), "shared_prefix": False})
     write_results(folder / RESULTS, results)
-    mark_step_done(folder / "fusion", config)
+    mark_step_done(folder / "fusion", config, evaluation=clock.spent())
     return results
 
 
@@ -332,6 +334,7 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
     # the cooperative's own routers, fitted on its own domains' train chunks (cached: nothing is refitted)
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
     routers = fit_routers(fused, routed.routers, mixed_train, coop, coop.folder(runs) / "routers")
+    clock = Clock()
     fused_losses, gates = evaluate_fused(fused, routers, routed, heldout, experts=True)  # the specialists too, one pass
     losses = {"base": base_losses(base, base_fp, heldout, s, runs), **specialists_first(fused_losses)}
     results = make_results(experiment=EXPERIMENT, condition=condition, scale=s.name, seed=coop.seed,
@@ -339,7 +342,7 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
                            losses=losses, specialists={d: f"spec:{d}" for d in coop.domains}, gates=gates,
                            extra={"n_specialists": len(coop.domains), "trained_on": list(coop.domains)})
     write_results(folder / RESULTS, results)
-    mark_step_done(folder / "fusion", config)
+    mark_step_done(folder / "fusion", config, evaluation=clock.spent())
     return results
 
 
@@ -413,6 +416,7 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
               "main": main_result["config"]["experts"], "eval": [scale.eval_batch, scale.eval_max_batches]}
     if step_is_done(folder / "eval", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
+    clock = Clock()
     model = for_inference(load_causal_lm(folder / "model" / "submission"), scale.bf16)
     keep = ["base", *specialist_names(main_result), paper_fused(scale), CAUSAL_FUSED, "monolithic"]
     losses = {m: main_result["losses"][m] for m in keep if m in main_result["losses"]}
@@ -426,7 +430,7 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
         extra={"params": {"capacity": n_params(model), "specialist": None if scale.is_hub else _offline_params(scale, scale.d_model)},
                "timings": {"pretrain_seconds": pretrain_seconds, "train_seconds": log.get("train_seconds")}})
     write_results(folder / RESULTS, results)
-    mark_step_done(folder / "eval", config)
+    mark_step_done(folder / "eval", config, evaluation=clock.spent())
     return results
 
 

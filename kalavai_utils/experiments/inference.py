@@ -36,6 +36,7 @@ from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedConfig, FusedModel
 from ..protocol.metrics import equal_weight
 from ..protocol.models import offline_config
+from ..protocol.perf import Clock
 from ..protocol.results import library_versions
 from ..scales import get_scale
 from ..storage import atomic_write_json, read_json
@@ -575,7 +576,7 @@ def inference_losses(scale, runs: Path, seed: int) -> dict:
               "eval": [scale.eval_batch, scale.eval_max_batches], "dispatches": list(DISPATCHES)}
     if step_is_done(folder, config) and (folder / "losses.json").exists():
         return read_json(folder / "losses.json")
-    out = {}
+    clock, out = Clock(), {}
     for kind, granularity in coop.routers:
         name = fused_name(kind, granularity)
         fused.use_router(kind, granularity, hidden=scale.router_hidden, seed=seed)
@@ -583,7 +584,7 @@ def inference_losses(scale, runs: Path, seed: int) -> dict:
         out[name] = dispatch_losses(fused, heldout, scale.eval_batch, scale.eval_max_batches)
     start_step(folder)
     atomic_write_json(folder / "losses.json", out)
-    mark_step_done(folder, config)
+    mark_step_done(folder, config, evaluation=clock.spent())
     return out
 
 

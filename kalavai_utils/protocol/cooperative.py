@@ -24,6 +24,7 @@ from . import data, pipeline, prefix
 from .evaluation import domain_losses, evaluate_domains, heldout_batches
 from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, tensor_sha256
+from .perf import Clock
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, on_main, process_state, restart_step
 from .results import load_results, make_results, write_results
 from .routers import PLAIN, RouterRecipe, make_router, pool_router_input, token_losses, train_routers
@@ -342,14 +343,17 @@ def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Co
             warm = [data.load_split(coop.data_dir, d, "train") for d in coop.domains]
             if not torch.equal(torch.cat(warm), torch.as_tensor(train_chunks)):
                 raise KalavaiError("a warm-started router needs train_chunks to be the cooperative's domains' train chunks")
+        clock = Clock()
         losses = train_routers(fused, [(router, granularity) for *_, router, granularity, _ in group], train_chunks,
                                [r.steps(s.router_steps) for *_, r in group], s.router_batch, s.router_lr, s.router_wd,
                                seed=coop.seed, warm_start=warm, warm_steps=warm_steps,
                                balance=[r.balance for *_, r in group], schedule=[r.schedule for *_, r in group])
+        spent = clock.spent()  # the group's time, shared equally by the routers fitted side by side
+        fit = {**spent, "seconds": spent["seconds"] / len(group), "side_by_side": len(group)}
         for (name, sub, config, router, _, _), loss in zip(group, losses):
             start_step(sub)
             atomic_write_bytes(sub / "router.safetensors", save({k: v.contiguous() for k, v in router.state_dict().items()}))
-            atomic_write_json(sub / "router_log.json", {"loss": loss, "config": config})
+            atomic_write_json(sub / "router_log.json", {"loss": loss, "config": config, "fit": fit})
             mark_step_done(sub, config)
             out[name] = (router, loss)
     return out
@@ -376,6 +380,7 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
         cached = {**config, "specialists": with_specialists}
         if step_is_done(folder / "baselines", cached) and (folder / "baselines" / "losses.json").exists():
             return read_json(folder / "baselines" / "losses.json")
+    clock = Clock()
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
 
     losses = {"base": base_losses(base, base_fp, heldout, s, runs)}
@@ -391,7 +396,7 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
                                                 states=prefix.for_model(mono, config_freeze(coop)))
     start_step(folder / "baselines")
     atomic_write_json(folder / "baselines" / "losses.json", losses)
-    mark_step_done(folder / "baselines", {**config, "specialists": specialists})
+    mark_step_done(folder / "baselines", {**config, "specialists": specialists}, evaluation=clock.spent())
     return losses
 
 
@@ -437,6 +442,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     fused = assembly.fused
     routers = fit_routers(fused, coop.all_routers(), mixed_train, coop, folder / "routers")
     router_logs = {name: loss for name, (_, loss) in routers.items()}
+    clock = Clock()  # the evaluation's own time (the routers' is in their logs)
     names = {d: f"spec:{d}" for d in coop.domains}
     scored = all(name in losses for name in names.values())  # by notebook 02's baselines
     fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=not scored)
@@ -450,7 +456,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
                "specialist_fingerprints": dict(zip(coop.domains, config["experts"])), **(extra or {})},
     )
     write_results(out_path, results)
-    mark_step_done(folder / "fusion", config)
+    mark_step_done(folder / "fusion", config, evaluation=clock.spent())
     return results
 
 

@@ -85,3 +85,15 @@ def prefix_forward_flops(model: torch.nn.Module, freeze_layers: int, seq_len: in
     d = lm.config.hidden_size
     return float(sum(linear_forward_flops(name, m, seq_len, d) for layer in lm.gpt_neox.layers[:freeze_layers]
                      for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)))
+
+
+class Clock:
+    """Wall seconds since it was made, recorded beside a step's output so that a finished run
+    can say where its time went (benchmark.run_phases), with the threads they ran on (a worker
+    beside another holds half the machine)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def spent(self) -> dict:
+        return {"seconds": time.perf_counter() - self.start, "threads": torch.get_num_threads()}

@@ -38,7 +38,7 @@ from . import data, tokenizer as tok
 from ..errors import KalavaiError
 from .evaluation import evaluate_domains
 from .models import fingerprint, load_causal_lm, offline_config
-from .perf import measure_matmul_peak
+from .perf import Clock, measure_matmul_peak
 from ..scales import Scale
 from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 from .training import TrainConfig, train_causal_lm
@@ -371,13 +371,14 @@ def base_report(scale: Scale, runs: Path) -> dict:
     config = {"fingerprint": info["fingerprint"], "eval": [scale.eval_batch, scale.eval_max_batches], "per_char": True}
     if step_is_done(runs / "base" / "eval", config) and path.exists():
         return read_json(path)
+    clock = Clock()
     losses = base_domain_losses(scale, runs, load_base(scale, runs))
     chars = chars_per_token(scale, runs, losses)
     report = {"fingerprint": info["fingerprint"], "revision": info["revision"], "losses": losses,
               "chars_per_token": chars, "loss_per_char": {d: losses[d] / chars[d] for d in losses},
               "languages": [d for d in scale.languages if d in losses]}
     atomic_write_json(path, report)
-    mark_step_done(runs / "base" / "eval", config)
+    mark_step_done(runs / "base" / "eval", config, evaluation=clock.spent())
     return report
 
 

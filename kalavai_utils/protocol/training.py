@@ -354,11 +354,14 @@ def train_causal_lm(
 
     def record_curve(step: int) -> None:
         if eval_sets and cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.steps):
+            t = time.perf_counter()
             # under FSDP the sharded model runs it on every process (they gather each unit together)
             unwrapped = trained if fsdp else accelerator.unwrap_model(trained)
             with accelerator.autocast():  # bf16 on GPU, as the unwrapped plain model's own forward
                 losses = evaluate_domains(unwrapped, eval_sets, cfg.eval_batch, cfg.curve_max_batches, states=states)
             log["curve"].append({"step": step, "losses": losses})
+            # kept apart from train_seconds, so that what the curves cost is seen (benchmark.run_phases)
+            log["curve_seconds"] = log.get("curve_seconds", 0.0) + time.perf_counter() - t
 
     if step == 0:
         record_curve(0)

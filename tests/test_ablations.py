@@ -41,6 +41,27 @@ def test_freeze_builders_reuse_earlier_cooperatives_and_pass_k(runs):
         assert all(coop.train_config(d).freeze_layers == k for d in coop.domains)
 
 
+def test_the_crossover_ladder_trains_one_cooperative_per_step_count(runs, monkeypatch):
+    """At the Hub scales, as the authors: K=0 and the scale's K fused at every step count; offline the curves serve."""
+    assert ablations.crossover_ladder(get_scale("410m")) == paper.CROSSOVER_STEPS and ablations.crossover_ladder(SMOKE) == ()
+    n = SMOKE.spec_steps
+    monkeypatch.setattr(ablations, "crossover_ladder", lambda scale: (4, n))
+    coops = ablations.crossover_cooperatives(SMOKE, runs, 42)
+    assert sorted(coops) == sorted([f"4/0", "4/1", f"{n}/0", f"{n}/1"])
+    assert (coops[f"{n}/1"].experiment, coops[f"{n}/1"].condition) == ("main", "main")  # the main cooperative itself
+    for label, coop in coops.items():
+        steps, k = map(int, label.split("/"))
+        assert all((coop.train_config(d).steps, coop.train_config(d).freeze_layers) == (steps, k) for d in coop.domains)
+    res = ablations.run_all(SMOKE, runs, [42], sections={"freeze", "crossover"})
+    table, _, v = ablations.crossover_table(res["freeze"], res["crossover"])
+    assert list(table["step"]) == [4, n] and "one cooperative per step count" in table.attrs["what"]
+    model = ablations._paper_model(res["crossover"])
+    for i, steps in enumerate(table["step"]):  # each point is its own cooperative's fused gain over the base
+        for col, k in zip(table.columns[1:], (0, 1)):
+            assert table[col][i] == pytest.approx(res["crossover"][f"{steps}/{k}"][0]["metrics"]["gain_vs_base_pct"][model])
+    assert "held-out curves" in ablations.crossover_table(res["freeze"])[0].attrs["what"]  # no ladder: the curves
+
+
 def test_other_builders_pass_their_overrides(runs):
     main = ablations.ablation_cooperative(SMOKE, runs, "main", 42)
     hetero = ablations.heterogeneous_cooperatives(SMOKE, runs, 42)

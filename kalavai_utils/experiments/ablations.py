@@ -10,7 +10,9 @@ already trained is copied into the new cooperative's folder and found done there
 cache checks its configuration, so a wrong copy would only be retrained, never used).
 
 1. freeze depth K           `freeze_depths`, cooperatives freeze<K> (K = scale's: main)
-2. training-duration crossover  from the K=0 and K=scale specialists' held-out curves
+2. training-duration crossover  K=0 vs K=scale over a ladder of step counts: at the Hub
+                             scales one cooperative per step count and K (`crossover_ladder`),
+                             as the authors; offline the specialists' held-out curves
 3. base maturity            one cooperative per saved base revision (`maturity_revisions`)
 4. shared initialisation    specialists of section 3 from different revisions, fused
                              through `UnsharedFusion` (explicit switch; no shared prefix)
@@ -113,6 +115,24 @@ def freeze_depths(scale: Scale) -> list[int]:
 def freeze_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooperative]:
     return {k: ablation_cooperative(scale, runs, f"freeze{k}", seed, overrides={"freeze_layers": k})
             for k in freeze_depths(scale)}
+
+
+# ================================================================ 2. training-duration crossover
+
+def crossover_ladder(scale: Scale) -> tuple[int, ...]:
+    """Step counts trained separately for the crossover, each its own cooperative (own schedule,
+    own fused model), as the authors did: the paper's ladder at the Hub scales. Offline none: the
+    K=0 and K=scale specialists' held-out curves stand in (`improvement_curve`), since a ladder
+    would cost more than the rest of notebook 05 together."""
+    return tuple(paper.CROSSOVER_STEPS) if scale.is_hub else ()
+
+
+def crossover_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[str, Cooperative]:
+    """{"<steps>/<K>": cooperative} for K = 0 and the scale's K at every step count of the ladder
+    (the ones equal to the main or the freeze-0 cooperative are those very cooperatives)."""
+    return {f"{n}/{k}": ablation_cooperative(scale, runs, f"steps{n}-freeze{k}", seed,
+                                             overrides={"steps": n, "freeze_layers": k})
+            for k in (0, scale.freeze_layers) for n in crossover_ladder(scale)}
 
 
 # ================================================================ 3. base maturity
@@ -456,6 +476,8 @@ def prefetch_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list
     for seed in seeds:
         if "freeze" in sections:
             coops += [("freeze", c, None) for c in freeze_cooperatives(scale, runs, seed).values()]
+        if "crossover" in sections:
+            coops += [("crossover", c, None) for c in crossover_cooperatives(scale, runs, seed).values()]
         if sections & {"maturity", "init"}:
             coops += [("maturity", maturity_cooperative(scale, runs, rev, seed), None if rev == shared_revision(scale) else rev)
                       for rev in maturity_revisions(scale)]  # None: the shared base, as for every other section
@@ -473,7 +495,7 @@ def prefetch_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list
 def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
     """Every section's results (cached steps reused): {section: {label (str): [results per seed]}}."""
     seeds = list(seeds or scale.sweep_seeds)
-    sections = set(sections or ("freeze", "maturity", "init", "heterogeneous", "lora", "count", "capacity"))
+    sections = set(sections or ("freeze", "crossover", "maturity", "init", "heterogeneous", "lora", "count", "capacity"))
     bases = Bases(scale, runs)
     shared = bases.get(None)
     out: dict[str, dict] = {}
@@ -498,6 +520,9 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
         if "freeze" in sections:
             for k, coop in freeze_cooperatives(scale, runs, seed).items():
                 add("freeze", k, run_cooperative(coop, runs, *shared))
+        if "crossover" in sections:  # (offline the ladder is empty: the freeze section's curves serve)
+            for label, coop in crossover_cooperatives(scale, runs, seed).items():
+                add("crossover", label, run_cooperative(coop, runs, *shared))
         if sections & {"maturity", "init"}:
             for rev in maturity_revisions(scale):
                 add("maturity", rev, run_cooperative(maturity_cooperative(scale, runs, rev, seed), runs, *bases.get(rev)))
@@ -628,16 +653,32 @@ def crossover_step(steps, early, late) -> int | None:
     return None
 
 
-def crossover_table(res: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Improvement vs base at each curve step for K=0 and the scale's K (first seed), and the paper's ladder."""
-    k0 = min(int(k) for k in res)
-    kk = int(next(iter(res.values()))[0]["config"]["scale"]["freeze_layers"])  # the scale's own K
-    r0, rk = res[str(k0)][0], res[str(kk)][0]
-    steps, a = improvement_curve(r0)
-    steps_k, b = improvement_curve(rk)
-    if steps != steps_k:
-        raise KalavaiError("the two cooperatives' curves were recorded at different steps")
+def crossover_table(freeze: dict, ladder: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Improvement vs base at each step count for K=0 and the scale's K (first seed), and the paper's ladder.
+
+    With `ladder` (the crossover section's results, Hub scales) each point is a cooperative of
+    its own, trained for that many steps: the fused model's equal-weight improvement over the
+    base, the paper's quantity. Without it (offline) the points come from the `freeze`
+    section's K=0 and K=scale specialists' held-out curves: their own-domain improvement over
+    the base, part-way through one schedule, which stands in for the ladder.
+    """
+    kk = int(next(iter(freeze.values()))[0]["config"]["scale"]["freeze_layers"])  # the scale's own K
+    if ladder:
+        model = _paper_model(ladder)
+        by = {tuple(map(int, label.split("/"))): rs for label, rs in ladder.items()}
+        k0 = min(k for _, k in by)
+        steps = sorted({n for n, _ in by})
+        a, b = ([_mean(by[n, k], lambda r: r["metrics"]["gain_vs_base_pct"][model]) for n in steps] for k in (k0, kk))
+        what = "fused model's equal-weight improvement over the base, one cooperative per step count"
+    else:
+        k0 = min(int(k) for k in freeze)
+        steps, a = improvement_curve(freeze[str(k0)][0])
+        steps_k, b = improvement_curve(freeze[str(kk)][0])
+        if steps != steps_k:
+            raise KalavaiError("the two cooperatives' curves were recorded at different steps")
+        what = "specialists' own-domain improvement over the base, from their held-out curves"
     t = pd.DataFrame({"step": steps, f"K={k0} improvement vs base (%)": a, f"K={kk} improvement vs base (%)": b})
+    t.attrs["what"] = what
     ours = crossover_step(steps, a, b)
     p0, p4 = paper.CROSSOVER_410M[0], paper.CROSSOVER_410M[4]
     paper_t = pd.DataFrame({"step": paper.CROSSOVER_STEPS, "paper 410M K=0 (%)": p0, "paper 410M K=4 (%)": p4})
@@ -645,7 +686,8 @@ def crossover_table(res: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     last = f"at step {steps[-1]}: K={k0} {a[-1]:+.2f}%, K={kk} {b[-1]:+.2f}%"
     nums = (f"crossover at step {ours} ({last})" if ours else f"no crossover within {steps[-1]} steps: K={k0} stays ahead or level ({last})")
     ahead = [s for s, x, y in zip(paper.CROSSOVER_STEPS, p0, p4) if x > y]
-    nums += f"; paper 410M: K=4 ahead from step {theirs} (K=0 ahead up to {max(ahead)})"
+    nums += (f" [{what}]; paper 410M: K=4 ahead from step {theirs} (K=0 ahead up to {max(ahead)}) "
+             "[the fused model's equal-weight improvement over the base, one cooperative per step count]")
     return t, paper_t, _verdict(f"a crossover exists (K={kk} overtakes K={k0} with longer training)", ours is not None, nums)
 
 
@@ -792,7 +834,7 @@ def verdicts(res: dict) -> list[dict]:
     main = main_results_of(res)
     steps = [
         ("freeze", lambda: freeze_table(res["freeze"])[-1]),
-        ("crossover", lambda: crossover_table(res["freeze"])[-1]),
+        ("crossover", lambda: crossover_table(res["freeze"], res.get("crossover"))[-1]),
         ("maturity", lambda: maturity_table(res["maturity"])[-1]),
         ("init", lambda: init_table(res["init"], main)[-1]),
         ("heterogeneous", lambda: heterogeneous_table(res["heterogeneous"])[1]),
@@ -835,13 +877,14 @@ def plot_freeze(table: pd.DataFrame):
 
 def plot_crossover(table: pd.DataFrame, paper_table: pd.DataFrame):
     import seaborn as sns
-    fig, (ax, axp) = _two_panels("Improvement over the base on the own domain vs training steps")
+    fig, (ax, axp) = _two_panels("Improvement over the base vs training steps")
     sns.lineplot(table.melt(id_vars="step", var_name="frozen", value_name="improvement"), x="step", y="improvement",
                  hue="frozen", marker="o", ax=ax, seed=0)
-    ax.set(title="this run (the specialists' held-out curves)", ylabel="improvement vs base (%)")
+    ax.set(title="this run: " + table.attrs.get("what", "").replace(", ", ",\n", 1), ylabel="improvement vs base (%)")
     sns.lineplot(paper_table.melt(id_vars="step", var_name="frozen", value_name="improvement"), x="step", y="improvement",
                  hue="frozen", marker="o", ax=axp, palette="Greys")
-    axp.set(xscale="log", title="the paper (410M, one training per step count)", ylabel="improvement vs base (%)")
+    axp.set(xscale="log", title="the paper (410M): the fused model's improvement,\none cooperative per step count",
+            ylabel="improvement vs base (%)")
     return fig
 
 
@@ -915,7 +958,7 @@ def summarize(runs: Path) -> dict:
             out[section] = {label: {"gain": seeds(rs, _gain(model)), "mean_divergence": seeds(rs, lambda r: r["metrics"]["mean_divergence_pct"])}
                             for label, rs in res[section].items()}
     if "freeze" in res:
-        t, _, _ = crossover_table(res["freeze"])
+        t, _, _ = crossover_table(res["freeze"], res.get("crossover"))
         out["crossover"] = {"gain": {c: [float(v) for v in t[c]] for c in t.columns if c != "step"},
                             "steps": [int(s) for s in t["step"]]}
     if "init" in res:

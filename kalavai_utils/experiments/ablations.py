@@ -383,10 +383,15 @@ def _offline_params(scale: Scale, d_model: int) -> int:
     return n_params(model)
 
 
+def capacity_train_config(scale: Scale, seed: int) -> TrainConfig:
+    """The monolithic baseline's recipe (K frozen) with the cooperative's total specialist steps:
+    the bigger model reads as many batches as all N specialists together."""
+    return TrainConfig.specialist(scale, seed, steps=len(scale.domains) * scale.spec_steps)
+
+
 def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict:
     """Pretrain the bigger model like the base, train it on the mix, evaluate; one results file (cached)."""
     folder = runs / EXPERIMENT / "capacity" / f"seed{seed}"
-    n = len(scale.domains)
     fraction = CAPACITY_PRETRAIN_FRACTION.get(scale.name, 1.0)
     if scale.is_hub:  # the paper's control: Pythia-1.4B, pretrained by EleutherAI on the same data and steps
         big = load_causal_lm("EleutherAI/pythia-1.4b", scale.hub_revision)
@@ -403,9 +408,8 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
     data_dir, _ = pipeline.prepare_corpus(scale, runs)
     train = torch.cat([data.load_split(data_dir, d, "train") for d in scale.domains])
     heldout = data.load_splits(data_dir, scale.domains, "heldout")
-    # the monolithic baseline's recipe (K frozen) with the cooperative's total specialist steps
-    steps = n * scale.spec_steps
-    cfg = TrainConfig.specialist(scale, seed, steps=steps)
+    cfg = capacity_train_config(scale, seed)
+    steps = cfg.steps
     stats = {"domains": list(scale.domains), "train_chunks": len(train), "train_tokens": int(train.numel()),
              "train_sha256": tensor_sha256(train)}
     log = train_specialist(big, big_fp, train, cfg, folder / "model", contributor="capacity", data=stats)

@@ -1,5 +1,6 @@
 """Notebook 05's ablations at smoke: the builders, the no-shared-prefix switch, LoRA, the count experiment."""
 import copy
+import math
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from transformers import GPTNeoXForCausalLM
 from kalavai_utils import paper
 from kalavai_utils.experiments import ablations
 from kalavai_utils.protocol import lora, pipeline
-from kalavai_utils.protocol.cooperative import train_specialist
+from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused, train_specialist
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.fusion import FusedModel
 from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config
@@ -187,6 +188,45 @@ def test_every_count_is_evaluated_on_the_same_domains(runs):
         assert set(r["losses"]["base"]) == set(evaluated)
     table, verdict = ablations.count_table(res)
     assert list(table["specialists"]) == [2, 3, 4, 5] and isinstance(verdict["holds"], bool)
+
+
+def _result(gain, divergence=10.0, **metrics):
+    """The fields of a results file that the tables read (a tiny cooperative, the authors' router)."""
+    return {"scale": "tiny", "seed": 42, "metrics": {"gain_vs_best_pct": {paper_fused(get_scale("tiny")): gain},
+                                                    "mean_divergence_pct": divergence, **metrics}}
+
+
+def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_ours():
+    t, v, spread = ablations.heterogeneous_table({"as the main cooperative": [_result(8.0)], "lr x2": [_result(9.5)]})
+    assert list(t.columns) == ["cooperative", "gain (%)", "mean divergence (%)", "paper 410M spread of gains, whole table (pp)"]
+    assert (t.iloc[:, -1] == paper.HETEROGENEOUS_SPREAD_PP).all()
+    assert spread == pytest.approx(1.5) and not v["holds"]  # the verdict still reads our gains only
+
+    t, v = ablations.lora_table({"8": [_result(1.0, 5.0)], "64": [_result(2.0, 6.0)]}, [_result(8.0, 12.0)])
+    col = "paper 410M gain (%): main; LoRA r=8..64 as a range"
+    assert list(t.columns) == ["specialists", "mean divergence (%)", "gain (%)", col]
+    top, bottom = paper.LORA_GAIN_RANGE
+    assert list(t[col]) == [paper.HEADLINE["410m"]["gain"], f"{top:+.2f} .. {bottom:+.2f}", f"{top:+.2f} .. {bottom:+.2f}"]
+    assert v["holds"]
+
+    model = paper_fused(get_scale("tiny"))
+    ew = {"capacity": 2.5, model: 2.4, CAUSAL_FUSED: 2.45, "monolithic": 2.42, "spec:code": 2.6, "base": 3.0}
+    r = {**_result(0.0), "config": {"steps": 24, "pretrain_steps": 5, "pretrain_fraction": 0.25},
+         "extra": {"params": {"capacity": 300, "specialist": 100}, "timings": {}}}
+    r["metrics"] = {"ew": ew, "best_specialist": "spec:code", "gain_vs_best_pct": {k: 100 * (2.6 - x) / 2.6 for k, x in ew.items()}}
+    t, v = ablations.capacity_table({"capacity": [r]})
+    col = "paper gain vs best specialist (%): 1.4B control, fused 410M"
+    assert list(t.columns) == ["model", "EW loss", "gain vs best specialist (%)", col]
+    theirs = t.set_index("model")[col]
+    assert theirs["capacity control (one bigger model)"] == paper.CAPACITY_CONTROL_1_4B_GAIN
+    assert theirs["fused (authors' router)"] == paper.HEADLINE["410m"]["gain"]
+    assert theirs.drop(["capacity control (one bigger model)", "fused (authors' router)"]).isna().all()  # nothing reported
+    assert v["holds"]  # fused 2.4 below the bigger model's 2.5
+    # the notebook's figure: the paper's control drawn on the gain panel only
+    fig = ablations.plot_bars(t, "model", ["EW loss", "gain vs best specialist (%)"], "capacity",
+                              paper_line=paper.CAPACITY_CONTROL_1_4B_GAIN, paper_label="paper")
+    drawn = [[tuple(y) for y in (line.get_ydata() for line in ax.get_lines()) if not any(map(math.isnan, y))] for ax in fig.axes]
+    assert drawn == [[], [(paper.CAPACITY_CONTROL_1_4B_GAIN,) * 2]]  # (seaborn's empty error bars are NaN)
 
 
 def test_gate_matrix_follows_the_experts_order_not_the_sorted_keys():

@@ -232,4 +232,10 @@ def test_twenty_experts_fuse_at_smoke(smoke_base):
     assert abs(predicted["paper_line"]["mean_divergence"] - r["metrics"]["mean_divergence_pct"]) < 1e-3
     summary = phase2.summarize(runs)
     assert "twenty" in summary and "gain" in summary["twenty"]["prediction"]["paper_line"]
+    # notebook 06's memory table, as it shows it: this scale and the Hub scales
+    memory, table = summary["twenty"]["memory"], phase2.memory_table(scale)
+    assert list(memory) == list(table.index) == ["smoke", "410m", "1b"]
+    assert memory["1b"]["fused_gb"] == table.loc["1b", "fused_gb"] and memory["smoke"]["frozen_blocks"] == scale.freeze_layers
+    assert set(memory["1b"]) == {"bytes_per_param", "frozen_blocks", "fused_gb", "peak_assembly_gb",
+                                 "peak_with_weight_average_gb", "peak_if_all_loaded_gb"}
     assert "twenty: measured gain inside the paper_line 95% band" in summary["verdicts"]

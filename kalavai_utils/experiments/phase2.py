@@ -393,6 +393,10 @@ def summarize(runs: Path) -> dict:
             model = paper_model(results)
             out[section]["perplexity"] = {"router": model, "mean_over_seeds": perplexity_summary(perplexity_table(results, model)),
                                           **{f"seed{r['seed']}": perplexity_summary(perplexity_table([r], model)) for r in results}}
+        if section == "twenty":  # notebook 06's memory table: computed from parameter counts, not measured
+            out[section]["memory"] = {name: {"bytes_per_param": int(row["bytes/param"]), "frozen_blocks": int(row["frozen blocks"]),
+                                             **{k: float(row[k]) for k in row.index if k.endswith("_gb")}}
+                                      for name, row in memory_table(get_scale(results[0]["scale"])).iterrows()}
         pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
         if pred.exists():  # "gain" in the key path: compared to 0.01 pp, as every percentage
             out[section]["prediction"] = {line: {"gain": {k: p[k] for k in ("predicted_gain", "lo", "hi")},

@@ -1,6 +1,7 @@
 """Phase 2 (notebook 06): the new languages, collapse detection, the load-balancing term, 20-expert fusion."""
 import hashlib
 import itertools
+import math
 import unicodedata
 
 import pytest
@@ -165,6 +166,35 @@ def test_hub_phase2_contributors_train_every_block_as_the_authors_did(monkeypatc
         phase2.train_overrides(get_scale("tiny"), "nine")
 
 
+def test_summary_carries_the_cross_lingual_perplexity_table_per_seed(tmp_path):
+    from kalavai_utils.analysis import reference
+    from kalavai_utils.protocol.results import make_results, write_results
+
+    langs = ["lang_a", "lang_b", "code"]
+    model = phase2.paper_model([{"scale": "tiny"}])
+    for seed, fused_a in ((42, 2.0), (137, 2.5)):  # lang_a falls e^1 = 2.7x in one seed, e^0.5 = 1.6x in the other
+        losses = {"base": {d: 3.0 for d in langs}, **{f"spec:{d}": {o: (2.2 if o == d else 3.2) for o in langs} for d in langs},
+                  model: {"lang_a": fused_a, "lang_b": 3.0 - math.log(1.5), "code": 2.1}}
+        gates = {model: {d: [1.0 if e == d else 0.0 for e in langs] for d in langs}}
+        write_results(tmp_path / "phase2" / "cross-lingual" / f"seed{seed}" / "results.json",
+                      make_results(experiment="phase2", condition="cross-lingual", scale="tiny", seed=seed, config={},
+                                   base_fingerprint="x", domains=langs, losses=losses,
+                                   specialists={d: f"spec:{d}" for d in langs}, gates=gates))
+    ppl = reference.summarize_phase2(tmp_path)["cross-lingual"]["perplexity"]
+    assert ppl["router"] == model and set(ppl) == {"router", "mean_over_seeds", "seed42", "seed137"}
+    assert ppl["seed42"]["lang_a"] == pytest.approx({"base": math.exp(3.0), "own_specialist": math.exp(2.2),
+                                                     "fused": math.exp(2.0), "fold": math.e})
+    assert ppl["seed137"]["lang_a"]["fold"] == pytest.approx(math.exp(0.5))
+    assert ppl["seed42"]["lang_b"]["fold"] == pytest.approx(1.5) and set(ppl["seed42"]) == set(langs)
+    # over seeds: the notebook's table, whose folds the several-fold claim reads
+    mean = ppl["mean_over_seeds"]["lang_a"]
+    assert mean["fused"] == pytest.approx((math.exp(2.0) + math.exp(2.5)) / 2)
+    assert mean["fold"] == pytest.approx(math.exp(3.0) / mean["fused"])
+    cross = phase2.load_section(tmp_path, "cross-lingual")
+    claim = next(c for c in phase2.cross_lingual_claims(tmp_path, cross, model) if "several-fold" in c["claim"])
+    assert f"lang_a {mean['fold']:.2f}x" in claim["numbers"] and not claim["holds"]
+
+
 def test_memory_of_twenty_experts():
     table = phase2.memory_table(get_scale("smoke"))
     assert (table["n_copies_of_prefix_in_fused"] == 1).all()
@@ -202,4 +232,10 @@ def test_twenty_experts_fuse_at_smoke(smoke_base):
     assert abs(predicted["paper_line"]["mean_divergence"] - r["metrics"]["mean_divergence_pct"]) < 1e-3
     summary = phase2.summarize(runs)
     assert "twenty" in summary and "gain" in summary["twenty"]["prediction"]["paper_line"]
+    # notebook 06's memory table, as it shows it: this scale and the Hub scales
+    memory, table = summary["twenty"]["memory"], phase2.memory_table(scale)
+    assert list(memory) == list(table.index) == ["smoke", "410m", "1b"]
+    assert memory["1b"]["fused_gb"] == table.loc["1b", "fused_gb"] and memory["smoke"]["frozen_blocks"] == scale.freeze_layers
+    assert set(memory["1b"]) == {"bytes_per_param", "frozen_blocks", "fused_gb", "peak_assembly_gb",
+                                 "peak_with_weight_average_gb", "peak_if_all_loaded_gb"}
     assert "twenty: measured gain inside the paper_line 95% band" in summary["verdicts"]

@@ -242,6 +242,10 @@ def test_tolerance_classes():
     assert reference.tolerance("holdout/rmse", 1.0, 1.0, 1e-4) == pytest.approx(1e-2)
     assert reference.tolerance("early_prediction/0.1/divergence_error", 8.0, 8.0, 1e-4) == pytest.approx(1e-2)
     assert reference.tolerance("early_prediction/0.1/loss_error", 0.2, 0.2, 1e-4) == 1e-4
+    # perplexities relative to their size: exp(loss) moves by its loss's move times itself; a fold by two losses' moves
+    assert reference.tolerance("cross-lingual/perplexity/seed42/lang_a/base", 20.0, 20.5, 1e-4) == pytest.approx(2.05e-3)
+    assert reference.tolerance("cross-lingual/perplexity/mean_over_seeds/lang_a/fold", 1.25, 1.25, 1e-4) == pytest.approx(2.5e-4)
+    assert reference.tolerance("cross-lingual/perplexity/router", "fused:mlp:sequence", "x", 1e-4) is None
 
 
 def test_files_beside_the_summaries_are_not_read_as_summaries(run, tmp_path, capsys):

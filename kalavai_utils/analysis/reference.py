@@ -16,6 +16,8 @@ Tolerances (absolute), from `tol_loss` (1e-4 nats by default):
   for two moves of 1e-4 nats at losses near 2 nats is 0.01 pp. The fit's slope and R^2 are
   held to the same 0.01;
 - router gates (probabilities, not derived from losses): 10 x tol_loss = 1e-3;
+- perplexities and their folds (anything under a "perplexity" key), relative: exp(loss) moves
+  by the fraction tol_loss when its loss moves by tol_loss nats, a fold base / fused by twice it;
 - hashes, counts, names and verdict booleans: exactly.
 Nothing under a "timings" or "provenance" key is compared: speeds depend on the machine,
 and weight fingerprints change with the last bit of any weight even when every loss agrees.
@@ -39,6 +41,7 @@ PCT_KEYS = {"gain_vs_best_pct", "divergence_pct", "mean_divergence_pct", "oracle
             "gain", "oracle_gain", "mean_divergence", "max_divergence", "min_divergence", "fit", "leave_one_out",
             "holdout", "divergence_error", "gain_error", "gain_bias"}
 GATE_KEYS = {"gates"}
+PPL_KEYS = {"perplexity"}
 _MISSING = object()
 
 
@@ -362,6 +365,8 @@ def tolerance(key: str, ref, run, tol_loss: float) -> float | None:
     if not any(isinstance(v, float) for v in values) or any(isinstance(v, (bool, str)) or v is None for v in values):
         return None
     parts = set(key.split("/"))
+    if parts & PPL_KEYS:
+        return (2 if "fold" in parts else 1) * tol_loss * max(abs(v) for v in values)
     if parts & GATE_KEYS:
         return 10 * tol_loss
     if parts & PCT_KEYS:

@@ -44,7 +44,7 @@ from ..protocol.models import for_inference
 from ..protocol.results import gate_matrix, load_results
 from ..protocol.routers import RouterRecipe
 from ..protocol.submission import iter_submissions
-from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, Scale
+from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, Scale, get_scale
 from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 
 EXPERIMENT = "phase2"
@@ -247,14 +247,19 @@ def collapse_from_gates(gates: dict[str, list[float]], experts: list[str], share
     return {"own_share": own, "top_expert": top, "collapsed": collapsed, "rule": f"own expert < {share:.0%} of gate weight"}
 
 
+FOLD = "fold (base / fused)"
+
+
 def perplexity_table(results: list[dict], model: str) -> pd.DataFrame:
-    """Per language/domain: base, own specialist and fused perplexity (mean over seeds), the paper's beside."""
+    """Per language/domain: base, own specialist and fused perplexity (mean over seeds), and how
+    many times the perplexity falls from base to fused (the fold the paper's claim speaks of)."""
     rows = []
     for d in results[0]["domains"]:
         def ppl(m):
             return float(np.mean([math.exp(r["losses"][m][d]) for r in results]))
         row = {"domain": d, "base": ppl("base"), "own specialist": ppl(f"spec:{d}"), "fused": ppl(model)}
         row["fused vs base %"] = 100 * (row["base"] - row["fused"]) / row["base"]
+        row[FOLD] = row["base"] / row["fused"]
         rows.append(row)
     table = pd.DataFrame(rows).set_index("domain")
     return table
@@ -266,7 +271,7 @@ def paper_cross_lingual_rows() -> pd.DataFrame:
     for lang in ("yoruba", "welsh"):
         b, f = paper.CROSS_LINGUAL[f"{lang}_ppl"]
         rows.append({"domain": f"paper: {lang} (410M)", "base": b, "own specialist": math.nan, "fused": f,
-                     "fused vs base %": 100 * (b - f) / b})
+                     "fused vs base %": 100 * (b - f) / b, FOLD: b / f})
     return pd.DataFrame(rows).set_index("domain")
 
 
@@ -292,7 +297,7 @@ def cross_lingual_claims(runs: Path, cross: list[dict], model: str) -> list[dict
                     "numbers": f"cross-lingual {np.mean(gains):+.2f}% vs main {np.mean(main):+.2f}% (means over seeds; paper 410M: "
                                f"{paper.CROSS_LINGUAL['gain']:+.2f}% vs {paper.HEADLINE['410m']['gain']:+.2f}%)"})
     ppl = perplexity_table(cross, model)
-    folds = {d: ppl.loc[d, "base"] / ppl.loc[d, "fused"] for d in ppl.index if d not in ENGLISH_DOMAINS}
+    folds = {d: ppl.loc[d, FOLD] for d in ppl.index if d not in ENGLISH_DOMAINS}
     theirs = {lang: b / f for lang, (b, f) in ((k, paper.CROSS_LINGUAL[f"{k}_ppl"]) for k in ("yoruba", "welsh"))}
     out.append({"claim": f"cross-lingual: every language's perplexity falls several-fold (at least {SEVERAL_FOLD:g}x) from base to fused",
                 "holds": bool(folds) and all(f >= SEVERAL_FOLD for f in folds.values()),
@@ -345,7 +350,6 @@ def fused_memory(n_experts: int, counts: dict, bytes_per_param: int) -> dict:
 
 
 def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
-    from ..scales import get_scale
     rows = []
     s = scale
     if not s.is_hub:
@@ -385,6 +389,14 @@ def summarize(runs: Path) -> dict:
                 "collapsed": {m: collapse(r, m)["collapsed"] for m in r["gates"]},
             }
         out[section] = seeds
+        if section == "cross-lingual":  # notebook 06's perplexity table (the authors' router), each seed and over seeds
+            model = paper_model(results)
+            out[section]["perplexity"] = {"router": model, "mean_over_seeds": perplexity_summary(perplexity_table(results, model)),
+                                          **{f"seed{r['seed']}": perplexity_summary(perplexity_table([r], model)) for r in results}}
+        if section == "twenty":  # notebook 06's memory table: computed from parameter counts, not measured
+            out[section]["memory"] = {name: {"bytes_per_param": int(row["bytes/param"]), "frozen_blocks": int(row["frozen blocks"]),
+                                             **{k: float(row[k]) for k in row.index if k.endswith("_gb")}}
+                                      for name, row in memory_table(get_scale(results[0]["scale"])).iterrows()}
         pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
         if pred.exists():  # "gain" in the key path: compared to 0.01 pp, as every percentage
             out[section]["prediction"] = {line: {"gain": {k: p[k] for k in ("predicted_gain", "lo", "hi")},
@@ -398,6 +410,17 @@ def summarize(runs: Path) -> dict:
     return out
 
 
+def paper_model(results: list[dict]) -> str:
+    """The authors' router at the results' scale (the fused model the notebook's verdicts judge)."""
+    return fused_name(*paper_router(get_scale(results[0]["scale"])))
+
+
+def perplexity_summary(table: pd.DataFrame) -> dict:
+    """perplexity_table's rows as the reference summary keeps them (keys under "perplexity": compared relatively)."""
+    return {d: {"base": float(row["base"]), "own_specialist": float(row["own specialist"]), "fused": float(row["fused"]),
+                "fold": float(row[FOLD])} for d, row in table.iterrows()}
+
+
 def verdicts(runs: Path) -> dict[str, bool]:
     """The notebook's computed verdicts that the results files decide (the authors' router at the scale)."""
     out = {}
@@ -405,8 +428,7 @@ def verdicts(runs: Path) -> dict[str, bool]:
         results = load_section(runs, section)
         if not results:
             continue
-        from ..scales import get_scale
-        model = fused_name(*paper_router(get_scale(results[0]["scale"])))
+        model = paper_model(results)
         out[f"{section}: gain vs best specialist positive on every seed"] = all(
             r["metrics"]["gain_vs_best_pct"][model] > 0 for r in results)
         out[f"{section}: fused below base on every domain"] = all(

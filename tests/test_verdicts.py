@@ -111,3 +111,18 @@ def test_the_regime_bars_reach_the_reference_summary_and_can_fail(tmp_path):
     assert len(bars) == 3
     assert not next(v for k, v in bars.items() if "forgetting" in k)
     assert next(v for k, v in bars.items() if "divergence" in k)  # 10% for every specialist
+
+
+def test_the_main_table_shows_the_papers_row_for_the_runs_own_scale():
+    # at 1b the authors' router is the linear one, so that is the fused row the paper column fills
+    fused = {"code": 2.4, "science": 2.4, "fiction": 2.4}
+    r = _fill(_results(fused=fused, monolithic={d: 2.6 for d in DOMAINS}, scale="1b",
+                       extra_models={"fused:linear:sequence": fused}))
+    table = report.main_table([r]).set_index("model")
+    assert "paper 1B EW" in table.columns and "paper 410M EW" not in table.columns
+    col, ref = table["paper 1B EW"], paper.HEADLINE["1b"]
+    assert col["base"] == ref["base"] != paper.HEADLINE["410m"]["base"]
+    assert col["best specialist"] == ref["best_spec"]
+    assert col["monolithic (equal compute)"] == ref["monolithic"]
+    assert col["fused, authors' router (fused:linear:sequence)"] == ref["fused"]
+    assert col["weight averaging"] == "—"  # the paper gives no 1B weight average; 410M's 2.486 must not show

@@ -1,5 +1,6 @@
 """The notebooks' verdicts check the paper's own claims, on hand-made results whose answer is known."""
 import math
+import warnings
 
 import pytest
 
@@ -49,6 +50,14 @@ def test_the_language_gap_compares_languages_with_prose_and_keeps_code_apart():
     gap = report.language_gap({"loss_per_char": per_char, "languages": ["lang_a"]})
     assert gap["english_like"] == pytest.approx(0.7) and gap["code"] == 2.3 and gap["clearly_weaker"]
     assert report.domain_kind("code", ["lang_a"]) == "code" and report.domain_kind("lang_a", ["lang_a"]) == "language"
+
+
+def test_the_language_gap_without_prose_is_nan_and_not_a_verdict_of_weakness():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's mean of an empty list warns
+        gap = report.language_gap({"loss_per_char": {"code": 2.3, "lang_a": 1.5}, "languages": ["lang_a"]})
+    assert math.isnan(gap["english_like"]) and math.isnan(gap["ratio"]) and not gap["clearly_weaker"]
+    assert gap["languages"] == 1.5 and gap["code"] == 2.3
 
 
 def test_the_paper_freeze_sweep_is_matched_by_the_share_of_blocks_frozen():

@@ -48,7 +48,7 @@ def test_the_crossover_ladder_trains_one_cooperative_per_step_count(runs, monkey
     n = SMOKE.spec_steps
     monkeypatch.setattr(ablations, "crossover_ladder", lambda scale: (4, n))
     coops = ablations.crossover_cooperatives(SMOKE, runs, 42)
-    assert sorted(coops) == sorted([f"4/0", "4/1", f"{n}/0", f"{n}/1"])
+    assert sorted(coops) == sorted(["4/0", "4/1", f"{n}/0", f"{n}/1"])
     assert (coops[f"{n}/1"].experiment, coops[f"{n}/1"].condition) == ("main", "main")  # the main cooperative itself
     for label, coop in coops.items():
         steps, k = map(int, label.split("/"))

@@ -83,6 +83,30 @@ def test_baselines_reevaluated_when_the_monolithic_model_changes(tmp_path, monke
     assert len(evaluated) == 2 * n - 1  # all but the base, whose loss on these chunks is kept by content
 
 
+def test_baselines_and_fusion_redone_when_the_held_out_chunks_change(tmp_path, monkeypatch):
+    base, specs = tiny_model(0), [tiny_model(1), tiny_model(2)]
+    heldout = {"code": torch.zeros(4, SEQ, dtype=torch.long), "science": torch.ones(4, SEQ, dtype=torch.long)}
+    monkeypatch.setattr(cooperative.data, "load_splits", lambda *a: dict(heldout))
+    monkeypatch.setattr(cooperative.data, "load_split", lambda *a: heldout["code"])
+    evaluated, fused = [], []
+    monkeypatch.setattr(cooperative, "evaluate_domains", lambda m, sets, *a, **k: evaluated.append(1) or {d: 1.0 for d in sets})
+    monkeypatch.setattr(cooperative, "evaluate_pass", lambda *a, **k: (evaluated.append(1) or {}, {}))
+    monkeypatch.setattr(cooperative, "fit_routers", lambda *a: {})
+    monkeypatch.setattr(cooperative, "evaluate_fused", lambda *a, **k: (
+        fused.append(1) or {"spec:code": {"code": 0.9, "science": 1.1}, "spec:science": {"code": 1.1, "science": 0.9}}, {}))
+    c = coop(tmp_path, monolithic=False)
+    assembly = cooperative.Assembly(fused=None, fingerprints=[cooperative.fingerprint(m) for m in specs], weight_avg=specs[0])
+    monkeypatch.setattr(cooperative, "assemble", lambda *a, **k: assembly)
+    cooperative.evaluate_cooperative(c, tmp_path, base, "base-fp")
+    n = len(evaluated)
+    cooperative.evaluate_cooperative(c, tmp_path, base, "base-fp")
+    assert (len(evaluated), len(fused)) == (n, 1)  # both steps cached
+    heldout["science"] = heldout["science"] * 2  # same shape and counts, other tokens
+    cooperative.evaluate_cooperative(c, tmp_path, base, "base-fp")
+    # both steps redone; of the baselines all but the base's loss on code, whose chunks did not change
+    assert (len(evaluated), len(fused)) == (2 * n - 1, 2)
+
+
 def test_the_base_loss_on_a_held_out_set_is_shared_by_content(tmp_path, monkeypatch):
     base = tiny_model(0)
     evaluated = []

@@ -1,6 +1,7 @@
 """The one training loop: seeded, frozen prefix untouched, loss not inflated by accumulation."""
 import copy
 import signal
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import GPTNeoXForCausalLM, get_scheduler
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config
+from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config, set_activation_checkpointing
 from kalavai_utils.protocol.perf import training_flops_per_token
 from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.training import TrainConfig, local_grad_accum, micro_batch_order, train_causal_lm
@@ -41,6 +42,28 @@ def test_frozen_prefix_unchanged_and_rest_trained():
     assert frozen and log["frozen_tensors"] == len(frozen)
     assert all(torch.equal(before[n], after[n]) for n in frozen)
     assert any(not torch.equal(before[n], after[n]) for n in after if n not in frozen)
+
+
+def test_checkpointed_training_matches_plain_and_is_switched_off_after(recwarn):
+    scale, base, chunks = _setup()
+    plain, checkpointed = copy.deepcopy(base), copy.deepcopy(base)
+    train_causal_lm(plain, chunks, TrainConfig.specialist(scale, 0, curve_every=0))
+    during = []
+    train_causal_lm(checkpointed, chunks, TrainConfig.specialist(scale, 0, curve_every=0, grad_checkpointing=True),
+                    on_step=lambda step, m: during.append(m.is_activation_checkpointing))
+    assert during and all(during)
+    assert fingerprint(checkpointed) == fingerprint(plain)  # recomputing activations changes no arithmetic
+    assert not checkpointed.is_activation_checkpointing  # the trained model is handed back as a plain one
+    assert not [w for w in recwarn if "checkpointing" in str(w.message)]  # no deprecated name called
+
+
+def test_releases_without_the_new_checkpointing_names_get_the_old_ones():
+    calls = []
+    older = SimpleNamespace(gradient_checkpointing_enable=lambda: calls.append("on"),
+                            gradient_checkpointing_disable=lambda: calls.append("off"))
+    set_activation_checkpointing(older, True)
+    set_activation_checkpointing(older, False)
+    assert calls == ["on", "off"]
 
 
 def test_logged_loss_is_mean_not_sum_over_accumulation():

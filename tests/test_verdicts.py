@@ -1,5 +1,6 @@
 """The notebooks' verdicts check the paper's own claims, on hand-made results whose answer is known."""
 import math
+import warnings
 
 import pytest
 
@@ -49,6 +50,14 @@ def test_the_language_gap_compares_languages_with_prose_and_keeps_code_apart():
     gap = report.language_gap({"loss_per_char": per_char, "languages": ["lang_a"]})
     assert gap["english_like"] == pytest.approx(0.7) and gap["code"] == 2.3 and gap["clearly_weaker"]
     assert report.domain_kind("code", ["lang_a"]) == "code" and report.domain_kind("lang_a", ["lang_a"]) == "language"
+
+
+def test_the_language_gap_without_prose_is_nan_and_not_a_verdict_of_weakness():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's mean of an empty list warns
+        gap = report.language_gap({"loss_per_char": {"code": 2.3, "lang_a": 1.5}, "languages": ["lang_a"]})
+    assert math.isnan(gap["english_like"]) and math.isnan(gap["ratio"]) and not gap["clearly_weaker"]
+    assert gap["languages"] == 1.5 and gap["code"] == 2.3
 
 
 def test_the_paper_freeze_sweep_is_matched_by_the_share_of_blocks_frozen():
@@ -111,3 +120,18 @@ def test_the_regime_bars_reach_the_reference_summary_and_can_fail(tmp_path):
     assert len(bars) == 3
     assert not next(v for k, v in bars.items() if "forgetting" in k)
     assert next(v for k, v in bars.items() if "divergence" in k)  # 10% for every specialist
+
+
+def test_the_main_table_shows_the_papers_row_for_the_runs_own_scale():
+    # at 1b the authors' router is the linear one, so that is the fused row the paper column fills
+    fused = {"code": 2.4, "science": 2.4, "fiction": 2.4}
+    r = _fill(_results(fused=fused, monolithic={d: 2.6 for d in DOMAINS}, scale="1b",
+                       extra_models={"fused:linear:sequence": fused}))
+    table = report.main_table([r]).set_index("model")
+    assert "paper 1B EW" in table.columns and "paper 410M EW" not in table.columns
+    col, ref = table["paper 1B EW"], paper.HEADLINE["1b"]
+    assert col["base"] == ref["base"] != paper.HEADLINE["410m"]["base"]
+    assert col["best specialist"] == ref["best_spec"]
+    assert col["monolithic (equal compute)"] == ref["monolithic"]
+    assert col["fused, authors' router (fused:linear:sequence)"] == ref["fused"]
+    assert col["weight averaging"] == "—"  # the paper gives no 1B weight average; 410M's 2.486 must not show

@@ -202,6 +202,11 @@ def specialist_claims(baselines: dict[int, dict], domains) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _mean_or_nan(values: list) -> float:
+    # numpy's mean of nothing is NaN too, but with a RuntimeWarning
+    return float(np.mean(values)) if values else float("nan")
+
+
 def domain_kind(domain: str, languages) -> str:
     """'language', 'code' or 'English-like prose': code is real Python, dense in symbols and hard
     per character for any base, so it is kept apart when languages are compared with prose."""
@@ -213,9 +218,9 @@ def language_gap(base_report: dict) -> dict:
     English-like prose domains (per character, since per-token losses differ across
     tokenizations; code apart, see `domain_kind`, and reported beside them)."""
     per_char, langs = base_report["loss_per_char"], base_report["languages"]
-    prose = float(np.mean([v for d, v in per_char.items() if domain_kind(d, langs) == "English-like prose"]))
-    languages = float(np.mean([v for d, v in per_char.items() if d in set(langs)]))
-    ratio = languages / prose
+    prose = _mean_or_nan([v for d, v in per_char.items() if domain_kind(d, langs) == "English-like prose"])
+    languages = _mean_or_nan([v for d, v in per_char.items() if d in set(langs)])
+    ratio = languages / prose  # NaN without prose or languages, and then not "clearly weaker"
     out = {"english_like": prose, "languages": languages, "ratio": ratio, "clearly_weaker": bool(ratio > LANGUAGE_GAP_BAR)}
     if "code" in per_char:
         out["code"] = per_char["code"]

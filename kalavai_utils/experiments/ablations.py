@@ -255,9 +255,10 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
               "base": shared_fp, "routers": coop.routers, "seed": seed,
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
               "eval": [s.eval_batch, s.eval_max_batches]}
+    heldout = data.load_splits(coop.data_dir, domains, "heldout")  # before the cache check: it is keyed on them
+    config["heldout"] = {d: tensor_sha256(c) for d, c in heldout.items()}
     if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
-    heldout = data.load_splits(coop.data_dir, domains, "heldout")
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in domains])
 
     def evaluate(model):
@@ -347,9 +348,10 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
               "base": base_fp, "domains": list(domains), "routers": routed.routers,
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
               "eval": [s.eval_batch, s.eval_max_batches]}
+    heldout = data.load_splits(coop.data_dir, domains, "heldout")  # before the cache check: it is keyed on them
+    config["heldout"] = {d: tensor_sha256(c) for d, c in heldout.items()}
     if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
-    heldout = data.load_splits(coop.data_dir, domains, "heldout")
     fused = assembly.fused
     # the cooperative's own routers, fitted on its own domains' train chunks (cached: nothing is refitted)
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
@@ -437,7 +439,8 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
              "train_sha256": tensor_sha256(train)}
     log = train_specialist(big, big_fp, train, cfg, folder / "model", contributor="capacity", data=stats)
     config = {"model": big_fp, "trained": fingerprint(load_causal_lm(folder / "model" / "submission")),
-              "main": main_result["config"]["experts"], "eval": [scale.eval_batch, scale.eval_max_batches]}
+              "main": main_result["config"]["experts"], "eval": [scale.eval_batch, scale.eval_max_batches],
+              "heldout": {d: tensor_sha256(c) for d, c in heldout.items()}}
     if step_is_done(folder / "eval", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
     clock = Clock()

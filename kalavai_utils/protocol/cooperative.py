@@ -373,15 +373,16 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
     if assembly is None:
         assembly = assemble(coop, runs, base, average=True)
     mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model if coop.monolithic else None
+    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")  # before the cache check: it is keyed on them
     config = {"experts": assembly.fingerprints, "base": base_fp,
               "monolithic": fingerprint(mono) if mono is not None else None,
-              "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains}
+              "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains,
+              "heldout": {d: tensor_sha256(c) for d, c in heldout.items()}}  # counts alone would not see edited data
     for with_specialists in (True, False) if not specialists else (True,):
         cached = {**config, "specialists": with_specialists}
         if step_is_done(folder / "baselines", cached) and (folder / "baselines" / "losses.json").exists():
             return read_json(folder / "baselines" / "losses.json")
     clock = Clock()
-    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
 
     losses = {"base": base_losses(base, base_fp, heldout, s, runs)}
     if specialists:  # in one pass that runs their shared frozen prefix once per batch
@@ -429,15 +430,16 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     assembly = assemble(coop, runs, base, average=True, router_kind=coop.routers[0][0],
                         granularity=coop.routers[0][1], router_hidden=s.router_hidden, seed=coop.seed)
     losses = dict(evaluate_baselines(coop, runs, base, base_fp, assembly, specialists=False))
+    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     config = {"coop": {"domains": coop.domains, "overrides": coop.train_overrides, "routers": coop.routers,
                        "monolithic": coop.monolithic, "seed": coop.seed, **coop.variant_config()},
               "experts": assembly.fingerprints, "base": base_fp,
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
-              "eval": [s.eval_batch, s.eval_max_batches]}
+              "eval": [s.eval_batch, s.eval_max_batches],
+              "heldout": {d: tensor_sha256(c) for d, c in heldout.items()}}
     if step_is_done(folder / "fusion", config) and out_path.exists():
         return load_results(out_path)
 
-    heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
     fused = assembly.fused
     routers = fit_routers(fused, coop.all_routers(), mixed_train, coop, folder / "routers")

@@ -29,6 +29,7 @@ from torch.distributed.fsdp import fully_shard
 from transformers import PreTrainedModel
 
 from ..errors import KalavaiError
+from .models import set_activation_checkpointing
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on the main process, in CPU memory
 FROM_MAIN = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
@@ -70,7 +71,7 @@ def shard(model: torch.nn.Module, device: torch.device, num_processes: int, is_m
     for n, p in sharded.named_parameters():
         p.requires_grad_(n in trainable)
     if checkpointing:
-        sharded.gradient_checkpointing_enable()
+        set_activation_checkpointing(sharded, True)
     mesh = init_device_mesh(device.type, (num_processes,))
     # Weights gathered and gradients reduced in fp32; bf16 comes from the caller's autocast, as
     # for an unsharded model, so sharding changes the arithmetic in nothing but the order of sums.

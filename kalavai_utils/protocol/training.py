@@ -39,7 +39,7 @@ from transformers import get_scheduler
 from ..errors import KalavaiError
 from . import prefix, sharding
 from .evaluation import evaluate_domains
-from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
+from .models import fingerprint, freeze_prefix, n_params, set_activation_checkpointing, tensor_sha256
 from .perf import prefix_forward_flops, training_flops_per_token
 from ..scales import Scale
 
@@ -288,8 +288,7 @@ def train_causal_lm(
     seq_len = train_chunks.shape[1]
     flops_per_token = training_flops_per_token(model, seq_len)
     if cfg.grad_checkpointing:
-        # (renamed activation_checkpointing_* in later 5.x releases; this name works in every 5.x)
-        model.gradient_checkpointing_enable()
+        set_activation_checkpointing(model, True)
     trained = sharding.shard(model, accelerator.device, n_proc, main, cfg.grad_checkpointing) if fsdp else model
     if compile_requested():
         trained.compile()  # in place: the module, its names and its state dict stay as they are
@@ -429,7 +428,7 @@ def train_causal_lm(
         sharding.leave_without_weights(model)
     model.eval()
     if cfg.grad_checkpointing:
-        model.gradient_checkpointing_disable()
+        set_activation_checkpointing(model, False)
     for p in model.parameters():
         p.requires_grad_(False)
 

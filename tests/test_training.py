@@ -86,6 +86,20 @@ def test_curves_start_at_step_zero_and_end_at_last_step():
     assert log["curve_seconds"] > 0  # timed apart from train_seconds, for benchmark.run_phases
 
 
+def test_pretraining_trains_the_embedding_and_specialists_never_do():
+    """The base's own pretraining trains everything; every specialist recipe, K = 0 included, freezes the embedding."""
+    scale, base, chunks = _setup()
+    start = base.gpt_neox.embed_in.weight.clone()
+    pretrained = copy.deepcopy(base)
+    train_causal_lm(pretrained, chunks, TrainConfig.pretrain(scale.with_overrides(pretrain_steps=2, pretrain_batch=2)))
+    assert not torch.equal(pretrained.gpt_neox.embed_in.weight, start)
+    specialist = copy.deepcopy(base)
+    train_causal_lm(specialist, chunks, TrainConfig.specialist(scale, 0, freeze_layers=0, steps=2))
+    assert torch.equal(specialist.gpt_neox.embed_in.weight, start)
+    assert not torch.equal(specialist.gpt_neox.layers[0].attention.query_key_value.weight,
+                           base.gpt_neox.layers[0].attention.query_key_value.weight)
+
+
 def test_flops_per_token_counts_matmuls_and_only_the_backward_that_runs():
     scale, base, chunks = _setup()
     m = copy.deepcopy(base)

@@ -69,14 +69,16 @@ def load_causal_lm(path_or_id: str | os.PathLike, revision: str | None = None, d
     return model
 
 
-def frozen_prefix_names(names, freeze_layers: int) -> list[str]:
-    """Parameter names of the input embedding and the first `freeze_layers` blocks."""
-    prefixes = (EMBED_PREFIX,) + tuple(f"gpt_neox.layers.{i}." for i in range(freeze_layers))
+def frozen_prefix_names(names, freeze_layers: int, embedding: bool = True) -> list[str]:
+    """Parameter names of the input embedding (unless `embedding` is False) and the first `freeze_layers` blocks."""
+    prefixes = ((EMBED_PREFIX,) if embedding else ()) + tuple(f"gpt_neox.layers.{i}." for i in range(freeze_layers))
     return sorted(n for n in names if n.startswith(prefixes))
 
 
-def freeze_prefix(model: GPTNeoXForCausalLM, freeze_layers: int) -> list[str]:
+def freeze_prefix(model: GPTNeoXForCausalLM, freeze_layers: int, embedding: bool = True) -> list[str]:
     """Freeze the embedding and the first K blocks (the paper's K); returns the frozen names.
+
+    `embedding=False` leaves the embedding trainable: the offline base's pretraining only.
 
     A LoRA model (kalavai_utils.protocol.lora) is left as peft set it: only its adapters, which sit
     in blocks K..L-1, train.
@@ -84,7 +86,7 @@ def freeze_prefix(model: GPTNeoXForCausalLM, freeze_layers: int) -> list[str]:
     peft = sys.modules.get("peft")  # a LoRA model exists only if peft was imported
     if peft is not None and isinstance(model, peft.PeftModel):
         return sorted(n for n, p in model.named_parameters() if not p.requires_grad)
-    frozen = set(frozen_prefix_names([n for n, _ in model.named_parameters()], freeze_layers))
+    frozen = set(frozen_prefix_names([n for n, _ in model.named_parameters()], freeze_layers, embedding))
     for name, p in model.named_parameters():
         p.requires_grad_(name not in frozen)
     return sorted(frozen)

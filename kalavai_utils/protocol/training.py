@@ -52,6 +52,9 @@ class TrainConfig:
     lr: float
     seed: int
     freeze_layers: int = 0
+    # The protocol freezes the input embedding at every K (the authors' code does, K = 0 too);
+    # only the base's own pretraining trains it.
+    freeze_embedding: bool = True
     weight_decay: float = 0.1
     warmup_frac: float = 0.1
     grad_clip: float = 1.0
@@ -79,7 +82,7 @@ class TrainConfig:
     def pretrain(cls, scale: Scale, seed: int = 0) -> "TrainConfig":
         """The offline base's pretraining: same loop, nothing frozen, a higher rate, bigger batches."""
         return cls(
-            steps=scale.pretrain_steps, lr=scale.pretrain_lr, seed=seed, freeze_layers=0,
+            steps=scale.pretrain_steps, lr=scale.pretrain_lr, seed=seed, freeze_layers=0, freeze_embedding=False,
             weight_decay=scale.weight_decay, warmup_frac=scale.warmup_frac, grad_clip=scale.grad_clip,
             micro_batch=scale.pretrain_batch, grad_accum=1, bf16=scale.bf16,
             curve_every=max(1, scale.pretrain_steps // 10), curve_max_batches=scale.curve_max_batches,
@@ -284,7 +287,7 @@ def train_causal_lm(
     # With several processes the main one decides which saved state is this training's (under
     # FSDP the others may hold no weights; under DDP theirs are replaced by the main one's).
     identity = _checkpoint_identity(model, train_chunks, cfg, eval_sets) if checkpoint and main else None
-    frozen = freeze_prefix(model, cfg.freeze_layers)
+    frozen = freeze_prefix(model, cfg.freeze_layers, embedding=cfg.freeze_embedding)
     seq_len = train_chunks.shape[1]
     flops_per_token = training_flops_per_token(model, seq_len)
     if cfg.grad_checkpointing:

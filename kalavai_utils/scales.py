@@ -160,7 +160,7 @@ SCALES: dict[str, Scale] = {
         d_model=128, n_layers=4, n_heads=4, vocab_size=2048, seq_len=128,
         docs_per_domain=1500, pretrain_steps=1000, pretrain_batch=16, pretrain_docs_per_domain=1500,
         pretrain_revisions=(125, 250, 500, 1000), base_revision="step1000",
-        pretrain_code_share=0.15,
+        pretrain_code_share=0.08,
         freeze_layers=3, spec_steps=200, spec_lr=1.5e-4, micro_batch=4, grad_accum=2, bf16=False,
         curve_every=20, curve_max_batches=5,
         router_steps=500, router_hidden=256, eval_max_batches=50, sweep_seeds=(42,),

@@ -140,8 +140,10 @@ def record_timing(folder: Path, scale: str, notebook: str, seconds: float) -> di
 
 
 def previous_timings(folder: Path, scale: str, reference_root: Path = ROOT / "results") -> dict:
-    """The last run's timings in `folder`; on a first run (a fresh clone), the committed reference run's."""
-    return read_timings(folder) or read_timings(Path(reference_root) / scale)
+    """The last run's timings in `folder`, and for each notebook it has not timed yet (a first run in
+    a fresh clone, or a partial one) the committed reference run's."""
+    own, reference = read_timings(folder), read_timings(Path(reference_root) / scale)
+    return {**reference, **own, "notebooks": {**reference.get("notebooks", {}), **own.get("notebooks", {})}}
 
 
 def expected_seconds(timings: dict, stems: list[str]) -> tuple[float, list[str]]:

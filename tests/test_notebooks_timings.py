@@ -9,3 +9,6 @@ def test_a_first_run_expects_the_reference_runs_times_and_a_later_run_its_own(tm
     assert notebooks.expected_seconds(notebooks.previous_timings(run, "tiny", ref), ["00_data"]) == (30.0, [])
     notebooks.record_timing(run, "tiny", "00_data", 12.0)
     assert notebooks.expected_seconds(notebooks.previous_timings(run, "tiny", ref), ["00_data", "01_base"]) == (12.0, ["01_base"])
+    # a partial run (--only): the notebooks it has not timed yet expect the reference run's time
+    notebooks.record_timing(ref / "tiny", "tiny", "01_base", 100.0)
+    assert notebooks.expected_seconds(notebooks.previous_timings(run, "tiny", ref), ["00_data", "01_base"]) == (112.0, [])

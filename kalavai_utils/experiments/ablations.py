@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import textwrap
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -893,13 +894,16 @@ def plot_freeze(table: pd.DataFrame):
 def plot_crossover(table: pd.DataFrame, paper_table: pd.DataFrame):
     import seaborn as sns
     fig, (ax, axp) = _two_panels("Improvement over the base vs training steps")
+    fig.subplots_adjust(top=0.78)  # room for the panels' two-line titles under the figure's
     sns.lineplot(table.melt(id_vars="step", var_name="frozen", value_name="improvement"), x="step", y="improvement",
                  hue="frozen", marker="o", ax=ax, seed=0)
-    ax.set(title="this run: " + table.attrs.get("what", "").replace(", ", ",\n", 1), ylabel="improvement vs base (%)")
+    ax.set_title(textwrap.fill("this run: " + table.attrs.get("what", ""), 48), fontsize=9)
+    ax.set(ylabel="improvement vs base (%)")
     sns.lineplot(paper_table.melt(id_vars="step", var_name="frozen", value_name="improvement"), x="step", y="improvement",
                  hue="frozen", marker="o", ax=axp, palette="Greys")
-    axp.set(xscale="log", title="the paper (410M): the fused model's improvement,\none cooperative per step count",
-            ylabel="improvement vs base (%)")
+    axp.set_title("the paper (410M): the fused model's equal-weight\nimprovement over the base, one cooperative per step count",
+                  fontsize=9)
+    axp.set(xscale="log", ylabel="improvement vs base (%)")
     return fig
 
 
@@ -928,14 +932,16 @@ def plot_gates(matrices: dict[str, pd.DataFrame]):
 
 
 def plot_bars(table: pd.DataFrame, x: str, ys: list[str], title: str, paper_line: float | None = None, paper_label: str = ""):
+    import matplotlib.pyplot as plt
     import seaborn as sns
     fig, axes = _two_panels(title, width=5.5 * len(ys))
     for ax, y in zip(list(axes)[: len(ys)], ys):
         sns.barplot(table, x=x, y=y, ax=ax, color="C0", seed=0)
-        ax.tick_params(axis="x", rotation=20)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")  # long labels, readable
         if paper_line is not None and y.startswith("gain"):
             ax.axhline(paper_line, color="gray", ls="--", label=paper_label)
-            ax.legend()
+            ax.set_ylim(top=max(ax.get_ylim()[1], paper_line) * 1.25)  # room for the legend above the line
+            ax.legend(loc="upper left", fontsize=9)
     for ax in list(axes)[len(ys):]:
         ax.set_visible(False)
     return fig

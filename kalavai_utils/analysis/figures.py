@@ -29,10 +29,24 @@ def save(fig, folder: str | Path, name: str) -> Path:
     """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    path = atomic_write_bytes(Path(folder) / f"{name}.png", buf.getvalue())
-    _show_in_notebook(buf.getvalue())
+    png = small_png(buf.getvalue())
+    path = atomic_write_bytes(Path(folder) / f"{name}.png", png)
+    _show_in_notebook(png)
     plt.close(fig)
     return path
+
+
+def small_png(png: bytes) -> bytes:
+    """The same picture in 256 colours at most, about a third of the bytes: plots use few colours
+    and a heatmap's gradient keeps 256 levels, so the committed figures stay small (Pillow,
+    which matplotlib already needs; deterministic, so a rerun writes the same bytes)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _show_in_notebook(png: bytes) -> None:

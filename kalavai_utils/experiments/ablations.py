@@ -120,6 +120,9 @@ def freeze_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooper
 
 # ================================================================ 2. training-duration crossover
 
+LADDER_QUANTITY = "fused model's equal-weight improvement over the base, one cooperative per step count"  # the paper's crossover numbers (the authors' script)
+
+
 def crossover_ladder(scale: Scale) -> tuple[int, ...]:
     """Step counts trained separately for the crossover, each its own cooperative (own schedule,
     own fused model), as the authors did: the paper's ladder at the Hub scales. Offline none: the
@@ -677,7 +680,7 @@ def crossover_table(freeze: dict, ladder: dict | None = None) -> tuple[pd.DataFr
         k0 = min(k for _, k in by)
         steps = sorted({n for n, _ in by})
         a, b = ([_mean(by[n, k], lambda r: r["metrics"]["gain_vs_base_pct"][model]) for n in steps] for k in (k0, kk))
-        what = "fused model's equal-weight improvement over the base, one cooperative per step count"
+        what = LADDER_QUANTITY
     else:
         k0 = min(int(k) for k in freeze)
         steps, a = improvement_curve(freeze[str(k0)][0])
@@ -695,7 +698,7 @@ def crossover_table(freeze: dict, ladder: dict | None = None) -> tuple[pd.DataFr
     nums = (f"crossover at step {ours} ({last})" if ours else f"no crossover within {steps[-1]} steps: K={k0} stays ahead or level ({last})")
     ahead = [s for s, x, y in zip(paper.CROSSOVER_STEPS, p0, p4) if x > y]
     nums += (f" [{what}]; paper 410M: K=4 ahead from step {theirs} (K=0 ahead up to {max(ahead)}) "
-             "[the fused model's equal-weight improvement over the base, one cooperative per step count]")
+             f"[the {LADDER_QUANTITY}]")
     return t, paper_t, _verdict(f"a crossover exists (K={kk} overtakes K={k0} with longer training)", ours is not None, nums)
 
 

@@ -34,7 +34,7 @@ from .. import paper
 from ..analysis import prediction
 from ..protocol import corpora, data, pipeline, prefix
 from ..protocol.cooperative import (
-    CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, frozen_depth, fused_name, paper_router, run_cooperative,
+    CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, frozen_depth, fused_name, paper_fused, paper_router, run_cooperative,
     submission_folders, train_contributors,
 )
 from ..errors import KalavaiError
@@ -412,7 +412,7 @@ def summarize(runs: Path) -> dict:
 
 def paper_model(results: list[dict]) -> str:
     """The authors' router at the results' scale (the fused model the notebook's verdicts judge)."""
-    return fused_name(*paper_router(get_scale(results[0]["scale"])))
+    return paper_fused(get_scale(results[0]["scale"]))
 
 
 def perplexity_summary(table: pd.DataFrame) -> dict:

@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--batch-sizes", help="comma-separated batch sizes to sweep (default: 1, the eval batch, twice it)")
     bi.add_argument("--gen-lengths", default="64,256,1024", help="comma-separated new-token counts ('' for none)")
     bi.add_argument("--seq-len", type=int, help="tokens per sequence (default: the scale's)")
-    bi.add_argument("--repeats", type=int, default=3)
+    bi.add_argument("--repeats", type=int, default=3, help="rounds at least, for every timing")
+    bi.add_argument("--min-seconds", type=float, default=1.0,
+                    help="forward timings: more rounds (up to 100) until they take this long")
 
     ge = sub.add_parser("generate", help="generate text with a saved fused model, streaming tokens")
     ge.add_argument("--fused", required=True, help="a fused model folder (FusedModel.save_pretrained, with a tokenizer)")
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
             out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "inference.json")
             bench_inference(args.scale, out, n_experts=ints(args.n_experts), freeze_layers=ints(args.freeze_layers),
                             batch_sizes=ints(args.batch_sizes), gen_lengths=ints(args.gen_lengths),
-                            seq_len=args.seq_len, repeats=args.repeats, progress=True)
+                            seq_len=args.seq_len, repeats=args.repeats, min_seconds=args.min_seconds, progress=True)
             print(f"written: {out}")
         elif args.command == "generate":
             from .experiments.inference import generate_text

@@ -168,7 +168,8 @@ def test_benchmark_json_schema(tmp_path):
 
     out = tmp_path / "inference.json"
     assert main(["benchmark-inference", "--scale", "smoke", "--out", str(out), "--n-experts", "2,3",
-                 "--freeze-layers", "0", "--batch-sizes", "2", "--gen-lengths", "4,8", "--repeats", "1"]) == 0
+                 "--freeze-layers", "0", "--batch-sizes", "2", "--gen-lengths", "4,8", "--repeats", "1",
+                 "--min-seconds", "0"]) == 0
     bench = json.loads(out.read_text())
     assert {"scale", "device", "device_name", "dtype", "weights", "config", "settings", "forward", "generation"} <= set(bench)
     s = bench["settings"]
@@ -179,7 +180,27 @@ def test_benchmark_json_schema(tmp_path):
         assert r["seconds"] > 0 and r["tokens_per_s"] > 0 and r["latency_x_single"] > 0
         assert r["ideal_dense_ratio"] == 1 + (r["n_experts"] - 1) * (2 - r["freeze_layers"]) / 2
     assert len(bench["generation"]) == 2 * 2 * 2  # lengths x models x cache on/off
+    assert all(r["rounds"] == r["repeats"] == 1 for r in bench["generation"])
     assert len(generation_table(bench)) == 4 and len(verdicts(bench)) >= 2
+
+
+def test_timings_take_turns_and_run_rounds_until_min_seconds():
+    import time
+
+    from kalavai_utils.experiments.inference import generation_repeats, timed
+
+    order = []
+    fns = {"a": lambda: (order.append("a"), time.sleep(0.002)), "b": lambda: order.append("b")}
+    out = timed(fns, "cpu", repeats=3, warm_up=False)
+    assert order == ["a", "b"] * 3 and out["a"]["rounds"] == 3 and out["a"]["seconds"] >= 0.002
+    assert out["b"]["seconds"] < out["a"]["seconds"]
+    order.clear()
+    out = timed(fns, "cpu", repeats=2, warm_up=False, min_seconds=0.05)
+    assert out["a"]["rounds"] >= 10 and order == ["a", "b"] * out["a"]["rounds"]  # 2 ms a round: many more than 2
+    assert timed(fns, "cpu", repeats=2, warm_up=False, min_seconds=60, max_rounds=5)["b"]["rounds"] == 5
+    # cache-free generation is quadratic: timed once beyond 256 new tokens, cached always `repeats` times
+    assert [generation_repeats(3, n, False) for n in (64, 256, 1024)] == [3, 3, 1]
+    assert generation_repeats(3, 1024, True) == 3
 
 
 def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):

@@ -51,7 +51,8 @@ from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config
 from ..protocol.lora import lora_spec
 from ..protocol.metrics import divergence_pct
 from ..protocol.perf import Clock
-from ..protocol.models import fingerprint, for_inference, load_causal_lm, n_params, offline_config, tensor_sha256
+from ..protocol.models import (fingerprint, for_inference, load_causal_lm, n_params, offline_config, state_dict_hashes,
+                               tensor_sha256)
 from ..protocol.results import gate_matrix, load_results, make_results, specialist_names, write_results
 from ..protocol.routers import GRANULARITIES, make_router, stack_logits
 from ..scales import PYTHIA_SHAPES, Scale, get_scale
@@ -260,7 +261,7 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
               "eval": [s.eval_batch, s.eval_max_batches]}
     heldout = data.load_splits(coop.data_dir, domains, "heldout")  # before the cache check: it is keyed on them
-    config["heldout"] = {d: tensor_sha256(c) for d, c in heldout.items()}
+    config["heldout"] = state_dict_hashes(heldout)
     if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
     mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in domains])
@@ -353,7 +354,7 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
               "eval": [s.eval_batch, s.eval_max_batches]}
     heldout = data.load_splits(coop.data_dir, domains, "heldout")  # before the cache check: it is keyed on them
-    config["heldout"] = {d: tensor_sha256(c) for d, c in heldout.items()}
+    config["heldout"] = state_dict_hashes(heldout)
     if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
     fused = assembly.fused
@@ -444,7 +445,7 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
     log = train_specialist(big, big_fp, train, cfg, folder / "model", contributor="capacity", data=stats)
     config = {"model": big_fp, "trained": fingerprint(load_causal_lm(folder / "model" / "submission")),
               "main": main_result["config"]["experts"], "eval": [scale.eval_batch, scale.eval_max_batches],
-              "heldout": {d: tensor_sha256(c) for d, c in heldout.items()}}
+              "heldout": state_dict_hashes(heldout)}
     if step_is_done(folder / "eval", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
     clock = Clock()

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save
 from . import data, pipeline, prefix
 from .evaluation import domain_losses, evaluate_domains, heldout_batches
 from .fusion import FusedModel, WeightAverage
-from .models import fingerprint, for_inference, tensor_sha256
+from .models import fingerprint, for_inference, state_dict_hashes, tensor_sha256
 from .perf import Clock
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, on_main, process_state, restart_step
 from .results import load_results, make_results, write_results
@@ -148,7 +148,7 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
     folder = Path(folder)
     # the curves' held-out sets by content: the same names with other chunks are other curves
     config = {"train": cfg.to_dict(), "base": base_fp, "data": data, "contributor": contributor,
-              "eval": {d: tensor_sha256(c) for d, c in sorted((eval_sets or {}).items())}}
+              "eval": state_dict_hashes(eval_sets or {})}
     if lora_spec:
         config["lora"] = lora_spec
     if step_is_done(folder, config) and (folder / "submission" / "kalavai_submission.json").exists():
@@ -377,7 +377,7 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
     config = {"experts": assembly.fingerprints, "base": base_fp,
               "monolithic": fingerprint(mono) if mono is not None else None,
               "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains,
-              "heldout": {d: tensor_sha256(c) for d, c in heldout.items()}}  # counts alone would not see edited data
+              "heldout": state_dict_hashes(heldout)}  # counts alone would not see edited data
     for with_specialists in (True, False) if not specialists else (True,):
         cached = {**config, "specialists": with_specialists}
         if step_is_done(folder / "baselines", cached) and (folder / "baselines" / "losses.json").exists():
@@ -436,7 +436,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
               "experts": assembly.fingerprints, "base": base_fp,
               "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
               "eval": [s.eval_batch, s.eval_max_batches],
-              "heldout": {d: tensor_sha256(c) for d, c in heldout.items()}}
+              "heldout": state_dict_hashes(heldout)}
     if step_is_done(folder / "fusion", config) and out_path.exists():
         return load_results(out_path)
 

@@ -119,6 +119,7 @@ def tensor_sha256(t: torch.Tensor) -> str:
 
 
 def state_dict_hashes(state_dict: dict[str, torch.Tensor], names=None) -> dict[str, str]:
+    """name -> tensor_sha256 of each tensor (all, or `names`): weights, or any named tensors such as held-out chunks."""
     keys = sorted(state_dict) if names is None else sorted(names)
     return {k: tensor_sha256(state_dict[k]) for k in keys}
 

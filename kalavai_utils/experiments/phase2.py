@@ -382,6 +382,8 @@ def summarize(runs: Path) -> dict:
             models = [m for m in r["losses"] if m.startswith("fused:") or m == "uniform"]
             seeds[f"seed{r['seed']}"] = {
                 "ew": {m: r["metrics"]["ew"][m] for m in ["base", *r["specialists"].values(), *models]},
+                # per domain, where a collapsed router's cost shows (the twenty: the fused model vs the base on law)
+                "losses": {m: r["losses"][m] for m in ["base", *models]},
                 "gain_vs_best_pct": {m: r["metrics"]["gain_vs_best_pct"][m] for m in models},
                 "divergence_pct": r["metrics"]["divergence_pct"],
                 "mean_divergence_pct": r["metrics"]["mean_divergence_pct"],

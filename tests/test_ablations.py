@@ -219,7 +219,9 @@ def _result(gain, divergence=10.0, **metrics):
 
 def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_ours():
     t, v, spread = ablations.heterogeneous_table({"as the main cooperative": [_result(8.0)], "lr x2": [_result(9.5)]})
-    assert list(t.columns) == ["cooperative", "gain (%)", "mean divergence (%)", "paper 410M spread of gains, whole table (pp)"]
+    assert list(t.columns) == ["cooperative", "changed contributor", "gain (%)", "mean divergence (%)",
+                               "paper 410M spread of gains, whole table (pp)"]
+    assert list(t["changed contributor"]) == ["none", ablations.heterogeneous_arms(get_scale("tiny"))["lr x2"][0]]
     assert (t.iloc[:, -1] == paper.HETEROGENEOUS_SPREAD_PP).all()
     assert spread == pytest.approx(1.5) and not v["holds"]  # the verdict still reads our gains only
 
@@ -243,6 +245,11 @@ def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_o
     assert theirs["fused (authors' router)"] == paper.HEADLINE["410m"]["gain"]
     assert theirs.drop(["capacity control (one bigger model)", "fused (authors' router)"]).isna().all()  # nothing reported
     assert v["holds"]  # fused 2.4 below the bigger model's 2.5
+    # a control that ends worse than the base itself answers nothing: inconclusive, not a win
+    worse = {**r, "metrics": {**r["metrics"], "ew": {**ew, "capacity": 3.1}}}
+    _, v_worse = ablations.capacity_table({"capacity": [worse]})
+    assert v_worse["holds"] is None and v_worse["numbers"].startswith("inconclusive")
+    assert ablations.holds_word(None) == "inconclusive" and ablations.holds_word(True) == "yes"
     # the notebook's figure: the paper's control drawn on the gain panel only
     fig = ablations.plot_bars(t, "model", ["EW loss", "gain vs best specialist (%)"], "capacity",
                               paper_line=paper.CAPACITY_CONTROL_1_4B_GAIN, paper_label="paper")

@@ -601,8 +601,19 @@ def _paper_model(results: dict) -> str:
     return paper_fused(get_scale(first["scale"]))
 
 
-def _verdict(claim: str, holds: bool, numbers: str) -> dict:
-    return {"claim": claim, "holds": bool(holds), "numbers": numbers}
+def _verdict(claim: str, holds: bool | None, numbers: str) -> dict:
+    """holds None: the experiment cannot answer the claim (its numbers say why)."""
+    return {"claim": claim, "holds": None if holds is None else bool(holds), "numbers": numbers}
+
+
+def holds_word(holds: bool | None) -> str:
+    return {True: "yes", False: "no"}.get(holds, "inconclusive")
+
+
+def verdict_table(res: dict) -> pd.DataFrame:
+    """The notebook's closing table: every section's verdict, yes / no / inconclusive."""
+    t = pd.DataFrame(verdicts(res))
+    return t.assign(holds=t["holds"].map(holds_word)) if len(t) else t
 
 
 def paper_freeze_gain(k: int, n_layers: int) -> float:
@@ -763,8 +774,10 @@ def init_table(res: dict, main_results: list[dict]) -> tuple[pd.DataFrame, dict]
 
 def heterogeneous_table(res: dict) -> tuple[pd.DataFrame, dict]:
     model = _paper_model(res)
+    arms = heterogeneous_arms(get_scale(next(iter(res.values()))[0]["scale"]))
     # the paper reports only the spread over its cooperatives, not each one's gain: one number for the table
-    t = pd.DataFrame([{"cooperative": arm, "gain (%)": _mean(rs, _gain(model)),
+    t = pd.DataFrame([{"cooperative": arm, "changed contributor": arms[arm][0] if arm in arms else "none",
+                       "gain (%)": _mean(rs, _gain(model)),
                        "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
                        "paper 410M spread of gains, whole table (pp)": paper.HETEROGENEOUS_SPREAD_PP} for arm, rs in res.items()])
     spread = float(t["gain (%)"].max() - t["gain (%)"].min())
@@ -843,10 +856,17 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
             + (f"; cost: pretraining {tm['pretrain_seconds']:.0f} s + training {tm['train_seconds']:.0f} s" if tm.get("pretrain_seconds") else "")
             + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}% vs the best specialist, "
             f"{'above' if paper_bigger_ahead else 'below'} its fused 410M cooperative's {paper.HEADLINE['410m']['gain']:+.2f}%)")
+    # A control that ends worse than the untouched (smaller) base measures its own short
+    # pretraining, not what capacity buys: beating it answers nothing.
+    answers = m["ew"]["capacity"] < m["ew"]["base"]
+    if not answers:
+        nums = (f"inconclusive: the control ends worse than the base itself (EW {m['ew']['capacity']:.4f} vs "
+                f"{m['ew']['base']:.4f}), so it is no measure of what capacity buys; " + nums)
     # The paper reports the control without claiming that fusion wins it: the question checked is
     # the practitioner's (would one bigger model do as well?), and the label says how the paper's numbers answer it.
     return t, _verdict("fusion beats a capacity-matched single model (the control's question; the paper's own numbers "
-                       f"answer {'no' if paper_bigger_ahead else 'yes'})", m["ew"][model] < m["ew"]["capacity"], nums)
+                       f"answer {'no' if paper_bigger_ahead else 'yes'})",
+                       m["ew"][model] < m["ew"]["capacity"] if answers else None, nums)
 
 
 def verdicts(res: dict) -> list[dict]:

@@ -121,6 +121,17 @@ def test_collapse_rule_on_a_hand_made_gate_matrix():
     assert out["collapsed"] == ["yoruba"] and out["top_expert"]["yoruba"] == "tamil"
     assert out["own_share"]["code"] == 0.5 and "code" not in out["collapsed"]  # exactly half is not collapse
     assert phase2.collapse_from_gates(gates, experts, share=0.6)["collapsed"] == ["code", "yoruba"]
+    # the notebook's tables write a collapse one way, "none" where no domain collapsed
+    assert phase2.collapsed_text(out["collapsed"]) == "yoruba" and phase2.collapsed_text([]) == phase2.NO_COLLAPSE == "none"
+
+
+def test_band_verdict_says_when_the_prediction_is_an_extrapolation():
+    p = {"lo": 1.0, "hi": 3.0, "outside_fit_range": False}
+    assert phase2.band_verdict(p, 2.0) == "inside the 95% band."
+    assert phase2.band_verdict(p, 4.0) == "OUTSIDE the 95% band."
+    for measured in (2.0, 4.0):
+        verdict = phase2.band_verdict({**p, "outside_fit_range": True}, measured)
+        assert "extrapolation" in verdict and verdict.startswith(phase2.band_verdict(p, measured)[:-1])
 
 
 def test_balance_loss_by_hand():
@@ -218,6 +229,7 @@ def test_the_base_is_weak_on_the_new_languages(smoke_base):
     ref, new = table[table.kind == "reference"], table[table.kind == "new"]
     assert new["chars_per_token"].max() < ref["chars_per_token"].min()  # the tokenizer never saw these scripts
     assert new["loss_per_char"].min() > ref["loss_per_char"].max()
+    assert "perplexity" not in table.columns  # per token, not comparable across domains: not shown
 
 
 def test_twenty_experts_fuse_at_smoke(smoke_base):

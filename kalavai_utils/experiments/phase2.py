@@ -9,7 +9,7 @@ under runs/<scale>/phase2/<section>/seed<seed>/:
 - "private": three domains the base never saw in pretraining (paper: PubMed, EUR-Lex,
   BigPatent, `paper.PRIVATE_DOMAINS`). Offline: corpora.PRIVATE_DOMAINS. The scale's `extra_domains` will
   not do: pipeline.pretrain_documents puts every one of them in the base's mixture.
-- "twenty": ten languages and ten English-like domains, one contributor each (paper:
+- "twenty": ten languages, nine English-like domains and code, one contributor each (paper:
   Pythia-1B, `paper.TWENTY_CONTRIBUTOR_GAIN`, the out-of-sample test of its divergence-gain line).
 
 Beside the routers every cooperative reports, router *recipes* from the authors' later code
@@ -50,6 +50,7 @@ from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file,
 EXPERIMENT = "phase2"
 SECTIONS = ("cross-lingual", "private", "twenty")
 COLLAPSE_SHARE = 0.5  # a domain whose own expert gets less than this share of its gate weight has collapsed
+NO_COLLAPSE = "none"  # how the notebook's tables write "no domain collapsed"
 RESULTS_FILE = "results.json"  # the cooperative's own, recipes' routers included
 
 
@@ -192,7 +193,9 @@ def base_weakness(scale: Scale, runs: Path, base, section_domains, reference=("c
     """The base's held-out loss, characters per token and loss per character on each domain.
 
     A script the tokenizer never saw falls apart into bytes (few characters per token); per
-    character, the base's loss there is far above its loss on the English-like domains.
+    character, the base's loss there is far above its loss on the English-like domains. Only
+    the loss per character compares domains: the loss per token (and so a perplexity, left out
+    for that reason) depends on how many characters a token carries, which differs by domain.
     """
     domains = list(dict.fromkeys([*reference, *section_domains]))
     folder = data_folder(scale, runs, domains)
@@ -203,7 +206,7 @@ def base_weakness(scale: Scale, runs: Path, base, section_domains, reference=("c
     for d in domains:
         chars = len("".join(tokenizer.decode(c) for c in heldout[d])) / heldout[d].numel()
         rows.append({"domain": d, "kind": "reference" if d in reference else "new", "base_loss": losses[d],
-                     "chars_per_token": chars, "loss_per_char": losses[d] / chars, "perplexity": math.exp(losses[d])})
+                     "chars_per_token": chars, "loss_per_char": losses[d] / chars})
     atomic_write_json(runs / EXPERIMENT / "base_weakness.json", {r["domain"]: r for r in rows})  # for summarize
     return pd.DataFrame(rows).set_index("domain")
 
@@ -245,6 +248,22 @@ def collapse_from_gates(gates: dict[str, list[float]], experts: list[str], share
     top = {d: experts[int(np.argmax(gates[d]))] for d in gates}
     collapsed = sorted(d for d, w in own.items() if w < share)
     return {"own_share": own, "top_expert": top, "collapsed": collapsed, "rule": f"own expert < {share:.0%} of gate weight"}
+
+
+def collapsed_text(collapsed: list[str]) -> str:
+    """A `collapse(...)["collapsed"]` list as the notebook's tables write it (NO_COLLAPSE when empty)."""
+    return ", ".join(collapsed) or NO_COLLAPSE
+
+
+def band_verdict(prediction: dict, measured: float) -> str:
+    """Whether a measured gain lies inside a prediction's 95% band (a predict_gain dict), saying
+    when the prediction is an extrapolation (its mean divergence outside the fitted points)."""
+    inside = prediction["lo"] <= measured <= prediction["hi"]
+    out = "inside the 95% band" if inside else "OUTSIDE the 95% band"
+    if prediction.get("outside_fit_range"):
+        out += (", but the prediction is an extrapolation: the mean divergence lies outside the divergences "
+                "the line was fitted on")
+    return out + "."
 
 
 FOLD = "fold (base / fused)"
@@ -317,7 +336,7 @@ def section_table(results: list[dict], models: list[str]) -> pd.DataFrame:
             row = {"seed": r["seed"], "model": model, "gain_vs_best_%": m["gain_vs_best_pct"][model],
                    "gain_vs_base_%": m["gain_vs_base_pct"][model], "mean_divergence_%": m["mean_divergence_pct"]}
             if model in r["gates"]:
-                row["collapsed"] = ", ".join(collapse(r, model)["collapsed"]) or "-"
+                row["collapsed"] = collapsed_text(collapse(r, model)["collapsed"])
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -164,7 +164,7 @@ def test_benchmark_json_schema(tmp_path):
     import json
 
     from kalavai_utils.__main__ import main
-    from kalavai_utils.experiments.inference import FORWARD_VARIANTS, generation_table, verdicts
+    from kalavai_utils.experiments.inference import FORWARD_VARIANTS, generation_table, latency_table, verdicts
 
     out = tmp_path / "inference.json"
     assert main(["benchmark-inference", "--scale", "smoke", "--out", str(out), "--n-experts", "2,3",
@@ -182,6 +182,7 @@ def test_benchmark_json_schema(tmp_path):
     assert len(bench["generation"]) == 2 * 2 * 2  # lengths x models x cache on/off
     assert all(r["rounds"] == r["repeats"] == 1 for r in bench["generation"])
     assert len(generation_table(bench)) == 4 and len(verdicts(bench)) >= 2
+    assert len(latency_table(bench)) == 4  # (N, K, batch): the N sweep's 2, K=0, batch 2
 
 
 def test_timings_take_turns_and_run_rounds_until_min_seconds():
@@ -272,3 +273,32 @@ def test_summarize_keeps_losses_apart_from_timings(tmp_path):
     assert out["timings"]["main_point"] == {"dense": 1.9}
     assert out["timings"]["by_batch"] == {"batch4": {"dense": 1.9}}
     json.dumps(out)
+
+
+def test_timing_tables_show_each_ratio_where_it_applies():
+    import math
+
+    from kalavai_utils.experiments.inference import generation_table, latency_table, main_point_table
+
+    def row(n, k, b, variant, seconds):
+        return {"n_experts": n, "freeze_layers": k, "batch": b, "variant": variant, "seconds": seconds,
+                "tokens_per_s": b * 8 / seconds, "latency_x_single": seconds / 0.01, "peak_memory_gib": None,
+                "ideal_dense_ratio": 1 + (n - 1) * (2 - k) / 2, "flops_ratio": 2.5}
+    bench = {"settings": {"main_n": 3, "main_freeze_layers": 1, "main_batch": 4},
+             "forward": [row(3, 1, 4, "top1-sequence", 0.012), row(3, 1, 4, "dense", 0.02), row(3, 1, 4, "single", 0.01),
+                         row(3, 0, 4, "single", 0.01), row(3, 0, 4, "dense", 0.03)],
+             "generation": [{"model": m, "new_tokens": 8, "cache": c, "tokens_per_s": 100.0 if c else 50.0}
+                            for m in ("single", "dense") for c in (True, False)]}
+    main = main_point_table(bench)
+    assert list(main.index) == ["single", "dense", "top1-sequence"]  # in FORWARD_VARIANTS' order
+    assert "peak_memory_gib" not in main  # nothing measured on CPU
+    assert main.loc["dense", "ideal_dense_ratio"] == 2.0 and main.loc["dense", "flops_ratio"] == 2.5
+    assert math.isnan(main.loc["single", "flops_ratio"]) and math.isnan(main.loc["top1-sequence", "ideal_dense_ratio"])
+    wide = latency_table(bench)
+    assert list(wide.index) == [(3, 0, 4), (3, 1, 4)] and wide.index.names == ["N", "K", "batch"]
+    assert list(wide.columns) == ["one model (ms)", "dense", "top1-sequence", "ideal dense ratio", "FLOPs ratio"]
+    assert wide.loc[(3, 1, 4), "dense"] == pytest.approx(2.0) and wide.loc[(3, 1, 4), "one model (ms)"] == pytest.approx(10)
+    assert math.isnan(wide.loc[(3, 0, 4), "top1-sequence"])  # not timed there
+    assert wide.loc[(3, 0, 4), "ideal dense ratio"] == 3.0
+    gen = generation_table(bench)
+    assert gen.columns.name is None and list(gen["cache speedup"]) == [2.0, 2.0]

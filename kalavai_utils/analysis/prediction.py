@@ -325,6 +325,9 @@ def compare_predictors(table: pd.DataFrame, target: str = "gain", predictors: Se
     (default "condition"), fits are on condition means and a whole condition is left out at
     a time; otherwise each row is its own condition. The "(constant)" row predicts every
     gain by the mean of the others: a predictor that does not beat it predicts nothing.
+    loo_coverage (the share of held-out conditions inside the band of the line fitted without
+    them) checks that the band is honest, not that the predictor is good: a weak predictor's
+    band widens with its scatter, so it can cover as often as a strong one.
     """
     if target not in table.columns:
         raise KalavaiError(f"target column {target!r} not in table")

@@ -445,6 +445,54 @@ def forward_table(bench: dict):
     return pd.DataFrame(bench["forward"])
 
 
+# the variants the ideal and FLOPs ratios bound (dense fusion, however its experts are run or placed)
+DENSE_VARIANTS = ("dense", "dense-batched", "dense-offloaded")
+
+
+def _in_variant_order(names) -> list[str]:
+    known = (*FORWARD_VARIANTS, "dense-offloaded")
+    return sorted(names, key=lambda v: (known.index(v) if v in known else len(known), v))
+
+
+def main_point_table(bench: dict, batch: int | None = None):
+    """The forward timings at the main point (main_point), one row per variant.
+
+    The ideal and FLOPs ratios are what dense fusion is judged against, so only the dense
+    rows carry them; a column with nothing in it (peak memory on CPU) is left out.
+    """
+    import pandas as pd
+
+    rows = main_point(bench, batch)
+    columns = ["seconds", "tokens_per_s", "latency_x_single", "ideal_dense_ratio", "flops_ratio", "peak_memory_gib"]
+    df = pd.DataFrame([rows[v] for v in _in_variant_order(rows)], columns=["variant", *columns]).set_index("variant")
+    for c in ("ideal_dense_ratio", "flops_ratio"):
+        df[c] = pd.to_numeric(df[c]).where(df.index.isin(DENSE_VARIANTS))
+    return df.dropna(axis=1, how="all")
+
+
+def latency_table(bench: dict):
+    """Every forward setting on one row (N, K, batch): one model's latency in ms, each variant's
+    latency x one model, and the ideal and FLOPs ratios of dense fusion at that N and K.
+
+    Empty (NaN) where a variant was not timed at that setting. The "single" column (always 1)
+    is left out: its latency is the first column.
+    """
+    import pandas as pd
+
+    df = forward_table(bench)
+    if df.empty:
+        return df
+    key = ["n_experts", "freeze_layers", "batch"]
+    wide = df.pivot(index=key, columns="variant", values="latency_x_single").astype(float)
+    wide = wide[[v for v in _in_variant_order(wide.columns) if v != "single"]]
+    single = df[df["variant"] == "single"].set_index(key)["seconds"] * 1000
+    ratios = df.groupby(key)[[c for c in ("ideal_dense_ratio", "flops_ratio") if c in df]].first()
+    out = pd.concat([single.rename("one model (ms)"), wide,
+                     ratios.rename(columns={"ideal_dense_ratio": "ideal dense ratio", "flops_ratio": "FLOPs ratio"})], axis=1)
+    out.index.names, out.columns.name = ["N", "K", "batch"], None
+    return out.sort_index()
+
+
 def main_point(bench: dict, batch: int | None = None) -> dict:
     """variant -> its row at the main point (N=main_n, the scale's K, and the eval batch or `batch`)."""
     s = bench["settings"]
@@ -462,6 +510,7 @@ def generation_table(bench: dict):
         return df
     wide = df.pivot_table(index=["new_tokens", "model"], columns="cache", values="tokens_per_s").rename(
         columns={True: "tokens/s cached", False: "tokens/s cache-free"})
+    wide.columns.name = None  # the pivot's "cache" would show as a stray label above the index
     wide["cache speedup"] = wide["tokens/s cached"] / wide["tokens/s cache-free"]
     return wide.reset_index()
 

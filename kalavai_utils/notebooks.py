@@ -155,7 +155,8 @@ def expected_seconds(timings: dict, stems: list[str]) -> tuple[float, list[str]]
 def _expectation(seconds: float, unknown: list[str]) -> str:
     if not unknown:
         return f"about {fmt_seconds(seconds)}"
-    missing = f"no earlier time for {', '.join(unknown)}"
+    # the first name only: the list would repeat itself on every line of a first run
+    missing = f"no earlier time for {unknown[0]}" + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else "")
     return f"at least {fmt_seconds(seconds)} ({missing})" if seconds else f"unknown ({missing})"
 
 

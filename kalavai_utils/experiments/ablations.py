@@ -392,8 +392,28 @@ def _paper_init() -> str:
 
 # Where the full cost is too high for the scale's machine, the capacity control's pretraining
 # runs a fraction of the base's steps (stated in the notebook beside the result). At tiny the
-# full pretraining of a 3.2x model would cost about 3.2 x the base's 170 s on 2 cores.
+# full pretraining of a 3.2x model would cost about 3.2 x the base's 170 s on 2 cores, which
+# would take the whole run past its 45 minutes; KALAVAI_CAPACITY_PRETRAIN_FRACTION=1 runs it.
 CAPACITY_PRETRAIN_FRACTION = {"tiny": 0.25}
+CAPACITY_FRACTION_ENV = "KALAVAI_CAPACITY_PRETRAIN_FRACTION"
+
+
+def capacity_pretrain_fraction(scale: Scale) -> float:
+    """The share of the base's pretraining steps the offline capacity control gets: the scale's
+    default, or the environment's KALAVAI_CAPACITY_PRETRAIN_FRACTION (1 = like for like).
+    At the Hub scales the control is Pythia-1.4B, pretrained in full: always 1."""
+    if scale.is_hub:
+        return 1.0
+    text = os.environ.get(CAPACITY_FRACTION_ENV, "").strip()
+    if not text:
+        return CAPACITY_PRETRAIN_FRACTION.get(scale.name, 1.0)
+    try:
+        fraction = float(text)
+    except ValueError:
+        fraction = math.nan
+    if not 0 < fraction <= 1:
+        raise KalavaiError(f"{CAPACITY_FRACTION_ENV}={text!r}: give a fraction of the base's pretraining steps in (0, 1]")
+    return fraction
 
 
 def capacity_scale(scale: Scale) -> Scale:
@@ -402,7 +422,7 @@ def capacity_scale(scale: Scale) -> Scale:
     step = 8 * scale.n_heads  # head size a multiple of 8 (the rotary quarter stays even)
     widths = range(scale.d_model, 8 * scale.d_model + 1, step)
     d = min(widths, key=lambda w: abs(_offline_params(scale, w) - target))
-    f = CAPACITY_PRETRAIN_FRACTION.get(scale.name, 1.0)
+    f = capacity_pretrain_fraction(scale)
     steps = max(1, round(scale.pretrain_steps * f))
     return scale.with_overrides(d_model=d, pretrain_steps=steps, pretrain_revisions=(steps,), base_revision=f"step{steps}")
 
@@ -422,7 +442,7 @@ def capacity_train_config(scale: Scale, seed: int) -> TrainConfig:
 def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict:
     """Pretrain the bigger model like the base, train it on the mix, evaluate; one results file (cached)."""
     folder = runs / EXPERIMENT / "capacity" / f"seed{seed}"
-    fraction = CAPACITY_PRETRAIN_FRACTION.get(scale.name, 1.0)
+    fraction = capacity_pretrain_fraction(scale)
     if scale.is_hub:  # the paper's control: Pythia-1.4B, pretrained by EleutherAI on the same data and steps
         big = load_causal_lm("EleutherAI/pythia-1.4b", scale.hub_revision)
         big_fp, pretrain_seconds, big_scale = fingerprint(big), None, scale
@@ -852,7 +872,8 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
             f"{c['steps']} steps on the mix"
             + (f", pretrained {c['pretrain_steps']} steps" if c.get("pretrain_steps") else "")
             + (f" (only {fraction:g} of the base's {round(c['pretrain_steps'] / fraction)} pretraining steps, to fit the machine: "
-               "it read fewer tokens than the base, so this is not the paper's like-for-like control)" if fraction != 1 else "")
+               "it read fewer tokens than the base, so this is not the paper's like-for-like control; "
+               f"{CAPACITY_FRACTION_ENV}=1 runs that one)" if fraction != 1 else "")
             + (f"; cost: pretraining {tm['pretrain_seconds']:.0f} s + training {tm['train_seconds']:.0f} s" if tm.get("pretrain_seconds") else "")
             + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}% vs the best specialist, "
             f"{'above' if paper_bigger_ahead else 'below'} its fused 410M cooperative's {paper.HEADLINE['410m']['gain']:+.2f}%)")

@@ -255,11 +255,15 @@ def collapsed_text(collapsed: list[str]) -> str:
     return ", ".join(collapsed) or NO_COLLAPSE
 
 
+def inside_band(prediction: dict, measured: float) -> bool:
+    """Whether a measured gain lies inside a prediction's 95% band (a predict_gain dict)."""
+    return bool(prediction["lo"] <= measured <= prediction["hi"])
+
+
 def band_verdict(prediction: dict, measured: float) -> str:
-    """Whether a measured gain lies inside a prediction's 95% band (a predict_gain dict), saying
-    when the prediction is an extrapolation (its mean divergence outside the fitted points)."""
-    inside = prediction["lo"] <= measured <= prediction["hi"]
-    out = "inside the 95% band" if inside else "OUTSIDE the 95% band"
+    """`inside_band` in words, saying when the prediction is an extrapolation (its mean
+    divergence outside the fitted points)."""
+    out = "inside the 95% band" if inside_band(prediction, measured) else "OUTSIDE the 95% band"
     if prediction.get("outside_fit_range"):
         out += (", but the prediction is an extrapolation: the mean divergence lies outside the divergences "
                 "the line was fitted on")
@@ -465,7 +469,7 @@ def verdicts(runs: Path) -> dict[str, bool]:
         if pred.exists():
             gain = results[0]["metrics"]["gain_vs_best_pct"][model]
             for line, p in read_json(pred).items():
-                out[f"{section}: measured gain inside the {line} 95% band"] = bool(p["lo"] <= gain <= p["hi"])
+                out[f"{section}: measured gain inside the {line} 95% band"] = inside_band(p, gain)
     return out
 
 

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     er = sub.add_parser("export-results", help="write a run's reference summaries, one JSON per notebook")
     er.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
     er.add_argument("out_dir", help="where to write them, e.g. results/tiny")
+    er.add_argument("--executed-dir", help="where the run's executed notebooks go, cleaned of timestamps and paths "
+                    "(default: executed/<scale>, the copies a reader opens on the repository page)")
 
     cr = sub.add_parser("compare-results", help="compare a run with reference summaries; exit 1 if any number moved")
     cr.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
@@ -188,9 +190,14 @@ def main(argv=None) -> int:
             generate_text(args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed,
                           False if args.no_cache else None)
         elif args.command == "export-results":
-            from .analysis.reference import export_reference
+            from pathlib import Path
 
-            for path in export_reference(args.runs_dir, args.out_dir):
+            from .analysis.reference import export_reference
+            from .protocol.pipeline import ROOT
+            from .reports.executed import export_executed
+
+            executed = args.executed_dir or ROOT / "executed" / Path(args.runs_dir).name
+            for path in [*export_reference(args.runs_dir, args.out_dir), *export_executed(args.runs_dir, executed)]:
                 print(f"written: {path}")
         elif args.command == "compare-results":
             from .analysis.reference import compare_results

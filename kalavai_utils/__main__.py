@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         elif args.command == "predict-gain":
             import json
 
-            from .analysis.forecast import describe, forecast
+            from .protocol.forecast import describe, forecast
 
             result = forecast(args.base, args.submissions, args.data, args.fit, args.freeze_layers, args.scale)
             print(json.dumps(result, indent=2, default=str) if args.json else describe(result))

@@ -193,6 +193,23 @@ SCALES: dict[str, Scale] = {
 PYTHIA_SHAPES = {"410m": (1024, 24, 4096, 50304), "1b": (2048, 16, 8192, 50304)}
 
 
+def pythia_410m_config():
+    """Pythia-410M's published GPT-NeoX config (PYTHIA_SHAPES["410m"] and the rest of its Hub
+    config), for timing its architecture with random weights when no Hub cache holds it."""
+    from transformers import GPTNeoXConfig
+
+    hidden, layers, intermediate, vocab = PYTHIA_SHAPES["410m"]
+    return GPTNeoXConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=16,
+                         intermediate_size=intermediate, max_position_embeddings=2048, rotary_pct=0.25,
+                         use_parallel_residual=True, tie_word_embeddings=False)
+
+
+def domain_kind(domain: str, languages) -> str:
+    """'language', 'code' or 'English-like prose': code is real Python, dense in symbols and hard
+    per character for any base, so it is kept apart when languages are compared with prose."""
+    return "language" if domain in set(languages) else "code" if domain == "code" else "English-like prose"
+
+
 # A 6.9B specialist does not fit one GPU: its fp32 weights, gradients and two AdamW moments
 # take 16 bytes a parameter (110 GB). It trains sharded over several GPUs (KALAVAI_FSDP=1 under
 # `accelerate launch`: `./run_all.sh --processes N`), and, as in the paper, only the main result

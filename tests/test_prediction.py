@@ -1,4 +1,4 @@
-"""Tests of the gain-prediction statistics (kalavai_utils.analysis.prediction) and the paper's numbers."""
+"""Tests of the gain-prediction statistics (kalavai_utils.protocol.prediction) and the paper's numbers."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from kalavai_utils import paper
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.analysis.prediction import (
+from kalavai_utils.protocol.prediction import (
     LineFit, compare_predictors, condition_means, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss, predict_out_of_condition,
     fit_line, fit_loglinear, fit_saturating_curve, holdout_validation, leave_one_out, load_fit, paper_fit,
     predict_gain, save_fit,

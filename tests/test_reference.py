@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from kalavai_utils.analysis import prediction, reference
+from kalavai_utils.analysis import reference
+from kalavai_utils.protocol import prediction
 from kalavai_utils.__main__ import main
 from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused
 from kalavai_utils.errors import KalavaiError

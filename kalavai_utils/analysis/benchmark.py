@@ -38,7 +38,7 @@ from ..protocol.perf import measure_matmul_peak
 from ..protocol.results import library_versions
 from ..protocol.cooperative import ABLATION_ROUTERS, paper_router
 from ..protocol.routers import make_router, train_routers
-from ..scales import get_scale
+from ..scales import get_scale, pythia_410m_config
 from ..storage import atomic_write_json, read_json
 from ..protocol.training import TrainConfig, compile_requested, train_causal_lm
 
@@ -56,17 +56,9 @@ def benchmark_model(scale):
             config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision)
             source = "random init, real config from the local Hugging Face cache"
         except Exception:  # noqa: BLE001
-            config = _pythia_410m_config()
+            config = pythia_410m_config()
             source = "random init, Pythia-410M's published config (typed in benchmark.py)"
         return GPTNeoXForCausalLM(config), source
-
-
-def _pythia_410m_config():
-    from transformers import GPTNeoXConfig
-
-    return GPTNeoXConfig(vocab_size=50304, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                         intermediate_size=4096, max_position_embeddings=2048, rotary_pct=0.25,
-                         use_parallel_residual=True, tie_word_embeddings=False)
 
 
 def _time(fn, device) -> float:

@@ -193,7 +193,7 @@ def _sweep_results(runs: Path, meta: dict) -> list[dict]:
 def summarize_sweep(runs: Path) -> dict:
     """Notebook 04: the sweep's points for both routers, its fit, and leave-one-out validation."""
     from ..experiments import sweep
-    from . import prediction
+    from ..protocol import prediction
     from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
     from ..scales import get_scale
 

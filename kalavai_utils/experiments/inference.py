@@ -38,7 +38,7 @@ from ..protocol.metrics import equal_weight
 from ..protocol.models import offline_config
 from ..protocol.perf import Clock
 from ..protocol.results import library_versions
-from ..scales import get_scale
+from ..scales import get_scale, pythia_410m_config
 from ..storage import atomic_write_json, read_json
 
 # name -> (top_k, sparse_by); top_k 0 is dense
@@ -103,9 +103,7 @@ def benchmark_config(scale_name: str) -> tuple[GPTNeoXConfig, str]:
     if not scale.is_hub:
         return offline_config(scale), "random init, the offline scale's architecture"
     if scale.name == "410m":
-        from ..analysis.benchmark import _pythia_410m_config
-
-        return _pythia_410m_config(), "random init, Pythia-410M's published config (typed in benchmark.py)"
+        return pythia_410m_config(), "random init, Pythia-410M's published config (typed in benchmark.py)"
     try:
         from transformers import AutoConfig
 
@@ -559,14 +557,13 @@ def paper_comparison(bench: dict):
     import pandas as pd
 
     from .. import paper
-    from ..analysis.benchmark import _pythia_410m_config
 
     s = bench["settings"]
     batch = 1 if 1 in s["batch_sizes"] else s["main_batch"]
     ours = {r["variant"]: r["latency_x_single"] for r in bench["forward"]
             if (r["n_experts"], r["freeze_layers"], r["batch"]) == (3, s["main_freeze_layers"], batch)}
     p, top2 = paper.INFERENCE_410M_X3, paper.INFERENCE_410M_X3_TOP2
-    paper_ideal = ideal_dense_ratio(3, _pythia_410m_config().num_hidden_layers, get_scale("410m").freeze_layers)
+    paper_ideal = ideal_dense_ratio(3, pythia_410m_config().num_hidden_layers, get_scale("410m").freeze_layers)
     rows = [("ideal dense ratio 1 + (N-1)(L-K)/L", ideal_dense_ratio(3, bench["config"]["n_layers"], s["main_freeze_layers"]), paper_ideal),
             ("N separate forwards", ours.get("separate"), None),
             ("dense fused (loop)", ours.get("dense"), p["dense_latency_x"]),

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
-from ..analysis import prediction
+from ..protocol import prediction
 from ..protocol import corpora, data, pipeline, prefix
 from ..protocol.cooperative import (
     CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, frozen_depth, fused_name, paper_fused, paper_router, run_cooperative,
@@ -44,7 +44,7 @@ from ..protocol.models import for_inference
 from ..protocol.results import gate_matrix, load_results
 from ..protocol.routers import RouterRecipe
 from ..protocol.submission import iter_submissions
-from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, Scale, get_scale
+from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, Scale, domain_kind, get_scale
 from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 
 EXPERIMENT = "phase2"
@@ -213,8 +213,7 @@ def base_weakness(scale: Scale, runs: Path, base, section_domains, reference=("c
 
 def weak_languages(weakness: pd.DataFrame, languages) -> dict[str, list[str]]:
     """The new languages whose loss per character is above every reference domain's, and above
-    every prose reference domain's (code apart: analysis.report.domain_kind)."""
-    from ..analysis.report import domain_kind
+    every prose reference domain's (code apart: scales.domain_kind)."""
 
     ref, new = weakness[weakness.kind == "reference"], weakness[weakness.kind == "new"]
     prose = ref[[domain_kind(d, languages) == "English-like prose" for d in ref.index]]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis import prediction
+from ..protocol import prediction
 from ..protocol import pipeline, workers
 from ..protocol.cooperative import (
     CAUSAL_ROUTER, Cooperative, cooperative_jobs, main_cooperative, paper_router, run_cooperative,

@@ -18,7 +18,7 @@ Deviations of `tiny` from the paper, and why:
   (`pretrain_code_share` 0.2, so that code, like CodeSearchNet for Pythia, still has room to
   move) -> 7.5, 10.5, 8.2, 5.0. Code's divergence / forgetting ratio stayed near 1.2-1.5
   whatever the learning rate (1.75e-4: 8.1 / 6.1), batch (8 -> 16 sequences: 8.1 / 6.4) or
-  weight decay (0: 7.7 / 6.3), and fiction sat just above 8%. Generator v3 (see corpora.py)
+  weight decay (0: 7.7 / 6.3), and fiction sat just above 8%. Generator v3 (see corpora/)
   gives each contributor's stream more of its own data set's repetition; then, at 1.5e-4/3:
   contributors' code drawn from fewer modules 7.1 / 5.2; also documented functions only
   (CodeSearchNet) 8.0 / 5.5, fiction 8.2; base reading 0.15 of the usual code 8.9 / 5.1 but
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .errors import KalavaiError
 
-# The offline corpora's domains (kalavai_utils.protocol.corpora generates them).
+# The offline corpora's domains (kalavai_utils.corpora generates them).
 ENGLISH_DOMAINS = ("code", "science", "fiction", "law", "medicine", "news", "recipes", "sports", "finance", "travel")
 LANGUAGES = ("lang_script", "lang_tonal", "lang_mutation")
 

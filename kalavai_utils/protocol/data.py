@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from . import corpora
+from .. import corpora
 from ..errors import KalavaiError
 from ..scales import Scale
 from ..storage import (

@@ -87,7 +87,7 @@ class Scale:
     curve_every: int = 200  # held-out curve point every so many optimizer steps
     curve_max_batches: int = 10
 
-    # router (section 1 of the facts)
+    # router (PAPER.md §1)
     router_steps: int = 500
     router_batch: int = 4
     router_lr: float = 1e-3

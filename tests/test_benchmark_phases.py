@@ -97,7 +97,7 @@ def test_step_breakdown_times_the_parts_of_a_training_step_and_leaves_the_model_
 
 
 def test_a_training_on_a_share_of_the_threads_counts_that_share_of_the_machine(tmp_path):
-    """Two one-thread workers side by side (protocol/workers.py) each hold half of a 2-thread machine."""
+    """Two one-thread workers side by side (runtime/workers.py) each hold half of a 2-thread machine."""
     write(tmp_path / "timings.json", {"total_seconds": 100.0})
     write(tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0, threads=2))
     for domain in ("code", "science"):

@@ -15,7 +15,7 @@ from kalavai_utils.protocol.prediction import (
 
 
 def warmup_cosine(total: int, warmup_frac: float = 0.1) -> list[float]:
-    """The specialists' schedule shape (facts page, section 2), peak 1."""
+    """The specialists' schedule shape (PAPER.md §2), peak 1."""
     w = int(warmup_frac * total)
     return [(s + 1) / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / (total - w))) for s in range(total)]
 

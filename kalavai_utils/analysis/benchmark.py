@@ -2,7 +2,7 @@
 
 - specialist training: tokens/s and the fraction of this device's measured matmul peak, with
   every step running its frozen prefix, and (on a CPU) with the prefix's output read back as
-  the notebooks do (protocol/prefix.py);
+  the notebooks do (runtime/prefix.py);
 - fused evaluation: tokens/s of the fused model (shared prefix computed once) against
   running the N specialists one after another;
 - router training: seconds per router and tokens/s, for the ablation's routers trained side by
@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, GPTNeoXForCausalLM
 
-from ..protocol import prefix
+from ..runtime import prefix
 from ..protocol.fusion import FusedModel
 from ..protocol.models import freeze_prefix, load_causal_lm, n_params, offline_config
-from ..protocol.perf import measure_matmul_peak
+from ..runtime.perf import measure_matmul_peak
 from ..protocol.results import library_versions
 from ..protocol.cooperative import ABLATION_ROUTERS, paper_router
 from ..protocol.routers import make_router, train_routers
@@ -260,7 +260,7 @@ def training_notes(train: dict, peak: float) -> list[str]:
         f"backward {b['backward_ms'] / step:.0%}, optimizer {b['optimizer_ms'] / step:.0%}",
         f"the frozen prefix's forward (no gradient, the same for every contributor) is {b['frozen_prefix_forward_ms'] / step:.0%} "
         "of the step; it depends only on the base and the chunk, so on a CPU the notebooks read it back for chunks seen "
-        "before (protocol/prefix.py, exact)" + (f": {train['prefix_read_back_tokens_per_s']:,.0f} tokens/s instead of "
+        "before (runtime/prefix.py, exact)" + (f": {train['prefix_read_back_tokens_per_s']:,.0f} tokens/s instead of "
                                                   f"{train['tokens_per_s']:,.0f}" if "prefix_read_back_tokens_per_s" in train else ""),
         f"matrix multiplications take {b['matmul_share']:.0%} of operator time; the rest is elementwise work, "
         "softmax, attention and Python",
@@ -271,7 +271,7 @@ def training_notes(train: dict, peak: float) -> list[str]:
 
 def _share(threads: int | None, peak_threads: int | None) -> float:
     # Work on fewer threads than the peak was measured with (a worker beside another,
-    # protocol/workers.py) held that share of the machine: its seconds count in that share, so
+    # runtime/workers.py) held that share of the machine: its seconds count in that share, so
     # that phases add up to wall time and their fraction of peak is the machine's.
     return (threads or peak_threads) / peak_threads if peak_threads else 1.0
 

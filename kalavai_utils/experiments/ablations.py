@@ -37,9 +37,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from transformers import GPTNeoXForCausalLM
 
 from .. import paper
-from ..protocol import data, pipeline, workers
+from ..protocol import data, pipeline
+from ..runtime import workers
 from ..protocol.pipeline import Bases, shared_revision
 from . import sweep
 from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, cooperative_jobs,
@@ -50,7 +52,7 @@ from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
 from ..protocol.lora import lora_spec
 from ..protocol.metrics import divergence_pct
-from ..protocol.perf import Clock
+from ..runtime.perf import Clock
 from ..protocol.models import (fingerprint, for_inference, load_causal_lm, n_params, offline_config, state_dict_hashes,
                                tensor_sha256)
 from ..protocol.results import gate_matrix, load_results, make_results, specialist_names, write_results
@@ -429,7 +431,7 @@ def capacity_scale(scale: Scale) -> Scale:
 
 def _offline_params(scale: Scale, d_model: int) -> int:
     with torch.device("meta"):
-        model = __import__("transformers").GPTNeoXForCausalLM(offline_config(scale.with_overrides(d_model=d_model)))
+        model = GPTNeoXForCausalLM(offline_config(scale.with_overrides(d_model=d_model)))
     return n_params(model)
 
 
@@ -493,8 +495,8 @@ def _capacity_job(scale: Scale, runs: Path, seed: int) -> None:
     run_capacity(scale, runs, seed, run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared))
 
 
-def prefetch_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list[str]]:
-    """workers.prefetch's jobs for the sections' unfinished cooperatives, and each one's section.
+def worker_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list[str]]:
+    """workers.run_in_workers's jobs for the sections' unfinished cooperatives, and each one's section.
 
     The capacity model (the longest) first, then the cooperatives of sections 1, 3, 5 and 6.
     Sections 4 and 7 (count) build on those and run in the notebook's process afterwards.
@@ -542,8 +544,8 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
 
     # The sections' cooperatives several at a time where the machine has idle cores (the loop
     # below then finds them cached); each one's seconds are counted in its section.
-    jobs, job_sections = prefetch_jobs(scale, runs, seeds, sections)
-    for section, took in zip(job_sections, workers.prefetch(jobs, "ablations") or []):
+    jobs, job_sections = worker_jobs(scale, runs, seeds, sections)
+    for section, took in zip(job_sections, workers.run_in_workers(jobs, "ablations") or []):
         seconds[section] = seconds.get(section, 0.0) + took
     clock[0] = time.perf_counter()
     for seed in seeds:

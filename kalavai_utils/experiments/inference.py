@@ -36,7 +36,7 @@ from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedConfig, FusedModel
 from ..protocol.metrics import equal_weight
 from ..protocol.models import offline_config
-from ..protocol.perf import Clock
+from ..runtime.perf import Clock
 from ..protocol.results import library_versions
 from ..scales import get_scale, pythia_410m_config
 from ..storage import atomic_write_json, read_json
@@ -57,7 +57,7 @@ def ideal_dense_ratio(n_experts: int, n_layers: int, freeze_layers: int) -> floa
 
 
 def forward_flops(config: GPTNeoXConfig, seq_len: int, n_experts: int = 1, freeze_layers: int | None = None) -> float:
-    """Forward matmul FLOPs per token (protocol/perf.py's counting) of one model, or of N fused experts sharing K blocks."""
+    """Forward matmul FLOPs per token (runtime/perf.py's counting) of one model, or of N fused experts sharing K blocks."""
     d, L, V = config.hidden_size, config.num_hidden_layers, config.vocab_size
     block = 2 * (4 * d * d + 2 * d * config.intermediate_size) + 2 * 2 * seq_len * d
     k = L if freeze_layers is None else freeze_layers

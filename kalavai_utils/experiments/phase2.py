@@ -33,7 +33,8 @@ import pandas as pd
 from .. import paper
 from ..protocol import prediction
 from .. import corpora
-from ..protocol import data, pipeline, prefix
+from ..protocol import data, pipeline
+from ..runtime import prefix
 from ..protocol.cooperative import (
     CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, frozen_depth, fused_name, paper_fused, paper_router, run_cooperative,
     submission_folders, train_contributors,

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..protocol import prediction
-from ..protocol import pipeline, workers
+from ..protocol import pipeline
+from ..runtime import workers
 from ..protocol.cooperative import (
     CAUSAL_ROUTER, Cooperative, cooperative_jobs, main_cooperative, paper_router, run_cooperative,
 )
@@ -80,7 +81,7 @@ def run_sweep(scale: Scale, runs: Path, base, base_fp: str, seeds=None, only=Non
     todo = [(cond, seed) for cond in conditions(scale) if not only or cond.name in only for seed in seeds]
     coops = [cooperative_for(scale, runs, cond, seed) for cond, seed in todo]
     # several at a time where the machine has idle cores; the loop below then finds them cached
-    workers.prefetch(cooperative_jobs([(coop, None) for coop in coops], runs), "sweep")
+    workers.run_in_workers(cooperative_jobs([(coop, None) for coop in coops], runs), "sweep")
     out = []
     for (cond, _), coop in zip(todo, coops):
         res = run_cooperative(coop, runs, base, base_fp)

@@ -160,7 +160,7 @@ def main(argv=None) -> int:
         elif args.command == "benchmark":
             import json
 
-            from .analysis.benchmark import main as bench
+            from .experiments.benchmark import main as bench
             from .protocol.pipeline import ROOT, run_dir
             from .scales import get_scale
 
@@ -188,12 +188,12 @@ def main(argv=None) -> int:
             generate_text(args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed,
                           False if args.no_cache else None)
         elif args.command == "export-results":
-            from .analysis.reference import export_reference
+            from .reports.reference import export_reference
 
             for path in export_reference(args.runs_dir, args.out_dir):
                 print(f"written: {path}")
         elif args.command == "compare-results":
-            from .analysis.reference import compare_results
+            from .reports.reference import compare_results
 
             comparison = compare_results(args.runs_dir, args.ref_dir, args.tol_loss)
             for difference in comparison.differences:

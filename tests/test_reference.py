@@ -1,4 +1,4 @@
-"""Reference results: export a run's summaries, compare a rerun with them (kalavai_utils.analysis.reference).
+"""Reference results: export a run's summaries, compare a rerun with them (kalavai_utils.reports.reference).
 
 The run folder is written by hand in the real layout (results files through protocol/results.py's
 schema), so no model is trained here.
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kalavai_utils.analysis import reference
+from kalavai_utils.reports import reference
 from kalavai_utils.protocol import prediction
 from kalavai_utils.__main__ import main
 from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused

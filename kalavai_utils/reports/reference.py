@@ -28,11 +28,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
+from ..analysis import ablation_tables, phase2_tables, report
+from ..analysis.report import language_gap, specialist_claims
 from ..errors import KalavaiError
+from ..experiments import inference, phase2, sweep
+from ..protocol import prediction
+from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
 from ..protocol.metrics import divergence_pct, regime_calibration
-from .report import language_gap, specialist_claims
+from ..protocol.pipeline import corpus_key
 from ..protocol.results import load_results
+from ..scales import get_scale
 from ..storage import atomic_write_json, read_json
 
 SCHEMA = "kalavai.reference/1"
@@ -73,8 +78,6 @@ def _corpora(runs: Path) -> tuple[str | None, dict[str, dict]]:
     manifests = {p.parent.name: read_json(p) for p in sorted(runs.glob("data/corpus-*/manifest.json"))}
     if not manifests:
         return None, {}
-    from ..protocol.pipeline import corpus_key
-    from ..scales import get_scale
 
     scale = next(iter(manifests.values())).get("scale")
     return corpus_key(get_scale(scale)), manifests
@@ -153,8 +156,6 @@ def _main_results(runs: Path) -> list[dict]:
 
 def summarize_fusion(runs: Path) -> dict:
     """Notebook 03: every main cooperative's losses, gains and gates, and the claims' verdicts."""
-    from . import report
-
     results = _main_results(runs)
     if not results:
         return {}
@@ -192,11 +193,6 @@ def _sweep_results(runs: Path, meta: dict) -> list[dict]:
 
 def summarize_sweep(runs: Path) -> dict:
     """Notebook 04: the sweep's points for both routers, its fit, and leave-one-out validation."""
-    from ..experiments import sweep
-    from ..protocol import prediction
-    from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
-    from ..scales import get_scale
-
     fit_path = runs / "sweep" / "fit.json"
     fit, meta = prediction.load_fit(fit_path) if fit_path.exists() else (None, {})
     results = _sweep_results(runs, meta) if (runs / "sweep").is_dir() else []
@@ -255,23 +251,17 @@ def summarize_sweep(runs: Path) -> dict:
 
 
 def summarize_ablations(runs: Path) -> dict:
-    """Notebook 05: the eight ablations' tables and verdicts (kalavai_utils.experiments.ablations)."""
-    from ..experiments import ablations
-
-    return ablations.summarize(runs)
+    """Notebook 05: the eight ablations' tables and verdicts (kalavai_utils.analysis.ablation_tables)."""
+    return ablation_tables.summarize(runs)
 
 
 def summarize_phase2(runs: Path) -> dict:
-    """Notebook 06: cross-lingual, private-domain and twenty-contributor cooperatives (kalavai_utils.experiments.phase2)."""
-    from ..experiments import phase2
-
-    return phase2.summarize(runs) if (runs / phase2.EXPERIMENT).is_dir() else {}
+    """Notebook 06: cross-lingual, private-domain and twenty-contributor cooperatives (kalavai_utils.analysis.phase2_tables)."""
+    return phase2_tables.summarize(runs) if (runs / phase2.EXPERIMENT).is_dir() else {}
 
 
 def summarize_inference(runs: Path) -> dict:
     """Notebook 07: dispatch losses; its timings are the machine's and never compared (kalavai_utils.experiments.inference)."""
-    from ..experiments import inference
-
     return inference.summarize(runs) if (runs / "inference").is_dir() else {}
 
 

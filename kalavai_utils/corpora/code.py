@@ -10,7 +10,7 @@ import textwrap
 from functools import lru_cache
 
 from ..errors import KalavaiError
-from .common import _rng, STREAMS
+from .common import STREAMS, _rng
 
 
 # Per stream: a contributor's code comes from a few repositories, the base's from a broad crawl.

@@ -1,7 +1,6 @@
 """Phase 2's private English-like domains (patents, abstracts, regulations)."""
 from __future__ import annotations
 
-
 from .english import _cap, _conj, _Lexicon, _ordinal, _templates, _verb_forms, _Writer
 
 

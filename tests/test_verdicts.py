@@ -5,8 +5,7 @@ import warnings
 import pytest
 
 from kalavai_utils import paper
-from kalavai_utils.analysis import ablation_tables, phase2_tables, report
-from kalavai_utils.experiments import inference
+from kalavai_utils.analysis import ablation_tables, inference_tables, phase2_tables, report
 from kalavai_utils.protocol.results import make_results, write_results
 
 DOMAINS = ["code", "science", "fiction"]
@@ -101,8 +100,8 @@ def test_cross_lingual_claims_need_a_larger_gain_than_the_main_cooperative_and_a
 def test_top1_dispatch_is_judged_far_worse_only_when_its_loss_is_well_above_dense():
     worse = {"r": {"dense": {"ew": 2.0}, "top1-sequence": {"ew": 2.2}}}
     same = {"r": {"dense": {"ew": 2.0}, "top1-sequence": {"ew": 2.0}}}
-    assert inference.loss_verdicts(worse)["holds"].tolist() == [True]
-    assert inference.loss_verdicts(same)["holds"].tolist() == [False]
+    assert inference_tables.loss_verdicts(worse)["holds"].tolist() == [True]
+    assert inference_tables.loss_verdicts(same)["holds"].tolist() == [False]
 
 
 def test_the_regime_bars_reach_the_reference_summary_and_can_fail(tmp_path):

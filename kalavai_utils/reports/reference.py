@@ -28,10 +28,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..analysis import ablation_tables, phase2_tables, report
+from ..analysis import ablation_tables, inference_tables, phase2_tables, report
 from ..analysis.report import language_gap, specialist_claims
 from ..errors import KalavaiError
-from ..experiments import inference, phase2, sweep
+from ..experiments import phase2, sweep
 from ..protocol import prediction
 from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
 from ..protocol.metrics import divergence_pct, regime_calibration
@@ -261,8 +261,8 @@ def summarize_phase2(runs: Path) -> dict:
 
 
 def summarize_inference(runs: Path) -> dict:
-    """Notebook 07: dispatch losses; its timings are the machine's and never compared (kalavai_utils.experiments.inference)."""
-    return inference.summarize(runs) if (runs / "inference").is_dir() else {}
+    """Notebook 07: dispatch losses; its timings are the machine's and never compared (kalavai_utils.analysis.inference_tables)."""
+    return inference_tables.summarize(runs) if (runs / "inference").is_dir() else {}
 
 
 SUMMARIES = {"00_data": summarize_data, "01_base": summarize_base, "02_specialists": summarize_specialists,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
-from ..experiments import sweep
+from . import sweep_tables
 from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
 from ..errors import KalavaiError
 from ..protocol.metrics import divergence_pct
@@ -106,7 +106,7 @@ def freeze_table(res: dict) -> tuple[pd.DataFrame, dict]:
 
 def improvement_curve(result: dict) -> tuple[list[int], list[float]]:
     """Mean over the specialists of their improvement over the base on their own domain, at each curve step."""
-    curves, base, _ = sweep.own_domain_curves(result)
+    curves, base, _ = sweep_tables.own_domain_curves(result)
     steps = curves[next(iter(curves))]["steps"]
     imp = [float(np.mean([divergence_pct(base[d], c["losses"][i]) for d, c in curves.items()])) for i in range(len(steps))]
     return steps, imp

@@ -116,3 +116,13 @@ def test_the_walk_sees_function_local_and_relative_imports(tmp_path, monkeypatch
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
     assert upward_imports() == ["protocol.data -> analysis.report (line 2; layer 2 imports layer 4)",
                                 "protocol.data -> analysis.report (line 3; layer 2 imports layer 4)"]
+
+
+def test_every_layer_is_a_listed_package():
+    """Each folder of the package is a layer of the table and a package the wheel holds."""
+    import tomllib
+
+    packages = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    folders = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and any(p.glob("*.py")))
+    assert folders and all(f in LAYERS for f in folders), folders
+    assert sorted(packages) == sorted(["kalavai_utils"] + [f"kalavai_utils.{f}" for f in folders])

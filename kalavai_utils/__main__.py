@@ -155,14 +155,14 @@ def main(argv=None) -> int:
         elif args.command == "predict-gain":
             import json
 
-            from .analysis.forecast import describe, forecast
+            from .protocol.forecast import describe, forecast
 
             result = forecast(args.base, args.submissions, args.data, args.fit, args.freeze_layers, args.scale)
             print(json.dumps(result, indent=2, default=str) if args.json else describe(result))
         elif args.command == "benchmark":
             import json
 
-            from .analysis.benchmark import main as bench
+            from .experiments.benchmark import main as bench
             from .protocol.pipeline import ROOT, run_dir
             from .scales import get_scale
 
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         elif args.command == "export-results":
             from pathlib import Path
 
-            from .analysis.reference import export_reference
+            from .reports.reference import export_reference
             from .protocol.pipeline import ROOT
             from .reports.executed import export_executed
 
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
             for path in [*export_reference(args.runs_dir, args.out_dir), *export_executed(args.runs_dir, executed)]:
                 print(f"written: {path}")
         elif args.command == "compare-results":
-            from .analysis.reference import compare_results
+            from .reports.reference import compare_results
 
             comparison = compare_results(args.runs_dir, args.ref_dir, args.tol_loss)
             for difference in comparison.differences:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import KalavaiError
 from .protocol.pipeline import ROOT, run_dir
-from .protocol.sharding import refuse_unsharded
+from .runtime.sharding import refuse_unsharded
 from .protocol.training import TrainConfig, local_grad_accum
 from .scales import SHARDED_SCALES, get_scale
 from .storage import atomic_write_json, atomic_write_text, read_json

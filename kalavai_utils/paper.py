@@ -1,13 +1,13 @@
 """The KALAVAI paper's own reported numbers, in one place.
 
-Every value here is THE PAPER'S (or, where marked, its authors' code's); PAPER.md (the
-facts page: sections 3 and 5) describes them in words. No code elsewhere in the project
+Every value here is THE PAPER'S (or, where marked, its authors' code's); PAPER.md (§3
+and §5) describes them in words. No code elsewhere in the project
 types these numbers: notebooks' cells, figures and tests import them from here, and always
 label them as the paper's, next to (never instead of) what this project measured (a
 notebook's introduction may quote a few in prose).
 
 Units: losses in nats (held-out cross-entropy); gains, divergences and improvements in
-percent, as defined in section 4 of the facts page.
+percent, as defined in PAPER.md §4.
 
 One known disagreement between the paper and its code, found while checking the
 regression (see `FIT_SCRIPT_GAIN_OVERRIDES`): the paper's line
@@ -102,7 +102,7 @@ REGRESSION_FIT = {
 # Out-of-sample check reported by the paper: 20 contributors (10 languages + 10 domains, Pythia-1B).
 OUT_OF_SAMPLE_20_CONTRIBUTOR = RegressionPoint("twenty_contributors", "20-contributor", 15.68, 16.71)
 
-# The authors' own later held-out check (facts page: 2 of 6 inside the 95% band, RMSE about
+# The authors' own later held-out check (PAPER.md §5: 2 of 6 inside the 95% band, RMSE about
 # 12.3 pp). The six points come from their Murai-Labs/Kalavai
 # results/rebuttal/w2_regression/refit_summary.json (two-/three-language 410M-style conditions).
 AUTHORS_LATER_CHECK = {"n": 6, "in_band": 2, "rmse_pp": 12.3}
@@ -140,7 +140,7 @@ FREEZE_SWEEP_410M: dict[int, float] = {0: 7.92, 2: 7.86, 4: 7.72, 6: 7.49, 8: 7.
 
 # --- Base maturity: base revision step -> gain (%) ---
 MATURITY_410M: dict[int, float] = {5000: 8.81, 10000: 7.72, 20000: 7.03, 50000: 7.25, 100000: 7.06, 143000: 7.51}
-MATURITY_1B_ENDPOINTS: dict[int, float] = {5000: 8.75, 143000: 0.40}  # the facts page gives only the ends
+MATURITY_1B_ENDPOINTS: dict[int, float] = {5000: 8.75, 143000: 0.40}  # PAPER.md §5 gives only the ends
 
 # --- Specialist count (5-domain eval): number of specialists -> gain (%) ---
 SPECIALIST_COUNT: dict[int, float] = {2: 1.76, 3: 4.39, 4: 11.39, 5: 12.95}

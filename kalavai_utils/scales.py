@@ -18,7 +18,7 @@ Deviations of `tiny` from the paper, and why:
   (`pretrain_code_share` 0.2, so that code, like CodeSearchNet for Pythia, still has room to
   move) -> 7.5, 10.5, 8.2, 5.0. Code's divergence / forgetting ratio stayed near 1.2-1.5
   whatever the learning rate (1.75e-4: 8.1 / 6.1), batch (8 -> 16 sequences: 8.1 / 6.4) or
-  weight decay (0: 7.7 / 6.3), and fiction sat just above 8%. Generator v3 (see corpora.py)
+  weight decay (0: 7.7 / 6.3), and fiction sat just above 8%. Generator v3 (see corpora/)
   gives each contributor's stream more of its own data set's repetition; then, at 1.5e-4/3:
   contributors' code drawn from fewer modules 7.1 / 5.2; also documented functions only
   (CodeSearchNet) 8.0 / 5.5, fiction 8.2; base reading 0.15 of the usual code 8.9 / 5.1 but
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .errors import KalavaiError
 
-# The offline corpora's domains (kalavai_utils.protocol.corpora generates them).
+# The offline corpora's domains (kalavai_utils.corpora generates them).
 ENGLISH_DOMAINS = ("code", "science", "fiction", "law", "medicine", "news", "recipes", "sports", "finance", "travel")
 LANGUAGES = ("lang_script", "lang_tonal", "lang_mutation")
 
@@ -87,7 +87,7 @@ class Scale:
     curve_every: int = 200  # held-out curve point every so many optimizer steps
     curve_max_batches: int = 10
 
-    # router (section 1 of the facts)
+    # router (PAPER.md §1)
     router_steps: int = 500
     router_batch: int = 4
     router_lr: float = 1e-3
@@ -191,6 +191,23 @@ SCALES: dict[str, Scale] = {
 # Pythia's shapes (the Hub configs of EleutherAI/pythia-410m and -1b), for what is computed
 # without loading them: hidden size, layers, intermediate size, vocabulary.
 PYTHIA_SHAPES = {"410m": (1024, 24, 4096, 50304), "1b": (2048, 16, 8192, 50304)}
+
+
+def pythia_410m_config():
+    """Pythia-410M's published GPT-NeoX config (PYTHIA_SHAPES["410m"] and the rest of its Hub
+    config), for timing its architecture with random weights when no Hub cache holds it."""
+    from transformers import GPTNeoXConfig
+
+    hidden, layers, intermediate, vocab = PYTHIA_SHAPES["410m"]
+    return GPTNeoXConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=16,
+                         intermediate_size=intermediate, max_position_embeddings=2048, rotary_pct=0.25,
+                         use_parallel_residual=True, tie_word_embeddings=False)
+
+
+def domain_kind(domain: str, languages) -> str:
+    """'language', 'code' or 'English-like prose': code is real Python, dense in symbols and hard
+    per character for any base, so it is kept apart when languages are compared with prose."""
+    return "language" if domain in set(languages) else "code" if domain == "code" else "English-like prose"
 
 
 # A 6.9B specialist does not fit one GPU: its fp32 weights, gradients and two AdamW moments

@@ -5,8 +5,8 @@ torch.compile (random weights, 40 steps, the first 15 left out). Wrote results/4
 """
 import copy, json, os, time
 import torch
-from kalavai_utils.analysis.benchmark import benchmark_model
-from kalavai_utils.protocol.perf import measure_matmul_peak
+from kalavai_utils.experiments.benchmark import benchmark_model
+from kalavai_utils.runtime.perf import measure_matmul_peak
 from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 

@@ -7,6 +7,7 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from kalavai_utils import paper
+from kalavai_utils.analysis import ablation_tables, figures_ablations
 from kalavai_utils.experiments import ablations
 from kalavai_utils.protocol import lora, pipeline
 from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused, train_specialist
@@ -54,13 +55,13 @@ def test_the_crossover_ladder_trains_one_cooperative_per_step_count(runs, monkey
         steps, k = map(int, label.split("/"))
         assert all((coop.train_config(d).steps, coop.train_config(d).freeze_layers) == (steps, k) for d in coop.domains)
     res = ablations.run_all(SMOKE, runs, [42], sections={"freeze", "crossover"})
-    table, _, v = ablations.crossover_table(res["freeze"], res["crossover"])
+    table, _, v = ablation_tables.crossover_table(res["freeze"], res["crossover"])
     assert list(table["step"]) == [4, n] and "one cooperative per step count" in table.attrs["what"]
-    model = ablations._paper_model(res["crossover"])
+    model = ablation_tables._paper_model(res["crossover"])
     for i, steps in enumerate(table["step"]):  # each point is its own cooperative's fused gain over the base
         for col, k in zip(table.columns[1:], (0, 1)):
             assert table[col][i] == pytest.approx(res["crossover"][f"{steps}/{k}"][0]["metrics"]["gain_vs_base_pct"][model])
-    assert "held-out curves" in ablations.crossover_table(res["freeze"])[0].attrs["what"]  # no ladder: the curves
+    assert "held-out curves" in ablation_tables.crossover_table(res["freeze"])[0].attrs["what"]  # no ladder: the curves
 
 
 def test_other_builders_pass_their_overrides(runs):
@@ -207,9 +208,9 @@ def test_lora_specialist_hands_in_a_full_checkpoint_that_verification_accepts(tm
 
 
 def test_crossover_step():
-    assert ablations.crossover_step(paper.CROSSOVER_STEPS, paper.CROSSOVER_410M[0], paper.CROSSOVER_410M[4]) == 10000
-    assert ablations.crossover_step([0, 1, 2], [0, 1, 2], [0, 2, 3]) is None  # ahead from the start: no crossover
-    assert ablations.crossover_step([0, 1, 2], [0, 2, 3], [0, 1, 2]) is None  # never ahead
+    assert ablation_tables.crossover_step(paper.CROSSOVER_STEPS, paper.CROSSOVER_410M[0], paper.CROSSOVER_410M[4]) == 10000
+    assert ablation_tables.crossover_step([0, 1, 2], [0, 1, 2], [0, 2, 3]) is None  # ahead from the start: no crossover
+    assert ablation_tables.crossover_step([0, 1, 2], [0, 2, 3], [0, 1, 2]) is None  # never ahead
 
 
 def test_every_count_is_evaluated_on_the_same_domains(runs):
@@ -222,7 +223,7 @@ def test_every_count_is_evaluated_on_the_same_domains(runs):
     for n, (r,) in res.items():
         assert len(r["specialists"]) == int(n) and set(r["specialists"]) <= set(evaluated)
         assert set(r["losses"]["base"]) == set(evaluated)
-    table, verdict = ablations.count_table(res)
+    table, verdict = ablation_tables.count_table(res)
     assert list(table["specialists"]) == [2, 3, 4, 5] and isinstance(verdict["holds"], bool)
 
 
@@ -233,14 +234,14 @@ def _result(gain, divergence=10.0, **metrics):
 
 
 def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_ours():
-    t, v, spread = ablations.heterogeneous_table({"as the main cooperative": [_result(8.0)], "lr x2": [_result(9.5)]})
+    t, v, spread = ablation_tables.heterogeneous_table({"as the main cooperative": [_result(8.0)], "lr x2": [_result(9.5)]})
     assert list(t.columns) == ["cooperative", "changed contributor", "gain (%)", "mean divergence (%)",
                                "paper 410M spread of gains, whole table (pp)"]
     assert list(t["changed contributor"]) == ["none", ablations.heterogeneous_arms(get_scale("tiny"))["lr x2"][0]]
     assert (t.iloc[:, -1] == paper.HETEROGENEOUS_SPREAD_PP).all()
     assert spread == pytest.approx(1.5) and not v["holds"]  # the verdict still reads our gains only
 
-    t, v = ablations.lora_table({"8": [_result(1.0, 5.0)], "64": [_result(2.0, 6.0)]}, [_result(8.0, 12.0)])
+    t, v = ablation_tables.lora_table({"8": [_result(1.0, 5.0)], "64": [_result(2.0, 6.0)]}, [_result(8.0, 12.0)])
     col = "paper 410M gain (%): main; LoRA r=8..64 as a range"
     assert list(t.columns) == ["specialists", "mean divergence (%)", "gain (%)", col]
     top, bottom = paper.LORA_GAIN_RANGE
@@ -252,7 +253,7 @@ def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_o
     r = {**_result(0.0), "config": {"steps": 24, "pretrain_steps": 5, "pretrain_fraction": 0.25},
          "extra": {"params": {"capacity": 300, "specialist": 100}, "timings": {}}}
     r["metrics"] = {"ew": ew, "best_specialist": "spec:code", "gain_vs_best_pct": {k: 100 * (2.6 - x) / 2.6 for k, x in ew.items()}}
-    t, v = ablations.capacity_table({"capacity": [r]})
+    t, v = ablation_tables.capacity_table({"capacity": [r]})
     col = "paper gain vs best specialist (%): 1.4B control, fused 410M"
     assert list(t.columns) == ["model", "EW loss", "gain vs best specialist (%)", col]
     theirs = t.set_index("model")[col]
@@ -262,11 +263,11 @@ def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_o
     assert v["holds"]  # fused 2.4 below the bigger model's 2.5
     # a control that ends worse than the base itself answers nothing: inconclusive, not a win
     worse = {**r, "metrics": {**r["metrics"], "ew": {**ew, "capacity": 3.1}}}
-    _, v_worse = ablations.capacity_table({"capacity": [worse]})
+    _, v_worse = ablation_tables.capacity_table({"capacity": [worse]})
     assert v_worse["holds"] is None and v_worse["numbers"].startswith("inconclusive")
-    assert ablations.holds_word(None) == "inconclusive" and ablations.holds_word(True) == "yes"
+    assert ablation_tables.holds_word(None) == "inconclusive" and ablation_tables.holds_word(True) == "yes"
     # the notebook's figure: the paper's control drawn on the gain panel only
-    fig = ablations.plot_bars(t, "model", ["EW loss", "gain vs best specialist (%)"], "capacity",
+    fig = figures_ablations.plot_bars(t, "model", ["EW loss", "gain vs best specialist (%)"], "capacity",
                               paper_line=paper.CAPACITY_CONTROL_1_4B_GAIN, paper_label="paper")
     drawn = [[tuple(y) for y in (line.get_ydata() for line in ax.get_lines()) if not any(map(math.isnan, y))] for ax in fig.axes]
     assert drawn == [[], [(paper.CAPACITY_CONTROL_1_4B_GAIN,) * 2]]  # (seaborn's empty error bars are NaN)
@@ -277,15 +278,14 @@ def test_gate_matrix_follows_the_experts_order_not_the_sorted_keys():
     result = {"domains": ["code", "science", "fiction"],
               "specialists": {"code": "spec:code", "fiction": "spec:fiction", "science": "spec:science"},
               "gates": {"m": {"code": [0.9, 0.1, 0.0], "science": [0.0, 0.8, 0.2], "fiction": [0.0, 0.3, 0.7]}}}
-    g = ablations.gate_matrix(result, "m")
+    g = ablation_tables.gate_matrix(result, "m")
     assert g.loc["science", "science"] == 0.8 and g.loc["fiction", "fiction"] == 0.7
-    assert ablations.off_own_weight(result, "m") == pytest.approx((0.1 + 0.2 + 0.3) / 3)
+    assert ablation_tables.off_own_weight(result, "m") == pytest.approx((0.1 + 0.2 + 0.3) / 3)
 
 
 def test_gate_figures_draw_rows_in_the_experts_order_whatever_the_dict_order():
     """A loaded results file has its gates sorted by key; a fresh run's are in domain order: both draw alike."""
-    from kalavai_utils.analysis import figures
-    from kalavai_utils.experiments import phase2
+    from kalavai_utils.analysis import figures, figures_phase2
 
     gates = {"code": [0.9, 0.1, 0.0], "science": [0.0, 0.8, 0.2], "fiction": [0.0, 0.3, 0.7]}
     fresh = {"domains": ["code", "science", "fiction"], "seed": 42,
@@ -295,7 +295,7 @@ def test_gate_figures_draw_rows_in_the_experts_order_whatever_the_dict_order():
     for result in (fresh, loaded):
         rows = [t.get_text() for t in figures.gate_distribution(result, "m").axes[0].get_yticklabels()]
         assert rows == ["code", "science", "fiction"]
-        ax = phase2.gate_grid([result], ["m"]).axes[0]
+        ax = figures_phase2.gate_grid([result], ["m"]).axes[0]
         assert [t.get_text() for t in ax.get_yticklabels()] == ["code", "science", "fiction"]
         assert [t.get_text() for t in ax.get_xticklabels()] == ["code", "science", "fiction"]
 

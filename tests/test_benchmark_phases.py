@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from kalavai_utils.analysis.benchmark import run_phases, with_reference
+from kalavai_utils.experiments.benchmark import run_phases, with_reference
 
 
 def write(path, obj):
@@ -73,7 +73,7 @@ def test_step_breakdown_times_the_parts_of_a_training_step_and_leaves_the_model_
     import torch
     from transformers import GPTNeoXForCausalLM
 
-    from kalavai_utils.analysis.benchmark import step_breakdown, training_notes
+    from kalavai_utils.experiments.benchmark import step_breakdown, training_notes
     from kalavai_utils.protocol.models import offline_config
     from kalavai_utils.protocol.training import TrainConfig
     from kalavai_utils.scales import get_scale
@@ -97,7 +97,7 @@ def test_step_breakdown_times_the_parts_of_a_training_step_and_leaves_the_model_
 
 
 def test_a_training_on_a_share_of_the_threads_counts_that_share_of_the_machine(tmp_path):
-    """Two one-thread workers side by side (protocol/workers.py) each hold half of a 2-thread machine."""
+    """Two one-thread workers side by side (runtime/workers.py) each hold half of a 2-thread machine."""
     write(tmp_path / "timings.json", {"total_seconds": 100.0})
     write(tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0, threads=2))
     for domain in ("code", "science"):
@@ -109,7 +109,7 @@ def test_a_training_on_a_share_of_the_threads_counts_that_share_of_the_machine(t
 
 
 def test_the_benchmark_times_router_training_against_the_straightforward_way():
-    from kalavai_utils.analysis.benchmark import run
+    from kalavai_utils.experiments.benchmark import run
 
     r = run("smoke", steps=4)["router"]
     ways = ("side_by_side", "alone", "through_fused_forward")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kalavai_utils.protocol import corpora
-from kalavai_utils.protocol.corpora import (
+from kalavai_utils import corpora
+from kalavai_utils.corpora import english, languages
+from kalavai_utils.corpora import (
     DEFAULT_OVERLAP, ENGLISH_DOMAINS, LANGUAGES, corpus_version, describe_domain, generate_documents,
 )
 from kalavai_utils.errors import KalavaiError
@@ -60,7 +61,7 @@ def test_same_documents_in_another_process_with_another_hash_seed():
         return hashlib.sha256("\x00".join(docs).encode()).hexdigest()
 
     here = {d: digest(generate_documents(d, 5, seed=11)) for d in corpora.ALL_DOMAINS}
-    code = ("import hashlib, json; from kalavai_utils.protocol.corpora import generate_documents, ALL_DOMAINS as A; "
+    code = ("import hashlib, json; from kalavai_utils.corpora import generate_documents, ALL_DOMAINS as A; "
             "print(json.dumps({d: hashlib.sha256('\\x00'.join(generate_documents(d, 5, seed=11)).encode()).hexdigest() for d in A}))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
@@ -145,17 +146,17 @@ def test_recipes_use_their_own_ingredients():
         listed = [re.sub(r"^- \S+ (g|ml|tbsp|tsp|cups|pinch of|handful of) ", "", x) for x in head.split("\n") if x.startswith("- ")]
         assert 4 <= len(listed) <= 9
         for step in re.findall(r"the ([a-z ]+?) (?:and|in|together)", method):
-            if step in corpora._INGREDIENTS.words:
+            if step in english._INGREDIENTS.words:
                 assert step in listed
 
 
 def test_english_agreement():
-    assert corpora._conj("be", "present", "3p") == "are" and corpora._conj("be", "past", "3s") == "was"
-    assert corpora._conj("carry", "present", "3s") == "carries" and corpora._conj("watch", "present", "3s") == "watches"
-    assert corpora._conj("break down", "past", "3p") == "broke down" and corpora._conj("stop", "past", "1s") == "stopped"
-    assert corpora._plural("child") == "children" and corpora._plural("cell membrane") == "cell membranes"
-    assert corpora._plural("city") == "cities" and corpora._plural("box") == "boxes"
-    assert corpora._article("hour") == "an" and corpora._article("unit") == "a" and corpora._article("apple") == "an"
+    assert english._conj("be", "present", "3p") == "are" and english._conj("be", "past", "3s") == "was"
+    assert english._conj("carry", "present", "3s") == "carries" and english._conj("watch", "present", "3s") == "watches"
+    assert english._conj("break down", "past", "3p") == "broke down" and english._conj("stop", "past", "1s") == "stopped"
+    assert english._plural("child") == "children" and english._plural("cell membrane") == "cell membranes"
+    assert english._plural("city") == "cities" and english._plural("box") == "boxes"
+    assert english._article("hour") == "an" and english._article("unit") == "a" and english._article("apple") == "an"
 
 
 def _unigrams(docs):
@@ -195,7 +196,7 @@ def test_languages_look_like_their_models():
 
 
 def test_welsh_mutations():
-    m = corpora._mutate
+    m = languages._mutate
     assert m("pen", "soft") == "ben" and m("tad", "nasal") == "nhad" and m("cath", "aspirate") == "chath"
     assert m("llan", "soft") == "lan" and m("rhos", "soft") == "ros" and m("gardd", "soft") == "ardd"
     assert m("llan", "aspirate") == "llan" and m("bara", "aspirate") == "bara" and m("tŷ", None) == "tŷ"

@@ -1,4 +1,4 @@
-"""The evaluation protocol on a hand-computed case, and the facts page's definitions."""
+"""The evaluation protocol on a hand-computed case, and PAPER.md §4's definitions."""
 import math
 
 import pytest

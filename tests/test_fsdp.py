@@ -1,4 +1,4 @@
-"""FSDP (KALAVAI_FSDP=1: torch's FSDP2, kalavai_utils/protocol/sharding.py) through the one training loop,
+"""FSDP (KALAVAI_FSDP=1: torch's FSDP2, kalavai_utils/runtime/sharding.py) through the one training loop,
 on two CPU processes (gloo), as on GPUs.
 
 Checked against one plain process at the same global batch: the loss curve, learning rates,

@@ -164,7 +164,8 @@ def test_benchmark_json_schema(tmp_path):
     import json
 
     from kalavai_utils.__main__ import main
-    from kalavai_utils.experiments.inference import FORWARD_VARIANTS, generation_table, latency_table, verdicts
+    from kalavai_utils.analysis.inference_tables import generation_table, latency_table, verdicts
+    from kalavai_utils.experiments.inference import FORWARD_VARIANTS
 
     out = tmp_path / "inference.json"
     assert main(["benchmark-inference", "--scale", "smoke", "--out", str(out), "--n-experts", "2,3",
@@ -256,7 +257,7 @@ def test_experts_offloaded_to_disk_give_the_same_outputs(tokens, tmp_path):
 def test_summarize_keeps_losses_apart_from_timings(tmp_path):
     import json
 
-    from kalavai_utils.experiments.inference import summarize
+    from kalavai_utils.analysis.inference_tables import summarize
 
     with pytest.raises(KalavaiError, match="run notebook 07"):
         summarize(tmp_path)
@@ -278,7 +279,7 @@ def test_summarize_keeps_losses_apart_from_timings(tmp_path):
 def test_timing_tables_show_each_ratio_where_it_applies():
     import math
 
-    from kalavai_utils.experiments.inference import generation_table, latency_table, main_point_table
+    from kalavai_utils.analysis.inference_tables import generation_table, latency_table, main_point_table
 
     def row(n, k, b, variant, seconds):
         return {"n_experts": n, "freeze_layers": k, "batch": b, "variant": variant, "seconds": seconds,

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from kalavai_utils import paper
+from kalavai_utils.analysis import phase2_tables
 from kalavai_utils.experiments import phase2
-from kalavai_utils.protocol import corpora, pipeline
+from kalavai_utils import corpora
+from kalavai_utils.protocol import pipeline
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.routers import balance_loss, warm_start_batches
 from kalavai_utils.scales import SCALES, get_scale
@@ -37,7 +39,7 @@ def test_new_domains_are_deterministic(domain):
     a = corpora.generate_documents(domain, 10, seed=3)
     assert a == corpora.generate_documents(domain, 10, seed=3) and a != corpora.generate_documents(domain, 10, seed=4)
     assert len(set(a)) == 10 and set(a).isdisjoint(corpora.generate_documents(domain, 10, seed=3, stream="pretrain"))
-    assert corpora.corpus_version(domain).endswith(corpora._PHASE2_VERSION)
+    assert corpora.corpus_version(domain).endswith(corpora.common._PHASE2_VERSION)
 
 
 def test_each_new_language_has_a_script_of_its_own(samples):
@@ -117,21 +119,21 @@ def test_collapse_rule_on_a_hand_made_gate_matrix():
     experts = ["tamil", "yoruba", "welsh", "code"]
     gates = {"tamil": [1.0, 0, 0, 0], "yoruba": [0.9984, 0.0, 0.0015, 0.0001],  # the paper's seed 42
              "welsh": [0, 0, 0.9999, 0.0001], "code": [0.3, 0.1, 0.1, 0.5]}
-    out = phase2.collapse_from_gates(gates, experts)
+    out = phase2_tables.collapse_from_gates(gates, experts)
     assert out["collapsed"] == ["yoruba"] and out["top_expert"]["yoruba"] == "tamil"
     assert out["own_share"]["code"] == 0.5 and "code" not in out["collapsed"]  # exactly half is not collapse
-    assert phase2.collapse_from_gates(gates, experts, share=0.6)["collapsed"] == ["code", "yoruba"]
+    assert phase2_tables.collapse_from_gates(gates, experts, share=0.6)["collapsed"] == ["code", "yoruba"]
     # the notebook's tables write a collapse one way, "none" where no domain collapsed
-    assert phase2.collapsed_text(out["collapsed"]) == "yoruba" and phase2.collapsed_text([]) == phase2.NO_COLLAPSE == "none"
+    assert phase2_tables.collapsed_text(out["collapsed"]) == "yoruba" and phase2_tables.collapsed_text([]) == phase2_tables.NO_COLLAPSE == "none"
 
 
 def test_band_verdict_says_when_the_prediction_is_an_extrapolation():
     p = {"lo": 1.0, "hi": 3.0, "outside_fit_range": False}
-    assert phase2.band_verdict(p, 2.0) == "inside the 95% band."
-    assert phase2.band_verdict(p, 4.0) == "OUTSIDE the 95% band."
+    assert phase2_tables.band_verdict(p, 2.0) == "inside the 95% band."
+    assert phase2_tables.band_verdict(p, 4.0) == "OUTSIDE the 95% band."
     for measured in (2.0, 4.0):
-        verdict = phase2.band_verdict({**p, "outside_fit_range": True}, measured)
-        assert "extrapolation" in verdict and verdict.startswith(phase2.band_verdict(p, measured)[:-1])
+        verdict = phase2_tables.band_verdict({**p, "outside_fit_range": True}, measured)
+        assert "extrapolation" in verdict and verdict.startswith(phase2_tables.band_verdict(p, measured)[:-1])
 
 
 def test_balance_loss_by_hand():
@@ -178,11 +180,11 @@ def test_hub_phase2_contributors_train_every_block_as_the_authors_did(monkeypatc
 
 
 def test_summary_carries_the_cross_lingual_perplexity_table_per_seed(tmp_path):
-    from kalavai_utils.analysis import reference
+    from kalavai_utils.reports import reference
     from kalavai_utils.protocol.results import make_results, write_results
 
     langs = ["lang_a", "lang_b", "code"]
-    model = phase2.paper_model([{"scale": "tiny"}])
+    model = phase2_tables.paper_model([{"scale": "tiny"}])
     for seed, fused_a in ((42, 2.0), (137, 2.5)):  # lang_a falls e^1 = 2.7x in one seed, e^0.5 = 1.6x in the other
         losses = {"base": {d: 3.0 for d in langs}, **{f"spec:{d}": {o: (2.2 if o == d else 3.2) for o in langs} for d in langs},
                   model: {"lang_a": fused_a, "lang_b": 3.0 - math.log(1.5), "code": 2.1}}
@@ -202,12 +204,12 @@ def test_summary_carries_the_cross_lingual_perplexity_table_per_seed(tmp_path):
     assert mean["fused"] == pytest.approx((math.exp(2.0) + math.exp(2.5)) / 2)
     assert mean["fold"] == pytest.approx(math.exp(3.0) / mean["fused"])
     cross = phase2.load_section(tmp_path, "cross-lingual")
-    claim = next(c for c in phase2.cross_lingual_claims(tmp_path, cross, model) if "several-fold" in c["claim"])
+    claim = next(c for c in phase2_tables.cross_lingual_claims(tmp_path, cross, model) if "several-fold" in c["claim"])
     assert f"lang_a {mean['fold']:.2f}x" in claim["numbers"] and not claim["holds"]
 
 
 def test_memory_of_twenty_experts():
-    table = phase2.memory_table(get_scale("smoke"))
+    table = phase2_tables.memory_table(get_scale("smoke"))
     assert (table["n_copies_of_prefix_in_fused"] == 1).all()
     assert (table["fused_gb"] < table["peak_assembly_gb"]).all()
     assert (table["peak_assembly_gb"] < table["peak_with_weight_average_gb"]).all()
@@ -242,10 +244,10 @@ def test_twenty_experts_fuse_at_smoke(smoke_base):
     # the prediction read each specialist on its own domain alone; the fused pass scored them again
     predicted = read_json(runs / "phase2" / "twenty" / "seed42" / "prediction.json")
     assert abs(predicted["paper_line"]["mean_divergence"] - r["metrics"]["mean_divergence_pct"]) < 1e-3
-    summary = phase2.summarize(runs)
+    summary = phase2_tables.summarize(runs)
     assert "twenty" in summary and "gain" in summary["twenty"]["prediction"]["paper_line"]
     # notebook 06's memory table, as it shows it: this scale and the Hub scales
-    memory, table = summary["twenty"]["memory"], phase2.memory_table(scale)
+    memory, table = summary["twenty"]["memory"], phase2_tables.memory_table(scale)
     assert list(memory) == list(table.index) == ["smoke", "410m", "1b"]
     assert memory["1b"]["fused_gb"] == table.loc["1b", "fused_gb"] and memory["smoke"]["frozen_blocks"] == scale.freeze_layers
     assert set(memory["1b"]) == {"bytes_per_param", "frozen_blocks", "fused_gb", "peak_assembly_gb",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
-from kalavai_utils.analysis import forecast
+from kalavai_utils.protocol import forecast
 from kalavai_utils.protocol import pipeline
 from kalavai_utils.protocol.contributor import train_specialist_from_files
 from kalavai_utils.errors import KalavaiError

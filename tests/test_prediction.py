@@ -1,4 +1,4 @@
-"""Tests of the gain-prediction statistics (kalavai_utils.analysis.prediction) and the paper's numbers."""
+"""Tests of the gain-prediction statistics (kalavai_utils.protocol.prediction) and the paper's numbers."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from kalavai_utils import paper
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.analysis.prediction import (
+from kalavai_utils.protocol.prediction import (
     LineFit, compare_predictors, condition_means, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss, predict_out_of_condition,
     fit_line, fit_loglinear, fit_saturating_curve, holdout_validation, leave_one_out, load_fit, paper_fit,
     predict_gain, save_fit,
@@ -15,7 +15,7 @@ from kalavai_utils.analysis.prediction import (
 
 
 def warmup_cosine(total: int, warmup_frac: float = 0.1) -> list[float]:
-    """The specialists' schedule shape (facts page, section 2), peak 1."""
+    """The specialists' schedule shape (PAPER.md §2), peak 1."""
     w = int(warmup_frac * total)
     return [(s + 1) / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / (total - w))) for s in range(total)]
 

@@ -6,7 +6,7 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.protocol import prefix
+from kalavai_utils.runtime import prefix
 from kalavai_utils.protocol.cooperative import evaluate_pass
 from kalavai_utils.protocol.evaluation import evaluate_domains
 from kalavai_utils.protocol.fusion import FusedModel

@@ -1,4 +1,4 @@
-"""Reference results: export a run's summaries, compare a rerun with them (kalavai_utils.analysis.reference).
+"""Reference results: export a run's summaries, compare a rerun with them (kalavai_utils.reports.reference).
 
 The run folder is written by hand in the real layout (results files through protocol/results.py's
 schema), so no model is trained here.
@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from kalavai_utils.analysis import prediction, reference
+from kalavai_utils.reports import reference
+from kalavai_utils.protocol import prediction
 from kalavai_utils.__main__ import main
 from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused
 from kalavai_utils.errors import KalavaiError
@@ -257,13 +258,13 @@ def test_files_beside_the_summaries_are_not_read_as_summaries(run, tmp_path, cap
 
 
 def test_early_gain_errors_predict_each_cooperative_without_its_condition(run):
-    from kalavai_utils.experiments import sweep
+    from kalavai_utils.analysis import sweep_tables
 
     _, meta = prediction.load_fit(run / "sweep" / "fit.json")
     results = reference._sweep_results(run, meta)
-    gains = sweep.early_gain_errors(results, PAPER_FUSED)
-    points = sweep.points_table(results, PAPER_FUSED)
-    assert len(gains) == len(points) * (len(sweep.EARLY_FRACTIONS) + 1)  # every cooperative, every fraction and 1
+    gains = sweep_tables.early_gain_errors(results, PAPER_FUSED)
+    points = sweep_tables.points_table(results, PAPER_FUSED)
+    assert len(gains) == len(points) * (len(sweep_tables.EARLY_FRACTIONS) + 1)  # every cooperative, every fraction and 1
     assert not gains.duplicated(["condition", "seed", "fraction"]).any()
     full = gains[gains.fraction == 1.0]
     assert (full.predicted_divergence == full.actual_divergence).all()  # the finished curve: nothing extrapolated

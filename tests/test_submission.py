@@ -494,7 +494,7 @@ def test_verify_command_reports_all_and_exits_1(tmp_path, base, capsys):
 
 def test_predict_gain_takes_k_from_the_coordinator_only(tmp_path, base, capsys):
     from kalavai_utils.__main__ import main
-    from kalavai_utils.analysis.forecast import forecast
+    from kalavai_utils.protocol.forecast import forecast
 
     base.save_pretrained(tmp_path / "base")
     # a contributor that froze nothing and says so: its manifest must not set the K it is checked against

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kalavai_utils.protocol import tokenizer as tk
-from kalavai_utils.protocol.corpora import ENGLISH_DOMAINS, LANGUAGES, generate_documents
+from kalavai_utils.corpora import ENGLISH_DOMAINS, LANGUAGES, generate_documents
 from kalavai_utils.errors import KalavaiError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import GPTNeoXForCausalLM, get_scheduler
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config, set_activation_checkpointing
-from kalavai_utils.protocol.perf import training_flops_per_token
+from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config
+from kalavai_utils.runtime.sharding import set_activation_checkpointing
+from kalavai_utils.runtime.perf import training_flops_per_token
 from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.training import TrainConfig, local_grad_accum, micro_batch_order, train_causal_lm
 

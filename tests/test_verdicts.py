@@ -5,8 +5,7 @@ import warnings
 import pytest
 
 from kalavai_utils import paper
-from kalavai_utils.analysis import report
-from kalavai_utils.experiments import ablations, inference, phase2
+from kalavai_utils.analysis import ablation_tables, inference_tables, phase2_tables, report
 from kalavai_utils.protocol.results import make_results, write_results
 
 DOMAINS = ["code", "science", "fiction"]
@@ -62,15 +61,15 @@ def test_the_language_gap_without_prose_is_nan_and_not_a_verdict_of_weakness():
 
 def test_the_paper_freeze_sweep_is_matched_by_the_share_of_blocks_frozen():
     f = paper.FREEZE_SWEEP_410M
-    assert ablations.paper_freeze_gain(2, 4) == f[12]  # half the blocks, as the paper's K=12 of 24
-    assert ablations.paper_freeze_gain(0, 4) == f[0]
-    assert math.isnan(ablations.paper_freeze_gain(3, 4))  # K=18 of 24: not in the paper's sweep
+    assert ablation_tables.paper_freeze_gain(2, 4) == f[12]  # half the blocks, as the paper's K=12 of 24
+    assert ablation_tables.paper_freeze_gain(0, 4) == f[0]
+    assert math.isnan(ablation_tables.paper_freeze_gain(3, 4))  # K=18 of 24: not in the paper's sweep
     # Hub results record no depth of their own: their Pythia model's, 24 blocks at 410m, 16 at 1b
     hub = {"config": {"scale": {"name": "1b", "n_layers": 0}}}
-    assert ablations.result_layers(hub) == 16
-    assert ablations.paper_freeze_gain(8, ablations.result_layers(hub)) == f[12]  # half of 1B's blocks
-    assert ablations.paper_freeze_gain(4, ablations.result_layers({"config": {"scale": {"name": "410m", "n_layers": 0}}})) == f[4]
-    assert math.isnan(ablations.paper_freeze_gain(4, 0))  # depth unknown
+    assert ablation_tables.result_layers(hub) == 16
+    assert ablation_tables.paper_freeze_gain(8, ablation_tables.result_layers(hub)) == f[12]  # half of 1B's blocks
+    assert ablation_tables.paper_freeze_gain(4, ablation_tables.result_layers({"config": {"scale": {"name": "410m", "n_layers": 0}}})) == f[4]
+    assert math.isnan(ablation_tables.paper_freeze_gain(4, 0))  # depth unknown
 
 
 def test_cross_lingual_claims_need_a_larger_gain_than_the_main_cooperative_and_a_several_fold_fall(tmp_path):
@@ -82,7 +81,7 @@ def test_cross_lingual_claims_need_a_larger_gain_than_the_main_cooperative_and_a
                           domains=langs, losses=losses, specialists={d: f"spec:{d}" for d in langs})]
     main = _fill(_results(fused={"code": 2.0, "science": 2.0, "fiction": 2.0}, monolithic={d: 2.6 for d in DOMAINS}))
     write_results(tmp_path / "main" / "main" / "seed42" / "results.json", main)
-    claims = {c["claim"].split(":")[1].strip()[:10]: c for c in phase2.cross_lingual_claims(tmp_path, cross, "fused:mlp:sequence")}
+    claims = {c["claim"].split(":")[1].strip()[:10]: c for c in phase2_tables.cross_lingual_claims(tmp_path, cross, "fused:mlp:sequence")}
     gain_claim, fold_claim = claims["gain above"], claims["every lang"]
     cross_gain = cross[0]["metrics"]["gain_vs_best_pct"]["fused:mlp:sequence"]
     assert gain_claim["holds"] == (cross_gain > main["metrics"]["gain_vs_best_pct"]["fused:mlp:sequence"])
@@ -95,18 +94,18 @@ def test_cross_lingual_claims_need_a_larger_gain_than_the_main_cooperative_and_a
                           domains=langs, losses=losses, specialists={d: f"spec:{d}" for d in langs})]
     main = _fill(_results(fused={"code": 2.5, "science": 2.5, "fiction": 2.5}, monolithic={d: 2.6 for d in DOMAINS}))
     write_results(tmp_path / "main" / "main" / "seed42" / "results.json", main)
-    assert all(c["holds"] for c in phase2.cross_lingual_claims(tmp_path, cross, "fused:mlp:sequence"))
+    assert all(c["holds"] for c in phase2_tables.cross_lingual_claims(tmp_path, cross, "fused:mlp:sequence"))
 
 
 def test_top1_dispatch_is_judged_far_worse_only_when_its_loss_is_well_above_dense():
     worse = {"r": {"dense": {"ew": 2.0}, "top1-sequence": {"ew": 2.2}}}
     same = {"r": {"dense": {"ew": 2.0}, "top1-sequence": {"ew": 2.0}}}
-    assert inference.loss_verdicts(worse)["holds"].tolist() == [True]
-    assert inference.loss_verdicts(same)["holds"].tolist() == [False]
+    assert inference_tables.loss_verdicts(worse)["holds"].tolist() == [True]
+    assert inference_tables.loss_verdicts(same)["holds"].tolist() == [False]
 
 
 def test_the_regime_bars_reach_the_reference_summary_and_can_fail(tmp_path):
-    from kalavai_utils.analysis import reference
+    from kalavai_utils.reports import reference
     from kalavai_utils.storage import atomic_write_json
 
     base = {d: 3.0 for d in DOMAINS}

@@ -1,10 +1,11 @@
-"""Cooperatives side by side in worker processes (protocol/workers.py): same numbers as one at a time."""
+"""Cooperatives side by side in worker processes (runtime/workers.py): same numbers as one at a time."""
 import pytest
 import torch
 
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.experiments import sweep
-from kalavai_utils.protocol import cooperative, pipeline, workers
+from kalavai_utils.protocol import cooperative, pipeline
+from kalavai_utils.runtime import workers
 from kalavai_utils.scales import get_scale
 
 SMOKE = get_scale("smoke")
@@ -20,13 +21,13 @@ def test_worker_count(monkeypatch):
     monkeypatch.delenv(workers.WORKERS_ENV)
     assert workers.worker_count() == (1 if torch.cuda.is_available() else min(2, torch.get_num_threads()))
     monkeypatch.setenv(workers.WORKERS_ENV, "1")
-    assert workers.prefetch([(abs, (1,)), (abs, (2,))]) is None  # one worker: the caller's loop does the work
+    assert workers.run_in_workers([(abs, (1,)), (abs, (2,))]) is None  # one worker: the caller's loop does the work
 
 
 def test_a_failing_job_raises_its_error(monkeypatch):
     monkeypatch.setenv(workers.WORKERS_ENV, "2")
     with pytest.raises(KalavaiError, match="no-such-scale"):
-        workers.prefetch([(get_scale, ("smoke",)), (get_scale, ("no-such-scale",))])
+        workers.run_in_workers([(get_scale, ("smoke",)), (get_scale, ("no-such-scale",))])
 
 
 def _conditions(scale):
@@ -37,7 +38,7 @@ def _losses(runs, coops):
     return [cooperative.load_results(c.folder(runs) / "results.json")["losses"] for c in coops]
 
 
-def test_prefetched_cooperatives_equal_serial_ones(tmp_path, monkeypatch):
+def test_cooperatives_run_in_workers_equal_serial_ones(tmp_path, monkeypatch):
     """Two cooperatives in two one-thread workers, then the serial loop (which finds them cached),
     against the same two run one after another in this process at one thread: equal bit for bit."""
     assert torch.get_num_threads() == 1  # conftest: the workers get one thread each too
@@ -51,7 +52,7 @@ def test_prefetched_cooperatives_equal_serial_ones(tmp_path, monkeypatch):
         coops = [sweep.cooperative_for(SMOKE, runs, c, 42) for c in _conditions(SMOKE)]
         jobs = cooperative.cooperative_jobs([(c, None) for c in coops], runs)
         assert len(jobs) == 2
-        seconds = workers.prefetch(jobs, "test")
+        seconds = workers.run_in_workers(jobs, "test")
         if mode == "workers":
             assert seconds is not None and len(seconds) == 2 and all(s > 0 for s in seconds)
             assert all(cooperative.finished(c, runs) for c in coops)  # done by the workers

@@ -11,7 +11,7 @@ import pandas as pd
 import seaborn as sns
 
 from .. import paper as _paper
-from .prediction import LineFit, paper_fit
+from ..protocol.prediction import LineFit, paper_fit
 
 OURS_COLOR = "tab:blue"
 PAPER_COLOR = "tab:gray"

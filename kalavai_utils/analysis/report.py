@@ -12,7 +12,7 @@ import pandas as pd
 from .. import paper
 from ..protocol import metrics
 from ..protocol.cooperative import CAUSAL_FUSED, fused_name, paper_fused
-from ..scales import get_scale
+from ..scales import domain_kind, get_scale
 
 NOISE_PP = 0.1  # "within noise" for hard vs soft routing, in percentage points of gain
 ORACLE_TOLERANCE_NATS = 0.01  # the issue's bar for "router within the oracle"
@@ -205,12 +205,6 @@ def specialist_claims(baselines: dict[int, dict], domains) -> pd.DataFrame:
 def _mean_or_nan(values: list) -> float:
     # numpy's mean of nothing is NaN too, but with a RuntimeWarning
     return float(np.mean(values)) if values else float("nan")
-
-
-def domain_kind(domain: str, languages) -> str:
-    """'language', 'code' or 'English-like prose': code is real Python, dense in symbols and hard
-    per character for any base, so it is kept apart when languages are compared with prose."""
-    return "language" if domain in set(languages) else "code" if domain == "code" else "English-like prose"
 
 
 def language_gap(base_report: dict) -> dict:

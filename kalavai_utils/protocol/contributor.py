@@ -22,7 +22,7 @@ from . import data
 from ..errors import KalavaiError
 from .models import fingerprint, load_causal_lm
 from .pipeline import process_state
-from .sharding import fsdp_requested
+from ..runtime.sharding import fsdp_requested
 from ..scales import get_scale
 from ..storage import sha256_bytes
 from .submission import write_submission

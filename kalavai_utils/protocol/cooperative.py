@@ -20,17 +20,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from . import data, pipeline, prefix
+from . import data, pipeline
+from ..runtime import prefix
 from .evaluation import domain_losses, evaluate_domains, heldout_batches
 from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, state_dict_hashes, tensor_sha256
-from .perf import Clock
+from ..runtime.perf import Clock
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, on_main, process_state, restart_step
 from .results import load_results, make_results, write_results
 from .routers import PLAIN, RouterRecipe, make_router, pool_router_input, token_losses, train_routers
 from ..errors import KalavaiError
 from ..scales import Scale, trains_sharded
-from .sharding import fsdp_requested, refuse_unsharded
+from ..runtime.sharding import fsdp_requested, refuse_unsharded
 from ..storage import (
     STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done,
 )
@@ -557,7 +558,7 @@ _BASES: dict[tuple[str, str], pipeline.Bases] = {}  # in a worker process: each 
 
 
 def run_cooperative_job(coop: Cooperative, runs: Path, revision: str | None = None) -> None:
-    """`run_cooperative` in a worker process (workers.prefetch), which loads the base itself:
+    """`run_cooperative` in a worker process (workers.run_in_workers), which loads the base itself:
     the shared one, or with `revision` another saved revision of it (notebook 05's maturity ladder)."""
     bases = _BASES.setdefault((coop.scale.name, str(runs)), pipeline.Bases(coop.scale, runs))
     run_cooperative(coop, runs, *bases.get(revision))
@@ -568,7 +569,7 @@ def finished(coop: Cooperative, runs: Path) -> bool:
 
 
 def cooperative_jobs(coops, runs: Path) -> list[tuple]:
-    """workers.prefetch's jobs for the (cooperative, base revision or None) pairs not finished yet.
+    """workers.run_in_workers's jobs for the (cooperative, base revision or None) pairs not finished yet.
 
     The longest first (by a rough count of the blocks trained and routed), so that no long
     one is left running alone at the end. A cooperative that needs a specialist an earlier

@@ -1,6 +1,6 @@
 """One data path for every scale: sources -> documents -> packed chunks -> split.
 
-The paper's protocol (facts page, section 3): a domain's documents are joined with
+The paper's protocol (PAPER.md §3): a domain's documents are joined with
 "\\n\\n", tokenized as one stream and cut into non-overlapping `seq_len`-token chunks, the
 remainder dropped; labels are the inputs. Chunks are split by index: the first 80% train,
 the next 10% unused, the last 10% held-out. The held-out chunks are used by no training
@@ -11,13 +11,14 @@ content hash of every file; a corrupted or stale file is detected by its hash an
 """
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 
-from . import corpora
+from .. import corpora
 from ..errors import KalavaiError
 from ..scales import Scale
 from ..storage import (
@@ -110,7 +111,7 @@ def _unreachable_errors() -> tuple[type[BaseException], ...]:
     kinds: list[type[BaseException]] = [OSError, datasets.exceptions.DatasetsError, HFValidationError]
     for module, attr in (("httpx", "HTTPError"), ("aiohttp", "ClientError"), ("requests", "RequestException")):
         try:
-            kinds.append(getattr(__import__(module), attr))
+            kinds.append(getattr(importlib.import_module(module), attr))
         except (ImportError, AttributeError):
             pass
     return tuple(kinds)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import KalavaiError
-from .prefix import lm_output
+from ..runtime.prefix import lm_output
 
 
 def heldout_batches(chunks: torch.Tensor, batch_size: int = 4, max_batches: int = 50) -> list[torch.Tensor]:

@@ -4,7 +4,7 @@ Every specialist fine-tuned the same base with the embedding and the first K blo
 frozen, so that prefix is bit-identical in all of them. `FusedModel` stores it once and
 runs it once per batch; each expert keeps only what it trained: blocks K..L-1, the final
 layer norm and the output head. The fused logits are sum_i g_i * logits_i, and the fused
-next-token distribution is their softmax (section 1 of the facts).
+next-token distribution is their softmax (PAPER.md §1).
 
 Modes (the router ablation, section 5): "soft" = softmax gates; "hard" = one-hot on the
 router's argmax (all experts still run); "uniform" = 1/N, the router ignored.
@@ -44,7 +44,7 @@ from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXLayer, GPTNeoX
 
 from ..errors import KalavaiError
 from .models import frozen_prefix_names
-from .prefix import layer_inputs, run_layers
+from ..runtime.prefix import layer_inputs, run_layers
 from .routers import GRANULARITIES, causal_lm_loss, make_router, mix_logits, pool_router_input, stack_logits
 
 MODES = ("soft", "hard", "uniform")

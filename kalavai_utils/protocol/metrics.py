@@ -1,4 +1,4 @@
-"""The paper's definitions (facts page, section 4), in one place and without torch.
+"""The paper's definitions (PAPER.md §4), in one place and without torch.
 
 Improvement of A over B = (L_B - L_A) / L_B x 100; the best specialist is the ONE
 specialist with the lowest equal-weight (EW) loss; gain = improvement of a model's EW over

@@ -92,24 +92,6 @@ def freeze_prefix(model: GPTNeoXForCausalLM, freeze_layers: int, embedding: bool
     return sorted(frozen)
 
 
-def set_activation_checkpointing(model, on: bool) -> None:
-    """Activation (gradient) checkpointing on or off.
-
-    Later transformers 5.x releases renamed gradient_checkpointing_* to activation_checkpointing_*
-    and warn that the old names go in v6; pyproject allows every 5.x, so the old names are kept
-    for the releases that lack the new ones.
-    """
-    if hasattr(model, "activation_checkpointing_enable"):
-        if on:
-            model.activation_checkpointing_enable()
-        else:
-            model.activation_checkpointing_disable()
-    elif on:
-        model.gradient_checkpointing_enable()
-    else:
-        model.gradient_checkpointing_disable()
-
-
 def tensor_sha256(t: torch.Tensor) -> str:
     """Hash of a tensor's dtype, shape and exact bytes."""
     t = t.detach().cpu().contiguous()

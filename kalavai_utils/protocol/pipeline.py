@@ -33,12 +33,13 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
+from transformers import GPTNeoXForCausalLM
 
 from . import data, tokenizer as tok
 from ..errors import KalavaiError
 from .evaluation import evaluate_domains
 from .models import fingerprint, load_causal_lm, offline_config
-from .perf import Clock, measure_matmul_peak
+from ..runtime.perf import Clock, measure_matmul_peak
 from ..scales import Scale
 from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 from .training import TrainConfig, train_causal_lm
@@ -234,7 +235,7 @@ def pretrain_base(scale: Scale, runs: Path, seed: int = 0) -> dict:
     heldout = {"mixture": data.load_split(mixture, "mixture", "heldout")}
     cfg = TrainConfig.pretrain(scale, seed)
     torch.manual_seed(seed)
-    model = __import__("transformers").GPTNeoXForCausalLM(offline_config(scale, vocab_size=len(tokenizer)))
+    model = GPTNeoXForCausalLM(offline_config(scale, vocab_size=len(tokenizer)))
 
     def save_revision(step: int, m) -> None:
         if step == 1:

@@ -2,7 +2,7 @@
 
 A results file holds what a figure or table needs and how it was made: configuration,
 seed, base fingerprint, library versions, the model x domain held-out loss matrix, and
-the metrics the facts page defines (EW losses, gains, divergences, oracle, conversion
+the metrics PAPER.md §4 defines (EW losses, gains, divergences, oracle, conversion
 efficiency), plus router gates per domain. Figures and tables read these files only.
 """
 from __future__ import annotations

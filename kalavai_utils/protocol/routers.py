@@ -1,4 +1,4 @@
-"""The router that mixes the specialists, and its training (section 1 of the facts).
+"""The router that mixes the specialists, and its training (PAPER.md §1).
 
 The router reads one vector h per position (the specialists' final hidden states, after
 the final layer norm, averaged over the N specialists) and outputs N gate logits.
@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import KalavaiError
-from .prefix import for_fused
+from ..runtime.prefix import for_fused
 
 ROUTER_KINDS = ("linear", "mlp")
 GRANULARITIES = ("sequence", "token")

@@ -37,10 +37,11 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..errors import KalavaiError
-from . import prefix, sharding
+from ..runtime import prefix, sharding
 from .evaluation import evaluate_domains
-from .models import fingerprint, freeze_prefix, n_params, set_activation_checkpointing, tensor_sha256
-from .perf import prefix_forward_flops, training_flops_per_token
+from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
+from ..runtime.perf import prefix_forward_flops, training_flops_per_token
+from ..runtime.sharding import set_activation_checkpointing
 from ..scales import Scale
 
 CHECKPOINT_FILE = "train_state.safetensors"
@@ -446,7 +447,7 @@ def train_causal_lm(
         prefix_read_back=states is not None,
         flops_per_token_run=flops_per_token - (prefix_forward_flops(model, cfg.freeze_layers, seq_len) if states else 0.0),
         device=str(accelerator.device),
-        threads=torch.get_num_threads(),  # a worker beside another runs on fewer (protocol/workers.py)
+        threads=torch.get_num_threads(),  # a worker beside another runs on fewer (runtime/workers.py)
         mixed_precision=accelerator.mixed_precision,
     )
     return log

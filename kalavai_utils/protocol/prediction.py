@@ -1,6 +1,9 @@
-"""Predicting the fusion gain from specialist divergence: the statistics of notebook 04.
+"""The divergence->gain law: fitting it, its prediction band, predicting a gain, validating it.
 
-Definitions follow PAPER.md (the facts page), section 4: divergence of a
+Notebook 04 measures the law (its tables and figures are in analysis/); the sweep and phase 2
+experiments and the coordinator's `predict-gain` use it, so it lives here in the protocol.
+
+Definitions follow PAPER.md §4: divergence of a
 specialist = (L_base,d - L_spec,d) / L_base,d x 100 on its own domain; gain = improvement
 of the fused model's equal-weight loss over the best specialist's, in percent.
 
@@ -36,11 +39,11 @@ from scipy.optimize import curve_fit
 
 from .. import paper as _paper
 from ..errors import KalavaiError
-from ..protocol.metrics import divergence_pct
+from .metrics import divergence_pct
 from ..storage import atomic_write_json, read_json
 
 FIT_FILE_KIND = "kalavai.prediction.linefit"
-divergence = divergence_pct  # the facts page's definition lives in protocol/metrics.py
+divergence = divergence_pct  # PAPER.md §4's definition lives in protocol/metrics.py
 DEFAULT_PREDICTORS = ("mean_divergence", "base_loss", "cross_loss_spread", "max_divergence", "min_divergence")
 # A held-out point exactly on a zero-width band (perfectly linear data) must count as inside.
 _BAND_SLACK = 1e-9

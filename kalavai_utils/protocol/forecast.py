@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..protocol import data
-from . import prediction
-from ..protocol.evaluation import domain_loss
-from ..protocol.metrics import divergence_pct
+from . import data, prediction
+from .evaluation import domain_loss
+from .metrics import divergence_pct
 from ..errors import KalavaiError
-from ..protocol.models import load_causal_lm
+from .models import load_causal_lm
 from ..scales import get_scale
-from ..protocol.submission import iter_submissions
+from .submission import iter_submissions
 
 
 def choose_fit(fit: str):

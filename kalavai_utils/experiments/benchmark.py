@@ -2,7 +2,7 @@
 
 - specialist training: tokens/s and the fraction of this device's measured matmul peak, with
   every step running its frozen prefix, and (on a CPU) with the prefix's output read back as
-  the notebooks do (protocol/prefix.py);
+  the notebooks do (runtime/prefix.py);
 - fused evaluation: tokens/s of the fused model (shared prefix computed once) against
   running the N specialists one after another;
 - router training: seconds per router and tokens/s, for the ablation's routers trained side by
@@ -31,14 +31,14 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, GPTNeoXForCausalLM
 
-from ..protocol import prefix
+from ..runtime import prefix
 from ..protocol.fusion import FusedModel
 from ..protocol.models import freeze_prefix, load_causal_lm, n_params, offline_config
-from ..protocol.perf import measure_matmul_peak
+from ..runtime.perf import measure_matmul_peak
 from ..protocol.results import library_versions
 from ..protocol.cooperative import ABLATION_ROUTERS, paper_router
 from ..protocol.routers import make_router, train_routers
-from ..scales import get_scale
+from ..scales import get_scale, pythia_410m_config
 from ..storage import atomic_write_json, read_json
 from ..protocol.training import TrainConfig, compile_requested, train_causal_lm
 
@@ -56,17 +56,9 @@ def benchmark_model(scale):
             config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision)
             source = "random init, real config from the local Hugging Face cache"
         except Exception:  # noqa: BLE001
-            config = _pythia_410m_config()
+            config = pythia_410m_config()
             source = "random init, Pythia-410M's published config (typed in benchmark.py)"
         return GPTNeoXForCausalLM(config), source
-
-
-def _pythia_410m_config():
-    from transformers import GPTNeoXConfig
-
-    return GPTNeoXConfig(vocab_size=50304, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                         intermediate_size=4096, max_position_embeddings=2048, rotary_pct=0.25,
-                         use_parallel_residual=True, tie_word_embeddings=False)
 
 
 def _time(fn, device) -> float:
@@ -268,7 +260,7 @@ def training_notes(train: dict, peak: float) -> list[str]:
         f"backward {b['backward_ms'] / step:.0%}, optimizer {b['optimizer_ms'] / step:.0%}",
         f"the frozen prefix's forward (no gradient, the same for every contributor) is {b['frozen_prefix_forward_ms'] / step:.0%} "
         "of the step; it depends only on the base and the chunk, so on a CPU the notebooks read it back for chunks seen "
-        "before (protocol/prefix.py, exact)" + (f": {train['prefix_read_back_tokens_per_s']:,.0f} tokens/s instead of "
+        "before (runtime/prefix.py, exact)" + (f": {train['prefix_read_back_tokens_per_s']:,.0f} tokens/s instead of "
                                                   f"{train['tokens_per_s']:,.0f}" if "prefix_read_back_tokens_per_s" in train else ""),
         f"matrix multiplications take {b['matmul_share']:.0%} of operator time; the rest is elementwise work, "
         "softmax, attention and Python",
@@ -279,7 +271,7 @@ def training_notes(train: dict, peak: float) -> list[str]:
 
 def _share(threads: int | None, peak_threads: int | None) -> float:
     # Work on fewer threads than the peak was measured with (a worker beside another,
-    # protocol/workers.py) held that share of the machine: its seconds count in that share, so
+    # runtime/workers.py) held that share of the machine: its seconds count in that share, so
     # that phases add up to wall time and their fraction of peak is the machine's.
     return (threads or peak_threads) / peak_threads if peak_threads else 1.0
 

@@ -2,7 +2,7 @@
 repository (results/<scale>/NN_name.json), and a check of a rerun against them.
 
 `summarize_run` reads a run folder (runs/<scale>/, layout in protocol/pipeline.py and
-protocol/cooperative.py) with the same functions the notebooks use (report.claims, sweep.point,
+protocol/cooperative.py) with the same functions the notebooks use (report.claims, sweep_tables.point,
 prediction.*, metrics.divergence_pct) and keeps only what their tables and verdicts show.
 `export_reference` writes one file per notebook; `compare_results` summarizes a rerun the
 same way and lists every number that moved.
@@ -28,11 +28,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
+from ..analysis import ablation_tables, inference_tables, phase2_tables, report, sweep_tables
+from ..analysis.report import language_gap, specialist_claims
 from ..errors import KalavaiError
+from ..experiments import phase2
+from ..protocol import prediction
+from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
 from ..protocol.metrics import divergence_pct, regime_calibration
-from .report import language_gap, specialist_claims
+from ..protocol.pipeline import corpus_key
 from ..protocol.results import load_results
+from ..scales import get_scale
 from ..storage import atomic_write_json, read_json
 
 SCHEMA = "kalavai.reference/1"
@@ -73,8 +78,6 @@ def _corpora(runs: Path) -> tuple[str | None, dict[str, dict]]:
     manifests = {p.parent.name: read_json(p) for p in sorted(runs.glob("data/corpus-*/manifest.json"))}
     if not manifests:
         return None, {}
-    from ..protocol.pipeline import corpus_key
-    from ..scales import get_scale
 
     scale = next(iter(manifests.values())).get("scale")
     return corpus_key(get_scale(scale)), manifests
@@ -153,8 +156,6 @@ def _main_results(runs: Path) -> list[dict]:
 
 def summarize_fusion(runs: Path) -> dict:
     """Notebook 03: every main cooperative's losses, gains and gates, and the claims' verdicts."""
-    from . import report
-
     results = _main_results(runs)
     if not results:
         return {}
@@ -192,11 +193,6 @@ def _sweep_results(runs: Path, meta: dict) -> list[dict]:
 
 def summarize_sweep(runs: Path) -> dict:
     """Notebook 04: the sweep's points for both routers, its fit, and leave-one-out validation."""
-    from ..experiments import sweep
-    from . import prediction
-    from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
-    from ..scales import get_scale
-
     fit_path = runs / "sweep" / "fit.json"
     fit, meta = prediction.load_fit(fit_path) if fit_path.exists() else (None, {})
     results = _sweep_results(runs, meta) if (runs / "sweep").is_dir() else []
@@ -209,11 +205,11 @@ def summarize_sweep(runs: Path) -> dict:
         by_condition = out["points"][model] = {}
         for r in results:
             if model in r["losses"]:
-                row = sweep.point(r, model)
+                row = sweep_tables.point(r, model)
                 condition, seed = row.pop("condition"), row.pop("seed")
                 row.pop("varies")  # a label of the condition, not a result
                 by_condition.setdefault(condition, {})[f"seed{seed}"] = row
-    points = sweep.points_table(results, paper)
+    points = sweep_tables.points_table(results, paper)
     n_conditions = points["condition"].nunique() if len(points) else 0
     if n_conditions >= 3:
         out["best_predictor"] = str(prediction.compare_predictors(points, target="gain").iloc[0]["predictor"])
@@ -222,23 +218,23 @@ def summarize_sweep(runs: Path) -> dict:
         out["paper_line_n"] = len(points)
     if n_conditions >= 4:
         # as notebook 04: by whole conditions (all of a condition's seeds on one side)
-        loo, hold = sweep.validation(points)
+        loo, hold = sweep_tables.validation(points)
         out["leave_one_out"] = {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")}
         out["holdout"] = {k: hold[k] for k in ("rmse", "n_inside", "n")}
-        causal = sweep.points_table(results, CAUSAL_FUSED)
+        causal = sweep_tables.points_table(results, CAUSAL_FUSED)
         if len(causal) and causal["condition"].nunique() >= 4:  # notebook 04's line and validation for the causal router
             d = prediction.fit_line(causal["mean_divergence"], causal["gain"], groups=causal["condition"]).to_dict()
-            loo, hold = sweep.validation(causal)
+            loo, hold = sweep_tables.validation(causal)
             out["causal"] = {"fit": {k: d[k] for k in ("slope", "intercept", "slope_ci", "r2", "n")},
                              "leave_one_out": {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")},
                              "holdout": {k: hold[k] for k in ("rmse", "n_inside", "n")}}
-    early = sweep.early_errors(results, paper)
+    early = sweep_tables.early_errors(results, paper)
     if len(early):
         # notebook 04's early prediction: mean absolute errors over specialists, per fraction of training seen
         means = early.groupby("fraction")[["abs_divergence_error", "abs_loss_error"]].mean()
         out["early_prediction"] = {f"{f:g}": {"divergence_error": float(row["abs_divergence_error"]),
                                               "loss_error": float(row["abs_loss_error"])} for f, row in means.iterrows()}
-        gains = sweep.early_gain_errors(results, paper)
+        gains = sweep_tables.early_gain_errors(results, paper)
         # the gain itself, predicted before fusion: mean absolute and mean signed error over cooperatives
         for f, row in gains.groupby("fraction")[["abs_gain_error", "gain_error"]].mean().iterrows():
             out["early_prediction"].setdefault(f"{f:g}", {}).update(gain_error=float(row["abs_gain_error"]),
@@ -255,24 +251,18 @@ def summarize_sweep(runs: Path) -> dict:
 
 
 def summarize_ablations(runs: Path) -> dict:
-    """Notebook 05: the eight ablations' tables and verdicts (kalavai_utils.experiments.ablations)."""
-    from ..experiments import ablations
-
-    return ablations.summarize(runs)
+    """Notebook 05: the eight ablations' tables and verdicts (kalavai_utils.analysis.ablation_tables)."""
+    return ablation_tables.summarize(runs)
 
 
 def summarize_phase2(runs: Path) -> dict:
-    """Notebook 06: cross-lingual, private-domain and twenty-contributor cooperatives (kalavai_utils.experiments.phase2)."""
-    from ..experiments import phase2
-
-    return phase2.summarize(runs) if (runs / phase2.EXPERIMENT).is_dir() else {}
+    """Notebook 06: cross-lingual, private-domain and twenty-contributor cooperatives (kalavai_utils.analysis.phase2_tables)."""
+    return phase2_tables.summarize(runs) if (runs / phase2.EXPERIMENT).is_dir() else {}
 
 
 def summarize_inference(runs: Path) -> dict:
-    """Notebook 07: dispatch losses; its timings are the machine's and never compared (kalavai_utils.experiments.inference)."""
-    from ..experiments import inference
-
-    return inference.summarize(runs) if (runs / "inference").is_dir() else {}
+    """Notebook 07: dispatch losses; its timings are the machine's and never compared (kalavai_utils.analysis.inference_tables)."""
+    return inference_tables.summarize(runs) if (runs / "inference").is_dir() else {}
 
 
 SUMMARIES = {"00_data": summarize_data, "01_base": summarize_base, "02_specialists": summarize_specialists,

@@ -29,10 +29,27 @@ from torch.distributed.fsdp import fully_shard
 from transformers import PreTrainedModel
 
 from ..errors import KalavaiError
-from .models import set_activation_checkpointing
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on the main process, in CPU memory
 FROM_MAIN = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+
+
+def set_activation_checkpointing(model, on: bool) -> None:
+    """Activation (gradient) checkpointing on or off.
+
+    Later transformers 5.x releases renamed gradient_checkpointing_* to activation_checkpointing_*
+    and warn that the old names go in v6; pyproject allows every 5.x, so the old names are kept
+    for the releases that lack the new ones.
+    """
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable()
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable()
+    else:
+        model.gradient_checkpointing_disable()
 
 
 def fsdp_requested() -> bool:

@@ -11,14 +11,14 @@ and two one-thread processes side by side each ran as fast as one alone. Two one
 workers therefore finish two cooperatives about 1.2x sooner than one two-thread process
 running them in turn.
 
-`prefetch(jobs)` runs the jobs that way and returns what each took; the caller then runs its
+`run_in_workers(jobs)` runs the jobs that way and returns what each took; the caller then runs its
 usual loop, which finds every step cached. Numbers equal a serial run's up to float rounding
 (one thread sums in another order than two: at most 4e-8 nats on the losses of one measured
 cooperative), and the same worker count gives the same numbers every run.
 
 KALAVAI_WORKERS sets the count: by default 2 on a CPU with at least 2 threads, and 1 on a GPU
-(one process owns the device). With 1, `prefetch` does nothing and the caller's loop runs
-every job in the notebook's own process, as before.
+(one process owns the device). With 1, `run_in_workers` does nothing and the caller's loop runs
+every job in the notebook's own process.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _timed(fn: Callable, args: tuple) -> float:
     return time.perf_counter() - start
 
 
-def prefetch(jobs: list[tuple[Callable, tuple]], desc: str = "jobs") -> list[float] | None:
+def run_in_workers(jobs: list[tuple[Callable, tuple]], desc: str = "jobs") -> list[float] | None:
     """Run each `fn(*args)` of `jobs` in worker processes, as many at a time as there are
     workers, for what they leave on disk; returns each job's seconds (in the order given).
 

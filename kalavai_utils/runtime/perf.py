@@ -80,7 +80,7 @@ def training_flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
 
 def prefix_forward_flops(model: torch.nn.Module, freeze_layers: int, seq_len: int) -> float:
     """Forward FLOPs per token of the first `freeze_layers` blocks, counted as above: what a step
-    skips when the frozen prefix's output is read back (protocol/prefix.py) instead of computed."""
+    skips when the frozen prefix's output is read back (runtime/prefix.py) instead of computed."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     d = lm.config.hidden_size
     return float(sum(linear_forward_flops(name, m, seq_len, d) for layer in lm.gpt_neox.layers[:freeze_layers]

@@ -1,0 +1,282 @@
+"""Tables, verdicts and the reference summary of notebook 06 (Phase 2), from its results files."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import paper
+from ..protocol import prediction
+from ..protocol.cooperative import paper_fused, paper_router
+from ..errors import KalavaiError
+from ..protocol.results import load_results
+from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, Scale, domain_kind, get_scale
+from ..storage import read_json
+from ..experiments.phase2 import (EXPERIMENT, MANY, RESULTS_FILE, SECTIONS, WARM, load_section, recipe_model,
+                                  section_freeze_layers)
+
+COLLAPSE_SHARE = 0.5  # a domain whose own expert gets less than this share of its gate weight has collapsed
+NO_COLLAPSE = "none"  # how the notebook's tables write "no domain collapsed"
+
+
+def weak_languages(weakness: pd.DataFrame, languages) -> dict[str, list[str]]:
+    """The new languages whose loss per character is above every reference domain's, and above
+    every prose reference domain's (code apart: scales.domain_kind)."""
+
+    ref, new = weakness[weakness.kind == "reference"], weakness[weakness.kind == "new"]
+    prose = ref[[domain_kind(d, languages) == "English-like prose" for d in ref.index]]
+    return {"every reference": list(new.index[new["loss_per_char"] > ref["loss_per_char"].max()]),
+            "prose references": list(prose.index),
+            "every prose reference": list(new.index[new["loss_per_char"] > prose["loss_per_char"].max()])}
+
+
+def law_at_divergence(result: dict, model: str, runs: Path) -> dict:
+    """What the divergence law says of one cooperative: notebook 04's line at its mean divergence
+    (when notebook 04 has run), and the paper's line at the paper's own cross-lingual divergence."""
+    out = {"measured": result["metrics"]["gain_vs_best_pct"][model],
+           "paper_line_at_paper_divergence": float(prediction.paper_fit().predict([paper.CROSS_LINGUAL["divergence"]])[0][0])}
+    fit_path = Path(runs) / "sweep" / "fit.json"
+    if fit_path.exists():
+        out["notebook04_fit"] = prediction.predict_gain(result["metrics"]["divergence_pct"], prediction.load_fit(fit_path)[0])
+    return out
+
+
+def collapse(result: dict, model: str, share: float = COLLAPSE_SHARE) -> dict:
+    """Per domain: its own expert's share of the gate weight; collapsed where below `share`."""
+    gates = result["gates"].get(model)
+    if gates is None:
+        raise KalavaiError(f"no gates for {model!r} in results of seed {result.get('seed')}")
+    return collapse_from_gates(gates, list(result["domains"]), share)
+
+
+def collapse_from_gates(gates: dict[str, list[float]], experts: list[str], share: float = COLLAPSE_SHARE) -> dict:
+    """The rule on a gate matrix {domain: mean gates over the experts in `experts` order}."""
+    own = {d: float(gates[d][experts.index(d)]) for d in gates if d in experts}
+    top = {d: experts[int(np.argmax(gates[d]))] for d in gates}
+    collapsed = sorted(d for d, w in own.items() if w < share)
+    return {"own_share": own, "top_expert": top, "collapsed": collapsed, "rule": f"own expert < {share:.0%} of gate weight"}
+
+
+def collapsed_text(collapsed: list[str]) -> str:
+    """A `collapse(...)["collapsed"]` list as the notebook's tables write it (NO_COLLAPSE when empty)."""
+    return ", ".join(collapsed) or NO_COLLAPSE
+
+
+def inside_band(prediction: dict, measured: float) -> bool:
+    """Whether a measured gain lies inside a prediction's 95% band (a predict_gain dict)."""
+    return bool(prediction["lo"] <= measured <= prediction["hi"])
+
+
+def band_verdict(prediction: dict, measured: float) -> str:
+    """`inside_band` in words, saying when the prediction is an extrapolation (its mean
+    divergence outside the fitted points)."""
+    out = "inside the 95% band" if inside_band(prediction, measured) else "OUTSIDE the 95% band"
+    if prediction.get("outside_fit_range"):
+        out += (", but the prediction is an extrapolation: the mean divergence lies outside the divergences "
+                "the line was fitted on")
+    return out + "."
+
+
+FOLD = "fold (base / fused)"
+
+
+def perplexity_table(results: list[dict], model: str) -> pd.DataFrame:
+    """Per language/domain: base, own specialist and fused perplexity (mean over seeds), and how
+    many times the perplexity falls from base to fused (the fold the paper's claim speaks of)."""
+    rows = []
+    for d in results[0]["domains"]:
+        def ppl(m):
+            return float(np.mean([math.exp(r["losses"][m][d]) for r in results]))
+        row = {"domain": d, "base": ppl("base"), "own specialist": ppl(f"spec:{d}"), "fused": ppl(model)}
+        row["fused vs base %"] = 100 * (row["base"] - row["fused"]) / row["base"]
+        row[FOLD] = row["base"] / row["fused"]
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("domain")
+    return table
+
+
+def paper_cross_lingual_rows() -> pd.DataFrame:
+    """The paper's Yoruba and Welsh perplexities (Pythia-410M: base, fused), labelled as the paper's."""
+    rows = []
+    for lang in ("yoruba", "welsh"):
+        b, f = paper.CROSS_LINGUAL[f"{lang}_ppl"]
+        rows.append({"domain": f"paper: {lang} (410M)", "base": b, "own specialist": math.nan, "fused": f,
+                     "fused vs base %": 100 * (b - f) / b, FOLD: b / f})
+    return pd.DataFrame(rows).set_index("domain")
+
+
+# "Several-fold": the bar is 2x; the paper's Yoruba and Welsh fell well beyond it (paper.CROSS_LINGUAL).
+SEVERAL_FOLD = 2.0
+
+
+def main_gains(runs: Path, model: str) -> list[float]:
+    """The main cooperative's gain vs the best specialist (notebooks 02-03), one per seed that has run."""
+    return [load_results(p)["metrics"]["gain_vs_best_pct"][model]
+            for p in sorted((Path(runs) / "main" / "main").glob(f"seed*/{RESULTS_FILE}"))]
+
+
+def cross_lingual_claims(runs: Path, cross: list[dict], model: str) -> list[dict]:
+    """The paper's two claims about its cross-lingual cooperative beyond a positive gain, checked:
+    it is the largest gain (above the main cooperative's), and the languages' perplexity falls
+    several-fold from base to fused. Each: {claim, holds, numbers}."""
+    out = []
+    gains, main = [r["metrics"]["gain_vs_best_pct"][model] for r in cross], main_gains(runs, model)
+    if main:
+        out.append({"claim": "cross-lingual: gain above the main cooperative's",
+                    "holds": bool(np.mean(gains) > np.mean(main)),
+                    "numbers": f"cross-lingual {np.mean(gains):+.2f}% vs main {np.mean(main):+.2f}% (means over seeds; paper 410M: "
+                               f"{paper.CROSS_LINGUAL['gain']:+.2f}% vs {paper.HEADLINE['410m']['gain']:+.2f}%)"})
+    ppl = perplexity_table(cross, model)
+    folds = {d: ppl.loc[d, FOLD] for d in ppl.index if d not in ENGLISH_DOMAINS}
+    theirs = {lang: b / f for lang, (b, f) in ((k, paper.CROSS_LINGUAL[f"{k}_ppl"]) for k in ("yoruba", "welsh"))}
+    out.append({"claim": f"cross-lingual: every language's perplexity falls several-fold (at least {SEVERAL_FOLD:g}x) from base to fused",
+                "holds": bool(folds) and all(f >= SEVERAL_FOLD for f in folds.values()),
+                "numbers": ", ".join(f"{d} {f:.2f}x" for d, f in folds.items())
+                           + " (paper 410M: " + ", ".join(f"{k} {f:.1f}x" for k, f in theirs.items()) + ")"})
+    return out
+
+
+def section_table(results: list[dict], models: list[str]) -> pd.DataFrame:
+    """Per seed: gain vs best specialist and vs base for each model, mean divergence, collapse."""
+    rows = []
+    for r in results:
+        m = r["metrics"]
+        for model in models:
+            if model not in r["losses"]:
+                continue
+            row = {"seed": r["seed"], "model": model, "gain_vs_best_%": m["gain_vs_best_pct"][model],
+                   "gain_vs_base_%": m["gain_vs_base_pct"][model], "mean_divergence_%": m["mean_divergence_pct"]}
+            if model in r["gates"]:
+                row["collapsed"] = collapsed_text(collapse(r, model)["collapsed"])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- memory of the fused model
+# (Pythia's shapes: scales.PYTHIA_SHAPES; the twenty's frozen depth at each Hub scale: train_overrides)
+
+
+def param_counts(d: int, n_layers: int, ffn: int, vocab: int, freeze: int) -> dict:
+    """Parameters of the shared prefix (embedding + first `freeze` blocks) and of one expert's suffix."""
+    block = 4 * d * d + 4 * d + 2 * d * ffn + ffn + d + 4 * d  # attention (qkv + dense), MLP, two layer norms
+    return {"prefix": vocab * d + freeze * block, "suffix": (n_layers - freeze) * block + 2 * d + vocab * d}
+
+
+def fused_memory(n_experts: int, counts: dict, bytes_per_param: int) -> dict:
+    """Bytes of the fused model (prefix once, N suffixes) and the coordinator's peak while building it.
+
+    cooperative.assemble loads the submissions one at a time: the fused model plus one
+    specialist in flight; with the weight-averaging baseline, also its float64 sums and the
+    first specialist (kept as the average's template). Beside them, the peak of collecting
+    every specialist before fusing, as the coordinator did before assemble.
+    """
+    full = counts["prefix"] + counts["suffix"]
+    fused = counts["prefix"] + n_experts * counts["suffix"]
+    return {"fused_gb": fused * bytes_per_param / 1e9,
+            "peak_assembly_gb": (fused + full) * bytes_per_param / 1e9,
+            "peak_with_weight_average_gb": ((fused + 2 * full) * bytes_per_param + 8 * full) / 1e9,
+            "peak_if_all_loaded_gb": (fused + n_experts * full) * bytes_per_param / 1e9,
+            "n_copies_of_prefix_in_fused": 1}
+
+
+def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
+    rows = []
+    s = scale
+    if not s.is_hub:
+        from ..protocol.models import offline_config
+        c = offline_config(s)
+        freeze = section_freeze_layers(s, "twenty")
+        counts = param_counts(c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, freeze)
+        rows.append({"scale": s.name, "bytes/param": 2 if s.bf16 else 4, "frozen blocks": freeze,
+                     **fused_memory(n_experts, counts, 2 if s.bf16 else 4)})
+    for name, (d, layers, ffn, vocab) in PYTHIA_SHAPES.items():
+        hub = get_scale(name)
+        freeze = section_freeze_layers(hub, "twenty")
+        counts = param_counts(d, layers, ffn, vocab, freeze)
+        rows.append({"scale": name, "bytes/param": 2, "frozen blocks": freeze, **fused_memory(n_experts, counts, 2)})
+    return pd.DataFrame(rows).set_index("scale")
+
+
+# ---------------------------------------------------------------- reference summary
+
+def summarize(runs: Path) -> dict:
+    """Notebook 06's numbers for results/<scale>/06_phase2.json (keys as reports/reference.py's)."""
+    runs = Path(runs)
+    out = {}
+    for section in SECTIONS:
+        results = load_section(runs, section)
+        if not results:
+            continue
+        seeds = {}
+        for r in results:
+            models = [m for m in r["losses"] if m.startswith("fused:") or m == "uniform"]
+            seeds[f"seed{r['seed']}"] = {
+                "ew": {m: r["metrics"]["ew"][m] for m in ["base", *r["specialists"].values(), *models]},
+                # per domain, where a collapsed router's cost shows (the twenty: the fused model vs the base on law)
+                "losses": {m: r["losses"][m] for m in ["base", *models]},
+                "gain_vs_best_pct": {m: r["metrics"]["gain_vs_best_pct"][m] for m in models},
+                "divergence_pct": r["metrics"]["divergence_pct"],
+                "mean_divergence_pct": r["metrics"]["mean_divergence_pct"],
+                "gates": {m: g for m, g in r["gates"].items()},
+                "collapsed": {m: collapse(r, m)["collapsed"] for m in r["gates"]},
+            }
+        out[section] = seeds
+        if section == "cross-lingual":  # notebook 06's perplexity table (the authors' router), each seed and over seeds
+            model = paper_model(results)
+            out[section]["perplexity"] = {"router": model, "mean_over_seeds": perplexity_summary(perplexity_table(results, model)),
+                                          **{f"seed{r['seed']}": perplexity_summary(perplexity_table([r], model)) for r in results}}
+        if section == "twenty":  # notebook 06's memory table: computed from parameter counts, not measured
+            out[section]["memory"] = {name: {"bytes_per_param": int(row["bytes/param"]), "frozen_blocks": int(row["frozen blocks"]),
+                                             **{k: float(row[k]) for k in row.index if k.endswith("_gb")}}
+                                      for name, row in memory_table(get_scale(results[0]["scale"])).iterrows()}
+        pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
+        if pred.exists():  # "gain" in the key path: compared to 0.01 pp, as every percentage
+            out[section]["prediction"] = {line: {"gain": {k: p[k] for k in ("predicted_gain", "lo", "hi")},
+                                                 "mean_divergence": p["mean_divergence"]}
+                                          for line, p in read_json(pred).items()}
+    weakness = runs / EXPERIMENT / "base_weakness.json"
+    if weakness.exists():
+        out["base_weakness"] = {d: {k: r[k] for k in ("base_loss", "chars_per_token", "loss_per_char")}
+                                for d, r in read_json(weakness).items()}
+    out["verdicts"] = verdicts(runs)
+    return out
+
+
+def paper_model(results: list[dict]) -> str:
+    """The authors' router at the results' scale (the fused model the notebook's verdicts judge)."""
+    return paper_fused(get_scale(results[0]["scale"]))
+
+
+def perplexity_summary(table: pd.DataFrame) -> dict:
+    """perplexity_table's rows as the reference summary keeps them (keys under "perplexity": compared relatively)."""
+    return {d: {"base": float(row["base"]), "own_specialist": float(row["own specialist"]), "fused": float(row["fused"]),
+                "fold": float(row[FOLD])} for d, row in table.iterrows()}
+
+
+def verdicts(runs: Path) -> dict[str, bool]:
+    """The notebook's computed verdicts that the results files decide (the authors' router at the scale)."""
+    out = {}
+    for section in SECTIONS:
+        results = load_section(runs, section)
+        if not results:
+            continue
+        model = paper_model(results)
+        out[f"{section}: gain vs best specialist positive on every seed"] = all(
+            r["metrics"]["gain_vs_best_pct"][model] > 0 for r in results)
+        out[f"{section}: fused below base on every domain"] = all(
+            r["losses"][model][d] < r["losses"]["base"][d] for r in results for d in r["domains"])
+        out[f"{section}: router collapse found (plain router)"] = any(collapse(r, model)["collapsed"] for r in results)
+        for recipe in (WARM, MANY):
+            name = recipe_model(*paper_router(get_scale(results[0]["scale"])), recipe)
+            if name in results[0]["gates"]:
+                out[f"{section}: router collapse found ({recipe.name} router)"] = any(collapse(r, name)["collapsed"] for r in results)
+        if section == "cross-lingual":
+            out.update({c["claim"]: c["holds"] for c in cross_lingual_claims(runs, results, model)})
+        pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
+        if pred.exists():
+            gain = results[0]["metrics"]["gain_vs_best_pct"][model]
+            for line, p in read_json(pred).items():
+                out[f"{section}: measured gain inside the {line} 95% band"] = inside_band(p, gain)
+    return out

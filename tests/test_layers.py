@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kalavai_utils"
 # bottom to top; a module's layer is its longest matching prefix here
 LAYERS = {
     # 0 foundation
-    "errors": 0, "storage": 0, "paper": 0, "scales": 0, "settings": 0,
+    "errors": 0, "storage": 0, "paper": 0, "scales": 0, "settings": 0, "verdicts": 0,
     # 1 offline data generators and execution machinery
     "corpora": 1, "runtime": 1,
     # 2 the paper's protocol

@@ -247,7 +247,14 @@ def render_timings(results_dir, link_prefix: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
+def render_run_times(results_dir, link_prefix: str = "") -> str:
+    """One line: how long the reference run of every notebook took, from results/<scale>/timings.json."""
+    t = json.loads((Path(results_dir) / "timings.json").read_text())
+    return (f"The reference `./run_all.sh` took {t['total_seconds']:,.0f} s ({t['total_seconds'] / 60:.0f} min) "
+            f"on {t['cpu_count']} CPU cores, install excluded (`results/{t['scale']}/timings.json`).\n")
+
+
+BLOCKS = {"run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
           "notebook-times": render_timings}
 
 

@@ -38,11 +38,11 @@ def _seeds(by_seed: dict) -> list[str]:
     return sorted((k for k in by_seed if re.fullmatch(r"seed\d+", k)), key=lambda s: int(s[4:]))
 
 
-def mean_std(values) -> dict:
-    """Mean, sample standard deviation (ddof 1, as notebook 03's tables) and count of per-seed values."""
-    values = list(values)
+def mean_std(by_seed: dict) -> dict:
+    """Mean, sample standard deviation (ddof 1, as notebook 03's tables), count and the values, of {seed: value}."""
+    values = list(by_seed.values())
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
+            "n": len(values), "by_seed": dict(by_seed)}
 
 
 def headline_figures(summaries: dict) -> dict:
@@ -56,29 +56,29 @@ def headline_figures(summaries: dict) -> dict:
         seeds = _seeds(fusion)
         models = [m for m in fusion[seeds[0]]["ew"] if all(m in fusion[s]["ew"] for s in seeds)]  # every seed's
         out["main"] = {
-            "gain_vs_best_pct": {m: mean_std(fusion[s]["gain_vs_best_pct"][m] for s in seeds) for m in models},
-            "ew": {m: mean_std(fusion[s]["ew"][m] for s in seeds) for m in models},
-            "oracle_gap_nats": {m: mean_std(fusion[s]["ew"][m] - fusion[s]["oracle_ew"] for s in seeds)
+            "gain_vs_best_pct": {m: mean_std({s: fusion[s]["gain_vs_best_pct"][m] for s in seeds}) for m in models},
+            "ew": {m: mean_std({s: fusion[s]["ew"][m] for s in seeds}) for m in models},
+            "oracle_gap_nats": {m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["oracle_ew"] for s in seeds})
                                 for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)},
-            "fused_vs_base_pct": mean_std(100 * (1 - fusion[s]["ew"][AUTHORS_ROUTER] / fusion[s]["ew"]["base"])
-                                          for s in seeds),
+            "fused_vs_base_pct": mean_std({s: 100 * (1 - fusion[s]["ew"][AUTHORS_ROUTER] / fusion[s]["ew"]["base"])
+                                           for s in seeds}),
         }
     specialists = summaries.get("02_specialists", {}).get("main", {})
     if specialists:
         seeds = _seeds(specialists)
         domains = specialists[seeds[0]]["specialists"]
         out["regime"] = {
-            "divergence_pct": {d: mean_std(specialists[s]["specialists"][d]["divergence_pct"] for s in seeds)
+            "divergence_pct": {d: mean_std({s: specialists[s]["specialists"][d]["divergence_pct"] for s in seeds})
                                for d in domains},
-            "worst_forgetting_pct": {d: mean_std(specialists[s]["specialists"][d]["worst_forgetting_pct"]
-                                                 for s in seeds) for d in domains},
+            "worst_forgetting_pct": {d: mean_std({s: specialists[s]["specialists"][d]["worst_forgetting_pct"]
+                                                  for s in seeds}) for d in domains},
         }
     cross = summaries.get("06_phase2", {}).get("cross-lingual", {})
     if cross:
         seeds = _seeds(cross)
         out["cross_lingual"] = {
-            "gain_vs_best_pct": mean_std(cross[s]["gain_vs_best_pct"][AUTHORS_ROUTER] for s in seeds),
-            "mean_divergence_pct": mean_std(cross[s]["mean_divergence_pct"] for s in seeds),
+            "gain_vs_best_pct": mean_std({s: cross[s]["gain_vs_best_pct"][AUTHORS_ROUTER] for s in seeds}),
+            "mean_divergence_pct": mean_std({s: cross[s]["mean_divergence_pct"] for s in seeds}),
         }
     return out
 
@@ -254,7 +254,19 @@ def render_run_times(results_dir, link_prefix: str = "") -> str:
             f"on {t['cpu_count']} CPU cores, install excluded (`results/{t['scale']}/timings.json`).\n")
 
 
-BLOCKS = {"run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
+def render_dispatch(results_dir, link_prefix: str = "") -> str:
+    """Notebook 07's EW loss by dispatch for each router, with the difference from dense (nats)."""
+    losses = load_summaries(results_dir)["07_inference"]["losses"]
+    lines = ["| seed | router | dispatch | EW loss (nats) | minus dense |", "|---|---|---|---|---|"]
+    for seed, by_router in losses.items():
+        for router, by_dispatch in by_router.items():
+            dense = by_dispatch["dense"]["ew"]
+            lines += [f"| {seed[4:]} | `{router}` | {d} | {v['ew']:.4f} | {v['ew'] - dense:+.3f} |"
+                      for d, v in by_dispatch.items()]
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"dispatch-losses": render_dispatch, "run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
           "notebook-times": render_timings}
 
 

@@ -37,7 +37,9 @@ readme, paper, scales = _import_light("kalavai_utils.reports.readme", "kalavai_u
 # Numbers in prose that are not results: versions are skipped by shape (two dots); these remain.
 ALLOWED = {  # as written -> why it is not a result
     "1.4B": "Pythia-1.4B, the paper's capacity control model (a model's name)",
-    "6.9": "the 6.9b scale's name (Pythia-6.9B)",
+    "6.9": "the 6.9b scale's name",
+    "6.9B": "Pythia-6.9B, a model's name",
+    "12.6": "CUDA 12.6, the PyTorch wheel index environment.yml names",
 }
 
 CODE_BLOCK = re.compile(r"^```.*?^```", re.S | re.M)

@@ -266,7 +266,19 @@ def render_dispatch(results_dir, link_prefix: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"dispatch-losses": render_dispatch, "run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
+def render_phases(results_dir, link_prefix: str = "") -> str:
+    """Where the reference run's time went (`phases` of results/<scale>/benchmark.json)."""
+    phases = json.loads((Path(results_dir) / "benchmark.json").read_text())["phases"]
+    lines = ["| phase | count | seconds | share of the matmul peak |", "|---|---|---|---|"]
+    for name, p in phases.items():
+        if isinstance(p, dict):
+            peak = f"{100 * p['fraction_of_peak']:.0f} %" if "fraction_of_peak" in p else "—"
+            lines.append(f"| {name.replace('_', ' ')} | {p.get('count', '—')} | {p['seconds']:.0f} | {peak} |")
+    lines.append(f"| all notebooks | | {phases['notebooks_seconds']:,.0f} | |")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"phases": render_phases, "dispatch-losses": render_dispatch, "run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
           "notebook-times": render_timings}
 
 

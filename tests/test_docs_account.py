@@ -164,7 +164,7 @@ def test_a_stale_block_is_rewritten():
     new = readme.render_text(text, ROOT / "results" / "tiny")
     assert "old 12.34" not in new and new.startswith("a\n<!-- generated:run-times -->\nThe reference")
     assert readme.render_text(new, ROOT / "results" / "tiny") == new
-    with pytest.raises(KeyError):
+    with pytest.raises(readme.KalavaiError):
         readme.render_text("<!-- generated:nope -->\n<!-- /generated -->", ROOT / "results" / "tiny")
 
 

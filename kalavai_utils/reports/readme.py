@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 
 from .. import paper
+from ..errors import KalavaiError
 
 VERDICT = {True: "holds", False: "does not hold", None: "inconclusive"}
 BLOCK = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
@@ -283,11 +284,11 @@ BLOCKS = {"phases": render_phases, "dispatch-losses": render_dispatch, "run-time
 
 
 def render_text(text: str, results_dir, link_prefix: str = "") -> str:
-    """The text with each generated block rewritten; an unknown block name is an error."""
+    """The text with each generated block rewritten; an unknown block name is an error (KalavaiError)."""
     def one(m: re.Match) -> str:
         name = m.group(2)
         if name not in BLOCKS:
-            raise KeyError(f"unknown generated block {name!r}; known: {', '.join(BLOCKS)}")
+            raise KalavaiError(f"unknown generated block {name!r}; known: {', '.join(BLOCKS)}")
         return m.group(1) + BLOCKS[name](results_dir, link_prefix) + m.group(4)
     return BLOCK.sub(one, text)
 
@@ -301,6 +302,8 @@ def doc_files(root) -> list[Path]:
 def render_docs(root=".", scale: str = "tiny", write: bool = True) -> list[Path]:
     """Rewrite the generated blocks of README.md and docs/*.md from results/<scale>/; returns the files changed."""
     root = Path(root)
+    if not (root / "README.md").exists() or not (root / "results" / scale).is_dir():
+        raise KalavaiError(f"run render-docs from the repository root: no README.md or results/{scale}/ in {root.resolve()}")
     changed = []
     for path in doc_files(root):
         text = path.read_text(encoding="utf-8")

@@ -4,7 +4,8 @@ A block sits between `<!-- generated:NAME -->` and `<!-- /generated -->`; `rende
 rewrites every block from the committed summaries, and `python -m kalavai_utils render-docs`
 runs it. Nothing here types a result: measured numbers come from `results/<scale>/*.json`,
 the paper's from `paper.py`. `tests/test_docs_account.py` fails when a block is stale.
-This module imports neither torch nor the rest of the package (only `paper.py`).
+It needs only `paper.py` and `errors.py`, so a test can load it without running the package's
+`__init__` (which imports torch).
 """
 from __future__ import annotations
 

@@ -62,6 +62,8 @@ def headline_figures(summaries: dict) -> dict:
             "ew": {m: mean_std({s: fusion[s]["ew"][m] for s in seeds}) for m in models},
             "oracle_gap_nats": {m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["oracle_ew"] for s in seeds})
                                 for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)},
+            "minus_monolithic_nats": {m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["ew"]["monolithic"] for s in seeds})
+                                      for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)},
             "fused_vs_base_pct": mean_std({s: 100 * (1 - fusion[s]["ew"][AUTHORS_ROUTER] / fusion[s]["ew"]["base"])
                                            for s in seeds}),
         }

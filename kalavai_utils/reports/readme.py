@@ -282,7 +282,22 @@ def render_phases(results_dir, link_prefix: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"phases": render_phases, "dispatch-losses": render_dispatch, "run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
+def render_generation(results_dir, link_prefix: str = "") -> str:
+    """Notebook 07's generation timings: tokens/s cached and cache-free, the target, the cache's speedup."""
+    summary = load_summaries(results_dir)["07_inference"]
+    gen = {(r["model"], r["new_tokens"], r["cache"]): r["tokens_per_s"] for r in summary["timings"]["generation"]}
+    ideal = summary["ideal_dense_ratio"]
+    lines = ["| new tokens | one model, cached | fused, cached | target (0.8 / ideal of one model) | met | "
+             "fused / one model | fused, cache-free | cache speedup |", "|---|---|---|---|---|---|---|---|"]
+    for new in sorted({n for _, n, _ in gen}):
+        one, fused, free = gen[("single", new, True)], gen[("dense", new, True)], gen[("dense", new, False)]
+        need = 0.8 / ideal * one
+        lines.append(f"| {new:,} | {one:.0f} | {fused:.0f} | {need:.0f} | {'yes' if fused >= need else 'no'} | "
+                     f"{fused / one:.2f} | {free:.0f} | {fused / free:.1f}x |")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"generation": render_generation, "phases": render_phases, "dispatch-losses": render_dispatch, "run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
           "notebook-times": render_timings}
 
 

@@ -224,7 +224,7 @@ def render_glance(results_dir, link_prefix: str = "") -> str:
 def render_verdicts(results_dir, link_prefix: str = "") -> str:
     """Every verdict the summaries hold, notebook by notebook, in the one vocabulary."""
     summaries = load_summaries(results_dir)
-    lines = ["| notebook | claim checked | verdict |", "|---|---|---|"]
+    lines = ["| notebook | statement checked | verdict |", "|---|---|---|"]
     for nb, summary in summaries.items():
         for claim, value in {**summary.get("verdicts", {}), **summary.get("claims", {})}.items():
             lines.append(f"| {nb} | {claim} | {verdict(value)} |")

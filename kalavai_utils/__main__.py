@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("ref_dir", help="reference summaries, e.g. results/tiny")
     cr.add_argument("--tol-loss", type=float, default=1e-4, help="loss tolerance in nats (percentages: 100x)")
 
+    rd = sub.add_parser("render-docs", help="rewrite the generated blocks of README.md and docs/*.md from results/")
+    rd.add_argument("--scale", default="tiny", help="whose results/<scale>/ to render from")
+    rd.add_argument("--check", action="store_true", help="write nothing; exit 1 if any block is stale")
+
     return p
 
 
@@ -207,6 +211,14 @@ def main(argv=None) -> int:
                 print(difference)
             print(comparison.summary())
             if comparison.differences:
+                return 1
+        elif args.command == "render-docs":
+            from .reports.readme import render_docs
+
+            changed = render_docs(".", args.scale, write=not args.check)
+            for path in changed:
+                print(f"{'stale' if args.check else 'rewritten'}: {path}")
+            if args.check and changed:
                 return 1
     except KalavaiError as e:
         failed = True

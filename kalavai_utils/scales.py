@@ -7,27 +7,11 @@ data). `tiny` is the default: the offline cooperative that `./run_all.sh` runs o
 Deviations of `tiny` from the paper, and why:
 - a 1.3M-parameter GPT-NeoX pretrained here instead of Pythia (no Hub access);
 - 128-token chunks instead of 512, and 200 specialist steps instead of 2,000 (CPU time);
-- the regime is calibrated on the specialists alone, before any fusion (notebook 02's
-  table; bars in metrics.REGIME_*): Pythia-410M's specialists move 10-25% on their own
-  domain and lose at most ~4% elsewhere. A small model gets there only with most of its
-  depth frozen: 3 of 4 blocks (the paper: 4 of 24) and learning rate 1.5e-4 (the paper:
-  2e-5, at which a model this small barely moves). Measured at seed 42 before settling
-  (base, specialists; lr / frozen blocks -> code, science, fiction divergence %, worst
-  forgetting %): with generator v2's corpora, 3e-4/1 -> 7.5, 21.3, 15.6, 27.4; 1e-4/2 ->
-  3.1, 11.1, 8.9, 4.6; 1.5e-4/3 with the base reading a fifth of the usual code
-  (`pretrain_code_share` 0.2, so that code, like CodeSearchNet for Pythia, still has room to
-  move) -> 7.5, 10.5, 8.2, 5.0. Code's divergence / forgetting ratio stayed near 1.2-1.5
-  whatever the learning rate (1.75e-4: 8.1 / 6.1), batch (8 -> 16 sequences: 8.1 / 6.4) or
-  weight decay (0: 7.7 / 6.3), and fiction sat just above 8%. Generator v3 (see corpora/)
-  gives each contributor's stream more of its own data set's repetition; then, at 1.5e-4/3:
-  contributors' code drawn from fewer modules 7.1 / 5.2; also documented functions only
-  (CodeSearchNet) 8.0 / 5.5, fiction 8.2; base reading 0.15 of the usual code 8.9 / 5.1 but
-  fiction 7.7; also the contributors' stock sentences at 0.5 -> 8.9, 12.2, 10.4, 5.3 (seeds
-  137 and 2026: the same within 0.1). Until 2026-11-24 the base's pretraining left its input
-  embedding at its random start (the protocol's freezing rule froze it at every K, pretraining
-  included); with it pretrained, as Pythia's is, the same setting gave 7.3, 10.5, 9.2, 3.9,
-  code below the bar, and the base reading 0.08 of the usual code gives 9.4, 9.7, 8.8, 4.4
-  (all three seeds within 0.1). That is the setting used.
+- the regime is calibrated on the specialists alone, before any fusion (bars in
+  metrics.REGIME_*): Pythia-410M's specialists move 10-25% on their own domain and lose at
+  most ~4% elsewhere. A model this small gets there only with 3 of its 4 blocks frozen, a
+  learning rate of 1.5e-4 and a base that reads 0.08 of the usual code, so that code still has
+  room to move. What was measured and tried: docs/calibration.md, "The regime calibration".
 """
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def test_constants_named_in_paper_md_exist():
 # A clone holds everything it needs: no path into the machine it was written on, nor the
 # environment variable that once pointed at the paper's notes outside the repository.
 OUTSIDE = re.compile(r"\.\./shared|KALAVAI_FACTS|(?<![\w.~-])/(?:work|tmp)/")
-SHIPPED = ["README.md", "PAPER.md", "kalavai_utils", "notebooks", "results", "accelerate_configs", "scripts",
+SHIPPED = ["README.md", "PAPER.md", "docs", "kalavai_utils", "notebooks", "results", "accelerate_configs", "scripts",
            "run_all.sh", "environment.yml"]
 TEXT = {".md", ".json", ".py", ".ipynb", ".sh", ".yml", ".yaml"}
 

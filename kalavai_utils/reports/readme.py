@@ -1,0 +1,333 @@
+"""The generated blocks of README.md and docs/*.md, rendered from results/<scale>/ and paper.py.
+
+A block sits between `<!-- generated:NAME -->` and `<!-- /generated -->`; `render_docs`
+rewrites every block from the committed summaries, and `python -m kalavai_utils render-docs`
+runs it. Nothing here types a result: measured numbers come from `results/<scale>/*.json`,
+the paper's from `paper.py`. `tests/test_docs_account.py` fails when a block is stale.
+It needs only `paper.py` and `errors.py`, so a test can load it without running the package's
+`__init__` (which imports torch).
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+from .. import paper
+from ..errors import KalavaiError
+
+VERDICT = {True: "holds", False: "does not hold", None: "inconclusive"}
+BLOCK = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+NOTEBOOKS = ("00_data", "01_base", "02_specialists", "03_fusion", "04_predict_gain", "05_ablations", "06_phase2",
+             "07_inference")
+AUTHORS_ROUTER, CAUSAL_ROUTER = "fused:mlp:sequence", "fused:linear:token"
+
+
+def verdict(value) -> str:
+    """The one verdict vocabulary: True -> "holds", False -> "does not hold", None -> "inconclusive"."""
+    return VERDICT[value]
+
+
+def load_summaries(results_dir) -> dict[str, dict]:
+    """Each notebook's `summary` from results/<scale>/NN_name.json, keyed by notebook name."""
+    folder = Path(results_dir)
+    return {nb: json.loads((folder / f"{nb}.json").read_text())["summary"]
+            for nb in NOTEBOOKS if (folder / f"{nb}.json").exists()}
+
+
+def _seeds(by_seed: dict) -> list[str]:
+    return sorted((k for k in by_seed if re.fullmatch(r"seed\d+", k)), key=lambda s: int(s[4:]))
+
+
+def mean_std(by_seed: dict) -> dict:
+    """Mean, sample standard deviation (ddof 1, as notebook 03's tables), count and the values, of {seed: value}."""
+    values = list(by_seed.values())
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values), "by_seed": dict(by_seed)}
+
+
+def headline_figures(summaries: dict) -> dict:
+    """Mean ± std over seeds of the headline figures, from the per-seed values in the summaries.
+
+    Plain floats in a JSON-ready tree, so that they can also be stored beside the summaries.
+    """
+    out: dict = {}
+    fusion = summaries.get("03_fusion", {}).get("main", {})
+    if fusion:
+        seeds = _seeds(fusion)
+        models = [m for m in fusion[seeds[0]]["ew"] if all(m in fusion[s]["ew"] for s in seeds)]  # every seed's
+        out["main"] = {
+            "gain_vs_best_pct": {m: mean_std({s: fusion[s]["gain_vs_best_pct"][m] for s in seeds}) for m in models},
+            "ew": {m: mean_std({s: fusion[s]["ew"][m] for s in seeds}) for m in models},
+            "oracle_gap_nats": {m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["oracle_ew"] for s in seeds})
+                                for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)},
+            "minus_monolithic_nats": {m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["ew"]["monolithic"] for s in seeds})
+                                      for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)},
+            "fused_vs_base_pct": mean_std({s: 100 * (1 - fusion[s]["ew"][AUTHORS_ROUTER] / fusion[s]["ew"]["base"])
+                                           for s in seeds}),
+        }
+    specialists = summaries.get("02_specialists", {}).get("main", {})
+    if specialists:
+        seeds = _seeds(specialists)
+        domains = specialists[seeds[0]]["specialists"]
+        out["regime"] = {
+            "divergence_pct": {d: mean_std({s: specialists[s]["specialists"][d]["divergence_pct"] for s in seeds})
+                               for d in domains},
+            "worst_forgetting_pct": {d: mean_std({s: specialists[s]["specialists"][d]["worst_forgetting_pct"]
+                                                  for s in seeds}) for d in domains},
+        }
+    cross = summaries.get("06_phase2", {}).get("cross-lingual", {})
+    if cross:
+        seeds = _seeds(cross)
+        out["cross_lingual"] = {
+            "gain_vs_best_pct": mean_std({s: cross[s]["gain_vs_best_pct"][AUTHORS_ROUTER] for s in seeds}),
+            "mean_divergence_pct": mean_std({s: cross[s]["mean_divergence_pct"] for s in seeds}),
+        }
+    return out
+
+
+def _pm(stat: dict, digits: int = 2, sign: str = "+", unit: str = " %") -> str:
+    return f"{stat['mean']:{sign}.{digits}f} ± {stat['std']:.{digits}f}{unit}"
+
+
+def _line(slope: float, intercept: float) -> str:
+    return f"{slope:.2f} × div {'−' if intercept < 0 else '+'} {abs(intercept):.2f}"
+
+
+def _one(value: dict) -> float:
+    """The single seed's value of a one-seed ablation entry ({"seed42": x})."""
+    (only,) = value.values()
+    return only
+
+
+def _find(verdicts: dict, prefix: str):
+    (value,) = [v for k, v in verdicts.items() if k.startswith(prefix)]
+    return value
+
+
+def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> list[tuple[str, str, str, str, str]]:
+    """(claim, paper at 410M, here, verdict, notebook) for each headline claim of the paper."""
+    h = headline_figures(summaries)
+    rows = []
+    s02, s03, s04 = summaries["02_specialists"], summaries["03_fusion"], summaries["04_predict_gain"]
+    s05, s06, s07 = summaries["05_ablations"], summaries["06_phase2"], summaries["07_inference"]
+
+    div = {d: h["regime"]["divergence_pct"][d] for d in paper.DIVERGENCE_410M if d in h["regime"]["divergence_pct"]}
+    regime = all(v for k, v in s02["verdicts"].items() if k.startswith("regime"))
+    rows.append(("Specialists move like Pythia-410M's (divergence 8-30 %, forgetting ≤ 6 %)",
+                 " / ".join(f"{paper.DIVERGENCE_410M[d]:.2f}" for d in div) + " %",
+                 " / ".join(f"{div[d]['mean']:.2f}" for d in div) + " %", verdict(regime), "02_specialists"))
+
+    gain, ew = h["main"]["gain_vs_best_pct"], h["main"]["ew"]
+    claims = s03["claims"]
+    rows.append(("Fusion beats the best specialist (equal-weight loss, every seed)",
+                 f"+{paper.HEADLINE_410M_SEEDS['gain_mean']:.2f} ± {paper.HEADLINE_410M_SEEDS['gain_spread']:.2f} %",
+                 f"{_pm(gain[AUTHORS_ROUTER])} (causal router {_pm(gain[CAUSAL_ROUTER])})",
+                 verdict(claims[f"fused ({AUTHORS_ROUTER}) EW below the best specialist in every seed"]), "03_fusion"))
+    rows.append(("Fused beats the equal-compute monolithic model",
+                 f"{paper.HEADLINE['410m']['fused']:.3f} vs {paper.HEADLINE['410m']['monolithic']:.3f} nats",
+                 f"{ew[AUTHORS_ROUTER]['mean']:.4f} vs {ew['monolithic']['mean']:.4f} nats",
+                 verdict(claims[f"fused ({AUTHORS_ROUTER}) EW below the equal-compute monolithic model's in every seed"]),
+                 "03_fusion"))
+    rows.append(("Weight averaging is worse than the best specialist", f"{paper.WEIGHT_AVG_VS_BEST_410M:+.1f} %",
+                 _pm(gain["weight_avg"]), verdict(claims["weight averaging is worse than the best specialist"]),
+                 "03_fusion"))
+
+    fit, pfit = s04["fit"], paper.REGRESSION_FIT
+    rows.append(("Gain rises linearly with divergence",
+                 _line(pfit["slope"], pfit["intercept"]) + f", R² {pfit['r2']:.2f}",
+                 _line(fit["slope"], fit["intercept"]) + f", R² {fit['r2']:.2f}, "
+                 f"slope CI [{fit['slope_ci'][0]:.2f}, {fit['slope_ci'][1]:.2f}]",
+                 verdict(all(s04["verdicts"].values())), "04_predict_gain"))
+
+    v05 = s05["verdicts"]
+    mat = s05["maturity"]
+    rows.append(("Gain shrinks as the base matures", f"+{paper.MATURITY_410M[5000]:.2f} → +{paper.MATURITY_410M[143000]:.2f} %",
+                 f"+{_one(mat['step125']['gain']):.2f} → +{_one(mat['step1000']['gain']):.2f} % (step125 → step1000)",
+                 verdict(_find(v05, "maturity")), "05_ablations"))
+    fr, pfr = s05["freeze"], paper.FREEZE_SWEEP_410M
+    kmax = max(fr, key=int)
+    rows.append(("Gain falls slowly as blocks are frozen",
+                 f"K=0 → 12 of 24: +{pfr[0]:.2f} → +{pfr[12]:.2f} %",
+                 f"K=0 → {kmax} of 4: +{_one(fr['0']['gain']):.2f} → +{_one(fr[kmax]['gain']):.2f} %",
+                 verdict(_find(v05, "freeze")), "05_ablations"))
+    cnt, pc = s05["count"], paper.SPECIALIST_COUNT
+    lo, hi = min(cnt, key=int), max(cnt, key=int)
+    rows.append(("More specialists, more gain", f"{min(pc)} → {max(pc)}: +{pc[min(pc)]:.2f} → +{pc[max(pc)]:.2f} %",
+                 f"{lo} → {hi}: +{_one(cnt[lo]['gain']):.2f} → +{_one(cnt[hi]['gain']):.2f} %",
+                 verdict(_find(v05, "count")), "05_ablations"))
+    lora = s05["lora"]
+    r_lo, r_hi = min(lora, key=int), max(lora, key=int)
+    rows.append(("LoRA specialists diverge less and fuse worse",
+                 f"r=8 → 64: {paper.LORA_GAIN_RANGE[0]:+.2f} → {paper.LORA_GAIN_RANGE[1]:+.2f} %",
+                 f"r={r_lo} → {r_hi}: {_one(lora[r_lo]['gain']):+.2f} → {_one(lora[r_hi]['gain']):+.2f} %",
+                 verdict(_find(v05, "lora")), "05_ablations"))
+    cap = s05["capacity"]
+    here = f"{_one(cap['gain'])['capacity']:+.2f} % (pretrained {cap['pretrain_fraction']:.2f} of the base's steps)"
+    word = verdict(_find(v05, "capacity"))
+    if capacity_like_for_like:
+        like = capacity_like_for_like["capacity"]
+        here += f"; like for like {_one(like['gain'])['capacity']:+.2f} %"
+        word += f"; like for like: {verdict(_find(capacity_like_for_like['verdicts'], 'capacity'))}"
+    rows.append(("Fusion beats a capacity-matched single model",
+                 f"no: 1.4B control {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f} %", here, word, "05_ablations"))
+
+    v06 = s06["verdicts"]
+    cross = h["cross_lingual"]
+    rows.append(("Cross-lingual fusion gains most",
+                 f"+{paper.CROSS_LINGUAL['gain']:.2f} % at divergence {paper.CROSS_LINGUAL['divergence']:.2f} %",
+                 f"{_pm(cross['gain_vs_best_pct'])} at {cross['mean_divergence_pct']['mean']:.2f} %",
+                 verdict(v06["cross-lingual: gain above the main cooperative's"]), "06_phase2"))
+    private = s06["private"]["seed42"]
+    rows.append(("Private domains the base never saw gain",
+                 f"+{paper.PRIVATE_DOMAINS['gain']:.2f} % at {paper.PRIVATE_DOMAINS['divergence']:.2f} %",
+                 f"{private['gain_vs_best_pct'][AUTHORS_ROUTER]:+.2f} % at {private['mean_divergence_pct']:.2f} %",
+                 verdict(v06["private: gain vs best specialist positive on every seed"]), "06_phase2"))
+    pred = s06["twenty"]["prediction"]
+    own, line = pred["notebook04_fit"]["gain"], pred["paper_line"]["gain"]
+    measured = s06["twenty"]["seed42"]["gain_vs_best_pct"][AUTHORS_ROUTER]
+    rows.append(("The law predicts twenty contributors' gain",
+                 f"+{paper.OUT_OF_SAMPLE_20_CONTRIBUTOR.gain:.2f} %",
+                 f"{measured:+.2f} %; predicted +{own['predicted_gain']:.2f} [{own['lo']:.1f}, {own['hi']:.1f}], "
+                 f"paper's line +{line['predicted_gain']:.2f} [{line['lo']:.1f}, {line['hi']:.1f}]",
+                 f"{verdict(v06['twenty: measured gain inside the notebook04_fit 95% band'])} (notebook 04's band); "
+                 f"{verdict(v06['twenty: measured gain inside the paper_line 95% band'])} (paper's)", "06_phase2"))
+
+    inf = paper.INFERENCE_410M_X3
+    loss = s07["losses"]["seed42"][AUTHORS_ROUTER]
+    rows.append(("Top-1 dispatch is far worse in loss than dense",
+                 f"{inf['top1_loss']:.3f} vs {inf['dense_loss']:.3f} nats",
+                 f"{loss['top1-sequence']['ew']:.4f} vs {loss['dense']['ew']:.4f} nats",
+                 verdict(all(s07["verdicts"].values())), "07_inference"))
+    main = s07["timings"]["main_point"]
+    best = min(main["dense"], main["dense-batched"])
+    rows.append(("Dense fusion costs at most the ideal ratio (x one model)",
+                 f"{inf['dense_latency_x']:.2f}x ({paper.INFERENCE_DEVICE})",
+                 f"{best:.2f}x against {s07['ideal_dense_ratio']:.2f}x (CPU)",
+                 verdict(best <= s07["ideal_dense_ratio"]), "07_inference"))
+    return rows
+
+
+def render_glance(results_dir, link_prefix: str = "") -> str:
+    """The results-at-a-glance table: one row per headline claim, each linking its executed notebook."""
+    results_dir = Path(results_dir)
+    like_path = results_dir / "capacity_like_for_like" / "05_ablations.json"
+    like = json.loads(like_path.read_text())["summary"] if like_path.exists() else None
+    scale = results_dir.name
+    lines = [f"| claim | paper (410M) | here (`{scale}`) | verdict | notebook |", "|---|---|---|---|---|"]
+    for claim, theirs, ours, word, nb in glance_rows(load_summaries(results_dir), like):
+        lines.append(f"| {claim} | {theirs} | {ours} | {word} | [{nb[:2]}]({link_prefix}executed/{scale}/{nb}.ipynb) |")
+    return "\n".join(lines) + "\n"
+
+
+def render_verdicts(results_dir, link_prefix: str = "") -> str:
+    """Every verdict the summaries hold, notebook by notebook, in the one vocabulary."""
+    summaries = load_summaries(results_dir)
+    lines = ["| notebook | statement checked | verdict |", "|---|---|---|"]
+    for nb, summary in summaries.items():
+        for claim, value in {**summary.get("verdicts", {}), **summary.get("claims", {})}.items():
+            lines.append(f"| {nb} | {claim} | {verdict(value)} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_main_table(results_dir, link_prefix: str = "") -> str:
+    """Notebook 03's main table: equal-weight loss and gain over the best specialist, mean ± std over seeds."""
+    h = headline_figures(load_summaries(results_dir))["main"]
+    lines = [f"| model | equal-weight loss (nats) | gain vs best specialist | seeds |", "|---|---|---|---|"]
+    for model, ew in h["ew"].items():
+        gain = h["gain_vs_best_pct"][model]
+        lines.append(f"| `{model}` | {_pm(ew, 4, '', '')} | {_pm(gain)} | {ew['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_timings(results_dir, link_prefix: str = "") -> str:
+    """Seconds per notebook of the reference run (results/<scale>/timings.json)."""
+    t = json.loads((Path(results_dir) / "timings.json").read_text())
+    lines = ["| notebook | seconds |", "|---|---|"]
+    lines += [f"| `{nb}` | {row['seconds']:.0f} |" for nb, row in t["notebooks"].items()]
+    lines.append(f"| total | {t['total_seconds']:,.0f} ({t['total_seconds'] / 60:.0f} min, "
+                 f"{t['cpu_count']} CPU cores) |")
+    return "\n".join(lines) + "\n"
+
+
+def render_run_times(results_dir, link_prefix: str = "") -> str:
+    """One line: how long the reference run of every notebook took, from results/<scale>/timings.json."""
+    t = json.loads((Path(results_dir) / "timings.json").read_text())
+    return (f"The reference `./run_all.sh` took {t['total_seconds']:,.0f} s ({t['total_seconds'] / 60:.0f} min) "
+            f"on {t['cpu_count']} CPU cores, install excluded (`results/{t['scale']}/timings.json`).\n")
+
+
+def render_dispatch(results_dir, link_prefix: str = "") -> str:
+    """Notebook 07's EW loss by dispatch for each router, with the difference from dense (nats)."""
+    losses = load_summaries(results_dir)["07_inference"]["losses"]
+    lines = ["| seed | router | dispatch | EW loss (nats) | minus dense |", "|---|---|---|---|---|"]
+    for seed, by_router in losses.items():
+        for router, by_dispatch in by_router.items():
+            dense = by_dispatch["dense"]["ew"]
+            lines += [f"| {seed[4:]} | `{router}` | {d} | {v['ew']:.4f} | {v['ew'] - dense:+.3f} |"
+                      for d, v in by_dispatch.items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_phases(results_dir, link_prefix: str = "") -> str:
+    """Where the reference run's time went (`phases` of results/<scale>/benchmark.json)."""
+    phases = json.loads((Path(results_dir) / "benchmark.json").read_text())["phases"]
+    lines = ["| phase | count | seconds | share of the matmul peak |", "|---|---|---|---|"]
+    for name, p in phases.items():
+        if isinstance(p, dict):
+            peak = f"{100 * p['fraction_of_peak']:.0f} %" if "fraction_of_peak" in p else "—"
+            lines.append(f"| {name.replace('_', ' ')} | {p.get('count', '—')} | {p['seconds']:.0f} | {peak} |")
+    lines.append(f"| all notebooks | | {phases['notebooks_seconds']:,.0f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def render_generation(results_dir, link_prefix: str = "") -> str:
+    """Notebook 07's generation timings: tokens/s cached and cache-free, the target, the cache's speedup."""
+    summary = load_summaries(results_dir)["07_inference"]
+    gen = {(r["model"], r["new_tokens"], r["cache"]): r["tokens_per_s"] for r in summary["timings"]["generation"]}
+    ideal = summary["ideal_dense_ratio"]
+    lines = ["| new tokens | one model, cached | fused, cached | target (0.8 / ideal of one model) | met | "
+             "fused / one model | fused, cache-free | cache speedup |", "|---|---|---|---|---|---|---|---|"]
+    for new in sorted({n for _, n, _ in gen}):
+        one, fused, free = gen[("single", new, True)], gen[("dense", new, True)], gen[("dense", new, False)]
+        need = 0.8 / ideal * one
+        lines.append(f"| {new:,} | {one:.0f} | {fused:.0f} | {need:.0f} | {'yes' if fused >= need else 'no'} | "
+                     f"{fused / one:.2f} | {free:.0f} | {fused / free:.1f}x |")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS = {"generation": render_generation, "phases": render_phases, "dispatch-losses": render_dispatch, "run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
+          "notebook-times": render_timings}
+
+
+def render_text(text: str, results_dir, link_prefix: str = "") -> str:
+    """The text with each generated block rewritten; an unknown block name is an error (KalavaiError)."""
+    def one(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in BLOCKS:
+            raise KalavaiError(f"unknown generated block {name!r}; known: {', '.join(BLOCKS)}")
+        return m.group(1) + BLOCKS[name](results_dir, link_prefix) + m.group(4)
+    return BLOCK.sub(one, text)
+
+
+def doc_files(root) -> list[Path]:
+    """README.md and docs/*.md: the files whose blocks are generated."""
+    root = Path(root)
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def render_docs(root=".", scale: str = "tiny", write: bool = True) -> list[Path]:
+    """Rewrite the generated blocks of README.md and docs/*.md from results/<scale>/; returns the files changed."""
+    root = Path(root)
+    if not (root / "README.md").exists() or not (root / "results" / scale).is_dir():
+        raise KalavaiError(f"run render-docs from the repository root: no README.md or results/{scale}/ in {root.resolve()}")
+    changed = []
+    for path in doc_files(root):
+        text = path.read_text(encoding="utf-8")
+        new = render_text(text, root / "results" / scale, "" if path.parent == root else "../")
+        if new != text:
+            changed.append(path)
+            if write:
+                path.write_text(new, encoding="utf-8")
+    return changed

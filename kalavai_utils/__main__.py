@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
     cr.add_argument("ref_dir", help="reference summaries, e.g. results/tiny")
     cr.add_argument("--tol-loss", type=float, default=1e-4, help="loss tolerance in nats (percentages: 100x)")
+    cr.add_argument("--json", help="also write the comparison here (every difference, each marked noise or moved)")
 
     rd = sub.add_parser("render-docs", help="rewrite the generated blocks of README.md and docs/*.md from results/")
     rd.add_argument("--scale", default="tiny", help="whose results/<scale>/ to render from")
@@ -210,7 +211,12 @@ def main(argv=None) -> int:
             for difference in comparison.differences:
                 print(difference)
             print(comparison.summary())
-            if comparison.differences:
+            if args.json:
+                from .storage import atomic_write_json
+
+                atomic_write_json(args.json, {"summary": comparison.summary(), "compared": comparison.compared,
+                                              "differences": [d.to_dict() for d in comparison.differences]})
+            if comparison.moved:
                 return 1
         elif args.command == "render-docs":
             from .reports.readme import render_docs

@@ -119,6 +119,17 @@ def read_timings(folder: Path) -> dict:
     return read_json(path) if path.exists() else {}
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what the platform says."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def record_timing(folder: Path, scale: str, notebook: str, seconds: float) -> dict:
     """Merge one notebook's time into timings.json (a partial run keeps the others')."""
     import torch  # the kernel inherits this process's environment, hence its thread count
@@ -132,6 +143,9 @@ def record_timing(folder: Path, scale: str, notebook: str, seconds: float) -> di
         "notebooks": dict(sorted(per_nb.items())),
         "total_seconds": round(sum(t["seconds"] for t in per_nb.values()), 2),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_name(),
+        # the vector instructions torch's kernels use: another set sums in another order (docs/reproducibility.md)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "date": now,
     }

@@ -14,6 +14,7 @@ from ..errors import KalavaiError
 from ..protocol.metrics import divergence_pct
 from ..protocol.results import gate_matrix
 from ..scales import PYTHIA_SHAPES, get_scale
+from ..verdicts import Verdict, summary, table
 from ..experiments.ablations import CAPACITY_FRACTION_ENV, LADDER_QUANTITY, heterogeneous_arms, load
 
 
@@ -52,14 +53,9 @@ def _verdict(claim: str, holds: bool | None, numbers: str) -> dict:
     return {"claim": claim, "holds": None if holds is None else bool(holds), "numbers": numbers}
 
 
-def holds_word(holds: bool | None) -> str:
-    return {True: "yes", False: "no"}.get(holds, "inconclusive")
-
-
 def verdict_table(res: dict) -> pd.DataFrame:
-    """The notebook's closing table: every section's verdict, yes / no / inconclusive."""
-    t = pd.DataFrame(verdicts(res))
-    return t.assign(holds=t["holds"].map(holds_word)) if len(t) else t
+    """The notebook's closing table: every section's verdict."""
+    return table(verdicts(res))
 
 
 def paper_freeze_gain(k: int, n_layers: int) -> float:
@@ -316,7 +312,7 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
                        m["ew"][model] < m["ew"]["capacity"] if answers else None, nums)
 
 
-def verdicts(res: dict) -> list[dict]:
+def verdicts(res: dict) -> list[Verdict]:
     """Every section's verdict that the results allow, in the notebook's order."""
     main = main_results_of(res)
     steps = [
@@ -333,7 +329,8 @@ def verdicts(res: dict) -> list[dict]:
     out = []
     for section, verdict_of in steps:
         if needs.get(section, section) in res and (section not in ("init", "lora") or main):
-            out.append({"section": section, **verdict_of()})
+            v = verdict_of()
+            out.append(Verdict(f"ablations.{section}", f"{section}: {v['claim']}", v["holds"], v["numbers"]))
     return out
 
 
@@ -383,5 +380,5 @@ def summarize(runs: Path) -> dict:
         params = rs[0]["extra"]["params"]
         if params.get("specialist"):  # offline: the bigger model's parameters in specialists
             out["capacity"]["params_ratio"] = params["capacity"] / params["specialist"]
-    out["verdicts"] = {f"{v['section']}: {v['claim']}": v["holds"] for v in verdicts(res)}
+    out["verdicts"] = summary(verdicts(res))
     return out

@@ -7,6 +7,7 @@ from ..errors import KalavaiError
 from ..protocol.metrics import equal_weight
 from ..scales import get_scale, pythia_410m_config
 from ..storage import read_json
+from ..verdicts import Verdict, summary, word
 from ..experiments.inference import DISPATCHES, FORWARD_VARIANTS, ideal_dense_ratio
 
 
@@ -105,23 +106,23 @@ def verdicts(bench: dict):
         best = min((main[v] for v in ("dense", "dense-batched") if v in main), key=lambda r: r["seconds"])
         rows.append({"target": f"dense fused at or under the ideal ratio (N={s['main_n']}, K={s['main_freeze_layers']}, batch {s['main_batch']})",
                      "measured": f"{best['latency_x_single']:.2f}x ({best['variant']})", "ideal": f"{ideal:.2f}x",
-                     "holds": best["latency_x_single"] <= ideal})
+                     "verdict": word(best["latency_x_single"] <= ideal)})
         if best.get("flops_ratio") is not None:  # the heads are not shared: N of them cost N times one
             rows.append({"target": "dense fused at or under the FLOPs ratio (each expert's output head counted; reported)",
                          "measured": f"{best['latency_x_single']:.2f}x ({best['variant']})",
-                         "ideal": f"{best['flops_ratio']:.2f}x", "holds": best["latency_x_single"] <= best["flops_ratio"]})
+                         "ideal": f"{best['flops_ratio']:.2f}x", "verdict": word(best["latency_x_single"] <= best["flops_ratio"])})
     gen = {(r["model"], r["new_tokens"], r["cache"]): r["tokens_per_s"] for r in bench["generation"]}
     if ("dense", 256, True) in gen and ("single", 256, True) in gen:
         ideal = ideal_dense_ratio(s["main_n"], bench["config"]["n_layers"], s["main_freeze_layers"])
         need = 0.8 / ideal * gen[("single", 256, True)]
         rows.append({"target": "cached fused generation >= 0.8/ideal x one model's tokens/s at 256 tokens",
                      "measured": f"{gen[('dense', 256, True)]:.0f} tokens/s", "ideal": f">= {need:.0f} tokens/s",
-                     "holds": gen[("dense", 256, True)] >= need})
+                     "verdict": word(gen[("dense", 256, True)] >= need)})
     for new in s["gen_lengths"]:
         if ("dense", new, True) in gen and ("dense", new, False) in gen:
             rows.append({"target": f"cache speedup of fused generation at {new} tokens (reported, no target)",
                          "measured": f"{gen[('dense', new, True)] / gen[('dense', new, False)]:.2f}x",
-                         "ideal": "—", "holds": "—"})
+                         "ideal": "—", "verdict": "reported"})
     return pd.DataFrame(rows)
 
 
@@ -169,23 +170,22 @@ def paper_loss_comparison(losses: dict, router: str):
 FAR_WORSE = 0.05
 
 
-def loss_verdicts(losses: dict):
+def loss_verdicts(losses: dict, seed: str) -> list[Verdict]:
     """The loss side of the paper's trade-off, per router: is top-1 per sequence far worse than dense?"""
-    import pandas as pd
-
     from .. import paper
 
     p = paper.INFERENCE_410M_X3
-    rows = []
+    out = []
     for name, per in losses.items():
         if "top1-sequence" not in per:
             continue
         dense, top1 = per["dense"]["ew"], per["top1-sequence"]["ew"]
-        rows.append({"claim": f"top-1 per sequence far worse in loss than dense (at least {FAR_WORSE:.0%} above; {name})",
-                     "measured": f"top-1 {top1:.4f} vs dense {dense:.4f} nats ({(top1 - dense) / dense:+.1%})",
-                     "paper 410M": f"{p['top1_loss']:.3f} vs {p['dense_loss']:.3f} ({(p['top1_loss'] - p['dense_loss']) / p['dense_loss']:+.1%})",
-                     "holds": top1 >= (1 + FAR_WORSE) * dense})
-    return pd.DataFrame(rows)
+        out.append(Verdict(f"inference.{seed}.top1_far_worse.{name}",
+                           f"{seed}: top-1 per sequence far worse in loss than dense (at least {FAR_WORSE:.0%} above; {name})",
+                           top1 >= (1 + FAR_WORSE) * dense,
+                           f"top-1 {top1:.4f} vs dense {dense:.4f} nats ({(top1 - dense) / dense:+.1%}); paper 410M: "
+                           f"{p['top1_loss']:.3f} vs {p['dense_loss']:.3f} ({(p['top1_loss'] - p['dense_loss']) / p['dense_loss']:+.1%})"))
+    return out
 
 
 def loss_table(losses: dict, results: dict):
@@ -227,6 +227,5 @@ def summarize(runs: Path) -> dict:
             out["flops_dense_ratio"] = main_point(b)["dense"]["flops_ratio"]
     if not out["losses"]:
         raise KalavaiError(f"no inference losses under {runs / 'inference'}: run notebook 07 first")
-    out["verdicts"] = {f"{seed}: {row.claim}": bool(row.holds) for seed, losses in out["losses"].items()
-                       for row in loss_verdicts(losses).itertuples()}
+    out["verdicts"] = summary([v for seed, losses in out["losses"].items() for v in loss_verdicts(losses, seed)])
     return out

@@ -14,6 +14,7 @@ from ..errors import KalavaiError
 from ..protocol.results import load_results
 from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, Scale, domain_kind, get_scale
 from ..storage import read_json
+from ..verdicts import Verdict, summary
 from ..experiments.phase2 import (EXPERIMENT, MANY, RESULTS_FILE, SECTIONS, WARM, load_section, recipe_model,
                                   section_freeze_layers)
 
@@ -120,18 +121,19 @@ def main_gains(runs: Path, model: str) -> list[float]:
 def cross_lingual_claims(runs: Path, cross: list[dict], model: str) -> list[dict]:
     """The paper's two claims about its cross-lingual cooperative beyond a positive gain, checked:
     it is the largest gain (above the main cooperative's), and the languages' perplexity falls
-    several-fold from base to fused. Each: {claim, holds, numbers}."""
+    several-fold from base to fused. Each: {id, claim, holds, numbers}."""
     out = []
     gains, main = [r["metrics"]["gain_vs_best_pct"][model] for r in cross], main_gains(runs, model)
     if main:
-        out.append({"claim": "cross-lingual: gain above the main cooperative's",
+        out.append({"id": "cross_lingual.largest_gain", "claim": "cross-lingual: gain above the main cooperative's",
                     "holds": bool(np.mean(gains) > np.mean(main)),
                     "numbers": f"cross-lingual {np.mean(gains):+.2f}% vs main {np.mean(main):+.2f}% (means over seeds; paper 410M: "
                                f"{paper.CROSS_LINGUAL['gain']:+.2f}% vs {paper.HEADLINE['410m']['gain']:+.2f}%)"})
     ppl = perplexity_table(cross, model)
     folds = {d: ppl.loc[d, FOLD] for d in ppl.index if d not in ENGLISH_DOMAINS}
     theirs = {lang: b / f for lang, (b, f) in ((k, paper.CROSS_LINGUAL[f"{k}_ppl"]) for k in ("yoruba", "welsh"))}
-    out.append({"claim": f"cross-lingual: every language's perplexity falls several-fold (at least {SEVERAL_FOLD:g}x) from base to fused",
+    out.append({"id": "cross_lingual.perplexity_falls_several_fold",
+                "claim": f"cross-lingual: every language's perplexity falls several-fold (at least {SEVERAL_FOLD:g}x) from base to fused",
                 "holds": bool(folds) and all(f >= SEVERAL_FOLD for f in folds.values()),
                 "numbers": ", ".join(f"{d} {f:.2f}x" for d, f in folds.items())
                            + " (paper 410M: " + ", ".join(f"{k} {f:.1f}x" for k, f in theirs.items()) + ")"})
@@ -240,7 +242,7 @@ def summarize(runs: Path) -> dict:
     if weakness.exists():
         out["base_weakness"] = {d: {k: r[k] for k in ("base_loss", "chars_per_token", "loss_per_char")}
                                 for d, r in read_json(weakness).items()}
-    out["verdicts"] = verdicts(runs)
+    out["verdicts"] = summary(verdicts(runs))
     return out
 
 
@@ -255,28 +257,35 @@ def perplexity_summary(table: pd.DataFrame) -> dict:
                 "fold": float(row[FOLD])} for d, row in table.iterrows()}
 
 
-def verdicts(runs: Path) -> dict[str, bool]:
-    """The notebook's computed verdicts that the results files decide (the authors' router at the scale)."""
-    out = {}
+def verdicts(runs: Path) -> list[Verdict]:
+    """The notebook's verdicts that the results files decide (the authors' router at the scale)."""
+    out = []
     for section in SECTIONS:
         results = load_section(runs, section)
         if not results:
             continue
+        key = section.replace("-", "_")
         model = paper_model(results)
-        out[f"{section}: gain vs best specialist positive on every seed"] = all(
-            r["metrics"]["gain_vs_best_pct"][model] > 0 for r in results)
-        out[f"{section}: fused below base on every domain"] = all(
-            r["losses"][model][d] < r["losses"]["base"][d] for r in results for d in r["domains"])
-        out[f"{section}: router collapse found (plain router)"] = any(collapse(r, model)["collapsed"] for r in results)
-        for recipe in (WARM, MANY):
-            name = recipe_model(*paper_router(get_scale(results[0]["scale"])), recipe)
-            if name in results[0]["gates"]:
-                out[f"{section}: router collapse found ({recipe.name} router)"] = any(collapse(r, name)["collapsed"] for r in results)
+        gains = [r["metrics"]["gain_vs_best_pct"][model] for r in results]
+        out.append(Verdict(f"{key}.gain_positive_every_seed", f"{section}: gain vs best specialist positive on every seed",
+                           all(g > 0 for g in gains), f"{model}: " + ", ".join(f"{g:+.2f}%" for g in gains)))
+        above = sorted({d for r in results for d in r["domains"] if r["losses"][model][d] >= r["losses"]["base"][d]})
+        out.append(Verdict(f"{key}.fused_below_base", f"{section}: fused below base on every domain", not above,
+                           "not below the base on: " + (", ".join(above) or "none")))
+        recipes = [("plain", model)] + [(recipe.name, name) for recipe in (WARM, MANY)
+                                         if (name := recipe_model(*paper_router(get_scale(results[0]["scale"])), recipe))
+                                         in results[0]["gates"]]
+        for recipe, name in recipes:
+            collapsed = [collapse(r, name)["collapsed"] for r in results]
+            out.append(Verdict(f"{key}.router_collapse.{recipe}", f"{section}: router collapse found ({recipe} router)",
+                               any(collapsed), "; ".join(collapsed_text(c) for c in collapsed)))
         if section == "cross-lingual":
-            out.update({c["claim"]: c["holds"] for c in cross_lingual_claims(runs, results, model)})
+            out += [Verdict(c["id"], c["claim"], c["holds"], c["numbers"]) for c in cross_lingual_claims(runs, results, model)]
         pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
         if pred.exists():
             gain = results[0]["metrics"]["gain_vs_best_pct"][model]
             for line, p in read_json(pred).items():
-                out[f"{section}: measured gain inside the {line} 95% band"] = inside_band(p, gain)
+                out.append(Verdict(f"{key}.inside_band.{line}", f"{section}: measured gain inside the {line} 95% band",
+                                   inside_band(p, gain), f"predicted {p['predicted_gain']:+.2f}% [{p['lo']:.1f}, {p['hi']:.1f}], "
+                                   f"measured {gain:+.2f}%: " + band_verdict(p, gain)))
     return out

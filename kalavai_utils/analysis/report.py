@@ -13,6 +13,7 @@ from .. import paper
 from ..protocol import metrics
 from ..protocol.cooperative import CAUSAL_FUSED, fused_name, paper_fused
 from ..scales import domain_kind, get_scale
+from ..verdicts import Verdict
 
 NOISE_PP = 0.1  # "within noise" for hard vs soft routing, in percentage points of gain
 ORACLE_TOLERANCE_NATS = 0.01  # the issue's bar for "router within the oracle"
@@ -100,16 +101,16 @@ def router_ablation_table(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims(results: list[dict]) -> pd.DataFrame:
+def claims(results: list[dict]) -> list[Verdict]:
     """Each of the paper's qualitative claims, checked on these results: holds or not, with numbers."""
     rows = []
 
-    def claim(text, holds, numbers):
-        rows.append({"claim": text, "holds": "yes" if holds else "NO", "numbers": numbers})
+    def claim(claim_id, text, holds, numbers):
+        rows.append(Verdict(f"fusion.{claim_id}", text, holds, numbers))
 
     for fused in (_paper_fused(results), CAUSAL_FUSED):
         gains = [r["metrics"]["gain_vs_best_pct"][fused] for r in results if fused in r["losses"]]
-        claim(f"fused ({fused}) EW below the best specialist in every seed",
+        claim(f"beats_best_specialist.{fused}", f"fused ({fused}) EW below the best specialist in every seed",
               bool(gains) and all(g > 0 for g in gains), "gains: " + ", ".join(f"{g:+.2f}%" for g in gains))
     own, forget = [], []
     for r in results:
@@ -119,21 +120,21 @@ def claims(results: list[dict]) -> pd.DataFrame:
             forget.append(any(r["losses"][m][o] > r["losses"]["base"][o] for o in others))
     divs = "; ".join(f"seed {r['seed']}: " + ", ".join(f"{d} {v:.1f}%" for d, v in r["metrics"]["divergence_pct"].items())
                      for r in results)
-    claim("each specialist beats the base on its own domain", all(own), "divergences (own-domain improvement) " + divs)
-    claim("each specialist forgets elsewhere (worse than base on some other domain)", all(forget),
+    claim("specialists_beat_base_on_own_domain", "each specialist beats the base on its own domain", all(own), "divergences (own-domain improvement) " + divs)
+    claim("specialists_forget_elsewhere", "each specialist forgets elsewhere (worse than base on some other domain)", all(forget),
           f"{sum(forget)} of {len(forget)} specialists forget")
     wa = [r["metrics"]["gain_vs_best_pct"]["weight_avg"] for r in results]
-    claim("weight averaging is worse than the best specialist", all(g < 0 for g in wa), "gains: " + ", ".join(f"{g:+.2f}%" for g in wa))
+    claim("weight_average_below_best", "weight averaging is worse than the best specialist", all(g < 0 for g in wa), "gains: " + ", ".join(f"{g:+.2f}%" for g in wa))
     uni = [r["metrics"]["gain_vs_best_pct"]["uniform"] for r in results]
-    claim("uniform routing is worse than the best specialist", all(g < 0 for g in uni), "gains: " + ", ".join(f"{g:+.2f}%" for g in uni))
+    claim("uniform_below_best", "uniform routing is worse than the best specialist", all(g < 0 for g in uni), "gains: " + ", ".join(f"{g:+.2f}%" for g in uni))
     for fused in (_paper_fused(results), CAUSAL_FUSED):
         gaps = [r["metrics"]["ew"][fused] - r["metrics"]["oracle_ew"] for r in results if fused in r["losses"]]
-        claim(f"learned router ({fused}) within {ORACLE_TOLERANCE_NATS} nats of the domain oracle",
+        claim(f"router_near_oracle.{fused}", f"learned router ({fused}) within {ORACLE_TOLERANCE_NATS} nats of the domain oracle",
               bool(gaps) and all(abs(g) <= ORACLE_TOLERANCE_NATS for g in gaps),
               "fused - oracle EW: " + ", ".join(f"{g:+.4f}" for g in gaps))
         hard = fused_name(*fused.split(":")[1:], mode="hard")
         diffs = [r["metrics"]["gain_vs_best_pct"][hard] - r["metrics"]["gain_vs_best_pct"][fused] for r in results if hard in r["losses"]]
-        claim(f"hard (argmax) routing = soft routing within {NOISE_PP} pp ({fused})",
+        claim(f"hard_equals_soft.{fused}", f"hard (argmax) routing = soft routing within {NOISE_PP} pp ({fused})",
               bool(diffs) and all(abs(x) <= NOISE_PP for x in diffs), "hard - soft gain: " + ", ".join(f"{x:+.3f} pp" for x in diffs))
     if all("monolithic" in r["losses"] for r in results):
         # The paper compares EW (`paper.HEADLINE`: fused just below monolithic at 410M and 1B); per
@@ -146,11 +147,11 @@ def claims(results: list[dict]) -> pd.DataFrame:
             diffs = [r["metrics"]["ew"][fused] - r["metrics"]["ew"]["monolithic"] for r in results if fused in r["losses"]]
             behind = sorted({d for r in results if fused in r["losses"] for d in r["domains"]
                              if r["losses"][fused][d] >= r["losses"]["monolithic"][d]})
-            claim(f"fused ({fused}) EW below the equal-compute monolithic model's in every seed",
+            claim(f"beats_monolithic.{fused}", f"fused ({fused}) EW below the equal-compute monolithic model's in every seed",
                   bool(diffs) and all(x < 0 for x in diffs),
                   "fused - monolithic EW: " + ", ".join(f"{x:+.4f}" for x in diffs)
                   + "; domains where monolithic is ahead in some seed: " + (", ".join(behind) or "none") + ref_text)
-    return pd.DataFrame(rows)
+    return rows
 
 
 def _paper_410m_calibration() -> dict:
@@ -185,7 +186,25 @@ def regime_table(baselines: dict[int, dict], domains) -> tuple[pd.DataFrame, pd.
     verdicts = pd.DataFrame({seed: cal["verdicts"] for seed, cal in cals.items()})
     verdicts["every seed"] = verdicts.all(axis=1)
     verdicts["paper 410M"] = pd.Series(_paper_410m_calibration()["verdicts"])
-    return pd.DataFrame(rows), verdicts
+    labels = next(iter(cals.values()))["labels"]
+    return pd.DataFrame(rows), verdicts.rename(index=labels)
+
+
+def specialist_verdicts(baselines: dict, domains) -> list[Verdict]:
+    """Notebook 02's verdicts, before any fusion: the specialists' two claims and the regime's three
+    bars, each over every seed (the bars' numbers: how many seeds meet them)."""
+    domains = list(domains)
+    claims = specialist_claims(baselines, domains)
+    own, forget = claims["beats base on own domain"], claims["forgets elsewhere"]
+    out = [Verdict("specialists.beat_base_on_own_domain", "every specialist beats the base on its own domain",
+                   bool(own.all()), f"{int(own.sum())} of {len(own)} specialists"),
+           Verdict("specialists.forget_elsewhere", "every specialist forgets elsewhere",
+                   bool(forget.all()), f"{int(forget.sum())} of {len(forget)} specialists")]
+    cals = [metrics.regime_calibration(losses, {d: f"spec:{d}" for d in domains}, domains) for losses in baselines.values()]
+    for bar, label in cals[0]["labels"].items():
+        met = [cal["verdicts"][bar] for cal in cals]
+        out.append(Verdict(bar, f"regime: {label} (every seed)", all(met), f"{sum(met)} of {len(met)} seeds"))
+    return out
 
 
 def specialist_claims(baselines: dict[int, dict], domains) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..protocol import prediction
+from ..verdicts import Verdict
 
 
 HOLDOUT_FRACTION = 0.3  # the held-out split's share of the conditions
@@ -111,3 +112,10 @@ def early_gain_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS
     coop["gain_error"] = coop["predicted_gain"] - coop["gain"]
     coop["abs_gain_error"] = coop["gain_error"].abs()
     return coop[columns]
+
+
+def law_verdicts(fit) -> list[Verdict]:
+    """Notebook 04's verdict on the law: does the gain rise with divergence (slope's 95% CI above zero)?"""
+    lo, hi = fit.slope_ci
+    return [Verdict("law.gain_rises_with_divergence", "gain rises with divergence (slope CI above zero)", lo > 0,
+                    f"{fit.equation()}, slope 95% CI [{lo:.2f}, {hi:.2f}], R2 {fit.r2:.3f}")]

@@ -104,10 +104,15 @@ def regime_calibration(losses: dict[str, dict[str, float]], specialists: dict[st
         "rows": rows,
         "base_ew": base_ew,
         "best_specialist": best["specialist"],
+        # keyed by the bars' stable identifiers (verdicts.py); "labels" holds what a reader sees
         "verdicts": {
-            f"divergence of every specialist in [{lo:g}, {hi:g}]%": all(lo <= r["divergence_pct"] <= hi for r in rows),
-            f"worst forgetting of any specialist <= {REGIME_MAX_FORGETTING_PCT:g}%":
-                max(r["worst_forgetting_pct"] for r in rows) <= REGIME_MAX_FORGETTING_PCT,
-            "best specialist's EW below the base's": best["ew"] < base_ew,
+            "regime.divergence_in_band": all(lo <= r["divergence_pct"] <= hi for r in rows),
+            "regime.forgetting_bounded": max(r["worst_forgetting_pct"] for r in rows) <= REGIME_MAX_FORGETTING_PCT,
+            "regime.best_specialist_below_base": best["ew"] < base_ew,
+        },
+        "labels": {
+            "regime.divergence_in_band": f"divergence of every specialist in [{lo:g}, {hi:g}]%",
+            "regime.forgetting_bounded": f"worst forgetting of any specialist <= {REGIME_MAX_FORGETTING_PCT:g}%",
+            "regime.best_specialist_below_base": "best specialist's EW below the base's",
         },
     }

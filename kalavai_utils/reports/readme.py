@@ -16,17 +16,17 @@ from pathlib import Path
 
 from .. import paper
 from ..errors import KalavaiError
+from ..verdicts import word as verdict
 
-VERDICT = {True: "holds", False: "does not hold", None: "inconclusive"}
 BLOCK = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 NOTEBOOKS = ("00_data", "01_base", "02_specialists", "03_fusion", "04_predict_gain", "05_ablations", "06_phase2",
              "07_inference")
 AUTHORS_ROUTER, CAUSAL_ROUTER = "fused:mlp:sequence", "fused:linear:token"
 
 
-def verdict(value) -> str:
-    """The one verdict vocabulary: True -> "holds", False -> "does not hold", None -> "inconclusive"."""
-    return VERDICT[value]
+def _holds(summary: dict, claim_id: str):
+    """A summary's verdict on one claim, by its identifier (kalavai_utils.verdicts)."""
+    return summary["verdicts"][claim_id]["holds"]
 
 
 def load_summaries(results_dir) -> dict[str, dict]:
@@ -101,11 +101,6 @@ def _one(value: dict) -> float:
     return only
 
 
-def _find(verdicts: dict, prefix: str):
-    (value,) = [v for k, v in verdicts.items() if k.startswith(prefix)]
-    return value
-
-
 def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> list[tuple[str, str, str, str, str]]:
     """(claim, paper at 410M, here, verdict, notebook) for each headline claim of the paper."""
     h = headline_figures(summaries)
@@ -114,24 +109,23 @@ def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> 
     s05, s06, s07 = summaries["05_ablations"], summaries["06_phase2"], summaries["07_inference"]
 
     div = {d: h["regime"]["divergence_pct"][d] for d in paper.DIVERGENCE_410M if d in h["regime"]["divergence_pct"]}
-    regime = all(v for k, v in s02["verdicts"].items() if k.startswith("regime"))
+    regime = all(v["holds"] for k, v in s02["verdicts"].items() if k.startswith("regime."))
     rows.append(("Specialists move like Pythia-410M's (divergence 8-30 %, forgetting ≤ 6 %)",
                  " / ".join(f"{paper.DIVERGENCE_410M[d]:.2f}" for d in div) + " %",
                  " / ".join(f"{div[d]['mean']:.2f}" for d in div) + " %", verdict(regime), "02_specialists"))
 
     gain, ew = h["main"]["gain_vs_best_pct"], h["main"]["ew"]
-    claims = s03["claims"]
     rows.append(("Fusion beats the best specialist (equal-weight loss, every seed)",
                  f"+{paper.HEADLINE_410M_SEEDS['gain_mean']:.2f} ± {paper.HEADLINE_410M_SEEDS['gain_spread']:.2f} %",
                  f"{_pm(gain[AUTHORS_ROUTER])} (causal router {_pm(gain[CAUSAL_ROUTER])})",
-                 verdict(claims[f"fused ({AUTHORS_ROUTER}) EW below the best specialist in every seed"]), "03_fusion"))
+                 verdict(_holds(s03, f"fusion.beats_best_specialist.{AUTHORS_ROUTER}")), "03_fusion"))
     rows.append(("Fused beats the equal-compute monolithic model",
                  f"{paper.HEADLINE['410m']['fused']:.3f} vs {paper.HEADLINE['410m']['monolithic']:.3f} nats",
                  f"{ew[AUTHORS_ROUTER]['mean']:.4f} vs {ew['monolithic']['mean']:.4f} nats",
-                 verdict(claims[f"fused ({AUTHORS_ROUTER}) EW below the equal-compute monolithic model's in every seed"]),
+                 verdict(_holds(s03, f"fusion.beats_monolithic.{AUTHORS_ROUTER}")),
                  "03_fusion"))
     rows.append(("Weight averaging is worse than the best specialist", f"{paper.WEIGHT_AVG_VS_BEST_410M:+.1f} %",
-                 _pm(gain["weight_avg"]), verdict(claims["weight averaging is worse than the best specialist"]),
+                 _pm(gain["weight_avg"]), verdict(_holds(s03, "fusion.weight_average_below_best")),
                  "03_fusion"))
 
     fit, pfit = s04["fit"], paper.REGRESSION_FIT
@@ -139,51 +133,49 @@ def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> 
                  _line(pfit["slope"], pfit["intercept"]) + f", R² {pfit['r2']:.2f}",
                  _line(fit["slope"], fit["intercept"]) + f", R² {fit['r2']:.2f}, "
                  f"slope CI [{fit['slope_ci'][0]:.2f}, {fit['slope_ci'][1]:.2f}]",
-                 verdict(all(s04["verdicts"].values())), "04_predict_gain"))
+                 verdict(_holds(s04, "law.gain_rises_with_divergence")), "04_predict_gain"))
 
-    v05 = s05["verdicts"]
     mat = s05["maturity"]
     rows.append(("Gain shrinks as the base matures", f"+{paper.MATURITY_410M[5000]:.2f} → +{paper.MATURITY_410M[143000]:.2f} %",
                  f"+{_one(mat['step125']['gain']):.2f} → +{_one(mat['step1000']['gain']):.2f} % (step125 → step1000)",
-                 verdict(_find(v05, "maturity")), "05_ablations"))
+                 verdict(_holds(s05, "ablations.maturity")), "05_ablations"))
     fr, pfr = s05["freeze"], paper.FREEZE_SWEEP_410M
     kmax = max(fr, key=int)
     rows.append(("Gain falls slowly as blocks are frozen",
                  f"K=0 → 12 of 24: +{pfr[0]:.2f} → +{pfr[12]:.2f} %",
                  f"K=0 → {kmax} of 4: +{_one(fr['0']['gain']):.2f} → +{_one(fr[kmax]['gain']):.2f} %",
-                 verdict(_find(v05, "freeze")), "05_ablations"))
+                 verdict(_holds(s05, "ablations.freeze")), "05_ablations"))
     cnt, pc = s05["count"], paper.SPECIALIST_COUNT
     lo, hi = min(cnt, key=int), max(cnt, key=int)
     rows.append(("More specialists, more gain", f"{min(pc)} → {max(pc)}: +{pc[min(pc)]:.2f} → +{pc[max(pc)]:.2f} %",
                  f"{lo} → {hi}: +{_one(cnt[lo]['gain']):.2f} → +{_one(cnt[hi]['gain']):.2f} %",
-                 verdict(_find(v05, "count")), "05_ablations"))
+                 verdict(_holds(s05, "ablations.count")), "05_ablations"))
     lora = s05["lora"]
     r_lo, r_hi = min(lora, key=int), max(lora, key=int)
     rows.append(("LoRA specialists diverge less and fuse worse",
                  f"r=8 → 64: {paper.LORA_GAIN_RANGE[0]:+.2f} → {paper.LORA_GAIN_RANGE[1]:+.2f} %",
                  f"r={r_lo} → {r_hi}: {_one(lora[r_lo]['gain']):+.2f} → {_one(lora[r_hi]['gain']):+.2f} %",
-                 verdict(_find(v05, "lora")), "05_ablations"))
+                 verdict(_holds(s05, "ablations.lora")), "05_ablations"))
     cap = s05["capacity"]
     here = f"{_one(cap['gain'])['capacity']:+.2f} % (pretrained {cap['pretrain_fraction']:.2f} of the base's steps)"
-    word = verdict(_find(v05, "capacity"))
+    word = verdict(_holds(s05, "ablations.capacity"))
     if capacity_like_for_like:
         like = capacity_like_for_like["capacity"]
         here += f"; like for like {_one(like['gain'])['capacity']:+.2f} %"
-        word += f"; like for like: {verdict(_find(capacity_like_for_like['verdicts'], 'capacity'))}"
+        word += f"; like for like: {verdict(_holds(capacity_like_for_like, 'ablations.capacity'))}"
     rows.append(("Fusion beats a capacity-matched single model",
                  f"no: 1.4B control {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f} %", here, word, "05_ablations"))
 
-    v06 = s06["verdicts"]
     cross = h["cross_lingual"]
     rows.append(("Cross-lingual fusion gains most",
                  f"+{paper.CROSS_LINGUAL['gain']:.2f} % at divergence {paper.CROSS_LINGUAL['divergence']:.2f} %",
                  f"{_pm(cross['gain_vs_best_pct'])} at {cross['mean_divergence_pct']['mean']:.2f} %",
-                 verdict(v06["cross-lingual: gain above the main cooperative's"]), "06_phase2"))
+                 verdict(_holds(s06, "cross_lingual.largest_gain")), "06_phase2"))
     private = s06["private"]["seed42"]
     rows.append(("Private domains the base never saw gain",
                  f"+{paper.PRIVATE_DOMAINS['gain']:.2f} % at {paper.PRIVATE_DOMAINS['divergence']:.2f} %",
                  f"{private['gain_vs_best_pct'][AUTHORS_ROUTER]:+.2f} % at {private['mean_divergence_pct']:.2f} %",
-                 verdict(v06["private: gain vs best specialist positive on every seed"]), "06_phase2"))
+                 verdict(_holds(s06, "private.gain_positive_every_seed")), "06_phase2"))
     pred = s06["twenty"]["prediction"]
     own, line = pred["notebook04_fit"]["gain"], pred["paper_line"]["gain"]
     measured = s06["twenty"]["seed42"]["gain_vs_best_pct"][AUTHORS_ROUTER]
@@ -191,15 +183,15 @@ def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> 
                  f"+{paper.OUT_OF_SAMPLE_20_CONTRIBUTOR.gain:.2f} %",
                  f"{measured:+.2f} %; predicted +{own['predicted_gain']:.2f} [{own['lo']:.1f}, {own['hi']:.1f}], "
                  f"paper's line +{line['predicted_gain']:.2f} [{line['lo']:.1f}, {line['hi']:.1f}]",
-                 f"{verdict(v06['twenty: measured gain inside the notebook04_fit 95% band'])} (notebook 04's band); "
-                 f"{verdict(v06['twenty: measured gain inside the paper_line 95% band'])} (paper's)", "06_phase2"))
+                 f"{verdict(_holds(s06, 'twenty.inside_band.notebook04_fit'))} (notebook 04's band); "
+                 f"{verdict(_holds(s06, 'twenty.inside_band.paper_line'))} (paper's)", "06_phase2"))
 
     inf = paper.INFERENCE_410M_X3
     loss = s07["losses"]["seed42"][AUTHORS_ROUTER]
     rows.append(("Top-1 dispatch is far worse in loss than dense",
                  f"{inf['top1_loss']:.3f} vs {inf['dense_loss']:.3f} nats",
                  f"{loss['top1-sequence']['ew']:.4f} vs {loss['dense']['ew']:.4f} nats",
-                 verdict(all(s07["verdicts"].values())), "07_inference"))
+                 verdict(all(v["holds"] for v in s07["verdicts"].values())), "07_inference"))
     main = s07["timings"]["main_point"]
     best = min(main["dense"], main["dense-batched"])
     rows.append(("Dense fusion costs at most the ideal ratio (x one model)",
@@ -224,10 +216,10 @@ def render_glance(results_dir, link_prefix: str = "") -> str:
 def render_verdicts(results_dir, link_prefix: str = "") -> str:
     """Every verdict the summaries hold, notebook by notebook, in the one vocabulary."""
     summaries = load_summaries(results_dir)
-    lines = ["| notebook | statement checked | verdict |", "|---|---|---|"]
+    lines = ["| notebook | claim | verdict | claim id |", "|---|---|---|---|"]
     for nb, summary in summaries.items():
-        for claim, value in {**summary.get("verdicts", {}), **summary.get("claims", {})}.items():
-            lines.append(f"| {nb} | {claim} | {verdict(value)} |")
+        for claim_id, v in summary.get("verdicts", {}).items():
+            lines.append(f"| {nb} | {v['claim']} | {verdict(v['holds'])} | `{claim_id}` |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ seen at once); a bad value is one line naming the variable and what it accepts.
 
 Foundation layer: imports nothing of the package but `errors`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,8 +31,10 @@ RUNS_ENV = "KALAVAI_RUNS"
 PYTHON_ENV = "KALAVAI_PYTHON"
 VENV_ENV = "KALAVAI_VENV"
 # No longer read: an experimental parameter, now notebook 05's `capacity_pretrain_fraction`.
-RETIRED = {"KALAVAI_CAPACITY_PRETRAIN_FRACTION": "the capacity control's pretraining fraction is notebook 05's "
-                                                 "parameter: ./run_all.sh --only 05 --capacity-pretrain-fraction F"}
+RETIRED = {
+    "KALAVAI_CAPACITY_PRETRAIN_FRACTION": "the capacity control's pretraining fraction is notebook 05's "
+    "parameter: ./run_all.sh --only 05 --capacity-pretrain-fraction F"
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Settings:
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: its field in Settings and its documentation (the `env` command's rows)."""
+
     name: str
     field: str
     accepted: str
@@ -66,20 +70,55 @@ class Variable:
 
 
 VARIABLES = (
-    Variable(FSDP_ENV, "fsdp", "0 or 1", "shard training over the launched processes (torch FSDP2; 6.9b needs it)",
-             "no (float rounding only)"),
-    Variable(COMPILE_ENV, "compile", "0 or 1", "torch.compile the model before training (a GPU speed-up)",
-             "no (float rounding only)"),
-    Variable(WORKERS_ENV, "workers", "a positive integer", "worker processes for independent cooperatives "
-             "(default: 2 on a CPU, 1 on a GPU)", "float rounding only (about 4e-8 nats)"),
-    Variable(PREFIX_CACHE_ENV, "prefix_cache_gb", "a number >= 0 (GiB; 0 turns it off)",
-             "memory for the CPU cache of frozen-prefix outputs", "no (exact)"),
-    Variable(RUNS_ENV, "runs", "a folder (relative: from the repository root)",
-             "where runs/<scale>/ is written and read", "no"),
-    Variable(PYTHON_ENV, "python", "a Python interpreter", "the interpreter run_all.sh and run_tests.sh use "
-             "(read by scripts/ensure_env.sh)", "no (unless its packages differ from the pins)"),
-    Variable(VENV_ENV, "venv", "a folder", "where scripts/ensure_env.sh creates the CPU environment "
-             "(read by scripts/ensure_env.sh)", "no"),
+    Variable(
+        name=FSDP_ENV,
+        field="fsdp",
+        accepted="0 or 1",
+        meaning="shard training over the launched processes (torch FSDP2; 6.9b needs it)",
+        changes_numbers="no (float rounding only)",
+    ),
+    Variable(
+        name=COMPILE_ENV,
+        field="compile",
+        accepted="0 or 1",
+        meaning="torch.compile the model before training (a GPU speed-up)",
+        changes_numbers="no (float rounding only)",
+    ),
+    Variable(
+        name=WORKERS_ENV,
+        field="workers",
+        accepted="a positive integer",
+        meaning="worker processes for independent cooperatives (default: 2 on a CPU, 1 on a GPU)",
+        changes_numbers="float rounding only (about 4e-8 nats)",
+    ),
+    Variable(
+        name=PREFIX_CACHE_ENV,
+        field="prefix_cache_gb",
+        accepted="a number >= 0 (GiB; 0 turns it off)",
+        meaning="memory for the CPU cache of frozen-prefix outputs",
+        changes_numbers="no (exact)",
+    ),
+    Variable(
+        name=RUNS_ENV,
+        field="runs",
+        accepted="a folder (relative: from the repository root)",
+        meaning="where runs/<scale>/ is written and read",
+        changes_numbers="no",
+    ),
+    Variable(
+        name=PYTHON_ENV,
+        field="python",
+        accepted="a Python interpreter",
+        meaning="the interpreter run_all.sh and run_tests.sh use (read by scripts/ensure_env.sh)",
+        changes_numbers="no (unless its packages differ from the pins)",
+    ),
+    Variable(
+        name=VENV_ENV,
+        field="venv",
+        accepted="a folder",
+        meaning="where scripts/ensure_env.sh creates the CPU environment (read by scripts/ensure_env.sh)",
+        changes_numbers="no",
+    ),
 )
 NAMES = tuple(v.name for v in VARIABLES)
 
@@ -102,7 +141,9 @@ def _gib(name: str, text: str) -> float:
     except ValueError:
         gb = math.nan
     if not 0 <= gb < math.inf:
-        raise KalavaiError(f"{name} must be a number >= 0, the prefix cache's size in GiB (0 turns it off), got {text!r}")
+        raise KalavaiError(
+            f"{name} must be a number >= 0, the prefix cache's size in GiB (0 turns it off), got {text!r}"
+        )
     return gb
 
 
@@ -114,18 +155,30 @@ def _text(name: str, text: str) -> str:
     return text
 
 
-_PARSE = {"fsdp": _flag, "compile": _flag, "workers": _positive_int, "prefix_cache_gb": _gib,
-          "runs": _folder, "python": _text, "venv": _text}
+_PARSE = {
+    "fsdp": _flag,
+    "compile": _flag,
+    "workers": _positive_int,
+    "prefix_cache_gb": _gib,
+    "runs": _folder,
+    "python": _text,
+    "venv": _text,
+}
 
 
 @functools.lru_cache(maxsize=16)
 def _parse(values: tuple) -> Settings:
-    for name, text in zip(RETIRED, values[len(NAMES):]):
+    for name, text in zip(RETIRED, values[len(NAMES) :]):
         if text:
             raise KalavaiError(f"{name} is no longer read: {RETIRED[name]}")
     # An empty value counts as unset (`KALAVAI_WORKERS= ./run_all.sh` means the default).
-    return Settings(**{v.field: _PARSE[v.field](v.name, text.strip())
-                       for v, text in zip(VARIABLES, values) if text is not None and text.strip()})
+    return Settings(
+        **{
+            v.field: _PARSE[v.field](v.name, text.strip())
+            for v, text in zip(VARIABLES, values)
+            if text is not None and text.strip()
+        }
+    )
 
 
 def settings() -> Settings:
@@ -133,18 +186,28 @@ def settings() -> Settings:
     return _parse(tuple(os.environ.get(n) for n in (*NAMES, *RETIRED)))
 
 
+def _show(field: str, value) -> str:
+    if value is None:
+        return "auto" if field == "workers" else "unset"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def describe() -> list[dict]:
     """Every variable: name, value, source ("environment" or "default"), accepted values, meaning."""
     current = settings()
-    rows = []
-    for v in VARIABLES:
-        value = getattr(current, v.field)
-        text = os.environ.get(v.name, "").strip()
-        shown = "auto" if value is None and v.field == "workers" else "unset" if value is None else \
-            ("1" if value else "0") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
-        rows.append({"name": v.name, "value": shown, "source": "environment" if text else "default",
-                     "accepted": v.accepted, "meaning": v.meaning, "changes_numbers": v.changes_numbers})
-    return rows
+    return [
+        {
+            "name": v.name,
+            "value": _show(v.field, getattr(current, v.field)),
+            "source": "environment" if os.environ.get(v.name, "").strip() else "default",
+            "accepted": v.accepted,
+            "meaning": v.meaning,
+            "changes_numbers": v.changes_numbers,
+        }
+        for v in VARIABLES
+    ]
 
 
 @contextmanager
@@ -154,7 +217,9 @@ def override(**values):
     by_field = {v.field: v for v in VARIABLES}
     unknown = set(values) - set(by_field)
     if unknown:
-        raise KalavaiError(f"no such setting: {', '.join(sorted(unknown))} (known: {', '.join(f.name for f in fields(Settings))})")
+        raise KalavaiError(
+            f"no such setting: {', '.join(sorted(unknown))} (known: {', '.join(f.name for f in fields(Settings))})"
+        )
     texts = {by_field[f].name: ("1" if v else "0") if isinstance(v, bool) else str(v) for f, v in values.items()}
     for f, text in zip(values, texts.values()):
         _PARSE[f](by_field[f].name, text)

@@ -13,7 +13,7 @@ SMOKE = get_scale("smoke")
 def test_worker_count(monkeypatch):
     monkeypatch.setenv(workers.WORKERS_ENV, "3")
     assert workers.worker_count() == 3
-    for bad in ("0", "two", "-1", ""):
+    for bad in ("0", "two", "-1", "1.5"):
         monkeypatch.setenv(workers.WORKERS_ENV, bad)
         with pytest.raises(KalavaiError, match=workers.WORKERS_ENV):
             workers.worker_count()

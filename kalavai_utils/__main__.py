@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--capacity-pretrain-fraction", help="notebook 05's capacity_pretrain_fraction, in (0, 1] "
                                                          "(default: the scale's; 1 = the like-for-like capacity control)")
 
-    cs = sub.add_parser("check-scale", help="validate a scale name (used by run_all.sh before anything runs)")
+    cs = sub.add_parser("check-scale", help="check a run's arguments and KALAVAI_* settings (run_all.sh, before anything runs)")
     cs.add_argument("scale")
     cs.add_argument("--only")
     cs.add_argument("--seeds")

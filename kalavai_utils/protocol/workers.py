@@ -30,7 +30,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..settings import WORKERS_ENV as WORKERS_ENV, settings  # the variable's name, for callers
+from ..settings import WORKERS_ENV as WORKERS_ENV  # the variable's name, for callers
+from ..settings import settings
 
 
 def worker_count() -> int:

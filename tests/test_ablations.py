@@ -42,6 +42,7 @@ def test_freeze_builders_reuse_earlier_cooperatives_and_pass_k(runs):
         assert all(coop.train_config(d).freeze_layers == k for d in coop.domains)
 
 
+@pytest.mark.slow
 def test_the_crossover_ladder_trains_one_cooperative_per_step_count(runs, monkeypatch):
     """At the Hub scales, as the authors: K=0 and the scale's K fused at every step count; offline the curves serve."""
     assert ablations.crossover_ladder(get_scale("410m")) == paper.CROSSOVER_STEPS and ablations.crossover_ladder(SMOKE) == ()
@@ -123,6 +124,7 @@ def test_capacity_model_trains_as_long_as_all_specialists_together(runs):
     assert cfg.steps == main.train_config().steps * len(main.domains)  # the monolithic baseline's equal compute
 
 
+@pytest.mark.slow
 def test_mismatched_init_fuses_specialists_each_verified_against_its_own_revision(runs):
     bases = pipeline.Bases(SMOKE, runs)
     ((arm, revisions),) = ablations.mismatch_arms(SMOKE).items()
@@ -211,6 +213,7 @@ def test_crossover_step():
     assert ablations.crossover_step([0, 1, 2], [0, 2, 3], [0, 1, 2]) is None  # never ahead
 
 
+@pytest.mark.slow
 def test_every_count_is_evaluated_on_the_same_domains(runs):
     res = ablations.run_all(SMOKE, runs, sections=["count"])["count"]
     assert sorted(res, key=int) == ["2", "3", "4", "5"]

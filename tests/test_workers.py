@@ -23,6 +23,7 @@ def test_worker_count(monkeypatch):
     assert workers.prefetch([(abs, (1,)), (abs, (2,))]) is None  # one worker: the caller's loop does the work
 
 
+@pytest.mark.slow
 def test_a_failing_job_raises_its_error(monkeypatch):
     monkeypatch.setenv(workers.WORKERS_ENV, "2")
     with pytest.raises(KalavaiError, match="no-such-scale"):
@@ -37,6 +38,7 @@ def _losses(runs, coops):
     return [cooperative.load_results(c.folder(runs) / "results.json")["losses"] for c in coops]
 
 
+@pytest.mark.slow
 def test_prefetched_cooperatives_equal_serial_ones(tmp_path, monkeypatch):
     """Two cooperatives in two one-thread workers, then the serial loop (which finds them cached),
     against the same two run one after another in this process at one thread: equal bit for bit."""

@@ -234,6 +234,7 @@ def test_run_all_refuses_unknown_scale_before_running_anything():
     assert r.returncode == 2 and "unknown scale" in r.stderr
 
 
+@pytest.mark.slow
 def test_hub_scale_without_hub_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(KalavaiError, match="pythia-410m.*HF_HUB_OFFLINE"):

@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Run every notebook headless at one scale (default: tiny, offline, CPU).
 #   ./run_all.sh [--scale smoke|tiny|synthetic-25m|410m|1b|6.9b] [--only 00,01] [--seeds 42,137] [--processes 4]
+#                [--capacity-pretrain-fraction F]
 # --processes N: notebook 02's specialists train first over N processes of this machine
 # (accelerate launch; add KALAVAI_FSDP=1 to shard them, as 6.9b needs), the notebooks then in one.
+# --capacity-pretrain-fraction F: notebook 05's parameter, in (0, 1]; 1 = the like-for-like capacity control.
 # Executed notebooks: runs/<scale>/notebooks/ (HTML: runs/<scale>/report/index.html);
 # seconds per notebook: runs/<scale>/timings.json; results and checkpoints: runs/<scale>/;
 # figures: figures/<scale>/. A rerun skips finished steps whose configuration matches.
+# Settings (KALAVAI_RUNS, KALAVAI_PYTHON, ...): docs/configuration.md; `python -m kalavai_utils env` prints them.
 set -euo pipefail
 cd "$(dirname "$0")"
-scale=tiny only="" seeds="" processes=""
+scale=tiny only="" seeds="" processes="" fraction=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale="${2:?--scale needs a value}"; shift 2 ;;
     --only) only="${2:?--only needs a value}"; shift 2 ;;
     --seeds) seeds="${2:?--seeds needs a value}"; shift 2 ;;
     --processes) processes="${2:?--processes needs a value}"; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --capacity-pretrain-fraction) fraction="${2:?--capacity-pretrain-fraction needs a value}"; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "error: unknown argument $1 (see ./run_all.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -25,7 +29,9 @@ args=(--scale "$scale")
 [ -n "$only" ] && args+=(--only "$only")
 [ -n "$seeds" ] && args+=(--seeds "$seeds")
 [ -n "$processes" ] && args+=(--processes "$processes")
-"$py" -m kalavai_utils check-scale "$scale" ${only:+--only "$only"} ${seeds:+--seeds "$seeds"} ${processes:+--processes "$processes"}
+[ -n "$fraction" ] && args+=(--capacity-pretrain-fraction "$fraction")
+# Every argument and KALAVAI_* setting checked before anything runs: a bad one is one line, exit 2.
+"$py" -m kalavai_utils check-scale "$scale" "${args[@]:2}"
 "$py" -m kalavai_utils run-notebooks "${args[@]}"
 out="${KALAVAI_RUNS:-runs}/$scale"
 echo "[kalavai] done: $out/notebooks (report: $out/report/index.html), figures/$scale"

@@ -21,12 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--runs-root", help="folder for runs/ (default: ./runs)")
     nb.add_argument("--kernel", help="Jupyter kernel name (default python3)")
     nb.add_argument("--processes", help="train notebook 02's specialists over this many processes first (train-cooperative)")
+    nb.add_argument("--capacity-pretrain-fraction", help="notebook 05's capacity_pretrain_fraction, in (0, 1] "
+                                                         "(default: the scale's; 1 = the like-for-like capacity control)")
 
-    cs = sub.add_parser("check-scale", help="validate a scale name (used by run_all.sh before anything runs)")
+    cs = sub.add_parser("check-scale", help="check a run's arguments and KALAVAI_* settings (run_all.sh, before anything runs)")
     cs.add_argument("scale")
     cs.add_argument("--only")
     cs.add_argument("--seeds")
     cs.add_argument("--processes")
+    cs.add_argument("--capacity-pretrain-fraction")
+
+    ev = sub.add_parser("env", help="print every KALAVAI_* setting: value, source and meaning (a bad value: exit 2)")
+    ev.add_argument("--check", action="store_true", help="only check them: print nothing unless one is bad")
 
     tc = sub.add_parser("train-cooperative", help="notebook 02's training (data, base, specialists, monolithic); "
                                                   "for `accelerate launch` over several processes")
@@ -110,14 +116,27 @@ def main(argv=None) -> int:
         if args.command == "run-notebooks":
             from .notebooks import run_notebooks
 
-            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel, args.processes)
+            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel, args.processes,
+                          args.capacity_pretrain_fraction)
         elif args.command == "check-scale":
-            from .notebooks import parse_processes, parse_seeds, select
+            from .notebooks import parse_capacity_fraction, parse_processes, parse_seeds, select
             from .scales import get_scale
+            from .settings import settings
 
+            settings()  # a bad KALAVAI_* value fails here, before anything runs
             get_scale(args.scale)
             parse_processes(args.processes, args.scale, select(args.only, args.scale))
             parse_seeds(args.seeds)
+            parse_capacity_fraction(args.capacity_pretrain_fraction, args.scale)
+        elif args.command == "env":
+            from .settings import describe
+
+            rows = describe()
+            if not args.check:
+                width = max(len(r["name"]) for r in rows)
+                value_width = max(len(r["value"]) for r in rows)
+                for r in rows:
+                    print(f"{r['name']:<{width}}  {r['value']:<{value_width}}  {r['source']:<11}  {r['meaning']}")
         elif args.command == "train-cooperative":
             from .notebooks import parse_seeds
             from .protocol.cooperative import train_main_cooperatives

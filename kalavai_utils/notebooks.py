@@ -33,6 +33,7 @@ from .protocol.pipeline import ROOT, run_dir
 from .runtime.sharding import refuse_unsharded
 from .protocol.training import TrainConfig, local_grad_accum
 from .scales import SHARDED_SCALES, get_scale
+from .settings import FSDP_ENV, settings
 from .storage import atomic_write_json, atomic_write_text, read_json
 
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -92,6 +93,17 @@ def parse_processes(processes: str | int | None, scale_name: str, selected: list
     if scale_name in SHARDED_SCALES and any(nb.name.startswith("02") for nb in selected):
         refuse_unsharded(scale_name, n or 1)
     return n
+
+
+def parse_capacity_fraction(value: str | float | None, scale_name: str) -> float | None:
+    """Notebook 05's capacity_pretrain_fraction from the command line (None: the notebook's default), checked now."""
+    if value is None:
+        return None
+    from .experiments.ablations import capacity_pretrain_fraction, check_capacity_fraction
+
+    fraction = check_capacity_fraction(value)
+    capacity_pretrain_fraction(get_scale(scale_name), fraction)  # refused where it cannot apply (a Hub scale)
+    return fraction
 
 
 def parse_seeds(seeds: str | None) -> list[int] | None:
@@ -216,7 +228,7 @@ def kernel_environment():
     """Set KERNEL_ENV (and the warning filter) for kernels started inside; restore afterwards."""
     env = dict(KERNEL_ENV)
     env["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), *KERNEL_WARNING_FILTERS]))
-    env["KALAVAI_FSDP"] = None  # a kernel is one process: sharding is for the launched training (`processes`)
+    env[FSDP_ENV] = None  # a kernel is one process: sharding is for the launched training (`processes`)
     saved = {k: os.environ.get(k) for k in env}
     for k, v in env.items():
         if v is None:
@@ -261,13 +273,16 @@ def launch_training(scale_name: str, processes: int, seeds: str | None = None, r
 
 
 def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = None,
-                  runs_root: str | None = None, kernel: str | None = None, processes: str | int | None = None) -> list[Path]:
+                  runs_root: str | None = None, kernel: str | None = None, processes: str | int | None = None,
+                  capacity_pretrain_fraction: str | float | None = None) -> list[Path]:
     import papermill as pm
 
+    settings()  # a bad KALAVAI_* value fails now, not in a notebook
     scale = get_scale(scale_name)
     selected = select(only, scale.name)
     processes = parse_processes(processes, scale.name, selected)
     parsed_seeds = parse_seeds(seeds)
+    fraction = parse_capacity_fraction(capacity_pretrain_fraction, scale.name)
     folder = run_dir(scale, runs_root)
     out_dir = folder / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -282,6 +297,8 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
     start = time.perf_counter()
     if processes and not any(nb.name.startswith("02") for nb in selected):
         print("[kalavai] --processes: notebook 02 is not among these, so no training is launched", flush=True)
+    if fraction is not None and not any(nb.name.startswith("05") for nb in selected):
+        print("[kalavai] --capacity-pretrain-fraction: notebook 05 is not among these, so it changes nothing", flush=True)
     for i, nb in enumerate(selected, 1):
         if processes and nb.name.startswith("02"):  # after 00 and 01: the data and base are ready
             print(f"[kalavai] training notebook 02's specialists over {processes} processes (accelerate launch)", flush=True)
@@ -297,7 +314,9 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
         began = time.perf_counter()
         try:
             with kernel_environment():
-                pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name=kernel or "python3",
+                # notebook 05's own parameter only where given: a default run's parameters stay as they were
+                extra = {"capacity_pretrain_fraction": fraction} if fraction is not None and nb.name.startswith("05") else {}
+                pm.execute_notebook(str(nb), str(tmp), parameters={**params, **extra}, kernel_name=kernel or "python3",
                                     cwd=str(NOTEBOOK_DIR), progress_bar=bar, log_output=False,
                                     config=_kernel_manager_config())
         except pm.PapermillExecutionError as e:

@@ -3,7 +3,11 @@ torch.compile (random weights, 40 steps, the first 15 left out). Wrote results/4
 
     OUT=. python scripts/speed_probe.py   # writes ./probe2.json
 """
-import copy, json, os, time
+import copy
+import json
+import os
+import time
+
 import torch
 from kalavai_utils.experiments.benchmark import benchmark_model
 from kalavai_utils.runtime.perf import measure_matmul_peak
@@ -24,7 +28,8 @@ for name in ["410m", "synthetic-25m"]:
         m = copy.deepcopy(model)
         stamps = []
         def on_step(step, mm):
-            torch.cuda.synchronize(); stamps.append(time.perf_counter())
+            torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
         steps = 40
         cfg = TrainConfig.specialist(scale, 0, steps=steps, curve_every=0, micro_batch=mb, grad_accum=acc)
         t0 = time.perf_counter()

@@ -43,6 +43,7 @@ def test_freeze_builders_reuse_earlier_cooperatives_and_pass_k(runs):
         assert all(coop.train_config(d).freeze_layers == k for d in coop.domains)
 
 
+@pytest.mark.slow
 def test_the_crossover_ladder_trains_one_cooperative_per_step_count(runs, monkeypatch):
     """At the Hub scales, as the authors: K=0 and the scale's K fused at every step count; offline the curves serve."""
     assert ablations.crossover_ladder(get_scale("410m")) == paper.CROSSOVER_STEPS and ablations.crossover_ladder(SMOKE) == ()
@@ -84,8 +85,7 @@ def test_other_builders_pass_their_overrides(runs):
 
 
 @pytest.mark.parametrize("name", ["smoke", "tiny"])
-def test_capacity_model_is_about_n_specialists_wide_and_pretrained_a_fraction_of_the_base(name, monkeypatch):
-    monkeypatch.delenv(ablations.CAPACITY_FRACTION_ENV, raising=False)
+def test_capacity_model_is_about_n_specialists_wide_and_pretrained_a_fraction_of_the_base(name):
     scale = get_scale(name)
     big, n, step = ablations.capacity_scale(scale), len(scale.domains), 8 * scale.n_heads
     assert big.d_model > scale.d_model and big.d_model % step == 0  # head size a multiple of 8
@@ -103,18 +103,18 @@ def test_capacity_model_is_about_n_specialists_wide_and_pretrained_a_fraction_of
     assert (big.pretrain_lr, big.pretrain_batch) == (scale.pretrain_lr, scale.pretrain_batch)  # pretrained like the base
 
 
-def test_the_like_for_like_capacity_control_is_one_variable_away(monkeypatch):
+def test_the_like_for_like_capacity_control_is_one_parameter_away():
     tiny = get_scale("tiny")
-    monkeypatch.delenv(ablations.CAPACITY_FRACTION_ENV, raising=False)
     assert ablations.capacity_scale(tiny).pretrain_steps == round(0.25 * tiny.pretrain_steps)
-    monkeypatch.setenv(ablations.CAPACITY_FRACTION_ENV, "1")
-    assert ablations.capacity_pretrain_fraction(tiny) == 1.0
-    assert ablations.capacity_scale(tiny).pretrain_steps == tiny.pretrain_steps  # pretrained as long as the base
+    assert ablations.capacity_pretrain_fraction(tiny, None) == 0.25  # notebook 05's default: the scale's
+    assert ablations.capacity_pretrain_fraction(tiny, 1) == 1.0
+    assert ablations.capacity_scale(tiny, 1).pretrain_steps == tiny.pretrain_steps  # pretrained as long as the base
     assert ablations.capacity_pretrain_fraction(get_scale("410m")) == 1.0  # Pythia-1.4B: always in full
-    for bad in ("0", "1.5", "a quarter"):
-        monkeypatch.setenv(ablations.CAPACITY_FRACTION_ENV, bad)
-        with pytest.raises(KalavaiError, match="KALAVAI_CAPACITY_PRETRAIN_FRACTION"):
-            ablations.capacity_pretrain_fraction(tiny)
+    for bad in ("0", "1.5", "a quarter", 0, -0.5, float("nan")):
+        with pytest.raises(KalavaiError, match="capacity_pretrain_fraction must be a fraction"):
+            ablations.capacity_pretrain_fraction(tiny, bad)
+    with pytest.raises(KalavaiError, match="Pythia-1.4B"):
+        ablations.capacity_pretrain_fraction(get_scale("410m"), 0.5)
 
 
 def test_capacity_model_trains_as_long_as_all_specialists_together(runs):
@@ -125,6 +125,7 @@ def test_capacity_model_trains_as_long_as_all_specialists_together(runs):
     assert cfg.steps == main.train_config().steps * len(main.domains)  # the monolithic baseline's equal compute
 
 
+@pytest.mark.slow
 def test_mismatched_init_fuses_specialists_each_verified_against_its_own_revision(runs):
     bases = pipeline.Bases(SMOKE, runs)
     ((arm, revisions),) = ablations.mismatch_arms(SMOKE).items()
@@ -213,6 +214,7 @@ def test_crossover_step():
     assert ablation_tables.crossover_step([0, 1, 2], [0, 2, 3], [0, 1, 2]) is None  # never ahead
 
 
+@pytest.mark.slow
 def test_every_count_is_evaluated_on_the_same_domains(runs):
     res = ablations.run_all(SMOKE, runs, sections=["count"])["count"]
     assert sorted(res, key=int) == ["2", "3", "4", "5"]

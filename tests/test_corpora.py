@@ -56,6 +56,7 @@ def test_a_longer_list_extends_a_shorter_one():
         assert generate_documents(domain, 20, seed=5)[:7] == generate_documents(domain, 7, seed=5)
 
 
+@pytest.mark.slow
 def test_same_documents_in_another_process_with_another_hash_seed():
     def digest(docs):
         return hashlib.sha256("\x00".join(docs).encode()).hexdigest()

@@ -97,6 +97,7 @@ def _one_process(tmp_path, out: str) -> tuple[dict, list, dict]:
     return log, norms, model.state_dict()
 
 
+@pytest.mark.slow
 def test_two_sharded_processes_match_one_and_resume_after_a_kill(tmp_path, monkeypatch):
     monkeypatch.delenv("KALAVAI_FSDP", raising=False)
     done = _launch(tmp_path, "sharded", others="own")  # the second process starts with weights of its own
@@ -144,6 +145,7 @@ def test_two_sharded_processes_match_one_and_resume_after_a_kill(tmp_path, monke
         torch.testing.assert_close(sharded[name], w, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_data_parallel_processes_resume_after_a_kill_as_well(tmp_path, monkeypatch):
     # Plain DDP: every process holds the whole model. The second one starts from weights of its
     # own (DDP replaces them by the main one's), so only the main process can tell which saved

@@ -205,6 +205,7 @@ def test_timings_take_turns_and_run_rounds_until_min_seconds():
     assert generation_repeats(3, 1024, True) == 3
 
 
+@pytest.mark.slow
 def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -42,6 +42,7 @@ def assert_readable(path):
             assert "Warning" not in out.text, f"{where}: {out.text[:300]!r}"
 
 
+@pytest.mark.slow
 @pytest.mark.notebooks
 def test_all_notebooks_run_at_smoke(tmp_path):
     written = notebooks.run_notebooks("smoke", runs_root=str(tmp_path))

@@ -234,6 +234,7 @@ def test_the_base_is_weak_on_the_new_languages(smoke_base):
     assert "perplexity" not in table.columns  # per token, not comparable across domains: not shown
 
 
+@pytest.mark.slow
 def test_twenty_experts_fuse_at_smoke(smoke_base):
     scale, runs, base, fp = smoke_base
     results = phase2.run_section(scale, runs, base, fp, "twenty", seeds=[42], recipes=[phase2.MANY])

@@ -93,6 +93,7 @@ def test_a_new_domain_hands_its_heldout_split_to_the_coordinator(smoke_run, tmp_
                                     heldout_dir=str(tmp_path / "eval"))
 
 
+@pytest.mark.slow
 def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_path, monkeypatch):
     # The 6.9B route at smoke size: `accelerate launch` of the contributor command over two CPU
     # processes with KALAVAI_FSDP=1; only the main process reads the base's weights.
@@ -126,6 +127,7 @@ def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_pa
     assert manifest_of(tmp_path / "sharded")["base_fingerprint"] == info["fingerprint"]
 
 
+@pytest.mark.slow
 def test_notebook_02s_training_runs_sharded_before_it_and_the_notebook_finds_it_done(smoke_run, tmp_path, monkeypatch):
     # The 6.9b route (`KALAVAI_FSDP=1 ./run_all.sh --processes N`) at smoke size: notebook 02's
     # corpus, specialists and monolithic baseline are made by two sharded CPU processes first;
@@ -210,6 +212,7 @@ def _cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "kalavai_utils", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (("check-scale", "huge"), "unknown scale 'huge'"),
     (("check-scale", "tiny", "--only", "00,77"), "unknown notebook number(s) 77"),
@@ -225,11 +228,13 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert r.stderr.strip().count("\n") == 0 and message in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_run_all_refuses_unknown_scale_before_running_anything():
     r = subprocess.run([str(ROOT / "run_all.sh"), "--scale", "huge"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "unknown scale" in r.stderr
 
 
+@pytest.mark.slow
 def test_hub_scale_without_hub_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(KalavaiError, match="pythia-410m.*HF_HUB_OFFLINE"):

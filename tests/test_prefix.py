@@ -125,7 +125,7 @@ def test_training_reading_the_prefix_back_is_bit_for_bit_training_without(monkey
 def test_evaluation_and_router_training_reading_the_prefix_back_are_exact(monkeypatch):
     base = base_model()
     specs = []
-    for i in range(3):
+    for _ in range(3):
         m = copy.deepcopy(base)
         freeze_prefix(m, K)
         with torch.no_grad():

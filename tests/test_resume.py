@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from kalavai_utils.protocol.models import fingerprint
 from kalavai_utils.protocol.training import CHECKPOINT_FILE, TrainConfig, train_causal_lm
 
@@ -57,6 +59,7 @@ def _run(script, *args):
     return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(SCRIPT))

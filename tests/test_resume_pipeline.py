@@ -63,6 +63,7 @@ def _setup():
     return namespace["setup"]()
 
 
+@pytest.mark.slow
 def test_killed_specialist_resumes_to_the_uninterrupted_submission(tmp_path):
     base, base_fp, chunks, cfg, kwargs = _setup()
     assert cooperative.specialist_save_every(cfg.steps) == 2
@@ -106,6 +107,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_killed_pretraining_resumes_to_the_same_base_keeping_its_revisions(tmp_path, monkeypatch):
     scale = get_scale("smoke")
     assert pipeline.pretrain_save_every(scale) == 2 and scale.pretrain_revisions == (10, 20)

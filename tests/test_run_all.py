@@ -20,6 +20,7 @@ def snapshot(*folders: Path) -> dict[str, tuple[bool, int, bytes]]:
             for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.notebooks
 def test_killed_run_resumes_without_redoing_finished_notebooks(tmp_path):
     runs = tmp_path / "runs"

@@ -77,6 +77,7 @@ def test_hub_tokenizer_failure_is_one_line(monkeypatch):
     assert "\n" not in message and "HF_HUB_OFFLINE=1" in message and "pythia-410m@step10000" in message
 
 
+@pytest.mark.slow
 def test_hub_tokenizer_offline_for_real():
     code = ("from kalavai_utils.protocol.tokenizer import load_hub_tokenizer\n"
             "from kalavai_utils.errors import KalavaiError\n"

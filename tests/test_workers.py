@@ -14,7 +14,7 @@ SMOKE = get_scale("smoke")
 def test_worker_count(monkeypatch):
     monkeypatch.setenv(workers.WORKERS_ENV, "3")
     assert workers.worker_count() == 3
-    for bad in ("0", "two", "-1", ""):
+    for bad in ("0", "two", "-1", "1.5"):
         monkeypatch.setenv(workers.WORKERS_ENV, bad)
         with pytest.raises(KalavaiError, match=workers.WORKERS_ENV):
             workers.worker_count()
@@ -24,6 +24,7 @@ def test_worker_count(monkeypatch):
     assert workers.run_in_workers([(abs, (1,)), (abs, (2,))]) is None  # one worker: the caller's loop does the work
 
 
+@pytest.mark.slow
 def test_a_failing_job_raises_its_error(monkeypatch):
     monkeypatch.setenv(workers.WORKERS_ENV, "2")
     with pytest.raises(KalavaiError, match="no-such-scale"):
@@ -38,6 +39,7 @@ def _losses(runs, coops):
     return [cooperative.load_results(c.folder(runs) / "results.json")["losses"] for c in coops]
 
 
+@pytest.mark.slow
 def test_cooperatives_run_in_workers_equal_serial_ones(tmp_path, monkeypatch):
     """Two cooperatives in two one-thread workers, then the serial loop (which finds them cached),
     against the same two run one after another in this process at one thread: equal bit for bit."""

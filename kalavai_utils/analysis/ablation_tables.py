@@ -15,7 +15,7 @@ from ..protocol.metrics import divergence_pct
 from ..protocol.results import gate_matrix
 from ..scales import PYTHIA_SHAPES, get_scale
 from ..verdicts import Verdict, summary, table
-from ..experiments.ablations import CAPACITY_FRACTION_ENV, LADDER_QUANTITY, heterogeneous_arms, load
+from ..experiments.ablations import CAPACITY_FRACTION_PARAMETER, LADDER_QUANTITY, heterogeneous_arms, load
 
 
 def _paper_freeze_drop() -> str:
@@ -295,7 +295,7 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
             + (f", pretrained {c['pretrain_steps']} steps" if c.get("pretrain_steps") else "")
             + (f" (only {fraction:g} of the base's {round(c['pretrain_steps'] / fraction)} pretraining steps, to fit the machine: "
                "it read fewer tokens than the base, so this is not the paper's like-for-like control; "
-               f"{CAPACITY_FRACTION_ENV}=1 runs that one)" if fraction != 1 else "")
+               f"notebook 05's parameter {CAPACITY_FRACTION_PARAMETER}=1 runs that one)" if fraction != 1 else "")
             + (f"; cost: pretraining {tm['pretrain_seconds']:.0f} s + training {tm['train_seconds']:.0f} s" if tm.get("pretrain_seconds") else "")
             + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}% vs the best specialist, "
             f"{'above' if paper_bigger_ahead else 'below'} its fused 410M cooperative's {paper.HEADLINE['410m']['gain']:+.2f}%)")

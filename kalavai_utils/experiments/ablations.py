@@ -377,36 +377,47 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
 # Where the full cost is too high for the scale's machine, the capacity control's pretraining
 # runs a fraction of the base's steps (stated in the notebook beside the result). At tiny the
 # full pretraining of a 3.2x model would cost about 3.2 x the base's 170 s on 2 cores, which
-# would take the whole run past its 45 minutes; KALAVAI_CAPACITY_PRETRAIN_FRACTION=1 runs it.
+# would take the whole run past its 45 minutes; notebook 05's parameter capacity_pretrain_fraction=1
+# (`./run_all.sh --only 05 --capacity-pretrain-fraction 1`) runs it. An experimental parameter, so
+# the results record it (config "pretrain_fraction"); None keeps the scale's default below.
 CAPACITY_PRETRAIN_FRACTION = {"tiny": 0.25}
-CAPACITY_FRACTION_ENV = "KALAVAI_CAPACITY_PRETRAIN_FRACTION"
+CAPACITY_FRACTION_PARAMETER = "capacity_pretrain_fraction"
 
 
-def capacity_pretrain_fraction(scale: Scale) -> float:
-    """The share of the base's pretraining steps the offline capacity control gets: the scale's
-    default, or the environment's KALAVAI_CAPACITY_PRETRAIN_FRACTION (1 = like for like).
-    At the Hub scales the control is Pythia-1.4B, pretrained in full: always 1."""
-    if scale.is_hub:
-        return 1.0
-    text = os.environ.get(CAPACITY_FRACTION_ENV, "").strip()
-    if not text:
-        return CAPACITY_PRETRAIN_FRACTION.get(scale.name, 1.0)
+def check_capacity_fraction(value) -> float | None:
+    """A requested pretraining fraction (a number or its text; None or "" for the scale's default), checked."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
     try:
-        fraction = float(text)
-    except ValueError:
+        fraction = float(value)
+    except (TypeError, ValueError):
         fraction = math.nan
     if not 0 < fraction <= 1:
-        raise KalavaiError(f"{CAPACITY_FRACTION_ENV}={text!r}: give a fraction of the base's pretraining steps in (0, 1]")
+        raise KalavaiError(f"{CAPACITY_FRACTION_PARAMETER} must be a fraction of the base's pretraining steps "
+                           f"in (0, 1] (1 = like for like), got {value!r}")
     return fraction
 
 
-def capacity_scale(scale: Scale) -> Scale:
+def capacity_pretrain_fraction(scale: Scale, fraction: float | str | None = None) -> float:
+    """The share of the base's pretraining steps the offline capacity control gets: `fraction`
+    (notebook 05's parameter; 1 = like for like), or by default the scale's (0.25 at tiny, else 1).
+    At the Hub scales the control is Pythia-1.4B, pretrained in full: always 1."""
+    fraction = check_capacity_fraction(fraction)
+    if scale.is_hub:
+        if fraction not in (None, 1.0):
+            raise KalavaiError(f"{CAPACITY_FRACTION_PARAMETER}={fraction:g}: at scale {scale.name} the capacity "
+                               "control is Pythia-1.4B, pretrained in full (only 1 applies)")
+        return 1.0
+    return CAPACITY_PRETRAIN_FRACTION.get(scale.name, 1.0) if fraction is None else fraction
+
+
+def capacity_scale(scale: Scale, fraction: float | str | None = None) -> Scale:
     """The offline base's architecture widened to about N x its parameters (N = contributors)."""
     target = len(scale.domains) * _offline_params(scale, scale.d_model)
     step = 8 * scale.n_heads  # head size a multiple of 8 (the rotary quarter stays even)
     widths = range(scale.d_model, 8 * scale.d_model + 1, step)
     d = min(widths, key=lambda w: abs(_offline_params(scale, w) - target))
-    f = capacity_pretrain_fraction(scale)
+    f = capacity_pretrain_fraction(scale, fraction)
     steps = max(1, round(scale.pretrain_steps * f))
     return scale.with_overrides(d_model=d, pretrain_steps=steps, pretrain_revisions=(steps,), base_revision=f"step{steps}")
 
@@ -423,15 +434,16 @@ def capacity_train_config(scale: Scale, seed: int) -> TrainConfig:
     return TrainConfig.specialist(scale, seed, steps=len(scale.domains) * scale.spec_steps)
 
 
-def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict:
-    """Pretrain the bigger model like the base, train it on the mix, evaluate; one results file (cached)."""
+def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict, fraction: float | None = None) -> dict:
+    """Pretrain the bigger model like the base, train it on the mix, evaluate; one results file (cached).
+    `fraction`: of the base's pretraining steps (None: the scale's default; see capacity_pretrain_fraction)."""
     folder = runs / EXPERIMENT / "capacity" / f"seed{seed}"
-    fraction = capacity_pretrain_fraction(scale)
+    fraction = capacity_pretrain_fraction(scale, fraction)
     if scale.is_hub:  # the paper's control: Pythia-1.4B, pretrained by EleutherAI on the same data and steps
         big = load_causal_lm("EleutherAI/pythia-1.4b", scale.hub_revision)
         big_fp, pretrain_seconds, big_scale = fingerprint(big), None, scale
     else:
-        big_scale = capacity_scale(scale)
+        big_scale = capacity_scale(scale, fraction)
         home = runs / EXPERIMENT / "capacity"
         home.mkdir(parents=True, exist_ok=True)
         if not (home / "data").exists():  # the base's tokenizer and pretraining mixture, read in place
@@ -472,12 +484,12 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict) -> dict
 
 # ================================================================ running everything
 
-def _capacity_job(scale: Scale, runs: Path, seed: int) -> None:
+def _capacity_job(scale: Scale, runs: Path, seed: int, fraction: float | None = None) -> None:
     shared = Bases(scale, runs).get(None)
-    run_capacity(scale, runs, seed, run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared))
+    run_capacity(scale, runs, seed, run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared), fraction)
 
 
-def worker_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list[str]]:
+def worker_jobs(scale: Scale, runs: Path, seeds, sections, capacity_fraction: float | None = None) -> tuple[list, list[str]]:
     """workers.run_in_workers's jobs for the sections' unfinished cooperatives, and each one's section.
 
     The capacity model (the longest) first, then the cooperatives of sections 1, 3, 5 and 6.
@@ -486,7 +498,7 @@ def worker_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list[s
     jobs, labels = [], []
     for seed in seeds:
         if "capacity" in sections and not (runs / EXPERIMENT / "capacity" / f"seed{seed}" / RESULTS).exists():
-            jobs.append((_capacity_job, (scale, runs, seed)))
+            jobs.append((_capacity_job, (scale, runs, seed, capacity_fraction)))
             labels.append("capacity")
     coops = []
     for seed in seeds:
@@ -508,8 +520,11 @@ def worker_jobs(scale: Scale, runs: Path, seeds, sections) -> tuple[list, list[s
     return jobs, labels
 
 
-def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
-    """Every section's results (cached steps reused): {section: {label (str): [results per seed]}}."""
+def run_all(scale: Scale, runs: Path, seeds=None, sections=None, capacity_fraction=None) -> dict:
+    """Every section's results (cached steps reused): {section: {label (str): [results per seed]}}.
+    `capacity_fraction`: notebook 05's capacity_pretrain_fraction (None: the scale's default), checked first."""
+    fraction = check_capacity_fraction(capacity_fraction)
+    capacity_pretrain_fraction(scale, fraction)  # a bad one is refused before anything runs
     seeds = list(seeds or scale.sweep_seeds)
     sections = set(sections or ("freeze", "crossover", "maturity", "init", "heterogeneous", "lora", "count", "capacity"))
     bases = Bases(scale, runs)
@@ -526,7 +541,7 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
 
     # The sections' cooperatives several at a time where the machine has idle cores (the loop
     # below then finds them cached); each one's seconds are counted in its section.
-    jobs, job_sections = worker_jobs(scale, runs, seeds, sections)
+    jobs, job_sections = worker_jobs(scale, runs, seeds, sections, fraction)
     for section, took in zip(job_sections, workers.run_in_workers(jobs, "ablations") or []):
         seconds[section] = seconds.get(section, 0.0) + took
     clock[0] = time.perf_counter()
@@ -559,7 +574,7 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None) -> dict:
                 add("count", n, evaluate_on_domains(coop, runs, *shared, domains, f"count-n{n}"))
         if "capacity" in sections:
             main = run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared)
-            add("capacity", "capacity", run_capacity(scale, runs, seed, main))
+            add("capacity", "capacity", run_capacity(scale, runs, seed, main, fraction))
     write_index(runs, out)
     atomic_write_json(runs / EXPERIMENT / "timings.json", {"seconds": seconds, "seeds": seeds})
     return {section: by for section, by in load(runs).items() if section in out}

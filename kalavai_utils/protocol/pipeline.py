@@ -41,6 +41,7 @@ from .evaluation import evaluate_domains
 from .models import fingerprint, load_causal_lm, offline_config
 from ..runtime.perf import Clock, measure_matmul_peak
 from ..scales import Scale
+from ..settings import settings
 from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 from .training import TrainConfig, train_causal_lm
 
@@ -123,7 +124,7 @@ def drop_checkpoint(folder: str | os.PathLike) -> None:
 
 
 def run_dir(scale: Scale, root: str | os.PathLike | None = None) -> Path:
-    return Path(root or os.environ.get("KALAVAI_RUNS", ROOT / "runs")) / scale.name
+    return Path(root or settings().runs) / scale.name
 
 
 def figures_dir(scale: Scale, root: str | os.PathLike | None = None) -> Path:

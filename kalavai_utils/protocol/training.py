@@ -38,6 +38,7 @@ from transformers import get_scheduler
 
 from ..errors import KalavaiError
 from ..runtime import prefix, sharding
+from ..settings import settings
 from .evaluation import evaluate_domains
 from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
 from ..runtime.perf import prefix_forward_flops, training_flops_per_token
@@ -117,7 +118,7 @@ def compile_requested() -> bool:
     """KALAVAI_COMPILE=1: torch.compile the model before training (an execution choice, like the
     thread count, so it is not part of TrainConfig or any cache key). On an H100 at 410M it nearly
     doubles steady-state throughput after a one-time compile of about a minute."""
-    return os.environ.get("KALAVAI_COMPILE", "0") == "1"
+    return settings().compile
 
 
 def check_data(n_chunks: int, cfg: TrainConfig) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 from contextlib import contextmanager
 
 import torch
@@ -29,9 +28,9 @@ from torch import nn
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ..errors import KalavaiError
+from ..settings import PREFIX_CACHE_ENV, override, settings
 
-BUDGET_ENV = "KALAVAI_PREFIX_CACHE_GB"
+BUDGET_ENV = PREFIX_CACHE_ENV  # the variable's name (settings.py reads it)
 _STORES: dict[str, "PrefixStates"] = {}  # one per distinct prefix, shared by every model that has it
 _kept_bytes = 0
 # What, besides the tensors, decides a GPT-NeoX block's output (bookkeeping keys left out,
@@ -111,28 +110,14 @@ class PrefixStates:
 
 
 def budget_bytes() -> int:
-    value = os.environ.get(BUDGET_ENV, "4")
-    try:
-        gb = float(value)
-    except ValueError:
-        gb = -1.0
-    if not 0 <= gb < float("inf"):
-        raise KalavaiError(f"{BUDGET_ENV}={value!r}: give the prefix cache's size in GiB (0 turns it off)")
-    return int(gb * 2**30)
+    return int(settings().prefix_cache_gb * 2**30)
 
 
 @contextmanager
 def budget(gb: float):
     """Run with this budget (0: every prefix computed, as without the cache); the benchmark measures both ways."""
-    old = os.environ.get(BUDGET_ENV)
-    os.environ[BUDGET_ENV] = str(gb)
-    try:
+    with override(prefix_cache_gb=gb):
         yield
-    finally:
-        if old is None:
-            os.environ.pop(BUDGET_ENV)
-        else:
-            os.environ[BUDGET_ENV] = old
 
 
 def prefix_key(embed_in, layers, rotary_emb, config) -> str:

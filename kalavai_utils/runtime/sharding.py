@@ -18,8 +18,6 @@ checkpoint) the full weights are gathered back into the caller's model on the ma
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
@@ -29,6 +27,7 @@ from torch.distributed.fsdp import fully_shard
 from transformers import PreTrainedModel
 
 from ..errors import KalavaiError
+from ..settings import settings
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on the main process, in CPU memory
 FROM_MAIN = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
@@ -53,7 +52,7 @@ def set_activation_checkpointing(model, on: bool) -> None:
 
 
 def fsdp_requested() -> bool:
-    return os.environ.get("KALAVAI_FSDP", "0") == "1"
+    return settings().fsdp
 
 
 def refuse_unsharded(scale_name: str, processes: int | None = None) -> None:

@@ -23,7 +23,6 @@ every job in the notebook's own process.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable
@@ -31,18 +30,16 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import KalavaiError
-
-WORKERS_ENV = "KALAVAI_WORKERS"
+from ..settings import WORKERS_ENV as WORKERS_ENV  # the variable's name, for callers
+from ..settings import settings
 
 
 def worker_count() -> int:
-    value = os.environ.get(WORKERS_ENV)
-    if value is None:
+    """KALAVAI_WORKERS (settings.py), else 1 on a GPU and 2 on a CPU with at least 2 threads."""
+    n = settings().workers
+    if n is None:
         return 1 if torch.cuda.is_available() else min(2, torch.get_num_threads())
-    if not value.isdigit() or int(value) < 1:
-        raise KalavaiError(f"{WORKERS_ENV}={value!r}: give the number of worker processes (1 runs everything in one process)")
-    return int(value)
+    return n
 
 
 def _start(threads: int) -> None:

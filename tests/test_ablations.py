@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
-from kalavai_utils import paper
+from kalavai_utils import paper, verdicts
 from kalavai_utils.analysis import ablation_tables, figures_ablations
 from kalavai_utils.experiments import ablations
 from kalavai_utils.protocol import lora, pipeline
@@ -267,7 +267,7 @@ def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_o
     worse = {**r, "metrics": {**r["metrics"], "ew": {**ew, "capacity": 3.1}}}
     _, v_worse = ablation_tables.capacity_table({"capacity": [worse]})
     assert v_worse["holds"] is None and v_worse["numbers"].startswith("inconclusive")
-    assert ablation_tables.holds_word(None) == "inconclusive" and ablation_tables.holds_word(True) == "yes"
+    assert verdicts.word(None) == "inconclusive" and verdicts.word(True) == "holds" and verdicts.word(False) == "does not hold"
     # the notebook's figure: the paper's control drawn on the gain panel only
     fig = figures_ablations.plot_bars(t, "model", ["EW loss", "gain vs best specialist (%)"], "capacity",
                               paper_line=paper.CAPACITY_CONTROL_1_4B_GAIN, paper_label="paper")

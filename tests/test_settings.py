@@ -15,7 +15,8 @@ from kalavai_utils import settings as S
 from kalavai_utils.__main__ import main
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.experiments import ablations
-from kalavai_utils.protocol import pipeline, prefix, sharding, training, workers
+from kalavai_utils.protocol import pipeline, training
+from kalavai_utils.runtime import prefix, sharding, workers
 from kalavai_utils.scales import get_scale
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,10 +20,10 @@ def _results(fused: dict, monolithic: dict, seed=42, scale="tiny", experiment="m
                         domains=DOMAINS, losses=losses, specialists={d: f"spec:{d}" for d in DOMAINS})
 
 
-def _claim(table, start):
-    rows = table[table["claim"].str.startswith(start)]
-    assert len(rows) == 1, list(table["claim"])
-    return rows.iloc[0]
+def _claim(verdicts, start):
+    rows = [v for v in verdicts if v.claim.startswith(start)]
+    assert len(rows) == 1, [v.claim for v in verdicts]
+    return rows[0]
 
 
 def _fill(r):
@@ -39,9 +39,9 @@ def test_fused_against_monolithic_is_judged_on_equal_weight_loss_as_the_paper_co
     # behind the monolithic model on fiction, ahead on EW: the paper's own 410M picture, so the claim holds
     r = _fill(_results(fused={"code": 2.4, "science": 2.4, "fiction": 2.6}, monolithic={"code": 2.6, "science": 2.6, "fiction": 2.5}))
     row = _claim(report.claims([r]), "fused (fused:mlp:sequence) EW below the equal-compute monolithic")
-    assert row["holds"] == "yes" and "fiction" in row["numbers"] and "paper 410M" in row["numbers"]
+    assert row.holds and row.word == "holds" and "fiction" in row.numbers and "paper 410M" in row.numbers
     r = _fill(_results(fused={"code": 2.4, "science": 2.4, "fiction": 2.6}, monolithic={"code": 2.3, "science": 2.4, "fiction": 2.5}))
-    assert _claim(report.claims([r]), "fused (fused:mlp:sequence) EW below the equal-compute monolithic")["holds"] == "NO"
+    assert _claim(report.claims([r]), "fused (fused:mlp:sequence) EW below the equal-compute monolithic").word == "does not hold"
 
 
 def test_the_language_gap_compares_languages_with_prose_and_keeps_code_apart():
@@ -100,8 +100,9 @@ def test_cross_lingual_claims_need_a_larger_gain_than_the_main_cooperative_and_a
 def test_top1_dispatch_is_judged_far_worse_only_when_its_loss_is_well_above_dense():
     worse = {"r": {"dense": {"ew": 2.0}, "top1-sequence": {"ew": 2.2}}}
     same = {"r": {"dense": {"ew": 2.0}, "top1-sequence": {"ew": 2.0}}}
-    assert inference_tables.loss_verdicts(worse)["holds"].tolist() == [True]
-    assert inference_tables.loss_verdicts(same)["holds"].tolist() == [False]
+    assert [v.holds for v in inference_tables.loss_verdicts(worse, "seed42")] == [True]
+    assert [v.id for v in inference_tables.loss_verdicts(same, "seed42")] == ["inference.seed42.top1_far_worse.r"]
+    assert [v.holds for v in inference_tables.loss_verdicts(same, "seed42")] == [False]
 
 
 def test_the_regime_bars_reach_the_reference_summary_and_can_fail(tmp_path):
@@ -115,10 +116,10 @@ def test_the_regime_bars_reach_the_reference_summary_and_can_fail(tmp_path):
     atomic_write_json(tmp_path / "main" / "main" / "seed42" / "baselines" / "losses.json",
                       {"base": base, **{f"spec:{d}": specs[d] for d in DOMAINS}})
     verdicts = reference.summarize_specialists(tmp_path)["verdicts"]
-    bars = {k: v for k, v in verdicts.items() if k.startswith("regime:")}
-    assert len(bars) == 3
-    assert not next(v for k, v in bars.items() if "forgetting" in k)
-    assert next(v for k, v in bars.items() if "divergence" in k)  # 10% for every specialist
+    bars = {k: v["holds"] for k, v in verdicts.items() if k.startswith("regime.")}
+    assert len(bars) == 3 and all(verdicts[k]["claim"].startswith("regime: ") for k in bars)
+    assert not bars["regime.forgetting_bounded"]
+    assert bars["regime.divergence_in_band"]  # 10% for every specialist
 
 
 def test_the_main_table_shows_the_papers_row_for_the_runs_own_scale():

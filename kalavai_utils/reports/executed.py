@@ -46,11 +46,9 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def export_executed(runs_dir, out_dir) -> list[Path]:
-    """Write out_dir/NN_name.ipynb for every executed notebook of the run; returns the paths written."""
-    source = Path(runs_dir) / "notebooks"
-    found = sorted(source.glob("[0-9][0-9]_*.ipynb"))
-    if not found:
-        raise KalavaiError(f"no executed notebooks in {source}")
+    """Write out_dir/NN_name.ipynb for every executed notebook of the run (none for a run made without
+    the notebooks, e.g. by `train-cooperative`); returns the paths written."""
+    found = sorted((Path(runs_dir) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     written = []
     for path in found:
         try:

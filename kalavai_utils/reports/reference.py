@@ -23,7 +23,8 @@ A number beyond its tolerance but within 10x it (20x for losses of hard routing 
 dispatch) is reported as equal within cross-machine noise (CROSS_MACHINE below); only a number
 beyond that, a verdict that flipped or a key on one side only has moved.
 Nothing under a "timings" or "provenance" key is compared: speeds depend on the machine,
-and weight fingerprints change with the last bit of any weight even when every loss agrees.
+and weight fingerprints change with the last bit of any weight even when every loss agrees;
+nor under "headline", the means and standard deviations of numbers compared one by one.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ from .readme import headline_figures
 SCHEMA = "kalavai.reference/2"
 # /1 keyed verdicts by their sentences ("claims" in 03); /2 by stable identifiers, the sentence a label
 LEGACY_SCHEMAS = ("kalavai.reference/1",)
-IGNORED_KEYS = {"timings", "provenance", "claim"}
+IGNORED_KEYS = {"timings", "provenance", "claim", "headline"}
 # A rerun on another CPU kind or thread count sums in another order. Measured (results/tiny/cross_machine/,
 # docs/reproducibility.md): soft losses moved up to 2.2e-4 nats, losses of hard (argmax) routing and top-k
 # dispatch up to 7.1e-4 (an argmax flips on near-ties); no verdict moved. A difference beyond the
@@ -485,9 +486,7 @@ def compare_results(runs_dir, ref_dir, tol: float = 1e-4) -> Comparison:
         if nb not in reference:
             out.skipped[nb] = "no reference"
             continue
-        # headlines are derived from numbers compared anyway: a reference written before they were stored lacks them
-        run_summary = {k: v for k, v in summaries[nb].items() if k != "headline" or k in reference[nb]}
-        ref, run = flatten(_legacy_verdicts(reference[nb], summaries[nb])), flatten(run_summary)
+        ref, run = flatten(_legacy_verdicts(reference[nb], summaries[nb])), flatten(summaries[nb])
         out.compared[nb] = len(ref.keys() | run.keys())
         for key in sorted(ref.keys() | run.keys()):
             a, b = ref.get(key, _MISSING), run.get(key, _MISSING)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from ..errors import KalavaiError
+from ..errors import KalavaiError, first_line
 from ..protocol.metrics import divergence_pct, regime_calibration
 from .report import language_gap, specialist_claims
 from ..protocol.results import load_results
@@ -290,7 +290,17 @@ def _run_folder(runs_dir) -> Path:
 def summarize_run(runs_dir) -> dict:
     """Notebook name -> the numbers its tables and verdicts show; notebooks without files are left out."""
     runs = _run_folder(runs_dir)
-    return {name: s for name, fn in SUMMARIES.items() if (s := fn(runs))}
+    out = {}
+    for name, fn in SUMMARIES.items():
+        try:
+            summary = fn(runs)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as e:
+            # a run file of the wrong shape: one line naming what was being read, not a traceback
+            raise KalavaiError(f"{runs}: a file behind notebook {name}'s summary is malformed "
+                               f"({type(e).__name__}: {first_line(e)})") from None
+        if summary:
+            out[name] = summary
+    return out
 
 
 def run_header(runs_dir) -> dict:
@@ -332,7 +342,8 @@ def load_reference(ref_dir) -> tuple[dict, dict]:
     # one file per notebook (00_data.json, ...); timings.json and benchmark files sit beside them
     for path in sorted(folder.glob("[0-9][0-9]_*.json")):
         d = read_json(path)
-        if not isinstance(d, dict) or d.get("schema") != SCHEMA or "summary" not in d:
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA or not isinstance(d.get("summary"), dict) \
+                or not isinstance(d.get("notebook", path.stem), str):
             raise KalavaiError(f"{path} is not a {SCHEMA} reference file")
         header = header or {k: v for k, v in d.items() if k != "summary"}
         summaries[d.get("notebook", path.stem)] = d["summary"]

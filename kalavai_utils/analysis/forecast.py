@@ -82,7 +82,7 @@ def forecast(base_dir: str, submission_dirs, data_dir: str, fit: str = "paper", 
     freeze_layers = coordinator_freeze_layers(freeze_layers, scale)  # before anything is loaded
     line, meta = choose_fit(fit)  # a bad fit file is bad input: refused before any work
     base = load_causal_lm(base_dir)
-    subs = iter_submissions(submission_dirs, base, freeze_layers)  # one loaded at a time
+    subs = iter_submissions(submission_dirs, base, freeze_layers, base_dir=base_dir)  # one loaded at a time
     divergences = own_domain_divergences(base, subs, Path(data_dir))
     return {**prediction.predict_gain(divergences, line), "fit": meta}
 

@@ -188,6 +188,26 @@ def test_hostile_folders_are_refused_and_the_others_still_judged(world, tmp_path
     assert all("\n" not in v["reason"] for v in verdicts if v["reason"])
 
 
+@pytest.mark.parametrize("swap", ["pipe", "symlink"])
+def test_a_file_swapped_after_its_name_was_checked_is_refused_without_waiting(world, tmp_path, monkeypatch, swap):
+    from kalavai_utils.protocol import submission
+
+    folder = copy_of(world.honest, tmp_path / "swapped")
+    check_sizes = submission._check_sizes
+
+    def then_swap(*args):  # between the checks on names and sizes and the one read
+        sizes = check_sizes(*args)
+        (folder / "config.json").unlink()
+        if swap == "pipe":
+            os.mkfifo(folder / "config.json")  # opening it for reading would wait for a writer, forever
+        else:
+            (folder / "config.json").symlink_to(world.honest / "config.json")
+        return sizes
+    monkeypatch.setattr(submission, "_check_sizes", then_swap)
+    verdict = verify_all([folder], world.base, K)[0]
+    assert not verdict["accepted"] and "config.json" in verdict["reason"], verdict
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. One set of weights, one contributor: twins and the untouched base are refused
 
@@ -521,3 +541,17 @@ def test_generate_bad_input(world, tmp_path, capsys):
     one_line_error(capsys, ["generate", "--fused", str(folder), "--prompt", "hi"], str(folder))
     one_line_error(capsys, ["generate", "--fused", str(folder), "--prompt", "hi", "--max-new-tokens", "0"],
                    "--max-new-tokens")
+
+
+def test_compare_results_malformed_files_are_named(tmp_path, capsys):
+    from kalavai_utils.analysis.reference import SCHEMA
+
+    runs = tmp_path / "runs" / "tiny"
+    (runs / "base").mkdir(parents=True)
+    (runs / "base" / "base_eval.json").write_text('{"revision": 1}')  # a run file missing its numbers
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "01_base.json").write_text(json.dumps({"schema": SCHEMA, "notebook": "01_base", "summary": [1]}))
+    one_line_error(capsys, ["compare-results", str(runs), str(ref)], "01_base.json")
+    (ref / "01_base.json").write_text(json.dumps({"schema": SCHEMA, "notebook": "01_base", "summary": {"base": {}}}))
+    one_line_error(capsys, ["compare-results", str(runs), str(ref)], "01_base", "malformed")

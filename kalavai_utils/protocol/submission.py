@@ -24,6 +24,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import stat
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -340,8 +342,8 @@ def _check_submission(folder: Path, base: _Base, freeze_layers: int) -> Submissi
     loaded, so a file swapped on disk meanwhile changes nothing that is checked or used.
     """
     _check_folder_contents(folder)  # names only
-    _check_sizes(folder, base)  # sizes only: nothing is read or hashed before the caps hold
-    files = _read_files(folder)
+    sizes = _check_sizes(folder, base)  # sizes only: nothing is read or hashed before the caps hold
+    files = _read_files(folder, sizes)
     _check_no_remote_code(files)
     manifest = _read_manifest(files)
     _check_file_hashes(files, manifest)
@@ -403,13 +405,14 @@ def _base_weight_bytes(base: _Base) -> int:
     return sum(base.state[n].numel() * base.state[n].element_size() for n in _expected_names(base))
 
 
-def _check_sizes(folder: Path, base: _Base) -> None:
-    """Caps from file sizes alone, so an oversized folder costs the coordinator no reading or hashing."""
+def _check_sizes(folder: Path, base: _Base) -> dict[str, int]:
+    """Caps from file sizes alone, so an oversized folder costs the coordinator no reading or hashing; the sizes."""
     base_bytes = _base_weight_bytes(base)
     cap = int(WEIGHTS_FACTOR * base_bytes) + WEIGHTS_SLACK
     total = 0
+    sizes = {}
     for path in _plain_files(folder):
-        size = path.stat().st_size
+        size = sizes[path.name] = path.stat().st_size
         if _is_weight_file(path.name):
             total += size
             if total > cap:
@@ -419,18 +422,25 @@ def _check_sizes(folder: Path, base: _Base) -> None:
                 )
         elif size > MAX_SIDE_FILE:
             raise KalavaiError(f"{path.name}: {_mib(size)}, over the cap of {_mib(MAX_SIDE_FILE)} for a non-weight file")
+    return sizes
 
 
-def _read_files(folder: Path) -> dict[str, bytes]:
+def _open_plain(path, flags: int) -> int:
+    # a file swapped for a symbolic link or a pipe since its name was checked: refused, never followed or waited on
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+
+
+def _read_files(folder: Path, sizes: dict[str, int]) -> dict[str, bytes]:
     """Every file's bytes, each read once, none longer than the size the caps were checked on."""
     files = {}
-    for path in _plain_files(folder):
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+    for name, size in sizes.items():
+        with open(folder / name, "rb", opener=_open_plain) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise KalavaiError(f"{name}: not a regular file")
             raw = f.read(size + 1)
         if len(raw) != size:
-            raise KalavaiError(f"{path.name}: changed size while being read")
-        files[path.name] = raw
+            raise KalavaiError(f"{name}: changed size while being read")
+        files[name] = raw
     return files
 
 

@@ -681,12 +681,15 @@ def _check_names_and_shapes(shapes: dict[str, tuple[int, ...]], source: dict[str
 
 
 def _load_tensors(files: dict[str, bytes]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors under their in-memory names, and the file each one came from: from the bytes already hashed."""
+    """All tensors under their in-memory names, and the file each one came from: from the bytes already hashed.
+
+    Each shard's bytes are let go once its tensors are loaded: at most one shard is held twice.
+    """
     tensors: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
     for file in _weight_files(files):
         try:
-            loaded = safetensors.torch.load(files[file])
+            loaded = safetensors.torch.load(files.pop(file))
         except Exception as e:  # noqa: BLE001 - a corrupt file is a refusal
             raise KalavaiError(f"{file}: unreadable safetensors ({type(e).__name__}: {printable(e)})") from None
         for disk_name, tensor in loaded.items():

@@ -166,12 +166,15 @@ def main(argv=None) -> int:
             from .protocol.models import load_causal_lm
             from .protocol.submission import verify_all
 
-            verdicts = verify_all(args.submissions, load_causal_lm(args.base), args.freeze_layers)
+            from .storage import printable  # names a contributor chose: no forged line, no terminal escape
+
+            verdicts = verify_all(args.submissions, load_causal_lm(args.base), args.freeze_layers, base_dir=args.base)
             if args.json:
                 print(json.dumps(verdicts, indent=2, default=str))
             else:
                 for v in verdicts:
-                    print(f"accepted: {v['path']} ({v['contributor']})" if v["accepted"] else f"refused: {v['path']}: {v['reason']}")
+                    print(f"accepted: {printable(v['path'])} ({printable(v['contributor'])})" if v["accepted"]
+                          else f"refused: {printable(v['path'])}: {printable(v['reason'])}")
             n_refused = sum(not v["accepted"] for v in verdicts)
             if n_refused:
                 print(f"{n_refused} of {len(verdicts)} submissions refused", file=sys.stderr)
@@ -247,7 +250,9 @@ def main(argv=None) -> int:
                 return 1
     except KalavaiError as e:
         failed = True
-        print(f"error: {e}", file=sys.stderr)
+        from .storage import printable
+
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     except BaseException:
         failed = True

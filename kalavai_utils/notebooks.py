@@ -110,9 +110,12 @@ def parse_seeds(seeds: str | None) -> list[int] | None:
     if not seeds:
         return None
     try:
-        return [int(s) for s in seeds.split(",") if s.strip()]
+        parsed = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise KalavaiError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+    if not parsed:
+        raise KalavaiError(f"--seeds takes comma-separated integers, got {seeds!r} (no seed in it)")
+    return parsed
 
 
 def fmt_seconds(seconds: float | None) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +71,58 @@ def read_json(path: str | os.PathLike) -> Any:
     if not path.exists():
         raise KalavaiError(f"missing file: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+    except OSError as e:
+        raise KalavaiError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    return parse_json(raw, path)
+
+
+def parse_json(raw: bytes, where: Any) -> Any:
+    """JSON from bytes already read; `where` (a file) names it in the one-line error."""
+    try:
+        return json.loads(raw.decode("utf-8"))
     except json.JSONDecodeError as e:
-        raise KalavaiError(f"malformed JSON in {path}: {e.msg} at line {e.lineno}") from None
+        raise KalavaiError(f"malformed JSON in {where}: {e.msg} at line {e.lineno}") from None
     except (ValueError, RecursionError) as e:  # bytes that are not UTF-8, absurd nesting or numbers: untrusted input
-        raise KalavaiError(f"malformed JSON in {path}: {type(e).__name__}") from None
+        raise KalavaiError(f"malformed JSON in {where}: {type(e).__name__}") from None
+
+
+def json_has_key(obj: Any, key: str) -> bool:
+    """Whether `key` is a key of any object nested anywhere in parsed JSON."""
+    stack = [obj]  # iterative: a hostile file may nest deeply
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if key in item:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def plain_name(name: Any, what: str) -> str:
+    """`name` if it can name a file or folder inside another: letters, digits, '.', '_', '-', no '..'.
+
+    No separator, no leading dot, nothing absolute, no control or invisible character: a name
+    that someone else chose can then never lead outside the folder it is joined to.
+    """
+    if not (isinstance(name, str) and PLAIN_NAME.fullmatch(name) and ".." not in name and len(name) <= 255):
+        raise KalavaiError(f"{what} {printable(repr(name))}: use letters, digits, '.', '_' and '-' (it names a file or folder)")
+    return name
+
+
+def printable(text: Any) -> str:
+    """`text` safe to print on one line: control, format (invisible) and separator characters escaped.
+
+    A name someone else chose can then forge no line (a newline), drive no terminal (an ANSI
+    escape) and hide no character (a zero-width space) in what the coordinator reads.
+    """
+    return "".join(c if c.isprintable() and unicodedata.category(c) != "Cf" else c.encode("unicode_escape").decode("ascii")
+                   for c in str(text))
 
 
 def sha256_bytes(data: bytes) -> str:

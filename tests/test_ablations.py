@@ -166,6 +166,8 @@ def test_mismatched_inits_refused_by_default_and_fused_only_through_the_switch(t
     # verification still refuses a submission grown from another base, by default
     base_a = model(1)
     other = copy.deepcopy(b)
+    with torch.no_grad():
+        other.get_output_embeddings().weight.add_(0.01)  # trained a little: the untouched base is no specialist
     from kalavai_utils.protocol.submission import write_submission
     write_submission(other, tmp_path / "sub", base_fingerprint=fingerprint(b), base_state=b.state_dict(), freeze_layers=1,
                      training={}, data={}, contributor="y")

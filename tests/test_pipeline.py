@@ -1,4 +1,5 @@
 """Tokenizer and base round trips, the contributor/coordinator commands, and bad input."""
+import copy
 import json
 import os
 import subprocess
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
 from kalavai_utils.protocol import forecast
@@ -57,16 +59,21 @@ def test_contributor_command_verify_and_predicted_divergence(smoke_run, tmp_path
     docs = pipeline.data.domain_documents(scale, "science", n_docs=60)[0]
     text.write_text("\n\n".join(docs))
     trained = train_specialist_from_files(info["path"], [str(text)], str(tmp_path / "sub_sci"), "science", "smoke", steps=6)
-    # a crafted second submission: the base itself, handed in as 'code' (it cannot beat the base)
+    # a crafted second submission: the base with noise on its head, handed in as 'code' (it cannot beat the base;
+    # the untouched base itself is refused as no specialist)
     base = load_causal_lm(info["path"])
-    write_submission(base, tmp_path / "sub_code", base_fingerprint=info["fingerprint"], base_state=base.state_dict(),
+    noisy = copy.deepcopy(base)
+    with torch.no_grad():
+        head = noisy.get_output_embeddings().weight
+        head.add_(0.1 * torch.randn(head.shape, generator=torch.Generator().manual_seed(0)))
+    write_submission(noisy, tmp_path / "sub_code", base_fingerprint=info["fingerprint"], base_state=base.state_dict(),
                      freeze_layers=scale.freeze_layers, training={}, data={"domain": "code"}, contributor="code")
     result = forecast.forecast(info["path"], [str(trained), str(tmp_path / "sub_code")], str(folder), fit="paper",
                                freeze_layers=scale.freeze_layers)
     heldout = pipeline.data.load_split(folder, "science", "heldout")
     expected = divergence_pct(domain_loss(base, heldout), domain_loss(load_causal_lm(trained), heldout))
     assert result["divergences"]["science"] == pytest.approx(expected, abs=1e-9)
-    assert result["divergences"]["code"] == 0.0
+    assert result["divergences"]["code"] < 0
     assert result["non_improving"] == ["code"]  # flagged, not silently averaged
     assert "WARNING" in forecast.describe(result)
 

@@ -352,7 +352,9 @@ def test_tokenizer_files_are_allowed_and_must_be_hashed(tmp_path, base):
     (folder / "merges.txt").write_text("#version: 0.2\n")
     refused(folder, base, "merges.txt", "not listed")  # every file is hashed, not only those the coordinator reads
     rehash(folder)
-    assert verify_submission(folder, base, K).name == "code"
+    # hashed, they are then compared with the base's tokenizer by content: this base has no folder, so
+    # no tokenizer to compare with (test_adversarial compares real ones)
+    refused(folder, base, "merges.txt", "the coordinator's base has no")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +363,7 @@ def test_tokenizer_files_are_allowed_and_must_be_hashed(tmp_path, base):
 
 @pytest.fixture
 def forbid(monkeypatch):
-    """forbid(): from then on, fail the test if any tensor is loaded (and, with hashing=True, any file hashed)."""
+    """forbid(): from then on, fail the test if any tensor is loaded (and, with hashing=True, any file read or hashed)."""
     import kalavai_utils.protocol.submission as submission
 
     def boom(*args, **kwargs):
@@ -369,8 +371,10 @@ def forbid(monkeypatch):
 
     def apply(hashing: bool = False):
         monkeypatch.setattr(safetensors.torch, "load_file", boom)
-        if hashing:
-            monkeypatch.setattr(submission, "sha256_file", boom)
+        monkeypatch.setattr(safetensors.torch, "load", boom)
+        if hashing:  # nothing read at all: the bytes hashed are the bytes read, once
+            monkeypatch.setattr(submission, "_read_files", boom)
+            monkeypatch.setattr(submission, "sha256_bytes", boom)
     return apply
 
 

@@ -53,7 +53,7 @@ def benchmark_model(scale):
         return load_causal_lm(scale.hub_model, scale.hub_revision), "real weights from the local Hugging Face cache"
     except Exception:  # noqa: BLE001 - no cache or no Hub: the config alone is enough for speed
         try:
-            config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision)
+            config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision, trust_remote_code=False)
             source = "random init, real config from the local Hugging Face cache"
         except Exception:  # noqa: BLE001
             config = pythia_410m_config()

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from ..errors import KalavaiError
+from ..errors import KalavaiError, first_line
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedConfig, FusedModel
 from ..protocol.metrics import equal_weight
@@ -109,7 +109,8 @@ def benchmark_config(scale_name: str) -> tuple[GPTNeoXConfig, str]:
     try:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision, local_files_only=True)
+        config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision, local_files_only=True,
+                                            trust_remote_code=False)
         return config, "random init, real config from the local Hugging Face cache"
     except Exception:  # noqa: BLE001
         raise KalavaiError(f"no config for {scale.hub_model} in the local Hugging Face cache; "
@@ -402,15 +403,21 @@ def save_fused(fused: FusedModel, tokenizer, folder) -> Path:
 
 def load_fused(folder) -> tuple[FusedModel, object]:
     """A fused model folder through transformers' Auto classes (registered by kalavai_utils.protocol.fusion; no remote code)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from ..protocol.tokenizer import load_local_tokenizer
 
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise KalavaiError(f"no fused model in {folder} (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False)
+    tokenizer = load_local_tokenizer(folder)  # first: it refuses a folder that names code (auto_map) to import
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # a malformed config or weights
+        raise KalavaiError(f"cannot load the fused model in {folder}: {first_line(e)}") from None
     if not isinstance(model, FusedModel):
         raise KalavaiError(f"{folder} holds a {type(model).__name__}, not a fused model")
-    return model.eval(), AutoTokenizer.from_pretrained(str(folder))
+    return model.eval(), tokenizer
 
 
 @torch.no_grad()
@@ -422,6 +429,10 @@ def generate_text(folder, prompt: str, max_new_tokens: int = 64, sample: bool = 
     """
     from transformers import TextStreamer
 
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise KalavaiError(f"--max-new-tokens must be at least 1, got {max_new_tokens!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise KalavaiError(f"--seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
     model, tokenizer = load_fused(folder)
     if torch.cuda.is_available():
         model = model.to("cuda")

@@ -13,10 +13,8 @@ hand the coordinator, who measures its divergence there (`predict-gain --data DI
 from __future__ import annotations
 
 import json
-import re
+import os
 from pathlib import Path
-
-from transformers import AutoTokenizer
 
 from . import data
 from ..errors import KalavaiError
@@ -24,8 +22,9 @@ from .models import fingerprint, load_causal_lm
 from .pipeline import process_state
 from ..runtime.sharding import fsdp_requested
 from ..scales import get_scale
-from ..storage import sha256_bytes
+from ..storage import plain_name, printable, sha256_bytes
 from .submission import write_submission
+from .tokenizer import load_local_tokenizer
 from .training import TrainConfig, train_causal_lm
 
 
@@ -33,34 +32,72 @@ def read_documents(paths) -> list[str]:
     docs = []
     for p in map(Path, paths):
         if not p.is_file():
-            raise KalavaiError(f"no such data file: {p}")
+            raise KalavaiError(f"no such data file: {printable(p)}")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise KalavaiError(f"{printable(p)}: not UTF-8 text (byte {e.start})") from None
+        except OSError as e:
+            raise KalavaiError(f"cannot read {printable(p)}: {e.strerror or type(e).__name__}") from None
         if p.suffix == ".jsonl":
-            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            for i, line in enumerate(text.splitlines(), 1):
                 if line.strip():
                     try:
-                        docs.append(json.loads(line)["text"])
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise KalavaiError(f"{p}:{i}: expected a JSON object with a 'text' field") from None
+                        doc = json.loads(line)["text"]
+                    except (json.JSONDecodeError, KeyError, TypeError, IndexError, RecursionError):
+                        raise KalavaiError(f"{printable(p)}:{i}: expected a JSON object with a 'text' field") from None
+                    if not isinstance(doc, str):
+                        raise KalavaiError(f"{printable(p)}:{i}: 'text' is a {type(doc).__name__}, expected a string")
+                    docs.append(doc)
         else:
-            docs.append(p.read_text(encoding="utf-8"))
+            docs.append(text)
     if not docs:
         raise KalavaiError("no documents in the given data files")
     return docs
 
 
+MAX_SEED = 2**32 - 1  # numpy's and every worker's seed range
+
+
+def check_arguments(base_dir, out_dir, name: str, seed: int, steps: int | None, heldout_dir) -> None:
+    """Everything about the command's own input that can be judged before any work: one line, nothing written."""
+    plain_name(name, "contributor name")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise KalavaiError(f"--steps must be at least 1, got {steps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise KalavaiError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    check_output_folder(out_dir, "--out", base_dir)
+    if heldout_dir is not None:
+        check_output_folder(Path(heldout_dir) / name, "--heldout-out", base_dir)
+
+
+def check_output_folder(folder, flag: str, base_dir) -> None:
+    """A folder about to be written: not the base's (nor inside it, nor holding it), empty or new, writable."""
+    out, base = Path(folder).resolve(), Path(base_dir).resolve()  # symbolic links followed
+    if out == base or base in out.parents or out in base.parents:
+        raise KalavaiError(f"{flag} {printable(folder)} is the base's folder {printable(base_dir)}, inside it or holds it: "
+                           "the base would be overwritten")
+    try:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise KalavaiError(f"{flag} {printable(folder)} exists and is not an empty folder")
+        parent = out
+        while not parent.exists():
+            parent = parent.parent
+    except OSError as e:
+        raise KalavaiError(f"{flag} {printable(folder)}: {e.strerror or type(e).__name__}") from None
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise KalavaiError(f"{flag} {printable(folder)}: {printable(parent)} is not a writable folder")
+
+
 def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, scale_name: str = "tiny",
                                 seed: int = 42, steps: int | None = None, heldout_dir: str | None = None) -> Path:
     scale = get_scale(scale_name)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name:
-        raise KalavaiError(f"contributor name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
+    check_arguments(base_dir, out_dir, name, seed, steps, heldout_dir)  # before anything is read or written
+    docs = read_documents(files)
+    tokenizer = load_local_tokenizer(base_dir)
     state = process_state()
     # Sharded (KALAVAI_FSDP=1), only the main process reads the weights: it sends each process its shard.
     base = load_causal_lm(base_dir, weights=state.is_main_process or not fsdp_requested())
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    except (OSError, ValueError) as e:
-        raise KalavaiError(f"no tokenizer in {base_dir}: {str(e).splitlines()[0]}") from None
-    docs = read_documents(files)
     seq_len = min(scale.seq_len, base.config.max_position_embeddings)
     splits = data.split_by_index(data.pack(docs, tokenizer, seq_len), scale.split_fractions)
     chunks = splits["train"]
@@ -68,7 +105,7 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
         raise KalavaiError(f"too little text: {len(chunks)} training chunks of {seq_len} tokens")
     if heldout_dir is not None and len(splits["heldout"]) == 0:
         raise KalavaiError(f"too little text for a held-out split: {len(docs)} documents give no held-out chunk of {seq_len} tokens")
-    overrides = {"steps": steps} if steps else {}
+    overrides = {"steps": steps} if steps is not None else {}
     cfg = TrainConfig.specialist(scale, seed, curve_every=0, **overrides)
     base_fp = fingerprint(base) if state.is_main_process else None  # only the main process writes
     base_state = {k: v.clone() for k, v in base.state_dict().items()} if state.is_main_process else None
@@ -79,13 +116,14 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
         stats.update(heldout_chunks=len(splits["heldout"]),
                      heldout_chunks_sha256=sha256_bytes(splits["heldout"].int().numpy().tobytes()))
     # Under `accelerate launch` the main process holds the trained weights (all do, unsharded): it writes them.
+    # The held-out split first: the submission's manifest, written last, marks the whole hand-in finished.
     if state.is_main_process:
-        write_submission(base, out_dir, base_fingerprint=base_fp, base_state=base_state,
-                         freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=stats, contributor=name)
         if heldout_dir is not None:
             folder = Path(heldout_dir) / name
             folder.mkdir(parents=True, exist_ok=True)
             data.save_splits(folder, {"heldout": splits["heldout"]}, seq_len,
                              {"domain": name, "source": {"contributor": name}, "n_documents": len(docs)})
+        write_submission(base, out_dir, base_fingerprint=base_fp, base_state=base_state,
+                         freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=stats, contributor=name)
     state.wait_for_everyone()
     return Path(out_dir)

@@ -16,13 +16,14 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 from .. import corpora
 from ..errors import KalavaiError
 from ..scales import Scale
 from ..storage import (
-    STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, sha256_file, step_is_done,
+    STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, plain_name, read_json, sha256_bytes,
+    sha256_file, step_is_done,
 )
 
 SPLITS = ("train", "unused", "heldout")
@@ -257,17 +258,32 @@ def write_manifest(out_dir: Path, records: dict[str, dict], extra: dict | None =
 
 
 def load_split(data_dir: str | Path, domain: str, split: str) -> torch.Tensor:
-    """One domain's chunks for one split, checked against the hash in its record."""
+    """One domain's chunks for one split, checked against the hash in its record.
+
+    The file is read once: the bytes hashed are the bytes loaded. `domain` must be a plain name
+    (it may come from a contributor's manifest): it can name no folder outside `data_dir`.
+    """
     if split not in SPLITS:
         raise KalavaiError(f"unknown split {split!r}; choose one of {SPLITS}")
-    folder = Path(data_dir) / domain
+    folder = Path(data_dir) / plain_name(domain, "domain")
     record = read_json(folder / "chunks.json")
     path = folder / f"{split}.safetensors"
     if not path.exists():
         raise KalavaiError(f"missing chunk file {path}; rerun data preparation (notebook 00)")
-    if sha256_file(path) != record["files"][path.name]:
+    files = record.get("files") if isinstance(record, dict) else None
+    if not (isinstance(files, dict) and isinstance(files.get(path.name), str)):
+        raise KalavaiError(f"malformed chunk record {folder / 'chunks.json'}: no hash for {path.name}")
+    raw = path.read_bytes()
+    if sha256_bytes(raw) != files[path.name]:
         raise KalavaiError(f"corrupted chunk file {path}: content hash differs from its manifest; rerun data preparation")
-    return load_file(path)["input_ids"].long()
+    try:
+        ids = load(raw)["input_ids"]
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with the bytes, the file is named
+        raise KalavaiError(f"malformed chunk file {path}: not safetensors with input_ids ({type(e).__name__})") from None
+    if ids.ndim != 2 or ids.dtype not in (torch.int32, torch.int64):
+        raise KalavaiError(f"malformed chunk file {path}: input_ids is {ids.dtype} of shape {tuple(ids.shape)}, "
+                           "expected integer chunks (2-D)")
+    return ids.long()
 
 
 def load_splits(data_dir: str | Path, domains, split: str) -> dict[str, torch.Tensor]:

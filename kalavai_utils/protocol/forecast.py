@@ -20,6 +20,7 @@ from ..errors import KalavaiError
 from .models import load_causal_lm
 from ..scales import get_scale
 from .submission import iter_submissions
+from ..storage import printable, sha256_bytes
 
 
 def choose_fit(fit: str):
@@ -31,11 +32,27 @@ def choose_fit(fit: str):
 
 
 def own_domain_divergences(base, submissions, data_dir: Path, eval_batch: int = 4, max_batches: int = 50) -> dict:
-    """Each contributor's divergence on its own domain's held-out chunks."""
+    """Each contributor's divergence on its own domain's held-out chunks.
+
+    The domain names a folder under `data_dir`, so it must be a plain name (load_split checks);
+    a held-out split the submission recorded (train-specialist --heldout-out) must be the one read.
+    """
     out = {}
     for sub in submissions:
         domain = sub.manifest["data"].get("domain", sub.name)
-        heldout = data.load_split(data_dir, domain, "heldout")
+        try:
+            heldout = data.load_split(data_dir, domain, "heldout")
+        except KalavaiError as e:
+            raise KalavaiError(f"submission {printable(sub.folder)}: {e}") from None
+        path = data_dir / domain / "heldout.safetensors"
+        recorded = sub.manifest["data"].get("heldout_chunks_sha256")
+        if recorded is not None and recorded != sha256_bytes(heldout.int().numpy().tobytes()):
+            raise KalavaiError(f"{path}: not the held-out split submission {printable(sub.folder)} recorded "
+                               "(heldout_chunks_sha256 differs)")
+        if len(heldout) == 0:
+            raise KalavaiError(f"{path}: no held-out chunks")
+        if heldout.min() < 0 or heldout.max() >= base.config.vocab_size:
+            raise KalavaiError(f"{path}: token ids outside the base's vocabulary of {base.config.vocab_size}")
         out[sub.name] = divergence_pct(domain_loss(base, heldout, eval_batch, max_batches),
                                        domain_loss(sub.model, heldout, eval_batch, max_batches))
     return out
@@ -62,10 +79,10 @@ def coordinator_freeze_layers(freeze_layers: int | None, scale: str | None) -> i
 def forecast(base_dir: str, submission_dirs, data_dir: str, fit: str = "paper", freeze_layers: int | None = None,
              scale: str | None = None) -> dict:
     freeze_layers = coordinator_freeze_layers(freeze_layers, scale)  # before anything is loaded
+    line, meta = choose_fit(fit)  # a bad fit file is bad input: refused before any work
     base = load_causal_lm(base_dir)
-    subs = iter_submissions(submission_dirs, base, freeze_layers)  # one loaded at a time
+    subs = iter_submissions(submission_dirs, base, freeze_layers, base_dir=base_dir)  # one loaded at a time
     divergences = own_domain_divergences(base, subs, Path(data_dir))
-    line, meta = choose_fit(fit)
     return {**prediction.predict_gain(divergences, line), "fit": meta}
 
 

@@ -15,7 +15,7 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers.utils import logging as hf_logging
 
-from ..errors import KalavaiError
+from ..errors import KalavaiError, first_line
 from ..scales import Scale
 
 EMBED_PREFIX = "gpt_neox.embed_in."
@@ -55,17 +55,18 @@ def load_causal_lm(path_or_id: str | os.PathLike, revision: str | None = None, d
         raise KalavaiError(f"no such checkpoint folder: {path_or_id}")
     try:
         if not weights:
-            config = GPTNeoXConfig.from_pretrained(str(path_or_id), revision=revision)
+            config = GPTNeoXConfig.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=False)
             with torch.device("meta"):
                 return GPTNeoXForCausalLM(config).to(dtype or torch.float32)
         model = GPTNeoXForCausalLM.from_pretrained(
             str(path_or_id), revision=revision, dtype=dtype or torch.float32,
             use_safetensors=True, trust_remote_code=False,
         )
-    except OSError as e:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # missing, or a malformed config / weights
         where = f"folder {path_or_id}" if local else f"Hub model {path_or_id}@{revision}"
-        hint = "" if local else " (no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"
-        raise KalavaiError(f"cannot load {where}: {str(e).splitlines()[0]}{hint}") from None
+        hint = "" if local or not isinstance(e, OSError) else \
+            " (no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"
+        raise KalavaiError(f"cannot load {where}: {first_line(e)}{hint}") from None
     return model
 
 

@@ -379,9 +379,15 @@ def save_fit(path, fit: LineFit, meta: Mapping | None = None) -> None:
 def load_fit(path) -> tuple[LineFit, dict]:
     """(fit, meta) from a file written by save_fit."""
     d = read_json(path)
-    if not isinstance(d, dict) or d.get("kind") != FIT_FILE_KIND or "fit" not in d:
+    if not isinstance(d, dict) or d.get("kind") != FIT_FILE_KIND or not isinstance(d.get("fit"), dict) \
+            or not isinstance(d.get("meta", {}), dict):
         raise KalavaiError(f"{path} is not a saved gain-prediction fit")
-    return LineFit.from_dict(d["fit"]), d.get("meta", {})
+    try:
+        return LineFit.from_dict(d["fit"]), d.get("meta", {})
+    except KalavaiError as e:
+        raise KalavaiError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - numbers of the wrong kind, too few points...: the file is named
+        raise KalavaiError(f"{path}: not a line-fit record ({type(e).__name__})") from None
 
 
 # --------------------------------------------------------------------------- prediction

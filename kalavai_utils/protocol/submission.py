@@ -9,11 +9,14 @@ of the data (never the data) and the library versions.
 The coordinator trusts nothing in the folder until it has checked it. Only the file kinds
 `write_submission` produces are allowed (by name), every file must be hashed in the
 manifest, no JSON file may carry `auto_map`, and the sizes are capped relative to the base
-before any file is read. The safetensors headers (names, shapes, dtypes, offsets) are parsed
-and checked against the base before any tensor is loaded. No pickle is ever opened, no code
-from the folder is ever run, and the weights are read with `safetensors.torch.load_file`
-only. The frozen tensors (input embedding and first K blocks)
-must be bit-identical to the coordinator's own base: that is the proof that every specialist
+before any file is read. Each file is then read once: the bytes hashed are the bytes parsed
+and loaded, and what is accepted is what was read (a later step never reads the folder
+again). The safetensors headers (names, shapes, dtypes, offsets) are parsed and checked
+against the base before any tensor is loaded. No pickle is ever opened, no code from the
+folder is ever run, and the weights are read with `safetensors.torch.load` only. The whole
+config and any tokenizer file must equal the base's; the base itself, or weights already
+accepted under another name, are not a specialist. The frozen tensors (input embedding and
+first K blocks) must be bit-identical to the coordinator's own base: that is the proof that every specialist
 grew from the same initialisation, which fusion relies on.
 """
 from __future__ import annotations
@@ -21,6 +24,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import stat
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +39,8 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from ..errors import KalavaiError
 from .results import library_versions
 from .models import fingerprint, frozen_prefix_names, n_params, tensor_sha256
-from ..storage import atomic_write_json, read_json, sha256_file
+from .tokenizer import CODE_SUFFIXES
+from ..storage import atomic_write_json, json_has_key, parse_json, plain_name, printable, sha256_bytes, sha256_file
 
 FORMAT = "kalavai.submission/1"
 MANIFEST = "kalavai_submission.json"
@@ -41,7 +48,6 @@ INDEX = "model.safetensors.index.json"
 
 # Pickle-based checkpoints: loading one can run arbitrary code, so they are refused unopened.
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle"}
-CODE_SUFFIXES = {".py", ".pyc", ".so", ".dylib", ".dll", ".sh", ".exe", ".bat", ".js"}
 
 # The only files a submission may hold, besides weights (*.safetensors): what save_pretrained and
 # write_submission write, and a tokenizer's files if a contributor adds them. Anything else is
@@ -69,12 +75,27 @@ TORCH_TO_SAFETENSORS = {torch.float64: "F64", torch.float32: "F32", torch.float1
 # save_pretrained writes GPT-NeoX's head under its original Pythia name; in memory it is lm_head.
 DISK_TO_MODEL = {"embed_out.weight": "lm_head.weight"}
 
-# Architecture fields that must equal the base's (rotary fraction is handled apart: its key moved
-# between transformers versions).
+# Every config field must equal the base's (rope theta, rotary fraction, tied embeddings, activation,
+# layer-norm epsilon...); these are compared first, to name the likeliest difference. Only the fields
+# that say nothing about the model (who saved it, with what, in which dtype; "_" private state) may differ.
 ARCH_FIELDS = (
     "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
     "vocab_size", "use_parallel_residual", "max_position_embeddings",
 )
+CONFIG_MAY_DIFFER = frozenset({"_name_or_path", "transformers_version", "torch_dtype", "dtype", "architectures",
+                               "use_cache", "output_attentions", "output_hidden_states", "return_dict"})
+
+# A tokenizer's files in a submission must equal the base's by content (parsed), but for where it was saved.
+TOKENIZER_SIDE_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                  "added_tokens.json", "vocab.json", "merges.txt"})
+TOKENIZER_MAY_DIFFER = frozenset({"name_or_path", "_name_or_path", "tokenizer_file"})
+
+# What save_pretrained writes as a shard's metadata; anything else in a header is refused.
+SAFETENSORS_METADATA = {"format": "pt"}
+
+# Unicode categories no contributor name may hold: control, format (zero-width, bidi), surrogate,
+# private use, unassigned, line and paragraph separators.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 REQUIRED_KEYS = {
     "format": str, "contributor": str, "base_fingerprint": str, "freeze_layers": int,
@@ -166,6 +187,9 @@ class Submission:
     folder: Path
     model: GPTNeoXForCausalLM  # the submitted weights in the base's architecture, eval mode, frozen
     manifest: dict
+    # fingerprint(model): the weights verified, read once from the bytes whose hashes the manifest
+    # lists; every later step uses `model` and never reads the folder again
+    fingerprint: str = ""
 
 
 @dataclass
@@ -174,64 +198,103 @@ class _Base:
     model: GPTNeoXForCausalLM
     state: dict[str, torch.Tensor]
     fingerprint: str
+    tokenizer: dict[str, object]  # the base folder's tokenizer files, parsed (empty: no base folder given)
 
 
-def _base_ref(base: GPTNeoXForCausalLM) -> _Base:
+def _base_ref(base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> _Base:
+    """The base, and the coordinator's K checked against it: bad input, refused before any submission is read."""
+    n_layers = base.config.num_hidden_layers
+    if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or not 0 <= freeze_layers <= n_layers:
+        raise KalavaiError(f"--freeze-layers must be an integer from 0 to the base's {n_layers} layers, got {freeze_layers!r}")
     state = base.state_dict()
-    return _Base(model=base, state=state, fingerprint=fingerprint(state))
+    tokenizer = {}
+    if base_dir is not None:
+        for name in sorted(TOKENIZER_SIDE_FILES):
+            path = Path(base_dir) / name
+            if path.is_file():
+                tokenizer[name] = _parse_side_file(name, path.read_bytes(), where=path)
+    return _Base(model=base, state=state, fingerprint=fingerprint(state), tokenizer=tokenizer)
 
 
-def verify_submission(folder, base: GPTNeoXForCausalLM, freeze_layers: int) -> Submission:
-    """Accept a submission folder or raise KalavaiError with a one-line reason."""
-    return _verify(Path(folder), _base_ref(base), freeze_layers)
+def verify_submission(folder, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> Submission:
+    """Accept a submission folder or raise KalavaiError with a one-line reason.
+
+    `base_dir`, the base's folder: its tokenizer files, which a submission's must equal (without
+    it, a submission holding tokenizer files is refused: there is nothing to compare them with).
+    """
+    return _verify(Path(folder), _base_ref(base, freeze_layers, base_dir), freeze_layers)
 
 
-def verify_all(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> list[dict]:
+def verify_all(folders, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> list[dict]:
     """Every folder's verdict, in order; a refusal does not stop the others being checked.
 
     Each verdict is JSON-able: {"path", "accepted", "reason"} (reason None when accepted),
-    and for an accepted one its contributor and describe()'s summary. A contributor name
-    already accepted earlier in the list is refused. The accepted models are not kept.
+    and for an accepted one its contributor and describe()'s summary. A contributor name or
+    a set of weights already accepted earlier in the list is refused. However hostile one
+    folder is, it gets a refusal and every other folder its own verdict. The accepted models
+    are not kept.
     """
-    ref = _base_ref(base)
+    ref = _base_ref(base, freeze_layers, base_dir)
     verdicts: list[dict] = []
-    accepted_by: dict[str, str] = {}
+    ledger = _Ledger()
     for folder in folders:
         verdict = {"path": str(folder), "accepted": False, "reason": None}
         try:
-            sub = _check_submission(Path(folder), ref, freeze_layers)
-            if sub.name in accepted_by:
-                raise KalavaiError(f"contributor {sub.name!r} already handed in {accepted_by[sub.name]}")
+            sub = _judge(Path(folder), ref, freeze_layers)
+            ledger.admit(sub)
         except KalavaiError as e:
             verdicts.append({**verdict, "reason": str(e)})
             continue
-        accepted_by[sub.name] = str(folder)
         info = {k: v for k, v in describe(sub).items() if k not in ("name", "folder")}
         verdicts.append({**verdict, "accepted": True, "contributor": sub.name, **info})
         del sub  # one model in memory at a time, however many submissions
     return verdicts
 
 
-def iter_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> Iterator[Submission]:
+def iter_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> Iterator[Submission]:
     """Verify the folders in order and yield each accepted submission; the first refusal stops.
 
     One submission is loaded at a time: the caller takes what it needs from each (a fused
-    model takes its suffix) and lets it go before the next folder is read.
+    model takes its suffix) and lets it go before the next folder is read. What is yielded is
+    what was verified: the weights read once, from the bytes that were hashed.
     """
-    ref = _base_ref(base)
-    seen: dict[str, Path] = {}
+    ref = _base_ref(base, freeze_layers, base_dir)
+    ledger = _Ledger()
     for folder in folders:
         sub = _verify(Path(folder), ref, freeze_layers)
-        if sub.name in seen:
-            raise KalavaiError(f"submission {folder}: contributor {sub.name!r} already handed in {seen[sub.name]}")
-        seen[sub.name] = sub.folder
+        try:
+            ledger.admit(sub)
+        except KalavaiError as e:
+            raise KalavaiError(f"submission {printable(folder)}: {e}") from None
         yield sub
         del sub
 
 
-def collect_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int) -> list[Submission]:
+def collect_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> list[Submission]:
     """Verify every folder and keep every submission (all loaded); the first refusal stops."""
-    return list(iter_submissions(folders, base, freeze_layers))
+    return list(iter_submissions(folders, base, freeze_layers, base_dir))
+
+
+class _Ledger:
+    """The submissions accepted so far: a contributor (by its name's normal form) and a set of weights once each."""
+
+    def __init__(self):
+        self.names: dict[str, Path] = {}
+        self.weights: dict[str, Path] = {}
+
+    def admit(self, sub: Submission) -> None:
+        key = name_key(sub.name)
+        if key in self.names:
+            raise KalavaiError(f"contributor {printable(repr(sub.name))} already handed in {printable(self.names[key])}")
+        if sub.fingerprint in self.weights:
+            raise KalavaiError(f"the same weights as {printable(self.weights[sub.fingerprint])} (fingerprint "
+                               f"{sub.fingerprint[:12]}...), handed in again under another name")
+        self.names[key], self.weights[sub.fingerprint] = sub.folder, sub.folder
+
+
+def name_key(name: str) -> str:
+    """What makes two contributor names the same: compatibility (NFKC) normal form, case folded."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def describe(sub: Submission) -> dict:
@@ -240,7 +303,7 @@ def describe(sub: Submission) -> dict:
     return {
         "name": sub.name,
         "folder": str(sub.folder),
-        "fingerprint": fingerprint(sub.model),
+        "fingerprint": sub.fingerprint or fingerprint(sub.model),
         "n_params": n_params(sub.model),
         "base_fingerprint": m["base_fingerprint"],
         "freeze_layers": m["freeze_layers"],
@@ -254,26 +317,48 @@ def describe(sub: Submission) -> dict:
 
 def _verify(folder: Path, base: _Base, freeze_layers: int) -> Submission:
     try:
-        return _check_submission(folder, base, freeze_layers)
+        return _judge(folder, base, freeze_layers)
     except KalavaiError as e:
-        raise KalavaiError(f"submission {folder} refused: {e}") from None
+        raise KalavaiError(f"submission {printable(folder)} refused: {e}") from None
+
+
+def _judge(folder: Path, base: _Base, freeze_layers: int) -> Submission:
+    """_check_submission, with whatever else a hostile folder provokes turned into its refusal."""
+    try:
+        return _check_submission(folder, base, freeze_layers)
+    except KalavaiError:
+        raise
+    except OSError as e:  # unreadable, vanished, a name too long for the system...
+        where = f" ({printable(Path(e.filename).name)})" if getattr(e, "filename", None) else ""
+        raise KalavaiError(f"unreadable{where}: {e.strerror or type(e).__name__}") from None
+    except Exception as e:  # noqa: BLE001 - RecursionError, a wrong type...: this folder is refused, the others still judged
+        raise KalavaiError(f"could not be checked ({type(e).__name__}); refused") from None
 
 
 def _check_submission(folder: Path, base: _Base, freeze_layers: int) -> Submission:
-    """The checks in order, cheapest and least trusting first; raises KalavaiError with the bare reason."""
+    """The checks in order, cheapest and least trusting first; raises KalavaiError with the bare reason.
+
+    Every file is read once (after the size caps): the bytes hashed are the bytes parsed and
+    loaded, so a file swapped on disk meanwhile changes nothing that is checked or used.
+    """
     _check_folder_contents(folder)  # names only
-    _check_sizes(folder, base)  # sizes only: nothing is read or hashed before the caps hold
-    _check_no_remote_code(folder)
-    manifest = _read_manifest(folder)
-    _check_file_hashes(folder, manifest)
+    sizes = _check_sizes(folder, base)  # sizes only: nothing is read or hashed before the caps hold
+    files = _read_files(folder, sizes)
+    _check_no_remote_code(files)
+    manifest = _read_manifest(files)
+    _check_file_hashes(files, manifest)
     _check_base_identity(manifest, base, freeze_layers)
-    _check_config(folder, base.model.config)
-    _check_headers(folder, base)  # names, shapes, dtypes, offsets: before any tensor is loaded
-    tensors, source = _load_tensors(folder)
+    _check_config(files, base.model.config)
+    _check_side_files(files, base)
+    _check_headers(files, base)  # names, shapes, dtypes, offsets: before any tensor is loaded
+    tensors, source = _load_tensors(files)
     _check_tensors(tensors, source, base)
     _check_frozen(tensors, source, manifest, base, freeze_layers)
     model = _build_model(base.model, tensors)
-    return Submission(name=manifest["contributor"], folder=folder, model=model, manifest=manifest)
+    weights = fingerprint(model)
+    if weights == base.fingerprint:
+        raise KalavaiError("the weights are the base's own, untouched: not a specialist")
+    return Submission(name=manifest["contributor"], folder=folder, model=model, manifest=manifest, fingerprint=weights)
 
 
 # 1. What the folder holds
@@ -289,10 +374,11 @@ def _is_weight_file(name: str) -> bool:
 
 def _check_folder_contents(folder: Path) -> None:
     if not folder.is_dir():
-        raise KalavaiError(f"no such folder: {folder}")
-    # Only names are looked at here: a pickle or a script is refused without being opened.
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
+        raise KalavaiError(f"no such folder: {printable(folder)}")
+    # Only names are looked at here: a pickle or a script is refused without being opened. Nothing
+    # below the folder is walked: a subfolder is refused as it is, however deep it goes.
+    for path in sorted(folder.iterdir()):
+        rel = printable(path.name)
         if path.is_symlink():
             raise KalavaiError(f"{rel}: symbolic links are not accepted")
         if path.suffix.lower() in PICKLE_SUFFIXES:
@@ -305,6 +391,8 @@ def _check_folder_contents(folder: Path) -> None:
             raise KalavaiError(f"{rel}: not a regular file")
         if not (_is_weight_file(path.name) or path.name in SIDE_FILES):
             raise KalavaiError(f"{rel}: not a file a submission may hold (allowed: {ALLOWED_DESCRIPTION})")
+        if _is_weight_file(path.name):  # hidden (".safetensors"), odd or invisible characters: refused
+            plain_name(path.name, "weight file name")
     if not any(_is_weight_file(p.name) for p in _plain_files(folder)):
         raise KalavaiError("no *.safetensors weight file")
 
@@ -317,13 +405,14 @@ def _base_weight_bytes(base: _Base) -> int:
     return sum(base.state[n].numel() * base.state[n].element_size() for n in _expected_names(base))
 
 
-def _check_sizes(folder: Path, base: _Base) -> None:
-    """Caps from file sizes alone, so an oversized folder costs the coordinator no reading or hashing."""
+def _check_sizes(folder: Path, base: _Base) -> dict[str, int]:
+    """Caps from file sizes alone, so an oversized folder costs the coordinator no reading or hashing; the sizes."""
     base_bytes = _base_weight_bytes(base)
     cap = int(WEIGHTS_FACTOR * base_bytes) + WEIGHTS_SLACK
     total = 0
+    sizes = {}
     for path in _plain_files(folder):
-        size = path.stat().st_size
+        size = sizes[path.name] = path.stat().st_size
         if _is_weight_file(path.name):
             total += size
             if total > cap:
@@ -333,67 +422,77 @@ def _check_sizes(folder: Path, base: _Base) -> None:
                 )
         elif size > MAX_SIDE_FILE:
             raise KalavaiError(f"{path.name}: {_mib(size)}, over the cap of {_mib(MAX_SIDE_FILE)} for a non-weight file")
+    return sizes
 
 
-def _has_key(obj, key: str) -> bool:
-    stack = [obj]  # iterative: a hostile file may nest deeply
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if key in item:
-                return True
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+def _open_plain(path, flags: int) -> int:
+    # a file swapped for a symbolic link or a pipe since its name was checked: refused, never followed or waited on
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
 
 
-def _check_no_remote_code(folder: Path) -> None:
+def _read_files(folder: Path, sizes: dict[str, int]) -> dict[str, bytes]:
+    """Every file's bytes, each read once, none longer than the size the caps were checked on."""
+    files = {}
+    for name, size in sizes.items():
+        with open(folder / name, "rb", opener=_open_plain) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise KalavaiError(f"{name}: not a regular file")
+            raw = f.read(size + 1)
+        if len(raw) != size:
+            raise KalavaiError(f"{name}: changed size while being read")
+        files[name] = raw
+    return files
+
+
+def _check_no_remote_code(files: dict[str, bytes]) -> None:
     """auto_map names code for from_pretrained to import: refused in any JSON file, listed in the manifest or not."""
-    for path in _plain_files(folder):
-        if path.suffix == ".json" and _has_key(read_json(path), "auto_map"):
-            raise KalavaiError(f"{path.name}: auto_map present; no code from a submission is run")
+    for name, raw in files.items():
+        if name.endswith(".json") and json_has_key(parse_json(raw, name), "auto_map"):
+            raise KalavaiError(f"{name}: auto_map present; no code from a submission is run")
 
 
 # 2. The manifest and the file hashes
 
 
-def _read_manifest(folder: Path) -> dict:
-    if not (folder / MANIFEST).exists():
+def _read_manifest(files: dict[str, bytes]) -> dict:
+    if MANIFEST not in files:
         raise KalavaiError(f"{MANIFEST} missing (an unfinished submission?)")
-    manifest = read_json(folder / MANIFEST)
+    manifest = parse_json(files[MANIFEST], MANIFEST)
     if not isinstance(manifest, dict):
         raise KalavaiError(f"{MANIFEST}: not a JSON object")
     if manifest.get("format") != FORMAT:
-        raise KalavaiError(f"{MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        raise KalavaiError(f"{MANIFEST}: format {printable(repr(manifest.get('format')))}, expected {FORMAT!r}")
     for key, kind in REQUIRED_KEYS.items():
         if key not in manifest:
             raise KalavaiError(f"{MANIFEST}: missing key {key!r}")
         value = manifest[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             raise KalavaiError(f"{MANIFEST}: {key!r} should be a {kind.__name__}")
-    if not manifest["contributor"]:
+    contributor = manifest["contributor"]
+    if not contributor:
         raise KalavaiError(f"{MANIFEST}: empty contributor name")
+    if any(unicodedata.category(c) in INVISIBLE_CATEGORIES for c in contributor) or len(contributor) > MAX_DATA_STRING:
+        raise KalavaiError(f"{MANIFEST}: contributor name {printable(repr(contributor))} holds control or invisible "
+                           f"characters (or is over {MAX_DATA_STRING} characters)")
     for key in ("files", "frozen_tensors"):
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest[key].items()):
             raise KalavaiError(f"{MANIFEST}: {key!r} should map names to sha256 strings")
     return manifest
 
 
-def _check_file_hashes(folder: Path, manifest: dict) -> None:
+def _check_file_hashes(files: dict[str, bytes], manifest: dict) -> None:
     listed = manifest["files"]
     for name, digest in sorted(listed.items()):
         if Path(name).name != name or name in ("", ".", ".."):
-            raise KalavaiError(f"{MANIFEST}: file entry {name!r} is not a plain file name")
-        path = folder / name
-        if not path.is_file():
-            raise KalavaiError(f"{name}: listed in {MANIFEST} but missing")
-        if sha256_file(path) != digest:
+            raise KalavaiError(f"{MANIFEST}: file entry {printable(repr(name))} is not a plain file name")
+        if name not in files:
+            raise KalavaiError(f"{printable(name)}: listed in {MANIFEST} but missing")
+        if sha256_bytes(files[name]) != digest:
             raise KalavaiError(f"{name}: sha256 differs from {MANIFEST} (edited after the manifest was written?)")
     # Every file in the folder must be vouched for by the manifest, whether the coordinator reads it or not.
-    for path in _plain_files(folder):
-        if path.name != MANIFEST and path.name not in listed:
-            raise KalavaiError(f"{path.name}: not listed in {MANIFEST}")
+    for name in sorted(files):
+        if name != MANIFEST and name not in listed:
+            raise KalavaiError(f"{name}: not listed in {MANIFEST}")
 
 
 # 3. Same base, same freeze
@@ -402,60 +501,87 @@ def _check_file_hashes(folder: Path, manifest: dict) -> None:
 def _check_base_identity(manifest: dict, base: _Base, freeze_layers: int) -> None:
     if manifest["base_fingerprint"] != base.fingerprint:
         raise KalavaiError(
-            f"{MANIFEST}: base_fingerprint {manifest['base_fingerprint'][:12]}... is not the "
+            f"{MANIFEST}: base_fingerprint {printable(manifest['base_fingerprint'][:12])}... is not the "
             f"coordinator's base {base.fingerprint[:12]}... (trained from another base)"
         )
     if manifest["freeze_layers"] != freeze_layers:
         raise KalavaiError(f"{MANIFEST}: freeze_layers {manifest['freeze_layers']}, the coordinator uses {freeze_layers}")
 
 
-# 4. Same architecture
+# 4. Same architecture, same tokenizer
 
 
-def _rotary_fraction(config: GPTNeoXConfig):
-    rope = getattr(config, "rope_parameters", None) or {}
-    return rope.get("partial_rotary_factor", getattr(config, "rotary_pct", None))
-
-
-def _check_config(folder: Path, base_config: GPTNeoXConfig) -> None:
-    raw = read_json(folder / "config.json")
+def _check_config(files: dict[str, bytes], base_config: GPTNeoXConfig) -> None:
+    """The whole config equals the base's, field by field, but for the few fields that say nothing about the model."""
+    if "config.json" not in files:
+        raise KalavaiError("config.json missing")
+    raw = parse_json(files["config.json"], "config.json")
     if not isinstance(raw, dict):
         raise KalavaiError("config.json: not a JSON object")
-    if "auto_map" in raw:
-        raise KalavaiError("config.json: auto_map present; no code from a submission is run")
     if raw.get("model_type") != base_config.model_type:
-        raise KalavaiError(f"config.json: model_type {raw.get('model_type')!r}, base is {base_config.model_type!r}")
+        raise KalavaiError(f"config.json: model_type {printable(repr(raw.get('model_type')))}, base is {base_config.model_type!r}")
     if raw.get("architectures") != ["GPTNeoXForCausalLM"]:
-        raise KalavaiError(f"config.json: architectures {raw.get('architectures')!r}, expected ['GPTNeoXForCausalLM']")
+        raise KalavaiError(f"config.json: architectures {printable(repr(raw.get('architectures')))}, expected ['GPTNeoXForCausalLM']")
     try:
         # from_dict only parses JSON, and maps older key names (rotary_pct) onto current ones.
         config = GPTNeoXConfig.from_dict(raw)
     except Exception as e:  # noqa: BLE001 - any parse failure is a refusal
-        raise KalavaiError(f"config.json: not a valid GPT-NeoX config ({type(e).__name__}: {e})") from None
-    for field in ARCH_FIELDS:
-        got, want = getattr(config, field, None), getattr(base_config, field, None)
-        if got != want:
-            raise KalavaiError(f"config.json: {field} {got!r}, base has {want!r}")
-    if _rotary_fraction(config) != _rotary_fraction(base_config):
-        raise KalavaiError(
-            f"config.json: rotary fraction {_rotary_fraction(config)!r}, base has {_rotary_fraction(base_config)!r}"
-        )
+        raise KalavaiError(f"config.json: not a valid GPT-NeoX config ({type(e).__name__}: {printable(e)})") from None
+    got, want = config.to_dict(), base_config.to_dict()
+    fields = [f for f in ARCH_FIELDS if f in got or f in want] + sorted((got.keys() | want.keys()) - set(ARCH_FIELDS))
+    for field in fields:
+        if field not in CONFIG_MAY_DIFFER and not field.startswith("_") and got.get(field) != want.get(field):
+            raise KalavaiError(f"config.json: {printable(field)} {printable(repr(got.get(field)))}, "
+                               f"base has {printable(repr(want.get(field)))}")
+
+
+def _parse_side_file(name: str, raw: bytes, where) -> object:
+    """A side file as what its name says it is: JSON files a JSON object, merges.txt lines of text."""
+    if name.endswith(".json"):
+        obj = parse_json(raw, where)
+        if not isinstance(obj, dict):
+            raise KalavaiError(f"{where}: not a JSON object")
+        return {k: v for k, v in obj.items() if k not in TOKENIZER_MAY_DIFFER}
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise KalavaiError(f"{where}: not UTF-8 text") from None
+    for i, line in enumerate(lines, 1):  # merges.txt: a "#version" line, then one merge "a b" a line
+        if not line.startswith("#") and line and (len(line.split(" ")) != 2 or not line.isprintable()):
+            raise KalavaiError(f"{where}:{i}: not a merge (two tokens separated by a space)")
+    return [line for line in lines if line]
+
+
+def _check_side_files(files: dict[str, bytes], base: _Base) -> None:
+    """Every JSON and text file parses as what it claims; tokenizer files equal the base's, by content."""
+    for name in sorted(files):
+        if name in SIDE_FILES:
+            parsed = _parse_side_file(name, files[name], name)
+            if name not in TOKENIZER_SIDE_FILES:
+                continue
+            if name not in base.tokenizer:
+                raise KalavaiError(f"{name}: the coordinator's base has no {name} to compare it with; hand in "
+                                   "no tokenizer files (the base's tokenizer is used)")
+            if parsed != base.tokenizer[name]:
+                raise KalavaiError(f"{name}: differs from the base's tokenizer (vocabulary, merges or special tokens)")
 
 
 # 5. Reading the tensors, safetensors only
 
 
-def _weight_files(folder: Path) -> list[str]:
-    on_disk = sorted(p.name for p in _plain_files(folder) if p.suffix == ".safetensors")
-    if not (folder / INDEX).exists():
+def _weight_files(files: dict[str, bytes]) -> list[str]:
+    on_disk = sorted(name for name in files if _is_weight_file(name))
+    if INDEX not in files:
         return on_disk
-    index = read_json(folder / INDEX)
+    index = parse_json(files[INDEX], INDEX)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise KalavaiError(f"{INDEX}: no weight_map")
+    if not all(isinstance(v, str) for v in weight_map.values()):
+        raise KalavaiError(f"{INDEX}: weight_map should map tensor names to shard file names")
     listed = sorted(set(weight_map.values()))
     if listed != on_disk:
-        raise KalavaiError(f"{INDEX}: lists shards {listed}, the folder holds {on_disk}")
+        raise KalavaiError(f"{INDEX}: lists shards {printable(listed)}, the folder holds {on_disk}")
     return listed
 
 
@@ -463,7 +589,7 @@ def _unique_keys(pairs):
     out = {}
     for key, value in pairs:
         if key in out:
-            raise KalavaiError(f"key {key!r} appears twice")
+            raise KalavaiError(f"key {printable(repr(key))} appears twice")
         out[key] = value
     return out
 
@@ -472,24 +598,21 @@ def _is_count(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """{tensor name: (dtype, shape)} from a safetensors file's header, without reading its tensors.
+def read_safetensors_header(raw: bytes, name: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (dtype, shape)} from a safetensors file's bytes, parsing its header only.
 
     The format: 8 bytes (little-endian header length N), N bytes of JSON, then the data. The
     header's offsets must tile the data exactly: no gaps, no overlaps, nothing after the last tensor.
+    A file holds at least one tensor, and no metadata beyond what save_pretrained writes.
     """
-    name = path.name
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise KalavaiError(f"{name}: too short to be a safetensors file")
-        n = int.from_bytes(prefix, "little")
-        if n > min(MAX_HEADER, size - 8):
-            raise KalavaiError(f"{name}: header length {n} exceeds the file or the {MAX_HEADER}-byte limit")
-        raw = f.read(n)
+    size = len(raw)
+    if size < 8:
+        raise KalavaiError(f"{name}: too short to be a safetensors file")
+    n = int.from_bytes(raw[:8], "little")
+    if n > min(MAX_HEADER, size - 8):
+        raise KalavaiError(f"{name}: header length {n} exceeds the file or the {MAX_HEADER}-byte limit")
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        header = json.loads(raw[8:8 + n].decode("utf-8"), object_pairs_hook=_unique_keys)
     except KalavaiError as e:
         raise KalavaiError(f"{name}: safetensors header: {e}") from None
     except (ValueError, RecursionError) as e:
@@ -497,39 +620,42 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
     if not isinstance(header, dict):
         raise KalavaiError(f"{name}: safetensors header is not a JSON object")
     meta = header.pop("__metadata__", {})
-    if not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
-        raise KalavaiError(f"{name}: safetensors __metadata__ should map strings to strings")
+    if meta not in ({}, SAFETENSORS_METADATA):
+        raise KalavaiError(f"{name}: safetensors __metadata__ {printable(meta)[:80]}; only {SAFETENSORS_METADATA} is accepted")
+    if not header:
+        raise KalavaiError(f"{name}: holds no tensors")
     spans, out = [], {}
     for tensor, info in header.items():
         ok = isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}
         dtype, shape, offsets = (info.get("dtype"), info.get("shape"), info.get("data_offsets")) if ok else (None,) * 3
         if not (ok and dtype in SAFETENSORS_ITEMSIZE and isinstance(shape, list) and all(map(_is_count, shape))
                 and isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
-            raise KalavaiError(f"{name}: malformed safetensors header entry for tensor {tensor}")
+            raise KalavaiError(f"{name}: malformed safetensors header entry for tensor {printable(tensor)}")
         nbytes = math.prod(shape) * SAFETENSORS_ITEMSIZE[dtype]
         if offsets[1] - offsets[0] != nbytes:
-            raise KalavaiError(f"{name}: tensor {tensor} spans {offsets[1] - offsets[0]} bytes, its shape and dtype need {nbytes}")
+            raise KalavaiError(f"{name}: tensor {printable(tensor)} spans {offsets[1] - offsets[0]} bytes, "
+                               f"its shape and dtype need {nbytes}")
         spans.append((offsets[0], offsets[1], tensor))
         out[tensor] = (dtype, tuple(shape))
     end = 0
     for begin, stop, tensor in sorted(spans):
         if begin != end:
-            raise KalavaiError(f"{name}: data of tensor {tensor} overlaps another or leaves a gap")
+            raise KalavaiError(f"{name}: data of tensor {printable(tensor)} overlaps another or leaves a gap")
         end = stop
     if end != size - 8 - n:
         raise KalavaiError(f"{name}: {size - 8 - n - end} bytes of data beyond (or missing from) the declared tensors")
     return out
 
 
-def _check_headers(folder: Path, base: _Base) -> None:
+def _check_headers(files: dict[str, bytes], base: _Base) -> None:
     """Names, shapes and dtypes against the base, from the headers alone (nothing loaded yet)."""
     declared: dict[str, tuple[str, tuple[int, ...]]] = {}
     source: dict[str, str] = {}
-    for file in _weight_files(folder):
-        for disk_name, entry in read_safetensors_header(folder / file).items():
+    for file in _weight_files(files):
+        for disk_name, entry in read_safetensors_header(files[file], file).items():
             name = DISK_TO_MODEL.get(disk_name, disk_name)
             if name in declared:
-                raise KalavaiError(f"{file}: tensor {name} also in {source[name]}")
+                raise KalavaiError(f"{file}: tensor {printable(name)} also in {source[name]}")
             declared[name], source[name] = entry, file
     for name in _check_names_and_shapes({n: shape for n, (_, shape) in declared.items()}, source, base):
         dtype, ref = declared[name][0], base.state[name]
@@ -547,26 +673,29 @@ def _check_names_and_shapes(shapes: dict[str, tuple[int, ...]], source: dict[str
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise KalavaiError(f"{files}: tensor {missing[0]} missing{more}")
     if extra:
-        raise KalavaiError(f"{source.get(extra[0], 'weights')}: unexpected tensor {extra[0]}")
+        raise KalavaiError(f"{source.get(extra[0], 'weights')}: unexpected tensor {printable(extra[0])}")
     for name in sorted(expected):
         if shapes[name] != tuple(base.state[name].shape):
             raise KalavaiError(f"{source.get(name, 'weights')}: tensor {name} has shape {shapes[name]}, base has {tuple(base.state[name].shape)}")
     return sorted(expected)
 
 
-def _load_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors under their in-memory names, and the file each one came from."""
+def _load_tensors(files: dict[str, bytes]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors under their in-memory names, and the file each one came from: from the bytes already hashed.
+
+    Each shard's bytes are let go once its tensors are loaded: at most one shard is held twice.
+    """
     tensors: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
-    for file in _weight_files(folder):
+    for file in _weight_files(files):
         try:
-            loaded = safetensors.torch.load_file(folder / file, device="cpu")
+            loaded = safetensors.torch.load(files.pop(file))
         except Exception as e:  # noqa: BLE001 - a corrupt file is a refusal
-            raise KalavaiError(f"{file}: unreadable safetensors ({type(e).__name__}: {e})") from None
+            raise KalavaiError(f"{file}: unreadable safetensors ({type(e).__name__}: {printable(e)})") from None
         for disk_name, tensor in loaded.items():
             name = DISK_TO_MODEL.get(disk_name, disk_name)
             if name in tensors:
-                raise KalavaiError(f"{file}: tensor {name} also in {source[name]}")
+                raise KalavaiError(f"{file}: tensor {printable(name)} also in {source[name]}")
             tensors[name], source[name] = tensor, file
     return tensors, source
 
@@ -583,7 +712,7 @@ def _tied_keys(config) -> dict[str, str]:
 
 
 def _check_tensors(tensors: dict, source: dict, base: _Base) -> None:
-    # The header checks ran already; these guard against a file swapped between header read and load.
+    # The header checks ran already; these check what was loaded from the same bytes.
     def file_of(name: str) -> str:
         return source.get(name, "weights")
 

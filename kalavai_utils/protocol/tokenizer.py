@@ -9,12 +9,14 @@ deterministic for the same texts and settings.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from ..errors import KalavaiError
+from ..errors import KalavaiError, first_line
+from ..storage import json_has_key, read_json
 
 EOS = "<|endoftext|>"
 PAD = "<|padding|>"
@@ -50,7 +52,37 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerFast:
     """Load a tokenizer saved with `save_pretrained` (no network)."""
     if not os.path.isdir(path):
         raise KalavaiError(f"no tokenizer folder at {path}")
-    return PreTrainedTokenizerFast.from_pretrained(str(path))
+    return PreTrainedTokenizerFast.from_pretrained(str(path), trust_remote_code=False)
+
+
+# The files a tokenizer is read from; a folder with none of them has no tokenizer (AutoTokenizer
+# would otherwise build an empty one from the config alone, and every text would be "too little").
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
+CODE_SUFFIXES = {".py", ".pyc", ".so", ".dylib", ".dll", ".sh", ".exe", ".bat", ".js"}
+
+
+def refuse_remote_code(folder: str | os.PathLike) -> None:
+    """A folder about to be read by from_pretrained names no code to import: no `auto_map` in any
+    JSON file and no code file in it, so nothing from it can be run or even asked about."""
+    for path in sorted(Path(folder).iterdir()):
+        if path.suffix.lower() in CODE_SUFFIXES:
+            raise KalavaiError(f"{path}: a code file; no code from a model folder is run")
+        if path.suffix == ".json" and path.is_file() and json_has_key(read_json(path), "auto_map"):
+            raise KalavaiError(f"{path}: auto_map present; no code from a model folder is run")
+
+
+def load_local_tokenizer(folder: str | os.PathLike):
+    """The tokenizer saved in a model folder (a base, a fused model), never running code from it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise KalavaiError(f"no such folder: {folder}")
+    refuse_remote_code(folder)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise KalavaiError(f"no tokenizer in {folder} (none of {', '.join(TOKENIZER_FILES)})")
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise KalavaiError(f"cannot load the tokenizer in {folder}: {first_line(e)}") from None
 
 
 def load_hub_tokenizer(model_id: str, revision: str | None = None):
@@ -58,7 +90,7 @@ def load_hub_tokenizer(model_id: str, revision: str | None = None):
     try:
         return AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=False)
     except OSError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise KalavaiError(
             f"cannot load the tokenizer of {model_id}@{revision}: {first} "
             "(no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..analysis import ablation_tables, inference_tables, phase2_tables, report, sweep_tables
 from ..analysis.report import language_gap, specialist_verdicts
-from ..errors import KalavaiError
+from ..errors import KalavaiError, first_line
 from ..experiments import phase2
 from ..protocol import prediction
 from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
@@ -296,7 +296,16 @@ def summarize_run(runs_dir) -> dict:
     The headline figures derived from them (means and standard deviations over seeds) are stored too,
     under "headline", so that the numbers the README shows exist in a file."""
     runs = _run_folder(runs_dir)
-    summaries = {name: s for name, fn in SUMMARIES.items() if (s := fn(runs))}
+    summaries = {}
+    for name, fn in SUMMARIES.items():
+        try:
+            summary = fn(runs)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as e:
+            # a run file of the wrong shape: one line naming what was being read, not a traceback
+            raise KalavaiError(f"{runs}: a file behind notebook {name}'s summary is malformed "
+                               f"({type(e).__name__}: {first_line(e)})") from None
+        if summary:
+            summaries[name] = summary
     headline = headline_figures(summaries)
     for name, key in HEADLINES.items():
         if name in summaries and key in headline:
@@ -343,7 +352,8 @@ def load_reference(ref_dir) -> tuple[dict, dict]:
     # one file per notebook (00_data.json, ...); timings.json and benchmark files sit beside them
     for path in sorted(folder.glob("[0-9][0-9]_*.json")):
         d = read_json(path)
-        if not isinstance(d, dict) or d.get("schema") not in (SCHEMA, *LEGACY_SCHEMAS) or "summary" not in d:
+        if not isinstance(d, dict) or d.get("schema") not in (SCHEMA, *LEGACY_SCHEMAS) \
+                or not isinstance(d.get("summary"), dict) or not isinstance(d.get("notebook", path.stem), str):
             raise KalavaiError(f"{path} is not a {SCHEMA} reference file")
         header = header or {k: v for k, v in d.items() if k != "summary"}
         summaries[d.get("notebook", path.stem)] = d["summary"]

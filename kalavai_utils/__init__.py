@@ -18,6 +18,7 @@ Importing the package registers the fused model with transformers' Auto classes,
 fused folder loads with plain `AutoModelForCausalLM.from_pretrained` (no remote code). It
 therefore imports torch and transformers, and turns transformers' download bars off.
 """
+
 import importlib
 
 importlib.import_module(".protocol.fusion", __name__)  # registers FusedConfig and FusedModel

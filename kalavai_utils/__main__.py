@@ -2,6 +2,7 @@
 
 Bad input ends with one line `error: ...` on stderr and exit code 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--seeds", help="comma-separated seeds, overriding the scale's")
     nb.add_argument("--runs-root", help="folder for runs/ (default: ./runs)")
     nb.add_argument("--kernel", help="Jupyter kernel name (default python3)")
-    nb.add_argument("--processes", help="train notebook 02's specialists over this many processes first (train-cooperative)")
-    nb.add_argument("--capacity-pretrain-fraction", help="notebook 05's capacity_pretrain_fraction, in (0, 1] "
-                                                         "(default: the scale's; 1 = the like-for-like capacity control)")
+    nb.add_argument(
+        "--processes", help="train notebook 02's specialists over this many processes first (train-cooperative)"
+    )
+    nb.add_argument(
+        "--capacity-pretrain-fraction",
+        help="notebook 05's capacity_pretrain_fraction, in (0, 1] "
+        "(default: the scale's; 1 = the like-for-like capacity control)",
+    )
 
-    cs = sub.add_parser("check-scale", help="check a run's arguments and KALAVAI_* settings (run_all.sh, before anything runs)")
+    cs = sub.add_parser(
+        "check-scale", help="check a run's arguments and KALAVAI_* settings (run_all.sh, before anything runs)"
+    )
     cs.add_argument("scale")
     cs.add_argument("--only")
     cs.add_argument("--seeds")
@@ -34,23 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("env", help="print every KALAVAI_* setting: value, source and meaning (a bad value: exit 2)")
     ev.add_argument("--check", action="store_true", help="only check them: print nothing unless one is bad")
 
-    tc = sub.add_parser("train-cooperative", help="notebook 02's training (data, base, specialists, monolithic); "
-                                                  "for `accelerate launch` over several processes")
+    tc = sub.add_parser(
+        "train-cooperative",
+        help="notebook 02's training (data, base, specialists, monolithic); "
+        "for `accelerate launch` over several processes",
+    )
     tc.add_argument("--scale", default="tiny")
     tc.add_argument("--seeds", help="comma-separated seeds, overriding the scale's")
     tc.add_argument("--runs-root", help="folder for runs/ (default: ./runs)")
 
     ts = sub.add_parser("train-specialist", help="contributor: fine-tune the base on your own text into a submission")
     ts.add_argument("--base", required=True, help="the shared base checkpoint folder (with its tokenizer)")
-    ts.add_argument("--data", required=True, nargs="+", help="text files (one document each) or .jsonl with a 'text' field")
+    ts.add_argument(
+        "--data", required=True, nargs="+", help="text files (one document each) or .jsonl with a 'text' field"
+    )
     ts.add_argument("--out", required=True, help="submission folder to write")
     ts.add_argument("--name", help="contributor / domain name (default: the output folder's name)")
     ts.add_argument("--scale", default="tiny", help="whose training recipe to use")
     ts.add_argument("--seed", type=int, default=42)
     ts.add_argument("--steps", type=int)
-    ts.add_argument("--heldout-out", help="also write the held-out split (never trained on) as DIR/<name>/ for the coordinator")
+    ts.add_argument(
+        "--heldout-out", help="also write the held-out split (never trained on) as DIR/<name>/ for the coordinator"
+    )
 
-    vf = sub.add_parser("verify", help="coordinator: a verdict for every submission against the base; exit 1 if any is refused")
+    vf = sub.add_parser(
+        "verify", help="coordinator: a verdict for every submission against the base; exit 1 if any is refused"
+    )
     vf.add_argument("--base", required=True)
     vf.add_argument("--freeze-layers", type=int, required=True)
     vf.add_argument("--json", action="store_true", help="print every verdict as JSON: [{path, accepted, reason, ...}]")
@@ -70,20 +87,30 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--out", help="JSON path (default runs/<scale>/benchmarks/speed.json)")
     bm.add_argument("--steps", type=int, default=30, help="optimizer steps; the first 10 are left out as warm-up")
 
-    bi = sub.add_parser("benchmark-inference", help="time fused inference (dense, batched, top-1/2, generation); writes JSON")
+    bi = sub.add_parser(
+        "benchmark-inference", help="time fused inference (dense, batched, top-1/2, generation); writes JSON"
+    )
     bi.add_argument("--scale", default="tiny")
     bi.add_argument("--out", help="JSON path (default runs/<scale>/benchmarks/inference.json)")
     bi.add_argument("--n-experts", default="2,3,4,5,20", help="comma-separated N to sweep")
-    bi.add_argument("--freeze-layers", help="comma-separated frozen depths K to sweep (default: 0, L/2, L-1 and the scale's)")
+    bi.add_argument(
+        "--freeze-layers", help="comma-separated frozen depths K to sweep (default: 0, L/2, L-1 and the scale's)"
+    )
     bi.add_argument("--batch-sizes", help="comma-separated batch sizes to sweep (default: 1, the eval batch, twice it)")
     bi.add_argument("--gen-lengths", default="64,256,1024", help="comma-separated new-token counts ('' for none)")
     bi.add_argument("--seq-len", type=int, help="tokens per sequence (default: the scale's)")
     bi.add_argument("--repeats", type=int, default=3, help="rounds at least, for every timing")
-    bi.add_argument("--min-seconds", type=float, default=1.0,
-                    help="forward timings: more rounds (up to 100) until they take this long")
+    bi.add_argument(
+        "--min-seconds",
+        type=float,
+        default=1.0,
+        help="forward timings: more rounds (up to 100) until they take this long",
+    )
 
     ge = sub.add_parser("generate", help="generate text with a saved fused model, streaming tokens")
-    ge.add_argument("--fused", required=True, help="a fused model folder (FusedModel.save_pretrained, with a tokenizer)")
+    ge.add_argument(
+        "--fused", required=True, help="a fused model folder (FusedModel.save_pretrained, with a tokenizer)"
+    )
     ge.add_argument("--prompt", required=True)
     ge.add_argument("--max-new-tokens", type=int, default=64)
     ge.add_argument("--sample", action="store_true", help="sample (default: greedy)")
@@ -93,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     er = sub.add_parser("export-results", help="write a run's reference summaries, one JSON per notebook")
     er.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
     er.add_argument("out_dir", help="where to write them, e.g. results/tiny")
-    er.add_argument("--executed-dir", help="where the run's executed notebooks go, cleaned of timestamps and paths "
-                    "(default: executed/<scale>, the copies a reader opens on the repository page)")
+    er.add_argument(
+        "--executed-dir",
+        help="where the run's executed notebooks go, cleaned of timestamps and paths "
+        "(default: executed/<scale>, the copies a reader opens on the repository page)",
+    )
 
     cr = sub.add_parser("compare-results", help="compare a run with reference summaries; exit 1 if any number moved")
     cr.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
@@ -116,8 +146,15 @@ def main(argv=None) -> int:
         if args.command == "run-notebooks":
             from .notebooks import run_notebooks
 
-            run_notebooks(args.scale, args.only, args.seeds, args.runs_root, args.kernel, args.processes,
-                          args.capacity_pretrain_fraction)
+            run_notebooks(
+                args.scale,
+                args.only,
+                args.seeds,
+                args.runs_root,
+                args.kernel,
+                args.processes,
+                args.capacity_pretrain_fraction,
+            )
         elif args.command == "check-scale":
             from .notebooks import parse_capacity_fraction, parse_processes, parse_seeds, select
             from .scales import get_scale
@@ -154,8 +191,16 @@ def main(argv=None) -> int:
 
             from .protocol.contributor import train_specialist_from_files
 
-            out = train_specialist_from_files(args.base, args.data, args.out, args.name or Path(args.out).name,
-                                              args.scale, args.seed, args.steps, args.heldout_out)
+            out = train_specialist_from_files(
+                args.base,
+                args.data,
+                args.out,
+                args.name or Path(args.out).name,
+                args.scale,
+                args.seed,
+                args.steps,
+                args.heldout_out,
+            )
             from .protocol.pipeline import process_state
 
             if process_state().is_main_process:  # under `accelerate launch` only rank 0 writes it
@@ -165,7 +210,6 @@ def main(argv=None) -> int:
 
             from .protocol.models import load_causal_lm
             from .protocol.submission import verify_all
-
             from .storage import printable  # names a contributor chose: no forged line, no terminal escape
 
             verdicts = verify_all(args.submissions, load_causal_lm(args.base), args.freeze_layers, base_dir=args.base)
@@ -173,8 +217,11 @@ def main(argv=None) -> int:
                 print(json.dumps(verdicts, indent=2, default=str))
             else:
                 for v in verdicts:
-                    print(f"accepted: {printable(v['path'])} ({printable(v['contributor'])})" if v["accepted"]
-                          else f"refused: {printable(v['path'])}: {printable(v['reason'])}")
+                    print(
+                        f"accepted: {printable(v['path'])} ({printable(v['contributor'])})"
+                        if v["accepted"]
+                        else f"refused: {printable(v['path'])}: {printable(v['reason'])}"
+                    )
             n_refused = sum(not v["accepted"] for v in verdicts)
             if n_refused:
                 print(f"{n_refused} of {len(verdicts)} submissions refused", file=sys.stderr)
@@ -195,8 +242,18 @@ def main(argv=None) -> int:
 
             runs = run_dir(get_scale(args.scale))
             out = args.out or str(runs / "benchmarks" / "speed.json")
-            print(json.dumps(bench(args.scale, out, args.steps, runs=runs,
-                                   reference=ROOT / "results" / args.scale / "benchmark.json"), indent=2))
+            print(
+                json.dumps(
+                    bench(
+                        args.scale,
+                        out,
+                        args.steps,
+                        runs=runs,
+                        reference=ROOT / "results" / args.scale / "benchmark.json",
+                    ),
+                    indent=2,
+                )
+            )
             print(f"written: {out}")
         elif args.command == "benchmark-inference":
             from .experiments.inference import main as bench_inference
@@ -207,21 +264,31 @@ def main(argv=None) -> int:
                 return tuple(int(x) for x in text.split(",") if x.strip()) if text is not None else None
 
             out = args.out or str(run_dir(get_scale(args.scale)) / "benchmarks" / "inference.json")
-            bench_inference(args.scale, out, n_experts=ints(args.n_experts), freeze_layers=ints(args.freeze_layers),
-                            batch_sizes=ints(args.batch_sizes), gen_lengths=ints(args.gen_lengths),
-                            seq_len=args.seq_len, repeats=args.repeats, min_seconds=args.min_seconds, progress=True)
+            bench_inference(
+                args.scale,
+                out,
+                n_experts=ints(args.n_experts),
+                freeze_layers=ints(args.freeze_layers),
+                batch_sizes=ints(args.batch_sizes),
+                gen_lengths=ints(args.gen_lengths),
+                seq_len=args.seq_len,
+                repeats=args.repeats,
+                min_seconds=args.min_seconds,
+                progress=True,
+            )
             print(f"written: {out}")
         elif args.command == "generate":
             from .experiments.inference import generate_text
 
-            generate_text(args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed,
-                          False if args.no_cache else None)
+            generate_text(
+                args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed, False if args.no_cache else None
+            )
         elif args.command == "export-results":
             from pathlib import Path
 
-            from .reports.reference import export_reference
             from .protocol.pipeline import ROOT
             from .reports.executed import export_executed
+            from .reports.reference import export_reference
 
             executed = args.executed_dir or ROOT / "executed" / Path(args.runs_dir).name
             for path in [*export_reference(args.runs_dir, args.out_dir), *export_executed(args.runs_dir, executed)]:
@@ -236,8 +303,14 @@ def main(argv=None) -> int:
             if args.json:
                 from .storage import atomic_write_json
 
-                atomic_write_json(args.json, {"summary": comparison.summary(), "compared": comparison.compared,
-                                              "differences": [d.to_dict() for d in comparison.differences]})
+                atomic_write_json(
+                    args.json,
+                    {
+                        "summary": comparison.summary(),
+                        "compared": comparison.compared,
+                        "differences": [d.to_dict() for d in comparison.differences],
+                    },
+                )
             if comparison.moved:
                 return 1
         elif args.command == "render-docs":

@@ -16,6 +16,7 @@ Besides `runs/<scale>/notebooks/`, a run keeps
     report/<nb>.html      each executed notebook rendered by nbconvert
     report/index.html     links to them, with their times
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -30,8 +31,8 @@ from pathlib import Path
 
 from .errors import KalavaiError
 from .protocol.pipeline import ROOT, run_dir
-from .runtime.sharding import refuse_unsharded
 from .protocol.training import TrainConfig, local_grad_accum
+from .runtime.sharding import refuse_unsharded
 from .scales import SHARDED_SCALES, get_scale
 from .settings import FSDP_ENV, settings
 from .storage import atomic_write_json, atomic_write_text, read_json
@@ -72,8 +73,10 @@ def select(only: str | None, scale_name: str | None = None) -> list[Path]:
         raise KalavaiError(f"unknown notebook number(s) {', '.join(unknown)}; available: {', '.join(notebooks)}")
     beyond = [n for n in wanted if sharded and n not in MAIN_RESULT]
     if beyond:
-        raise KalavaiError(f"at scale {scale_name} only the main result runs (notebooks {', '.join(MAIN_RESULT)}), "
-                           f"as in the paper: notebook(s) {', '.join(beyond)} would train dozens more sharded specialists")
+        raise KalavaiError(
+            f"at scale {scale_name} only the main result runs (notebooks {', '.join(MAIN_RESULT)}), "
+            f"as in the paper: notebook(s) {', '.join(beyond)} would train dozens more sharded specialists"
+        )
     return [notebooks[n] for n in sorted(wanted)]
 
 
@@ -128,6 +131,7 @@ def fmt_seconds(seconds: float | None) -> str:
 
 
 # ---------------------------------------------------------------- timings
+
 
 def read_timings(folder: Path) -> dict:
     path = folder / TIMINGS
@@ -199,6 +203,7 @@ def _kernel_manager_config():
 
 # ---------------------------------------------------------------- report
 
+
 def write_report(folder: Path) -> Path:
     """report/<nb>.html for every executed notebook of the run, and an index linking them."""
     from nbconvert import HTMLExporter
@@ -215,16 +220,22 @@ def write_report(folder: Path) -> Path:
             body, _ = exporter.from_filename(str(nb))
             atomic_write_text(page, body)
         t = times.get(nb.stem, {})
-        rows.append(f'<tr><td><a href="{html.escape(page.name)}">{html.escape(nb.stem)}</a></td>'
-                    f'<td>{fmt_seconds(t.get("seconds"))}</td><td>{html.escape(t.get("date", ""))}</td></tr>')
+        rows.append(
+            f'<tr><td><a href="{html.escape(page.name)}">{html.escape(nb.stem)}</a></td>'
+            f"<td>{fmt_seconds(t.get('seconds'))}</td><td>{html.escape(t.get('date', ''))}</td></tr>"
+        )
     title = f"KALAVAI reproduction: executed notebooks, scale {html.escape(folder.name)}"
-    index = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head><body>\n"
-             f"<h1>{title}</h1>\n<table>\n<tr><th>notebook</th><th>time</th><th>finished (UTC)</th></tr>\n"
-             + "\n".join(rows) + "\n</table>\n</body></html>\n")
+    index = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head><body>\n"
+        f"<h1>{title}</h1>\n<table>\n<tr><th>notebook</th><th>time</th><th>finished (UTC)</th></tr>\n"
+        + "\n".join(rows)
+        + "\n</table>\n</body></html>\n"
+    )
     return atomic_write_text(report / "index.html", index)
 
 
 # ---------------------------------------------------------------- running
+
 
 @contextmanager
 def kernel_environment():
@@ -259,9 +270,22 @@ def launch_training(scale_name: str, processes: int, seeds: str | None = None, r
     with socket.socket() as s:  # a free port, so that two runs on one machine do not meet
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(LAUNCH_CONFIG),
-           "--num_processes", str(processes), "--main_process_port", str(port),
-           "-m", "kalavai_utils", "train-cooperative", "--scale", scale_name]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(LAUNCH_CONFIG),
+        "--num_processes",
+        str(processes),
+        "--main_process_port",
+        str(port),
+        "-m",
+        "kalavai_utils",
+        "train-cooperative",
+        "--scale",
+        scale_name,
+    ]
     cmd += ["--seeds", seeds] if seeds else []
     cmd += ["--runs-root", str(Path(runs_root).resolve())] if runs_root else []
     env = dict(os.environ)
@@ -270,14 +294,22 @@ def launch_training(scale_name: str, processes: int, seeds: str | None = None, r
     began = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=ROOT)
     if done.returncode != 0:
-        raise KalavaiError(f"notebook 02's training over {processes} processes failed (exit {done.returncode}; "
-                           "its error is printed above)")
+        raise KalavaiError(
+            f"notebook 02's training over {processes} processes failed (exit {done.returncode}; "
+            "its error is printed above)"
+        )
     return time.perf_counter() - began
 
 
-def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = None,
-                  runs_root: str | None = None, kernel: str | None = None, processes: str | int | None = None,
-                  capacity_pretrain_fraction: str | float | None = None) -> list[Path]:
+def run_notebooks(
+    scale_name: str,
+    only: str | None = None,
+    seeds: str | None = None,
+    runs_root: str | None = None,
+    kernel: str | None = None,
+    processes: str | int | None = None,
+    capacity_pretrain_fraction: str | float | None = None,
+) -> list[Path]:
     import papermill as pm
 
     settings()  # a bad KALAVAI_* value fails now, not in a notebook
@@ -289,39 +321,64 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
     folder = run_dir(scale, runs_root)
     out_dir = folder / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"scale": scale.name, "seeds": parsed_seeds, "runs_root": str(Path(runs_root).resolve()) if runs_root else None}
+    params = {
+        "scale": scale.name,
+        "seeds": parsed_seeds,
+        "runs_root": str(Path(runs_root).resolve()) if runs_root else None,
+    }
     previous = previous_timings(folder, scale.name)
     stems = [nb.stem for nb in selected]
     n = len(selected)
     total, unknown = expected_seconds(previous, stems)
-    print(f"[kalavai] {n} notebook(s) at scale {scale.name}; expected {_expectation(total, unknown)}"
-          + (f", from the run of {previous['date']}" if previous.get("date") else ""), flush=True)
+    print(
+        f"[kalavai] {n} notebook(s) at scale {scale.name}; expected {_expectation(total, unknown)}"
+        + (f", from the run of {previous['date']}" if previous.get("date") else ""),
+        flush=True,
+    )
     written = []
     start = time.perf_counter()
     if processes and not any(nb.name.startswith("02") for nb in selected):
         print("[kalavai] --processes: notebook 02 is not among these, so no training is launched", flush=True)
     if fraction is not None and not any(nb.name.startswith("05") for nb in selected):
-        print("[kalavai] --capacity-pretrain-fraction: notebook 05 is not among these, so it changes nothing", flush=True)
+        print(
+            "[kalavai] --capacity-pretrain-fraction: notebook 05 is not among these, so it changes nothing", flush=True
+        )
     for i, nb in enumerate(selected, 1):
         if processes and nb.name.startswith("02"):  # after 00 and 01: the data and base are ready
-            print(f"[kalavai] training notebook 02's specialists over {processes} processes (accelerate launch)", flush=True)
+            print(
+                f"[kalavai] training notebook 02's specialists over {processes} processes (accelerate launch)",
+                flush=True,
+            )
             seconds = launch_training(scale.name, processes, seeds, runs_root)
             record_timing(folder, scale.name, "train-cooperative", seconds)
             print(f"[kalavai] trained in {fmt_seconds(seconds)}", flush=True)
         out = out_dir / nb.name
         tmp = out.with_name(f".{nb.stem}.running.ipynb")
         last = previous.get("notebooks", {}).get(nb.stem, {}).get("seconds")
-        print(f"[kalavai] {i}/{n} {nb.stem} -> {out}" + (f" (last run {fmt_seconds(last)})" if last else ""), flush=True)
+        print(
+            f"[kalavai] {i}/{n} {nb.stem} -> {out}" + (f" (last run {fmt_seconds(last)})" if last else ""), flush=True
+        )
         # Explicit: the kernel's TQDM_DISABLE is set in this process too while a notebook runs.
         bar = {"desc": f"{i}/{n} {nb.stem}", "disable": False}
         began = time.perf_counter()
         try:
             with kernel_environment():
                 # notebook 05's own parameter only where given: a default run's parameters stay as they were
-                extra = {"capacity_pretrain_fraction": fraction} if fraction is not None and nb.name.startswith("05") else {}
-                pm.execute_notebook(str(nb), str(tmp), parameters={**params, **extra}, kernel_name=kernel or "python3",
-                                    cwd=str(NOTEBOOK_DIR), progress_bar=bar, log_output=False,
-                                    config=_kernel_manager_config())
+                extra = (
+                    {"capacity_pretrain_fraction": fraction}
+                    if fraction is not None and nb.name.startswith("05")
+                    else {}
+                )
+                pm.execute_notebook(
+                    str(nb),
+                    str(tmp),
+                    parameters={**params, **extra},
+                    kernel_name=kernel or "python3",
+                    cwd=str(NOTEBOOK_DIR),
+                    progress_bar=bar,
+                    log_output=False,
+                    config=_kernel_manager_config(),
+                )
         except pm.PapermillExecutionError as e:
             failed = out.with_name(f"{nb.stem}.failed.ipynb")
             os.replace(tmp, failed)
@@ -332,7 +389,10 @@ def run_notebooks(scale_name: str, only: str | None = None, seeds: str | None = 
         record_timing(folder, scale.name, nb.stem, seconds)
         write_report(folder)
         left, left_unknown = expected_seconds(previous, stems[i:])
-        print(f"[kalavai] {i}/{n} {nb.stem} done in {fmt_seconds(seconds)}; elapsed {fmt_seconds(time.perf_counter() - start)}"
-              + (f", {_expectation(left, left_unknown)} left" if i < n else ""), flush=True)
+        print(
+            f"[kalavai] {i}/{n} {nb.stem} done in {fmt_seconds(seconds)}; elapsed {fmt_seconds(time.perf_counter() - start)}"
+            + (f", {_expectation(left, left_unknown)} left" if i < n else ""),
+            flush=True,
+        )
     print(f"[kalavai] timings: {folder / TIMINGS}; report: {folder / REPORT / 'index.html'}", flush=True)
     return written

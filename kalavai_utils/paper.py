@@ -15,6 +15,7 @@ gain = 0.8335 x div - 2.7956 was fitted with the cross-lingual gain at 21.76, no
 21.87 the paper reports for that condition. Both are kept; `paper_points("fit_script")`
 reproduces the paper's line to its printed precision, `paper_points("text")` does not.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,12 +27,9 @@ FACTS_PAGE = "PAPER.md"  # the project's account of the paper, at the repository
 # --- Main table (section 5): equal-weight held-out loss, gain vs best specialist (%) ---
 # None where the paper reports no value ("—").
 HEADLINE: dict[str, dict[str, float | None]] = {
-    "410m": {"base": 2.651, "best_spec": 2.404, "weight_avg": 2.486, "monolithic": 2.229,
-             "fused": 2.218, "gain": 7.70},
-    "1b": {"base": 2.474, "best_spec": 2.259, "weight_avg": None, "monolithic": 2.097,
-           "fused": 2.090, "gain": 7.49},
-    "6.9b": {"base": 2.320, "best_spec": 2.266, "weight_avg": None, "monolithic": None,
-             "fused": 2.118, "gain": 6.53},
+    "410m": {"base": 2.651, "best_spec": 2.404, "weight_avg": 2.486, "monolithic": 2.229, "fused": 2.218, "gain": 7.70},
+    "1b": {"base": 2.474, "best_spec": 2.259, "weight_avg": None, "monolithic": 2.097, "fused": 2.090, "gain": 7.49},
+    "6.9b": {"base": 2.320, "best_spec": 2.266, "weight_avg": None, "monolithic": None, "fused": 2.118, "gain": 6.53},
 }
 HEADLINE_410M_SEEDS = {"gain_mean": 7.70, "gain_spread": 0.02, "n_seeds": 3, "gain_seed42": 7.72}
 # Weight averaging vs best specialist at 410M (the table's "(-3.4%)").
@@ -148,8 +146,12 @@ SPECIALIST_COUNT: dict[int, float] = {2: 1.76, 3: 4.39, 4: 11.39, 5: 12.95}
 # --- Other reported gains (%) ---
 CAPACITY_CONTROL_1_4B_GAIN = 10.87  # Pythia-1.4B trained 6k steps on the mix, vs best spec
 PRIVATE_DOMAINS = {"gain": 10.17, "divergence": 18.52}
-CROSS_LINGUAL = {"gain": 21.87, "divergence": 25.65,
-                 "yoruba_ppl": (41.9, 7.7), "welsh_ppl": (102.7, 22.1)}  # (base, fused)
+CROSS_LINGUAL = {
+    "gain": 21.87,
+    "divergence": 25.65,
+    "yoruba_ppl": (41.9, 7.7),
+    "welsh_ppl": (102.7, 22.1),
+}  # (base, fused)
 TWENTY_CONTRIBUTOR_GAIN = 16.71
 # The authors' code for all three Phase 2 runs (kalavai_phase2_exp1.py, _exp2.py on Pythia-410M,
 # kalavai_20contributor_experiment.py on Pythia-1B, all at step10000): no block frozen ("below
@@ -165,8 +167,7 @@ MISMATCHED_INIT_FICTION_TO_CODE = 11  # % of fiction's gate weight sent to the c
 # seed 42's router sent Yoruba to the Tamil expert with this share of its gate weight.
 CROSS_LINGUAL_COLLAPSE = {"seed": 42, "language": "yoruba", "expert": "tamil", "weight": 0.9984}
 MIXED_EVAL_INFLATED_GAIN = 14.2  # the earlier, retracted mixed-eval protocol
-INFERENCE_410M_X3 = {"dense_latency_x": 2.86, "top1_latency_x": 0.94,
-                     "top1_loss": 3.106, "dense_loss": 2.568}
+INFERENCE_410M_X3 = {"dense_latency_x": 2.86, "top1_latency_x": 0.94, "top1_loss": 3.106, "dense_loss": 2.568}
 # The authors' repository, results/pythia/inference_benchmark.json (RTX 5090, bf16, batch 1, seq 512):
 # top-2 dispatch, not in the paper's text; latency relative to the base model.
 INFERENCE_410M_X3_TOP2 = {"latency_x": 1.876, "loss": 3.045}

@@ -5,6 +5,7 @@ renamed into place, so a killed process never leaves a half-written file behind.
 A step folder is finished when its `step.json` exists and records the same configuration
 as the one asked for now; otherwise the step is redone.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -111,7 +112,9 @@ def plain_name(name: Any, what: str) -> str:
     that someone else chose can then never lead outside the folder it is joined to.
     """
     if not (isinstance(name, str) and PLAIN_NAME.fullmatch(name) and ".." not in name and len(name) <= 255):
-        raise KalavaiError(f"{what} {printable(repr(name))}: use letters, digits, '.', '_' and '-' (it names a file or folder)")
+        raise KalavaiError(
+            f"{what} {printable(repr(name))}: use letters, digits, '.', '_' and '-' (it names a file or folder)"
+        )
     return name
 
 
@@ -121,8 +124,10 @@ def printable(text: Any) -> str:
     A name someone else chose can then forge no line (a newline), drive no terminal (an ANSI
     escape) and hide no character (a zero-width space) in what the coordinator reads.
     """
-    return "".join(c if c.isprintable() and unicodedata.category(c) != "Cf" else c.encode("unicode_escape").decode("ascii")
-                   for c in str(text))
+    return "".join(
+        c if c.isprintable() and unicodedata.category(c) != "Cf" else c.encode("unicode_escape").decode("ascii")
+        for c in str(text)
+    )
 
 
 def sha256_bytes(data: bytes) -> str:

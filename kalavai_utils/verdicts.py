@@ -6,6 +6,7 @@ reference summaries keep them with `summary`. A claim is keyed by a stable ident
 the identifier, and the sentence beside it is a label that can be reworded without breaking a
 comparison. `holds` is None when the experiment cannot answer the claim; its numbers say why.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

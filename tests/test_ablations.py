@@ -1,4 +1,5 @@
 """Notebook 05's ablations at smoke: the builders, the no-shared-prefix switch, LoRA, the count experiment."""
+
 import copy
 import math
 
@@ -8,15 +9,15 @@ from transformers import GPTNeoXForCausalLM
 
 from kalavai_utils import paper, verdicts
 from kalavai_utils.analysis import ablation_tables, figures_ablations
+from kalavai_utils.errors import KalavaiError
 from kalavai_utils.experiments import ablations
 from kalavai_utils.protocol import lora, pipeline
 from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused, train_specialist
-from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.fusion import FusedModel
 from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config
-from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.submission import collect_submissions
 from kalavai_utils.protocol.training import TrainConfig
+from kalavai_utils.scales import get_scale
 
 SMOKE = get_scale("smoke")
 # smoke with tiny's depth, so that one frozen depth is in no earlier notebook (K=2) and one is the main (K=3)
@@ -46,7 +47,10 @@ def test_freeze_builders_reuse_earlier_cooperatives_and_pass_k(runs):
 @pytest.mark.slow
 def test_the_crossover_ladder_trains_one_cooperative_per_step_count(runs, monkeypatch):
     """At the Hub scales, as the authors: K=0 and the scale's K fused at every step count; offline the curves serve."""
-    assert ablations.crossover_ladder(get_scale("410m")) == paper.CROSSOVER_STEPS and ablations.crossover_ladder(SMOKE) == ()
+    assert (
+        ablations.crossover_ladder(get_scale("410m")) == paper.CROSSOVER_STEPS
+        and ablations.crossover_ladder(SMOKE) == ()
+    )
     n = SMOKE.spec_steps
     monkeypatch.setattr(ablations, "crossover_ladder", lambda scale: (4, n))
     coops = ablations.crossover_cooperatives(SMOKE, runs, 42)
@@ -61,7 +65,9 @@ def test_the_crossover_ladder_trains_one_cooperative_per_step_count(runs, monkey
     model = ablation_tables._paper_model(res["crossover"])
     for i, steps in enumerate(table["step"]):  # each point is its own cooperative's fused gain over the base
         for col, k in zip(table.columns[1:], (0, 1)):
-            assert table[col][i] == pytest.approx(res["crossover"][f"{steps}/{k}"][0]["metrics"]["gain_vs_base_pct"][model])
+            assert table[col][i] == pytest.approx(
+                res["crossover"][f"{steps}/{k}"][0]["metrics"]["gain_vs_base_pct"][model]
+            )
     assert "held-out curves" in ablation_tables.crossover_table(res["freeze"])[0].attrs["what"]  # no ladder: the curves
 
 
@@ -89,18 +95,27 @@ def test_capacity_model_is_about_n_specialists_wide_and_pretrained_a_fraction_of
     scale = get_scale(name)
     big, n, step = ablations.capacity_scale(scale), len(scale.domains), 8 * scale.n_heads
     assert big.d_model > scale.d_model and big.d_model % step == 0  # head size a multiple of 8
-    assert (big.n_layers, big.n_heads, big.vocab_size, big.seq_len) == (scale.n_layers, scale.n_heads, scale.vocab_size, scale.seq_len)
+    assert (big.n_layers, big.n_heads, big.vocab_size, big.seq_len) == (
+        scale.n_layers,
+        scale.n_heads,
+        scale.vocab_size,
+        scale.seq_len,
+    )
     one = ablations._offline_params(scale, scale.d_model)
 
     def off(d):
         return abs(ablations._offline_params(scale, d) - n * one)
+
     assert off(big.d_model) <= min(off(big.d_model - step), off(big.d_model + step))  # the width nearest N x
     assert ablations._offline_params(big, big.d_model) / one == pytest.approx(n, abs=0.5)
     fraction = ablations.CAPACITY_PRETRAIN_FRACTION.get(name, 1.0)
     assert fraction == {"smoke": 1.0, "tiny": 0.25}[name]  # tiny's cut is stated in the notebook; a change must be seen
     assert big.pretrain_steps == round(scale.pretrain_steps * fraction)
     assert (big.pretrain_revisions, big.base_revision) == ((big.pretrain_steps,), f"step{big.pretrain_steps}")
-    assert (big.pretrain_lr, big.pretrain_batch) == (scale.pretrain_lr, scale.pretrain_batch)  # pretrained like the base
+    assert (big.pretrain_lr, big.pretrain_batch) == (
+        scale.pretrain_lr,
+        scale.pretrain_batch,
+    )  # pretrained like the base
 
 
 def test_the_like_for_like_capacity_control_is_one_parameter_away():
@@ -136,7 +151,9 @@ def test_mismatched_init_fuses_specialists_each_verified_against_its_own_revisio
     assert r["base_fingerprint"] == bases.get(None)[1]  # gains are against the shared base
     subs = []
     for domain, rev, expert in zip(SMOKE.domains, revisions, r["config"]["experts"]):
-        folder = ablations.maturity_cooperative(SMOKE, runs, rev, 42).folder(runs) / "specialists" / domain / "submission"
+        folder = (
+            ablations.maturity_cooperative(SMOKE, runs, rev, 42).folder(runs) / "specialists" / domain / "submission"
+        )
         sub = collect_submissions([folder], bases.get(rev)[0], SMOKE.freeze_layers)[0]
         assert sub.manifest["base_fingerprint"] == bases.get(rev)[1] and fingerprint(sub.model) == expert
         other = next(o for o in revisions if o != rev)
@@ -169,8 +186,17 @@ def test_mismatched_inits_refused_by_default_and_fused_only_through_the_switch(t
     with torch.no_grad():
         other.get_output_embeddings().weight.add_(0.01)  # trained a little: the untouched base is no specialist
     from kalavai_utils.protocol.submission import write_submission
-    write_submission(other, tmp_path / "sub", base_fingerprint=fingerprint(b), base_state=b.state_dict(), freeze_layers=1,
-                     training={}, data={}, contributor="y")
+
+    write_submission(
+        other,
+        tmp_path / "sub",
+        base_fingerprint=fingerprint(b),
+        base_state=b.state_dict(),
+        freeze_layers=1,
+        training={},
+        data={},
+        contributor="y",
+    )
     with pytest.raises(KalavaiError, match="another base"):
         collect_submissions([tmp_path / "sub"], base_a, 1)
     assert collect_submissions([tmp_path / "sub"], b, 1)[0].name == "y"  # against its own base it is accepted
@@ -204,14 +230,18 @@ def test_lora_specialist_hands_in_a_full_checkpoint_that_verification_accepts(tm
     chunks = torch.randint(0, SMOKE.vocab_size, (16, SMOKE.seq_len))
     cfg = TrainConfig.specialist(SMOKE, 0, steps=3, curve_every=0)
     spec = lora.lora_spec(2)
-    train_specialist(base, fingerprint(base), chunks, cfg, tmp_path / "s", contributor="code", data={"n": 16}, lora_spec=spec)
+    train_specialist(
+        base, fingerprint(base), chunks, cfg, tmp_path / "s", contributor="code", data={"n": 16}, lora_spec=spec
+    )
     sub = collect_submissions([tmp_path / "s" / "submission"], base, SMOKE.freeze_layers)[0]
     assert fingerprint(sub.model) != fingerprint(base)  # the adapters moved the weights
     assert all(p.requires_grad for p in base.parameters())  # the caller's base untouched
 
 
 def test_crossover_step():
-    assert ablation_tables.crossover_step(paper.CROSSOVER_STEPS, paper.CROSSOVER_410M[0], paper.CROSSOVER_410M[4]) == 10000
+    assert (
+        ablation_tables.crossover_step(paper.CROSSOVER_STEPS, paper.CROSSOVER_410M[0], paper.CROSSOVER_410M[4]) == 10000
+    )
     assert ablation_tables.crossover_step([0, 1, 2], [0, 1, 2], [0, 2, 3]) is None  # ahead from the start: no crossover
     assert ablation_tables.crossover_step([0, 1, 2], [0, 2, 3], [0, 1, 2]) is None  # never ahead
 
@@ -233,14 +263,28 @@ def test_every_count_is_evaluated_on_the_same_domains(runs):
 
 def _result(gain, divergence=10.0, **metrics):
     """The fields of a results file that the tables read (a tiny cooperative, the authors' router)."""
-    return {"scale": "tiny", "seed": 42, "metrics": {"gain_vs_best_pct": {paper_fused(get_scale("tiny")): gain},
-                                                    "mean_divergence_pct": divergence, **metrics}}
+    return {
+        "scale": "tiny",
+        "seed": 42,
+        "metrics": {
+            "gain_vs_best_pct": {paper_fused(get_scale("tiny")): gain},
+            "mean_divergence_pct": divergence,
+            **metrics,
+        },
+    }
 
 
 def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_ours():
-    t, v, spread = ablation_tables.heterogeneous_table({"as the main cooperative": [_result(8.0)], "lr x2": [_result(9.5)]})
-    assert list(t.columns) == ["cooperative", "changed contributor", "gain (%)", "mean divergence (%)",
-                               "paper 410M spread of gains, whole table (pp)"]
+    t, v, spread = ablation_tables.heterogeneous_table(
+        {"as the main cooperative": [_result(8.0)], "lr x2": [_result(9.5)]}
+    )
+    assert list(t.columns) == [
+        "cooperative",
+        "changed contributor",
+        "gain (%)",
+        "mean divergence (%)",
+        "paper 410M spread of gains, whole table (pp)",
+    ]
     assert list(t["changed contributor"]) == ["none", ablations.heterogeneous_arms(get_scale("tiny"))["lr x2"][0]]
     assert (t.iloc[:, -1] == paper.HETEROGENEOUS_SPREAD_PP).all()
     assert spread == pytest.approx(1.5) and not v["holds"]  # the verdict still reads our gains only
@@ -249,39 +293,67 @@ def test_heterogeneous_lora_and_capacity_tables_show_the_papers_numbers_beside_o
     col = "paper 410M gain (%): main; LoRA r=8..64 as a range"
     assert list(t.columns) == ["specialists", "mean divergence (%)", "gain (%)", col]
     top, bottom = paper.LORA_GAIN_RANGE
-    assert list(t[col]) == [paper.HEADLINE["410m"]["gain"], f"{top:+.2f} .. {bottom:+.2f}", f"{top:+.2f} .. {bottom:+.2f}"]
+    assert list(t[col]) == [
+        paper.HEADLINE["410m"]["gain"],
+        f"{top:+.2f} .. {bottom:+.2f}",
+        f"{top:+.2f} .. {bottom:+.2f}",
+    ]
     assert v["holds"]
 
     model = paper_fused(get_scale("tiny"))
     ew = {"capacity": 2.5, model: 2.4, CAUSAL_FUSED: 2.45, "monolithic": 2.42, "spec:code": 2.6, "base": 3.0}
-    r = {**_result(0.0), "config": {"steps": 24, "pretrain_steps": 5, "pretrain_fraction": 0.25},
-         "extra": {"params": {"capacity": 300, "specialist": 100}, "timings": {}}}
-    r["metrics"] = {"ew": ew, "best_specialist": "spec:code", "gain_vs_best_pct": {k: 100 * (2.6 - x) / 2.6 for k, x in ew.items()}}
+    r = {
+        **_result(0.0),
+        "config": {"steps": 24, "pretrain_steps": 5, "pretrain_fraction": 0.25},
+        "extra": {"params": {"capacity": 300, "specialist": 100}, "timings": {}},
+    }
+    r["metrics"] = {
+        "ew": ew,
+        "best_specialist": "spec:code",
+        "gain_vs_best_pct": {k: 100 * (2.6 - x) / 2.6 for k, x in ew.items()},
+    }
     t, v = ablation_tables.capacity_table({"capacity": [r]})
     col = "paper gain vs best specialist (%): 1.4B control, fused 410M"
     assert list(t.columns) == ["model", "EW loss", "gain vs best specialist (%)", col]
     theirs = t.set_index("model")[col]
     assert theirs["capacity control (one bigger model)"] == paper.CAPACITY_CONTROL_1_4B_GAIN
     assert theirs["fused (authors' router)"] == paper.HEADLINE["410m"]["gain"]
-    assert theirs.drop(["capacity control (one bigger model)", "fused (authors' router)"]).isna().all()  # nothing reported
+    assert (
+        theirs.drop(["capacity control (one bigger model)", "fused (authors' router)"]).isna().all()
+    )  # nothing reported
     assert v["holds"]  # fused 2.4 below the bigger model's 2.5
     # a control that ends worse than the base itself answers nothing: inconclusive, not a win
     worse = {**r, "metrics": {**r["metrics"], "ew": {**ew, "capacity": 3.1}}}
     _, v_worse = ablation_tables.capacity_table({"capacity": [worse]})
     assert v_worse["holds"] is None and v_worse["numbers"].startswith("inconclusive")
-    assert verdicts.word(None) == "inconclusive" and verdicts.word(True) == "holds" and verdicts.word(False) == "does not hold"
+    assert (
+        verdicts.word(None) == "inconclusive"
+        and verdicts.word(True) == "holds"
+        and verdicts.word(False) == "does not hold"
+    )
     # the notebook's figure: the paper's control drawn on the gain panel only
-    fig = figures_ablations.plot_bars(t, "model", ["EW loss", "gain vs best specialist (%)"], "capacity",
-                              paper_line=paper.CAPACITY_CONTROL_1_4B_GAIN, paper_label="paper")
-    drawn = [[tuple(y) for y in (line.get_ydata() for line in ax.get_lines()) if not any(map(math.isnan, y))] for ax in fig.axes]
+    fig = figures_ablations.plot_bars(
+        t,
+        "model",
+        ["EW loss", "gain vs best specialist (%)"],
+        "capacity",
+        paper_line=paper.CAPACITY_CONTROL_1_4B_GAIN,
+        paper_label="paper",
+    )
+    drawn = [
+        [tuple(y) for y in (line.get_ydata() for line in ax.get_lines()) if not any(map(math.isnan, y))]
+        for ax in fig.axes
+    ]
     assert drawn == [[], [(paper.CAPACITY_CONTROL_1_4B_GAIN,) * 2]]  # (seaborn's empty error bars are NaN)
 
 
 def test_gate_matrix_follows_the_experts_order_not_the_sorted_keys():
     """Experts are in the cooperative's domain order; a results file's specialists dict is sorted."""
-    result = {"domains": ["code", "science", "fiction"],
-              "specialists": {"code": "spec:code", "fiction": "spec:fiction", "science": "spec:science"},
-              "gates": {"m": {"code": [0.9, 0.1, 0.0], "science": [0.0, 0.8, 0.2], "fiction": [0.0, 0.3, 0.7]}}}
+    result = {
+        "domains": ["code", "science", "fiction"],
+        "specialists": {"code": "spec:code", "fiction": "spec:fiction", "science": "spec:science"},
+        "gates": {"m": {"code": [0.9, 0.1, 0.0], "science": [0.0, 0.8, 0.2], "fiction": [0.0, 0.3, 0.7]}},
+    }
     g = ablation_tables.gate_matrix(result, "m")
     assert g.loc["science", "science"] == 0.8 and g.loc["fiction", "fiction"] == 0.7
     assert ablation_tables.off_own_weight(result, "m") == pytest.approx((0.1 + 0.2 + 0.3) / 3)
@@ -292,9 +364,12 @@ def test_gate_figures_draw_rows_in_the_experts_order_whatever_the_dict_order():
     from kalavai_utils.analysis import figures, figures_phase2
 
     gates = {"code": [0.9, 0.1, 0.0], "science": [0.0, 0.8, 0.2], "fiction": [0.0, 0.3, 0.7]}
-    fresh = {"domains": ["code", "science", "fiction"], "seed": 42,
-             "specialists": {"code": "spec:code", "fiction": "spec:fiction", "science": "spec:science"},
-             "gates": {"m": gates}}
+    fresh = {
+        "domains": ["code", "science", "fiction"],
+        "seed": 42,
+        "specialists": {"code": "spec:code", "fiction": "spec:fiction", "science": "spec:science"},
+        "gates": {"m": gates},
+    }
     loaded = {**fresh, "gates": {"m": dict(sorted(gates.items()))}}
     for result in (fresh, loaded):
         rows = [t.get_text() for t in figures.gate_distribution(result, "m").axes[0].get_yticklabels()]
@@ -308,8 +383,10 @@ def test_specialist_curves_draw_domains_in_the_specialists_order_whatever_the_di
     from kalavai_utils.analysis import figures
 
     def logs(domains):
-        return {name: {"curve": [{"step": s, "losses": {d: 3.0 - 0.1 * s for d in domains}} for s in (0, 1)]}
-                for name in ("code", "science", "fiction")}
+        return {
+            name: {"curve": [{"step": s, "losses": {d: 3.0 - 0.1 * s for d in domains}} for s in (0, 1)]}
+            for name in ("code", "science", "fiction")
+        }
 
     for order in (["code", "science", "fiction"], ["code", "fiction", "science"]):  # fresh, cached (sorted)
         ax = figures.specialist_curves(logs(order)).axes[1]

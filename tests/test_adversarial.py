@@ -7,6 +7,7 @@ theirs run, a traceback, a hang, a forged line of output or a half-written file.
 One tiny base (with a tokenizer) and one honest submission are built once per test session;
 each test copies the honest folder and breaks the copy.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,10 @@ from types import SimpleNamespace
 import pytest
 import safetensors.torch
 import torch
+from test_submission import TRAINED, K, fine_tune, make_base, refused, rehash, submit
 
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.submission import MANIFEST, verify_all, verify_submission
-from test_submission import K, TRAINED, fine_tune, make_base, refused, rehash, submit
 
 TEXT = "def add(x, y):\n    return x + y\n\nThe quick brown fox jumps over the lazy dog.\n"
 
@@ -49,8 +50,10 @@ def copy_of(folder: Path, to: Path) -> Path:
 @pytest.fixture
 def no_prompt(monkeypatch):
     """Fail the test if anything asks the user a question (transformers' 'run this custom code?')."""
+
     def boom(*args, **kwargs):
         raise AssertionError(f"prompted: {args}")
+
     monkeypatch.setattr("builtins.input", boom)
 
 
@@ -109,8 +112,16 @@ def submit_data(world, folder: Path, data: dict, name: str = "legal") -> Path:
     from kalavai_utils.protocol.models import fingerprint
     from kalavai_utils.protocol.submission import write_submission
 
-    return write_submission(fine_tune(world.base, 5), folder, base_fingerprint=fingerprint(world.base),
-                            base_state=None, freeze_layers=K, training={}, data=data, contributor=name)
+    return write_submission(
+        fine_tune(world.base, 5),
+        folder,
+        base_fingerprint=fingerprint(world.base),
+        base_state=None,
+        freeze_layers=K,
+        training={},
+        data=data,
+        contributor=name,
+    )
 
 
 def heldout_split(folder: Path, domain: str, seed: int = 0) -> torch.Tensor:
@@ -122,7 +133,7 @@ def heldout_split(folder: Path, domain: str, seed: int = 0) -> torch.Tensor:
 
 
 def predict(world, sub: Path, data_dir: Path, **kw):
-    from kalavai_utils.analysis.forecast import forecast
+    from kalavai_utils.protocol.forecast import forecast
 
     return forecast(str(world.base_dir), [str(sub)], str(data_dir), freeze_layers=K, **kw)
 
@@ -174,6 +185,7 @@ def test_hostile_folders_are_refused_and_the_others_still_judged(world, tmp_path
         if str(file) == str(unreadable / "config.json"):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", open_)
 
     folders = [wrong_type, deep, world.honest, linked, unreadable]
@@ -203,6 +215,7 @@ def test_a_file_swapped_after_its_name_was_checked_is_refused_without_waiting(wo
         else:
             (folder / "config.json").symlink_to(world.honest / "config.json")
         return sizes
+
     monkeypatch.setattr(submission, "_check_sizes", then_swap)
     verdict = verify_all([folder], world.base, K)[0]
     assert not verdict["accepted"] and "config.json" in verdict["reason"], verdict
@@ -228,7 +241,9 @@ def test_the_same_weights_under_another_name_are_refused(world, tmp_path, name):
 
 
 def test_a_confusable_name_is_the_same_contributor(world, tmp_path):
-    other = submit(fine_tune(world.base, 7), tmp_path / "other", world.base, name="\uff43\uff4f\uff44\uff45")  # fullwidth
+    other = submit(
+        fine_tune(world.base, 7), tmp_path / "other", world.base, name="\uff43\uff4f\uff44\uff45"
+    )  # fullwidth
     verdicts = verify_all([world.honest, other], world.base, K)
     assert verdicts[0]["accepted"] and "already handed in" in verdicts[1]["reason"]
 
@@ -266,8 +281,9 @@ def test_train_specialist_never_writes_over_its_base(world, tmp_path, where, no_
 
     base_dir = copy_of(world.base_dir, tmp_path / "models" / "base")
     before = {p.name: p.read_bytes() for p in base_dir.iterdir()}
-    out = {"same": base_dir, "inside": base_dir / "sub", "holding": tmp_path / "models",
-           "symlink": tmp_path / "link"}[where]
+    out = {"same": base_dir, "inside": base_dir / "sub", "holding": tmp_path / "models", "symlink": tmp_path / "link"}[
+        where
+    ]
     if where == "symlink":
         out.symlink_to(base_dir, target_is_directory=True)
     with pytest.raises(KalavaiError, match="--out|base"):
@@ -393,11 +409,15 @@ def _swap_vocab(tok):
     vocab[a], vocab[b] = vocab[b], vocab[a]
 
 
-@pytest.mark.parametrize("edit", [
-    _swap_vocab,
-    lambda tok: tok["model"]["merges"].reverse(),
-    lambda tok: tok["added_tokens"].append({**tok["added_tokens"][0], "id": 511, "content": "<|evil|>"}),
-], ids=["vocabulary order", "merges", "added tokens"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _swap_vocab,
+        lambda tok: tok["model"]["merges"].reverse(),
+        lambda tok: tok["added_tokens"].append({**tok["added_tokens"][0], "id": 511, "content": "<|evil|>"}),
+    ],
+    ids=["vocabulary order", "merges", "added tokens"],
+)
 def test_another_tokenizer_is_refused(world, tmp_path, edit):
     folder = with_tokenizer(world, tmp_path / "other", edit)
     verdict = verify_all([folder], world.base, K, base_dir=world.base_dir)[0]
@@ -417,14 +437,17 @@ def _rope(config, key, value):
     config[{"rope_theta": "rotary_emb_base", "partial_rotary_factor": "rotary_pct"}[key]] = value
 
 
-@pytest.mark.parametrize("field, edit", [
-    ("rope", lambda c: _rope(c, "rope_theta", 5000.0)),
-    ("rot", lambda c: _rope(c, "partial_rotary_factor", 0.5)),
-    ("tie_word_embeddings", lambda c: c.update(tie_word_embeddings=True)),
-    ("hidden_act", lambda c: c.update(hidden_act="relu")),
-    ("layer_norm_eps", lambda c: c.update(layer_norm_eps=1e-3)),
-    ("use_parallel_residual", lambda c: c.update(use_parallel_residual=False)),
-])
+@pytest.mark.parametrize(
+    "field, edit",
+    [
+        ("rope", lambda c: _rope(c, "rope_theta", 5000.0)),
+        ("rot", lambda c: _rope(c, "partial_rotary_factor", 0.5)),
+        ("tie_word_embeddings", lambda c: c.update(tie_word_embeddings=True)),
+        ("hidden_act", lambda c: c.update(hidden_act="relu")),
+        ("layer_norm_eps", lambda c: c.update(layer_norm_eps=1e-3)),
+        ("use_parallel_residual", lambda c: c.update(use_parallel_residual=False)),
+    ],
+)
 def test_config_fields_beyond_the_shape_are_compared(world, tmp_path, field, edit):
     folder = copy_of(world.honest, tmp_path / "config")
     _edit_config(folder, edit)
@@ -453,13 +476,26 @@ def no_training(monkeypatch):
 
     def boom(*args, **kwargs):
         raise AssertionError("training started")
+
     monkeypatch.setattr(contributor, "train_causal_lm", boom)
 
 
 def test_train_specialist_bad_input_is_refused_before_training(world, tmp_path, capsys, no_training):
     def cli(*extra, data=None, out=None):
-        return ["train-specialist", "--base", str(world.base_dir), "--data", str(data or world.text),
-                "--out", str(out or tmp_path / "out"), "--name", "legal", "--scale", "smoke", *extra]
+        return [
+            "train-specialist",
+            "--base",
+            str(world.base_dir),
+            "--data",
+            str(data or world.text),
+            "--out",
+            str(out or tmp_path / "out"),
+            "--name",
+            "legal",
+            "--scale",
+            "smoke",
+            *extra,
+        ]
 
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("caf\u00e9 ".encode("latin-1") * 100)
@@ -487,25 +523,43 @@ def test_train_specialist_bad_input_is_refused_before_training(world, tmp_path, 
 
 def test_verify_and_seeds_bad_input(world, capsys):
     for k in ("-1", "99"):
-        one_line_error(capsys, ["verify", "--base", str(world.base_dir), "--freeze-layers", k, str(world.honest)],
-                       "--freeze-layers")
+        one_line_error(
+            capsys,
+            ["verify", "--base", str(world.base_dir), "--freeze-layers", k, str(world.honest)],
+            "--freeze-layers",
+        )
     one_line_error(capsys, ["check-scale", "tiny", "--seeds", ","], "--seeds")
 
 
 def test_predict_gain_malformed_files_are_named(world, tmp_path, capsys):
-    from kalavai_utils.analysis.prediction import FIT_FILE_KIND
+    from kalavai_utils.protocol.prediction import FIT_FILE_KIND
 
     sub = submit_data(world, tmp_path / "sub", {"domain": "legal"})
     data_dir = tmp_path / "data"
     heldout_split(data_dir, "legal")
 
     def cli(*extra, base=world.base_dir, fit="paper"):
-        return ["predict-gain", "--base", str(base), "--submissions", str(sub), "--data", str(data_dir),
-                "--fit", str(fit), "--freeze-layers", str(K), *extra]
+        return [
+            "predict-gain",
+            "--base",
+            str(base),
+            "--submissions",
+            str(sub),
+            "--data",
+            str(data_dir),
+            "--fit",
+            str(fit),
+            "--freeze-layers",
+            str(K),
+            *extra,
+        ]
 
     fit = tmp_path / "fit.json"
-    for bad in ({"kind": FIT_FILE_KIND, "fit": {"x": ["a", "b"], "y": [1, 2]}}, {"kind": FIT_FILE_KIND, "fit": [1]},
-                {"kind": FIT_FILE_KIND, "fit": {"x": [1, 2, 3], "y": [1, 2, 3], "slope": "s", "intercept": 0, "r2": 1}}):
+    for bad in (
+        {"kind": FIT_FILE_KIND, "fit": {"x": ["a", "b"], "y": [1, 2]}},
+        {"kind": FIT_FILE_KIND, "fit": [1]},
+        {"kind": FIT_FILE_KIND, "fit": {"x": [1, 2, 3], "y": [1, 2, 3], "slope": "s", "intercept": 0, "r2": 1}},
+    ):
         fit.write_text(json.dumps(bad))
         one_line_error(capsys, cli(fit=fit), "fit.json")
 
@@ -539,12 +593,13 @@ def test_generate_bad_input(world, tmp_path, capsys):
     folder = copy_of(world.base_dir, tmp_path / "fused")
     (folder / "config.json").write_text('{"model_type": "kalavai_fused", "n_experts": "many"}')
     one_line_error(capsys, ["generate", "--fused", str(folder), "--prompt", "hi"], str(folder))
-    one_line_error(capsys, ["generate", "--fused", str(folder), "--prompt", "hi", "--max-new-tokens", "0"],
-                   "--max-new-tokens")
+    one_line_error(
+        capsys, ["generate", "--fused", str(folder), "--prompt", "hi", "--max-new-tokens", "0"], "--max-new-tokens"
+    )
 
 
 def test_compare_results_malformed_files_are_named(tmp_path, capsys):
-    from kalavai_utils.analysis.reference import SCHEMA
+    from kalavai_utils.reports.reference import SCHEMA
 
     runs = tmp_path / "runs" / "tiny"
     (runs / "base").mkdir(parents=True)

@@ -1,4 +1,5 @@
 """The benchmark's account of a finished run: where its time went, from the run's own logs."""
+
 import json
 
 import pytest
@@ -20,16 +21,28 @@ def test_run_phases_splits_a_run_into_training_phases_and_the_rest(tmp_path):
     write(tmp_path / "timings.json", {"total_seconds": 100.0})
     write(tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0))
     write(tmp_path / "main" / "main" / "seed42" / "specialists" / "code" / "train_log.json", log(10.0, 500))
-    write(tmp_path / "sweep" / "n2" / "seed42" / "specialists" / "code" / "train_log.json",
-          log(10.0, 500, copied_from="main/main/seed42/specialists/code"))
+    write(
+        tmp_path / "sweep" / "n2" / "seed42" / "specialists" / "code" / "train_log.json",
+        log(10.0, 500, copied_from="main/main/seed42/specialists/code"),
+    )
     write(tmp_path / "sweep" / "n2" / "seed42" / "specialists" / "science" / "train_log.json", log(6.0, 700))
     write(tmp_path / "main" / "main" / "seed42" / "monolithic" / "train_log.json", log(15.0, 1500))
     write(tmp_path / "ablations" / "capacity" / "base" / "pretrain_log.json", log(5.0, 100))
     phases = run_phases(tmp_path)
-    assert phases["pretraining"] == {"count": 1, "seconds": 20.0, "tokens": 2000, "tokens_per_s": 100.0,
-                                     "fraction_of_peak": pytest.approx(0.5)}
+    assert phases["pretraining"] == {
+        "count": 1,
+        "seconds": 20.0,
+        "tokens": 2000,
+        "tokens_per_s": 100.0,
+        "fraction_of_peak": pytest.approx(0.5),
+    }
     spec = phases["specialists"]
-    assert (spec["count"], spec["copied"], spec["seconds"], spec["tokens"]) == (2, 1, 16.0, 1200)  # the copy costs nothing
+    assert (spec["count"], spec["copied"], spec["seconds"], spec["tokens"]) == (
+        2,
+        1,
+        16.0,
+        1200,
+    )  # the copy costs nothing
     assert phases["monolithic"]["seconds"] == 15.0 and phases["other_training"]["seconds"] == 5.0
     assert phases["other"]["seconds"] == pytest.approx(100.0 - 20 - 16 - 15 - 5)
     assert phases["notebooks_seconds"] == 100.0
@@ -38,13 +51,19 @@ def test_run_phases_splits_a_run_into_training_phases_and_the_rest(tmp_path):
 def test_curves_routers_and_evaluation_are_phases_of_their_own(tmp_path):
     """What the logs and step files timed (perf.Clock) leaves "other"; a copied specialist's curves cost nothing."""
     write(tmp_path / "timings.json", {"total_seconds": 100.0})
-    write(tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0, threads=2, curve_seconds=2.0))
+    write(
+        tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0, threads=2, curve_seconds=2.0)
+    )
     coop = tmp_path / "main" / "main" / "seed42"
     write(coop / "specialists" / "code" / "train_log.json", log(10.0, 500, threads=2, curve_seconds=1.0))
-    write(coop / "specialists" / "science" / "train_log.json",  # a one-thread worker's: half the machine
-          log(20.0, 500, threads=1, curve_seconds=4.0))
-    write(tmp_path / "sweep" / "n2" / "seed42" / "specialists" / "code" / "train_log.json",
-          log(10.0, 500, threads=2, curve_seconds=1.0, copied_from="main/main/seed42/specialists/code"))
+    write(
+        coop / "specialists" / "science" / "train_log.json",  # a one-thread worker's: half the machine
+        log(20.0, 500, threads=1, curve_seconds=4.0),
+    )
+    write(
+        tmp_path / "sweep" / "n2" / "seed42" / "specialists" / "code" / "train_log.json",
+        log(10.0, 500, threads=2, curve_seconds=1.0, copied_from="main/main/seed42/specialists/code"),
+    )
     for name in ("fused-linear-token", "fused-mlp-sequence"):  # fitted side by side: 6 s shared
         write(coop / "routers" / name / "router_log.json", {"loss": [], "fit": {"seconds": 3.0, "threads": 2}})
     write(coop / "routers" / "old" / "router_log.json", {"loss": []})  # an older run's log: not timed
@@ -92,8 +111,17 @@ def test_step_breakdown_times_the_parts_of_a_training_step_and_leaves_the_model_
     notes = training_notes({"step_breakdown": b, "fraction_of_peak": 0.5}, 1e11)
     assert len(notes) == 4 and "50%" in notes[-1]
     # nothing frozen: no prefix to time
-    assert step_breakdown(model, chunks, TrainConfig.specialist(scale, 0, freeze_layers=0), torch.device("cpu"),
-                          torch.float32, repeats=1)["frozen_prefix_forward_ms"] == 0.0
+    assert (
+        step_breakdown(
+            model,
+            chunks,
+            TrainConfig.specialist(scale, 0, freeze_layers=0),
+            torch.device("cpu"),
+            torch.float32,
+            repeats=1,
+        )["frozen_prefix_forward_ms"]
+        == 0.0
+    )
 
 
 def test_a_training_on_a_share_of_the_threads_counts_that_share_of_the_machine(tmp_path):
@@ -101,7 +129,9 @@ def test_a_training_on_a_share_of_the_threads_counts_that_share_of_the_machine(t
     write(tmp_path / "timings.json", {"total_seconds": 100.0})
     write(tmp_path / "base" / "pretrain_log.json", log(20.0, 2000, matmul_peak_flops=2000.0, threads=2))
     for domain in ("code", "science"):
-        write(tmp_path / "sweep" / "n2" / "seed42" / "specialists" / domain / "train_log.json", log(10.0, 500, threads=1))
+        write(
+            tmp_path / "sweep" / "n2" / "seed42" / "specialists" / domain / "train_log.json", log(10.0, 500, threads=1)
+        )
     spec = run_phases(tmp_path)["specialists"]
     # 20 s of one-thread training = 10 s of the machine, at 1000 tokens in 10 s: 100 tokens/s, half its peak
     assert spec["seconds"] == 10.0 and spec["tokens_per_s"] == 100.0 and spec["fraction_of_peak"] == pytest.approx(0.5)

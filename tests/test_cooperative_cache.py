@@ -1,4 +1,5 @@
 """The coordinator's caches are keyed on content, and the authors' router follows the scale."""
+
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,8 +22,15 @@ def tiny_model(seed):
 
 
 def coop(tmp_path, **kw):
-    return Cooperative(scale=SMOKE, experiment="main", condition="main", seed=0, domains=("code", "science"),
-                       data_dir=Path(tmp_path), **kw)
+    return Cooperative(
+        scale=SMOKE,
+        experiment="main",
+        condition="main",
+        seed=0,
+        domains=("code", "science"),
+        data_dir=Path(tmp_path),
+        **kw,
+    )
 
 
 def count_calls(monkeypatch, name):
@@ -36,7 +44,9 @@ def test_paper_router_follows_the_scale(tmp_path):
     assert paper_router(get_scale("1b")) == ("linear", "sequence") == paper_router(get_scale("6.9b"))
     assert paper_router(get_scale("410m")) == ("mlp", "sequence") == paper_router(get_scale("tiny"))
     assert paper_fused(get_scale("1b")) == "fused:linear:sequence"
-    c = Cooperative(scale=get_scale("1b"), experiment="main", condition="main", seed=0, domains=("code",), data_dir=tmp_path)
+    c = Cooperative(
+        scale=get_scale("1b"), experiment="main", condition="main", seed=0, domains=("code",), data_dir=tmp_path
+    )
     assert c.routers == (("linear", "sequence"), ("linear", "token"))
 
 
@@ -53,7 +63,9 @@ def test_router_refitted_when_train_chunks_change_but_not_their_shape(tmp_path, 
     fits = [cooperative.read_json(tmp_path / "routers" / n.replace(":", "-") / "router_log.json")["fit"] for n in first]
     assert fits[0] == fits[1] and fits[0]["side_by_side"] == 2 and fits[0]["seconds"] > 0  # one pass, time shared
     for name, (router, loss) in first.items():
-        assert again[name][1] == loss and all(torch.equal(v, again[name][0].state_dict()[k]) for k, v in router.state_dict().items())
+        assert again[name][1] == loss and all(
+            torch.equal(v, again[name][0].state_dict()[k]) for k, v in router.state_dict().items()
+        )
     edited = chunks.clone()
     edited[0, 0] = (edited[0, 0] + 1) % VOCAB  # same shape, one token different
     fit_routers(fused, routers, edited, coop(tmp_path), tmp_path / "routers")
@@ -63,15 +75,18 @@ def test_router_refitted_when_train_chunks_change_but_not_their_shape(tmp_path, 
 def test_baselines_reevaluated_when_the_monolithic_model_changes(tmp_path, monkeypatch):
     base, specs = tiny_model(0), [tiny_model(1), tiny_model(2)]
     monolithic = {"model": tiny_model(3)}
-    monkeypatch.setattr(cooperative, "collect_submissions",
-                        lambda folders, *a: [SimpleNamespace(model=monolithic["model"])])
+    monkeypatch.setattr(
+        cooperative, "collect_submissions", lambda folders, *a: [SimpleNamespace(model=monolithic["model"])]
+    )
     monkeypatch.setattr(cooperative.data, "load_splits", lambda *a: {"code": torch.zeros(4, SEQ, dtype=torch.long)})
     evaluated = []
     monkeypatch.setattr(cooperative, "evaluate_domains", lambda *a, **k: evaluated.append(1) or {"code": 1.0})
     monkeypatch.setattr(cooperative, "FusedModel", SimpleNamespace(from_specialists=lambda *a: None))
     monkeypatch.setattr(cooperative, "evaluate_pass", lambda *a, **k: (evaluated.append(1) or {}, {}))
     c = coop(tmp_path)
-    assembly = cooperative.Assembly(fused=None, fingerprints=[cooperative.fingerprint(m) for m in specs], weight_avg=specs[0])
+    assembly = cooperative.Assembly(
+        fused=None, fingerprints=[cooperative.fingerprint(m) for m in specs], weight_avg=specs[0]
+    )
     cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", assembly)
     n = len(evaluated)
     cooperative.evaluate_baselines(c, tmp_path, base, "base-fp", assembly)
@@ -89,13 +104,24 @@ def test_baselines_and_fusion_redone_when_the_held_out_chunks_change(tmp_path, m
     monkeypatch.setattr(cooperative.data, "load_splits", lambda *a: dict(heldout))
     monkeypatch.setattr(cooperative.data, "load_split", lambda *a: heldout["code"])
     evaluated, fused = [], []
-    monkeypatch.setattr(cooperative, "evaluate_domains", lambda m, sets, *a, **k: evaluated.append(1) or {d: 1.0 for d in sets})
+    monkeypatch.setattr(
+        cooperative, "evaluate_domains", lambda m, sets, *a, **k: evaluated.append(1) or {d: 1.0 for d in sets}
+    )
     monkeypatch.setattr(cooperative, "evaluate_pass", lambda *a, **k: (evaluated.append(1) or {}, {}))
     monkeypatch.setattr(cooperative, "fit_routers", lambda *a: {})
-    monkeypatch.setattr(cooperative, "evaluate_fused", lambda *a, **k: (
-        fused.append(1) or {"spec:code": {"code": 0.9, "science": 1.1}, "spec:science": {"code": 1.1, "science": 0.9}}, {}))
+    monkeypatch.setattr(
+        cooperative,
+        "evaluate_fused",
+        lambda *a, **k: (
+            fused.append(1)
+            or {"spec:code": {"code": 0.9, "science": 1.1}, "spec:science": {"code": 1.1, "science": 0.9}},
+            {},
+        ),
+    )
     c = coop(tmp_path, monolithic=False)
-    assembly = cooperative.Assembly(fused=None, fingerprints=[cooperative.fingerprint(m) for m in specs], weight_avg=specs[0])
+    assembly = cooperative.Assembly(
+        fused=None, fingerprints=[cooperative.fingerprint(m) for m in specs], weight_avg=specs[0]
+    )
     monkeypatch.setattr(cooperative, "assemble", lambda *a, **k: assembly)
     cooperative.evaluate_cooperative(c, tmp_path, base, "base-fp")
     n = len(evaluated)
@@ -111,7 +137,9 @@ def test_the_base_loss_on_a_held_out_set_is_shared_by_content(tmp_path, monkeypa
     base = tiny_model(0)
     evaluated = []
     real = cooperative.evaluate_domains
-    monkeypatch.setattr(cooperative, "evaluate_domains", lambda model, sets, *a: evaluated.append(list(sets)) or real(model, sets, *a))
+    monkeypatch.setattr(
+        cooperative, "evaluate_domains", lambda model, sets, *a: evaluated.append(list(sets)) or real(model, sets, *a)
+    )
     chunks = torch.randint(0, VOCAB, (4, SEQ), generator=torch.Generator().manual_seed(1))
     first = cooperative.base_losses(base, "fp", {"code": chunks}, SMOKE, tmp_path)
     # another cooperative's folder of the same chunks under another name: read, not evaluated
@@ -127,12 +155,15 @@ def test_the_base_loss_on_a_held_out_set_is_shared_by_content(tmp_path, monkeypa
 
 def test_monolithic_training_data_is_keyed_on_content(tmp_path, monkeypatch):
     content = {"code": torch.arange(2 * SEQ).reshape(2, SEQ), "science": torch.ones(3, SEQ, dtype=torch.long)}
-    monkeypatch.setattr(cooperative.data, "load_splits", lambda folder, domains, split: {d: content[d] for d in domains})
+    monkeypatch.setattr(
+        cooperative.data, "load_splits", lambda folder, domains, split: {d: content[d] for d in domains}
+    )
     monkeypatch.setattr(cooperative.data, "load_split", lambda folder, domain, split: content[domain])
     monkeypatch.setattr(cooperative, "data_stats", lambda folder, domain, chunks: {"domain": domain})
     recorded = []
-    monkeypatch.setattr(cooperative, "train_specialist",
-                        lambda *a, contributor, data, **k: recorded.append((contributor, data)) or {})
+    monkeypatch.setattr(
+        cooperative, "train_specialist", lambda *a, contributor, data, **k: recorded.append((contributor, data)) or {}
+    )
 
     def monolithic_data():
         cooperative.train_contributors(coop(tmp_path), tmp_path, None, "base-fp")

@@ -10,9 +10,15 @@ from pathlib import Path
 import pytest
 
 from kalavai_utils import corpora
-from kalavai_utils.corpora import english, languages
 from kalavai_utils.corpora import (
-    DEFAULT_OVERLAP, ENGLISH_DOMAINS, LANGUAGES, corpus_version, describe_domain, generate_documents,
+    DEFAULT_OVERLAP,
+    ENGLISH_DOMAINS,
+    LANGUAGES,
+    corpus_version,
+    describe_domain,
+    english,
+    generate_documents,
+    languages,
 )
 from kalavai_utils.errors import KalavaiError
 
@@ -22,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_domain_names_come_from_scales():
     from kalavai_utils import scales
+
     assert corpora.ENGLISH_DOMAINS is scales.ENGLISH_DOMAINS and corpora.LANGUAGES is scales.LANGUAGES
     assert 0.0 <= DEFAULT_OVERLAP <= 1.0
 
@@ -62,11 +69,14 @@ def test_same_documents_in_another_process_with_another_hash_seed():
         return hashlib.sha256("\x00".join(docs).encode()).hexdigest()
 
     here = {d: digest(generate_documents(d, 5, seed=11)) for d in corpora.ALL_DOMAINS}
-    code = ("import hashlib, json; from kalavai_utils.corpora import generate_documents, ALL_DOMAINS as A; "
-            "print(json.dumps({d: hashlib.sha256('\\x00'.join(generate_documents(d, 5, seed=11)).encode()).hexdigest() for d in A}))")
+    code = (
+        "import hashlib, json; from kalavai_utils.corpora import generate_documents, ALL_DOMAINS as A; "
+        "print(json.dumps({d: hashlib.sha256('\\x00'.join(generate_documents(d, 5, seed=11)).encode()).hexdigest() for d in A}))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     import json
+
     assert json.loads(out.stdout) == here
 
 
@@ -91,7 +101,9 @@ def test_describe_and_version():
         text = describe_domain(d)
         assert text and "\n" not in text
     v = corpus_version()
-    assert v.startswith("corpora-v") and f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}" in v
+    assert (
+        v.startswith("corpora-v") and f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}" in v
+    )
 
 
 def test_code_is_real_python_over_200_chars():
@@ -104,16 +116,22 @@ def test_code_is_real_python_over_200_chars():
 def test_contributors_code_is_documented_like_codesearchnet_and_the_base_reads_any_function():
     def documented(doc):
         return ast.get_docstring(ast.parse(doc).body[0]) is not None
+
     assert all(documented(d) for d in generate_documents("code", 300, seed=2, stream="specialist"))
     assert not all(documented(d) for d in generate_documents("code", 300, seed=2, stream="pretrain"))
 
 
 def test_a_contributors_prose_repeats_its_stock_sentences_more_than_the_pretraining_stream():
     def repeated_share(stream):
-        sentences = [s for doc in generate_documents("fiction", 200, seed=3, stream=stream)
-                     for s in re.split(r"(?<=[.!?]) ", doc) if len(s) > 25]
+        sentences = [
+            s
+            for doc in generate_documents("fiction", 200, seed=3, stream=stream)
+            for s in re.split(r"(?<=[.!?]) ", doc)
+            if len(s) > 25
+        ]
         counts = collections.Counter(sentences)
         return sum(c for c in counts.values() if c > 1) / len(sentences)
+
     assert repeated_share("specialist") > repeated_share("pretrain") + 0.05
 
 
@@ -144,7 +162,11 @@ def test_sports_goals_add_up_to_the_score_line():
 def test_recipes_use_their_own_ingredients():
     for doc in generate_documents("recipes", 40, seed=2):
         head, method = doc.split("\nMethod:\n")
-        listed = [re.sub(r"^- \S+ (g|ml|tbsp|tsp|cups|pinch of|handful of) ", "", x) for x in head.split("\n") if x.startswith("- ")]
+        listed = [
+            re.sub(r"^- \S+ (g|ml|tbsp|tsp|cups|pinch of|handful of) ", "", x)
+            for x in head.split("\n")
+            if x.startswith("- ")
+        ]
         assert 4 <= len(listed) <= 9
         for step in re.findall(r"the ([a-z ]+?) (?:and|in|together)", method):
             if step in english._INGREDIENTS.words:
@@ -154,7 +176,9 @@ def test_recipes_use_their_own_ingredients():
 def test_english_agreement():
     assert english._conj("be", "present", "3p") == "are" and english._conj("be", "past", "3s") == "was"
     assert english._conj("carry", "present", "3s") == "carries" and english._conj("watch", "present", "3s") == "watches"
-    assert english._conj("break down", "past", "3p") == "broke down" and english._conj("stop", "past", "1s") == "stopped"
+    assert (
+        english._conj("break down", "past", "3p") == "broke down" and english._conj("stop", "past", "1s") == "stopped"
+    )
     assert english._plural("child") == "children" and english._plural("cell membrane") == "cell membranes"
     assert english._plural("city") == "cities" and english._plural("box") == "boxes"
     assert english._article("hour") == "an" and english._article("unit") == "a" and english._article("apple") == "an"

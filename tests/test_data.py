@@ -1,17 +1,19 @@
 """The packing and split protocol, the manifest's hashes, and determinism of the offline data."""
+
 import json
 
 import pytest
 import torch
 
-from kalavai_utils.protocol import data
 from kalavai_utils.errors import KalavaiError
+from kalavai_utils.protocol import data
 from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import sha256_file
 
 
 class CharTokenizer:
     """One token per character: makes the packing protocol checkable by hand."""
+
     name_or_path = "chars"
 
     def __call__(self, text, add_special_tokens=False):
@@ -112,6 +114,7 @@ def test_unknown_split(tmp_path):
 
 # --------------------------------------------------------------------------- the folder's manifest
 
+
 def test_manifest_describes_every_domain_in_the_folder(tmp_path):
     # sweep conditions share a corpus folder and each prepares only its own domains
     scale = get_scale("smoke")
@@ -134,9 +137,18 @@ RECORDS = [{"body": "short"}, {"body": "a longer document " * 5}, {"body": "x" *
 
 
 def _source(**changes):
-    return {"schema": "kalavai.source/1", "domain": "science", "dataset": "org/stand-in", "config": None,
-            "split": "train", "revision": "0" * 40, "n_documents": 3, "text": {"fields": ["body"]},
-            "filters": {"min_chars": 10}, **changes}
+    return {
+        "schema": "kalavai.source/1",
+        "domain": "science",
+        "dataset": "org/stand-in",
+        "config": None,
+        "split": "train",
+        "revision": "0" * 40,
+        "n_documents": 3,
+        "text": {"fields": ["body"]},
+        "filters": {"min_chars": 10},
+        **changes,
+    }
 
 
 def _local_hub(monkeypatch, records=RECORDS, error=None):
@@ -147,6 +159,7 @@ def _local_hub(monkeypatch, records=RECORDS, error=None):
         if error is not None:
             raise error
         return iter(records)
+
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
 
 
@@ -166,7 +179,9 @@ def test_wrong_text_field_is_its_own_error_not_a_hub_error(monkeypatch):
     assert "Hugging Face Hub" not in message and "\n" not in message
 
 
-@pytest.mark.parametrize("error", [ConnectionError("Couldn't reach 'org/stand-in' on the Hub"), TimeoutError("read timed out")])
+@pytest.mark.parametrize(
+    "error", [ConnectionError("Couldn't reach 'org/stand-in' on the Hub"), TimeoutError("read timed out")]
+)
 def test_network_errors_say_the_hub_is_needed(monkeypatch, error):
     _local_hub(monkeypatch, error=error)
     with pytest.raises(KalavaiError, match="cannot load dataset org/stand-in.*HF_HUB_OFFLINE"):
@@ -174,8 +189,11 @@ def test_network_errors_say_the_hub_is_needed(monkeypatch, error):
 
 
 def test_equals_filter_keeps_only_matching_records(monkeypatch):
-    records = [{"body": "first long document", "label": 1}, {"body": "second long document", "label": 0},
-               {"body": "third long document", "label": 0}]
+    records = [
+        {"body": "first long document", "label": 1},
+        {"body": "second long document", "label": 0},
+        {"body": "third long document", "label": 0},
+    ]
     _local_hub(monkeypatch, records=records)
     docs, _ = data.hub_documents(_source(filters={"min_chars": 10, "equals": {"label": 0}}))
     assert docs == ["second long document", "third long document"]

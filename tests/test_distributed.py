@@ -1,5 +1,6 @@
 """`accelerate launch` over two CPU processes (gloo) keeps the global batch: the same micro-batches
 per optimizer step as one process, so the same loss curve and weights up to float reduction order."""
+
 import json
 import os
 import socket
@@ -13,8 +14,8 @@ from safetensors.torch import load_file
 from transformers import GPTNeoXForCausalLM
 
 from kalavai_utils.protocol.models import offline_config
-from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
+from kalavai_utils.scales import get_scale
 
 SCRIPT = """
 import json, sys
@@ -65,8 +66,24 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     # `--cpu` alone starts one process unless MPI is set up; torchrun (`--multi_gpu`) with
     # ACCELERATE_USE_CPU starts two CPU processes on gloo, on machines with or without GPUs.
     env["ACCELERATE_USE_CPU"] = "true"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(script), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(script),
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads((tmp_path / "two.json").read_text())
@@ -77,7 +94,9 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(offline_config(scale))
     chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len))
-    log = train_causal_lm(model, chunks, TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=0))
+    log = train_causal_lm(
+        model, chunks, TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=0)
+    )
 
     # Same micro-batches, so only the order of float sums differs (DDP averages two half-sums).
     assert two["log"]["tokens"] == log["tokens"]
@@ -88,13 +107,15 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
         torch.testing.assert_close(weights[name], w, rtol=1e-5, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("scale, outcome, waits", [("smoke", 0, True), ("no-such-scale", 2, False),
-                                                  ("boom", RuntimeError, False)])
+@pytest.mark.parametrize(
+    "scale, outcome, waits", [("smoke", 0, True), ("no-such-scale", 2, False), ("boom", RuntimeError, False)]
+)
 def test_the_command_line_closes_the_process_group_it_ran_in(tmp_path, monkeypatch, scale, outcome, waits):
     # A process group left open at exit can abort a gloo process after its work is done
     # ("terminate called without an active exception"): every command closes it, failing or not.
     # Only a succeeding process waits for the others first: a failing one's peers may never arrive.
     import torch.distributed as dist
+
     from kalavai_utils import scales
     from kalavai_utils.__main__ import main
 

@@ -7,6 +7,7 @@ It catches drift and made-up figures, but it is a tripwire, not a proof: among t
 numbers, a one-decimal number below 30 matches one by chance about two times in three, a
 two-decimal one about one time in four. Derived figures belong in a generated block.
 """
+
 import dataclasses
 import importlib
 import json
@@ -99,8 +100,10 @@ def known_numbers() -> set[float]:
 
 def prose_lines(text: str):
     """(line number, text) outside generated blocks and fenced code, with inline code and link targets blanked."""
+
     def blank(m):
         return re.sub(r"[^\n]", " ", m.group())
+
     text = readme.BLOCK.sub(blank, text)
     text = UNCHECKED.sub(blank, text)
     text = CODE_BLOCK.sub(blank, text)
@@ -118,7 +121,8 @@ def written_decimals(line: str):
 def matches(value: float, decimals: int, known: set[float], sorted_known: list[float]) -> bool:
     """Whether some known number rounds, at the written precision, to the written value."""
     import bisect
-    half = 0.5 * 10 ** -decimals + 1e-9
+
+    half = 0.5 * 10**-decimals + 1e-9
     i = bisect.bisect_left(sorted_known, value - half)
     return i < len(sorted_known) and sorted_known[i] <= value + half
 
@@ -159,8 +163,10 @@ def test_unchecked_blocks_are_few_and_say_why():
 
 def test_a_made_up_number_is_flagged(tmp_path):
     page = tmp_path / "made_up.md"
-    page.write_text("The fused model gains +6.55 % (true) and +6.83 % (made up).\n"
-                    "```\nignored 6.83\n```\n`ignored 6.83` and Python 3.11.7 and 1.3M parameters.\n")
+    page.write_text(
+        "The fused model gains +6.55 % (true) and +6.83 % (made up).\n"
+        "```\nignored 6.83\n```\n`ignored 6.83` and Python 3.11.7 and 1.3M parameters.\n"
+    )
     assert unknown_numbers([page], known_numbers()) == [f"{page}:1: 6.83"]
 
 
@@ -177,8 +183,14 @@ def test_verdicts_use_one_vocabulary():
     assert [readme.verdict(v) for v in (True, False, None)] == ["holds", "does not hold", "inconclusive"]
     table = readme.render_glance(ROOT / "results" / "tiny")
     words = {w for row in table.splitlines()[2:] for w in re.split(r"[;(]", row.split(" | ")[3])}
-    assert {w.strip().removeprefix("like for like: ") for w in words} - {"holds", "does not hold", "inconclusive",
-                                                                          "notebook 04's band)", "paper's)", ""} == set()
+    assert {w.strip().removeprefix("like for like: ") for w in words} - {
+        "holds",
+        "does not hold",
+        "inconclusive",
+        "notebook 04's band)",
+        "paper's)",
+        "",
+    } == set()
 
 
 def test_headline_figures_are_mean_and_sample_std_over_seeds():

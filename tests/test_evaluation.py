@@ -1,4 +1,5 @@
 """The evaluation protocol on a hand-computed case, and PAPER.md §4's definitions."""
+
 import math
 
 import pytest

@@ -1,6 +1,6 @@
 """The executed notebooks committed for readers (executed/tiny/) are the current notebooks, run to
 the end by the reference run, and show the verdicts its summaries (results/tiny/) hold."""
-import json
+
 import re
 
 import nbformat
@@ -19,7 +19,9 @@ MAX_EXECUTED_BYTES = 1_500_000
 
 
 def _code(nb):
-    return [c.source for c in nb.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+    return [
+        c.source for c in nb.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])
+    ]
 
 
 def _executed():
@@ -33,8 +35,9 @@ def test_every_notebook_has_its_executed_copy_of_the_current_source():
         run = nbformat.read(path, as_version=4)
         source = nbformat.read(notebooks.NOTEBOOK_DIR / name, as_version=4)
         assert _code(run) == _code(source), f"{name}: its code differs from notebooks/{name}: rerun and export"
-        assert [c.source for c in run.cells if c.cell_type == "markdown"] == \
-               [c.source for c in source.cells if c.cell_type == "markdown"], f"{name}: its text differs from notebooks/{name}"
+        assert [c.source for c in run.cells if c.cell_type == "markdown"] == [
+            c.source for c in source.cells if c.cell_type == "markdown"
+        ], f"{name}: its text differs from notebooks/{name}"
 
 
 @pytest.mark.parametrize("name", sorted(_executed()))

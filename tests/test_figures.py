@@ -1,4 +1,5 @@
 """Committed figures: small palette PNGs that show the picture drawn, the same bytes every time."""
+
 import io
 
 import numpy as np

@@ -9,6 +9,7 @@ by the main process's, or it starts without any (meta device), and it ends witho
 state to exactly the weights of an uninterrupted sharded run, and that state (one file, the
 layout of one process's) resumes in one plain process too.
 """
+
 import json
 import os
 import subprocess
@@ -18,7 +19,6 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from test_distributed import _free_port
 
 # The same model, data, recipe and on_step in the launched script and in this process.
@@ -50,7 +50,9 @@ def train(out, main=True, weights=True, on_step_also=lambda step: None):
     return log, norms, model
 """
 
-SCRIPT = SETUP + """
+SCRIPT = (
+    SETUP
+    + """
 import json, os, signal, sys
 from safetensors.torch import save_file
 from kalavai_utils.protocol.pipeline import end_processes
@@ -76,16 +78,42 @@ else:
               open(out + "_rank1.json", "w"))
 end_processes()
 """
+)
 
 
-def _launch(tmp_path, out: str, kill_at: int = 0, others: str = "meta", fsdp: bool = True) -> subprocess.CompletedProcess:
+def _launch(
+    tmp_path, out: str, kill_at: int = 0, others: str = "meta", fsdp: bool = True
+) -> subprocess.CompletedProcess:
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "ACCELERATE_USE_CPU": "true", "KALAVAI_FSDP": "1" if fsdp else "0"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           str(script), str(tmp_path / out), str(kill_at), others]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "ACCELERATE_USE_CPU": "true",
+        "KALAVAI_FSDP": "1" if fsdp else "0",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(script),
+        str(tmp_path / out),
+        str(kill_at),
+        others,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 

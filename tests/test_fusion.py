@@ -1,4 +1,5 @@
 """The fused model: exactness against the specialists, routing modes, causality, I/O."""
+
 import json
 
 import pytest
@@ -13,8 +14,6 @@ from kalavai_utils.scales import get_scale
 K = 1  # frozen blocks
 N_LAYERS = 3
 VOCAB = 512
-
-
 
 
 def tiny_config(n_layers=N_LAYERS):
@@ -116,8 +115,11 @@ def test_eager_attention_matches_sdpa(specs, tokens, tmp_path):
     assert eager.config._attn_implementation == "eager"
     mask = torch.ones_like(tokens)
     mask[0, :4] = 0
-    assert torch.allclose(eager(tokens, attention_mask=mask).logits[mask.bool()],
-                          fused(tokens, attention_mask=mask).logits[mask.bool()], atol=1e-5)
+    assert torch.allclose(
+        eager(tokens, attention_mask=mask).logits[mask.bool()],
+        fused(tokens, attention_mask=mask).logits[mask.bool()],
+        atol=1e-5,
+    )
 
 
 @torch.no_grad()
@@ -175,12 +177,12 @@ def test_uniform_mode_ignores_the_router(specs, tokens):
 def test_token_granularity_is_causal_and_sequence_is_not(specs, tokens):
     t = 10
     changed = tokens.clone()
-    changed[:, t + 1:] = (changed[:, t + 1:] + 7) % VOCAB
+    changed[:, t + 1 :] = (changed[:, t + 1 :] + 7) % VOCAB
     token = fuse(specs, granularity="token")
     a, b = token(tokens), token(changed)
-    assert torch.equal(a.gates[:, :t + 1], b.gates[:, :t + 1])
-    assert torch.equal(a.logits[:, :t + 1], b.logits[:, :t + 1])
-    assert not torch.allclose(a.gates[:, t + 1:], b.gates[:, t + 1:])
+    assert torch.equal(a.gates[:, : t + 1], b.gates[:, : t + 1])
+    assert torch.equal(a.logits[:, : t + 1], b.logits[:, : t + 1])
+    assert not torch.allclose(a.gates[:, t + 1 :], b.gates[:, t + 1 :])
 
     seq = fuse(specs, granularity="sequence")
     a, b = seq(tokens), seq(changed)
@@ -209,6 +211,7 @@ def test_shared_prefix_runs_once_per_forward(n, tokens):
     def counter(key):
         def hook(*_):
             calls[key] += 1
+
         return hook
 
     fused.embed_in.register_forward_hook(counter("embed"))
@@ -258,7 +261,9 @@ def test_use_router_swaps_in_a_fresh_seeded_router(specs, tokens):
     fused = fuse(specs, router_kind="linear", granularity="token", seed=1)
     fused.use_router("mlp", "sequence", hidden=16, seed=4)
     assert (fused.config.router_kind, fused.config.granularity, fused.config.router_seed) == ("mlp", "sequence", 4)
-    assert torch.equal(fused.router.net[0].weight, fuse(specs, router_kind="mlp", router_hidden=16, seed=4).router.net[0].weight)
+    assert torch.equal(
+        fused.router.net[0].weight, fuse(specs, router_kind="mlp", router_hidden=16, seed=4).router.net[0].weight
+    )
     gates = fused(tokens).gates
     assert torch.allclose(gates, gates[:, :1].expand_as(gates))  # sequence granularity took effect
     with pytest.raises(KalavaiError, match="router kind"):
@@ -327,6 +332,7 @@ def test_weight_average_reads_its_specialists_once_and_is_the_float64_mean(specs
 def test_fusion_from_a_stream_keeps_one_specialist_at_a_time_and_equals_fusing_a_list(specs):
     import gc
     import weakref
+
     states = [s.state_dict() for s in specs]
     alive, peak = weakref.WeakSet(), 0
 
@@ -366,10 +372,13 @@ def test_one_pass_evaluation_equals_each_model_evaluated_alone(specs):
     g = torch.Generator().manual_seed(5)
     heldout = {"a": torch.randint(0, VOCAB, (5, 32), generator=g), "b": torch.randint(0, VOCAB, (3, 32), generator=g)}
     fused = fuse(specs)
-    routers = {("mlp", "sequence"): make_router("mlp", 32, 3, hidden=16, seed=3),
-               ("linear", "token"): make_router("linear", 32, 3, seed=4)}
+    routers = {
+        ("mlp", "sequence"): make_router("mlp", 32, 3, hidden=16, seed=3),
+        ("linear", "token"): make_router("linear", 32, 3, seed=4),
+    }
     variants = [("uniform", "uniform", None, None)] + [
-        (fused_name(k, gr, mode), mode, r, gr) for (k, gr), r in routers.items() for mode in ("soft", "hard")]
+        (fused_name(k, gr, mode), mode, r, gr) for (k, gr), r in routers.items() for mode in ("soft", "hard")
+    ]
     calls = []
     hook = fused.experts[0].layers[0].register_forward_hook(lambda *_: calls.append(1))
     losses, gates = evaluate_pass(fused, heldout, scale, variants, experts=True)
@@ -377,8 +386,9 @@ def test_one_pass_evaluation_equals_each_model_evaluated_alone(specs):
     assert len(calls) == 4  # a: 2 batches of 2 (at most 2); b: batches of 2 and 1: the experts ran once per batch
 
     for name, mode, router, granularity in variants:
-        alone = fuse(specs, router_kind=router.kind if router else "linear", granularity=granularity or "token",
-                     router_hidden=16)
+        alone = fuse(
+            specs, router_kind=router.kind if router else "linear", granularity=granularity or "token", router_hidden=16
+        )
         if router is not None:
             alone.router.load_state_dict(router.state_dict())
         alone.set_mode(mode)

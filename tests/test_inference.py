@@ -1,14 +1,14 @@
 """Fused inference: cached generation, batched experts, sparse dispatch, placement, the benchmark's schema."""
+
 import subprocess
 import sys
 
 import pytest
 import torch
+from test_fusion import make_specialists, one_hot
 
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.fusion import FusedCache, FusedModel
-
-from test_fusion import make_specialists, one_hot
 
 N_LAYERS = 4
 
@@ -58,7 +58,7 @@ def test_cached_logits_match_the_full_forward(specs, tokens):
     cache = FusedCache(3)
     parts = [fused(tokens[:, :10], past_key_values=cache).logits]
     for t in range(10, tokens.shape[1]):
-        parts.append(fused(tokens[:, t:t + 1], past_key_values=cache).logits)
+        parts.append(fused(tokens[:, t : t + 1], past_key_values=cache).logits)
     assert cache.seen == tokens.shape[1]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
 
@@ -109,8 +109,9 @@ def test_top_k_of_all_experts_is_dense_with_renormalized_gates(tokens):
         fused.set_dispatch(2, by)
         sparse = fused(tokens)
         if by == "token":  # every token goes to both experts: exactly dense with the prefix router's gates
-            torch.testing.assert_close(sparse.logits, fused.fuse(fused.expert_hidden(tokens), gates=sparse.gates).logits,
-                                       atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                sparse.logits, fused.fuse(fused.expert_hidden(tokens), gates=sparse.gates).logits, atol=1e-5, rtol=1e-5
+            )
         assert sparse.logits.shape == dense.logits.shape
     fused.set_dispatch(0)
 
@@ -129,8 +130,14 @@ def test_per_token_top1_expert_attends_only_to_its_tokens(specs, tokens):
         xe, p = x[:, pos], pos[None]
         rope = fused.rotary_emb(xe, position_ids=p)
         from transformers.masking_utils import create_causal_mask
-        mask = create_causal_mask(config=fused.neox_config, inputs_embeds=xe, attention_mask=torch.ones_like(p),
-                                  past_key_values=None, position_ids=p)
+
+        mask = create_causal_mask(
+            config=fused.neox_config,
+            inputs_embeds=xe,
+            attention_mask=torch.ones_like(p),
+            past_key_values=None,
+            position_ids=p,
+        )
         want = fused.experts[e].lm_head(fused.experts[e](xe, mask, p, rope))
         torch.testing.assert_close(out.logits[:, pos], want, atol=1e-5, rtol=1e-5)
     fused.set_dispatch(0)
@@ -168,11 +175,34 @@ def test_benchmark_json_schema(tmp_path):
     from kalavai_utils.experiments.inference import FORWARD_VARIANTS
 
     out = tmp_path / "inference.json"
-    assert main(["benchmark-inference", "--scale", "smoke", "--out", str(out), "--n-experts", "2,3",
-                 "--freeze-layers", "0", "--batch-sizes", "2", "--gen-lengths", "4,8", "--repeats", "1",
-                 "--min-seconds", "0"]) == 0
+    assert (
+        main(
+            [
+                "benchmark-inference",
+                "--scale",
+                "smoke",
+                "--out",
+                str(out),
+                "--n-experts",
+                "2,3",
+                "--freeze-layers",
+                "0",
+                "--batch-sizes",
+                "2",
+                "--gen-lengths",
+                "4,8",
+                "--repeats",
+                "1",
+                "--min-seconds",
+                "0",
+            ]
+        )
+        == 0
+    )
     bench = json.loads(out.read_text())
-    assert {"scale", "device", "device_name", "dtype", "weights", "config", "settings", "forward", "generation"} <= set(bench)
+    assert {"scale", "device", "device_name", "dtype", "weights", "config", "settings", "forward", "generation"} <= set(
+        bench
+    )
     s = bench["settings"]
     assert s["freeze_layers"] == [0, 1] and s["batch_sizes"] == [2, 4] and s["main_n"] == 3
     variants = {r["variant"] for r in bench["forward"] if (r["n_experts"], r["freeze_layers"], r["batch"]) == (3, 1, 4)}
@@ -207,8 +237,8 @@ def test_timings_take_turns_and_run_rounds_until_min_seconds():
 
 @pytest.mark.slow
 def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     from kalavai_utils.__main__ import main
 
@@ -223,11 +253,14 @@ def test_save_load_and_generate_from_a_folder(specs, tmp_path, capsys):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "fused")  # plain transformers, no remote code
     assert isinstance(loaded, FusedModel)
     # a fresh interpreter: `import kalavai_utils` alone registers the fused architecture
-    code = ("import sys, kalavai_utils, transformers; "
-            "m = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=False); "
-            "print(type(m).__name__)")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fused")], capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys, kalavai_utils, transformers; "
+        "m = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=False); "
+        "print(type(m).__name__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "fused")], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and done.stdout.split()[-1] == "FusedModel", done.stderr[-2000:]
     assert main(["generate", "--fused", str(tmp_path / "fused"), "--prompt", "w5 w9 w13", "--max-new-tokens", "4"]) == 0
     streamed = capsys.readouterr().out
@@ -266,9 +299,21 @@ def test_summarize_keeps_losses_apart_from_timings(tmp_path):
     losses = {"fused:linear:token": {"dense": {"code": 2.0, "ew": 2.0}}}
     (tmp_path / "inference" / "seed42" / "losses.json").write_text(json.dumps(losses))
     (tmp_path / "benchmarks").mkdir()
-    bench = {"device_name": "cpu", "settings": {"main_n": 3, "main_freeze_layers": 1, "main_batch": 4},
-             "forward": [{"n_experts": 3, "freeze_layers": 1, "batch": 4, "variant": "dense", "latency_x_single": 1.9,
-                          "ideal_dense_ratio": 2.0}], "generation": []}
+    bench = {
+        "device_name": "cpu",
+        "settings": {"main_n": 3, "main_freeze_layers": 1, "main_batch": 4},
+        "forward": [
+            {
+                "n_experts": 3,
+                "freeze_layers": 1,
+                "batch": 4,
+                "variant": "dense",
+                "latency_x_single": 1.9,
+                "ideal_dense_ratio": 2.0,
+            }
+        ],
+        "generation": [],
+    }
     (tmp_path / "benchmarks" / "inference.json").write_text(json.dumps(bench))
     out = summarize(tmp_path)
     assert out["losses"] == {"seed42": losses} and out["ideal_dense_ratio"] == 2.0
@@ -283,14 +328,34 @@ def test_timing_tables_show_each_ratio_where_it_applies():
     from kalavai_utils.analysis.inference_tables import generation_table, latency_table, main_point_table
 
     def row(n, k, b, variant, seconds):
-        return {"n_experts": n, "freeze_layers": k, "batch": b, "variant": variant, "seconds": seconds,
-                "tokens_per_s": b * 8 / seconds, "latency_x_single": seconds / 0.01, "peak_memory_gib": None,
-                "ideal_dense_ratio": 1 + (n - 1) * (2 - k) / 2, "flops_ratio": 2.5}
-    bench = {"settings": {"main_n": 3, "main_freeze_layers": 1, "main_batch": 4},
-             "forward": [row(3, 1, 4, "top1-sequence", 0.012), row(3, 1, 4, "dense", 0.02), row(3, 1, 4, "single", 0.01),
-                         row(3, 0, 4, "single", 0.01), row(3, 0, 4, "dense", 0.03)],
-             "generation": [{"model": m, "new_tokens": 8, "cache": c, "tokens_per_s": 100.0 if c else 50.0}
-                            for m in ("single", "dense") for c in (True, False)]}
+        return {
+            "n_experts": n,
+            "freeze_layers": k,
+            "batch": b,
+            "variant": variant,
+            "seconds": seconds,
+            "tokens_per_s": b * 8 / seconds,
+            "latency_x_single": seconds / 0.01,
+            "peak_memory_gib": None,
+            "ideal_dense_ratio": 1 + (n - 1) * (2 - k) / 2,
+            "flops_ratio": 2.5,
+        }
+
+    bench = {
+        "settings": {"main_n": 3, "main_freeze_layers": 1, "main_batch": 4},
+        "forward": [
+            row(3, 1, 4, "top1-sequence", 0.012),
+            row(3, 1, 4, "dense", 0.02),
+            row(3, 1, 4, "single", 0.01),
+            row(3, 0, 4, "single", 0.01),
+            row(3, 0, 4, "dense", 0.03),
+        ],
+        "generation": [
+            {"model": m, "new_tokens": 8, "cache": c, "tokens_per_s": 100.0 if c else 50.0}
+            for m in ("single", "dense")
+            for c in (True, False)
+        ],
+    }
     main = main_point_table(bench)
     assert list(main.index) == ["single", "dense", "top1-sequence"]  # in FORWARD_VARIANTS' order
     assert "peak_memory_gib" not in main  # nothing measured on CPU
@@ -299,7 +364,9 @@ def test_timing_tables_show_each_ratio_where_it_applies():
     wide = latency_table(bench)
     assert list(wide.index) == [(3, 0, 4), (3, 1, 4)] and wide.index.names == ["N", "K", "batch"]
     assert list(wide.columns) == ["one model (ms)", "dense", "top1-sequence", "ideal dense ratio", "FLOPs ratio"]
-    assert wide.loc[(3, 1, 4), "dense"] == pytest.approx(2.0) and wide.loc[(3, 1, 4), "one model (ms)"] == pytest.approx(10)
+    assert wide.loc[(3, 1, 4), "dense"] == pytest.approx(2.0) and wide.loc[
+        (3, 1, 4), "one model (ms)"
+    ] == pytest.approx(10)
     assert math.isnan(wide.loc[(3, 0, 4), "top1-sequence"])  # not timed there
     assert wide.loc[(3, 0, 4), "ideal dense ratio"] == 3.0
     gen = generation_table(bench)

@@ -3,6 +3,7 @@
 Every import counts: top-of-file and function-local, absolute and relative, and
 `__import__` / `importlib.import_module` of a package module. Pure `ast`, nothing is imported.
 """
+
 import ast
 import sys
 from pathlib import Path
@@ -12,9 +13,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kalavai_utils"
 # bottom to top; a module's layer is its longest matching prefix here
 LAYERS = {
     # 0 foundation
-    "errors": 0, "storage": 0, "paper": 0, "scales": 0, "settings": 0, "verdicts": 0,
+    "errors": 0,
+    "storage": 0,
+    "paper": 0,
+    "scales": 0,
+    "settings": 0,
+    "verdicts": 0,
     # 1 offline data generators and execution machinery
-    "corpora": 1, "runtime": 1,
+    "corpora": 1,
+    "runtime": 1,
     # 2 the paper's protocol
     "protocol": 2,
     # 3 running each notebook's cooperatives
@@ -22,7 +29,10 @@ LAYERS = {
     # 4 tables, figures and statistics of every notebook
     "analysis": 4,
     # 5 export / compare, the notebook runner, the command line, the package's own __init__
-    "reports": 5, "notebooks": 5, "__main__": 5, "": 5,
+    "reports": 5,
+    "notebooks": 5,
+    "__main__": 5,
+    "": 5,
 }
 
 
@@ -55,7 +65,7 @@ def _resolve(module: str, level: int, package: str) -> str | None:
     if module == "kalavai_utils":
         return ""
     if module.startswith("kalavai_utils."):
-        return module[len("kalavai_utils."):]
+        return module[len("kalavai_utils.") :]
     return None
 
 
@@ -70,8 +80,10 @@ def imports_of(name: str, path: Path, modules) -> list[tuple[str, int]]:
         elif isinstance(node, ast.ImportFrom):
             base = _resolve(node.module or "", node.level, package)
             if base is not None:  # `from X import m` imports module X.m when there is one
-                targets = [f"{base}.{a.name}".lstrip(".") if f"{base}.{a.name}".lstrip(".") in modules else base
-                           for a in node.names]
+                targets = [
+                    f"{base}.{a.name}".lstrip(".") if f"{base}.{a.name}".lstrip(".") in modules else base
+                    for a in node.names
+                ]
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             func = node.func
             called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
@@ -110,12 +122,15 @@ def test_the_walk_sees_function_local_and_relative_imports(tmp_path, monkeypatch
     (pkg / "protocol").mkdir(parents=True)
     (pkg / "analysis").mkdir()
     (pkg / "protocol" / "data.py").write_text(
-        "def f():\n    from ..analysis import report\n    __import__('kalavai_utils.analysis.report')\n")
+        "def f():\n    from ..analysis import report\n    __import__('kalavai_utils.analysis.report')\n"
+    )
     (pkg / "analysis" / "report.py").write_text("from ..protocol import data\n")
     (pkg / "errors.py").write_text("")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
-    assert upward_imports() == ["protocol.data -> analysis.report (line 2; layer 2 imports layer 4)",
-                                "protocol.data -> analysis.report (line 3; layer 2 imports layer 4)"]
+    assert upward_imports() == [
+        "protocol.data -> analysis.report (line 2; layer 2 imports layer 4)",
+        "protocol.data -> analysis.report (line 3; layer 2 imports layer 4)",
+    ]
 
 
 def test_every_layer_is_a_listed_package():

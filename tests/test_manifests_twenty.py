@@ -1,16 +1,17 @@
 """The twenty-contributor cooperative at the Hub scales: every contributor has a data manifest,
 and the section resolves its 20 domains through the one loader, with local stand-ins for the Hub."""
+
 import dataclasses
 import json
 import shutil
 
 import pytest
+from test_data import CharTokenizer
 
+from kalavai_utils.errors import KalavaiError
 from kalavai_utils.experiments import phase2
 from kalavai_utils.protocol import data, pipeline
-from kalavai_utils.errors import KalavaiError
 from kalavai_utils.scales import get_scale
-from test_data import CharTokenizer
 
 SHA = "0123456789abcdef" * 2 + "01234567"  # what "main" resolves to, in place of the Hub
 
@@ -44,9 +45,22 @@ def test_twenty_distinct_contributors_with_distinct_data():
 
 # Hub datasets that still need a loading script, which `datasets` 4.x refuses to run (from their
 # Hub pages; data_manifests/README.md names what stands in for each)
-SCRIPT_DATASETS = {"code_search_net", "code-search-net/code_search_net", "big_patent", "NortheasternUniversity/big_patent",
-                   "cc100", "codeparrot/github-code", "lighteval/MATH", "reuters21578", "financial_phrasebank",
-                   "blended_skill_talk", "conv_ai_2", "deepmind/pg19", "pg19", "bigbio/chemdner"}
+SCRIPT_DATASETS = {
+    "code_search_net",
+    "code-search-net/code_search_net",
+    "big_patent",
+    "NortheasternUniversity/big_patent",
+    "cc100",
+    "codeparrot/github-code",
+    "lighteval/MATH",
+    "reuters21578",
+    "financial_phrasebank",
+    "blended_skill_talk",
+    "conv_ai_2",
+    "deepmind/pg19",
+    "pg19",
+    "bigbio/chemdner",
+}
 
 
 def test_no_manifest_names_a_dataset_that_needs_a_script():
@@ -64,8 +78,15 @@ def _local_hub(monkeypatch):
         calls.append((path, name, split, revision))
         source = next(s for s in all_manifests().values() if (s["dataset"], s["config"]) == (path, name))
         filler = "x" * source["filters"]["min_chars"]
-        return iter([{**{f: f"{path}/{name} record {i} {f} {filler}" for f in source["text"]["fields"]},
-                      **source["filters"].get("equals", {})} for i in range(50)])
+        return iter(
+            [
+                {
+                    **{f: f"{path}/{name} record {i} {f} {filler}" for f in source["text"]["fields"]},
+                    **source["filters"].get("equals", {}),
+                }
+                for i in range(50)
+            ]
+        )
 
     def no_network(*args, **kwargs):
         raise AssertionError("the test reached for the Hub")
@@ -95,8 +116,9 @@ def test_twenty_at_1b_resolves_every_domain_through_its_manifest(tmp_path, monke
         assert record["chunks"]["heldout"] > 0
         held = data.load_split(coop.data_dir, d, "heldout")
         assert held.shape[1] == 16
-    assert sorted(calls) == sorted((s["dataset"], s["config"], s["split"], SHA)
-                                   for s in map(data.load_source_manifest, coop.domains))
+    assert sorted(calls) == sorted(
+        (s["dataset"], s["config"], s["split"], SHA) for s in map(data.load_source_manifest, coop.domains)
+    )
 
 
 def test_a_missing_manifest_stops_the_twenty_before_any_download(tmp_path, monkeypatch):

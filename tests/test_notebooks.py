@@ -1,4 +1,5 @@
 """Every numbered notebook executes headless under papermill at the smoke scale."""
+
 import json
 
 import nbformat

@@ -1,4 +1,5 @@
 """PAPER.md, the project's account of the paper, agrees with kalavai_utils/paper.py and is the only one cited."""
+
 import dataclasses
 import re
 from pathlib import Path
@@ -75,27 +76,46 @@ def test_constants_named_in_paper_md_exist():
 # A clone holds everything it needs: no path into the machine it was written on, nor the
 # environment variable that once pointed at the paper's notes outside the repository.
 OUTSIDE = re.compile(r"\.\./shared|KALAVAI_FACTS|(?<![\w.~-])/(?:work|tmp)/")
-SHIPPED = ["README.md", "PAPER.md", "docs", "kalavai_utils", "notebooks", "results", "accelerate_configs", "scripts",
-           "run_all.sh", "environment.yml"]
+SHIPPED = [
+    "README.md",
+    "PAPER.md",
+    "docs",
+    "kalavai_utils",
+    "notebooks",
+    "results",
+    "accelerate_configs",
+    "scripts",
+    "run_all.sh",
+    "environment.yml",
+]
 TEXT = {".md", ".json", ".py", ".ipynb", ".sh", ".yml", ".yaml"}
 
 
 def shipped_text_files():
     for name in SHIPPED:
         path = ROOT / name
-        yield from (sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT and "__pycache__" not in p.parts)
-                    if path.is_dir() else [path])
+        yield from (
+            sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT and "__pycache__" not in p.parts)
+            if path.is_dir()
+            else [path]
+        )
 
 
 def test_nothing_points_outside_the_repository():
     files = list(shipped_text_files())
     assert len(files) > 20 and ROOT / "results" / "tiny" / "timings.json" in files
-    hits = [f"{f.relative_to(ROOT)}:{i}: {line.strip()[:120]}" for f in files
-            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if OUTSIDE.search(line)]
+    hits = [
+        f"{f.relative_to(ROOT)}:{i}: {line.strip()[:120]}"
+        for f in files
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if OUTSIDE.search(line)
+    ]
     assert not hits, "\n".join(hits)
 
 
-@pytest.mark.parametrize("line", ["see ../shared/facts.md", "KALAVAI_FACTS=x", "open('/work/main/x')", '"/tmp/w1/.venv"'])
+@pytest.mark.parametrize(
+    "line", ["see ../shared/facts.md", "KALAVAI_FACTS=x", "open('/work/main/x')", '"/tmp/w1/.venv"']
+)
 def test_the_outside_guard_catches_each_kind_of_path(line):
     assert OUTSIDE.search(line)
     assert not OUTSIDE.search("runs/tmp/x and ./work/ and framework/ and $TMPDIR")

@@ -1,4 +1,5 @@
 """Phase 2 (notebook 06): the new languages, collapse detection, the load-balancing term, 20-expert fusion."""
+
 import hashlib
 import itertools
 import math
@@ -7,12 +8,11 @@ import unicodedata
 import pytest
 import torch
 
-from kalavai_utils import paper
+from kalavai_utils import corpora, paper
 from kalavai_utils.analysis import phase2_tables
-from kalavai_utils.experiments import phase2
-from kalavai_utils import corpora
-from kalavai_utils.protocol import pipeline
 from kalavai_utils.errors import KalavaiError
+from kalavai_utils.experiments import phase2
+from kalavai_utils.protocol import pipeline
 from kalavai_utils.protocol.routers import balance_loss, warm_start_batches
 from kalavai_utils.scales import SCALES, get_scale
 from kalavai_utils.storage import read_json
@@ -55,7 +55,7 @@ def collections_mode(values):
 
 def test_languages_share_few_letters_and_trigrams(samples):
     def trigrams(docs):
-        return {d[i:i + 3] for d in docs for i in range(len(d) - 2) if not any(c in " .,?;\n" for c in d[i:i + 3])}
+        return {d[i : i + 3] for d in docs for i in range(len(d) - 2) if not any(c in " .,?;\n" for c in d[i : i + 3])}
 
     grams = {d: trigrams(docs) for d, docs in samples.items()}
     chars = {d: letters(docs) for d, docs in samples.items()}
@@ -73,8 +73,11 @@ def test_word_order_differs():
     first = [s.split()[0] for s in doc.split(". ") if s]
     assert all(w.lower().endswith(("ει", "ισε", "σει")) for w in first[:5]), first
     hindi = corpora.generate_documents("lang_postpos", 1, seed=1)[0].split("\n")[1]
-    assert all(s.strip().split()[-1] in ("है", "हैं", "था", "थी", "थे") or s.strip().endswith(("गा", "गी", "गे"))
-               for s in hindi.split("।")[:4] if s.strip().split() and not s.strip().endswith("?"))
+    assert all(
+        s.strip().split()[-1] in ("है", "हैं", "था", "थी", "थे") or s.strip().endswith(("गा", "गी", "गे"))
+        for s in hindi.split("।")[:4]
+        if s.strip().split() and not s.strip().endswith("?")
+    )
 
 
 # Hashes of every earlier domain's smoke-size documents (non-code: code reads this interpreter's
@@ -117,14 +120,21 @@ def test_earlier_domains_are_unchanged_and_the_base_never_sees_phase2():
 
 def test_collapse_rule_on_a_hand_made_gate_matrix():
     experts = ["tamil", "yoruba", "welsh", "code"]
-    gates = {"tamil": [1.0, 0, 0, 0], "yoruba": [0.9984, 0.0, 0.0015, 0.0001],  # the paper's seed 42
-             "welsh": [0, 0, 0.9999, 0.0001], "code": [0.3, 0.1, 0.1, 0.5]}
+    gates = {
+        "tamil": [1.0, 0, 0, 0],
+        "yoruba": [0.9984, 0.0, 0.0015, 0.0001],  # the paper's seed 42
+        "welsh": [0, 0, 0.9999, 0.0001],
+        "code": [0.3, 0.1, 0.1, 0.5],
+    }
     out = phase2_tables.collapse_from_gates(gates, experts)
     assert out["collapsed"] == ["yoruba"] and out["top_expert"]["yoruba"] == "tamil"
     assert out["own_share"]["code"] == 0.5 and "code" not in out["collapsed"]  # exactly half is not collapse
     assert phase2_tables.collapse_from_gates(gates, experts, share=0.6)["collapsed"] == ["code", "yoruba"]
     # the notebook's tables write a collapse one way, "none" where no domain collapsed
-    assert phase2_tables.collapsed_text(out["collapsed"]) == "yoruba" and phase2_tables.collapsed_text([]) == phase2_tables.NO_COLLAPSE == "none"
+    assert (
+        phase2_tables.collapsed_text(out["collapsed"]) == "yoruba"
+        and phase2_tables.collapsed_text([]) == phase2_tables.NO_COLLAPSE == "none"
+    )
 
 
 def test_band_verdict_says_when_the_prediction_is_an_extrapolation():
@@ -162,12 +172,15 @@ def test_sections_and_their_domains():
 
 def test_hub_phase2_contributors_train_every_block_as_the_authors_did(monkeypatch, tmp_path):
     from kalavai_utils.protocol.cooperative import config_freeze, main_cooperative
+
     monkeypatch.setattr(phase2, "data_folder", lambda scale, runs, domains: tmp_path)  # no Hub here
     for name in ("410m", "1b"):
         scale = get_scale(name)
         for section in phase2.SECTIONS:
             coop = phase2.cooperative_for(scale, tmp_path, section, 137)
-            assert config_freeze(coop) == phase2.section_freeze_layers(scale, section) == paper.PHASE2_FREEZE_LAYERS == 0
+            assert (
+                config_freeze(coop) == phase2.section_freeze_layers(scale, section) == paper.PHASE2_FREEZE_LAYERS == 0
+            )
             domain = coop.domains[0]
             assert coop.train_config(domain).freeze_layers == 0
             assert coop.train_config(domain).steps == scale.spec_steps  # only the depth differs
@@ -180,23 +193,38 @@ def test_hub_phase2_contributors_train_every_block_as_the_authors_did(monkeypatc
 
 
 def test_summary_carries_the_cross_lingual_perplexity_table_per_seed(tmp_path):
-    from kalavai_utils.reports import reference
     from kalavai_utils.protocol.results import make_results, write_results
+    from kalavai_utils.reports import reference
 
     langs = ["lang_a", "lang_b", "code"]
     model = phase2_tables.paper_model([{"scale": "tiny"}])
     for seed, fused_a in ((42, 2.0), (137, 2.5)):  # lang_a falls e^1 = 2.7x in one seed, e^0.5 = 1.6x in the other
-        losses = {"base": {d: 3.0 for d in langs}, **{f"spec:{d}": {o: (2.2 if o == d else 3.2) for o in langs} for d in langs},
-                  model: {"lang_a": fused_a, "lang_b": 3.0 - math.log(1.5), "code": 2.1}}
+        losses = {
+            "base": {d: 3.0 for d in langs},
+            **{f"spec:{d}": {o: (2.2 if o == d else 3.2) for o in langs} for d in langs},
+            model: {"lang_a": fused_a, "lang_b": 3.0 - math.log(1.5), "code": 2.1},
+        }
         gates = {model: {d: [1.0 if e == d else 0.0 for e in langs] for d in langs}}
-        write_results(tmp_path / "phase2" / "cross-lingual" / f"seed{seed}" / "results.json",
-                      make_results(experiment="phase2", condition="cross-lingual", scale="tiny", seed=seed, config={},
-                                   base_fingerprint="x", domains=langs, losses=losses,
-                                   specialists={d: f"spec:{d}" for d in langs}, gates=gates))
+        write_results(
+            tmp_path / "phase2" / "cross-lingual" / f"seed{seed}" / "results.json",
+            make_results(
+                experiment="phase2",
+                condition="cross-lingual",
+                scale="tiny",
+                seed=seed,
+                config={},
+                base_fingerprint="x",
+                domains=langs,
+                losses=losses,
+                specialists={d: f"spec:{d}" for d in langs},
+                gates=gates,
+            ),
+        )
     ppl = reference.summarize_phase2(tmp_path)["cross-lingual"]["perplexity"]
     assert ppl["router"] == model and set(ppl) == {"router", "mean_over_seeds", "seed42", "seed137"}
-    assert ppl["seed42"]["lang_a"] == pytest.approx({"base": math.exp(3.0), "own_specialist": math.exp(2.2),
-                                                     "fused": math.exp(2.0), "fold": math.e})
+    assert ppl["seed42"]["lang_a"] == pytest.approx(
+        {"base": math.exp(3.0), "own_specialist": math.exp(2.2), "fused": math.exp(2.0), "fold": math.e}
+    )
     assert ppl["seed137"]["lang_a"]["fold"] == pytest.approx(math.exp(0.5))
     assert ppl["seed42"]["lang_b"]["fold"] == pytest.approx(1.5) and set(ppl["seed42"]) == set(langs)
     # over seeds: the notebook's table, whose folds the several-fold claim reads
@@ -214,7 +242,10 @@ def test_memory_of_twenty_experts():
     assert (table["fused_gb"] < table["peak_assembly_gb"]).all()
     assert (table["peak_assembly_gb"] < table["peak_with_weight_average_gb"]).all()
     assert (table["peak_with_weight_average_gb"] < table["peak_if_all_loaded_gb"]).all()
-    assert table.loc["1b", "frozen blocks"] == 0 and table.loc["smoke", "frozen blocks"] == get_scale("smoke").freeze_layers
+    assert (
+        table.loc["1b", "frozen blocks"] == 0
+        and table.loc["smoke", "frozen blocks"] == get_scale("smoke").freeze_layers
+    )
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +281,16 @@ def test_twenty_experts_fuse_at_smoke(smoke_base):
     # notebook 06's memory table, as it shows it: this scale and the Hub scales
     memory, table = summary["twenty"]["memory"], phase2_tables.memory_table(scale)
     assert list(memory) == list(table.index) == ["smoke", "410m", "1b"]
-    assert memory["1b"]["fused_gb"] == table.loc["1b", "fused_gb"] and memory["smoke"]["frozen_blocks"] == scale.freeze_layers
-    assert set(memory["1b"]) == {"bytes_per_param", "frozen_blocks", "fused_gb", "peak_assembly_gb",
-                                 "peak_with_weight_average_gb", "peak_if_all_loaded_gb"}
+    assert (
+        memory["1b"]["fused_gb"] == table.loc["1b", "fused_gb"]
+        and memory["smoke"]["frozen_blocks"] == scale.freeze_layers
+    )
+    assert set(memory["1b"]) == {
+        "bytes_per_param",
+        "frozen_blocks",
+        "fused_gb",
+        "peak_assembly_gb",
+        "peak_with_weight_average_gb",
+        "peak_if_all_loaded_gb",
+    }
     assert "twenty: measured gain inside the paper_line 95% band" in summary["verdicts"]

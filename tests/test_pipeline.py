@@ -1,4 +1,5 @@
 """Tokenizer and base round trips, the contributor/coordinator commands, and bad input."""
+
 import copy
 import json
 import os
@@ -10,15 +11,14 @@ import pytest
 import torch
 from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
-from kalavai_utils.protocol import forecast
-from kalavai_utils.protocol import pipeline
-from kalavai_utils.protocol.contributor import train_specialist_from_files
 from kalavai_utils.errors import KalavaiError
+from kalavai_utils.protocol import forecast, pipeline
+from kalavai_utils.protocol.contributor import train_specialist_from_files
 from kalavai_utils.protocol.evaluation import domain_loss
 from kalavai_utils.protocol.metrics import divergence_pct
 from kalavai_utils.protocol.models import fingerprint, load_causal_lm
-from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.submission import write_submission
+from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import sha256_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,9 @@ def test_contributor_command_verify_and_predicted_divergence(smoke_run, tmp_path
     text = tmp_path / "science.txt"
     docs = pipeline.data.domain_documents(scale, "science", n_docs=60)[0]
     text.write_text("\n\n".join(docs))
-    trained = train_specialist_from_files(info["path"], [str(text)], str(tmp_path / "sub_sci"), "science", "smoke", steps=6)
+    trained = train_specialist_from_files(
+        info["path"], [str(text)], str(tmp_path / "sub_sci"), "science", "smoke", steps=6
+    )
     # a crafted second submission: the base with noise on its head, handed in as 'code' (it cannot beat the base;
     # the untouched base itself is refused as no specialist)
     base = load_causal_lm(info["path"])
@@ -66,10 +68,23 @@ def test_contributor_command_verify_and_predicted_divergence(smoke_run, tmp_path
     with torch.no_grad():
         head = noisy.get_output_embeddings().weight
         head.add_(0.1 * torch.randn(head.shape, generator=torch.Generator().manual_seed(0)))
-    write_submission(noisy, tmp_path / "sub_code", base_fingerprint=info["fingerprint"], base_state=base.state_dict(),
-                     freeze_layers=scale.freeze_layers, training={}, data={"domain": "code"}, contributor="code")
-    result = forecast.forecast(info["path"], [str(trained), str(tmp_path / "sub_code")], str(folder), fit="paper",
-                               freeze_layers=scale.freeze_layers)
+    write_submission(
+        noisy,
+        tmp_path / "sub_code",
+        base_fingerprint=info["fingerprint"],
+        base_state=base.state_dict(),
+        freeze_layers=scale.freeze_layers,
+        training={},
+        data={"domain": "code"},
+        contributor="code",
+    )
+    result = forecast.forecast(
+        info["path"],
+        [str(trained), str(tmp_path / "sub_code")],
+        str(folder),
+        fit="paper",
+        freeze_layers=scale.freeze_layers,
+    )
     heldout = pipeline.data.load_split(folder, "science", "heldout")
     expected = divergence_pct(domain_loss(base, heldout), domain_loss(load_causal_lm(trained), heldout))
     assert result["divergences"]["science"] == pytest.approx(expected, abs=1e-9)
@@ -82,11 +97,20 @@ def test_a_new_domain_hands_its_heldout_split_to_the_coordinator(smoke_run, tmp_
     scale, runs, folder, manifest, info = smoke_run
     text = tmp_path / "legal.txt"
     text.write_text("\n\n".join(pipeline.data.domain_documents(scale, "science", n_docs=60)[0]))
-    sub = train_specialist_from_files(info["path"], [str(text)], str(tmp_path / "legal"), "legal", "smoke", steps=4,
-                                      heldout_dir=str(tmp_path / "eval"))
+    sub = train_specialist_from_files(
+        info["path"],
+        [str(text)],
+        str(tmp_path / "legal"),
+        "legal",
+        "smoke",
+        steps=4,
+        heldout_dir=str(tmp_path / "eval"),
+    )
     heldout = pipeline.data.load_split(tmp_path / "eval", "legal", "heldout")  # hash-checked against its chunks.json
     assert len(heldout) > 0
-    result = forecast.forecast(info["path"], [str(sub)], str(tmp_path / "eval"), fit="paper", freeze_layers=scale.freeze_layers)
+    result = forecast.forecast(
+        info["path"], [str(sub)], str(tmp_path / "eval"), fit="paper", freeze_layers=scale.freeze_layers
+    )
     base = load_causal_lm(info["path"])
     expected = divergence_pct(domain_loss(base, heldout), domain_loss(load_causal_lm(sub), heldout))
     assert result["divergences"]["legal"] == pytest.approx(expected, abs=1e-9)
@@ -96,8 +120,9 @@ def test_a_new_domain_hands_its_heldout_split_to_the_coordinator(smoke_run, tmp_
     assert stats["heldout_chunks"] == len(heldout)
     assert stats["heldout_chunks_sha256"] == sha256_bytes(heldout.int().numpy().tobytes())
     with pytest.raises(KalavaiError, match="contributor name"):
-        train_specialist_from_files(info["path"], [str(text)], str(tmp_path / "x"), "../x", "smoke", steps=1,
-                                    heldout_dir=str(tmp_path / "eval"))
+        train_specialist_from_files(
+            info["path"], [str(text)], str(tmp_path / "x"), "../x", "smoke", steps=1, heldout_dir=str(tmp_path / "eval")
+        )
 
 
 @pytest.mark.slow
@@ -105,20 +130,53 @@ def test_a_sharded_contributor_hands_in_what_one_process_would(smoke_run, tmp_pa
     # The 6.9B route at smoke size: `accelerate launch` of the contributor command over two CPU
     # processes with KALAVAI_FSDP=1; only the main process reads the base's weights.
     import torch
+    from test_distributed import _free_port
 
     from kalavai_utils.protocol.submission import verify_all
-    from test_distributed import _free_port
 
     monkeypatch.delenv("KALAVAI_FSDP", raising=False)  # this process trains unsharded
     scale, runs, folder, manifest, info = smoke_run
     text = tmp_path / "science.txt"
     text.write_text("\n\n".join(pipeline.data.domain_documents(scale, "science", n_docs=60)[0]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "ACCELERATE_USE_CPU": "true", "KALAVAI_FSDP": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "kalavai_utils", "train-specialist", "--base", info["path"], "--data", str(text),
-           "--out", str(tmp_path / "sharded"), "--name", "science", "--scale", "smoke", "--steps", "4"]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "ACCELERATE_USE_CPU": "true",
+        "KALAVAI_FSDP": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "kalavai_utils",
+        "train-specialist",
+        "--base",
+        info["path"],
+        "--data",
+        str(text),
+        "--out",
+        str(tmp_path / "sharded"),
+        "--name",
+        "science",
+        "--scale",
+        "smoke",
+        "--steps",
+        "4",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("submission written") == 1
@@ -170,7 +228,9 @@ def test_notebook_02s_training_runs_sharded_before_it_and_the_notebook_finds_it_
     one_logs = cooperative.train_contributors(one, pipeline.run_dir(scale, tmp_path / "one"), base, info["fingerprint"])
     assert logs["code"]["loss"] == pytest.approx(one_logs["code"]["loss"], rel=1e-5)
     sharded = load_causal_lm(coop.folder(mine) / "specialists" / "code" / "submission").state_dict()
-    plain = load_causal_lm(one.folder(pipeline.run_dir(scale, tmp_path / "one")) / "specialists" / "code" / "submission")
+    plain = load_causal_lm(
+        one.folder(pipeline.run_dir(scale, tmp_path / "one")) / "specialists" / "code" / "submission"
+    )
     for name, w in plain.state_dict().items():
         torch.testing.assert_close(sharded[name], w, rtol=1e-5, atol=1e-6, msg=name)
 
@@ -186,7 +246,9 @@ def test_notebook_02s_training_runs_sharded_before_it_and_the_notebook_finds_it_
     assert copied["copied_from"] == "elsewhere/specialists/code" and copied["loss"] == logs["code"]["loss"]
 
 
-def test_a_scale_that_trains_sharded_runs_its_main_result_only_and_never_trains_unsharded(smoke_run, tmp_path, monkeypatch):
+def test_a_scale_that_trains_sharded_runs_its_main_result_only_and_never_trains_unsharded(
+    smoke_run, tmp_path, monkeypatch
+):
     from kalavai_utils import notebooks
     from kalavai_utils.protocol import cooperative
     from kalavai_utils.protocol.training import TrainConfig
@@ -199,9 +261,16 @@ def test_a_scale_that_trains_sharded_runs_its_main_result_only_and_never_trains_
     monkeypatch.delenv("KALAVAI_FSDP", raising=False)
     train = pipeline.data.load_split(folder, "code", "train")
     with pytest.raises(KalavaiError, match="at scale 6.9b the specialists train only sharded"):
-        cooperative.train_specialist(load_causal_lm(info["path"]), info["fingerprint"], train,
-                                     TrainConfig.specialist(scale, 42, steps=1), tmp_path / "x", contributor="code",
-                                     data={}, sharded="6.9b")
+        cooperative.train_specialist(
+            load_causal_lm(info["path"]),
+            info["fingerprint"],
+            train,
+            TrainConfig.specialist(scale, 42, steps=1),
+            tmp_path / "x",
+            contributor="code",
+            data={},
+            sharded="6.9b",
+        )
     with pytest.raises(KalavaiError, match="train only sharded"):  # before any process loads the base
         cooperative.train_main_cooperatives(get_scale("6.9b"), tmp_path / "runs", [42])
     for processes in (None, "1"):  # before notebooks 00-01, too
@@ -220,15 +289,21 @@ def _cli(*args, cwd=ROOT):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, message", [
-    (("check-scale", "huge"), "unknown scale 'huge'"),
-    (("check-scale", "tiny", "--only", "00,77"), "unknown notebook number(s) 77"),
-    (("check-scale", "tiny", "--seeds", "4x"), "--seeds takes comma-separated integers"),
-    (("check-scale", "tiny", "--processes", "0"), "--processes takes a positive number"),
-    (("check-scale", "410m", "--processes", "3"), "grad_accum 4 is not divisible by 3 processes"),
-    (("check-scale", "6.9b", "--only", "05"), "at scale 6.9b only the main result runs"),
-    (("verify", "--base", "/nonexistent", "--freeze-layers", "1", "/nonexistent2"), "no such checkpoint folder: /nonexistent"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("check-scale", "huge"), "unknown scale 'huge'"),
+        (("check-scale", "tiny", "--only", "00,77"), "unknown notebook number(s) 77"),
+        (("check-scale", "tiny", "--seeds", "4x"), "--seeds takes comma-separated integers"),
+        (("check-scale", "tiny", "--processes", "0"), "--processes takes a positive number"),
+        (("check-scale", "410m", "--processes", "3"), "grad_accum 4 is not divisible by 3 processes"),
+        (("check-scale", "6.9b", "--only", "05"), "at scale 6.9b only the main result runs"),
+        (
+            ("verify", "--base", "/nonexistent", "--freeze-layers", "1", "/nonexistent2"),
+            "no such checkpoint folder: /nonexistent",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = _cli(*args)
     assert r.returncode == 2

@@ -1,4 +1,5 @@
 """Tests of the gain-prediction statistics (kalavai_utils.protocol.prediction) and the paper's numbers."""
+
 import math
 
 import numpy as np
@@ -8,9 +9,23 @@ import pytest
 from kalavai_utils import paper
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.prediction import (
-    LineFit, compare_predictors, condition_means, divergence, early_error_table, early_gain_prediction, extrapolate_final_loss, predict_out_of_condition,
-    fit_line, fit_loglinear, fit_saturating_curve, holdout_validation, leave_one_out, load_fit, paper_fit,
-    predict_gain, save_fit,
+    LineFit,
+    compare_predictors,
+    condition_means,
+    divergence,
+    early_error_table,
+    early_gain_prediction,
+    extrapolate_final_loss,
+    fit_line,
+    fit_loglinear,
+    fit_saturating_curve,
+    holdout_validation,
+    leave_one_out,
+    load_fit,
+    paper_fit,
+    predict_gain,
+    predict_out_of_condition,
+    save_fit,
 )
 
 
@@ -29,6 +44,7 @@ def noisy_line():
 
 # --------------------------------------------------------------------------- definitions
 
+
 def test_divergence_definition():
     assert divergence(2.0872, 1.8791) == pytest.approx(9.97, abs=0.005)  # the paper's 410M code specialist
     assert divergence(2.0, 2.2) == pytest.approx(-10.0)
@@ -46,6 +62,7 @@ def test_paper_divergences_follow_from_paper_losses():
 
 
 # --------------------------------------------------------------------------- fits
+
 
 def test_fit_line_recovers_known_line(noisy_line):
     x, y = noisy_line
@@ -106,6 +123,7 @@ def test_paper_band_matches_the_authors_later_check():
 
 # --------------------------------------------------------------------------- validation
 
+
 def test_loo_on_perfect_line():
     x = np.array([1.0, 3.0, 4.0, 7.0, 9.0, 12.0])
     r = leave_one_out(x, 0.5 * x + 1)
@@ -132,8 +150,14 @@ def test_loo_and_holdout_on_noisy_line(noisy_line):
 def test_compare_predictors_ranks_the_informative_one_first(noisy_line):
     x, y = noisy_line
     rng = np.random.default_rng(3)
-    table = pd.DataFrame({"mean_divergence": x, "gain": y, "base_loss": rng.normal(2.5, 0.1, x.size),
-                          "max_divergence": x + rng.normal(0, 3, x.size)})
+    table = pd.DataFrame(
+        {
+            "mean_divergence": x,
+            "gain": y,
+            "base_loss": rng.normal(2.5, 0.1, x.size),
+            "max_divergence": x + rng.normal(0, 3, x.size),
+        }
+    )
     out = compare_predictors(table)
     assert list(out["predictor"])[:3] == ["mean_divergence", "max_divergence", "(constant)"]
     assert out["loo_rmse"].is_monotonic_increasing
@@ -143,6 +167,7 @@ def test_compare_predictors_ranks_the_informative_one_first(noisy_line):
 
 
 # --------------------------------------------------------------------------- several seeds per condition
+
 
 @pytest.fixture
 def two_seeds():
@@ -211,8 +236,9 @@ def test_holdout_split_keeps_each_condition_on_one_side(two_seeds):
 def test_compare_predictors_groups_by_condition(two_seeds):
     x, y, groups, names = two_seeds
     rng = np.random.default_rng(5)
-    table = pd.DataFrame({"mean_divergence": x, "gain": y, "base_loss": rng.normal(2.5, 0.1, x.size),
-                          "condition": groups})
+    table = pd.DataFrame(
+        {"mean_divergence": x, "gain": y, "base_loss": rng.normal(2.5, 0.1, x.size), "condition": groups}
+    )
     out = compare_predictors(table).set_index("predictor")
     assert out.loc["mean_divergence", "n"] == 16 and out.loc["mean_divergence", "n_conditions"] == 8
     assert out.loc["mean_divergence", "fit_on"] == "condition means"
@@ -223,6 +249,7 @@ def test_compare_predictors_groups_by_condition(two_seeds):
 
 
 # --------------------------------------------------------------------------- saving and predicting
+
 
 def test_save_load_round_trip(tmp_path, noisy_line):
     f = fit_line(*noisy_line, labels=[f"c{i}" for i in range(25)])
@@ -237,6 +264,7 @@ def test_save_load_round_trip(tmp_path, noisy_line):
 
 def test_load_refuses_tampered_or_foreign_files(tmp_path, noisy_line):
     import json
+
     f = fit_line(*noisy_line)
     save_fit(tmp_path / "fit.json", f, {})
     d = json.loads((tmp_path / "fit.json").read_text())
@@ -272,6 +300,7 @@ def test_predict_gain_flags():
 
 # --------------------------------------------------------------------------- early prediction
 
+
 def test_extrapolation_recovers_asymptote_from_first_30_percent():
     rng = np.random.default_rng(0)
     a, b, c, total = 2.0, 1.5, 0.6, 2000
@@ -280,7 +309,7 @@ def test_extrapolation_recovers_asymptote_from_first_30_percent():
     k = steps <= 0.3 * total
     r = fit_saturating_curve(steps[k], losses[k], total)
     assert r["method"] == "power_law" and r["a"] == pytest.approx(a, abs=0.02)
-    assert extrapolate_final_loss(steps[k], losses[k], 10 ** 8) == pytest.approx(a, abs=0.02)
+    assert extrapolate_final_loss(steps[k], losses[k], 10**8) == pytest.approx(a, abs=0.02)
     assert extrapolate_final_loss(steps[k], losses[k], total) == pytest.approx(losses[-1], abs=0.01)
 
 
@@ -314,8 +343,10 @@ def test_early_gain_prediction_and_error_table():
     total, steps = 1000, np.arange(0, 1001, 10)
     base = {"code": 3.0, "fiction": 3.2}
     asym = {"code": 2.4, "fiction": 2.2}
-    curves = {d: {"steps": steps.tolist(),
-                  "losses": (asym[d] + (base[d] - asym[d]) * (steps + 1.0) ** -0.5).tolist()} for d in base}
+    curves = {
+        d: {"steps": steps.tolist(), "losses": (asym[d] + (base[d] - asym[d]) * (steps + 1.0) ** -0.5).tolist()}
+        for d in base
+    }
     finals = {d: curves[d]["losses"][-1] for d in base}
     f = paper_fit()
     r = early_gain_prediction(curves, base, 0.3, total, f)
@@ -335,8 +366,10 @@ def test_early_gain_prediction_and_error_table():
 
 def test_figures_draw(noisy_line):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from kalavai_utils.analysis.figures_prediction import plot_early_error, plot_loo, plot_regression, plot_residuals
 
     x, y = noisy_line
@@ -347,8 +380,16 @@ def test_figures_draw(noisy_line):
     assert "paper" in axes[0, 1].get_title()
     plot_residuals(axes[0, 2], f)
     plot_loo(axes[1, 0], leave_one_out(x, y))
-    plot_early_error(axes[1, 1], pd.DataFrame({"fraction": [0.1, 0.3, 0.1, 0.3], "abs_divergence_error": [2, 1, 3, 1],
-                                               "contributor": ["a", "a", "b", "b"]}))
+    plot_early_error(
+        axes[1, 1],
+        pd.DataFrame(
+            {
+                "fraction": [0.1, 0.3, 0.1, 0.3],
+                "abs_divergence_error": [2, 1, 3, 1],
+                "contributor": ["a", "a", "b", "b"],
+            }
+        ),
+    )
     plt.close(fig)
 
 
@@ -357,13 +398,20 @@ def test_a_figure_with_bootstrap_bands_is_the_same_every_time():
     import io
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from kalavai_utils.analysis.figures_prediction import plot_early_error
 
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"fraction": np.repeat([0.1, 0.2, 0.3], 8), "abs_divergence_error": rng.gamma(2.0, 2.0, 24),
-                          "contributor": "all"})
+    table = pd.DataFrame(
+        {
+            "fraction": np.repeat([0.1, 0.2, 0.3], 8),
+            "abs_divergence_error": rng.gamma(2.0, 2.0, 24),
+            "contributor": "all",
+        }
+    )
 
     def png() -> bytes:
         fig, ax = plt.subplots()
@@ -386,6 +434,8 @@ def test_a_prediction_out_of_condition_never_sees_its_own_condition():
     assert got[0] == pytest.approx(others.predict(np.array([1.1]))[0][0])
     moved = predict_out_of_condition(x, [50.0, -50.0, *y[2:]], groups, [1.1], ["a"])
     assert moved[0] == pytest.approx(got[0])
-    assert got[2] == pytest.approx(fit_line(x, y, groups=groups).predict(np.array([6.0]))[0][0])  # unseen condition: all
+    assert got[2] == pytest.approx(
+        fit_line(x, y, groups=groups).predict(np.array([6.0]))[0][0]
+    )  # unseen condition: all
     with pytest.raises(KalavaiError, match="fewer than 3"):
         predict_out_of_condition(x[:4], y[:4], groups[:4], [1.0], ["a"])

@@ -1,4 +1,5 @@
 """The frozen prefix's output read back instead of recomputed: every result bit for bit the same."""
+
 import copy
 
 import pytest
@@ -6,7 +7,6 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.runtime import prefix
 from kalavai_utils.protocol.cooperative import evaluate_pass
 from kalavai_utils.protocol.evaluation import evaluate_domains
 from kalavai_utils.protocol.fusion import FusedModel
@@ -14,6 +14,7 @@ from kalavai_utils.protocol.lora import add_adapters, lora_spec
 from kalavai_utils.protocol.models import fingerprint, freeze_prefix, offline_config
 from kalavai_utils.protocol.routers import make_router, train_routers
 from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
+from kalavai_utils.runtime import prefix
 from kalavai_utils.scales import get_scale
 
 SCALE = get_scale("smoke").with_overrides(n_layers=3)  # d=32, vocab 512, seq 32
@@ -47,8 +48,10 @@ def test_a_chunks_prefix_output_does_not_depend_on_its_batch(threads):
         with torch.no_grad():
             whole = model(input_ids=x, output_hidden_states=True).hidden_states[K]
             for size in (1, 3, 4, 5):
-                parts = [model(input_ids=x[i:i + size], output_hidden_states=True).hidden_states[K]
-                         for i in range(0, len(x), size)]
+                parts = [
+                    model(input_ids=x[i : i + size], output_hidden_states=True).hidden_states[K]
+                    for i in range(0, len(x), size)
+                ]
                 assert torch.equal(torch.cat(parts), whole)
             perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
             shuffled = model(input_ids=x[perm], output_hidden_states=True).hidden_states[K]
@@ -139,10 +142,18 @@ def test_evaluation_and_router_training_reading_the_prefix_back_are_exact(monkey
         fused = FusedModel.from_specialists(specs, ["x", "y", "z"], K)
         router = make_router("mlp", SCALE.d_model, 3, hidden=16, seed=1)
         losses = train_routers(fused, [(router, "sequence")], train, 10, 4, 1e-2, 0.0, seed=3, progress=False)
-        variants = [("uniform", "uniform", None, None), ("soft", "soft", router, "sequence"),
-                    ("hard", "hard", router, "sequence")]
+        variants = [
+            ("uniform", "uniform", None, None),
+            ("soft", "soft", router, "sequence"),
+            ("hard", "hard", router, "sequence"),
+        ]
         evaluated = evaluate_pass(fused, held, SCALE, variants, experts=True)
-        return losses, router.state_dict(), evaluated, evaluate_domains(specs[0], held, states=prefix.for_model(specs[0], K))
+        return (
+            losses,
+            router.state_dict(),
+            evaluated,
+            evaluate_domains(specs[0], held, states=prefix.for_model(specs[0], K)),
+        )
 
     monkeypatch.setenv(prefix.BUDGET_ENV, "0")
     plain = run()

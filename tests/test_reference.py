@@ -3,16 +3,17 @@
 The run folder is written by hand in the real layout (results files through protocol/results.py's
 schema), so no model is trained here.
 """
+
 import json
 
 import pytest
 
-from kalavai_utils.reports import reference
-from kalavai_utils.protocol import prediction
 from kalavai_utils.__main__ import main
-from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused
 from kalavai_utils.errors import KalavaiError
+from kalavai_utils.protocol import prediction
+from kalavai_utils.protocol.cooperative import CAUSAL_FUSED, paper_fused
 from kalavai_utils.protocol.results import make_results, write_results
+from kalavai_utils.reports import reference
 from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import atomic_write_json, read_json
 
@@ -44,23 +45,45 @@ def write_cooperative(folder, experiment, condition, seed, domains, shift=0.0, s
     gates = {name: {d: [1.0 if e == d else 0.0 for e in domains] for d in domains} for name in (paper, CAUSAL_FUSED)}
     # held-out curves on each specialist's own domain, from the base's loss to its own (notebook 04's early prediction)
     steps = range(0, 41, 4)
-    curves = {d: [{"step": t, "losses": {d: losses[f"spec:{d}"][d] + (losses["base"][d] - losses[f"spec:{d}"][d]) * 0.9 ** t}}
-                  for t in steps] for d in domains}
-    results = make_results(experiment=experiment, condition=condition, scale=scale, seed=seed, config={},
-                           base_fingerprint="f" * 64, domains=domains, losses=losses,
-                           specialists={d: f"spec:{d}" for d in domains}, gates=gates,
-                           extra={"curves": curves, "lr_schedule": [1e-3] * 40})
+    curves = {
+        d: [
+            {"step": t, "losses": {d: losses[f"spec:{d}"][d] + (losses["base"][d] - losses[f"spec:{d}"][d]) * 0.9**t}}
+            for t in steps
+        ]
+        for d in domains
+    }
+    results = make_results(
+        experiment=experiment,
+        condition=condition,
+        scale=scale,
+        seed=seed,
+        config={},
+        base_fingerprint="f" * 64,
+        domains=domains,
+        losses=losses,
+        specialists={d: f"spec:{d}" for d in domains},
+        gates=gates,
+        extra={"curves": curves, "lr_schedule": [1e-3] * 40},
+    )
     write_results(folder / "results.json", results)
     return results
 
 
 def write_manifest(folder, domains, salt=""):
-    records = {d: {"domain": d, "n_documents": 100, "chunks": {"train": 80, "unused": 10, "heldout": 10},
-                   "source": {"generator": "v1", "domain": d},
-                   "files": {f"{s}.safetensors": f"{salt}{d}{s}".ljust(64, "0") for s in ("train", "unused", "heldout")}}
-               for d in domains}
-    atomic_write_json(folder / "manifest.json", {"schema": "kalavai.data/1", "domains": records, "scale": "tiny",
-                                                 "tokenizer": "t" * 64, "seq_len": 128})
+    records = {
+        d: {
+            "domain": d,
+            "n_documents": 100,
+            "chunks": {"train": 80, "unused": 10, "heldout": 10},
+            "source": {"generator": "v1", "domain": d},
+            "files": {f"{s}.safetensors": f"{salt}{d}{s}".ljust(64, "0") for s in ("train", "unused", "heldout")},
+        }
+        for d in domains
+    }
+    atomic_write_json(
+        folder / "manifest.json",
+        {"schema": "kalavai.data/1", "domains": records, "scale": "tiny", "tokenizer": "t" * 64, "seq_len": 128},
+    )
 
 
 @pytest.fixture
@@ -69,28 +92,62 @@ def run(tmp_path):
     runs = tmp_path / "runs" / "tiny"
     write_manifest(runs / "data" / "corpus-overlap0.50", DOMAINS)
     write_manifest(runs / "data" / "corpus-overlap0.20", DOMAINS, salt="b")
-    atomic_write_json(runs / "base" / "base_eval.json", {
-        "fingerprint": "a" * 64, "revision": "step1000", "languages": ["welsh"],
-        "losses": {"code": 3.0, "welsh": 2.0}, "chars_per_token": {"code": 3.5, "welsh": 1.5},
-        "loss_per_char": {"code": 3.0 / 3.5, "welsh": 2.0 / 1.5}})
-    atomic_write_json(runs / "base" / "pretrain_log.json", {
-        "loss": [5.0, 4.0, 3.5], "curve": [{"step": 3, "losses": {"mixture": 3.6}}], "tokens": 6144, "n_params": 1300000,
-        "train_seconds": 12.3, "tokens_per_s": 500.0, "matmul_peak_flops": 1e11, "fraction_of_peak": 0.01})
+    atomic_write_json(
+        runs / "base" / "base_eval.json",
+        {
+            "fingerprint": "a" * 64,
+            "revision": "step1000",
+            "languages": ["welsh"],
+            "losses": {"code": 3.0, "welsh": 2.0},
+            "chars_per_token": {"code": 3.5, "welsh": 1.5},
+            "loss_per_char": {"code": 3.0 / 3.5, "welsh": 2.0 / 1.5},
+        },
+    )
+    atomic_write_json(
+        runs / "base" / "pretrain_log.json",
+        {
+            "loss": [5.0, 4.0, 3.5],
+            "curve": [{"step": 3, "losses": {"mixture": 3.6}}],
+            "tokens": 6144,
+            "n_params": 1300000,
+            "train_seconds": 12.3,
+            "tokens_per_s": 500.0,
+            "matmul_peak_flops": 1e11,
+            "fraction_of_peak": 0.01,
+        },
+    )
     main_results = []
     for seed in SEEDS:
         folder = runs / "main" / "main" / f"seed{seed}"
         main_results.append(write_cooperative(folder, "main", "main", seed, DOMAINS))
-        baselines = {k: v for k, v in main_results[-1]["losses"].items() if k in ("base", "weight_avg", "monolithic") or k.startswith("spec:")}
+        baselines = {
+            k: v
+            for k, v in main_results[-1]["losses"].items()
+            if k in ("base", "weight_avg", "monolithic") or k.startswith("spec:")
+        }
         atomic_write_json(folder / "baselines" / "losses.json", baselines)
         for d in DOMAINS:
-            atomic_write_json(folder / "specialists" / d / "train_log.json", {"loss": [3.0, 2.5], "tokens_per_s": 900.0})
-    sweep = [write_cooperative(runs / "sweep" / name / "seed42", "sweep", name, 42, domains, shift)
-             for name, domains, shift in (("overlap0.20", DOMAINS, 0.2), ("n2", DOMAINS[:2], -0.1),
-                                          ("steps50", DOMAINS, -0.2), ("freeze0", DOMAINS, 0.1))]
+            atomic_write_json(
+                folder / "specialists" / d / "train_log.json", {"loss": [3.0, 2.5], "tokens_per_s": 900.0}
+            )
+    sweep = [
+        write_cooperative(runs / "sweep" / name / "seed42", "sweep", name, 42, domains, shift)
+        for name, domains, shift in (
+            ("overlap0.20", DOMAINS, 0.2),
+            ("n2", DOMAINS[:2], -0.1),
+            ("steps50", DOMAINS, -0.2),
+            ("freeze0", DOMAINS, 0.1),
+        )
+    ]
     points = [r["metrics"] for r in [main_results[0], *sweep]]
-    fit = prediction.fit_line([m["mean_divergence_pct"] for m in points], [m["gain_vs_best_pct"][PAPER_FUSED] for m in points])
-    prediction.save_fit(runs / "sweep" / "fit.json", fit, {"scale": "tiny", "seeds": [42],
-                                                           "conditions": ["main", "overlap0.20", "n2", "steps50", "freeze0"]})
+    fit = prediction.fit_line(
+        [m["mean_divergence_pct"] for m in points], [m["gain_vs_best_pct"][PAPER_FUSED] for m in points]
+    )
+    prediction.save_fit(
+        runs / "sweep" / "fit.json",
+        fit,
+        {"scale": "tiny", "seeds": [42], "conditions": ["main", "overlap0.20", "n2", "steps50", "freeze0"]},
+    )
     return runs
 
 
@@ -99,8 +156,27 @@ def move_loss(runs, seed, model, domain, delta):
     path = runs / "main" / "main" / f"seed{seed}" / "results.json"
     r = read_json(path)
     r["losses"][model][domain] += delta
-    write_results(path, make_results(**{k: r[k] for k in ("experiment", "condition", "scale", "seed", "config", "base_fingerprint",
-                                                          "domains", "losses", "specialists", "gates", "extra")}))
+    write_results(
+        path,
+        make_results(
+            **{
+                k: r[k]
+                for k in (
+                    "experiment",
+                    "condition",
+                    "scale",
+                    "seed",
+                    "config",
+                    "base_fingerprint",
+                    "domains",
+                    "losses",
+                    "specialists",
+                    "gates",
+                    "extra",
+                )
+            }
+        ),
+    )
 
 
 FAKED = ["00_data", "01_base", "02_specialists", "03_fusion", "04_predict_gain"]  # what the fake run has
@@ -142,7 +218,9 @@ def test_sweep_summary_takes_the_authors_router_of_the_runs_scale(tmp_path):
     for name, shift in (("main", 0.0), ("two-domain", 0.2), ("private-domains", -0.1), ("cross-lingual", 0.3)):
         for seed in (42, 137):  # two seeds of each condition: left out together
             experiment = "main" if name == "main" else "sweep"
-            folder = runs / experiment / name / f"seed{seed}" if name != "main" else runs / "main" / "main" / f"seed{seed}"
+            folder = (
+                runs / experiment / name / f"seed{seed}" if name != "main" else runs / "main" / "main" / f"seed{seed}"
+            )
             write_cooperative(folder, experiment, name, seed, DOMAINS, shift + 0.01 * (seed == 137), scale="1b")
     s = reference.summarize_sweep(runs)
     assert set(s["points"]) == {"fused:linear:sequence", CAUSAL_FUSED} and PAPER_FUSED not in s["points"]
@@ -169,7 +247,9 @@ def test_loss_moved_beyond_tolerance_is_reported(run, tmp_path, capsys):
     # 2e-4 nats: beyond the same-machine tolerance, within what another CPU moves: reported, not a failure
     move_loss(run, 42, PAPER_FUSED, "code", 2e-4)
     code, out, _ = compare(capsys, run, ref)
-    assert code == 0 and any(l.startswith(line) and l.endswith("(tol 1e-4; within cross-machine noise)") for l in out), out
+    assert code == 0 and any(
+        l.startswith(line) and l.endswith("(tol 1e-4; within cross-machine noise)") for l in out
+    ), out
     assert ", 0 moved" in out[-1]
     # a hundred times the tolerance has moved
     move_loss(run, 42, PAPER_FUSED, "code", 1e-2)
@@ -220,8 +300,12 @@ def test_changed_verdict_and_missing_key_are_reported(run, tmp_path, capsys):
     (run / "main" / "main" / "seed42" / "specialists" / "fiction" / "train_log.json").unlink()
     code, out, _ = compare(capsys, run, ref)
     assert code == 1
-    assert any(l.startswith("03_fusion: verdicts/fusion.weight_average_below_best/holds True -> False") for l in out), out
-    assert any(l.startswith("02_specialists: main/seed42/training/fiction/steps missing from this run") for l in out), out
+    assert any(l.startswith("03_fusion: verdicts/fusion.weight_average_below_best/holds True -> False") for l in out), (
+        out
+    )
+    assert any(l.startswith("02_specialists: main/seed42/training/fiction/steps missing from this run") for l in out), (
+        out
+    )
 
 
 def test_partial_run_compares_only_its_notebooks(run, tmp_path, capsys):
@@ -262,8 +346,12 @@ def test_tolerance_classes():
     assert reference.tolerance("early_prediction/0.1/divergence_error", 8.0, 8.0, 1e-4) == pytest.approx(1e-2)
     assert reference.tolerance("early_prediction/0.1/loss_error", 0.2, 0.2, 1e-4) == 1e-4
     # perplexities relative to their size: exp(loss) moves by its loss's move times itself; a fold by two losses' moves
-    assert reference.tolerance("cross-lingual/perplexity/seed42/lang_a/base", 20.0, 20.5, 1e-4) == pytest.approx(2.05e-3)
-    assert reference.tolerance("cross-lingual/perplexity/mean_over_seeds/lang_a/fold", 1.25, 1.25, 1e-4) == pytest.approx(2.5e-4)
+    assert reference.tolerance("cross-lingual/perplexity/seed42/lang_a/base", 20.0, 20.5, 1e-4) == pytest.approx(
+        2.05e-3
+    )
+    assert reference.tolerance(
+        "cross-lingual/perplexity/mean_over_seeds/lang_a/fold", 1.25, 1.25, 1e-4
+    ) == pytest.approx(2.5e-4)
     assert reference.tolerance("cross-lingual/perplexity/router", "fused:mlp:sequence", "x", 1e-4) is None
 
 
@@ -282,7 +370,9 @@ def test_early_gain_errors_predict_each_cooperative_without_its_condition(run):
     results = reference._sweep_results(run, meta)
     gains = sweep_tables.early_gain_errors(results, PAPER_FUSED)
     points = sweep_tables.points_table(results, PAPER_FUSED)
-    assert len(gains) == len(points) * (len(sweep_tables.EARLY_FRACTIONS) + 1)  # every cooperative, every fraction and 1
+    assert len(gains) == len(points) * (
+        len(sweep_tables.EARLY_FRACTIONS) + 1
+    )  # every cooperative, every fraction and 1
     assert not gains.duplicated(["condition", "seed", "fraction"]).any()
     full = gains[gains.fraction == 1.0]
     assert (full.predicted_divergence == full.actual_divergence).all()  # the finished curve: nothing extrapolated

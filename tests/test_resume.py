@@ -1,5 +1,6 @@
 """Kill a training anywhere and lose nothing: a rerun resumes from its last saved state to the
 very weights and log of an uninterrupted run (bit for bit on a CPU)."""
+
 import copy
 import json
 import os
@@ -30,7 +31,9 @@ def setup():
     return model, chunks, cfg, {"h": chunks[:4]}
 """
 
-SCRIPT = SETUP + """
+SCRIPT = (
+    SETUP
+    + """
 import json, os, signal, sys
 from kalavai_utils.protocol.models import fingerprint
 from kalavai_utils.protocol.training import train_causal_lm
@@ -46,6 +49,7 @@ model, chunks, cfg, heldout = setup()
 log = train_causal_lm(model, chunks, cfg, heldout, on_step=die, checkpoint_dir=ckpt, save_every=3)
 json.dump({"fingerprint": fingerprint(model), "log": log}, open(out, "w"))
 """
+)
 
 
 def _setup():
@@ -56,7 +60,9 @@ def _setup():
 
 def _run(script, *args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.mark.slow

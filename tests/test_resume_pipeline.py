@@ -1,6 +1,7 @@
 """The callers of the training loop resume a killed training: a specialist (cooperative.train_specialist)
 hands in the very weights of an uninterrupted run, and the base's pretraining (pipeline.prepare_base)
 ends at the very base, its revisions saved before the kill kept."""
+
 import copy
 import dataclasses
 import json
@@ -14,9 +15,9 @@ import pytest
 
 from kalavai_utils.protocol import cooperative, pipeline
 from kalavai_utils.protocol.models import fingerprint
-from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.submission import collect_submissions
 from kalavai_utils.protocol.training import CHECKPOINT_FILE, train_causal_lm
+from kalavai_utils.scales import get_scale
 
 # The same base, data and recipe in the test and in the killed subprocess.
 SETUP = """
@@ -37,7 +38,9 @@ def setup():
 """
 
 # Trains through cooperative.train_specialist, killed (SIGKILL: no cleanup at all) after step `kill_at`.
-SCRIPT = SETUP + """
+SCRIPT = (
+    SETUP
+    + """
 import os, signal, sys
 from kalavai_utils.protocol import cooperative
 
@@ -55,6 +58,7 @@ cooperative.train_causal_lm = killed_at
 base, base_fp, chunks, cfg, kwargs = setup()
 cooperative.train_specialist(base, base_fp, chunks, cfg, folder, **kwargs)
 """
+)
 
 
 def _setup():
@@ -71,8 +75,9 @@ def test_killed_specialist_resumes_to_the_uninterrupted_submission(tmp_path):
     script.write_text(textwrap.dedent(SCRIPT))
     folder = tmp_path / "spec"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    killed = subprocess.run([sys.executable, str(script), str(folder), "7"], capture_output=True, text=True, env=env,
-                            timeout=120)
+    killed = subprocess.run(
+        [sys.executable, str(script), str(folder), "7"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert (folder / "checkpoint" / CHECKPOINT_FILE).exists()
     assert not (folder / "submission").exists() and not (folder / "step.json").exists()
@@ -90,8 +95,9 @@ def test_killed_specialist_resumes_to_the_uninterrupted_submission(tmp_path):
     for key in ("loss", "lr", "curve"):
         assert log[key] == whole[key] == plain_log[key], key
 
-    (resumed,), (uninterrupted,) = (collect_submissions([f / "submission"], base, cfg.freeze_layers)
-                                    for f in (folder, tmp_path / "whole"))
+    (resumed,), (uninterrupted,) = (
+        collect_submissions([f / "submission"], base, cfg.freeze_layers) for f in (folder, tmp_path / "whole")
+    )
     assert fingerprint(resumed.model) == fingerprint(uninterrupted.model) == fingerprint(plain)
     assert json.loads((folder / "train_log.json").read_text())["resumed_at"] == [6]
 
@@ -119,6 +125,7 @@ def test_killed_pretraining_resumes_to_the_same_base_keeping_its_revisions(tmp_p
             on_step(s, model)
             if s == 13:
                 raise Killed
+
         return real(*args, on_step=step, **kwargs)
 
     monkeypatch.setattr(pipeline, "train_causal_lm", killed_after_13)
@@ -126,7 +133,11 @@ def test_killed_pretraining_resumes_to_the_same_base_keeping_its_revisions(tmp_p
         pipeline.prepare_base(scale, runs)
     monkeypatch.setattr(pipeline, "train_causal_lm", real)
     base = runs / "base"
-    assert (base / "checkpoint" / CHECKPOINT_FILE).exists() and (base / "step10").is_dir() and not (base / "step20").exists()
+    assert (
+        (base / "checkpoint" / CHECKPOINT_FILE).exists()
+        and (base / "step10").is_dir()
+        and not (base / "step20").exists()
+    )
     step10 = (base / "step10" / "model.safetensors").stat().st_mtime_ns
 
     info = pipeline.prepare_base(scale, runs)
@@ -149,23 +160,54 @@ def test_a_specialist_trained_elsewhere_is_copied_bit_for_bit_only_when_its_trai
     base, base_fp, chunks, cfg, kwargs = _setup()
     runs = tmp_path / "runs"
     sets = {"code": chunks[:4], "science": chunks[4:8]}
-    first = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, cfg, runs / "a" / "specialists" / "code",
-                                         **{**kwargs, "eval_sets": sets}, trained=runs)
+    first = cooperative.train_specialist(
+        copy.deepcopy(base),
+        base_fp,
+        chunks,
+        cfg,
+        runs / "a" / "specialists" / "code",
+        **{**kwargs, "eval_sets": sets},
+        trained=runs,
+    )
     # the same training elsewhere, curves on its own domain only: copied, log cut to that curve
     folder = runs / "b" / "specialists" / "code"
-    log = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, cfg, folder,
-                                       **{**kwargs, "eval_sets": {"code": sets["code"]}}, trained=runs)
+    log = cooperative.train_specialist(
+        copy.deepcopy(base),
+        base_fp,
+        chunks,
+        cfg,
+        folder,
+        **{**kwargs, "eval_sets": {"code": sets["code"]}},
+        trained=runs,
+    )
     assert log["copied_from"] == "a/specialists/code" and log["loss"] == first["loss"]
     assert [p["losses"] for p in log["curve"]] == [{"code": p["losses"]["code"]} for p in first["curve"]]
-    fresh = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, cfg, tmp_path / "fresh",
-                                         **{**kwargs, "eval_sets": {"code": sets["code"]}})
+    fresh = cooperative.train_specialist(
+        copy.deepcopy(base), base_fp, chunks, cfg, tmp_path / "fresh", **{**kwargs, "eval_sets": {"code": sets["code"]}}
+    )
     assert "copied_from" not in fresh and fresh["curve"] == log["curve"]
-    (copied,), (trained,) = (collect_submissions([f / "submission"], base, cfg.freeze_layers) for f in (folder, tmp_path / "fresh"))
+    (copied,), (trained,) = (
+        collect_submissions([f / "submission"], base, cfg.freeze_layers) for f in (folder, tmp_path / "fresh")
+    )
     assert fingerprint(copied.model) == fingerprint(trained.model)
     # not the same training: another seed, or curves on held-out chunks the other never saw
-    other = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, dataclasses.replace(cfg, seed=8),
-                                         runs / "c" / "specialists" / "code", **kwargs, trained=runs)
+    other = cooperative.train_specialist(
+        copy.deepcopy(base),
+        base_fp,
+        chunks,
+        dataclasses.replace(cfg, seed=8),
+        runs / "c" / "specialists" / "code",
+        **kwargs,
+        trained=runs,
+    )
     assert "copied_from" not in other and other["loss"] != first["loss"]
-    unseen = cooperative.train_specialist(copy.deepcopy(base), base_fp, chunks, cfg, runs / "d" / "specialists" / "code",
-                                          **{**kwargs, "eval_sets": {"code": chunks[8:12]}}, trained=runs)
+    unseen = cooperative.train_specialist(
+        copy.deepcopy(base),
+        base_fp,
+        chunks,
+        cfg,
+        runs / "d" / "specialists" / "code",
+        **{**kwargs, "eval_sets": {"code": chunks[8:12]}},
+        trained=runs,
+    )
     assert "copied_from" not in unseen

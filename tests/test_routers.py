@@ -1,4 +1,5 @@
 """Router modules, pooling, the mixture, and router training on a toy cooperative."""
+
 import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
@@ -7,15 +8,20 @@ from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.fusion import FusedModel
 from kalavai_utils.protocol.models import freeze_prefix, offline_config
 from kalavai_utils.protocol.routers import (
-    causal_lm_loss, make_router, mix_logits, pool_router_input, stack_logits, token_losses, train_router, train_routers,
+    causal_lm_loss,
+    make_router,
+    mix_logits,
+    pool_router_input,
+    stack_logits,
+    token_losses,
+    train_router,
+    train_routers,
 )
 from kalavai_utils.scales import get_scale
 
 VOCAB, SEQ, K = 512, 32, 1
 N_DOMAINS = 3
 SPAN = VOCAB // N_DOMAINS  # domain i uses the tokens [i*SPAN, (i+1)*SPAN)
-
-
 
 
 def domain_chunks(i, n, seed):
@@ -37,7 +43,7 @@ def toy():
     base = GPTNeoXForCausalLM(config)
     with torch.no_grad():  # the shared base "knows" the domains: each has its own embedding direction
         for i in range(N_DOMAINS):
-            base.gpt_neox.embed_in.weight[i * SPAN:(i + 1) * SPAN] += 0.03 * torch.randn(config.hidden_size)
+            base.gpt_neox.embed_in.weight[i * SPAN : (i + 1) * SPAN] += 0.03 * torch.randn(config.hidden_size)
     specs = []
     for i in range(N_DOMAINS):
         m = GPTNeoXForCausalLM(config)
@@ -46,7 +52,7 @@ def toy():
         opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
         data = domain_chunks(i, 64, seed=i)
         for step in range(40):
-            x = data[step % 8 * 8:(step % 8 + 1) * 8]
+            x = data[step % 8 * 8 : (step % 8 + 1) * 8]
             loss = m(x, labels=x).loss
             opt.zero_grad()
             loss.backward()
@@ -69,11 +75,15 @@ def test_make_router_shapes_bias_and_seed():
     assert all(m.bias is None for m in mlp.modules() if isinstance(m, torch.nn.Linear))
     h = torch.randn(2, 5, 32)
     assert mlp(h).shape == (2, 5, 3)
-    assert torch.equal(make_router("mlp", 32, 3, hidden=16, seed=1).net[0].weight,
-                       make_router("mlp", 32, 3, hidden=16, seed=1).net[0].weight)
-    assert not torch.equal(make_router("linear", 32, 3, seed=1).net.weight, make_router("linear", 32, 3, seed=2).net.weight)
+    assert torch.equal(
+        make_router("mlp", 32, 3, hidden=16, seed=1).net[0].weight,
+        make_router("mlp", 32, 3, hidden=16, seed=1).net[0].weight,
+    )
+    assert not torch.equal(
+        make_router("linear", 32, 3, seed=1).net.weight, make_router("linear", 32, 3, seed=2).net.weight
+    )
     # The seeded init keeps PyTorch's default scale (uniform within 1/sqrt(fan_in)).
-    assert lin.net.weight.abs().max() <= 32 ** -0.5
+    assert lin.net.weight.abs().max() <= 32**-0.5
     with pytest.raises(KalavaiError, match="router kind"):
         make_router("attention", 32, 3)
 
@@ -146,7 +156,9 @@ def test_train_router_learns_the_domains(toy, kind):
     # Only the router moved, and only the router is left trainable.
     after = fused.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
-    assert {n for n, p in fused.named_parameters() if p.requires_grad} == {n for n, _ in fused.router.named_parameters(prefix="router")}
+    assert {n for n, p in fused.named_parameters() if p.requires_grad} == {
+        n for n, _ in fused.router.named_parameters(prefix="router")
+    }
 
 
 def test_train_router_is_deterministic_given_the_seed(toy):
@@ -163,8 +175,16 @@ def test_train_router_is_deterministic_given_the_seed(toy):
 def test_train_router_refuses_bad_chunks(toy):
     specs, _, _ = toy
     with pytest.raises(KalavaiError, match="chunks"):
-        train_router(fuse(specs), torch.zeros(0, SEQ, dtype=torch.long), steps=1, batch=1, lr=1e-3,
-                     weight_decay=0.0, seed=0, progress=False)
+        train_router(
+            fuse(specs),
+            torch.zeros(0, SEQ, dtype=torch.long),
+            steps=1,
+            batch=1,
+            lr=1e-3,
+            weight_decay=0.0,
+            seed=0,
+            progress=False,
+        )
 
 
 def test_routers_trained_side_by_side_end_as_if_trained_alone(toy):
@@ -178,7 +198,9 @@ def test_routers_trained_side_by_side_end_as_if_trained_alone(toy):
         alone.append((losses, fused.router.state_dict()))
     fused = fuse(specs)
     routers = [(make_router(kind, 32, N_DOMAINS, hidden=16, seed=3), granularity) for kind, granularity in variants]
-    together = train_routers(fused, routers, train, steps=12, batch=4, lr=1e-2, weight_decay=0.01, seed=5, progress=False)
+    together = train_routers(
+        fused, routers, train, steps=12, batch=4, lr=1e-2, weight_decay=0.01, seed=5, progress=False
+    )
     for (losses, state), mine, (router, _) in zip(alone, together, routers):
         assert mine == losses
         assert all(torch.equal(v, router.state_dict()[k]) for k, v in state.items())
@@ -193,19 +215,41 @@ def test_routers_of_other_lengths_and_recipes_side_by_side_end_as_if_trained_alo
     alone = []
     for steps, balance, schedule in recipes:
         fused = fuse(specs, router_kind="mlp", granularity="sequence", router_hidden=16, seed=3)
-        losses = train_router(fused, train, steps=steps, batch=4, lr=1e-2, weight_decay=0.01, seed=5, progress=False,
-                              balance=balance, schedule=schedule)
+        losses = train_router(
+            fused,
+            train,
+            steps=steps,
+            batch=4,
+            lr=1e-2,
+            weight_decay=0.01,
+            seed=5,
+            progress=False,
+            balance=balance,
+            schedule=schedule,
+        )
         alone.append((losses, fused.router.state_dict()))
     routers = [(make_router("mlp", 32, N_DOMAINS, hidden=16, seed=3), "sequence") for _ in recipes]
-    together = train_routers(fuse(specs), routers, train, steps=[r[0] for r in recipes], batch=4, lr=1e-2,
-                             weight_decay=0.01, seed=5, progress=False, balance=[r[1] for r in recipes],
-                             schedule=[r[2] for r in recipes])
+    together = train_routers(
+        fuse(specs),
+        routers,
+        train,
+        steps=[r[0] for r in recipes],
+        batch=4,
+        lr=1e-2,
+        weight_decay=0.01,
+        seed=5,
+        progress=False,
+        balance=[r[1] for r in recipes],
+        schedule=[r[2] for r in recipes],
+    )
     for (losses, state), mine, (router, _), (steps, _, _) in zip(alone, together, routers, recipes):
         assert len(mine) == steps and mine == losses
         assert all(torch.equal(v, router.state_dict()[k]) for k, v in state.items())
     assert together[0] != together[1][:12]  # the recipes did train differently
     with pytest.raises(KalavaiError, match="one per router"):
-        train_routers(fuse(specs), routers, train, steps=[4, 4], batch=4, lr=1e-2, weight_decay=0.0, seed=0, progress=False)
+        train_routers(
+            fuse(specs), routers, train, steps=[4, 4], batch=4, lr=1e-2, weight_decay=0.0, seed=0, progress=False
+        )
 
 
 @pytest.mark.parametrize("granularity", ["sequence", "token"])
@@ -214,7 +258,9 @@ def test_train_router_matches_the_fused_forward_loss(toy, granularity):
     specs, train, _ = toy
     fused = fuse(specs, router_kind="mlp", granularity=granularity, router_hidden=16, seed=2)
     chunks = train[::7]
-    drawn = chunks[torch.randint(len(chunks), (4,), generator=torch.Generator().manual_seed(0))]  # train_router's first batch
+    drawn = chunks[
+        torch.randint(len(chunks), (4,), generator=torch.Generator().manual_seed(0))
+    ]  # train_router's first batch
     with torch.no_grad():
         expected = fused(drawn, labels=drawn).loss.item()
     losses = train_router(fused, chunks, steps=1, batch=4, lr=1e-2, weight_decay=0.0, seed=0, progress=False)

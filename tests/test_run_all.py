@@ -1,4 +1,5 @@
 """./run_all.sh killed between notebooks resumes with only what was left, and keeps its timings and report."""
+
 import json
 import os
 import signal
@@ -16,8 +17,12 @@ ONLY = "00,01,02"
 def snapshot(*folders: Path) -> dict[str, tuple[bool, int, bytes]]:
     """Every file: (inside a step's folder, mtime, content)."""
     steps = [s.parent for f in folders for s in f.rglob("step.json")]
-    return {str(p): (any(p.is_relative_to(s) for s in steps), p.stat().st_mtime_ns, p.read_bytes())
-            for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
+    return {
+        str(p): (any(p.is_relative_to(s) for s in steps), p.stat().st_mtime_ns, p.read_bytes())
+        for f in folders
+        for p in sorted(f.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow

@@ -1,11 +1,12 @@
 """Every scale's settings hang together; the GPU-sized offline scale builds and trains on a CPU."""
+
 import pytest
 import torch
 import transformers
 
 from kalavai_utils.protocol.models import freeze_prefix, n_params, offline_config
-from kalavai_utils.scales import SCALES, get_scale
 from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
+from kalavai_utils.scales import SCALES, get_scale
 
 
 @pytest.mark.parametrize("name", list(SCALES))

@@ -1,4 +1,5 @@
 """Atomic writes: content, no stray temporary files, and ordinary file permissions."""
+
 import os
 import stat
 
@@ -45,9 +46,14 @@ def test_read_json_refuses_malformed_bytes_in_one_line(tmp_path, raw):
 
 def test_a_cached_file_reads_back_in_the_order_it_was_written(tmp_path):
     """A cached step (baseline losses, results) must give tables and figures the order a fresh one gives."""
-    fresh = {"base": {"code": 1, "science": 2, "fiction": 3}, "spec:code": {"code": 1, "science": 2, "fiction": 3},
-             "spec:science": {"code": 1, "science": 2, "fiction": 3}, "spec:fiction": {"code": 1, "science": 2, "fiction": 3},
-             "weight_avg": {"code": 1, "science": 2, "fiction": 3}, "monolithic": {"code": 1, "science": 2, "fiction": 3}}
+    fresh = {
+        "base": {"code": 1, "science": 2, "fiction": 3},
+        "spec:code": {"code": 1, "science": 2, "fiction": 3},
+        "spec:science": {"code": 1, "science": 2, "fiction": 3},
+        "spec:fiction": {"code": 1, "science": 2, "fiction": 3},
+        "weight_avg": {"code": 1, "science": 2, "fiction": 3},
+        "monolithic": {"code": 1, "science": 2, "fiction": 3},
+    }
     back = read_json(atomic_write_json(tmp_path / "losses.json", fresh))
     assert back == fresh and list(back) == list(fresh)
     assert all(list(row) == ["code", "science", "fiction"] for row in back.values())

@@ -1,4 +1,5 @@
 """Submissions: a good one is accepted as saved; each kind of bad one is refused for the right reason."""
+
 from __future__ import annotations
 
 import copy
@@ -12,11 +13,16 @@ from transformers import GPTNeoXForCausalLM
 
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.models import fingerprint, freeze_prefix, offline_config
+from kalavai_utils.protocol.submission import (
+    MANIFEST,
+    collect_submissions,
+    describe,
+    verify_all,
+    verify_submission,
+    write_submission,
+)
 from kalavai_utils.scales import get_scale
 from kalavai_utils.storage import atomic_write_json, sha256_file
-from kalavai_utils.protocol.submission import (
-    MANIFEST, collect_submissions, describe, verify_all, verify_submission, write_submission,
-)
 
 K = 1  # frozen blocks (plus the embedding), as in the smoke scale
 FROZEN = "gpt_neox.layers.0.mlp.dense_h_to_4h.weight"
@@ -50,13 +56,15 @@ def base():
 
 def submit(model, folder, base, *, base_fingerprint=None, check=True, name="code", **kw):
     return write_submission(
-        model, folder,
+        model,
+        folder,
         base_fingerprint=base_fingerprint or fingerprint(base),
         base_state=base.state_dict() if check else None,
         freeze_layers=K,
         training={"lr": 1e-3, "steps": 8, "seed": 42},
         data={"n_chunks": 12, "n_tokens": 384, "chunk_files": {"train.bin.npy": "ab" * 32}},
-        contributor=name, **kw,
+        contributor=name,
+        **kw,
     )
 
 
@@ -99,8 +107,10 @@ def edit_json(folder, name, edit, keep_manifest_honest=True):
 @pytest.fixture
 def no_pickle(monkeypatch):
     """Fail the test if anything tries to unpickle."""
+
     def boom(*args, **kwargs):
         raise AssertionError("a pickle was opened")
+
     monkeypatch.setattr(torch, "load", boom)
     monkeypatch.setattr(pickle, "load", boom)
     monkeypatch.setattr(pickle, "loads", boom)
@@ -300,8 +310,14 @@ def test_non_finite_tensor_is_refused(tmp_path, base, bad):
 def test_data_text_is_not_written_into_the_manifest(tmp_path, base):
     with pytest.raises(KalavaiError, match="data.sample"):
         write_submission(
-            fine_tune(base), tmp_path / "code", base_fingerprint=fingerprint(base), base_state=None,
-            freeze_layers=K, training={}, data={"sample": "x" * 1000}, contributor="code",
+            fine_tune(base),
+            tmp_path / "code",
+            base_fingerprint=fingerprint(base),
+            base_state=None,
+            freeze_layers=K,
+            training={},
+            data={"sample": "x" * 1000},
+            contributor="code",
         )
 
 
@@ -309,12 +325,15 @@ def test_data_text_is_not_written_into_the_manifest(tmp_path, base):
 # Refused: only the files a submission may hold, every one hashed, no auto_map anywhere
 
 
-@pytest.mark.parametrize("name, content", [
-    ("weights.dat", pickle.dumps({"w": [1.0, 2.0]})),
-    ("run.sh", b"#!/bin/sh\necho pwned\n"),
-    ("evil.so", b"\x7fELF not really"),
-    ("notes.txt", b"harmless, but not something a submission holds"),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("weights.dat", pickle.dumps({"w": [1.0, 2.0]})),
+        ("run.sh", b"#!/bin/sh\necho pwned\n"),
+        ("evil.so", b"\x7fELF not really"),
+        ("notes.txt", b"harmless, but not something a submission holds"),
+    ],
+)
 @pytest.mark.parametrize("listed", [False, True])
 def test_unexpected_file_kinds_are_refused_by_name(tmp_path, base, no_pickle, name, content, listed):
     folder = submit(fine_tune(base), tmp_path / "code", base)
@@ -334,8 +353,9 @@ def test_subfolder_is_refused(tmp_path, base):
 @pytest.mark.parametrize("listed", [False, True])
 def test_auto_map_in_any_json_is_refused(tmp_path, base, listed):
     folder = submit(fine_tune(base), tmp_path / "code", base)
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "GPTNeoXTokenizer", "auto_map": {"AutoTokenizer": ["evil.Tok", None]}}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "GPTNeoXTokenizer", "auto_map": {"AutoTokenizer": ["evil.Tok", None]}})
+    )
     if listed:
         rehash(folder)
     refused(folder, base, "tokenizer_config.json", "auto_map")
@@ -375,6 +395,7 @@ def forbid(monkeypatch):
         if hashing:  # nothing read at all: the bytes hashed are the bytes read, once
             monkeypatch.setattr(submission, "_read_files", boom)
             monkeypatch.setattr(submission, "sha256_bytes", boom)
+
     return apply
 
 
@@ -399,13 +420,16 @@ def test_a_50mb_junk_file_is_refused_unread(tmp_path, base, forbid):
     refused(folder, base, "tokenizer.json", "cap")
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda t: t.update({TRAINED: torch.zeros(64, 32)}), [TRAINED, "shape"]),
-    (lambda t: t.update({TRAINED: t[TRAINED].half()}), [TRAINED, "F16", "F32"]),
-    (lambda t: t.update({TRAINED: t[TRAINED].to(torch.int32)}), [TRAINED, "I32"]),
-    (lambda t: t.pop(TRAINED), [TRAINED, "missing"]),
-    (lambda t: t.update({"gpt_neox.layers.9.extra": torch.zeros(3)}), ["gpt_neox.layers.9.extra", "unexpected"]),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda t: t.update({TRAINED: torch.zeros(64, 32)}), [TRAINED, "shape"]),
+        (lambda t: t.update({TRAINED: t[TRAINED].half()}), [TRAINED, "F16", "F32"]),
+        (lambda t: t.update({TRAINED: t[TRAINED].to(torch.int32)}), [TRAINED, "I32"]),
+        (lambda t: t.pop(TRAINED), [TRAINED, "missing"]),
+        (lambda t: t.update({"gpt_neox.layers.9.extra": torch.zeros(3)}), ["gpt_neox.layers.9.extra", "unexpected"]),
+    ],
+)
 def test_names_shapes_and_dtypes_are_checked_from_the_header(tmp_path, base, forbid, edit, words):
     folder = submit(fine_tune(base), tmp_path / "code", base)
     edit_tensors(folder, edit)
@@ -416,7 +440,7 @@ def test_names_shapes_and_dtypes_are_checked_from_the_header(tmp_path, base, for
 def _raw_header(path):
     raw = path.read_bytes()
     n = int.from_bytes(raw[:8], "little")
-    return json.loads(raw[8:8 + n]), raw[8 + n:]
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
 def _write_raw(path, header_bytes, data):
@@ -441,7 +465,7 @@ def test_malformed_headers_are_refused(tmp_path, base, forbid):
     dup = json.dumps(header)[:-1] + ', "__metadata__": {"format": "pt"}}'
     check(dup.encode(), data, "twice")
     check(b"[1, 2, 3]", data, "not a JSON object")
-    path.write_bytes((10 ** 12).to_bytes(8, "little") + b"{}")
+    path.write_bytes((10**12).to_bytes(8, "little") + b"{}")
     rehash(folder)
     refused(folder, base, "model.safetensors", "header length")
 
@@ -506,8 +530,16 @@ def test_predict_gain_takes_k_from_the_coordinator_only(tmp_path, base, capsys):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01)
-    sub = write_submission(model, tmp_path / "sub", base_fingerprint=fingerprint(base), base_state=None,
-                           freeze_layers=0, training={}, data={"domain": "science"}, contributor="science")
+    sub = write_submission(
+        model,
+        tmp_path / "sub",
+        base_fingerprint=fingerprint(base),
+        base_state=None,
+        freeze_layers=0,
+        training={},
+        data={"domain": "science"},
+        contributor="science",
+    )
     args = [str(tmp_path / "base"), [str(sub)], str(tmp_path / "no-data")]
 
     with pytest.raises(KalavaiError, match="--freeze-layers K or --scale"):

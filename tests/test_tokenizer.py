@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from kalavai_utils.protocol import tokenizer as tk
 from kalavai_utils.corpora import ENGLISH_DOMAINS, LANGUAGES, generate_documents
 from kalavai_utils.errors import KalavaiError
+from kalavai_utils.protocol import tokenizer as tk
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,10 +79,12 @@ def test_hub_tokenizer_failure_is_one_line(monkeypatch):
 
 @pytest.mark.slow
 def test_hub_tokenizer_offline_for_real():
-    code = ("from kalavai_utils.protocol.tokenizer import load_hub_tokenizer\n"
-            "from kalavai_utils.errors import KalavaiError\n"
-            "try:\n    load_hub_tokenizer('kalavai-test/no-such-model', 'step10000')\n"
-            "except KalavaiError as e:\n    print('KalavaiError', e)\n")
+    code = (
+        "from kalavai_utils.protocol.tokenizer import load_hub_tokenizer\n"
+        "from kalavai_utils.errors import KalavaiError\n"
+        "try:\n    load_hub_tokenizer('kalavai-test/no-such-model', 'step10000')\n"
+        "except KalavaiError as e:\n    print('KalavaiError', e)\n"
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith("KalavaiError") and "HF_HUB_OFFLINE=1" in out.stdout, out.stdout + out.stderr

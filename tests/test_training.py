@@ -1,4 +1,5 @@
 """The one training loop: seeded, frozen prefix untouched, loss not inflated by accumulation."""
+
 import copy
 import signal
 from types import SimpleNamespace
@@ -10,10 +11,10 @@ from transformers import GPTNeoXForCausalLM, get_scheduler
 
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config
-from kalavai_utils.runtime.sharding import set_activation_checkpointing
-from kalavai_utils.runtime.perf import training_flops_per_token
-from kalavai_utils.scales import get_scale
 from kalavai_utils.protocol.training import TrainConfig, local_grad_accum, micro_batch_order, train_causal_lm
+from kalavai_utils.runtime.perf import training_flops_per_token
+from kalavai_utils.runtime.sharding import set_activation_checkpointing
+from kalavai_utils.scales import get_scale
 
 
 def _setup():
@@ -50,8 +51,12 @@ def test_checkpointed_training_matches_plain_and_is_switched_off_after(recwarn):
     plain, checkpointed = copy.deepcopy(base), copy.deepcopy(base)
     train_causal_lm(plain, chunks, TrainConfig.specialist(scale, 0, curve_every=0))
     during = []
-    train_causal_lm(checkpointed, chunks, TrainConfig.specialist(scale, 0, curve_every=0, grad_checkpointing=True),
-                    on_step=lambda step, m: during.append(m.is_activation_checkpointing))
+    train_causal_lm(
+        checkpointed,
+        chunks,
+        TrainConfig.specialist(scale, 0, curve_every=0, grad_checkpointing=True),
+        on_step=lambda step, m: during.append(m.is_activation_checkpointing),
+    )
     assert during and all(during)
     assert fingerprint(checkpointed) == fingerprint(plain)  # recomputing activations changes no arithmetic
     assert not checkpointed.is_activation_checkpointing  # the trained model is handed back as a plain one
@@ -60,8 +65,10 @@ def test_checkpointed_training_matches_plain_and_is_switched_off_after(recwarn):
 
 def test_releases_without_the_new_checkpointing_names_get_the_old_ones():
     calls = []
-    older = SimpleNamespace(gradient_checkpointing_enable=lambda: calls.append("on"),
-                            gradient_checkpointing_disable=lambda: calls.append("off"))
+    older = SimpleNamespace(
+        gradient_checkpointing_enable=lambda: calls.append("on"),
+        gradient_checkpointing_disable=lambda: calls.append("off"),
+    )
     set_activation_checkpointing(older, True)
     set_activation_checkpointing(older, False)
     assert calls == ["on", "off"]
@@ -97,8 +104,10 @@ def test_pretraining_trains_the_embedding_and_specialists_never_do():
     specialist = copy.deepcopy(base)
     train_causal_lm(specialist, chunks, TrainConfig.specialist(scale, 0, freeze_layers=0, steps=2))
     assert torch.equal(specialist.gpt_neox.embed_in.weight, start)
-    assert not torch.equal(specialist.gpt_neox.layers[0].attention.query_key_value.weight,
-                           base.gpt_neox.layers[0].attention.query_key_value.weight)
+    assert not torch.equal(
+        specialist.gpt_neox.layers[0].attention.query_key_value.weight,
+        base.gpt_neox.layers[0].attention.query_key_value.weight,
+    )
 
 
 def test_flops_per_token_counts_matmuls_and_only_the_backward_that_runs():
@@ -142,7 +151,9 @@ def test_too_little_data_is_refused_not_spun_on():
     try:
         for n in (1, 0):  # 1: the loader yields nothing and the loop used to spin forever
             with pytest.raises(KalavaiError, match="too little training data"):
-                train_causal_lm(copy.deepcopy(base), chunks[:n], TrainConfig.specialist(scale, 0, micro_batch=2, curve_every=0))
+                train_causal_lm(
+                    copy.deepcopy(base), chunks[:n], TrainConfig.specialist(scale, 0, micro_batch=2, curve_every=0)
+                )
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -150,8 +161,13 @@ def test_too_little_data_is_refused_not_spun_on():
 
 def test_data_order_is_the_seeded_loaders_and_starts_anywhere():
     for n, mb, seed in ((24, 2, 1), (13, 4, 3), (5, 5, 2)):
-        loader = DataLoader(TensorDataset(torch.arange(n)), batch_size=mb, shuffle=True,
-                            generator=torch.Generator().manual_seed(seed), drop_last=True)
+        loader = DataLoader(
+            TensorDataset(torch.arange(n)),
+            batch_size=mb,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+            drop_last=True,
+        )
         expected = [b.tolist() for _ in range(4) for (b,) in loader]  # four epochs
         stream = micro_batch_order(n, mb, seed)
         assert [next(stream).tolist() for _ in expected] == expected

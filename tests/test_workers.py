@@ -1,4 +1,5 @@
 """Cooperatives side by side in worker processes (runtime/workers.py): same numbers as one at a time."""
+
 import pytest
 import torch
 

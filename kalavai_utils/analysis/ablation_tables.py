@@ -1,4 +1,5 @@
 """Tables, verdicts and the reference summary of notebook 05 (the ablations), from its results files."""
+
 from __future__ import annotations
 
 import math
@@ -8,14 +9,14 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
-from . import sweep_tables
-from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
 from ..errors import KalavaiError
+from ..experiments.ablations import CAPACITY_FRACTION_PARAMETER, LADDER_QUANTITY, heterogeneous_arms, load
+from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
 from ..protocol.metrics import divergence_pct
 from ..protocol.results import gate_matrix
 from ..scales import PYTHIA_SHAPES, get_scale
 from ..verdicts import Verdict, summary, table
-from ..experiments.ablations import CAPACITY_FRACTION_PARAMETER, LADDER_QUANTITY, heterogeneous_arms, load
+from . import sweep_tables
 
 
 def _paper_freeze_drop() -> str:
@@ -29,11 +30,14 @@ def _paper_init() -> str:
     """The paper's shared-initialisation ablation in one phrase (mixed evaluation, vs base)."""
     g = paper.SHARED_INIT_VS_BASE_MIXED_EVAL
     others = "/".join(f"{v:+.1f}%" for k, v in g.items() if k != "same_init")
-    return (f"same init {g['same_init']:+.1f}% vs mismatched {others}; "
-            f"{paper.MISMATCHED_INIT_FICTION_TO_CODE}% of fiction's weight to code")
+    return (
+        f"same init {g['same_init']:+.1f}% vs mismatched {others}; "
+        f"{paper.MISMATCHED_INIT_FICTION_TO_CODE}% of fiction's weight to code"
+    )
 
 
 # ================================================================ tables and verdicts
+
 
 def _mean(results: list[dict], f) -> float:
     return float(np.mean([f(r) for r in results]))
@@ -76,10 +80,16 @@ def freeze_table(res: dict) -> tuple[pd.DataFrame, dict]:
     model = _paper_model(res)
     n_layers = result_layers(next(iter(res.values()))[0])
     paper_col = f"paper 410M gain (%), same share of its {PYTHIA_SHAPES['410m'][1]} blocks frozen"
-    rows = [{"frozen blocks K": int(k), "gain (%)": _mean(rs, _gain(model)), "gain, causal router (%)": _mean(rs, _gain(CAUSAL_FUSED)),
-             "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
-             paper_col: paper_freeze_gain(int(k), n_layers)}
-            for k, rs in res.items()]
+    rows = [
+        {
+            "frozen blocks K": int(k),
+            "gain (%)": _mean(rs, _gain(model)),
+            "gain, causal router (%)": _mean(rs, _gain(CAUSAL_FUSED)),
+            "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
+            paper_col: paper_freeze_gain(int(k), n_layers),
+        }
+        for k, rs in res.items()
+    ]
     t = pd.DataFrame(rows).sort_values("frozen blocks K").reset_index(drop=True)
     g = t["gain (%)"].to_numpy()
     slope = float(np.polyfit(t["frozen blocks K"], g, 1)[0]) if len(t) > 1 else math.nan
@@ -87,16 +97,22 @@ def freeze_table(res: dict) -> tuple[pd.DataFrame, dict]:
     # "slowly": the paper loses a quarter of its K=0 gain by its deepest K (paper.FREEZE_SWEEP_410M);
     # here the whole ladder to L-1 blocks must fall, and by less than half
     holds = slope < 0 and g[-1] > 0 and drop < 0.5 * g[0]
-    nums = (f"K={t['frozen blocks K'].iloc[0]}: {g[0]:+.2f}% -> K={t['frozen blocks K'].iloc[-1]}: {g[-1]:+.2f}% "
-            f"(drop {drop:.2f} pp = {drop / g[0]:.0%} of the K=0 gain; slope {slope:+.2f} pp per block; "
-            f"paper 410M: {_paper_freeze_drop()})")
+    nums = (
+        f"K={t['frozen blocks K'].iloc[0]}: {g[0]:+.2f}% -> K={t['frozen blocks K'].iloc[-1]}: {g[-1]:+.2f}% "
+        f"(drop {drop:.2f} pp = {drop / g[0]:.0%} of the K=0 gain; slope {slope:+.2f} pp per block; "
+        f"paper 410M: {_paper_freeze_drop()})"
+    )
     # beside it, the share of the K=0 gain lost at each depth the paper also measured (same share of blocks)
     ref0 = t[paper_col].iloc[0]
-    matched = [(int(k), 1 - gk / g[0], 1 - pk / ref0) for k, gk, pk in zip(t["frozen blocks K"], g, t[paper_col])
-               if k > 0 and not math.isnan(pk) and not math.isnan(ref0)]
+    matched = [
+        (int(k), 1 - gk / g[0], 1 - pk / ref0)
+        for k, gk, pk in zip(t["frozen blocks K"], g, t[paper_col])
+        if k > 0 and not math.isnan(pk) and not math.isnan(ref0)
+    ]
     if matched:
-        nums += ("; at the depths the paper also measured, share of the K=0 gain lost here vs the paper: "
-                 + ", ".join(f"K={k} of {n_layers}: {ours:.0%} vs {theirs:.0%}" for k, ours, theirs in matched))
+        nums += "; at the depths the paper also measured, share of the K=0 gain lost here vs the paper: " + ", ".join(
+            f"K={k} of {n_layers}: {ours:.0%} vs {theirs:.0%}" for k, ours, theirs in matched
+        )
     return t, _verdict("gain falls slowly as more blocks are frozen", holds, nums)
 
 
@@ -104,7 +120,9 @@ def improvement_curve(result: dict) -> tuple[list[int], list[float]]:
     """Mean over the specialists of their improvement over the base on their own domain, at each curve step."""
     curves, base, _ = sweep_tables.own_domain_curves(result)
     steps = curves[next(iter(curves))]["steps"]
-    imp = [float(np.mean([divergence_pct(base[d], c["losses"][i]) for d, c in curves.items()])) for i in range(len(steps))]
+    imp = [
+        float(np.mean([divergence_pct(base[d], c["losses"][i]) for d, c in curves.items()])) for i in range(len(steps))
+    ]
     return steps, imp
 
 
@@ -149,20 +167,35 @@ def crossover_table(freeze: dict, ladder: dict | None = None) -> tuple[pd.DataFr
     paper_t = pd.DataFrame({"step": paper.CROSSOVER_STEPS, "paper 410M K=0 (%)": p0, "paper 410M K=4 (%)": p4})
     theirs = crossover_step(paper.CROSSOVER_STEPS, p0, p4)
     last = f"at step {steps[-1]}: K={k0} {a[-1]:+.2f}%, K={kk} {b[-1]:+.2f}%"
-    nums = (f"crossover at step {ours} ({last})" if ours else f"no crossover within {steps[-1]} steps: K={k0} stays ahead or level ({last})")
+    nums = (
+        f"crossover at step {ours} ({last})"
+        if ours
+        else f"no crossover within {steps[-1]} steps: K={k0} stays ahead or level ({last})"
+    )
     ahead = [s for s, x, y in zip(paper.CROSSOVER_STEPS, p0, p4) if x > y]
-    nums += (f" [{what}]; paper 410M: K=4 ahead from step {theirs} (K=0 ahead up to {max(ahead)}) "
-             f"[the {LADDER_QUANTITY}]")
-    return t, paper_t, _verdict(f"a crossover exists (K={kk} overtakes K={k0} with longer training)", ours is not None, nums)
+    nums += (
+        f" [{what}]; paper 410M: K=4 ahead from step {theirs} (K=0 ahead up to {max(ahead)}) [the {LADDER_QUANTITY}]"
+    )
+    return (
+        t,
+        paper_t,
+        _verdict(f"a crossover exists (K={kk} overtakes K={k0} with longer training)", ours is not None, nums),
+    )
 
 
 def maturity_table(res: dict) -> tuple[pd.DataFrame, dict]:
     model = _paper_model(res)
-    rows = [{"base revision": rev, "step": int(rev.removeprefix("step")), "gain (%)": _mean(rs, _gain(model)),
-             "base EW loss": _mean(rs, lambda r: r["metrics"]["ew"]["base"]),
-             "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
-             "paper 410M gain (%)": paper.MATURITY_410M.get(int(rev.removeprefix("step")), math.nan)}
-            for rev, rs in res.items()]
+    rows = [
+        {
+            "base revision": rev,
+            "step": int(rev.removeprefix("step")),
+            "gain (%)": _mean(rs, _gain(model)),
+            "base EW loss": _mean(rs, lambda r: r["metrics"]["ew"]["base"]),
+            "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
+            "paper 410M gain (%)": paper.MATURITY_410M.get(int(rev.removeprefix("step")), math.nan),
+        }
+        for rev, rs in res.items()
+    ]
     t = pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
     if t["paper 410M gain (%)"].isna().all():  # offline revisions: the paper's ladder is shown apart
         t = t.drop(columns="paper 410M gain (%)")
@@ -170,17 +203,25 @@ def maturity_table(res: dict) -> tuple[pd.DataFrame, dict]:
     nums = ", ".join(f"{r}: {v:+.2f}%" for r, v in zip(t["base revision"], g))
     m4, m1 = paper.MATURITY_410M, paper.MATURITY_1B_ENDPOINTS
     first, last = min(m4), max(m4)
-    nums += (f" (paper 410M: step{first} {m4[first]:+.2f} -> step{last} {m4[last]:+.2f}; "
-             f"1B: {m1[min(m1)]:+.2f} -> {m1[max(m1)]:+.2f})")
-    return t, _verdict("gain shrinks as the base matures (earliest revision's gain above the latest's)", g.iloc[0] > g.iloc[-1], nums)
+    nums += (
+        f" (paper 410M: step{first} {m4[first]:+.2f} -> step{last} {m4[last]:+.2f}; "
+        f"1B: {m1[min(m1)]:+.2f} -> {m1[max(m1)]:+.2f})"
+    )
+    return t, _verdict(
+        "gain shrinks as the base matures (earliest revision's gain above the latest's)", g.iloc[0] > g.iloc[-1], nums
+    )
 
 
 def paper_maturity_table() -> pd.DataFrame:
     """The paper's base-maturity ladder (Pythia revisions), 410M in full and 1B's two ends."""
     steps = sorted({*paper.MATURITY_410M, *paper.MATURITY_1B_ENDPOINTS})
-    return pd.DataFrame({"Pythia revision step": steps,
-                         "paper 410M gain (%)": [paper.MATURITY_410M.get(s, math.nan) for s in steps],
-                         "paper 1B gain (%)": [paper.MATURITY_1B_ENDPOINTS.get(s, math.nan) for s in steps]})
+    return pd.DataFrame(
+        {
+            "Pythia revision step": steps,
+            "paper 410M gain (%)": [paper.MATURITY_410M.get(s, math.nan) for s in steps],
+            "paper 1B gain (%)": [paper.MATURITY_1B_ENDPOINTS.get(s, math.nan) for s in steps],
+        }
+    )
 
 
 def off_own_weight(result: dict, model: str) -> float:
@@ -191,26 +232,41 @@ def off_own_weight(result: dict, model: str) -> float:
 
 def init_table(res: dict, main_results: list[dict]) -> tuple[pd.DataFrame, dict]:
     model = _paper_model(res)
-    rows = [{"specialists from": "the same base (main)", "gain vs base (%)": _mean(main_results, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
-             "gain vs best specialist (%)": _mean(main_results, _gain(model)),
-             "gate weight off own expert": _mean(main_results, lambda r: off_own_weight(r, model)),
-             "paper (mixed eval, vs base, %)": paper.SHARED_INIT_VS_BASE_MIXED_EVAL["same_init"]}]
+    rows = [
+        {
+            "specialists from": "the same base (main)",
+            "gain vs base (%)": _mean(main_results, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
+            "gain vs best specialist (%)": _mean(main_results, _gain(model)),
+            "gate weight off own expert": _mean(main_results, lambda r: off_own_weight(r, model)),
+            "paper (mixed eval, vs base, %)": paper.SHARED_INIT_VS_BASE_MIXED_EVAL["same_init"],
+        }
+    ]
     for arm, rs in res.items():
-        rows.append({"specialists from": f"revisions {arm}", "gain vs base (%)": _mean(rs, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
-                     "gain vs best specialist (%)": _mean(rs, _gain(model)),
-                     "gate weight off own expert": _mean(rs, lambda r: off_own_weight(r, model)),
-                     # the paper's mismatched arms are other revisions than ours: both shown on each row
-                     "paper (mixed eval, vs base, %)": paper.SHARED_INIT_VS_BASE_MIXED_EVAL.get(arm) or "mismatched: " + "; ".join(
-                         f"{k} {v:+.1f}" for k, v in paper.SHARED_INIT_VS_BASE_MIXED_EVAL.items() if k != "same_init")})
+        rows.append(
+            {
+                "specialists from": f"revisions {arm}",
+                "gain vs base (%)": _mean(rs, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
+                "gain vs best specialist (%)": _mean(rs, _gain(model)),
+                "gate weight off own expert": _mean(rs, lambda r: off_own_weight(r, model)),
+                # the paper's mismatched arms are other revisions than ours: both shown on each row
+                "paper (mixed eval, vs base, %)": paper.SHARED_INIT_VS_BASE_MIXED_EVAL.get(arm)
+                or "mismatched: "
+                + "; ".join(
+                    f"{k} {v:+.1f}" for k, v in paper.SHARED_INIT_VS_BASE_MIXED_EVAL.items() if k != "same_init"
+                ),
+            }
+        )
     t = pd.DataFrame(rows)
     same, mism = t.iloc[0], t.iloc[1:]
     lower = bool((mism["gain vs base (%)"] < same["gain vs base (%)"]).all())
     blur = bool((mism["gate weight off own expert"] > same["gate weight off own expert"]).all())
-    nums = (f"gain vs base: same init {same['gain vs base (%)']:+.2f}%, mismatched "
-            + ", ".join(f"{v:+.2f}%" for v in mism["gain vs base (%)"])
-            + f"; gate weight off the own expert: same {same['gate weight off own expert']:.4f}, mismatched "
-            + ", ".join(f"{v:.4f}" for v in mism["gate weight off own expert"])
-            + f" (paper: {_paper_init()})")
+    nums = (
+        f"gain vs base: same init {same['gain vs base (%)']:+.2f}%, mismatched "
+        + ", ".join(f"{v:+.2f}%" for v in mism["gain vs base (%)"])
+        + f"; gate weight off the own expert: same {same['gate weight off own expert']:.4f}, mismatched "
+        + ", ".join(f"{v:.4f}" for v in mism["gate weight off own expert"])
+        + f" (paper: {_paper_init()})"
+    )
     return t, _verdict("mismatched inits lower the gain and blur the gates", lower and blur, nums)
 
 
@@ -218,40 +274,73 @@ def heterogeneous_table(res: dict) -> tuple[pd.DataFrame, dict]:
     model = _paper_model(res)
     arms = heterogeneous_arms(get_scale(next(iter(res.values()))[0]["scale"]))
     # the paper reports only the spread over its cooperatives, not each one's gain: one number for the table
-    t = pd.DataFrame([{"cooperative": arm, "changed contributor": arms[arm][0] if arm in arms else "none",
-                       "gain (%)": _mean(rs, _gain(model)),
-                       "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
-                       "paper 410M spread of gains, whole table (pp)": paper.HETEROGENEOUS_SPREAD_PP} for arm, rs in res.items()])
+    t = pd.DataFrame(
+        [
+            {
+                "cooperative": arm,
+                "changed contributor": arms[arm][0] if arm in arms else "none",
+                "gain (%)": _mean(rs, _gain(model)),
+                "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
+                "paper 410M spread of gains, whole table (pp)": paper.HETEROGENEOUS_SPREAD_PP,
+            }
+            for arm, rs in res.items()
+        ]
+    )
     spread = float(t["gain (%)"].max() - t["gain (%)"].min())
     nums = f"spread of gains {spread:.2f} pp over {len(t)} cooperatives (paper: {paper.HETEROGENEOUS_SPREAD_PP} pp)"
-    return t, _verdict("the gain is robust to contributors training differently (spread under 1 pp)", spread < 1.0, nums), spread
+    return (
+        t,
+        _verdict("the gain is robust to contributors training differently (spread under 1 pp)", spread < 1.0, nums),
+        spread,
+    )
 
 
 def lora_table(res: dict, main_results: list[dict]) -> tuple[pd.DataFrame, dict]:
     model = _paper_model(res)
 
     def row(label, rs):
-        return {"specialists": label, "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
-                "gain (%)": _mean(rs, _gain(model))}
+        return {
+            "specialists": label,
+            "mean divergence (%)": _mean(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
+            "gain (%)": _mean(rs, _gain(model)),
+        }
+
     ranks = sorted(res, key=int)
     t = pd.DataFrame([row("full fine-tuning (main)", main_results), *(row(f"LoRA r={r}", res[r]) for r in ranks)])
     # the paper gives its LoRA gains as one range over r=8..64, not per rank: each LoRA row shows that range
     top, bottom = paper.LORA_GAIN_RANGE
-    t["paper 410M gain (%): main; LoRA r=8..64 as a range"] = [paper.HEADLINE["410m"]["gain"], *[f"{top:+.2f} .. {bottom:+.2f}"] * len(ranks)]
+    t["paper 410M gain (%): main; LoRA r=8..64 as a range"] = [
+        paper.HEADLINE["410m"]["gain"],
+        *[f"{top:+.2f} .. {bottom:+.2f}"] * len(ranks),
+    ]
     full, lo = t.iloc[0], t.iloc[1:]
-    holds = bool((lo["mean divergence (%)"] < full["mean divergence (%)"]).all() and (lo["gain (%)"] < full["gain (%)"]).all())
-    nums = (f"full: divergence {full['mean divergence (%)']:.2f}%, gain {full['gain (%)']:+.2f}%; "
-            + "; ".join(f"{s}: divergence {d:.2f}%, gain {g:+.2f}%" for s, d, g in lo[["specialists", "mean divergence (%)", "gain (%)"]].itertuples(index=False))
-            + f" (paper, r=8..64: gain {paper.LORA_GAIN_RANGE[0]:+.2f} down to {paper.LORA_GAIN_RANGE[1]:+.2f}%, divergence negative)")
+    holds = bool(
+        (lo["mean divergence (%)"] < full["mean divergence (%)"]).all() and (lo["gain (%)"] < full["gain (%)"]).all()
+    )
+    nums = (
+        f"full: divergence {full['mean divergence (%)']:.2f}%, gain {full['gain (%)']:+.2f}%; "
+        + "; ".join(
+            f"{s}: divergence {d:.2f}%, gain {g:+.2f}%"
+            for s, d, g in lo[["specialists", "mean divergence (%)", "gain (%)"]].itertuples(index=False)
+        )
+        + f" (paper, r=8..64: gain {paper.LORA_GAIN_RANGE[0]:+.2f} down to {paper.LORA_GAIN_RANGE[1]:+.2f}%, divergence negative)"
+    )
     # The paper's stronger finding, that LoRA specialists do not work at all, said apart
     negative_div, losing = bool((lo["mean divergence (%)"] < 0).any()), bool((lo["gain (%)"] <= 0).any())
     trend = np.diff(lo["gain (%)"].to_numpy())
-    nums += ("; the paper's stronger finding (divergence negative, fusion losing) "
-             + ("holds here too" if negative_div and losing else
-                f"does NOT hold here: divergence {'turns negative' if negative_div else 'stays positive'}, "
-                f"fusion {'loses' if losing else 'still gains'}"
-                + (", and the gain rises with rank" if len(trend) and (trend > 0).all() else
-                   ", and the gain falls with rank" if len(trend) and (trend < 0).all() else "")))
+    nums += "; the paper's stronger finding (divergence negative, fusion losing) " + (
+        "holds here too"
+        if negative_div and losing
+        else f"does NOT hold here: divergence {'turns negative' if negative_div else 'stays positive'}, "
+        f"fusion {'loses' if losing else 'still gains'}"
+        + (
+            ", and the gain rises with rank"
+            if len(trend) and (trend > 0).all()
+            else ", and the gain falls with rank"
+            if len(trend) and (trend < 0).all()
+            else ""
+        )
+    )
     return t, _verdict("LoRA specialists diverge less and fuse worse than full fine-tuning", holds, nums)
 
 
@@ -261,13 +350,29 @@ def count_table(res: dict) -> tuple[pd.DataFrame, dict]:
     domains = {tuple(r["domains"]) for rs in res.values() for r in rs}
     if len(domains) != 1:
         raise KalavaiError("the specialist counts were not evaluated on the same domains")
-    t = pd.DataFrame([{"specialists": int(n), "trained on": ", ".join(first[n]["extra"]["trained_on"]),
-                       "gain (%)": _mean(rs, _gain(model)), "paper gain (%)": paper.SPECIALIST_COUNT.get(int(n), math.nan)}
-                      for n, rs in res.items()]).sort_values("specialists").reset_index(drop=True)
+    t = (
+        pd.DataFrame(
+            [
+                {
+                    "specialists": int(n),
+                    "trained on": ", ".join(first[n]["extra"]["trained_on"]),
+                    "gain (%)": _mean(rs, _gain(model)),
+                    "paper gain (%)": paper.SPECIALIST_COUNT.get(int(n), math.nan),
+                }
+                for n, rs in res.items()
+            ]
+        )
+        .sort_values("specialists")
+        .reset_index(drop=True)
+    )
     g = t["gain (%)"].to_numpy()
     holds = bool(np.all(np.diff(g) > 0))
-    nums = ", ".join(f"{n}: {v:+.2f}%" for n, v in zip(t["specialists"], g)) + \
-        f" on the same {len(next(iter(domains)))} domains (paper: " + ", ".join(f"{n} {g:+.2f}" for n, g in paper.SPECIALIST_COUNT.items()) + ")"
+    nums = (
+        ", ".join(f"{n}: {v:+.2f}%" for n, v in zip(t["specialists"], g))
+        + f" on the same {len(next(iter(domains)))} domains (paper: "
+        + ", ".join(f"{n} {g:+.2f}" for n, g in paper.SPECIALIST_COUNT.items())
+        + ")"
+    )
     return t, _verdict("gain rises with the number of specialists", holds, nums)
 
 
@@ -275,41 +380,70 @@ def capacity_table(res: dict) -> tuple[pd.DataFrame, dict]:
     r = res["capacity"][0] if "capacity" in res else next(iter(res.values()))[0]
     model = paper_fused(get_scale(r["scale"]))
     m = r["metrics"]
-    names = [("capacity control (one bigger model)", "capacity"), ("fused (authors' router)", model),
-             ("fused (causal router)", CAUSAL_FUSED), ("monolithic (specialist size)", "monolithic"),
-             ("best specialist", m["best_specialist"]), ("base", "base")]
+    names = [
+        ("capacity control (one bigger model)", "capacity"),
+        ("fused (authors' router)", model),
+        ("fused (causal router)", CAUSAL_FUSED),
+        ("monolithic (specialist size)", "monolithic"),
+        ("best specialist", m["best_specialist"]),
+        ("base", "base"),
+    ]
     # the paper's control is Pythia-1.4B beside its fused 410M cooperative; it reports no other row's gain
     theirs = {"capacity": paper.CAPACITY_CONTROL_1_4B_GAIN, model: paper.HEADLINE["410m"]["gain"]}
-    t = pd.DataFrame([{"model": label, "EW loss": m["ew"][k], "gain vs best specialist (%)": m["gain_vs_best_pct"][k],
-                       "paper gain vs best specialist (%): 1.4B control, fused 410M": theirs.get(k, math.nan)}
-                      for label, k in names if k in m["ew"]])
+    t = pd.DataFrame(
+        [
+            {
+                "model": label,
+                "EW loss": m["ew"][k],
+                "gain vs best specialist (%)": m["gain_vs_best_pct"][k],
+                "paper gain vs best specialist (%): 1.4B control, fused 410M": theirs.get(k, math.nan),
+            }
+            for label, k in names
+            if k in m["ew"]
+        ]
+    )
     c = r["config"]
     params = r["extra"]["params"]
     ratio = params["capacity"] / params["specialist"] if params.get("specialist") else math.nan
     fraction = c.get("pretrain_fraction", 1.0)
     tm = r["extra"].get("timings", {})
     paper_bigger_ahead = paper.CAPACITY_CONTROL_1_4B_GAIN > paper.HEADLINE["410m"]["gain"]
-    nums = (f"capacity control {m['gain_vs_best_pct']['capacity']:+.2f}% vs fused {m['gain_vs_best_pct'][model]:+.2f}% "
-            f"(vs best specialist); {params['capacity']:,} parameters = {ratio:.2f} x a specialist; "
-            f"{c['steps']} steps on the mix"
-            + (f", pretrained {c['pretrain_steps']} steps" if c.get("pretrain_steps") else "")
-            + (f" (only {fraction:g} of the base's {round(c['pretrain_steps'] / fraction)} pretraining steps, to fit the machine: "
-               "it read fewer tokens than the base, so this is not the paper's like-for-like control; "
-               f"notebook 05's parameter {CAPACITY_FRACTION_PARAMETER}=1 runs that one)" if fraction != 1 else "")
-            + (f"; cost: pretraining {tm['pretrain_seconds']:.0f} s + training {tm['train_seconds']:.0f} s" if tm.get("pretrain_seconds") else "")
-            + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}% vs the best specialist, "
-            f"{'above' if paper_bigger_ahead else 'below'} its fused 410M cooperative's {paper.HEADLINE['410m']['gain']:+.2f}%)")
+    nums = (
+        f"capacity control {m['gain_vs_best_pct']['capacity']:+.2f}% vs fused {m['gain_vs_best_pct'][model]:+.2f}% "
+        f"(vs best specialist); {params['capacity']:,} parameters = {ratio:.2f} x a specialist; "
+        f"{c['steps']} steps on the mix"
+        + (f", pretrained {c['pretrain_steps']} steps" if c.get("pretrain_steps") else "")
+        + (
+            f" (only {fraction:g} of the base's {round(c['pretrain_steps'] / fraction)} pretraining steps, to fit the machine: "
+            "it read fewer tokens than the base, so this is not the paper's like-for-like control; "
+            f"notebook 05's parameter {CAPACITY_FRACTION_PARAMETER}=1 runs that one)"
+            if fraction != 1
+            else ""
+        )
+        + (
+            f"; cost: pretraining {tm['pretrain_seconds']:.0f} s + training {tm['train_seconds']:.0f} s"
+            if tm.get("pretrain_seconds")
+            else ""
+        )
+        + f" (paper: Pythia-1.4B, {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f}% vs the best specialist, "
+        f"{'above' if paper_bigger_ahead else 'below'} its fused 410M cooperative's {paper.HEADLINE['410m']['gain']:+.2f}%)"
+    )
     # A control that ends worse than the untouched (smaller) base measures its own short
     # pretraining, not what capacity buys: beating it answers nothing.
     answers = m["ew"]["capacity"] < m["ew"]["base"]
     if not answers:
-        nums = (f"inconclusive: the control ends worse than the base itself (EW {m['ew']['capacity']:.4f} vs "
-                f"{m['ew']['base']:.4f}), so it is no measure of what capacity buys; " + nums)
+        nums = (
+            f"inconclusive: the control ends worse than the base itself (EW {m['ew']['capacity']:.4f} vs "
+            f"{m['ew']['base']:.4f}), so it is no measure of what capacity buys; " + nums
+        )
     # The paper reports the control without claiming that fusion wins it: the question checked is
     # the practitioner's (would one bigger model do as well?), and the label says how the paper's numbers answer it.
-    return t, _verdict("fusion beats a capacity-matched single model (the control's question; the paper's own numbers "
-                       f"answer {'no' if paper_bigger_ahead else 'yes'})",
-                       m["ew"][model] < m["ew"]["capacity"] if answers else None, nums)
+    return t, _verdict(
+        "fusion beats a capacity-matched single model (the control's question; the paper's own numbers "
+        f"answer {'no' if paper_bigger_ahead else 'yes'})",
+        m["ew"][model] < m["ew"]["capacity"] if answers else None,
+        nums,
+    )
 
 
 def verdicts(res: dict) -> list[Verdict]:
@@ -341,6 +475,7 @@ def main_results_of(res: dict) -> list[dict]:
 
 # ================================================================ the reference summary
 
+
 def summarize(runs: Path) -> dict:
     """Notebook 05's numbers for results/<scale>/05_ablations.json ({} before the notebook ran).
 
@@ -358,25 +493,40 @@ def summarize(runs: Path) -> dict:
     for section in ("freeze", "maturity", "heterogeneous", "lora", "count"):
         if section in res:
             model = _paper_model(res[section])
-            out[section] = {label: {"gain": seeds(rs, _gain(model)), "mean_divergence": seeds(rs, lambda r: r["metrics"]["mean_divergence_pct"])}
-                            for label, rs in res[section].items()}
+            out[section] = {
+                label: {
+                    "gain": seeds(rs, _gain(model)),
+                    "mean_divergence": seeds(rs, lambda r: r["metrics"]["mean_divergence_pct"]),
+                }
+                for label, rs in res[section].items()
+            }
     if "freeze" in res:
         t, _, _ = crossover_table(res["freeze"], res.get("crossover"))
-        out["crossover"] = {"gain": {c: [float(v) for v in t[c]] for c in t.columns if c != "step"},
-                            "steps": [int(s) for s in t["step"]]}
+        out["crossover"] = {
+            "gain": {c: [float(v) for v in t[c]] for c in t.columns if c != "step"},
+            "steps": [int(s) for s in t["step"]],
+        }
     if "init" in res:
         model = _paper_model(res["init"])
-        out["init"] = {arm: {"gain": seeds(rs, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
-                             "gates": seeds(rs, lambda r: r["gates"][model])} for arm, rs in res["init"].items()}
+        out["init"] = {
+            arm: {
+                "gain": seeds(rs, lambda r: r["metrics"]["gain_vs_base_pct"][model]),
+                "gates": seeds(rs, lambda r: r["gates"][model]),
+            }
+            for arm, rs in res["init"].items()
+        }
     if "heterogeneous" in res:
         out["heterogeneous_spread"] = {"gain": heterogeneous_table(res["heterogeneous"])[2]}
     if "capacity" in res:
         rs = res["capacity"]["capacity"]
-        out["capacity"] = {"gain": seeds(rs, lambda r: r["metrics"]["gain_vs_best_pct"]),
-                           "ew": seeds(rs, lambda r: r["metrics"]["ew"]),
-                           "steps": rs[0]["config"]["steps"], "capacity_d_model": rs[0]["config"]["capacity_d_model"],
-                           "pretrain_steps": rs[0]["config"].get("pretrain_steps"),
-                           "pretrain_fraction": rs[0]["config"].get("pretrain_fraction", 1.0)}
+        out["capacity"] = {
+            "gain": seeds(rs, lambda r: r["metrics"]["gain_vs_best_pct"]),
+            "ew": seeds(rs, lambda r: r["metrics"]["ew"]),
+            "steps": rs[0]["config"]["steps"],
+            "capacity_d_model": rs[0]["config"]["capacity_d_model"],
+            "pretrain_steps": rs[0]["config"].get("pretrain_steps"),
+            "pretrain_fraction": rs[0]["config"].get("pretrain_fraction", 1.0),
+        }
         params = rs[0]["extra"]["params"]
         if params.get("specialist"):  # offline: the bigger model's parameters in specialists
             out["capacity"]["params_ratio"] = params["capacity"] / params["specialist"]

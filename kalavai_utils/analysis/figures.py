@@ -3,6 +3,7 @@
 Each function draws on axes it is given (or makes a figure) and returns the figure; no
 number is typed in. `save` writes PNGs atomically to figures/<scale>/.
 """
+
 from __future__ import annotations
 
 import io
@@ -72,8 +73,13 @@ def pretrain_curve(log: dict):
     return fig
 
 
-def domain_losses(losses: dict[str, float], highlight: set[str], title: str, hue_names=("English-like", "language"),
-                  unit: str = "nats/token"):
+def domain_losses(
+    losses: dict[str, float],
+    highlight: set[str],
+    title: str,
+    hue_names=("English-like", "language"),
+    unit: str = "nats/token",
+):
     """One bar per domain; domains in `highlight` (e.g. the languages) coloured apart."""
     df = pd.DataFrame({"domain": list(losses), "loss": list(losses.values())})
     df["kind"] = [hue_names[1] if d in highlight else hue_names[0] for d in df["domain"]]
@@ -97,8 +103,13 @@ def loss_heatmap(result: dict, models: list[str] | None = None, title: str = "")
 
 def domain_bars(results: list[dict], models: list[str], title: str = ""):
     """Per-domain held-out loss for several models, mean over seeds with the seeds' spread."""
-    rows = [{"model": m, "domain": d, "loss": r["losses"][m][d], "seed": r["seed"]}
-            for r in results for m in models if m in r["losses"] for d in r["domains"]]
+    rows = [
+        {"model": m, "domain": d, "loss": r["losses"][m][d], "seed": r["seed"]}
+        for r in results
+        for m in models
+        if m in r["losses"]
+        for d in r["domains"]
+    ]
     df = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(9, 4))
     sns.barplot(df, x="domain", y="loss", hue="model", errorbar="sd", ax=ax, seed=0)
@@ -127,9 +138,17 @@ def specialist_curves(logs: dict[str, dict], base_losses: dict[str, float] | Non
         curve = logs[name]["curve"]
         steps = [p["step"] for p in curve]
         # the specialists' own domains in their order first, whatever order the log's dict has
-        for domain in [*(d for d in names if d in curve[0]["losses"]), *(d for d in curve[0]["losses"] if d not in names)]:
+        for domain in [
+            *(d for d in names if d in curve[0]["losses"]),
+            *(d for d in curve[0]["losses"] if d not in names),
+        ]:
             own = domain == name
-            ax.plot(steps, [p["losses"][domain] for p in curve], lw=2.5 if own else 1, label=domain + (" (own)" if own else ""))
+            ax.plot(
+                steps,
+                [p["losses"][domain] for p in curve],
+                lw=2.5 if own else 1,
+                label=domain + (" (own)" if own else ""),
+            )
         ax.set(title=name, xlabel="optimizer step")
     axes[0][0].set_ylabel("held-out loss")
     axes[0][-1].legend(fontsize=8)

@@ -1,12 +1,13 @@
 """Figures of notebook 06 (Phase 2): the routers' gate grids and the base's weakness per domain."""
+
 from __future__ import annotations
 
 import pandas as pd
 
 from ..protocol.results import gate_matrix
 
-
 # ---------------------------------------------------------------- figures
+
 
 def gate_grid(results: list[dict], models: list[str]):
     """Gate matrices (held-out domain x expert), one row per seed, one column per router."""
@@ -15,7 +16,9 @@ def gate_grid(results: list[dict], models: list[str]):
 
     n = len(results[0]["domains"])
     size = 0.45 * n + 1.5
-    fig, axes = plt.subplots(len(results), len(models), figsize=(size * len(models), size * len(results)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(results), len(models), figsize=(size * len(models), size * len(results)), squeeze=False
+    )
     for row, r in zip(axes, results):
         for ax, model in zip(row, models):
             df = gate_matrix(r, model)

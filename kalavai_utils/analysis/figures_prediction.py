@@ -4,6 +4,7 @@ The paper's points and line always get their own panel, titled as the paper's, s
 are never mistaken for this project's measurements. No numbers are typed here: the
 paper's come from kalavai_utils.paper (via prediction.paper_fit), ours from the caller.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,11 @@ def _draw_fit(ax, fit: LineFit, color: str, x_pad: float = 0.1, n: int = 200) ->
     xs = np.linspace(max(lo_x - x_pad * span, 1e-9 if fit.transform == "log" else -np.inf), hi_x + x_pad * span, n)
     mean, lo, hi = fit.predict(xs)
     ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0, label=f"{100 * (1 - fit.alpha):.0f}% prediction band")
-    n = (f"{fit.n_conditions} conditions, {fit.n_observations} observations" if fit.fit_on == "condition means"
-         else f"n={fit.n}")
+    n = (
+        f"{fit.n_conditions} conditions, {fit.n_observations} observations"
+        if fit.fit_on == "condition means"
+        else f"n={fit.n}"
+    )
     ax.plot(xs, mean, color=color, lw=2, label=f"{fit.equation()}  (R$^2$={fit.r2:.3f}, {n})")
 
 
@@ -35,9 +39,17 @@ def _label_points(ax, xs, ys, labels) -> None:
         ax.annotate(str(s), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
 
 
-def plot_regression(ax_ours, ax_paper, points_df: pd.DataFrame, fit: LineFit, paper: LineFit | None = None,
-                    x: str = "mean_divergence", y: str = "gain", label: str | None = "condition",
-                    show_out_of_sample: bool = True) -> None:
+def plot_regression(
+    ax_ours,
+    ax_paper,
+    points_df: pd.DataFrame,
+    fit: LineFit,
+    paper: LineFit | None = None,
+    x: str = "mean_divergence",
+    y: str = "gain",
+    label: str | None = "condition",
+    show_out_of_sample: bool = True,
+) -> None:
     """Our (divergence, gain) points with our line and band; the paper's in a separate panel.
 
     points_df: one row per cooperative of ours (condition x seed), columns `x`, `y` and
@@ -49,12 +61,29 @@ def plot_regression(ax_ours, ax_paper, points_df: pd.DataFrame, fit: LineFit, pa
 
     grouped = fit.fit_on == "condition means"
     _draw_fit(ax_ours, fit, OURS_COLOR)
-    sns.scatterplot(data=points_df, x=x, y=y, ax=ax_ours, color=OURS_COLOR, s=60 if not grouped else 30, zorder=5,
-                    edgecolor="black", alpha=0.45 if grouped else 1.0,
-                    label="cooperatives (condition x seed)" if grouped else None)
+    sns.scatterplot(
+        data=points_df,
+        x=x,
+        y=y,
+        ax=ax_ours,
+        color=OURS_COLOR,
+        s=60 if not grouped else 30,
+        zorder=5,
+        edgecolor="black",
+        alpha=0.45 if grouped else 1.0,
+        label="cooperatives (condition x seed)" if grouped else None,
+    )
     if grouped:
-        ax_ours.scatter(fit.x, fit.y, marker="D", s=70, color=OURS_COLOR, edgecolor="black", zorder=6,
-                        label="condition means (fitted)")
+        ax_ours.scatter(
+            fit.x,
+            fit.y,
+            marker="D",
+            s=70,
+            color=OURS_COLOR,
+            edgecolor="black",
+            zorder=6,
+            label="condition means (fitted)",
+        )
         _label_points(ax_ours, fit.x, fit.y, fit.labels)
     else:
         _label_points(ax_ours, points_df[x], points_df[y], points_df[label] if label in points_df else None)
@@ -65,11 +94,21 @@ def plot_regression(ax_ours, ax_paper, points_df: pd.DataFrame, fit: LineFit, pa
     _label_points(ax_paper, paper.x, paper.y, paper.labels)
     if show_out_of_sample:
         p = _paper.OUT_OF_SAMPLE_20_CONTRIBUTOR
-        ax_paper.scatter([p.divergence], [p.gain], marker="*", s=160, color="tab:red", zorder=6,
-                         edgecolor="black", label=f"paper's out-of-sample: {p.label}")
+        ax_paper.scatter(
+            [p.divergence],
+            [p.gain],
+            marker="*",
+            s=160,
+            color="tab:red",
+            zorder=6,
+            edgecolor="black",
+            label=f"paper's out-of-sample: {p.label}",
+        )
     r = _paper.REGRESSION_FIT
-    ax_paper.set_title(f"The paper's regression (reported: gain = {r['slope']} x div {r['intercept']:+}, "
-                       f"R$^2$ = {r['r2']})", fontsize=9)
+    ax_paper.set_title(
+        f"The paper's regression (reported: gain = {r['slope']} x div {r['intercept']:+}, R$^2$ = {r['r2']})",
+        fontsize=9,
+    )
 
     for ax in (ax_ours, ax_paper):
         ax.axhline(0, color="black", lw=0.6, ls="--")
@@ -95,7 +134,11 @@ def plot_loo(ax, loo: dict, labels=None, title: str | None = None) -> None:
     """
     grouped = loo.get("fit_on") == "condition means"
     if title is None:
-        title = "Leave-one-condition-out: predicted vs actual gain" if grouped else "Leave-one-out: predicted vs actual gain"
+        title = (
+            "Leave-one-condition-out: predicted vs actual gain"
+            if grouped
+            else "Leave-one-out: predicted vs actual gain"
+        )
     if labels is None and grouped:
         labels = loo.get("test_conditions", loo.get("conditions"))
     actual, pred = np.asarray(loo["actual"]), np.asarray(loo["predicted"])
@@ -103,8 +146,9 @@ def plot_loo(ax, loo: dict, labels=None, title: str | None = None) -> None:
     inside = np.asarray(loo["inside"], dtype=bool)
     ax.errorbar(actual, pred, yerr=[pred - lo, hi - pred], fmt="none", ecolor="gray", alpha=0.6, capsize=3)
     ax.scatter(actual[inside], pred[inside], color=OURS_COLOR, edgecolor="black", zorder=5, label="actual inside band")
-    ax.scatter(actual[~inside], pred[~inside], color="tab:red", edgecolor="black", zorder=5,
-               label="actual outside band")
+    ax.scatter(
+        actual[~inside], pred[~inside], color="tab:red", edgecolor="black", zorder=5, label="actual outside band"
+    )
     _label_points(ax, actual, pred, labels)
     both = np.concatenate([actual, lo, hi])
     lim = (both.min(), both.max())
@@ -113,16 +157,26 @@ def plot_loo(ax, loo: dict, labels=None, title: str | None = None) -> None:
     ax.set_ylabel("predicted gain, held out (%)")
     unit = ""
     if grouped:  # a held-out split's n_observations counts both sides: only leave-one-out holds every row out
-        unit = " conditions inside the band" + (f" ({loo['n_observations']} observations)" if "test_conditions" not in loo else "")
+        unit = " conditions inside the band" + (
+            f" ({loo['n_observations']} observations)" if "test_conditions" not in loo else ""
+        )
     ax.set_title(f"{title}\nRMSE {loo['rmse']:.2f} pp, {loo['n_inside']}/{loo['n']}{unit or ' inside the band'}")
     ax.legend(fontsize=7)
 
 
-def plot_early_error(ax, table: pd.DataFrame, y: str = "abs_divergence_error", hue: str | None = "contributor",
-                     title: str = "Early prediction: error vs fraction of training seen") -> None:
+def plot_early_error(
+    ax,
+    table: pd.DataFrame,
+    y: str = "abs_divergence_error",
+    hue: str | None = "contributor",
+    title: str = "Early prediction: error vs fraction of training seen",
+) -> None:
     """table: prediction.early_error_table (or any frame with `fraction`, `y` and `hue`)."""
     sns.lineplot(data=table, x="fraction", y=y, hue=hue if hue in table else None, marker="o", ax=ax, seed=0)
     ax.set_xlabel("fraction of training steps seen")
-    ax.set_ylabel({"abs_divergence_error": "absolute divergence error (pp)",
-                   "abs_gain_error": "absolute gain error (pp)"}.get(y, y))
+    ax.set_ylabel(
+        {"abs_divergence_error": "absolute divergence error (pp)", "abs_gain_error": "absolute gain error (pp)"}.get(
+            y, y
+        )
+    )
     ax.set_title(title)

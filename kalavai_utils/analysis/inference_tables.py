@@ -1,17 +1,18 @@
 """Tables, verdicts and the reference summary of notebook 07 (inference), from its benchmark and loss files."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import KalavaiError
+from ..experiments.inference import DISPATCHES, FORWARD_VARIANTS, ideal_dense_ratio
 from ..protocol.metrics import equal_weight
 from ..scales import get_scale, pythia_410m_config
 from ..storage import read_json
 from ..verdicts import Verdict, summary, word
-from ..experiments.inference import DISPATCHES, FORWARD_VARIANTS, ideal_dense_ratio
-
 
 # ---------------------------------------------------------------- reading a benchmark
+
 
 def forward_table(bench: dict):
     """The forward timings as a DataFrame, one row per (N, K, batch, variant)."""
@@ -62,8 +63,14 @@ def latency_table(bench: dict):
     wide = wide[[v for v in _in_variant_order(wide.columns) if v != "single"]]
     single = df[df["variant"] == "single"].set_index(key)["seconds"] * 1000
     ratios = df.groupby(key)[[c for c in ("ideal_dense_ratio", "flops_ratio") if c in df]].first()
-    out = pd.concat([single.rename("one model (ms)"), wide,
-                     ratios.rename(columns={"ideal_dense_ratio": "ideal dense ratio", "flops_ratio": "FLOPs ratio"})], axis=1)
+    out = pd.concat(
+        [
+            single.rename("one model (ms)"),
+            wide,
+            ratios.rename(columns={"ideal_dense_ratio": "ideal dense ratio", "flops_ratio": "FLOPs ratio"}),
+        ],
+        axis=1,
+    )
     out.index.names, out.columns.name = ["N", "K", "batch"], None
     return out.sort_index()
 
@@ -72,8 +79,11 @@ def main_point(bench: dict, batch: int | None = None) -> dict:
     """variant -> its row at the main point (N=main_n, the scale's K, and the eval batch or `batch`)."""
     s = bench["settings"]
     batch = s["main_batch"] if batch is None else batch
-    return {r["variant"]: r for r in bench["forward"]
-            if (r["n_experts"], r["freeze_layers"], r["batch"]) == (s["main_n"], s["main_freeze_layers"], batch)}
+    return {
+        r["variant"]: r
+        for r in bench["forward"]
+        if (r["n_experts"], r["freeze_layers"], r["batch"]) == (s["main_n"], s["main_freeze_layers"], batch)
+    }
 
 
 def generation_table(bench: dict):
@@ -84,7 +94,8 @@ def generation_table(bench: dict):
     if df.empty:
         return df
     wide = df.pivot_table(index=["new_tokens", "model"], columns="cache", values="tokens_per_s").rename(
-        columns={True: "tokens/s cached", False: "tokens/s cache-free"})
+        columns={True: "tokens/s cached", False: "tokens/s cache-free"}
+    )
     wide.columns.name = None  # the pivot's "cache" would show as a stray label above the index
     wide["cache speedup"] = wide["tokens/s cached"] / wide["tokens/s cache-free"]
     return wide.reset_index()
@@ -104,25 +115,45 @@ def verdicts(bench: dict):
     if "dense" in main:
         ideal = main["dense"]["ideal_dense_ratio"]
         best = min((main[v] for v in ("dense", "dense-batched") if v in main), key=lambda r: r["seconds"])
-        rows.append({"target": f"dense fused at or under the ideal ratio (N={s['main_n']}, K={s['main_freeze_layers']}, batch {s['main_batch']})",
-                     "measured": f"{best['latency_x_single']:.2f}x ({best['variant']})", "ideal": f"{ideal:.2f}x",
-                     "verdict": word(best["latency_x_single"] <= ideal)})
+        rows.append(
+            {
+                "target": f"dense fused at or under the ideal ratio (N={s['main_n']}, K={s['main_freeze_layers']}, batch {s['main_batch']})",
+                "measured": f"{best['latency_x_single']:.2f}x ({best['variant']})",
+                "ideal": f"{ideal:.2f}x",
+                "verdict": word(best["latency_x_single"] <= ideal),
+            }
+        )
         if best.get("flops_ratio") is not None:  # the heads are not shared: N of them cost N times one
-            rows.append({"target": "dense fused at or under the FLOPs ratio (each expert's output head counted; reported)",
-                         "measured": f"{best['latency_x_single']:.2f}x ({best['variant']})",
-                         "ideal": f"{best['flops_ratio']:.2f}x", "verdict": word(best["latency_x_single"] <= best["flops_ratio"])})
+            rows.append(
+                {
+                    "target": "dense fused at or under the FLOPs ratio (each expert's output head counted; reported)",
+                    "measured": f"{best['latency_x_single']:.2f}x ({best['variant']})",
+                    "ideal": f"{best['flops_ratio']:.2f}x",
+                    "verdict": word(best["latency_x_single"] <= best["flops_ratio"]),
+                }
+            )
     gen = {(r["model"], r["new_tokens"], r["cache"]): r["tokens_per_s"] for r in bench["generation"]}
     if ("dense", 256, True) in gen and ("single", 256, True) in gen:
         ideal = ideal_dense_ratio(s["main_n"], bench["config"]["n_layers"], s["main_freeze_layers"])
         need = 0.8 / ideal * gen[("single", 256, True)]
-        rows.append({"target": "cached fused generation >= 0.8/ideal x one model's tokens/s at 256 tokens",
-                     "measured": f"{gen[('dense', 256, True)]:.0f} tokens/s", "ideal": f">= {need:.0f} tokens/s",
-                     "verdict": word(gen[("dense", 256, True)] >= need)})
+        rows.append(
+            {
+                "target": "cached fused generation >= 0.8/ideal x one model's tokens/s at 256 tokens",
+                "measured": f"{gen[('dense', 256, True)]:.0f} tokens/s",
+                "ideal": f">= {need:.0f} tokens/s",
+                "verdict": word(gen[("dense", 256, True)] >= need),
+            }
+        )
     for new in s["gen_lengths"]:
         if ("dense", new, True) in gen and ("dense", new, False) in gen:
-            rows.append({"target": f"cache speedup of fused generation at {new} tokens (reported, no target)",
-                         "measured": f"{gen[('dense', new, True)] / gen[('dense', new, False)]:.2f}x",
-                         "ideal": "—", "verdict": "reported"})
+            rows.append(
+                {
+                    "target": f"cache speedup of fused generation at {new} tokens (reported, no target)",
+                    "measured": f"{gen[('dense', new, True)] / gen[('dense', new, False)]:.2f}x",
+                    "ideal": "—",
+                    "verdict": "reported",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -137,20 +168,31 @@ def paper_comparison(bench: dict):
 
     s = bench["settings"]
     batch = 1 if 1 in s["batch_sizes"] else s["main_batch"]
-    ours = {r["variant"]: r["latency_x_single"] for r in bench["forward"]
-            if (r["n_experts"], r["freeze_layers"], r["batch"]) == (3, s["main_freeze_layers"], batch)}
+    ours = {
+        r["variant"]: r["latency_x_single"]
+        for r in bench["forward"]
+        if (r["n_experts"], r["freeze_layers"], r["batch"]) == (3, s["main_freeze_layers"], batch)
+    }
     p, top2 = paper.INFERENCE_410M_X3, paper.INFERENCE_410M_X3_TOP2
     paper_ideal = ideal_dense_ratio(3, pythia_410m_config().num_hidden_layers, get_scale("410m").freeze_layers)
-    rows = [("ideal dense ratio 1 + (N-1)(L-K)/L", ideal_dense_ratio(3, bench["config"]["n_layers"], s["main_freeze_layers"]), paper_ideal),
-            ("N separate forwards", ours.get("separate"), None),
-            ("dense fused (loop)", ours.get("dense"), p["dense_latency_x"]),
-            ("dense fused (batched)", ours.get("dense-batched"), None),
-            ("top-1 per sequence", ours.get("top1-sequence"), p["top1_latency_x"]),
-            ("top-2 per sequence", ours.get("top2-sequence"), top2["latency_x"]),
-            ("top-1 per token", ours.get("top1-token"), None),
-            ("top-2 per token", ours.get("top2-token"), None)]
+    rows = [
+        (
+            "ideal dense ratio 1 + (N-1)(L-K)/L",
+            ideal_dense_ratio(3, bench["config"]["n_layers"], s["main_freeze_layers"]),
+            paper_ideal,
+        ),
+        ("N separate forwards", ours.get("separate"), None),
+        ("dense fused (loop)", ours.get("dense"), p["dense_latency_x"]),
+        ("dense fused (batched)", ours.get("dense-batched"), None),
+        ("top-1 per sequence", ours.get("top1-sequence"), p["top1_latency_x"]),
+        ("top-2 per sequence", ours.get("top2-sequence"), top2["latency_x"]),
+        ("top-1 per token", ours.get("top1-token"), None),
+        ("top-2 per token", ours.get("top2-token"), None),
+    ]
     col = f"ours: {bench['device_name']}, scale {bench['scale']}, batch {batch} (x one model)"
-    return pd.DataFrame(rows, columns=["", col, f"paper: {paper.INFERENCE_DEVICE}, 410M, batch 1 (x one model)"]).set_index("")
+    return pd.DataFrame(
+        rows, columns=["", col, f"paper: {paper.INFERENCE_DEVICE}, 410M, batch 1 (x one model)"]
+    ).set_index("")
 
 
 def paper_loss_comparison(losses: dict, router: str):
@@ -161,8 +203,12 @@ def paper_loss_comparison(losses: dict, router: str):
 
     p, top2 = paper.INFERENCE_410M_X3, paper.INFERENCE_410M_X3_TOP2
     theirs = {"dense": p["dense_loss"], "top1-sequence": p["top1_loss"], "top2-sequence": top2["loss"]}
-    return pd.DataFrame({f"ours ({router}), EW held-out loss": {d: v["ew"] for d, v in losses[router].items()},
-                         "paper 410M (their eval set)": theirs})
+    return pd.DataFrame(
+        {
+            f"ours ({router}), EW held-out loss": {d: v["ew"] for d, v in losses[router].items()},
+            "paper 410M (their eval set)": theirs,
+        }
+    )
 
 
 # "Far worse in loss": top-1 dispatch above dense by at least this share of dense's EW loss
@@ -180,11 +226,15 @@ def loss_verdicts(losses: dict, seed: str) -> list[Verdict]:
         if "top1-sequence" not in per:
             continue
         dense, top1 = per["dense"]["ew"], per["top1-sequence"]["ew"]
-        out.append(Verdict(f"inference.{seed}.top1_far_worse.{name}",
-                           f"{seed}: top-1 per sequence far worse in loss than dense (at least {FAR_WORSE:.0%} above; {name})",
-                           top1 >= (1 + FAR_WORSE) * dense,
-                           f"top-1 {top1:.4f} vs dense {dense:.4f} nats ({(top1 - dense) / dense:+.1%}); paper 410M: "
-                           f"{p['top1_loss']:.3f} vs {p['dense_loss']:.3f} ({(p['top1_loss'] - p['dense_loss']) / p['dense_loss']:+.1%})"))
+        out.append(
+            Verdict(
+                f"inference.{seed}.top1_far_worse.{name}",
+                f"{seed}: top-1 per sequence far worse in loss than dense (at least {FAR_WORSE:.0%} above; {name})",
+                top1 >= (1 + FAR_WORSE) * dense,
+                f"top-1 {top1:.4f} vs dense {dense:.4f} nats ({(top1 - dense) / dense:+.1%}); paper 410M: "
+                f"{p['top1_loss']:.3f} vs {p['dense_loss']:.3f} ({(p['top1_loss'] - p['dense_loss']) / p['dense_loss']:+.1%})",
+            )
+        )
     return out
 
 
@@ -204,6 +254,7 @@ def loss_table(losses: dict, results: dict):
 
 # ---------------------------------------------------------------- reference summary
 
+
 def summarize(runs: Path) -> dict:
     """Notebook 07's reference numbers: dispatch losses (deterministic) and, apart, timings.
 
@@ -220,10 +271,16 @@ def summarize(runs: Path) -> dict:
         b = read_json(bench)
         batches = sorted({r["batch"] for r in b["forward"]})
         by_batch = {f"batch{n}": {v: r["latency_x_single"] for v, r in main_point(b, n).items()} for n in batches}
-        out["timings"] = {"device_name": b["device_name"], "main_point": {v: r["latency_x_single"] for v, r in main_point(b).items()},
-                          "by_batch": {k: v for k, v in by_batch.items() if v}, "generation": b["generation"]}
+        out["timings"] = {
+            "device_name": b["device_name"],
+            "main_point": {v: r["latency_x_single"] for v, r in main_point(b).items()},
+            "by_batch": {k: v for k, v in by_batch.items() if v},
+            "generation": b["generation"],
+        }
         out["ideal_dense_ratio"] = next(iter(main_point(b).values()))["ideal_dense_ratio"] if main_point(b) else None
-        if "dense" in main_point(b) and "flops_ratio" in main_point(b)["dense"]:  # the ideal with the output heads counted
+        if (
+            "dense" in main_point(b) and "flops_ratio" in main_point(b)["dense"]
+        ):  # the ideal with the output heads counted
             out["flops_dense_ratio"] = main_point(b)["dense"]["flops_ratio"]
     if not out["losses"]:
         raise KalavaiError(f"no inference losses under {runs / 'inference'}: run notebook 07 first")

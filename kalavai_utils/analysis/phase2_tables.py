@@ -1,4 +1,5 @@
 """Tables, verdicts and the reference summary of notebook 06 (Phase 2), from its results files."""
+
 from __future__ import annotations
 
 import math
@@ -8,15 +9,23 @@ import numpy as np
 import pandas as pd
 
 from .. import paper
+from ..errors import KalavaiError
+from ..experiments.phase2 import (
+    EXPERIMENT,
+    MANY,
+    RESULTS_FILE,
+    SECTIONS,
+    WARM,
+    load_section,
+    recipe_model,
+    section_freeze_layers,
+)
 from ..protocol import prediction
 from ..protocol.cooperative import paper_fused, paper_router
-from ..errors import KalavaiError
 from ..protocol.results import load_results
 from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, Scale, domain_kind, get_scale
 from ..storage import read_json
 from ..verdicts import Verdict, summary
-from ..experiments.phase2 import (EXPERIMENT, MANY, RESULTS_FILE, SECTIONS, WARM, load_section, recipe_model,
-                                  section_freeze_layers)
 
 COLLAPSE_SHARE = 0.5  # a domain whose own expert gets less than this share of its gate weight has collapsed
 NO_COLLAPSE = "none"  # how the notebook's tables write "no domain collapsed"
@@ -28,19 +37,27 @@ def weak_languages(weakness: pd.DataFrame, languages) -> dict[str, list[str]]:
 
     ref, new = weakness[weakness.kind == "reference"], weakness[weakness.kind == "new"]
     prose = ref[[domain_kind(d, languages) == "English-like prose" for d in ref.index]]
-    return {"every reference": list(new.index[new["loss_per_char"] > ref["loss_per_char"].max()]),
-            "prose references": list(prose.index),
-            "every prose reference": list(new.index[new["loss_per_char"] > prose["loss_per_char"].max()])}
+    return {
+        "every reference": list(new.index[new["loss_per_char"] > ref["loss_per_char"].max()]),
+        "prose references": list(prose.index),
+        "every prose reference": list(new.index[new["loss_per_char"] > prose["loss_per_char"].max()]),
+    }
 
 
 def law_at_divergence(result: dict, model: str, runs: Path) -> dict:
     """What the divergence law says of one cooperative: notebook 04's line at its mean divergence
     (when notebook 04 has run), and the paper's line at the paper's own cross-lingual divergence."""
-    out = {"measured": result["metrics"]["gain_vs_best_pct"][model],
-           "paper_line_at_paper_divergence": float(prediction.paper_fit().predict([paper.CROSS_LINGUAL["divergence"]])[0][0])}
+    out = {
+        "measured": result["metrics"]["gain_vs_best_pct"][model],
+        "paper_line_at_paper_divergence": float(
+            prediction.paper_fit().predict([paper.CROSS_LINGUAL["divergence"]])[0][0]
+        ),
+    }
     fit_path = Path(runs) / "sweep" / "fit.json"
     if fit_path.exists():
-        out["notebook04_fit"] = prediction.predict_gain(result["metrics"]["divergence_pct"], prediction.load_fit(fit_path)[0])
+        out["notebook04_fit"] = prediction.predict_gain(
+            result["metrics"]["divergence_pct"], prediction.load_fit(fit_path)[0]
+        )
     return out
 
 
@@ -57,7 +74,12 @@ def collapse_from_gates(gates: dict[str, list[float]], experts: list[str], share
     own = {d: float(gates[d][experts.index(d)]) for d in gates if d in experts}
     top = {d: experts[int(np.argmax(gates[d]))] for d in gates}
     collapsed = sorted(d for d, w in own.items() if w < share)
-    return {"own_share": own, "top_expert": top, "collapsed": collapsed, "rule": f"own expert < {share:.0%} of gate weight"}
+    return {
+        "own_share": own,
+        "top_expert": top,
+        "collapsed": collapsed,
+        "rule": f"own expert < {share:.0%} of gate weight",
+    }
 
 
 def collapsed_text(collapsed: list[str]) -> str:
@@ -75,8 +97,10 @@ def band_verdict(prediction: dict, measured: float) -> str:
     divergence outside the fitted points)."""
     out = "inside the 95% band" if inside_band(prediction, measured) else "OUTSIDE the 95% band"
     if prediction.get("outside_fit_range"):
-        out += (", but the prediction is an extrapolation: the mean divergence lies outside the divergences "
-                "the line was fitted on")
+        out += (
+            ", but the prediction is an extrapolation: the mean divergence lies outside the divergences "
+            "the line was fitted on"
+        )
     return out + "."
 
 
@@ -88,8 +112,10 @@ def perplexity_table(results: list[dict], model: str) -> pd.DataFrame:
     many times the perplexity falls from base to fused (the fold the paper's claim speaks of)."""
     rows = []
     for d in results[0]["domains"]:
+
         def ppl(m):
             return float(np.mean([math.exp(r["losses"][m][d]) for r in results]))
+
         row = {"domain": d, "base": ppl("base"), "own specialist": ppl(f"spec:{d}"), "fused": ppl(model)}
         row["fused vs base %"] = 100 * (row["base"] - row["fused"]) / row["base"]
         row[FOLD] = row["base"] / row["fused"]
@@ -103,8 +129,16 @@ def paper_cross_lingual_rows() -> pd.DataFrame:
     rows = []
     for lang in ("yoruba", "welsh"):
         b, f = paper.CROSS_LINGUAL[f"{lang}_ppl"]
-        rows.append({"domain": f"paper: {lang} (410M)", "base": b, "own specialist": math.nan, "fused": f,
-                     "fused vs base %": 100 * (b - f) / b, FOLD: b / f})
+        rows.append(
+            {
+                "domain": f"paper: {lang} (410M)",
+                "base": b,
+                "own specialist": math.nan,
+                "fused": f,
+                "fused vs base %": 100 * (b - f) / b,
+                FOLD: b / f,
+            }
+        )
     return pd.DataFrame(rows).set_index("domain")
 
 
@@ -114,8 +148,10 @@ SEVERAL_FOLD = 2.0
 
 def main_gains(runs: Path, model: str) -> list[float]:
     """The main cooperative's gain vs the best specialist (notebooks 02-03), one per seed that has run."""
-    return [load_results(p)["metrics"]["gain_vs_best_pct"][model]
-            for p in sorted((Path(runs) / "main" / "main").glob(f"seed*/{RESULTS_FILE}"))]
+    return [
+        load_results(p)["metrics"]["gain_vs_best_pct"][model]
+        for p in sorted((Path(runs) / "main" / "main").glob(f"seed*/{RESULTS_FILE}"))
+    ]
 
 
 def cross_lingual_claims(runs: Path, cross: list[dict], model: str) -> list[dict]:
@@ -125,18 +161,29 @@ def cross_lingual_claims(runs: Path, cross: list[dict], model: str) -> list[dict
     out = []
     gains, main = [r["metrics"]["gain_vs_best_pct"][model] for r in cross], main_gains(runs, model)
     if main:
-        out.append({"id": "cross_lingual.largest_gain", "claim": "cross-lingual: gain above the main cooperative's",
-                    "holds": bool(np.mean(gains) > np.mean(main)),
-                    "numbers": f"cross-lingual {np.mean(gains):+.2f}% vs main {np.mean(main):+.2f}% (means over seeds; paper 410M: "
-                               f"{paper.CROSS_LINGUAL['gain']:+.2f}% vs {paper.HEADLINE['410m']['gain']:+.2f}%)"})
+        out.append(
+            {
+                "id": "cross_lingual.largest_gain",
+                "claim": "cross-lingual: gain above the main cooperative's",
+                "holds": bool(np.mean(gains) > np.mean(main)),
+                "numbers": f"cross-lingual {np.mean(gains):+.2f}% vs main {np.mean(main):+.2f}% (means over seeds; paper 410M: "
+                f"{paper.CROSS_LINGUAL['gain']:+.2f}% vs {paper.HEADLINE['410m']['gain']:+.2f}%)",
+            }
+        )
     ppl = perplexity_table(cross, model)
     folds = {d: ppl.loc[d, FOLD] for d in ppl.index if d not in ENGLISH_DOMAINS}
     theirs = {lang: b / f for lang, (b, f) in ((k, paper.CROSS_LINGUAL[f"{k}_ppl"]) for k in ("yoruba", "welsh"))}
-    out.append({"id": "cross_lingual.perplexity_falls_several_fold",
-                "claim": f"cross-lingual: every language's perplexity falls several-fold (at least {SEVERAL_FOLD:g}x) from base to fused",
-                "holds": bool(folds) and all(f >= SEVERAL_FOLD for f in folds.values()),
-                "numbers": ", ".join(f"{d} {f:.2f}x" for d, f in folds.items())
-                           + " (paper 410M: " + ", ".join(f"{k} {f:.1f}x" for k, f in theirs.items()) + ")"})
+    out.append(
+        {
+            "id": "cross_lingual.perplexity_falls_several_fold",
+            "claim": f"cross-lingual: every language's perplexity falls several-fold (at least {SEVERAL_FOLD:g}x) from base to fused",
+            "holds": bool(folds) and all(f >= SEVERAL_FOLD for f in folds.values()),
+            "numbers": ", ".join(f"{d} {f:.2f}x" for d, f in folds.items())
+            + " (paper 410M: "
+            + ", ".join(f"{k} {f:.1f}x" for k, f in theirs.items())
+            + ")",
+        }
+    )
     return out
 
 
@@ -148,8 +195,13 @@ def section_table(results: list[dict], models: list[str]) -> pd.DataFrame:
         for model in models:
             if model not in r["losses"]:
                 continue
-            row = {"seed": r["seed"], "model": model, "gain_vs_best_%": m["gain_vs_best_pct"][model],
-                   "gain_vs_base_%": m["gain_vs_base_pct"][model], "mean_divergence_%": m["mean_divergence_pct"]}
+            row = {
+                "seed": r["seed"],
+                "model": model,
+                "gain_vs_best_%": m["gain_vs_best_pct"][model],
+                "gain_vs_base_%": m["gain_vs_base_pct"][model],
+                "mean_divergence_%": m["mean_divergence_pct"],
+            }
             if model in r["gates"]:
                 row["collapsed"] = collapsed_text(collapse(r, model)["collapsed"])
             rows.append(row)
@@ -176,11 +228,13 @@ def fused_memory(n_experts: int, counts: dict, bytes_per_param: int) -> dict:
     """
     full = counts["prefix"] + counts["suffix"]
     fused = counts["prefix"] + n_experts * counts["suffix"]
-    return {"fused_gb": fused * bytes_per_param / 1e9,
-            "peak_assembly_gb": (fused + full) * bytes_per_param / 1e9,
-            "peak_with_weight_average_gb": ((fused + 2 * full) * bytes_per_param + 8 * full) / 1e9,
-            "peak_if_all_loaded_gb": (fused + n_experts * full) * bytes_per_param / 1e9,
-            "n_copies_of_prefix_in_fused": 1}
+    return {
+        "fused_gb": fused * bytes_per_param / 1e9,
+        "peak_assembly_gb": (fused + full) * bytes_per_param / 1e9,
+        "peak_with_weight_average_gb": ((fused + 2 * full) * bytes_per_param + 8 * full) / 1e9,
+        "peak_if_all_loaded_gb": (fused + n_experts * full) * bytes_per_param / 1e9,
+        "n_copies_of_prefix_in_fused": 1,
+    }
 
 
 def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
@@ -188,11 +242,18 @@ def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
     s = scale
     if not s.is_hub:
         from ..protocol.models import offline_config
+
         c = offline_config(s)
         freeze = section_freeze_layers(s, "twenty")
         counts = param_counts(c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, freeze)
-        rows.append({"scale": s.name, "bytes/param": 2 if s.bf16 else 4, "frozen blocks": freeze,
-                     **fused_memory(n_experts, counts, 2 if s.bf16 else 4)})
+        rows.append(
+            {
+                "scale": s.name,
+                "bytes/param": 2 if s.bf16 else 4,
+                "frozen blocks": freeze,
+                **fused_memory(n_experts, counts, 2 if s.bf16 else 4),
+            }
+        )
     for name, (d, layers, ffn, vocab) in PYTHIA_SHAPES.items():
         hub = get_scale(name)
         freeze = section_freeze_layers(hub, "twenty")
@@ -202,6 +263,7 @@ def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- reference summary
+
 
 def summarize(runs: Path) -> dict:
     """Notebook 06's numbers for results/<scale>/06_phase2.json (keys as reports/reference.py's)."""
@@ -227,21 +289,35 @@ def summarize(runs: Path) -> dict:
         out[section] = seeds
         if section == "cross-lingual":  # notebook 06's perplexity table (the authors' router), each seed and over seeds
             model = paper_model(results)
-            out[section]["perplexity"] = {"router": model, "mean_over_seeds": perplexity_summary(perplexity_table(results, model)),
-                                          **{f"seed{r['seed']}": perplexity_summary(perplexity_table([r], model)) for r in results}}
+            out[section]["perplexity"] = {
+                "router": model,
+                "mean_over_seeds": perplexity_summary(perplexity_table(results, model)),
+                **{f"seed{r['seed']}": perplexity_summary(perplexity_table([r], model)) for r in results},
+            }
         if section == "twenty":  # notebook 06's memory table: computed from parameter counts, not measured
-            out[section]["memory"] = {name: {"bytes_per_param": int(row["bytes/param"]), "frozen_blocks": int(row["frozen blocks"]),
-                                             **{k: float(row[k]) for k in row.index if k.endswith("_gb")}}
-                                      for name, row in memory_table(get_scale(results[0]["scale"])).iterrows()}
+            out[section]["memory"] = {
+                name: {
+                    "bytes_per_param": int(row["bytes/param"]),
+                    "frozen_blocks": int(row["frozen blocks"]),
+                    **{k: float(row[k]) for k in row.index if k.endswith("_gb")},
+                }
+                for name, row in memory_table(get_scale(results[0]["scale"])).iterrows()
+            }
         pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
         if pred.exists():  # "gain" in the key path: compared to 0.01 pp, as every percentage
-            out[section]["prediction"] = {line: {"gain": {k: p[k] for k in ("predicted_gain", "lo", "hi")},
-                                                 "mean_divergence": p["mean_divergence"]}
-                                          for line, p in read_json(pred).items()}
+            out[section]["prediction"] = {
+                line: {
+                    "gain": {k: p[k] for k in ("predicted_gain", "lo", "hi")},
+                    "mean_divergence": p["mean_divergence"],
+                }
+                for line, p in read_json(pred).items()
+            }
     weakness = runs / EXPERIMENT / "base_weakness.json"
     if weakness.exists():
-        out["base_weakness"] = {d: {k: r[k] for k in ("base_loss", "chars_per_token", "loss_per_char")}
-                                for d, r in read_json(weakness).items()}
+        out["base_weakness"] = {
+            d: {k: r[k] for k in ("base_loss", "chars_per_token", "loss_per_char")}
+            for d, r in read_json(weakness).items()
+        }
     out["verdicts"] = summary(verdicts(runs))
     return out
 
@@ -253,8 +329,15 @@ def paper_model(results: list[dict]) -> str:
 
 def perplexity_summary(table: pd.DataFrame) -> dict:
     """perplexity_table's rows as the reference summary keeps them (keys under "perplexity": compared relatively)."""
-    return {d: {"base": float(row["base"]), "own_specialist": float(row["own specialist"]), "fused": float(row["fused"]),
-                "fold": float(row[FOLD])} for d, row in table.iterrows()}
+    return {
+        d: {
+            "base": float(row["base"]),
+            "own_specialist": float(row["own specialist"]),
+            "fused": float(row["fused"]),
+            "fold": float(row[FOLD]),
+        }
+        for d, row in table.iterrows()
+    }
 
 
 def verdicts(runs: Path) -> list[Verdict]:
@@ -267,25 +350,54 @@ def verdicts(runs: Path) -> list[Verdict]:
         key = section.replace("-", "_")
         model = paper_model(results)
         gains = [r["metrics"]["gain_vs_best_pct"][model] for r in results]
-        out.append(Verdict(f"{key}.gain_positive_every_seed", f"{section}: gain vs best specialist positive on every seed",
-                           all(g > 0 for g in gains), f"{model}: " + ", ".join(f"{g:+.2f}%" for g in gains)))
+        out.append(
+            Verdict(
+                f"{key}.gain_positive_every_seed",
+                f"{section}: gain vs best specialist positive on every seed",
+                all(g > 0 for g in gains),
+                f"{model}: " + ", ".join(f"{g:+.2f}%" for g in gains),
+            )
+        )
         above = sorted({d for r in results for d in r["domains"] if r["losses"][model][d] >= r["losses"]["base"][d]})
-        out.append(Verdict(f"{key}.fused_below_base", f"{section}: fused below base on every domain", not above,
-                           "not below the base on: " + (", ".join(above) or "none")))
-        recipes = [("plain", model)] + [(recipe.name, name) for recipe in (WARM, MANY)
-                                         if (name := recipe_model(*paper_router(get_scale(results[0]["scale"])), recipe))
-                                         in results[0]["gates"]]
+        out.append(
+            Verdict(
+                f"{key}.fused_below_base",
+                f"{section}: fused below base on every domain",
+                not above,
+                "not below the base on: " + (", ".join(above) or "none"),
+            )
+        )
+        recipes = [("plain", model)] + [
+            (recipe.name, name)
+            for recipe in (WARM, MANY)
+            if (name := recipe_model(*paper_router(get_scale(results[0]["scale"])), recipe)) in results[0]["gates"]
+        ]
         for recipe, name in recipes:
             collapsed = [collapse(r, name)["collapsed"] for r in results]
-            out.append(Verdict(f"{key}.router_collapse.{recipe}", f"{section}: router collapse found ({recipe} router)",
-                               any(collapsed), "; ".join(collapsed_text(c) for c in collapsed)))
+            out.append(
+                Verdict(
+                    f"{key}.router_collapse.{recipe}",
+                    f"{section}: router collapse found ({recipe} router)",
+                    any(collapsed),
+                    "; ".join(collapsed_text(c) for c in collapsed),
+                )
+            )
         if section == "cross-lingual":
-            out += [Verdict(c["id"], c["claim"], c["holds"], c["numbers"]) for c in cross_lingual_claims(runs, results, model)]
+            out += [
+                Verdict(c["id"], c["claim"], c["holds"], c["numbers"])
+                for c in cross_lingual_claims(runs, results, model)
+            ]
         pred = runs / EXPERIMENT / section / f"seed{results[0]['seed']}" / "prediction.json"
         if pred.exists():
             gain = results[0]["metrics"]["gain_vs_best_pct"][model]
             for line, p in read_json(pred).items():
-                out.append(Verdict(f"{key}.inside_band.{line}", f"{section}: measured gain inside the {line} 95% band",
-                                   inside_band(p, gain), f"predicted {p['predicted_gain']:+.2f}% [{p['lo']:.1f}, {p['hi']:.1f}], "
-                                   f"measured {gain:+.2f}%: " + band_verdict(p, gain)))
+                out.append(
+                    Verdict(
+                        f"{key}.inside_band.{line}",
+                        f"{section}: measured gain inside the {line} 95% band",
+                        inside_band(p, gain),
+                        f"predicted {p['predicted_gain']:+.2f}% [{p['lo']:.1f}, {p['hi']:.1f}], "
+                        f"measured {gain:+.2f}%: " + band_verdict(p, gain),
+                    )
+                )
     return out

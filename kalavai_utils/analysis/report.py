@@ -4,6 +4,7 @@ the paper's own numbers (kalavai_utils.paper), and each qualitative claim checke
 Nothing here holds a result: every number comes from the results passed in, or from
 paper.py where it is labelled as the paper's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,8 +58,14 @@ def main_table(results: list[dict]) -> pd.DataFrame:
         ews = [r["metrics"]["ew"][model_of(r)] for r in results if model_of(r) in r["metrics"]["ew"]]
         gains = [r["metrics"]["gain_vs_best_pct"][model_of(r)] for r in results if model_of(r) in r["metrics"]["ew"]]
         paper_ew = paper.HEADLINE[ref].get(paper_key) if paper_key else None
-        rows.append({"model": label, "EW loss": _mean_std(ews), "gain vs best spec": _pct(gains),
-                     f"paper {ref.upper()} EW": paper_ew if paper_ew is not None else "—"})
+        rows.append(
+            {
+                "model": label,
+                "EW loss": _mean_std(ews),
+                "gain vs best spec": _pct(gains),
+                f"paper {ref.upper()} EW": paper_ew if paper_ew is not None else "—",
+            }
+        )
 
     row("base", lambda r: "base", "base")
     row("best specialist", lambda r: r["metrics"]["best_specialist"], "best_spec")
@@ -83,8 +90,12 @@ def per_domain_table(result: dict, with_paper: bool = True) -> pd.DataFrame:
 
 
 # The paper's 410M router ablation (all sequence-pooled, as the authors' code), by our results names.
-_PAPER_ROUTER_ROWS = {"uniform": "uniform", fused_name("linear", "sequence"): "linear",
-                      fused_name("mlp", "sequence"): "mlp2", fused_name("mlp", "sequence", mode="hard"): "hard_argmax"}
+_PAPER_ROUTER_ROWS = {
+    "uniform": "uniform",
+    fused_name("linear", "sequence"): "linear",
+    fused_name("mlp", "sequence"): "mlp2",
+    fused_name("mlp", "sequence", mode="hard"): "hard_argmax",
+}
 
 
 def router_ablation_table(results: list[dict]) -> pd.DataFrame:
@@ -95,9 +106,15 @@ def router_ablation_table(results: list[dict]) -> pd.DataFrame:
     for m in models:
         gains = [r["metrics"]["gain_vs_best_pct"][m] for r in results if m in r["metrics"]["gain_vs_best_pct"]]
         ref = paper.ROUTER_ABLATION_410M.get(_PAPER_ROUTER_ROWS.get(m))
-        rows.append({"router": m, "seeds": len(gains), "gain vs best spec": _pct(gains),
-                     "causal": ("token" in m) or m == "uniform",
-                     "paper 410M gain %": f"{ref:+.2f}" if ref is not None else "—"})
+        rows.append(
+            {
+                "router": m,
+                "seeds": len(gains),
+                "gain vs best spec": _pct(gains),
+                "causal": ("token" in m) or m == "uniform",
+                "paper 410M gain %": f"{ref:+.2f}" if ref is not None else "—",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -110,53 +127,108 @@ def claims(results: list[dict]) -> list[Verdict]:
 
     for fused in (_paper_fused(results), CAUSAL_FUSED):
         gains = [r["metrics"]["gain_vs_best_pct"][fused] for r in results if fused in r["losses"]]
-        claim(f"beats_best_specialist.{fused}", f"fused ({fused}) EW below the best specialist in every seed",
-              bool(gains) and all(g > 0 for g in gains), "gains: " + ", ".join(f"{g:+.2f}%" for g in gains))
+        claim(
+            f"beats_best_specialist.{fused}",
+            f"fused ({fused}) EW below the best specialist in every seed",
+            bool(gains) and all(g > 0 for g in gains),
+            "gains: " + ", ".join(f"{g:+.2f}%" for g in gains),
+        )
     own, forget = [], []
     for r in results:
         for d, m in r["specialists"].items():
             own.append(r["losses"][m][d] < r["losses"]["base"][d])
             others = [o for o in r["domains"] if o != d]
             forget.append(any(r["losses"][m][o] > r["losses"]["base"][o] for o in others))
-    divs = "; ".join(f"seed {r['seed']}: " + ", ".join(f"{d} {v:.1f}%" for d, v in r["metrics"]["divergence_pct"].items())
-                     for r in results)
-    claim("specialists_beat_base_on_own_domain", "each specialist beats the base on its own domain", all(own), "divergences (own-domain improvement) " + divs)
-    claim("specialists_forget_elsewhere", "each specialist forgets elsewhere (worse than base on some other domain)", all(forget),
-          f"{sum(forget)} of {len(forget)} specialists forget")
+    divs = "; ".join(
+        f"seed {r['seed']}: " + ", ".join(f"{d} {v:.1f}%" for d, v in r["metrics"]["divergence_pct"].items())
+        for r in results
+    )
+    claim(
+        "specialists_beat_base_on_own_domain",
+        "each specialist beats the base on its own domain",
+        all(own),
+        "divergences (own-domain improvement) " + divs,
+    )
+    claim(
+        "specialists_forget_elsewhere",
+        "each specialist forgets elsewhere (worse than base on some other domain)",
+        all(forget),
+        f"{sum(forget)} of {len(forget)} specialists forget",
+    )
     wa = [r["metrics"]["gain_vs_best_pct"]["weight_avg"] for r in results]
-    claim("weight_average_below_best", "weight averaging is worse than the best specialist", all(g < 0 for g in wa), "gains: " + ", ".join(f"{g:+.2f}%" for g in wa))
+    claim(
+        "weight_average_below_best",
+        "weight averaging is worse than the best specialist",
+        all(g < 0 for g in wa),
+        "gains: " + ", ".join(f"{g:+.2f}%" for g in wa),
+    )
     uni = [r["metrics"]["gain_vs_best_pct"]["uniform"] for r in results]
-    claim("uniform_below_best", "uniform routing is worse than the best specialist", all(g < 0 for g in uni), "gains: " + ", ".join(f"{g:+.2f}%" for g in uni))
+    claim(
+        "uniform_below_best",
+        "uniform routing is worse than the best specialist",
+        all(g < 0 for g in uni),
+        "gains: " + ", ".join(f"{g:+.2f}%" for g in uni),
+    )
     for fused in (_paper_fused(results), CAUSAL_FUSED):
         gaps = [r["metrics"]["ew"][fused] - r["metrics"]["oracle_ew"] for r in results if fused in r["losses"]]
-        claim(f"router_near_oracle.{fused}", f"learned router ({fused}) within {ORACLE_TOLERANCE_NATS} nats of the domain oracle",
-              bool(gaps) and all(abs(g) <= ORACLE_TOLERANCE_NATS for g in gaps),
-              "fused - oracle EW: " + ", ".join(f"{g:+.4f}" for g in gaps))
+        claim(
+            f"router_near_oracle.{fused}",
+            f"learned router ({fused}) within {ORACLE_TOLERANCE_NATS} nats of the domain oracle",
+            bool(gaps) and all(abs(g) <= ORACLE_TOLERANCE_NATS for g in gaps),
+            "fused - oracle EW: " + ", ".join(f"{g:+.4f}" for g in gaps),
+        )
         hard = fused_name(*fused.split(":")[1:], mode="hard")
-        diffs = [r["metrics"]["gain_vs_best_pct"][hard] - r["metrics"]["gain_vs_best_pct"][fused] for r in results if hard in r["losses"]]
-        claim(f"hard_equals_soft.{fused}", f"hard (argmax) routing = soft routing within {NOISE_PP} pp ({fused})",
-              bool(diffs) and all(abs(x) <= NOISE_PP for x in diffs), "hard - soft gain: " + ", ".join(f"{x:+.3f} pp" for x in diffs))
+        diffs = [
+            r["metrics"]["gain_vs_best_pct"][hard] - r["metrics"]["gain_vs_best_pct"][fused]
+            for r in results
+            if hard in r["losses"]
+        ]
+        claim(
+            f"hard_equals_soft.{fused}",
+            f"hard (argmax) routing = soft routing within {NOISE_PP} pp ({fused})",
+            bool(diffs) and all(abs(x) <= NOISE_PP for x in diffs),
+            "hard - soft gain: " + ", ".join(f"{x:+.3f} pp" for x in diffs),
+        )
     if all("monolithic" in r["losses"] for r in results):
         # The paper compares EW (`paper.HEADLINE`: fused just below monolithic at 410M and 1B); per
         # domain its monolithic model is ahead on fiction (`paper.PER_DOMAIN_410M`), so the
         # domains are shown, not required.
         ref = paper.HEADLINE[paper_scale(results[0]["scale"])]
-        ref_text = (f"; paper {paper_scale(results[0]['scale']).upper()}: {ref['fused'] - ref['monolithic']:+.3f}"
-                    if ref.get("monolithic") is not None else "")
+        ref_text = (
+            f"; paper {paper_scale(results[0]['scale']).upper()}: {ref['fused'] - ref['monolithic']:+.3f}"
+            if ref.get("monolithic") is not None
+            else ""
+        )
         for fused in (_paper_fused(results), CAUSAL_FUSED):
-            diffs = [r["metrics"]["ew"][fused] - r["metrics"]["ew"]["monolithic"] for r in results if fused in r["losses"]]
-            behind = sorted({d for r in results if fused in r["losses"] for d in r["domains"]
-                             if r["losses"][fused][d] >= r["losses"]["monolithic"][d]})
-            claim(f"beats_monolithic.{fused}", f"fused ({fused}) EW below the equal-compute monolithic model's in every seed",
-                  bool(diffs) and all(x < 0 for x in diffs),
-                  "fused - monolithic EW: " + ", ".join(f"{x:+.4f}" for x in diffs)
-                  + "; domains where monolithic is ahead in some seed: " + (", ".join(behind) or "none") + ref_text)
+            diffs = [
+                r["metrics"]["ew"][fused] - r["metrics"]["ew"]["monolithic"] for r in results if fused in r["losses"]
+            ]
+            behind = sorted(
+                {
+                    d
+                    for r in results
+                    if fused in r["losses"]
+                    for d in r["domains"]
+                    if r["losses"][fused][d] >= r["losses"]["monolithic"][d]
+                }
+            )
+            claim(
+                f"beats_monolithic.{fused}",
+                f"fused ({fused}) EW below the equal-compute monolithic model's in every seed",
+                bool(diffs) and all(x < 0 for x in diffs),
+                "fused - monolithic EW: "
+                + ", ".join(f"{x:+.4f}" for x in diffs)
+                + "; domains where monolithic is ahead in some seed: "
+                + (", ".join(behind) or "none")
+                + ref_text,
+            )
     return rows
 
 
 def _paper_410m_calibration() -> dict:
-    losses = {k.replace("_spec", ""): {d: v for d, v in row.items() if d != "ew"}
-              for k, row in paper.PER_DOMAIN_410M.items()}
+    losses = {
+        k.replace("_spec", ""): {d: v for d, v in row.items() if d != "ew"} for k, row in paper.PER_DOMAIN_410M.items()
+    }
     domains = [d for d in losses["base"]]
     return metrics.regime_calibration(losses, {d: d for d in domains}, domains)
 
@@ -170,19 +242,25 @@ def regime_table(baselines: dict[int, dict], domains) -> tuple[pd.DataFrame, pd.
     three bars per seed.
     """
     domains = list(domains)
-    cals = {seed: metrics.regime_calibration(losses, {d: f"spec:{d}" for d in domains}, domains)
-            for seed, losses in baselines.items()}
+    cals = {
+        seed: metrics.regime_calibration(losses, {d: f"spec:{d}" for d in domains}, domains)
+        for seed, losses in baselines.items()
+    }
     ref = {r["specialist"]: r for r in _paper_410m_calibration()["rows"]}
     rows = []
     for d in domains:
         mine = [next(r for r in cal["rows"] if r["specialist"] == d) for cal in cals.values()]
         worst_on = sorted({r["worst_on"] for r in mine})
-        rows.append({"specialist": d,
-                     "divergence %": _mean_std([r["divergence_pct"] for r in mine]),
-                     "paper 410M divergence %": round(ref[d]["divergence_pct"], 2) if d in ref else "—",
-                     "worst forgetting %": _mean_std([r["worst_forgetting_pct"] for r in mine]),
-                     "worst on": ", ".join(worst_on),
-                     "paper 410M worst forgetting %": round(ref[d]["worst_forgetting_pct"], 2) if d in ref else "—"})
+        rows.append(
+            {
+                "specialist": d,
+                "divergence %": _mean_std([r["divergence_pct"] for r in mine]),
+                "paper 410M divergence %": round(ref[d]["divergence_pct"], 2) if d in ref else "—",
+                "worst forgetting %": _mean_std([r["worst_forgetting_pct"] for r in mine]),
+                "worst on": ", ".join(worst_on),
+                "paper 410M worst forgetting %": round(ref[d]["worst_forgetting_pct"], 2) if d in ref else "—",
+            }
+        )
     verdicts = pd.DataFrame({seed: cal["verdicts"] for seed, cal in cals.items()})
     verdicts["every seed"] = verdicts.all(axis=1)
     verdicts["paper 410M"] = pd.Series(_paper_410m_calibration()["verdicts"])
@@ -196,11 +274,23 @@ def specialist_verdicts(baselines: dict, domains) -> list[Verdict]:
     domains = list(domains)
     claims = specialist_claims(baselines, domains)
     own, forget = claims["beats base on own domain"], claims["forgets elsewhere"]
-    out = [Verdict("specialists.beat_base_on_own_domain", "every specialist beats the base on its own domain",
-                   bool(own.all()), f"{int(own.sum())} of {len(own)} specialists"),
-           Verdict("specialists.forget_elsewhere", "every specialist forgets elsewhere",
-                   bool(forget.all()), f"{int(forget.sum())} of {len(forget)} specialists")]
-    cals = [metrics.regime_calibration(losses, {d: f"spec:{d}" for d in domains}, domains) for losses in baselines.values()]
+    out = [
+        Verdict(
+            "specialists.beat_base_on_own_domain",
+            "every specialist beats the base on its own domain",
+            bool(own.all()),
+            f"{int(own.sum())} of {len(own)} specialists",
+        ),
+        Verdict(
+            "specialists.forget_elsewhere",
+            "every specialist forgets elsewhere",
+            bool(forget.all()),
+            f"{int(forget.sum())} of {len(forget)} specialists",
+        ),
+    ]
+    cals = [
+        metrics.regime_calibration(losses, {d: f"spec:{d}" for d in domains}, domains) for losses in baselines.values()
+    ]
     for bar, label in cals[0]["labels"].items():
         met = [cal["verdicts"][bar] for cal in cals]
         out.append(Verdict(bar, f"regime: {label} (every seed)", all(met), f"{sum(met)} of {len(met)} seeds"))
@@ -215,9 +305,17 @@ def specialist_claims(baselines: dict[int, dict], domains) -> pd.DataFrame:
         for d in domains:
             spec = losses[f"spec:{d}"]
             worse = [o for o in domains if o != d and spec[o] > losses["base"][o]]
-            rows.append({"seed": seed, "specialist": d, "own-domain loss": round(spec[d], 4),
-                         "base there": round(losses["base"][d], 4), "beats base on own domain": spec[d] < losses["base"][d],
-                         "worse than base on": ", ".join(worse) or "—", "forgets elsewhere": bool(worse)})
+            rows.append(
+                {
+                    "seed": seed,
+                    "specialist": d,
+                    "own-domain loss": round(spec[d], 4),
+                    "base there": round(losses["base"][d], 4),
+                    "beats base on own domain": spec[d] < losses["base"][d],
+                    "worse than base on": ", ".join(worse) or "—",
+                    "forgets elsewhere": bool(worse),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -234,7 +332,12 @@ def language_gap(base_report: dict) -> dict:
     prose = _mean_or_nan([v for d, v in per_char.items() if domain_kind(d, langs) == "English-like prose"])
     languages = _mean_or_nan([v for d, v in per_char.items() if d in set(langs)])
     ratio = languages / prose  # NaN without prose or languages, and then not "clearly weaker"
-    out = {"english_like": prose, "languages": languages, "ratio": ratio, "clearly_weaker": bool(ratio > LANGUAGE_GAP_BAR)}
+    out = {
+        "english_like": prose,
+        "languages": languages,
+        "ratio": ratio,
+        "clearly_weaker": bool(ratio > LANGUAGE_GAP_BAR),
+    }
     if "code" in per_char:
         out["code"] = per_char["code"]
     return out

@@ -1,5 +1,6 @@
 """Notebook 04's tables: one row per cooperative (its gain and every candidate predictor of
 it), the fit's validation, and the early prediction's errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,6 @@ import pandas as pd
 
 from ..protocol import prediction
 from ..verdicts import Verdict
-
 
 HOLDOUT_FRACTION = 0.3  # the held-out split's share of the conditions
 EARLY_FRACTIONS = (0.1, 0.2, 0.3, 0.5)  # how much of the specialists' training the early prediction sees
@@ -66,8 +66,10 @@ def validation(table: pd.DataFrame) -> tuple[dict, dict]:
     """The line checked out of sample on one router's points, by whole conditions (all seeds of a
     condition on one side): leave-one-condition-out, and one seeded held-out split."""
     x, y, groups = table["mean_divergence"], table["gain"], table["condition"]
-    return (prediction.leave_one_out(x, y, groups=groups),
-            prediction.holdout_validation(x, y, test_fraction=HOLDOUT_FRACTION, seed=0, groups=groups))
+    return (
+        prediction.leave_one_out(x, y, groups=groups),
+        prediction.holdout_validation(x, y, test_fraction=HOLDOUT_FRACTION, seed=0, groups=groups),
+    )
 
 
 def early_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS) -> pd.DataFrame:
@@ -79,8 +81,9 @@ def early_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS) -> 
             continue  # early prediction needs the specialists' held-out curves and their schedule
         curves, base, final = own_domain_curves(r)
         final_step = max(max(c["steps"]) for c in curves.values())
-        table = prediction.early_error_table(curves, base, final, fractions, final_step,
-                                             lr_schedule=r["extra"]["lr_schedule"])
+        table = prediction.early_error_table(
+            curves, base, final, fractions, final_step, lr_schedule=r["extra"]["lr_schedule"]
+        )
         table["condition"], table["seed"] = condition_of(r), r["seed"]
         rows.append(table)
     if not rows:
@@ -99,16 +102,28 @@ def early_gain_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS
     puts the finished curves on that line: the error with finished specialists, on the curves'
     protocol, against which the cost of stopping early is read.
     """
-    columns = ["condition", "seed", "fraction", "predicted_divergence", "actual_divergence", "gain",
-               "predicted_gain", "gain_error", "abs_gain_error"]
+    columns = [
+        "condition",
+        "seed",
+        "fraction",
+        "predicted_divergence",
+        "actual_divergence",
+        "gain",
+        "predicted_gain",
+        "gain_error",
+        "abs_gain_error",
+    ]
     points = points_table(results, model)
     early = early_errors(results, model, (*fractions, 1.0))
     if not len(early) or points["condition"].nunique() < 4:  # three conditions left to fit
         return pd.DataFrame(columns=columns)
-    coop = early.groupby(["condition", "seed", "fraction"], as_index=False)[["predicted_divergence", "actual_divergence"]].mean()
+    coop = early.groupby(["condition", "seed", "fraction"], as_index=False)[
+        ["predicted_divergence", "actual_divergence"]
+    ].mean()
     coop = coop.merge(points[["condition", "seed", "gain"]], on=["condition", "seed"], validate="many_to_one")
     coop["predicted_gain"] = prediction.predict_out_of_condition(
-        points["mean_divergence"], points["gain"], points["condition"], coop["predicted_divergence"], coop["condition"])
+        points["mean_divergence"], points["gain"], points["condition"], coop["predicted_divergence"], coop["condition"]
+    )
     coop["gain_error"] = coop["predicted_gain"] - coop["gain"]
     coop["abs_gain_error"] = coop["gain_error"].abs()
     return coop[columns]
@@ -117,5 +132,11 @@ def early_gain_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS
 def law_verdicts(fit) -> list[Verdict]:
     """Notebook 04's verdict on the law: does the gain rise with divergence (slope's 95% CI above zero)?"""
     lo, hi = fit.slope_ci
-    return [Verdict("law.gain_rises_with_divergence", "gain rises with divergence (slope CI above zero)", lo > 0,
-                    f"{fit.equation()}, slope 95% CI [{lo:.2f}, {hi:.2f}], R2 {fit.r2:.3f}")]
+    return [
+        Verdict(
+            "law.gain_rises_with_divergence",
+            "gain rises with divergence (slope CI above zero)",
+            lo > 0,
+            f"{fit.equation()}, slope 95% CI [{lo:.2f}, {hi:.2f}], R2 {fit.r2:.3f}",
+        )
+    ]

@@ -7,6 +7,7 @@ and Phase 2's private domains (private.py). Each data set repeats its own stock 
 (recurrence.py), so a specialist learns what is new in its data, as with real data sets. Output is
 a pure function of its arguments and the Python version; docs/calibration.md has the design.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -15,14 +16,27 @@ from ..errors import KalavaiError
 from ..scales import ENGLISH_DOMAINS, LANGUAGES
 from . import english, languages, private
 from .code import CODE_CHARS, CODE_REPOSITORY_SHARE, _code_documents
-from .common import (DEFAULT_OVERLAP, DOC_CHARS, PHASE2_LANGUAGES, PRIVATE_DOMAINS, STREAMS, _rng, _Words,
-                     corpus_version)
+from .common import DEFAULT_OVERLAP, DOC_CHARS, PHASE2_LANGUAGES, PRIVATE_DOMAINS, STREAMS, _rng, _Words, corpus_version
 from .english import _Writer
 from .recurrence import STOCK_RATE, STOCK_SENTENCES, _prose, _recur, _replaceable
 
-__all__ = ["ALL_DOMAINS", "CODE_CHARS", "CODE_REPOSITORY_SHARE", "DEFAULT_OVERLAP", "DOC_CHARS", "ENGLISH_DOMAINS",
-           "LANGUAGES", "PHASE2_LANGUAGES", "PRIVATE_DOMAINS", "STOCK_RATE", "STOCK_SENTENCES", "STREAMS",
-           "corpus_version", "describe_domain", "generate_documents"]
+__all__ = [
+    "ALL_DOMAINS",
+    "CODE_CHARS",
+    "CODE_REPOSITORY_SHARE",
+    "DEFAULT_OVERLAP",
+    "DOC_CHARS",
+    "ENGLISH_DOMAINS",
+    "LANGUAGES",
+    "PHASE2_LANGUAGES",
+    "PRIVATE_DOMAINS",
+    "STOCK_RATE",
+    "STOCK_SENTENCES",
+    "STREAMS",
+    "corpus_version",
+    "describe_domain",
+    "generate_documents",
+]
 
 # domain -> (lexicon, tense, document writer), and language -> document writer
 _ENGLISH = {**english.DOMAINS, **private.DOMAINS}
@@ -68,7 +82,9 @@ def describe_domain(domain: str) -> str:
     return _DESCRIPTIONS[domain]
 
 
-def generate_documents(domain: str, n_docs: int, seed: int, overlap: float = DEFAULT_OVERLAP, stream: str = "specialist") -> list[str]:
+def generate_documents(
+    domain: str, n_docs: int, seed: int, overlap: float = DEFAULT_OVERLAP, stream: str = "specialist"
+) -> list[str]:
     """`n_docs` documents of `domain`, a pure function of the arguments (see the module docstring)."""
     _check_domain(domain)
     if not 0.0 <= overlap <= 1.0:

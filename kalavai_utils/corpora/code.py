@@ -1,4 +1,5 @@
 """The code domain: real Python functions from this interpreter's standard library."""
+
 from __future__ import annotations
 
 import ast
@@ -12,7 +13,6 @@ from functools import lru_cache
 from ..errors import KalavaiError
 from .common import STREAMS, _rng
 
-
 # Per stream: a contributor's code comes from a few repositories, the base's from a broad crawl.
 CODE_REPOSITORY_SHARE = {"specialist": 0.2, "pretrain": 0.4}
 CODE_CHARS = (200, 1500)  # code keeps functions longer than 200 chars (the paper's filter), short enough for a doc
@@ -20,7 +20,17 @@ CODE_CHARS = (200, 1500)  # code keeps functions longer than 200 chars (the pape
 # ---------------------------------------------------------------------------------------
 # Code: real Python from this interpreter's standard library.
 
-_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "lib2to3", "__pycache__", "ensurepip", "turtledemo"}
+_SKIP_DIRS = {
+    "site-packages",
+    "dist-packages",
+    "test",
+    "tests",
+    "idle_test",
+    "lib2to3",
+    "__pycache__",
+    "ensurepip",
+    "turtledemo",
+}
 
 
 def _function_blocks(lines: list[str]):
@@ -98,7 +108,14 @@ def _code_documents(n_docs: int, seed: int, stream: str) -> list[str]:
     docs = []
     for block in blocks:
         rng.shuffle(block)
-        docs += [src for src in itertools.islice((b for b in block if _parses(b, documented=stream == "specialist")), n_docs - len(docs))]
+        docs += [
+            src
+            for src in itertools.islice(
+                (b for b in block if _parses(b, documented=stream == "specialist")), n_docs - len(docs)
+            )
+        ]
     if len(docs) < n_docs:
-        raise KalavaiError(f"the code domain has only {len(docs)} {stream} functions in this Python's standard library; asked for {n_docs}")
+        raise KalavaiError(
+            f"the code domain has only {len(docs)} {stream} functions in this Python's standard library; asked for {n_docs}"
+        )
     return docs

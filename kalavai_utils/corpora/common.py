@@ -1,4 +1,5 @@
 """What every generator shares: the domain lists and versions, seeded random streams, Zipf word lists."""
+
 from __future__ import annotations
 
 import bisect
@@ -6,7 +7,6 @@ import hashlib
 import itertools
 import random
 import sys
-
 
 DEFAULT_OVERLAP = 0.5
 STREAMS = ("specialist", "pretrain")
@@ -18,8 +18,15 @@ _GENERATOR_VERSION = "corpora-v3"
 # must not move the tokenizer, the base or any earlier domain's cache.
 _PHASE2_VERSION = "phase2-v2"
 PRIVATE_DOMAINS = ("patents", "abstracts", "regulations")
-PHASE2_LANGUAGES = ("lang_fusional", "lang_vso", "lang_postpos", "lang_root", "lang_particle", "lang_polypersonal",
-                    "lang_isolating")
+PHASE2_LANGUAGES = (
+    "lang_fusional",
+    "lang_vso",
+    "lang_postpos",
+    "lang_root",
+    "lang_particle",
+    "lang_polypersonal",
+    "lang_isolating",
+)
 
 
 def corpus_version(domain: str | None = None) -> str:

@@ -1,16 +1,17 @@
 """The English-like core (morphology, a small grammar, a shared lexicon) and the nine prose domains' generators."""
+
 from __future__ import annotations
 
 import random
 
 from .common import DOC_CHARS, _terms, _Words
 
-
 # ---------------------------------------------------------------------------------------
 # English morphology: just enough for agreement to be a real, learnable regularity.
 
 _IRREGULAR_VERBS = {
-    v.split(":")[0]: tuple(v.split(":")[1:]) for v in """
+    v.split(":")[0]: tuple(v.split(":")[1:])
+    for v in """
     be:was:been have:had:had do:did:done go:went:gone make:made:made take:took:taken see:saw:seen
     give:gave:given find:found:found know:knew:known think:thought:thought tell:told:told
     become:became:become leave:left:left feel:felt:felt bring:brought:brought begin:began:begun
@@ -29,14 +30,19 @@ _IRREGULAR_VERBS = {
     tear:tore:torn fight:fought:fought undertake:undertook:undertaken withdraw:withdrew:withdrawn
     """.split()
 }
-_DOUBLE_FINAL = set("stop plan drop ship admit commit prefer refer control occur permit submit transfer fit grab step stir "
-                    "chat nod rub scan trim chop whip slip grip tap hug jog skip wrap dip clap nap pat rob sip".split())
-_IRREGULAR_PLURALS = dict(p.split(":") for p in """
+_DOUBLE_FINAL = set(
+    "stop plan drop ship admit commit prefer refer control occur permit submit transfer fit grab step stir "
+    "chat nod rub scan trim chop whip slip grip tap hug jog skip wrap dip clap nap pat rob sip".split()
+)
+_IRREGULAR_PLURALS = dict(
+    p.split(":")
+    for p in """
     man:men woman:women child:children person:people foot:feet tooth:teeth mouse:mice leaf:leaves
     knife:knives life:lives wife:wives half:halves shelf:shelves thief:thieves loaf:loaves
     sheep:sheep fish:fish series:series species:species analysis:analyses nucleus:nuclei
     bacterium:bacteria criterion:criteria phenomenon:phenomena potato:potatoes tomato:tomatoes
-    hero:heroes premises:premises goods:goods news:news crisis:crises basis:bases thesis:theses""".split())
+    hero:heroes premises:premises goods:goods news:news crisis:crises basis:bases thesis:theses""".split()
+)
 
 
 def _plural(noun: str) -> str:
@@ -82,7 +88,19 @@ def _verb_forms(verb: str, form: str) -> str:
             out = head[:-2] + "ying"
         elif head.endswith("e") and head not in ("be", "see", "agree", "free") and not head.endswith("ee"):
             out = head[:-1] + "ing"
-        elif head in _DOUBLE_FINAL or head in ("run", "sit", "get", "put", "cut", "hit", "win", "swim", "begin", "dig", "set"):
+        elif head in _DOUBLE_FINAL or head in (
+            "run",
+            "sit",
+            "get",
+            "put",
+            "cut",
+            "hit",
+            "win",
+            "swim",
+            "begin",
+            "dig",
+            "set",
+        ):
             out = head + head[-1] + "ing"
         else:
             out = head + "ing"
@@ -105,7 +123,11 @@ def _conj(verb: str, tense: str, person: str) -> str:
 
 def _article(word: str) -> str:
     w = word.lower()
-    vowel = w[:1] in "aeio" or (w[:1] == "u" and not w.startswith(("uni", "use", "usu", "ut"))) or w.startswith(("hour", "honest", "heir"))
+    vowel = (
+        w[:1] in "aeio"
+        or (w[:1] == "u" and not w.startswith(("uni", "use", "usu", "ut")))
+        or w.startswith(("hour", "honest", "heir"))
+    )
     return "an" if vowel else "a"
 
 
@@ -176,19 +198,35 @@ CORE = _Lexicon(
     recently gently probably already together again soon later still also certainly almost really""",
 )
 _FIRST_NAMES = {  # name -> pronoun (he/she), for agreement in narratives
-    **dict.fromkeys("Anna Clara Elena Grace Iris Karen Maria Olivia Rosa Vera Lucy Helen Sarah Nora Emma Ruth Alice Jane Mary Laura".split(), "she"),
-    **dict.fromkeys("Ben David Frank Henry Jack Leo Noah Paul Sam Tom Will Peter Hugh Adam Thomas Oliver Edward James Robert Simon".split(), "he"),
+    **dict.fromkeys(
+        "Anna Clara Elena Grace Iris Karen Maria Olivia Rosa Vera Lucy Helen Sarah Nora Emma Ruth Alice Jane Mary Laura".split(),
+        "she",
+    ),
+    **dict.fromkeys(
+        "Ben David Frank Henry Jack Leo Noah Paul Sam Tom Will Peter Hugh Adam Thomas Oliver Edward James Robert Simon".split(),
+        "he",
+    ),
 }
 _NAMES = _Words(list(_FIRST_NAMES), s=0.5)
-_SURNAMES = _Words("Smith Walker Hughes Patel Murray Clarke Evans Turner Moore Harris Baker Wood Hall Green Lewis "
-                   "Young King Wright Hill Cooper Ward Morgan Price Bell Carter Reed Fisher Shaw Grant Lowe", s=0.5)
-_PLACES = _Words("Ashford Bramley Carrow Dunmore Eastwick Fairhaven Glenrock Harlow Kingsbridge Lowden Marston "
-                 "Northam Oakridge Penrose Redfield Stanmore Thornbury Westmere Aldgate Brinton Caldwell Dorvale", s=0.6)
-_PREPS = _Words("in on near under behind across through with without during after before beside around over towards into", s=0.8)
+_SURNAMES = _Words(
+    "Smith Walker Hughes Patel Murray Clarke Evans Turner Moore Harris Baker Wood Hall Green Lewis "
+    "Young King Wright Hill Cooper Ward Morgan Price Bell Carter Reed Fisher Shaw Grant Lowe",
+    s=0.5,
+)
+_PLACES = _Words(
+    "Ashford Bramley Carrow Dunmore Eastwick Fairhaven Glenrock Harlow Kingsbridge Lowden Marston "
+    "Northam Oakridge Penrose Redfield Stanmore Thornbury Westmere Aldgate Brinton Caldwell Dorvale",
+    s=0.6,
+)
+_PREPS = _Words(
+    "in on near under behind across through with without during after before beside around over towards into", s=0.8
+)
 _SUBORDINATORS = _Words("when because although if after before while since until", s=0.7)
 _CONJUNCTIONS = _Words("and but so yet", s=0.8)
-_OPENERS = _terms("However|In fact|Later|Meanwhile|For example|In general|At first|Of course|As a result|"
-                  "In the end|Afterwards|On the other hand|Sometimes|Usually|Even so|By then|At the same time")
+_OPENERS = _terms(
+    "However|In fact|Later|Meanwhile|For example|In general|At first|Of course|As a result|"
+    "In the end|Afterwards|On the other hand|Sometimes|Usually|Even so|By then|At the same time"
+)
 _MODALS = _Words("can will should must may could would might", s=0.8)
 _SAY = _Words("say think believe notice find explain know suggest feel", s=0.8)
 _PERSONS = [("I", "1s"), ("you", "2s"), ("he", "3s"), ("she", "3s"), ("it", "3s"), ("we", "1p"), ("they", "3p")]
@@ -218,7 +256,14 @@ class _Writer:
         return self.rng.randint(lo, hi)
 
     # --- phrases -------------------------------------------------------------------
-    def np(self, plural: bool | None = None, noun: str | None = None, adj_p: float = 0.35, pp_p: float = 0.12, det: str | None = None):
+    def np(
+        self,
+        plural: bool | None = None,
+        noun: str | None = None,
+        adj_p: float = 0.35,
+        pp_p: float = 0.12,
+        det: str | None = None,
+    ):
         """A noun phrase and its person ('3s' or '3p')."""
         plural = self.chance(0.3) if plural is None else plural
         noun = noun or self.word("noun")
@@ -228,7 +273,9 @@ class _Writer:
             if plural:
                 det = self.rng.choice(("the", "the", "these", "those", "some", "many", "all the", "few", ""))
             else:
-                det = self.rng.choice(("the", "the", "the", "a", "a", "this", "that", "every", "each", "her", "his", "our"))
+                det = self.rng.choice(
+                    ("the", "the", "the", "a", "a", "this", "that", "every", "each", "her", "his", "our")
+                )
         if det == "a":
             det = _article(words[0])
         phrase = " ".join([det] + words if det else words)
@@ -336,16 +383,29 @@ _SCIENCE = _Lexicon(
     atmospheric dense acidic neutral positive negative single complex living nuclear liquid solid renewable""",
     advs="rapidly slowly naturally chemically directly efficiently constantly",
 )
-_SCI_QUANTITIES = _Words("temperature mass volume pressure density speed energy concentration charge frequency "
-                         "wavelength force weight acceleration velocity", s=0.7)
-_SCI_UNITS = _terms("degrees Celsius|grams|kilograms|meters|liters|pascals|joules|newtons|volts|hertz|watts|moles", s=0.6)
-_SCI_CONCEPTS = _Words("""photosynthesis respiration evaporation condensation osmosis diffusion erosion mitosis meiosis
+_SCI_QUANTITIES = _Words(
+    "temperature mass volume pressure density speed energy concentration charge frequency "
+    "wavelength force weight acceleration velocity",
+    s=0.7,
+)
+_SCI_UNITS = _terms(
+    "degrees Celsius|grams|kilograms|meters|liters|pascals|joules|newtons|volts|hertz|watts|moles", s=0.6
+)
+_SCI_CONCEPTS = _Words(
+    """photosynthesis respiration evaporation condensation osmosis diffusion erosion mitosis meiosis
     fermentation oxidation combustion pollination digestion convection radiation conduction precipitation
-    weathering sedimentation fusion fission adaptation metabolism""", s=0.6)
-_SCI_TERMS = _Words("""producers consumers decomposers mesophiles isotopes catalysts vertebrates mammals reptiles
+    weathering sedimentation fusion fission adaptation metabolism""",
+    s=0.6,
+)
+_SCI_TERMS = _Words(
+    """producers consumers decomposers mesophiles isotopes catalysts vertebrates mammals reptiles
     insulators conductors enzymes ions alloys predators herbivores carnivores minerals fossils hormones
-    chromosomes metals polymers invertebrates amphibians""", s=0.6)
-_SCIENTISTS = _Words("Dalton Mendel Curie Darwin Faraday Newton Kepler Hooke Pasteur Lavoisier Bohr Rutherford Maxwell Volta", s=0.5)
+    chromosomes metals polymers invertebrates amphibians""",
+    s=0.6,
+)
+_SCIENTISTS = _Words(
+    "Dalton Mendel Curie Darwin Faraday Newton Kepler Hooke Pasteur Lavoisier Bohr Rutherford Maxwell Volta", s=0.5
+)
 
 
 def _sci_np(w: _Writer, plural: bool | None = None) -> str:
@@ -359,7 +419,10 @@ def _science_facts(w: _Writer, concept: str):
     v = w.word("verb")
     if k == 0:
         a, b = _sci_np(w, True), _sci_np(w)
-        return f"{_cap(concept)} is the process by which {a} {v} {b}.", (f"What is the process by which {a} {v} {b}?", concept)
+        return f"{_cap(concept)} is the process by which {a} {v} {b}.", (
+            f"What is the process by which {a} {v} {b}?",
+            concept,
+        )
     if k == 1:
         a, b, term = _sci_np(w, True), _sci_np(w), _SCI_TERMS.pick(rng)
         return f"{_cap(a)} that {v} {b} are called {term}.", (f"What are {a} that {v} {b} called?", term)
@@ -371,8 +434,10 @@ def _science_facts(w: _Writer, concept: str):
         return f"{_cap(q)} is measured in {unit}.", (f"What unit is used to measure {q}?", unit)
     if k == 4:
         q, a, noun = _SCI_QUANTITIES.pick(rng), _sci_np(w, False), _plural(w.word("noun"))
-        return (f"An increase in {q} causes {a} to {v} more {noun}.",
-                (f"What causes {a} to {v} more {noun}?", f"an increase in {q}"))
+        return (
+            f"An increase in {q} causes {a} to {v} more {noun}.",
+            (f"What causes {a} to {v} more {noun}?", f"an increase in {q}"),
+        )
     if k == 5:
         term, a, b = _SCI_TERMS.pick(rng), _sci_np(w, True), _sci_np(w, True)
         return f"{_cap(term)} are found in {a} and {b}.", (f"Where are {term} found?", f"in {a} and {b}")
@@ -431,15 +496,24 @@ def _possessive(pronoun: str) -> str:
 
 def _utterance(w: _Writer) -> tuple[str, str]:
     rng = w.rng
-    return _one_of(rng, [
-        lambda: (f"Where is the {w.word('noun')}", "?"),
-        lambda: (f"I {_conj(w.word('verb'), 'past', '1s')} the {w.word('noun')} {rng.choice(('last night', 'this morning', 'yesterday', 'long ago'))}", "."),
-        lambda: (f"We must {w.word('verb')} the {w.word('noun')} before {rng.choice(('dark', 'morning', 'it is too late', 'they come'))}", "."),
-        lambda: (f"Do you {w.word('verb')} the {w.word('noun')}", "?"),
-        lambda: (f"It is too {w.word('adj')} to {w.word('verb')} the {w.word('noun')} now", "."),
-        lambda: ("You never told me about the " + w.word("noun"), "."),
-        lambda: (_cap(w.clause("present")), "."),
-    ])
+    return _one_of(
+        rng,
+        [
+            lambda: (f"Where is the {w.word('noun')}", "?"),
+            lambda: (
+                f"I {_conj(w.word('verb'), 'past', '1s')} the {w.word('noun')} {rng.choice(('last night', 'this morning', 'yesterday', 'long ago'))}",
+                ".",
+            ),
+            lambda: (
+                f"We must {w.word('verb')} the {w.word('noun')} before {rng.choice(('dark', 'morning', 'it is too late', 'they come'))}",
+                ".",
+            ),
+            lambda: (f"Do you {w.word('verb')} the {w.word('noun')}", "?"),
+            lambda: (f"It is too {w.word('adj')} to {w.word('verb')} the {w.word('noun')} now", "."),
+            lambda: ("You never told me about the " + w.word("noun"), "."),
+            lambda: (_cap(w.clause("present")), "."),
+        ],
+    )
 
 
 def _fiction_doc(w: _Writer) -> str:
@@ -449,13 +523,22 @@ def _fiction_doc(w: _Writer) -> str:
     def narrative(w: _Writer) -> str:
         name = rng.choice(cast)
         pron = _FIRST_NAMES[name]
-        return _one_of(rng, [
-            lambda: f"{name} {_conj(w.word('verb'), 'past', '3s')} the {w.word('adj')} {w.word('noun')} {w.pp()}.",
-            lambda: f"{_cap(pron)} {_conj(w.word('verb_i'), 'past', '3s')} {w.word('adv')} and {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]}.",
-            lambda: f"{name} looked at {rng.choice([c for c in cast if c != name])} for a long moment, and {pron} {_conj(w.word('verb_i'), 'past', '3s')}.",
-            lambda: f"The {w.word('noun')} was {w.word('adj')}, and {name} could hear the {w.word('noun')} {w.pp()}.",
-            lambda: f"{_cap(_possessive(pron))} {_BODY.pick(rng)} rested on the {w.word('adj')} {w.word('noun')}.",
-        ])
+        return _one_of(
+            rng,
+            [
+                lambda: f"{name} {_conj(w.word('verb'), 'past', '3s')} the {w.word('adj')} {w.word('noun')} {w.pp()}.",
+                lambda: (
+                    f"{_cap(pron)} {_conj(w.word('verb_i'), 'past', '3s')} {w.word('adv')} and {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]}."
+                ),
+                lambda: (
+                    f"{name} looked at {rng.choice([c for c in cast if c != name])} for a long moment, and {pron} {_conj(w.word('verb_i'), 'past', '3s')}."
+                ),
+                lambda: (
+                    f"The {w.word('noun')} was {w.word('adj')}, and {name} could hear the {w.word('noun')} {w.pp()}."
+                ),
+                lambda: f"{_cap(_possessive(pron))} {_BODY.pick(rng)} rested on the {w.word('adj')} {w.word('noun')}.",
+            ],
+        )
 
     def dialogue(w: _Writer) -> str:
         name = rng.choice(cast)
@@ -469,7 +552,11 @@ def _fiction_doc(w: _Writer) -> str:
     if rng.random() < 0.3:
         paragraphs.append(f"CHAPTER {_roman(rng.randint(1, 30))}\n")
     while total < target:
-        p = dialogue(w) if rng.random() < 0.35 else w.paragraph([narrative, narrative, narrative], rng.randint(120, 400))
+        p = (
+            dialogue(w)
+            if rng.random() < 0.35
+            else w.paragraph([narrative, narrative, narrative], rng.randint(120, 400))
+        )
         paragraphs.append(p)
         total += len(p) + 1
     return "\n".join(paragraphs)
@@ -486,11 +573,21 @@ _LAW = _Lexicon(
     outstanding annual such proper statutory third-party""",
     advs="promptly forthwith reasonably jointly severally",
 )
-_ROLES = [("TENANCY", "Landlord", "Tenant"), ("SUPPLY", "Supplier", "Customer"), ("LICENCE", "Licensor", "Licensee"),
-          ("EMPLOYMENT", "Employer", "Employee"), ("SALE", "Seller", "Buyer"), ("SERVICES", "Contractor", "Client"),
-          ("LOAN", "Lender", "Borrower")]
-_LAW_HEADINGS = _Words("Definitions|Payment|Term and Termination|Obligations|Liability|Confidentiality|Insurance|"
-                       "Notices|Assignment|Governing Law|Warranties|Force Majeure|Dispute Resolution", s=0.4, sep="|")
+_ROLES = [
+    ("TENANCY", "Landlord", "Tenant"),
+    ("SUPPLY", "Supplier", "Customer"),
+    ("LICENCE", "Licensor", "Licensee"),
+    ("EMPLOYMENT", "Employer", "Employee"),
+    ("SALE", "Seller", "Buyer"),
+    ("SERVICES", "Contractor", "Client"),
+    ("LOAN", "Lender", "Borrower"),
+]
+_LAW_HEADINGS = _Words(
+    "Definitions|Payment|Term and Termination|Obligations|Liability|Confidentiality|Insurance|"
+    "Notices|Assignment|Governing Law|Warranties|Force Majeure|Dispute Resolution",
+    s=0.4,
+    sep="|",
+)
 
 
 def _law_doc(w: _Writer) -> str:
@@ -505,18 +602,35 @@ def _law_doc(w: _Writer) -> str:
             n = rng.choice((5, 7, 10, 14, 21, 28, 30, 60, 90))
             return f"The {who} shall {w.word('verb')} {w.np()[0]} within {_NUMBER_WORDS[n] if n <= 12 else n} ({n}) days of {w.np()[0]}."
 
-        return _one_of(rng, [
-            deadline,
-            lambda ref: f"Notwithstanding clause {ref}, the {who} may {w.word('verb')} {w.np()[0]} by written notice to the {other}.",
-            lambda ref: f'In this Agreement, "{_cap(w.dom("noun"))}" means {w.np()[0]} that the {who} {_conj(w.word("verb"), "present", "3s")} under clause {ref}.',
-            lambda ref: f"The {who} shall not be liable for any {w.dom('noun')} arising out of or in connection with {w.np()[0]}.",
-            lambda ref: f"Subject to clause {ref}, the {who} shall {w.word('verb')} {w.np()[0]} in accordance with {w.np()[0]}.",
-            lambda ref: f"Any {w.dom('noun')} shall be {_verb_forms(w.word('verb'), 'en')} pursuant to section {rng.randint(1, 120)} of the {rng.choice(_PLACES.words)} Act {rng.randint(1950, 2020)}.",
-            lambda ref: f"The {who} shall {w.word('adv')} {w.word('verb')} the {other} of {w.np()[0]}.",
-        ], shared=lambda: f"{rng.randint(1, max(1, n_sections))}.{rng.randint(1, 4)}")
+        return _one_of(
+            rng,
+            [
+                deadline,
+                lambda ref: (
+                    f"Notwithstanding clause {ref}, the {who} may {w.word('verb')} {w.np()[0]} by written notice to the {other}."
+                ),
+                lambda ref: (
+                    f'In this Agreement, "{_cap(w.dom("noun"))}" means {w.np()[0]} that the {who} {_conj(w.word("verb"), "present", "3s")} under clause {ref}.'
+                ),
+                lambda ref: (
+                    f"The {who} shall not be liable for any {w.dom('noun')} arising out of or in connection with {w.np()[0]}."
+                ),
+                lambda ref: (
+                    f"Subject to clause {ref}, the {who} shall {w.word('verb')} {w.np()[0]} in accordance with {w.np()[0]}."
+                ),
+                lambda ref: (
+                    f"Any {w.dom('noun')} shall be {_verb_forms(w.word('verb'), 'en')} pursuant to section {rng.randint(1, 120)} of the {rng.choice(_PLACES.words)} Act {rng.randint(1950, 2020)}."
+                ),
+                lambda ref: f"The {who} shall {w.word('adv')} {w.word('verb')} the {other} of {w.np()[0]}.",
+            ],
+            shared=lambda: f"{rng.randint(1, max(1, n_sections))}.{rng.randint(1, 4)}",
+        )
 
     day, month, year = rng.randint(1, 28), rng.choice(_MONTHS), rng.randint(1990, 2024)
-    lines = [f"{kind} AGREEMENT", f'This Agreement is made on {day} {month} {year} between {_name(w)} (the "{a}") and {_name(w)} (the "{b}").']
+    lines = [
+        f"{kind} AGREEMENT",
+        f'This Agreement is made on {day} {month} {year} between {_name(w)} (the "{a}") and {_name(w)} (the "{b}").',
+    ]
     target = w.target_length()
     while sum(len(x) + 1 for x in lines) < target:
         n_sections += 1
@@ -537,12 +651,18 @@ _MEDICINE = _Lexicon(
     bilateral systolic oral intravenous routine""",
     advs="twice daily|once daily|overnight|orally|promptly",
 )
-_SYMPTOMS = _terms("chest pain|shortness of breath|fever|cough|headache|nausea|abdominal pain|dizziness|fatigue|"
-                   "back pain|rash|vomiting|palpitations|joint pain|sore throat|weight loss|night sweats")
-_CONDITIONS = _terms("hypertension|type 2 diabetes|asthma|pneumonia|migraine|heart failure|anaemia|gastritis|"
-                     "cellulitis|bronchitis|appendicitis|urinary tract infection|atrial fibrillation|COPD")
-_DRUGS = _terms("amoxicillin|paracetamol|ibuprofen|metformin|lisinopril|salbutamol|omeprazole|atorvastatin|"
-                "prednisolone|furosemide|aspirin|co-amoxiclav")
+_SYMPTOMS = _terms(
+    "chest pain|shortness of breath|fever|cough|headache|nausea|abdominal pain|dizziness|fatigue|"
+    "back pain|rash|vomiting|palpitations|joint pain|sore throat|weight loss|night sweats"
+)
+_CONDITIONS = _terms(
+    "hypertension|type 2 diabetes|asthma|pneumonia|migraine|heart failure|anaemia|gastritis|"
+    "cellulitis|bronchitis|appendicitis|urinary tract infection|atrial fibrillation|COPD"
+)
+_DRUGS = _terms(
+    "amoxicillin|paracetamol|ibuprofen|metformin|lisinopril|salbutamol|omeprazole|atorvastatin|"
+    "prednisolone|furosemide|aspirin|co-amoxiclav"
+)
 
 
 def _medicine_doc(w: _Writer) -> str:
@@ -551,15 +671,22 @@ def _medicine_doc(w: _Writer) -> str:
     pron = "he" if sex == "male" else "she"
     complaint = _SYMPTOMS.pick(rng)
 
-    note = _templates(rng, [
-        lambda: f"The patient reports {_SYMPTOMS.pick(rng)} for {rng.randint(2, 14)} days.",
-        lambda: f"{_cap(pron)} denies {_SYMPTOMS.pick(rng)} and {_SYMPTOMS.pick(rng)}.",
-        lambda: f"There is no history of {_CONDITIONS.pick(rng)}.",
-        lambda: f"On examination the {rng.choice(('chest', 'abdomen', 'heart', 'lung', 'throat'))} is {w.dom('adj')}.",
-        lambda: f"{_cap(_DRUGS.pick(rng))} {rng.choice((250, 500, 5, 10, 20, 40, 100))} mg was started {w.dom('adv')}.",
-        lambda: f"{_cap(pron)} was {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')} for {w.np()[0]}.",
-        lambda: f"The {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} after {w.np()[0]}.",
-    ])
+    note = _templates(
+        rng,
+        [
+            lambda: f"The patient reports {_SYMPTOMS.pick(rng)} for {rng.randint(2, 14)} days.",
+            lambda: f"{_cap(pron)} denies {_SYMPTOMS.pick(rng)} and {_SYMPTOMS.pick(rng)}.",
+            lambda: f"There is no history of {_CONDITIONS.pick(rng)}.",
+            lambda: (
+                f"On examination the {rng.choice(('chest', 'abdomen', 'heart', 'lung', 'throat'))} is {w.dom('adj')}."
+            ),
+            lambda: (
+                f"{_cap(_DRUGS.pick(rng))} {rng.choice((250, 500, 5, 10, 20, 40, 100))} mg was started {w.dom('adv')}."
+            ),
+            lambda: f"{_cap(pron)} was {_verb_forms(w.dom('verb'), 'en')} to the {w.dom('noun')} for {w.np()[0]}.",
+            lambda: f"The {w.dom('noun')} {_conj(w.dom('verb_i'), 'past', '3s')} after {w.np()[0]}.",
+        ],
+    )
 
     lines = [
         f"Patient: {rng.randint(18, 92)}-year-old {sex}.",
@@ -589,13 +716,25 @@ _AGENCIES = _Words("Wire Press Herald Courier Dispatch", s=0.5)
 def _news_doc(w: _Writer) -> str:
     rng = w.rng
 
-    report = _templates(rng, [
-        lambda subject: f"{_cap(subject[0])} {_conj(w.dom('verb'), 'past', subject[1])} {w.np()[0]} on {rng.choice(_WEEKDAYS)}, officials said.",
-        lambda subject: f'"{_cap(w.clause("present"))}," said {_name(w)}, a {w.dom("noun")} for the {w.dom("noun")}.',
-        lambda subject: f"The {w.dom('noun')} comes after {w.np()[0]} {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]} last {rng.choice(('week', 'month', 'year'))}.",
-        lambda subject: f"At least {rng.randint(3, 400)} people were {_verb_forms(w.word('verb'), 'en')} in {rng.choice(_PLACES.words)}, according to the {w.dom('noun')}.",
-        lambda subject: f"The {w.dom('noun')} did not respond to a request for comment.",
-    ], shared=lambda: w.np(noun=w.dom("noun")))
+    report = _templates(
+        rng,
+        [
+            lambda subject: (
+                f"{_cap(subject[0])} {_conj(w.dom('verb'), 'past', subject[1])} {w.np()[0]} on {rng.choice(_WEEKDAYS)}, officials said."
+            ),
+            lambda subject: (
+                f'"{_cap(w.clause("present"))}," said {_name(w)}, a {w.dom("noun")} for the {w.dom("noun")}.'
+            ),
+            lambda subject: (
+                f"The {w.dom('noun')} comes after {w.np()[0]} {_conj(w.word('verb'), 'past', '3s')} {w.np()[0]} last {rng.choice(('week', 'month', 'year'))}."
+            ),
+            lambda subject: (
+                f"At least {rng.randint(3, 400)} people were {_verb_forms(w.word('verb'), 'en')} in {rng.choice(_PLACES.words)}, according to the {w.dom('noun')}."
+            ),
+            lambda subject: f"The {w.dom('noun')} did not respond to a request for comment.",
+        ],
+        shared=lambda: w.np(noun=w.dom("noun")),
+    )
 
     city = _PLACES.pick(rng)
     headline = _cap(f"{w.np(noun=w.dom('noun'), det='')[0]} {_conj(w.dom('verb'), 'present', '3s')} {w.np(pp_p=0)[0]}")
@@ -613,20 +752,33 @@ _RECIPES = _Lexicon(
     quick hearty seasonal""",
     advs="gently|until golden|thoroughly|finely|roughly",
 )
-_INGREDIENTS = _terms("""flour|butter|sugar|eggs|milk|onion|garlic|tomatoes|olive oil|salt|black pepper|lemon juice|
+_INGREDIENTS = _terms(
+    """flour|butter|sugar|eggs|milk|onion|garlic|tomatoes|olive oil|salt|black pepper|lemon juice|
     chicken thighs|rice|potatoes|carrots|cream|cheese|basil|parsley|ginger|chilli|mushrooms|spinach|honey|cinnamon|
-    yoghurt|lentils|beans|stock|cumin|paprika|vinegar|oats|almonds""", s=0.7)
-_UNITS = {"g": (50, 100, 200, 250, 400, 500), "ml": (100, 150, 250, 500), "tbsp": (1, 2, 3, 4), "tsp": (1, 2, 3),
-          "cups": (1, 2, 3), "pinch of": (1,), "handful of": (1, 2)}
+    yoghurt|lentils|beans|stock|cumin|paprika|vinegar|oats|almonds""",
+    s=0.7,
+)
+_UNITS = {
+    "g": (50, 100, 200, 250, 400, 500),
+    "ml": (100, 150, 250, 500),
+    "tbsp": (1, 2, 3, 4),
+    "tsp": (1, 2, 3),
+    "cups": (1, 2, 3),
+    "pinch of": (1,),
+    "handful of": (1, 2),
+}
 _DISHES = _terms("soup|stew|curry|tart|pie|risotto|salad|bake|loaf|pancakes|traybake|pasta|frittata", s=0.6)
 
 
 def _recipes_doc(w: _Writer) -> str:
     rng = w.rng
     items = rng.sample(_INGREDIENTS.words, rng.randint(4, 9))
-    lines = [f"{_cap(w.dom('adj'))} {rng.choice(items)} {_DISHES.pick(rng)}",
-             f"Serves {rng.randint(2, 8)}. Ready in {rng.choice((15, 20, 30, 40, 45, 60, 90))} minutes.",
-             w.paragraph([], rng.randint(0, 250)) if w.overlap > 0 else "", "Ingredients:"]
+    lines = [
+        f"{_cap(w.dom('adj'))} {rng.choice(items)} {_DISHES.pick(rng)}",
+        f"Serves {rng.randint(2, 8)}. Ready in {rng.choice((15, 20, 30, 40, 45, 60, 90))} minutes.",
+        w.paragraph([], rng.randint(0, 250)) if w.overlap > 0 else "",
+        "Ingredients:",
+    ]
     lines = [x for x in lines if x]
     units = [rng.choice(list(_UNITS)) for _ in items]
     lines += [f"- {rng.choice(_UNITS[u])} {u} {i}" for u, i in zip(units, items)]
@@ -634,14 +786,23 @@ def _recipes_doc(w: _Writer) -> str:
 
     def step(w: _Writer) -> str:
         a, b = rng.sample(items, 2)
-        return _one_of(rng, [
-            lambda: f"Heat the {a} in a large {rng.choice(('pan', 'saucepan', 'frying pan', 'pot'))} over a {rng.choice(('low', 'medium', 'high'))} heat.",
-            lambda: f"Add the {a} and {w.dom('verb')} for {rng.randint(2, 25)} minutes, stirring {rng.choice(('often', 'occasionally', 'gently'))}.",
-            lambda: f"{_cap(w.dom('verb'))} the {a} and the {b} together in a {w.dom('adj')} bowl.",
-            lambda: f"Season with {a}, then {w.dom('verb')} the {b} {w.dom('adv')}.",
-            lambda: f"Bake for {rng.randint(10, 60)} minutes at {rng.choice((160, 180, 200, 220))}C until {w.dom('adj')}.",
-            lambda: f"Meanwhile, {w.dom('verb')} the {a} and set aside.",
-        ])
+        return _one_of(
+            rng,
+            [
+                lambda: (
+                    f"Heat the {a} in a large {rng.choice(('pan', 'saucepan', 'frying pan', 'pot'))} over a {rng.choice(('low', 'medium', 'high'))} heat."
+                ),
+                lambda: (
+                    f"Add the {a} and {w.dom('verb')} for {rng.randint(2, 25)} minutes, stirring {rng.choice(('often', 'occasionally', 'gently'))}."
+                ),
+                lambda: f"{_cap(w.dom('verb'))} the {a} and the {b} together in a {w.dom('adj')} bowl.",
+                lambda: f"Season with {a}, then {w.dom('verb')} the {b} {w.dom('adv')}.",
+                lambda: (
+                    f"Bake for {rng.randint(10, 60)} minutes at {rng.choice((160, 180, 200, 220))}C until {w.dom('adj')}."
+                ),
+                lambda: f"Meanwhile, {w.dom('verb')} the {a} and set aside.",
+            ],
+        )
 
     n = 0
     target = w.target_length()
@@ -667,17 +828,29 @@ _TEAM_SUFFIX = _Words("United City Rovers Athletic Town Wanderers Albion", s=0.6
 def _sports_doc(w: _Writer) -> str:
     rng = w.rng
     home, away = (f"{p} {_TEAM_SUFFIX.pick(rng)}" for p in rng.sample(_PLACES.words, 2))
-    goals = [(rng.randint(1, 90), rng.choice((home, away)), _name(w)) for _ in range(rng.choice((0, 1, 1, 2, 2, 3, 3, 4, 5)))]
+    goals = [
+        (rng.randint(1, 90), rng.choice((home, away)), _name(w)) for _ in range(rng.choice((0, 1, 1, 2, 2, 3, 3, 4, 5)))
+    ]
     goals.sort()
     score = {home: 0, away: 0}
     lines = []
 
-    play = _templates(rng, [
-        lambda team: f"{team} {_conj(w.dom('verb'), 'past', '3s')} {w.np(noun=w.dom('noun'))[0]} in the {rng.choice(('first', 'second'))} half.",
-        lambda team: f"{_name(w)} {_conj(w.dom('verb'), 'past', '3s')} {_article(w.dom('adj'))} {w.dom('adj')} {w.dom('noun')} from the edge of the box.",
-        lambda team: f'"{_cap(w.clause("present"))}," said the {team} manager.',
-        lambda team: f"The result leaves {team} {_ordinal(rng.randint(1, 20))} in the table on {rng.randint(3, 80)} points.",
-    ], shared=lambda: rng.choice((home, away)))
+    play = _templates(
+        rng,
+        [
+            lambda team: (
+                f"{team} {_conj(w.dom('verb'), 'past', '3s')} {w.np(noun=w.dom('noun'))[0]} in the {rng.choice(('first', 'second'))} half."
+            ),
+            lambda team: (
+                f"{_name(w)} {_conj(w.dom('verb'), 'past', '3s')} {_article(w.dom('adj'))} {w.dom('adj')} {w.dom('noun')} from the edge of the box."
+            ),
+            lambda team: f'"{_cap(w.clause("present"))}," said the {team} manager.',
+            lambda team: (
+                f"The result leaves {team} {_ordinal(rng.randint(1, 20))} in the table on {rng.randint(3, 80)} points."
+            ),
+        ],
+        shared=lambda: rng.choice((home, away)),
+    )
 
     for minute, team, scorer in goals:
         score[team] += 1
@@ -713,14 +886,28 @@ def _finance_doc(w: _Writer) -> str:
     ticker = company[:3].upper() + rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     quarter = rng.choice(("first", "second", "third", "fourth"))
 
-    line = _templates(rng, [
-        lambda pct: f"{_cap(w.dom('noun'))} {rng.choice(('rose', 'fell', 'climbed', 'slipped'))} {pct} to {_money(rng)} in the {quarter} quarter.",
-        lambda pct: f"Net income was {_money(rng)}, or ${rng.randint(0, 9)}.{rng.randint(10, 99)} per share, compared with {_money(rng)} a year earlier.",
-        lambda pct: f"The company {_conj(w.dom('verb'), 'past', '3s')} its full-year {w.dom('noun')} to {pct}.",
-        lambda pct: f"Shares of {company} {rng.choice(('rose', 'fell'))} {pct} to ${rng.randint(5, 400)}.{rng.randint(10, 99)} in {w.dom('adj')} trading.",
-        lambda pct: f"Analysts at {_SURNAMES.pick(rng)} {_CO_SUFFIX.pick(rng)} said the {w.dom('adj')} {w.dom('noun')} was {w.word('adj')}.",
-        lambda pct: f"Operating margin {rng.choice(('widened', 'narrowed'))} to {pct} from {rng.randint(0, 40)}.{rng.randint(0, 9)}%.",
-    ], shared=lambda: f"{rng.randint(0, 40)}.{rng.randint(0, 9)}%")
+    line = _templates(
+        rng,
+        [
+            lambda pct: (
+                f"{_cap(w.dom('noun'))} {rng.choice(('rose', 'fell', 'climbed', 'slipped'))} {pct} to {_money(rng)} in the {quarter} quarter."
+            ),
+            lambda pct: (
+                f"Net income was {_money(rng)}, or ${rng.randint(0, 9)}.{rng.randint(10, 99)} per share, compared with {_money(rng)} a year earlier."
+            ),
+            lambda pct: f"The company {_conj(w.dom('verb'), 'past', '3s')} its full-year {w.dom('noun')} to {pct}.",
+            lambda pct: (
+                f"Shares of {company} {rng.choice(('rose', 'fell'))} {pct} to ${rng.randint(5, 400)}.{rng.randint(10, 99)} in {w.dom('adj')} trading."
+            ),
+            lambda pct: (
+                f"Analysts at {_SURNAMES.pick(rng)} {_CO_SUFFIX.pick(rng)} said the {w.dom('adj')} {w.dom('noun')} was {w.word('adj')}."
+            ),
+            lambda pct: (
+                f"Operating margin {rng.choice(('widened', 'narrowed'))} to {pct} from {rng.randint(0, 40)}.{rng.randint(0, 9)}%."
+            ),
+        ],
+        shared=lambda: f"{rng.randint(0, 40)}.{rng.randint(0, 9)}%",
+    )
 
     head = f"{company} ({ticker}) {quarter}-quarter results"
     return head + "\n" + w.paragraph([line, line], w.target_length())
@@ -744,14 +931,25 @@ def _travel_doc(w: _Writer) -> str:
     rng = w.rng
     place, other = rng.sample(_PLACES.words, 2)
 
-    guide = _templates(rng, [
-        lambda: f"The {w.dom('adj')} {w.dom('noun')} of {place} is best explored {w.dom('adv')}.",
-        lambda: f"Take the {rng.choice(('train', 'bus', 'ferry', 'coach'))} from {other} to {place}; the journey takes about {rng.randint(1, 9)} hours.",
-        lambda: f"Rooms at the {_SURNAMES.pick(rng)} {rng.choice(('Hotel', 'Inn', 'Guesthouse'))} start at {rng.randint(4, 30) * 5} euros a night.",
-        lambda: f"Don't miss the {w.dom('adj')} {w.dom('noun')}, which {_conj(w.word('verb'), 'present', '3s')} {w.np()[0]}.",
-        lambda: f"The {_SEASONS.pick(rng)} months are {w.dom('adj')}, with temperatures around {rng.randint(5, 35)} degrees.",
-        lambda: f"Locals {w.dom('verb')} the {w.dom('noun')} {w.dom('adv')}.",
-    ])
+    guide = _templates(
+        rng,
+        [
+            lambda: f"The {w.dom('adj')} {w.dom('noun')} of {place} is best explored {w.dom('adv')}.",
+            lambda: (
+                f"Take the {rng.choice(('train', 'bus', 'ferry', 'coach'))} from {other} to {place}; the journey takes about {rng.randint(1, 9)} hours."
+            ),
+            lambda: (
+                f"Rooms at the {_SURNAMES.pick(rng)} {rng.choice(('Hotel', 'Inn', 'Guesthouse'))} start at {rng.randint(4, 30) * 5} euros a night."
+            ),
+            lambda: (
+                f"Don't miss the {w.dom('adj')} {w.dom('noun')}, which {_conj(w.word('verb'), 'present', '3s')} {w.np()[0]}."
+            ),
+            lambda: (
+                f"The {_SEASONS.pick(rng)} months are {w.dom('adj')}, with temperatures around {rng.randint(5, 35)} degrees."
+            ),
+            lambda: f"Locals {w.dom('verb')} the {w.dom('noun')} {w.dom('adv')}.",
+        ],
+    )
 
     parts, target = [f"{place}: a travel guide"], w.target_length()
     for section in rng.sample(_TRAVEL_SECTIONS, len(_TRAVEL_SECTIONS)):
@@ -763,9 +961,13 @@ def _travel_doc(w: _Writer) -> str:
 
 # domain -> (lexicon, tense, document writer)
 DOMAINS = {
-    "science": (_SCIENCE, "present", _science_doc), "fiction": (_FICTION, "past", _fiction_doc),
-    "law": (_LAW, "present", _law_doc), "medicine": (_MEDICINE, "past", _medicine_doc),
-    "news": (_NEWS, "past", _news_doc), "recipes": (_RECIPES, "present", _recipes_doc),
-    "sports": (_SPORTS, "past", _sports_doc), "finance": (_FINANCE, "past", _finance_doc),
+    "science": (_SCIENCE, "present", _science_doc),
+    "fiction": (_FICTION, "past", _fiction_doc),
+    "law": (_LAW, "present", _law_doc),
+    "medicine": (_MEDICINE, "past", _medicine_doc),
+    "news": (_NEWS, "past", _news_doc),
+    "recipes": (_RECIPES, "present", _recipes_doc),
+    "sports": (_SPORTS, "past", _sports_doc),
+    "finance": (_FINANCE, "past", _finance_doc),
     "travel": (_TRAVEL, "present", _travel_doc),
 }

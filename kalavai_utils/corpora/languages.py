@@ -1,4 +1,5 @@
 """The ten made-up languages: three in the main cooperative, seven more in Phase 2."""
+
 from __future__ import annotations
 
 import random
@@ -8,7 +9,6 @@ from functools import lru_cache
 from ..errors import KalavaiError
 from .common import DOC_CHARS, _rng, _Words
 from .english import _cap, _one_of
-
 
 # ---------------------------------------------------------------------------------------
 # Languages. Content words are drawn once from a fixed seed; affixes and function words are fixed.
@@ -34,8 +34,26 @@ class _Ta:
     """lang_script: a Tamil-script abugida. A word is a tuple of (consonant, vowel) syllables;
     vowel '' is a bare consonant (virama), consonant '' an independent vowel."""
 
-    CONS = dict(k="க", ng="ங", c="ச", ny="ஞ", tt="ட", nn="ண", t="த", n="ந", p="ப", m="ம", y="ய", r="ர",
-                l="ல", v="வ", zh="ழ", ll="ள", rr="ற", N="ன")
+    CONS = dict(
+        k="க",
+        ng="ங",
+        c="ச",
+        ny="ஞ",
+        tt="ட",
+        nn="ண",
+        t="த",
+        n="ந",
+        p="ப",
+        m="ம",
+        y="ய",
+        r="ர",
+        l="ல",
+        v="வ",
+        zh="ழ",
+        ll="ள",
+        rr="ற",
+        N="ன",
+    )
     VOWEL = dict(a="அ", aa="ஆ", i="இ", ii="ஈ", u="உ", uu="ஊ", e="எ", ee="ஏ", ai="ஐ", o="ஒ", oo="ஓ")
     SIGN = dict(a="", aa="ா", i="ி", ii="ீ", u="ு", uu="ூ", e="ெ", ee="ே", ai="ை", o="ொ", oo="ோ")
     VIRAMA = "்"
@@ -81,11 +99,14 @@ class _Ta:
 
 @lru_cache(maxsize=1)
 def _ta_lexicon():
-    rng, onsets, vowels, codas = _sounds("lang_script", "k k t t p p m m n v v r l y c tt N",
-                                         "a a a i i u u aa ai e ee o oo ii uu", "N l r ll m tt nn")
+    rng, onsets, vowels, codas = _sounds(
+        "lang_script", "k k t t p p m m n v v r l y c tt N", "a a a i i u u aa ai e ee o oo ii uu", "N l r ll m tt nn"
+    )
 
     def root(n_syl: int, closed: bool):
-        syls = [("" if i == 0 and rng.random() < 0.25 else rng.choice(onsets), rng.choice(vowels)) for i in range(n_syl)]
+        syls = [
+            ("" if i == 0 and rng.random() < 0.25 else rng.choice(onsets), rng.choice(vowels)) for i in range(n_syl)
+        ]
         if closed:
             syls.append((rng.choice(codas), ""))
         return tuple(syls)
@@ -96,10 +117,16 @@ def _ta_lexicon():
     return _Words([_Ta.render(x) for x in nouns], s=1.0), nouns, verbs, adjs
 
 
-_TA_CASE = {k: _Ta.parse(v) for k, v in dict(acc="-ai", dat="-u.k.ku", loc="-i.l", gen="-i.N", ins="-aa.l", com="-o.ttu").items()}
+_TA_CASE = {
+    k: _Ta.parse(v)
+    for k, v in dict(acc="-ai", dat="-u.k.ku", loc="-i.l", gen="-i.N", ins="-aa.l", com="-o.ttu").items()
+}
 _TA_PLURAL = _Ta.parse("ka.ll")
 _TA_TENSE = {k: _Ta.parse(v) for k, v in dict(past="n.t", present="ki.rr", future="v").items()}
-_TA_PERSON = {k: _Ta.parse(v) for k, v in {"1s": "-ee.N", "2s": "-aa.y", "3s": "-aa.N", "1p": "-oo.m", "3p": "-aa.r.ka.ll"}.items()}
+_TA_PERSON = {
+    k: _Ta.parse(v)
+    for k, v in {"1s": "-ee.N", "2s": "-aa.y", "3s": "-aa.N", "1p": "-oo.m", "3p": "-aa.r.ka.ll"}.items()
+}
 _TA_PRONOUNS = {"1s": "நான்", "2s": "நீ", "3s": "அவன்", "1p": "நாம்", "3p": "அவர்கள்"}
 _TA_CONNECT = ["ஆனால்", "எனவே", "பின்னர்", "அப்போது", "மேலும்"]
 
@@ -131,12 +158,15 @@ def _lang_script_doc(rng: random.Random) -> str:
         else:
             plural = rng.random() < 0.3
             person, subj = ("3p" if plural else "3s"), np(None, plural)
-        middle = _one_of(rng, [
-            lambda: np("acc"),
-            lambda: np("loc"),
-            lambda: f"{np('dat')} {np('acc')}",
-            lambda: f"{np('gen')} {np('com')}",
-        ])
+        middle = _one_of(
+            rng,
+            [
+                lambda: np("acc"),
+                lambda: np("loc"),
+                lambda: f"{np('dat')} {np('acc')}",
+                lambda: f"{np('gen')} {np('com')}",
+            ],
+        )
         s = f"{subj} {middle} {verb(person, tense)}"
         if rng.random() < 0.15:
             s = f"{rng.choice(_TA_CONNECT)} {s}"
@@ -202,14 +232,19 @@ def _lang_tonal_doc(rng: random.Random) -> str:
         return " ".join(x for x in (subj, aspect, vp) if x)
 
     def sentence() -> str:
-        return _cap(_one_of(rng, [
-            lambda: f"{clause()} ṣùgbọ́n {clause()}.",
-            lambda: f"{clause()} nítorí pé {clause()}.",
-            lambda: f"ṣé {clause()}?",
-            lambda: f"{rng.choice(_YO_SUBJ)} sọ pé {clause()}.",
-            lambda: f"{clause()}.",
-            lambda: f"{clause()}.",
-        ]))
+        return _cap(
+            _one_of(
+                rng,
+                [
+                    lambda: f"{clause()} ṣùgbọ́n {clause()}.",
+                    lambda: f"{clause()} nítorí pé {clause()}.",
+                    lambda: f"ṣé {clause()}?",
+                    lambda: f"{rng.choice(_YO_SUBJ)} sọ pé {clause()}.",
+                    lambda: f"{clause()}.",
+                    lambda: f"{clause()}.",
+                ],
+            )
+        )
 
     return _language_doc(rng, _cap(np()), sentence)
 
@@ -232,13 +267,18 @@ def _mutate(word: str, kind: str | None) -> str:
 
 @lru_cache(maxsize=1)
 def _cy_lexicon():
-    rng, onsets, vowels, codas = _sounds("lang_mutation",
-                                         "p t c b d g m ll rh p t c b d g m f ff h n l r s w th ch cl cr tr br gw gl pr",
-                                         "a e i o u w y a e y ae ai au ei eu oe wy aw ew",
-                                         "n r l d dd th ch f ff s m ng nt rch ll st")
+    rng, onsets, vowels, codas = _sounds(
+        "lang_mutation",
+        "p t c b d g m ll rh p t c b d g m f ff h n l r s w th ch cl cr tr br gw gl pr",
+        "a e i o u w y a e y ae ai au ei eu oe wy aw ew",
+        "n r l d dd th ch f ff s m ng nt rch ll st",
+    )
 
     def word(n: int) -> str:
-        return "".join(rng.choice(onsets) + rng.choice(vowels) + (rng.choice(codas) if rng.random() < 0.6 else "") for _ in range(n))
+        return "".join(
+            rng.choice(onsets) + rng.choice(vowels) + (rng.choice(codas) if rng.random() < 0.6 else "")
+            for _ in range(n)
+        )
 
     nouns = [(word(rng.choice((1, 1, 2, 2, 3))), rng.choice("mf")) for _ in range(400)]  # with gender
     verbnouns = _Words([word(rng.choice((1, 2, 2))) + rng.choice(("u", "io", "o", "i", "")) for _ in range(150)], s=1.0)
@@ -248,8 +288,24 @@ def _cy_lexicon():
 
 
 # preposition -> the mutation it causes
-_CY_PREPS = {"i": "soft", "o": "soft", "ar": "soft", "am": "soft", "heb": "soft", "dan": "soft", "gyda": "aspirate", "yn": "nasal"}
-_CY_POSS = {"fy": "nasal", "dy": "soft", "ei": "soft", "ei ": "aspirate", "ein": None, "eu": None}  # 'ei ' = her, written 'ei'
+_CY_PREPS = {
+    "i": "soft",
+    "o": "soft",
+    "ar": "soft",
+    "am": "soft",
+    "heb": "soft",
+    "dan": "soft",
+    "gyda": "aspirate",
+    "yn": "nasal",
+}
+_CY_POSS = {
+    "fy": "nasal",
+    "dy": "soft",
+    "ei": "soft",
+    "ei ": "aspirate",
+    "ein": None,
+    "eu": None,
+}  # 'ei ' = her, written 'ei'
 
 
 def _lang_mutation_doc(rng: random.Random) -> str:
@@ -264,7 +320,9 @@ def _lang_mutation_doc(rng: random.Random) -> str:
         r = rng.random()
         if r < 0.45:  # the article: feminine singular nouns soften after it
             art = "yr" if noun[0] in "aeiouwy" or noun[0] == "h" else "y"
-            return f"{art} {_mutate(noun, 'soft' if gender == 'f' and not noun.startswith(('ll', 'rh')) else None)}{adj}"
+            return (
+                f"{art} {_mutate(noun, 'soft' if gender == 'f' and not noun.startswith(('ll', 'rh')) else None)}{adj}"
+            )
         if r < 0.7:
             poss = rng.choice(list(_CY_POSS))
             return f"{poss.strip()} {_mutate(noun, _CY_POSS[poss])}{adj}"
@@ -277,15 +335,18 @@ def _lang_mutation_doc(rng: random.Random) -> str:
         return f"{prep} {np(_CY_PREPS[prep])}"
 
     def sentence() -> str:
-        s = _one_of(rng, [
-            lambda: f"mae {np()} yn {verbnouns.pick(rng)} {np()}",
-            lambda: f"roedd {np()} yn {_mutate(adjs.pick(rng), 'soft')}",
-            lambda: f"bydd {np()} yn {verbnouns.pick(rng)} {pp()}",
-            lambda: f"dydy {np()} ddim yn {verbnouns.pick(rng)} {np()}",
-            # inflected past: verb-subject-object, and the object softens
-            lambda: f"{stems.pick(rng)}{rng.choice(('odd', 'ais', 'on', 'odd'))} {np()} {np('soft')}",
-            lambda: f"mae {np()} a {np('aspirate')} yn {verbnouns.pick(rng)} {pp()}",
-        ])
+        s = _one_of(
+            rng,
+            [
+                lambda: f"mae {np()} yn {verbnouns.pick(rng)} {np()}",
+                lambda: f"roedd {np()} yn {_mutate(adjs.pick(rng), 'soft')}",
+                lambda: f"bydd {np()} yn {verbnouns.pick(rng)} {pp()}",
+                lambda: f"dydy {np()} ddim yn {verbnouns.pick(rng)} {np()}",
+                # inflected past: verb-subject-object, and the object softens
+                lambda: f"{stems.pick(rng)}{rng.choice(('odd', 'ais', 'on', 'odd'))} {np()} {np('soft')}",
+                lambda: f"mae {np()} a {np('aspirate')} yn {verbnouns.pick(rng)} {pp()}",
+            ],
+        )
         if rng.random() < 0.2:
             s += " " + pp()
         return _cap(s) + ("?" if rng.random() < 0.06 else ".")
@@ -301,13 +362,20 @@ def _lang_mutation_doc(rng: random.Random) -> str:
 # the thirteen earlier domains is byte-identical to before (tests/test_phase2.py).
 
 
-def _roots(name: str, onsets: str, vowels: str, codas: str, n: int, syllables=(1, 2, 2, 3), coda_p: float = 0.4) -> list[str]:
+def _roots(
+    name: str, onsets: str, vowels: str, codas: str, n: int, syllables=(1, 2, 2, 3), coda_p: float = 0.4
+) -> list[str]:
     """`n` distinct romanized roots for language `name`, drawn from its own fixed seed."""
     rng, ons, vows, cods = _sounds(name, onsets, vowels, codas)
     out: dict[str, None] = {}
     while len(out) < n:
         k = rng.choice(syllables)
-        out["".join(rng.choice(ons) + rng.choice(vows) + (rng.choice(cods) if rng.random() < coda_p else "") for _ in range(k))] = None
+        out[
+            "".join(
+                rng.choice(ons) + rng.choice(vows) + (rng.choice(cods) if rng.random() < coda_p else "")
+                for _ in range(k)
+            )
+        ] = None
     return list(out)
 
 
@@ -320,8 +388,8 @@ def _transliterate(word: str, table: dict[str, str]) -> str:
             i += 1
             continue
         for n in (3, 2, 1):
-            if word[i:i + n] in table:
-                out.append(table[word[i:i + n]])
+            if word[i : i + n] in table:
+                out.append(table[word[i : i + n]])
                 i += n
                 break
         else:
@@ -329,13 +397,47 @@ def _transliterate(word: str, table: dict[str, str]) -> str:
     return "".join(out)
 
 
-_CYR = dict(a="а", b="б", v="в", g="г", d="д", e="е", zh="ж", z="з", i="и", k="к", l="л", m="м", n="н", o="о",
-            p="п", r="р", s="с", t="т", u="у", f="ф", kh="х", ts="ц", ch="ч", sh="ш", y="ы", ya="я", yu="ю", j="й")
+_CYR = dict(
+    a="а",
+    b="б",
+    v="в",
+    g="г",
+    d="д",
+    e="е",
+    zh="ж",
+    z="з",
+    i="и",
+    k="к",
+    l="л",
+    m="м",
+    n="н",
+    o="о",
+    p="п",
+    r="р",
+    s="с",
+    t="т",
+    u="у",
+    f="ф",
+    kh="х",
+    ts="ц",
+    ch="ч",
+    sh="ш",
+    y="ы",
+    ya="я",
+    yu="ю",
+    j="й",
+)
 
 
 @lru_cache(maxsize=1)
 def _fus_lexicon():
-    roots = _roots("lang_fusional", "b v g d z k l m n p r s t zh kh ts ch sh st pr kr sl dr", "a o e i u y", "n r l s k t v m", 300)
+    roots = _roots(
+        "lang_fusional",
+        "b v g d z k l m n p r s t zh kh ts ch sh st pr kr sl dr",
+        "a o e i u y",
+        "n r l s k t v m",
+        300,
+    )
     nouns = [(r, ("m", "f", "n")[i % 3]) for i, r in enumerate(roots[:200])]  # gender rides on the root
     verbs = roots[200:270]
     adjs = roots[270:]
@@ -343,10 +445,22 @@ def _fus_lexicon():
 
 
 # case endings by gender: a fusional ending carries case, number and gender at once
-_FUS_CASE = {"m": dict(nom="", acc="a", gen="a", dat="u", pl="y"), "f": dict(nom="a", acc="u", gen="y", dat="e", pl="y"),
-             "n": dict(nom="o", acc="o", gen="a", dat="u", pl="a")}
+_FUS_CASE = {
+    "m": dict(nom="", acc="a", gen="a", dat="u", pl="y"),
+    "f": dict(nom="a", acc="u", gen="y", dat="e", pl="y"),
+    "n": dict(nom="o", acc="o", gen="a", dat="u", pl="a"),
+}
 _FUS_ADJ = {"m": "yj", "f": "aya", "n": "oe", "pl": "ye"}
-_FUS_VERB = {"1s": "yu", "2s": "esh", "3s": "et", "1p": "em", "3p": "yut", "past_m": "l", "past_f": "la", "past_pl": "li"}
+_FUS_VERB = {
+    "1s": "yu",
+    "2s": "esh",
+    "3s": "et",
+    "1p": "em",
+    "3p": "yut",
+    "past_m": "l",
+    "past_f": "la",
+    "past_pl": "li",
+}
 _FUS_PRON = {"1s": "ya", "2s": "ty", "3s": "on", "1p": "my", "3p": "oni"}
 _FUS_PREP = {"v": "dat", "na": "dat", "bez": "gen", "dlya": "gen", "k": "dat", "iz": "gen"}
 
@@ -384,8 +498,32 @@ def _lang_fusional_doc(rng: random.Random) -> str:
     return _language_doc(rng, _cap(np("nom")[0]), lambda: sentence(past))
 
 
-_GRK = dict(a="α", b="β", g="γ", d="δ", e="ε", z="ζ", ee="η", th="θ", i="ι", k="κ", l="λ", m="μ", n="ν", x="ξ",
-            o="ο", p="π", r="ρ", s="σ", t="τ", u="υ", f="φ", kh="χ", ps="ψ", oo="ω")
+_GRK = dict(
+    a="α",
+    b="β",
+    g="γ",
+    d="δ",
+    e="ε",
+    z="ζ",
+    ee="η",
+    th="θ",
+    i="ι",
+    k="κ",
+    l="λ",
+    m="μ",
+    n="ν",
+    x="ξ",
+    o="ο",
+    p="π",
+    r="ρ",
+    s="σ",
+    t="τ",
+    u="υ",
+    f="φ",
+    kh="χ",
+    ps="ψ",
+    oo="ω",
+)
 
 
 @lru_cache(maxsize=1)
@@ -437,15 +575,36 @@ def _lang_vso_doc(rng: random.Random) -> str:
 
 class _Dev:
     """lang_postpos: Devanagari, an abugida like Tamil's but a different block and different signs."""
-    CONS = dict(k="क", kh="ख", g="ग", c="च", j="ज", t="त", d="द", n="न", p="प", b="ब", m="म", y="य", r="र", l="ल",
-                v="व", s="स", h="ह", sh="श")
+
+    CONS = dict(
+        k="क",
+        kh="ख",
+        g="ग",
+        c="च",
+        j="ज",
+        t="त",
+        d="द",
+        n="न",
+        p="प",
+        b="ब",
+        m="म",
+        y="य",
+        r="र",
+        l="ल",
+        v="व",
+        s="स",
+        h="ह",
+        sh="श",
+    )
     VOWEL = dict(a="अ", aa="आ", i="इ", ii="ई", u="उ", uu="ऊ", e="ए", ai="ऐ", o="ओ", au="औ")
     SIGN = dict(a="", aa="ा", i="ि", ii="ी", u="ु", uu="ू", e="े", ai="ै", o="ो", au="ौ")
     VIRAMA, ANUSVARA = "्", "ं"
 
     @staticmethod
     def render(syllables) -> str:
-        return "".join(_Dev.VOWEL[v] if not c else _Dev.CONS[c] + (_Dev.SIGN[v] if v else _Dev.VIRAMA) for c, v in syllables)
+        return "".join(
+            _Dev.VOWEL[v] if not c else _Dev.CONS[c] + (_Dev.SIGN[v] if v else _Dev.VIRAMA) for c, v in syllables
+        )
 
 
 @lru_cache(maxsize=1)
@@ -457,8 +616,11 @@ def _postpos_lexicon():
         syl = [("" if i == 0 and rng.random() < 0.15 else rng.choice(cons), rng.choice(vowels)) for i in range(n)]
         return _Dev.render(syl) + (_Dev.ANUSVARA if rng.random() < 0.1 else "")
 
-    return ([word(rng.choice((2, 2, 3))) for _ in range(300)], [word(rng.choice((1, 2))) for _ in range(100)],
-            [word(2) for _ in range(60)])
+    return (
+        [word(rng.choice((2, 2, 3))) for _ in range(300)],
+        [word(rng.choice((1, 2))) for _ in range(100)],
+        [word(2) for _ in range(60)],
+    )
 
 
 # postpositions are separate words after the noun; the verb ends the clause with an auxiliary
@@ -495,8 +657,33 @@ def _lang_postpos_doc(rng: random.Random) -> str:
     return _language_doc(rng, np(None), lambda: sentence(tense))
 
 
-_ARB_CONS = dict(b="ب", t="ت", th="ث", j="ج", H="ح", kh="خ", d="د", r="ر", z="ز", s="س", sh="ش", S="ص", D="ض",
-                 T="ط", E="ع", gh="غ", f="ف", q="ق", k="ك", l="ل", m="م", n="ن", h="ه", w="و", y="ي")
+_ARB_CONS = dict(
+    b="ب",
+    t="ت",
+    th="ث",
+    j="ج",
+    H="ح",
+    kh="خ",
+    d="د",
+    r="ر",
+    z="ز",
+    s="س",
+    sh="ش",
+    S="ص",
+    D="ض",
+    T="ط",
+    E="ع",
+    gh="غ",
+    f="ف",
+    q="ق",
+    k="ك",
+    l="ل",
+    m="م",
+    n="ن",
+    h="ه",
+    w="و",
+    y="ي",
+)
 _ARB_LONG = {"aa": "ا", "uu": "و", "ii": "ي", "a": "", "u": "", "i": ""}  # short vowels are not written
 
 
@@ -513,8 +700,13 @@ def _root_lexicon():
 
 # root-and-pattern morphology: C1, C2, C3 slot into a pattern; the pattern makes the word's class
 _ROOT_PATTERNS = {
-    "verb_past": "1a2a3a", "verb_pres": "ya12u3u", "noun": "1i2aa3", "agent": "1aa2i3", "place": "ma12a3",
-    "abstract": "1u2uu3", "plural": "1u2u3",
+    "verb_past": "1a2a3a",
+    "verb_pres": "ya12u3u",
+    "noun": "1i2aa3",
+    "agent": "1aa2i3",
+    "place": "ma12a3",
+    "abstract": "1u2uu3",
+    "plural": "1u2u3",
 }
 _ROOT_ARTICLE, _ROOT_AND = "ال", "و"
 _ROOT_PREPS = ["في", "من", "إلى", "على"]
@@ -527,8 +719,8 @@ def _root_word(root: tuple, pattern: str) -> str:
         if ch in "123":
             out.append(_ARB_CONS[root[int(ch) - 1]])
             i += 1
-        elif pattern[i:i + 2] in _ARB_LONG:
-            out.append(_ARB_LONG[pattern[i:i + 2]])
+        elif pattern[i : i + 2] in _ARB_LONG:
+            out.append(_ARB_LONG[pattern[i : i + 2]])
             i += 2
         elif ch in _ARB_LONG:
             out.append(_ARB_LONG[ch])
@@ -565,8 +757,36 @@ def _lang_root_doc(rng: random.Random) -> str:
 # Hangul: a syllable block is computed from its three jamo indices (Unicode's composition rule)
 _HG_LEAD = "g kk n d tt r m b pp s ss - j jj ch k t p h".split()  # '-' is the silent initial
 _HG_VOWEL = "a ae ya yae eo e yeo ye o wa wae oe yo u wo we wi yu eu ui i".split()
-_HG_TAIL = ["", "g", "kk", "gs", "n", "nj", "nh", "d", "l", "lg", "lm", "lb", "ls", "lt", "lp", "lh", "m", "b", "bs",
-            "s", "ss", "ng", "j", "ch", "k", "t", "p", "h"]
+_HG_TAIL = [
+    "",
+    "g",
+    "kk",
+    "gs",
+    "n",
+    "nj",
+    "nh",
+    "d",
+    "l",
+    "lg",
+    "lm",
+    "lb",
+    "ls",
+    "lt",
+    "lp",
+    "lh",
+    "m",
+    "b",
+    "bs",
+    "s",
+    "ss",
+    "ng",
+    "j",
+    "ch",
+    "k",
+    "t",
+    "p",
+    "h",
+]
 
 
 def _hangul(lead: str, vowel: str, tail: str = "") -> str:
@@ -576,7 +796,11 @@ def _hangul(lead: str, vowel: str, tail: str = "") -> str:
 @lru_cache(maxsize=1)
 def _particle_lexicon():
     rng = _rng("lexicon", "lang_particle")
-    leads, vowels, tails = "g n d r m b s - j ch k t p h".split(), "a eo o u eu i ae e yo yu ya".split(), ["", "", "", "n", "l", "m", "ng", "g", "b"]
+    leads, vowels, tails = (
+        "g n d r m b s - j ch k t p h".split(),
+        "a eo o u eu i ae e yo yu ya".split(),
+        ["", "", "", "n", "l", "m", "ng", "g", "b"],
+    )
 
     def word(n: int) -> str:
         return "".join(_hangul(rng.choice(leads), rng.choice(vowels), rng.choice(tails)) for _ in range(n))
@@ -588,9 +812,11 @@ def _particle_lexicon():
 _PT_TOPIC = [_hangul("-", "eu", "n"), _hangul("n", "eu", "n")]  # after a consonant / a vowel, as Korean alternates
 _PT_OBJ = [_hangul("-", "eu", "l"), _hangul("r", "eu", "l")]
 _PT_LOC = [_hangul("-", "e"), _hangul("-", "e") + _hangul("s", "eo")]
-_PT_END = {"past": _hangul("-", "eo", "ss") + _hangul("s", "eu", "b") + _hangul("n", "i") + _hangul("d", "a"),
-           "present": _hangul("s", "eu", "b") + _hangul("n", "i") + _hangul("d", "a"),
-           "plain": _hangul("n", "eu", "n") + _hangul("d", "a")}
+_PT_END = {
+    "past": _hangul("-", "eo", "ss") + _hangul("s", "eu", "b") + _hangul("n", "i") + _hangul("d", "a"),
+    "present": _hangul("s", "eu", "b") + _hangul("n", "i") + _hangul("d", "a"),
+    "plain": _hangul("n", "eu", "n") + _hangul("d", "a"),
+}
 
 
 def _has_tail(block: str) -> bool:
@@ -610,21 +836,61 @@ def _lang_particle_doc(rng: random.Random) -> str:
         middle = [noun(_PT_OBJ)]
         if rng.random() < 0.4:
             middle.insert(0, noun(_PT_LOC))
-        return " ".join([noun(_PT_TOPIC), *middle, zv.pick(rng) + ending]) + ("?" if rng.random() < 0.07 else ".")  # SOV
+        return " ".join([noun(_PT_TOPIC), *middle, zv.pick(rng) + ending]) + (
+            "?" if rng.random() < 0.07 else "."
+        )  # SOV
 
     ending = _PT_END[rng.choice(list(_PT_END))]
     return _language_doc(rng, zn.pick(rng), lambda: sentence(ending))
 
 
-_GEO = dict(a="ა", b="ბ", g="გ", d="დ", e="ე", v="ვ", z="ზ", t="თ", i="ი", k="კ", l="ლ", m="მ", n="ნ", o="ო", p="პ",
-            zh="ჟ", r="რ", s="ს", T="ტ", u="უ", f="ფ", q="ქ", gh="ღ", Q="ყ", sh="შ", ch="ჩ", ts="ც", dz="ძ", TS="წ",
-            CH="ჭ", kh="ხ", j="ჯ", h="ჰ")
+_GEO = dict(
+    a="ა",
+    b="ბ",
+    g="გ",
+    d="დ",
+    e="ე",
+    v="ვ",
+    z="ზ",
+    t="თ",
+    i="ი",
+    k="კ",
+    l="ლ",
+    m="მ",
+    n="ნ",
+    o="ო",
+    p="პ",
+    zh="ჟ",
+    r="რ",
+    s="ს",
+    T="ტ",
+    u="უ",
+    f="ფ",
+    q="ქ",
+    gh="ღ",
+    Q="ყ",
+    sh="შ",
+    ch="ჩ",
+    ts="ც",
+    dz="ძ",
+    TS="წ",
+    CH="ჭ",
+    kh="ხ",
+    j="ჯ",
+    h="ჰ",
+)
 
 
 @lru_cache(maxsize=1)
 def _poly_lexicon():
-    roots = _roots("lang_polypersonal", "b g d v z t k l m n p r s T q gh sh ch ts kh mts br gv tq TS CH",
-                   "a e i o u", "l r n s m", 260, coda_p=0.5)
+    roots = _roots(
+        "lang_polypersonal",
+        "b g d v z t k l m n p r s T q gh sh ch ts kh mts br gv tq TS CH",
+        "a e i o u",
+        "l r n s m",
+        260,
+        coda_p=0.5,
+    )
     return roots[:160], roots[160:230], roots[230:]
 
 
@@ -650,7 +916,13 @@ def _lang_polypersonal_doc(rng: random.Random) -> str:
     def sentence(past: bool) -> str:
         subj_person = rng.choice(list(_POLY_SUBJ))
         obj_person = rng.choice(list(_POLY_OBJ))
-        verb = (rng.choice(_POLY_PREVERB) if past else "") + _POLY_OBJ[obj_person] + rng.choice(verbs) + ("a" if past else "eb") + _POLY_SUBJ[subj_person]
+        verb = (
+            (rng.choice(_POLY_PREVERB) if past else "")
+            + _POLY_OBJ[obj_person]
+            + rng.choice(verbs)
+            + ("a" if past else "eb")
+            + _POLY_SUBJ[subj_person]
+        )
         parts = []
         if subj_person.startswith("3"):
             parts.append(noun("erg" if past else "nom"))
@@ -670,7 +942,9 @@ def _isolating_lexicon():
     """Syllables written as CJK ideographs (one per syllable), words of one or two syllables."""
     rng = _rng("lexicon", "lang_isolating")
     chars = [chr(c) for c in rng.sample(range(0x4E00, 0x4E00 + 3000), 700)]
-    words = list(dict.fromkeys(rng.choice(chars[:400]) + (rng.choice(chars) if rng.random() < 0.6 else "") for _ in range(900)))
+    words = list(
+        dict.fromkeys(rng.choice(chars[:400]) + (rng.choice(chars) if rng.random() < 0.6 else "") for _ in range(900))
+    )
     return words[:450], words[450:600], words[600:680], chars[400:408]  # nouns, verbs, adjectives, classifiers
 
 
@@ -712,7 +986,15 @@ def _lang_isolating_doc(rng: random.Random) -> str:
 
 
 # language -> document writer
-DOCS = {"lang_script": _lang_script_doc, "lang_tonal": _lang_tonal_doc, "lang_mutation": _lang_mutation_doc,
-        "lang_fusional": _lang_fusional_doc, "lang_vso": _lang_vso_doc, "lang_postpos": _lang_postpos_doc,
-        "lang_root": _lang_root_doc, "lang_particle": _lang_particle_doc,
-        "lang_polypersonal": _lang_polypersonal_doc, "lang_isolating": _lang_isolating_doc}
+DOCS = {
+    "lang_script": _lang_script_doc,
+    "lang_tonal": _lang_tonal_doc,
+    "lang_mutation": _lang_mutation_doc,
+    "lang_fusional": _lang_fusional_doc,
+    "lang_vso": _lang_vso_doc,
+    "lang_postpos": _lang_postpos_doc,
+    "lang_root": _lang_root_doc,
+    "lang_particle": _lang_particle_doc,
+    "lang_polypersonal": _lang_polypersonal_doc,
+    "lang_isolating": _lang_isolating_doc,
+}

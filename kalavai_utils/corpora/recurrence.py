@@ -1,11 +1,11 @@
 """Stock sentences: each data set's own recurring phrasings, swapped into its prose."""
+
 from __future__ import annotations
 
 import random
 import re
 
 from .common import _Words
-
 
 # A real data set repeats itself: SciQ's support texts reuse stock phrasings, a book its
 # characters' turns of phrase, a corpus of contracts its boilerplate. Each (domain, stream)
@@ -26,7 +26,7 @@ def _prose(line: str) -> tuple[str, list[str]]:
     if _LIST_ITEM.match(line):  # a recipe's method steps name the recipe's own ingredients
         return "", []
     number = _CLAUSE_NUMBER.match(line)
-    prefix, rest = (number.group(0), line[number.end():]) if number else ("", line)
+    prefix, rest = (number.group(0), line[number.end() :]) if number else ("", line)
     parts = _SENTENCE_END.split(rest)
     is_prose = len(parts) > 1 or (number is not None and rest.endswith("."))
     return prefix, parts if is_prose else []

@@ -24,6 +24,7 @@ cache checks its configuration, so a wrong copy would only be retrained, never u
 The tables, verdicts and `summarize` (results files only) are in analysis/ablation_tables.py,
 the figures in analysis/figures_ablations.py.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,32 +39,52 @@ from torch import nn
 from transformers import GPTNeoXForCausalLM
 
 from .. import paper
-from ..protocol import data, pipeline
-from ..runtime import workers
-from ..protocol.pipeline import Bases, shared_revision
-from . import sweep
-from ..protocol.cooperative import (CAUSAL_FUSED, CAUSAL_ROUTER, Cooperative, assemble, base_losses, cooperative_jobs,
-                          evaluate_fused, fit_routers, paper_fused, paper_router, run_cooperative, specialists_first,
-                          train_specialist)
 from ..errors import KalavaiError
+from ..protocol import data, pipeline
+from ..protocol.cooperative import (
+    CAUSAL_FUSED,
+    CAUSAL_ROUTER,
+    Cooperative,
+    assemble,
+    base_losses,
+    cooperative_jobs,
+    evaluate_fused,
+    fit_routers,
+    paper_fused,
+    paper_router,
+    run_cooperative,
+    specialists_first,
+    train_specialist,
+)
 from ..protocol.evaluation import evaluate_domains
-from ..protocol.fusion import FusedModel, MODES, check_choice, check_same_config, weight_average
+from ..protocol.fusion import MODES, FusedModel, check_choice, check_same_config, weight_average
 from ..protocol.lora import lora_spec
-from ..runtime.perf import Clock
-from ..protocol.models import (fingerprint, for_inference, load_causal_lm, n_params, offline_config, state_dict_hashes,
-                               tensor_sha256)
+from ..protocol.models import (
+    fingerprint,
+    for_inference,
+    load_causal_lm,
+    n_params,
+    offline_config,
+    state_dict_hashes,
+    tensor_sha256,
+)
+from ..protocol.pipeline import Bases, shared_revision
 from ..protocol.results import load_results, make_results, specialist_names, write_results
 from ..protocol.routers import GRANULARITIES, make_router, stack_logits
-from ..scales import Scale
-from ..storage import atomic_write_json, mark_step_done, read_json, step_is_done
 from ..protocol.submission import collect_submissions
 from ..protocol.training import TrainConfig
+from ..runtime import workers
+from ..runtime.perf import Clock
+from ..scales import Scale
+from ..storage import atomic_write_json, mark_step_done, read_json, step_is_done
+from . import sweep
 
 EXPERIMENT = "ablations"
 RESULTS = "results.json"
 
 
 # ================================================================ building cooperatives
+
 
 def _recipe_changes(scale: Scale, seed: int, overrides: dict) -> dict:
     """Overrides that actually change the scale's specialist recipe (K = the scale's K is no change)."""
@@ -80,13 +101,27 @@ def existing_cooperative(scale: Scale, runs: Path, seed: int, domains, overrides
     """The cooperative of notebooks 02-04 with exactly these domains and recipe, if there is one."""
     domains, overrides = tuple(domains), _recipe_changes(scale, seed, overrides)
     for cond in _sweep_conditions(scale):  # "main" comes first: the main experiment's cooperative
-        if cond.domains == domains and cond.overlap is None and _recipe_changes(scale, seed, cond.overrides) == overrides:
+        if (
+            cond.domains == domains
+            and cond.overlap is None
+            and _recipe_changes(scale, seed, cond.overrides) == overrides
+        ):
             return sweep.cooperative_for(scale, runs, cond, seed)
     return None
 
 
-def ablation_cooperative(scale: Scale, runs: Path, condition: str, seed: int, *, domains=None, overrides=None,
-                         domain_overrides=None, lora=None, shared_base: bool = True) -> Cooperative:
+def ablation_cooperative(
+    scale: Scale,
+    runs: Path,
+    condition: str,
+    seed: int,
+    *,
+    domains=None,
+    overrides=None,
+    domain_overrides=None,
+    lora=None,
+    shared_base: bool = True,
+) -> Cooperative:
     """One ablation's cooperative, or the identical one notebooks 02-04 already ran.
 
     `shared_base=False` says the contributors start from another base revision (section 3):
@@ -99,12 +134,23 @@ def ablation_cooperative(scale: Scale, runs: Path, condition: str, seed: int, *,
         if found is not None:
             return found
     folder, _ = pipeline.prepare_corpus(scale, runs, domains=domains)
-    return Cooperative(scale=scale, experiment=EXPERIMENT, condition=condition, seed=seed, domains=domains,
-                       data_dir=folder, train_overrides=overrides, routers=(paper_router(scale), CAUSAL_ROUTER),
-                       monolithic=False, domain_overrides=dict(domain_overrides or {}), lora=lora)
+    return Cooperative(
+        scale=scale,
+        experiment=EXPERIMENT,
+        condition=condition,
+        seed=seed,
+        domains=domains,
+        data_dir=folder,
+        train_overrides=overrides,
+        routers=(paper_router(scale), CAUSAL_ROUTER),
+        monolithic=False,
+        domain_overrides=dict(domain_overrides or {}),
+        lora=lora,
+    )
 
 
 # ================================================================ 1. freeze depth
+
 
 def freeze_depths(scale: Scale) -> list[int]:
     """Every K from 0 to L-1 offline; the paper's ladder at the Hub scales."""
@@ -114,8 +160,10 @@ def freeze_depths(scale: Scale) -> list[int]:
 
 
 def freeze_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooperative]:
-    return {k: ablation_cooperative(scale, runs, f"freeze{k}", seed, overrides={"freeze_layers": k})
-            for k in freeze_depths(scale)}
+    return {
+        k: ablation_cooperative(scale, runs, f"freeze{k}", seed, overrides={"freeze_layers": k})
+        for k in freeze_depths(scale)
+    }
 
 
 # ================================================================ 2. training-duration crossover
@@ -134,12 +182,17 @@ def crossover_ladder(scale: Scale) -> tuple[int, ...]:
 def crossover_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[str, Cooperative]:
     """{"<steps>/<K>": cooperative} for K = 0 and the scale's K at every step count of the ladder
     (the ones equal to the main or the freeze-0 cooperative are those very cooperatives)."""
-    return {f"{n}/{k}": ablation_cooperative(scale, runs, f"steps{n}-freeze{k}", seed,
-                                             overrides={"steps": n, "freeze_layers": k})
-            for k in (0, scale.freeze_layers) for n in crossover_ladder(scale)}
+    return {
+        f"{n}/{k}": ablation_cooperative(
+            scale, runs, f"steps{n}-freeze{k}", seed, overrides={"steps": n, "freeze_layers": k}
+        )
+        for k in (0, scale.freeze_layers)
+        for n in crossover_ladder(scale)
+    }
 
 
 # ================================================================ 3. base maturity
+
 
 def maturity_revisions(scale: Scale) -> list[str]:
     """Base revisions of the maturity ladder: every saved one offline, the paper's at the Hub scales."""
@@ -154,6 +207,7 @@ def maturity_cooperative(scale: Scale, runs: Path, revision: str, seed: int) -> 
 
 
 # ================================================================ 4. shared initialisation
+
 
 class UnsharedFusion(nn.Module):
     """Specialists fused WITHOUT a shared prefix: every expert runs as its own full model.
@@ -174,17 +228,30 @@ class UnsharedFusion(nn.Module):
         check_same_config([m.config for m in specialists], list(expert_names))
         self.experts = nn.ModuleList(specialists)  # whole models: embedding, every block, head
         self.neox_config = specialists[0].config
-        self.config = SimpleNamespace(n_experts=len(specialists), expert_names=list(expert_names), freeze_layers=0,
-                                      router_kind=router_kind, router_hidden=router_hidden, router_seed=seed,
-                                      granularity=granularity, mode="soft")
-        self.router = make_router(router_kind, self.neox_config.hidden_size, len(specialists), hidden=router_hidden, seed=seed)
+        self.config = SimpleNamespace(
+            n_experts=len(specialists),
+            expert_names=list(expert_names),
+            freeze_layers=0,
+            router_kind=router_kind,
+            router_hidden=router_hidden,
+            router_seed=seed,
+            granularity=granularity,
+            mode="soft",
+        )
+        self.router = make_router(
+            router_kind, self.neox_config.hidden_size, len(specialists), hidden=router_hidden, seed=seed
+        )
         self.eval()
 
     @classmethod
-    def from_specialists(cls, specialists, expert_names, *, allow_unshared_init: bool = False, **kwargs) -> "UnsharedFusion":
+    def from_specialists(
+        cls, specialists, expert_names, *, allow_unshared_init: bool = False, **kwargs
+    ) -> "UnsharedFusion":
         if not allow_unshared_init:
-            raise KalavaiError("fusing specialists without a shared prefix is the shared-initialisation ablation only; "
-                               "pass allow_unshared_init=True (the protocol's fusion is fusion.FusedModel)")
+            raise KalavaiError(
+                "fusing specialists without a shared prefix is the shared-initialisation ablation only; "
+                "pass allow_unshared_init=True (the protocol's fusion is fusion.FusedModel)"
+            )
         if len(specialists) != len(expert_names) or not specialists:
             raise KalavaiError(f"{len(specialists)} specialists but {len(expert_names)} names")
         return cls(specialists, expert_names, **kwargs)
@@ -200,8 +267,14 @@ class UnsharedFusion(nn.Module):
         """
         if states is not None:
             raise KalavaiError("experts of mismatched inits share no prefix: no prefix states to read back")
-        return torch.stack([e.gpt_neox(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                         use_cache=False).last_hidden_state for e in self.experts])
+        return torch.stack(
+            [
+                e.gpt_neox(
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+                ).last_hidden_state
+                for e in self.experts
+            ]
+        )
 
     def unembed(self, hidden):
         return stack_logits((e.lm_head(h) for e, h in zip(self.experts, hidden)), len(self.experts))
@@ -212,8 +285,9 @@ class UnsharedFusion(nn.Module):
 
     def use_router(self, kind: str, granularity: str, hidden: int = 256, seed: int = 0) -> None:
         check_choice("granularity", granularity, GRANULARITIES)
-        self.router = make_router(kind, self.neox_config.hidden_size, self.config.n_experts, hidden=hidden,
-                                  seed=seed).to(self.embed_in.weight.device)
+        self.router = make_router(
+            kind, self.neox_config.hidden_size, self.config.n_experts, hidden=hidden, seed=seed
+        ).to(self.embed_in.weight.device)
         self.config.router_kind, self.config.router_hidden, self.config.router_seed = kind, hidden, seed
         self.config.granularity = granularity
 
@@ -230,7 +304,10 @@ class UnsharedFusion(nn.Module):
 def mismatch_arms(scale: Scale) -> dict[str, tuple[str, ...]]:
     """Arm name -> the base revision each main-domain contributor starts from (not all the same)."""
     if scale.is_hub:  # the paper's two arms
-        return {"5k/10k/20k": ("step5000", "step10000", "step20000"), "8k/10k/12k": ("step8000", "step10000", "step12000")}
+        return {
+            "5k/10k/20k": ("step5000", "step10000", "step20000"),
+            "8k/10k/12k": ("step8000", "step10000", "step12000"),
+        }
     revs = maturity_revisions(scale)
     pick = [revs[max(0, len(revs) - 3)], revs[-1], revs[max(0, len(revs) - 2)]]  # tiny: 250 / 1000 / 500
     return {"/".join(r.removeprefix("step") for r in pick[: len(scale.domains)]): tuple(pick[: len(scale.domains)])}
@@ -251,14 +328,23 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
         source = maturity_cooperative(scale, runs, rev, seed)
         run_cooperative(source, runs, *bases.get(rev))  # cached: section 3 ran it
         # each submission verified in full against the base it names (its own revision)
-        subs.append(collect_submissions([source.folder(runs) / "specialists" / domain / "submission"],
-                                        bases.get(rev)[0], scale.freeze_layers)[0])
+        subs.append(
+            collect_submissions(
+                [source.folder(runs) / "specialists" / domain / "submission"], bases.get(rev)[0], scale.freeze_layers
+            )[0]
+        )
     s = scale
     specialists = [for_inference(sub.model, s.bf16) for sub in subs]
-    config = {"arm": arm, "revisions": list(revisions), "experts": [fingerprint(m) for m in specialists],
-              "base": shared_fp, "routers": coop.routers, "seed": seed,
-              "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
-              "eval": [s.eval_batch, s.eval_max_batches]}
+    config = {
+        "arm": arm,
+        "revisions": list(revisions),
+        "experts": [fingerprint(m) for m in specialists],
+        "base": shared_fp,
+        "routers": coop.routers,
+        "seed": seed,
+        "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
+        "eval": [s.eval_batch, s.eval_max_batches],
+    }
     heldout = data.load_splits(coop.data_dir, domains, "heldout")  # before the cache check: it is keyed on them
     config["heldout"] = state_dict_hashes(heldout)
     if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
@@ -268,25 +354,41 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
     def evaluate(model):
         return evaluate_domains(model, heldout, s.eval_batch, s.eval_max_batches)
 
-    fused = UnsharedFusion.from_specialists(specialists, list(domains), allow_unshared_init=True,
-                                            router_kind=coop.routers[0][0], granularity=coop.routers[0][1],
-                                            router_hidden=s.router_hidden, seed=seed)
+    fused = UnsharedFusion.from_specialists(
+        specialists,
+        list(domains),
+        allow_unshared_init=True,
+        router_kind=coop.routers[0][0],
+        granularity=coop.routers[0][1],
+        router_hidden=s.router_hidden,
+        seed=seed,
+    )
     routers = fit_routers(fused, coop.routers, mixed_train, coop, folder / "routers")
     clock = Clock()
     fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=True)  # the specialists too, one pass
     losses = {"base": base_losses(shared, shared_fp, heldout, s, runs), **specialists_first(fused_losses)}
     losses["weight_avg"] = evaluate(weight_average(specialists))
     losses.update(fused_losses)
-    results = make_results(experiment=EXPERIMENT, condition=coop.condition, scale=s.name, seed=seed,
-                           config={"scale": s.to_dict(), **config}, base_fingerprint=shared_fp, domains=domains,
-                           losses=losses, specialists={d: f"spec:{d}" for d in domains}, gates=gates,
-                           extra={"revisions": dict(zip(domains, revisions)), "shared_prefix": False})
+    results = make_results(
+        experiment=EXPERIMENT,
+        condition=coop.condition,
+        scale=s.name,
+        seed=seed,
+        config={"scale": s.to_dict(), **config},
+        base_fingerprint=shared_fp,
+        domains=domains,
+        losses=losses,
+        specialists={d: f"spec:{d}" for d in domains},
+        gates=gates,
+        extra={"revisions": dict(zip(domains, revisions)), "shared_prefix": False},
+    )
     write_results(folder / RESULTS, results)
     mark_step_done(folder / "fusion", config, evaluation=clock.spent())
     return results
 
 
 # ================================================================ 5. heterogeneous contributors
+
 
 def heterogeneous_arms(scale: Scale) -> dict[str, tuple[str, dict]]:
     """Arm -> (the one contributor trained differently, its recipe changes)."""
@@ -311,6 +413,7 @@ def heterogeneous_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[str,
 
 # ================================================================ 6. LoRA
 
+
 def lora_ranks(scale: Scale) -> tuple[int, ...]:
     if scale.is_hub:
         return (8, 64)  # the paper's range
@@ -323,6 +426,7 @@ def lora_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooperat
 
 
 # ================================================================ 7. number of specialists
+
 
 def count_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooperative]:
     """Number of specialists -> notebook 04's cooperative (main and the conditions varying the count)."""
@@ -348,10 +452,15 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
     routed = dataclasses.replace(coop, routers=(paper_router(s), CAUSAL_ROUTER))
     folder = runs / EXPERIMENT / condition / f"seed{coop.seed}"
     assembly = assemble(coop, runs, base, router_hidden=s.router_hidden, seed=coop.seed)
-    config = {"cooperative": str(coop.folder(runs).relative_to(runs)), "experts": assembly.fingerprints,
-              "base": base_fp, "domains": list(domains), "routers": routed.routers,
-              "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
-              "eval": [s.eval_batch, s.eval_max_batches]}
+    config = {
+        "cooperative": str(coop.folder(runs).relative_to(runs)),
+        "experts": assembly.fingerprints,
+        "base": base_fp,
+        "domains": list(domains),
+        "routers": routed.routers,
+        "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
+        "eval": [s.eval_batch, s.eval_max_batches],
+    }
     heldout = data.load_splits(coop.data_dir, domains, "heldout")  # before the cache check: it is keyed on them
     config["heldout"] = state_dict_hashes(heldout)
     if step_is_done(folder / "fusion", config) and (folder / RESULTS).exists():
@@ -363,10 +472,19 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
     clock = Clock()
     fused_losses, gates = evaluate_fused(fused, routers, routed, heldout, experts=True)  # the specialists too, one pass
     losses = {"base": base_losses(base, base_fp, heldout, s, runs), **specialists_first(fused_losses)}
-    results = make_results(experiment=EXPERIMENT, condition=condition, scale=s.name, seed=coop.seed,
-                           config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=domains,
-                           losses=losses, specialists={d: f"spec:{d}" for d in coop.domains}, gates=gates,
-                           extra={"n_specialists": len(coop.domains), "trained_on": list(coop.domains)})
+    results = make_results(
+        experiment=EXPERIMENT,
+        condition=condition,
+        scale=s.name,
+        seed=coop.seed,
+        config={"scale": s.to_dict(), **config},
+        base_fingerprint=base_fp,
+        domains=domains,
+        losses=losses,
+        specialists={d: f"spec:{d}" for d in coop.domains},
+        gates=gates,
+        extra={"n_specialists": len(coop.domains), "trained_on": list(coop.domains)},
+    )
     write_results(folder / RESULTS, results)
     mark_step_done(folder / "fusion", config, evaluation=clock.spent())
     return results
@@ -393,8 +511,10 @@ def check_capacity_fraction(value) -> float | None:
     except (TypeError, ValueError):
         fraction = math.nan
     if not 0 < fraction <= 1:
-        raise KalavaiError(f"{CAPACITY_FRACTION_PARAMETER} must be a fraction of the base's pretraining steps "
-                           f"in (0, 1] (1 = like for like), got {value!r}")
+        raise KalavaiError(
+            f"{CAPACITY_FRACTION_PARAMETER} must be a fraction of the base's pretraining steps "
+            f"in (0, 1] (1 = like for like), got {value!r}"
+        )
     return fraction
 
 
@@ -405,8 +525,10 @@ def capacity_pretrain_fraction(scale: Scale, fraction: float | str | None = None
     fraction = check_capacity_fraction(fraction)
     if scale.is_hub:
         if fraction not in (None, 1.0):
-            raise KalavaiError(f"{CAPACITY_FRACTION_PARAMETER}={fraction:g}: at scale {scale.name} the capacity "
-                               "control is Pythia-1.4B, pretrained in full (only 1 applies)")
+            raise KalavaiError(
+                f"{CAPACITY_FRACTION_PARAMETER}={fraction:g}: at scale {scale.name} the capacity "
+                "control is Pythia-1.4B, pretrained in full (only 1 applies)"
+            )
         return 1.0
     return CAPACITY_PRETRAIN_FRACTION.get(scale.name, 1.0) if fraction is None else fraction
 
@@ -419,7 +541,9 @@ def capacity_scale(scale: Scale, fraction: float | str | None = None) -> Scale:
     d = min(widths, key=lambda w: abs(_offline_params(scale, w) - target))
     f = capacity_pretrain_fraction(scale, fraction)
     steps = max(1, round(scale.pretrain_steps * f))
-    return scale.with_overrides(d_model=d, pretrain_steps=steps, pretrain_revisions=(steps,), base_revision=f"step{steps}")
+    return scale.with_overrides(
+        d_model=d, pretrain_steps=steps, pretrain_revisions=(steps,), base_revision=f"step{steps}"
+    )
 
 
 def _offline_params(scale: Scale, d_model: int) -> int:
@@ -456,12 +580,20 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict, fractio
     heldout = data.load_splits(data_dir, scale.domains, "heldout")
     cfg = capacity_train_config(scale, seed)
     steps = cfg.steps
-    stats = {"domains": list(scale.domains), "train_chunks": len(train), "train_tokens": int(train.numel()),
-             "train_sha256": tensor_sha256(train)}
+    stats = {
+        "domains": list(scale.domains),
+        "train_chunks": len(train),
+        "train_tokens": int(train.numel()),
+        "train_sha256": tensor_sha256(train),
+    }
     log = train_specialist(big, big_fp, train, cfg, folder / "model", contributor="capacity", data=stats)
-    config = {"model": big_fp, "trained": fingerprint(load_causal_lm(folder / "model" / "submission")),
-              "main": main_result["config"]["experts"], "eval": [scale.eval_batch, scale.eval_max_batches],
-              "heldout": state_dict_hashes(heldout)}
+    config = {
+        "model": big_fp,
+        "trained": fingerprint(load_causal_lm(folder / "model" / "submission")),
+        "main": main_result["config"]["experts"],
+        "eval": [scale.eval_batch, scale.eval_max_batches],
+        "heldout": state_dict_hashes(heldout),
+    }
     if step_is_done(folder / "eval", config) and (folder / RESULTS).exists():
         return load_results(folder / RESULTS)
     clock = Clock()
@@ -470,13 +602,30 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict, fractio
     losses = {m: main_result["losses"][m] for m in keep if m in main_result["losses"]}
     losses["capacity"] = evaluate_domains(model, heldout, scale.eval_batch, scale.eval_max_batches)
     results = make_results(
-        experiment=EXPERIMENT, condition="capacity", scale=scale.name, seed=seed,
-        config={"scale": scale.to_dict(), "capacity_d_model": big_scale.d_model, "steps": steps,
-                "pretrain_steps": None if scale.is_hub else big_scale.pretrain_steps, "pretrain_fraction": fraction, **config},
-        base_fingerprint=main_result["base_fingerprint"], domains=scale.domains, losses=losses,
+        experiment=EXPERIMENT,
+        condition="capacity",
+        scale=scale.name,
+        seed=seed,
+        config={
+            "scale": scale.to_dict(),
+            "capacity_d_model": big_scale.d_model,
+            "steps": steps,
+            "pretrain_steps": None if scale.is_hub else big_scale.pretrain_steps,
+            "pretrain_fraction": fraction,
+            **config,
+        },
+        base_fingerprint=main_result["base_fingerprint"],
+        domains=scale.domains,
+        losses=losses,
         specialists=main_result["specialists"],
-        extra={"params": {"capacity": n_params(model), "specialist": None if scale.is_hub else _offline_params(scale, scale.d_model)},
-               "timings": {"pretrain_seconds": pretrain_seconds, "train_seconds": log.get("train_seconds")}})
+        extra={
+            "params": {
+                "capacity": n_params(model),
+                "specialist": None if scale.is_hub else _offline_params(scale, scale.d_model),
+            },
+            "timings": {"pretrain_seconds": pretrain_seconds, "train_seconds": log.get("train_seconds")},
+        },
+    )
     write_results(folder / RESULTS, results)
     mark_step_done(folder / "eval", config, evaluation=clock.spent())
     return results
@@ -484,12 +633,17 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict, fractio
 
 # ================================================================ running everything
 
+
 def _capacity_job(scale: Scale, runs: Path, seed: int, fraction: float | None = None) -> None:
     shared = Bases(scale, runs).get(None)
-    run_capacity(scale, runs, seed, run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared), fraction)
+    run_capacity(
+        scale, runs, seed, run_cooperative(ablation_cooperative(scale, runs, "main", seed), runs, *shared), fraction
+    )
 
 
-def worker_jobs(scale: Scale, runs: Path, seeds, sections, capacity_fraction: float | None = None) -> tuple[list, list[str]]:
+def worker_jobs(
+    scale: Scale, runs: Path, seeds, sections, capacity_fraction: float | None = None
+) -> tuple[list, list[str]]:
     """workers.run_in_workers's jobs for the sections' unfinished cooperatives, and each one's section.
 
     The capacity model (the longest) first, then the cooperatives of sections 1, 3, 5 and 6.
@@ -507,8 +661,14 @@ def worker_jobs(scale: Scale, runs: Path, seeds, sections, capacity_fraction: fl
         if "crossover" in sections:
             coops += [("crossover", c, None) for c in crossover_cooperatives(scale, runs, seed).values()]
         if sections & {"maturity", "init"}:
-            coops += [("maturity", maturity_cooperative(scale, runs, rev, seed), None if rev == shared_revision(scale) else rev)
-                      for rev in maturity_revisions(scale)]  # None: the shared base, as for every other section
+            coops += [
+                (
+                    "maturity",
+                    maturity_cooperative(scale, runs, rev, seed),
+                    None if rev == shared_revision(scale) else rev,
+                )
+                for rev in maturity_revisions(scale)
+            ]  # None: the shared base, as for every other section
         if "heterogeneous" in sections:
             coops += [("heterogeneous", c, None) for c in heterogeneous_cooperatives(scale, runs, seed).values()]
         if "lora" in sections:
@@ -526,7 +686,9 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None, capacity_fracti
     fraction = check_capacity_fraction(capacity_fraction)
     capacity_pretrain_fraction(scale, fraction)  # a bad one is refused before anything runs
     seeds = list(seeds or scale.sweep_seeds)
-    sections = set(sections or ("freeze", "crossover", "maturity", "init", "heterogeneous", "lora", "count", "capacity"))
+    sections = set(
+        sections or ("freeze", "crossover", "maturity", "init", "heterogeneous", "lora", "count", "capacity")
+    )
     bases = Bases(scale, runs)
     shared = bases.get(None)
     out: dict[str, dict] = {}
@@ -556,7 +718,11 @@ def run_all(scale: Scale, runs: Path, seeds=None, sections=None, capacity_fracti
                 add("crossover", label, run_cooperative(coop, runs, *shared))
         if sections & {"maturity", "init"}:
             for rev in maturity_revisions(scale):
-                add("maturity", rev, run_cooperative(maturity_cooperative(scale, runs, rev, seed), runs, *bases.get(rev)))
+                add(
+                    "maturity",
+                    rev,
+                    run_cooperative(maturity_cooperative(scale, runs, rev, seed), runs, *bases.get(rev)),
+                )
         if "init" in sections:
             for arm, revs in mismatch_arms(scale).items():
                 add("init", arm, run_mismatched(scale, runs, arm, revs, seed, bases))
@@ -588,11 +754,15 @@ INDEX = "index.json"
 def write_index(runs: Path, out: dict) -> Path:
     """Which results file serves which section and label (what `load` and `summarize` read); merged
     with the sections an earlier run recorded."""
+
     def rel(r):
         return str(Path(r["experiment"]) / r["condition"] / f"seed{r['seed']}" / RESULTS)
+
     path = runs / EXPERIMENT / INDEX
     paths = read_json(path) if path.exists() else {}
-    paths.update({section: {str(label): [rel(r) for r in rs] for label, rs in by.items()} for section, by in out.items()})
+    paths.update(
+        {section: {str(label): [rel(r) for r in rs] for label, rs in by.items()} for section, by in out.items()}
+    )
     return atomic_write_json(path, paths)
 
 
@@ -601,5 +771,7 @@ def load(runs: Path) -> dict:
     path = runs / EXPERIMENT / INDEX
     if not path.exists():
         return {}
-    return {section: {label: [load_results(runs / p) for p in ps] for label, ps in by.items()}
-            for section, by in read_json(path).items()}
+    return {
+        section: {label: [load_results(runs / p) for p in ps] for label, ps in by.items()}
+        for section, by in read_json(path).items()
+    }

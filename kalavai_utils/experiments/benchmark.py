@@ -22,6 +22,7 @@
 At `410m` it uses Pythia-410M's real config: the real weights if they are in the local
 Hugging Face cache, random ones otherwise (the JSON says which), bf16 on a GPU.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,16 +32,16 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, GPTNeoXForCausalLM
 
-from ..runtime import prefix
+from ..protocol.cooperative import ABLATION_ROUTERS, paper_router
 from ..protocol.fusion import FusedModel
 from ..protocol.models import freeze_prefix, load_causal_lm, n_params, offline_config
-from ..runtime.perf import measure_matmul_peak
 from ..protocol.results import library_versions
-from ..protocol.cooperative import ABLATION_ROUTERS, paper_router
 from ..protocol.routers import make_router, train_routers
+from ..protocol.training import TrainConfig, compile_requested, train_causal_lm
+from ..runtime import prefix
+from ..runtime.perf import measure_matmul_peak
 from ..scales import get_scale, pythia_410m_config
 from ..storage import atomic_write_json, read_json
-from ..protocol.training import TrainConfig, compile_requested, train_causal_lm
 
 WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
 
@@ -102,10 +103,18 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
     with prefix.budget(0):
         log = train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train", on_step=on_step)
     steady_tps = steady_tokens_per_s()
-    train = {"steps": steps, "warmup_steps": warm, "tokens_per_s": steady_tps, "tokens_per_s_with_warmup": log["tokens_per_s"],
-             "micro_batch": cfg.micro_batch, "grad_accum": cfg.grad_accum, "compiled": compile_requested(),
-             "mixed_precision": log["mixed_precision"], "fraction_of_peak": steady_tps * log["flops_per_token"] / peak,
-             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+    train = {
+        "steps": steps,
+        "warmup_steps": warm,
+        "tokens_per_s": steady_tps,
+        "tokens_per_s_with_warmup": log["tokens_per_s"],
+        "micro_batch": cfg.micro_batch,
+        "grad_accum": cfg.grad_accum,
+        "compiled": compile_requested(),
+        "mixed_precision": log["mixed_precision"],
+        "fraction_of_peak": steady_tps * log["flops_per_token"] / peak,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+    }
 
     # as the notebooks train on CPU: the frozen prefix's output read back for chunks seen before
     # (prefix.py; the first training on these chunks computes it, the second reads it back)
@@ -119,28 +128,52 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
 
     # 2. fused evaluation vs the N specialists one after another
     experts = [copy.deepcopy(model).to(device, dtype).eval() for _ in range(n_experts)]
-    fused = FusedModel.from_specialists(experts, [f"e{i}" for i in range(n_experts)], scale.freeze_layers,
-                                        router_hidden=scale.router_hidden).to(device).eval()
-    batches = [chunks[i * scale.eval_batch:(i + 1) * scale.eval_batch].to(device) for i in range(eval_batches)]
+    fused = (
+        FusedModel.from_specialists(
+            experts, [f"e{i}" for i in range(n_experts)], scale.freeze_layers, router_hidden=scale.router_hidden
+        )
+        .to(device)
+        .eval()
+    )
+    batches = [chunks[i * scale.eval_batch : (i + 1) * scale.eval_batch].to(device) for i in range(eval_batches)]
     tokens = sum(b.numel() for b in batches)
     with torch.no_grad():
         fused(input_ids=batches[0], labels=batches[0])  # warm-up
         t_fused = _time(lambda: [fused(input_ids=b, labels=b) for b in batches], device)
         t_each = _time(lambda: [e(input_ids=b, labels=b, use_cache=False) for b in batches for e in experts], device)
         t_one = _time(lambda: [experts[0](input_ids=b, labels=b, use_cache=False) for b in batches], device)
-    evaluation = {"fused_tokens_per_s": tokens / t_fused, "sequential_tokens_per_s": tokens / t_each,
-                  "single_model_tokens_per_s": tokens / t_one, "fused_latency_x_single": t_fused / t_one,
-                  "sequential_latency_x_single": t_each / t_one, "n_experts": n_experts,
-                  "freeze_layers": scale.freeze_layers}
+    evaluation = {
+        "fused_tokens_per_s": tokens / t_fused,
+        "sequential_tokens_per_s": tokens / t_each,
+        "single_model_tokens_per_s": tokens / t_one,
+        "fused_latency_x_single": t_fused / t_one,
+        "sequential_latency_x_single": t_each / t_one,
+        "n_experts": n_experts,
+        "freeze_layers": scale.freeze_layers,
+    }
 
     # 3. router training: the ablation's routers side by side (as a cooperative fits them), and one alone
     router_steps = min(scale.router_steps, 20)
 
     def fit(variants):
-        routers = [(make_router(kind, fused.neox_config.hidden_size, n_experts, hidden=scale.router_hidden).to(device), g)
-                   for kind, g in variants]
-        return _time(lambda: train_routers(fused, routers, chunks, router_steps, scale.router_batch, scale.router_lr,
-                                           scale.router_wd, seed=0, progress=False), device) / len(variants)
+        routers = [
+            (make_router(kind, fused.neox_config.hidden_size, n_experts, hidden=scale.router_hidden).to(device), g)
+            for kind, g in variants
+        ]
+        return _time(
+            lambda: train_routers(
+                fused,
+                routers,
+                chunks,
+                router_steps,
+                scale.router_batch,
+                scale.router_lr,
+                scale.router_wd,
+                seed=0,
+                progress=False,
+            ),
+            device,
+        ) / len(variants)
 
     router_tokens = router_steps * scale.router_batch * T
     with prefix.budget(0):  # the experts' whole forward at every step, as the reference measured
@@ -150,20 +183,31 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
         per_router["side_by_side_prefix_read_back"] = fit(ABLATION_ROUTERS)
         per_router["alone_prefix_read_back"] = fit(ABLATION_ROUTERS[1:2])
     per_router["through_fused_forward"] = _time(
-        lambda: fit_through_fused_forward(fused, chunks, router_steps, scale), device)
+        lambda: fit_through_fused_forward(fused, chunks, router_steps, scale), device
+    )
     fastest = min(v for k, v in per_router.items() if k != "through_fused_forward")
     return {
-        "scale": scale.name, "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(), "weights": source, "dtype": str(dtype), "n_params": n_params(model),
-        "matmul_peak_flops": peak, "flops_per_token": log["flops_per_token"],
-        "training": train, "evaluation": evaluation,
-        "router": {"steps": router_steps, "n_side_by_side": len(ABLATION_ROUTERS),
-                   **{f"{k}_seconds_per_router": v for k, v in per_router.items()},
-                   **{f"{k}_tokens_per_s": router_tokens / v for k, v in per_router.items()},
-                   "speedup_side_by_side": per_router["alone"] / per_router["side_by_side"],
-                   # against the straightforward way (the fused model's whole forward and backward at every step)
-                   "speedup_vs_fused_forward": per_router["through_fused_forward"] / fastest,
-                   "projected_seconds_full_per_router": per_router["side_by_side"] / router_steps * scale.router_steps},
+        "scale": scale.name,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "weights": source,
+        "dtype": str(dtype),
+        "n_params": n_params(model),
+        "matmul_peak_flops": peak,
+        "flops_per_token": log["flops_per_token"],
+        "training": train,
+        "evaluation": evaluation,
+        "router": {
+            "steps": router_steps,
+            "n_side_by_side": len(ABLATION_ROUTERS),
+            **{f"{k}_seconds_per_router": v for k, v in per_router.items()},
+            **{f"{k}_tokens_per_s": router_tokens / v for k, v in per_router.items()},
+            "speedup_side_by_side": per_router["alone"] / per_router["side_by_side"],
+            # against the straightforward way (the fused model's whole forward and backward at every step)
+            "speedup_vs_fused_forward": per_router["through_fused_forward"] / fastest,
+            "projected_seconds_full_per_router": per_router["side_by_side"] / router_steps * scale.router_steps,
+        },
         "versions": library_versions(),
     }
 
@@ -210,6 +254,7 @@ def step_breakdown(model, chunks: torch.Tensor, cfg: TrainConfig, device, dtype,
         def hook(*_):  # returns None: the module's input and output stay as they are
             sync()
             prefix_stamps.append(sign * time.perf_counter())
+
         return hook
 
     if cfg.freeze_layers:
@@ -246,9 +291,14 @@ def step_breakdown(model, chunks: torch.Tensor, cfg: TrainConfig, device, dtype,
     matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
     ms = {k: 1000 * sum(v[-repeats:]) / repeats for k, v in times.items()}
     ms["optimizer"] /= cfg.grad_accum
-    return {"micro_batch_tokens": batch.numel(), **{f"{k}_ms": v for k, v in ms.items()},
-            "frozen_prefix_forward_ms": 1000 * sum(prefix_stamps[-2 * repeats - 2:-2]) / repeats if prefix_stamps else 0.0,
-            "matmul_share": matmul / total}
+    return {
+        "micro_batch_tokens": batch.numel(),
+        **{f"{k}_ms": v for k, v in ms.items()},
+        "frozen_prefix_forward_ms": 1000 * sum(prefix_stamps[-2 * repeats - 2 : -2]) / repeats
+        if prefix_stamps
+        else 0.0,
+        "matmul_share": matmul / total,
+    }
 
 
 def training_notes(train: dict, peak: float) -> list[str]:
@@ -260,8 +310,12 @@ def training_notes(train: dict, peak: float) -> list[str]:
         f"backward {b['backward_ms'] / step:.0%}, optimizer {b['optimizer_ms'] / step:.0%}",
         f"the frozen prefix's forward (no gradient, the same for every contributor) is {b['frozen_prefix_forward_ms'] / step:.0%} "
         "of the step; it depends only on the base and the chunk, so on a CPU the notebooks read it back for chunks seen "
-        "before (runtime/prefix.py, exact)" + (f": {train['prefix_read_back_tokens_per_s']:,.0f} tokens/s instead of "
-                                                  f"{train['tokens_per_s']:,.0f}" if "prefix_read_back_tokens_per_s" in train else ""),
+        "before (runtime/prefix.py, exact)"
+        + (
+            f": {train['prefix_read_back_tokens_per_s']:,.0f} tokens/s instead of {train['tokens_per_s']:,.0f}"
+            if "prefix_read_back_tokens_per_s" in train
+            else ""
+        ),
         f"matrix multiplications take {b['matmul_share']:.0%} of operator time; the rest is elementwise work, "
         "softmax, attention and Python",
         f"training runs at {train['fraction_of_peak']:.0%} of the measured matmul peak ({peak / 1e9:.0f} GFLOP/s) "
@@ -280,11 +334,18 @@ def _training_phase(logs: list[dict], peak: float | None, peak_threads: int | No
     seconds = sum(log["train_seconds"] * _share(log.get("threads"), peak_threads) for log in logs)
     tokens = sum(log["tokens"] for log in logs)
     # the FLOPs the steps ran (a prefix read back is not computed; prefix.py), the model's count in older logs
-    flops = sum(log["tokens"] * log.get("flops_per_token_run", log["flops_per_token"]) for log in logs
-                if log.get("flops_per_token"))
-    return {"count": len(logs), "seconds": seconds, "tokens": tokens,
-            "tokens_per_s": tokens / seconds if seconds else None,
-            "fraction_of_peak": flops / seconds / peak if (seconds and peak and flops) else None}
+    flops = sum(
+        log["tokens"] * log.get("flops_per_token_run", log["flops_per_token"])
+        for log in logs
+        if log.get("flops_per_token")
+    )
+    return {
+        "count": len(logs),
+        "seconds": seconds,
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds if seconds else None,
+        "fraction_of_peak": flops / seconds / peak if (seconds and peak and flops) else None,
+    }
 
 
 def _timed_phase(spent: list[dict], peak_threads: int | None) -> dict:
@@ -318,27 +379,51 @@ def run_phases(runs: Path) -> dict | None:
     other += [read_json(p) for p in sorted(runs.glob("**/pretrain_log.json")) if p != base_log]
     other = [log for log in other if "train_seconds" in log]
     total = read_json(runs / "timings.json")["total_seconds"]
-    phases = {"pretraining": _training_phase(pretrain, peak, threads),
-              "specialists": {**_training_phase(trained, peak, threads),
-                              "copied": sum("copied_from" in log for log in specialists.values())},
-              "monolithic": _training_phase(monolithic, peak, threads),
-              "other_training": _training_phase(other, peak, threads)}  # e.g. notebook 05's capacity model
+    phases = {
+        "pretraining": _training_phase(pretrain, peak, threads),
+        "specialists": {
+            **_training_phase(trained, peak, threads),
+            "copied": sum("copied_from" in log for log in specialists.values()),
+        },
+        "monolithic": _training_phase(monolithic, peak, threads),
+        "other_training": _training_phase(other, peak, threads),
+    }  # e.g. notebook 05's capacity model
     training_seconds = sum(p["seconds"] for p in phases.values())
-    curves = _timed_phase([{"seconds": log["curve_seconds"], "threads": log.get("threads")}
-                           for log in [*pretrain, *trained, *monolithic, *other] if "curve_seconds" in log], threads)
-    phases["curves"] = {**curves, "share_of_training": curves["seconds"] / training_seconds if training_seconds else None}
-    phases["routers"] = _timed_phase([log["fit"] for log in map(read_json, sorted(runs.glob("**/router_log.json")))
-                                      if "fit" in log], threads)
-    phases["evaluation"] = _timed_phase([step["evaluation"] for step in map(read_json, sorted(runs.glob("**/step.json")))
-                                         if "evaluation" in step], threads)
+    curves = _timed_phase(
+        [
+            {"seconds": log["curve_seconds"], "threads": log.get("threads")}
+            for log in [*pretrain, *trained, *monolithic, *other]
+            if "curve_seconds" in log
+        ],
+        threads,
+    )
+    phases["curves"] = {
+        **curves,
+        "share_of_training": curves["seconds"] / training_seconds if training_seconds else None,
+    }
+    phases["routers"] = _timed_phase(
+        [log["fit"] for log in map(read_json, sorted(runs.glob("**/router_log.json"))) if "fit" in log], threads
+    )
+    phases["evaluation"] = _timed_phase(
+        [step["evaluation"] for step in map(read_json, sorted(runs.glob("**/step.json"))) if "evaluation" in step],
+        threads,
+    )
     phases["other"] = {"seconds": total - sum(p["seconds"] for p in phases.values())}
     return {"notebooks_seconds": total, **phases}
 
 
 def with_reference(result: dict, reference: dict | None) -> dict:
     """`result` with each number of the reference's beside it: {"reference": {...}} at the top level."""
-    return {**result, "reference": {k: reference[k] for k in ("training", "evaluation", "router", "phases", "device_name")
-                                    if k in reference}} if reference else result
+    return (
+        {
+            **result,
+            "reference": {
+                k: reference[k] for k in ("training", "evaluation", "router", "phases", "device_name") if k in reference
+            },
+        }
+        if reference
+        else result
+    )
 
 
 def main(scale_name: str, out: str, steps: int = 20, runs: Path | None = None, reference: Path | None = None) -> dict:

@@ -19,6 +19,7 @@ The ideal dense ratio against one model is 1 + (N-1)(L-K)/L (the prefix paid onc
 expert's L-K blocks paid N times), counting blocks only; `flops_ratio` also counts each
 expert's output head, which at small scales costs as much as a block or more.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,20 +39,26 @@ from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedConfig, FusedModel
 from ..protocol.metrics import equal_weight
 from ..protocol.models import offline_config
-from ..runtime.perf import Clock
 from ..protocol.results import library_versions
+from ..runtime.perf import Clock
 from ..scales import get_scale, pythia_410m_config
 from ..storage import atomic_write_json, read_json
 
 # name -> (top_k, sparse_by); top_k 0 is dense
-DISPATCHES = {"dense": (0, "sequence"), "top1-sequence": (1, "sequence"), "top2-sequence": (2, "sequence"),
-              "top1-token": (1, "token"), "top2-token": (2, "token")}
+DISPATCHES = {
+    "dense": (0, "sequence"),
+    "top1-sequence": (1, "sequence"),
+    "top2-sequence": (2, "sequence"),
+    "top1-token": (1, "token"),
+    "top2-token": (2, "token"),
+}
 # forward variants the benchmark times: one model, N separate forwards, dense (loop / batched), sparse
 FORWARD_VARIANTS = ("single", "separate", "dense", "dense-batched", *[d for d in DISPATCHES if d != "dense"])
 RESULTS_NAME = "07_inference.json"
 
 
 # ---------------------------------------------------------------- ratios
+
 
 def ideal_dense_ratio(n_experts: int, n_layers: int, freeze_layers: int) -> float:
     """Dense fused latency / one model's, counting blocks: 1 + (N-1)(L-K)/L."""
@@ -73,6 +80,7 @@ def flops_ratio(config: GPTNeoXConfig, seq_len: int, n_experts: int, freeze_laye
 
 # ---------------------------------------------------------------- dispatch
 
+
 @contextmanager
 def dispatch(fused: FusedModel, name: str):
     """Run `fused` with this dispatch inside the block (DISPATCHES), restored after."""
@@ -86,8 +94,9 @@ def dispatch(fused: FusedModel, name: str):
         fused.set_dispatch(*before)
 
 
-def dispatch_losses(fused: FusedModel, heldout: dict, batch_size: int, max_batches: int,
-                    dispatches=tuple(DISPATCHES)) -> dict[str, dict[str, float]]:
+def dispatch_losses(
+    fused: FusedModel, heldout: dict, batch_size: int, max_batches: int, dispatches=tuple(DISPATCHES)
+) -> dict[str, dict[str, float]]:
     """Per-domain held-out losses and their equal-weight mean ("ew") for each dispatch, by the one protocol."""
     out = {}
     for name in dispatches:
@@ -99,6 +108,7 @@ def dispatch_losses(fused: FusedModel, heldout: dict, batch_size: int, max_batch
 
 # ---------------------------------------------------------------- models for timing
 
+
 def benchmark_config(scale_name: str) -> tuple[GPTNeoXConfig, str]:
     """The scale's architecture, never its weights: offline scales' own config, Pythia-410M's published one at 410m."""
     scale = get_scale(scale_name)
@@ -109,12 +119,15 @@ def benchmark_config(scale_name: str) -> tuple[GPTNeoXConfig, str]:
     try:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision, local_files_only=True,
-                                            trust_remote_code=False)
+        config = AutoConfig.from_pretrained(
+            scale.hub_model, revision=scale.hub_revision, local_files_only=True, trust_remote_code=False
+        )
         return config, "random init, real config from the local Hugging Face cache"
     except Exception:  # noqa: BLE001
-        raise KalavaiError(f"no config for {scale.hub_model} in the local Hugging Face cache; "
-                           "benchmark-inference knows 410m's by heart") from None
+        raise KalavaiError(
+            f"no config for {scale.hub_model} in the local Hugging Face cache; "
+            "benchmark-inference knows 410m's by heart"
+        ) from None
 
 
 def random_models(config: GPTNeoXConfig, n_experts: int, freeze_layers: int, device, dtype, seed: int = 0):
@@ -125,14 +138,22 @@ def random_models(config: GPTNeoXConfig, n_experts: int, freeze_layers: int, dev
     torch.manual_seed(seed)
     with torch.device(device):
         single = GPTNeoXForCausalLM(config)
-        fused = FusedModel(FusedConfig(neox=config.to_dict(), n_experts=n_experts, freeze_layers=freeze_layers,
-                                       granularity="token", bos_token_id=config.bos_token_id,
-                                       eos_token_id=config.eos_token_id))
+        fused = FusedModel(
+            FusedConfig(
+                neox=config.to_dict(),
+                n_experts=n_experts,
+                freeze_layers=freeze_layers,
+                granularity="token",
+                bos_token_id=config.bos_token_id,
+                eos_token_id=config.eos_token_id,
+            )
+        )
     fused.config._attn_implementation = single.config._attn_implementation
     return single.to(dtype).eval(), fused.to(dtype).eval()
 
 
 # ---------------------------------------------------------------- many experts: placement and offload
+
 
 def place_experts(fused: FusedModel, max_memory: dict, main_device="cpu", offload_dir=None) -> dict:
     """Spread the experts over devices, CPU memory and disk with accelerate's big-model utilities.
@@ -161,6 +182,7 @@ def place_experts(fused: FusedModel, max_memory: dict, main_device="cpu", offloa
 
 # ---------------------------------------------------------------- timing
 
+
 @contextmanager
 def attention_backends(device):
     """On CUDA, SDPA without the cuDNN backend: cuDNN builds a plan for every new key length, and in
@@ -179,8 +201,9 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fns: dict, device, repeats: int, warm_up: bool = True, min_seconds: float = 0.0,
-          max_rounds: int = 100) -> dict[str, dict]:
+def timed(
+    fns: dict, device, repeats: int, warm_up: bool = True, min_seconds: float = 0.0, max_rounds: int = 100
+) -> dict[str, dict]:
     """Median seconds of each function over at least `repeats` rounds after one warm-up, its peak
     GPU memory (GiB; None on CPU) and the number of rounds.
 
@@ -207,8 +230,14 @@ def timed(fns: dict, device, repeats: int, warm_up: bool = True, min_seconds: fl
             times[name].append(time.perf_counter() - start)
             if cuda:
                 peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated() / 2**30)
-    return {name: {"seconds": statistics.median(times[name]), "peak_memory_gib": peaks[name] if cuda else None,
-                   "rounds": rounds} for name in fns}
+    return {
+        name: {
+            "seconds": statistics.median(times[name]),
+            "peak_memory_gib": peaks[name] if cuda else None,
+            "rounds": rounds,
+        }
+        for name in fns
+    }
 
 
 def forward_fn(variant: str, single, fused, batch: torch.Tensor):
@@ -227,30 +256,43 @@ def forward_fn(variant: str, single, fused, batch: torch.Tensor):
                 return fused(input_ids=batch, labels=batch)
         finally:
             fused.config.batched_experts = False
+
     return run
 
 
 @torch.no_grad()
-def time_generation(models: dict, prompt: torch.Tensor, new_tokens: int, use_cache: bool, device,
-                    repeats: int = 1) -> dict[str, dict]:
+def time_generation(
+    models: dict, prompt: torch.Tensor, new_tokens: int, use_cache: bool, device, repeats: int = 1
+) -> dict[str, dict]:
     """Seconds for each model to generate exactly `new_tokens` greedy tokens (no early stop).
 
     After a short warm-up, the models take turns (`timed`: round robin, median of the rounds), so a
     passing load on the machine slows one model and the other alike and their ratio holds.
     """
-    kw = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
-              pad_token_id=0, use_cache=use_cache)
+    kw = dict(
+        do_sample=False,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        eos_token_id=None,
+        pad_token_id=0,
+        use_cache=use_cache,
+    )
     mask = torch.ones_like(prompt)
 
     def run(model, **extra):
         return lambda: model.generate(prompt, attention_mask=mask, **{**kw, **extra})
 
-    with quiet_transformers(), attention_backends(device):  # past max_position_embeddings is intended (rotary has no limit)
+    with (
+        quiet_transformers(),
+        attention_backends(device),
+    ):  # past max_position_embeddings is intended (rotary has no limit)
         for model in models.values():
             run(model, max_new_tokens=2, min_new_tokens=2)()
         result = timed({name: run(model) for name, model in models.items()}, device, repeats, warm_up=False)
-    return {name: {**r, "repeats": repeats, "tokens_per_s": prompt.shape[0] * new_tokens / r["seconds"]}
-            for name, r in result.items()}
+    return {
+        name: {**r, "repeats": repeats, "tokens_per_s": prompt.shape[0] * new_tokens / r["seconds"]}
+        for name, r in result.items()
+    }
 
 
 def generation_repeats(repeats: int, new_tokens: int, use_cache: bool) -> int:
@@ -258,10 +300,23 @@ def generation_repeats(repeats: int, new_tokens: int, use_cache: bool) -> int:
     return repeats if use_cache or new_tokens <= 256 else 1
 
 
-def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=None, batch_sizes=None,
-                  gen_lengths=(64, 256, 1024), main_n: int = 3, repeats: int = 3, seq_len: int | None = None,
-                  prompt_len: int = 32, variants=FORWARD_VARIANTS, device: str | None = None, seed: int = 0,
-                  progress: bool = False, offload: bool = True, min_seconds: float = 1.0) -> dict:
+def run_benchmark(
+    scale_name: str,
+    n_experts=(2, 3, 4, 5, 20),
+    freeze_layers=None,
+    batch_sizes=None,
+    gen_lengths=(64, 256, 1024),
+    main_n: int = 3,
+    repeats: int = 3,
+    seq_len: int | None = None,
+    prompt_len: int = 32,
+    variants=FORWARD_VARIANTS,
+    device: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    offload: bool = True,
+    min_seconds: float = 1.0,
+) -> dict:
     """Every timing notebook 07 shows, as one JSON-able dict (see the module docstring).
 
     Sweeps, each around the main point (N=main_n, the scale's K, batch = the scale's eval batch,
@@ -308,9 +363,12 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         batch = torch.randint(0, config.vocab_size, (b, T), generator=g).to(device)
         say(f"N={n} K={k} batch={b}: {', '.join(todo)}")
         with torch.no_grad(), attention_backends(device):
-            measured = timed({v: forward_fn(v, single, fused, batch) for v in todo}, device, repeats, min_seconds=min_seconds)
-        forward += [{"n_experts": n, "freeze_layers": k, "batch": b, "seq_len": T, "variant": v, **measured[v]}
-                    for v in todo]
+            measured = timed(
+                {v: forward_fn(v, single, fused, batch) for v in todo}, device, repeats, min_seconds=min_seconds
+            )
+        forward += [
+            {"n_experts": n, "freeze_layers": k, "batch": b, "seq_len": T, "variant": v, **measured[v]} for v in todo
+        ]
         del single, fused
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -321,9 +379,19 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         place_experts(fused, {"cpu": 2**50}, main_device=str(device))
         batch = torch.randint(0, config.vocab_size, (b0, T), generator=g).to(device)
         with torch.no_grad(), attention_backends(device):
-            measured = timed({"dense-offloaded": forward_fn("dense", single, fused, batch)}, device, repeats, min_seconds=min_seconds)
-        forward.append({"n_experts": main_n, "freeze_layers": k0, "batch": b0, "seq_len": T,
-                        "variant": "dense-offloaded", **measured["dense-offloaded"]})
+            measured = timed(
+                {"dense-offloaded": forward_fn("dense", single, fused, batch)}, device, repeats, min_seconds=min_seconds
+            )
+        forward.append(
+            {
+                "n_experts": main_n,
+                "freeze_layers": k0,
+                "batch": b0,
+                "seq_len": T,
+                "variant": "dense-offloaded",
+                **measured["dense-offloaded"],
+            }
+        )
         del single, fused
     base = {(r["n_experts"], r["freeze_layers"], r["batch"]): r["seconds"] for r in forward if r["variant"] == "single"}
     for r in forward:
@@ -340,23 +408,54 @@ def run_benchmark(scale_name: str, n_experts=(2, 3, 4, 5, 20), freeze_layers=Non
         for new in gen_lengths:
             say(f"generation: {new} new tokens")
             for use_cache in (True, False):
-                timings = time_generation({"single": single, "dense": fused}, prompt, new, use_cache, device,
-                                          generation_repeats(repeats, new, use_cache))
-                generation += [{"model": name, "n_experts": main_n, "freeze_layers": k0, "batch": 1,
-                                "prompt_len": prompt_len, "new_tokens": new, "cache": use_cache, **t}
-                               for name, t in timings.items()]
+                timings = time_generation(
+                    {"single": single, "dense": fused},
+                    prompt,
+                    new,
+                    use_cache,
+                    device,
+                    generation_repeats(repeats, new, use_cache),
+                )
+                generation += [
+                    {
+                        "model": name,
+                        "n_experts": main_n,
+                        "freeze_layers": k0,
+                        "batch": 1,
+                        "prompt_len": prompt_len,
+                        "new_tokens": new,
+                        "cache": use_cache,
+                        **t,
+                    }
+                    for name, t in timings.items()
+                ]
         del single, fused
     return {
-        "scale": scale.name, "device": str(device),
+        "scale": scale.name,
+        "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(), "dtype": str(dtype), "weights": weights,
+        "threads": torch.get_num_threads(),
+        "dtype": str(dtype),
+        "weights": weights,
         "attention": "SDPA: flash, memory-efficient or math (cuDNN excluded)" if device.type == "cuda" else "SDPA",
         "config": {"n_layers": L, "hidden_size": config.hidden_size, "vocab_size": config.vocab_size},
-        "settings": {"n_experts": list(n_experts), "freeze_layers": freeze_layers, "batch_sizes": batch_sizes,
-                     "gen_lengths": list(gen_lengths), "main_n": main_n, "main_freeze_layers": k0, "main_batch": b0,
-                     "seq_len": T, "prompt_len": prompt_len, "repeats": repeats, "min_seconds": min_seconds,
-                     "variants": list(variants)},
-        "forward": forward, "generation": generation, "versions": library_versions(),
+        "settings": {
+            "n_experts": list(n_experts),
+            "freeze_layers": freeze_layers,
+            "batch_sizes": batch_sizes,
+            "gen_lengths": list(gen_lengths),
+            "main_n": main_n,
+            "main_freeze_layers": k0,
+            "main_batch": b0,
+            "seq_len": T,
+            "prompt_len": prompt_len,
+            "repeats": repeats,
+            "min_seconds": min_seconds,
+            "variants": list(variants),
+        },
+        "forward": forward,
+        "generation": generation,
+        "versions": library_versions(),
     }
 
 
@@ -379,6 +478,7 @@ def quiet_transformers():
 
 
 # ---------------------------------------------------------------- generating text
+
 
 def save_fused(fused: FusedModel, tokenizer, folder) -> Path:
     """A fused model folder that `generate` and plain AutoModelForCausalLM.from_pretrained read (safetensors).
@@ -421,8 +521,15 @@ def load_fused(folder) -> tuple[FusedModel, object]:
 
 
 @torch.no_grad()
-def generate_text(folder, prompt: str, max_new_tokens: int = 64, sample: bool = False, seed: int = 0,
-                  use_cache: bool | None = None, streamer=None) -> str:
+def generate_text(
+    folder,
+    prompt: str,
+    max_new_tokens: int = 64,
+    sample: bool = False,
+    seed: int = 0,
+    use_cache: bool | None = None,
+    streamer=None,
+) -> str:
     """Generate from a saved fused model, streaming tokens to stdout (transformers' TextStreamer).
 
     use_cache None: cached when the model's router is causal, else cache-free (FusedModel.generate).
@@ -442,20 +549,33 @@ def generate_text(folder, prompt: str, max_new_tokens: int = 64, sample: bool = 
         raise KalavaiError("empty prompt")
     streamer = streamer or TextStreamer(tokenizer, skip_prompt=False)
     with quiet_transformers(), attention_backends(model.device):
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample, use_cache=use_cache,
-                             streamer=streamer, pad_token_id=tokenizer.eos_token_id)
+        out = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            use_cache=use_cache,
+            streamer=streamer,
+            pad_token_id=tokenizer.eos_token_id,
+        )
     return tokenizer.decode(out[0], skip_special_tokens=True)
 
 
 def notebook_settings(scale) -> dict:
     """The benchmark's knobs in notebook 07: seconds at smoke (CI), a few minutes on 2 cores at tiny."""
     if scale.name == "smoke":
-        return {"n_experts": (2, 3), "gen_lengths": (8, 16), "repeats": 1, "min_seconds": 0.0,
-                "freeze_layers": (0,), "batch_sizes": (1,)}
+        return {
+            "n_experts": (2, 3),
+            "gen_lengths": (8, 16),
+            "repeats": 1,
+            "min_seconds": 0.0,
+            "freeze_layers": (0,),
+            "batch_sizes": (1,),
+        }
     return {}
 
 
 # ---------------------------------------------------------------- the notebook's run
+
 
 def trained_fused(scale, runs: Path, seed: int):
     """Notebook 03's fused model for one seed, with its routers loaded: (fused, {fused name: router}, held-out)."""
@@ -483,9 +603,12 @@ def inference_losses(scale, runs: Path, seed: int) -> dict:
 
     folder = runs / "inference" / f"seed{seed}"
     fused, routers, heldout, coop = trained_fused(scale, runs, seed)
-    config = {"experts": [fingerprint(e) for e in fused.experts],
-              "routers": {n: fingerprint(r) for n, r in routers.items()},
-              "eval": [scale.eval_batch, scale.eval_max_batches], "dispatches": list(DISPATCHES)}
+    config = {
+        "experts": [fingerprint(e) for e in fused.experts],
+        "routers": {n: fingerprint(r) for n, r in routers.items()},
+        "eval": [scale.eval_batch, scale.eval_max_batches],
+        "dispatches": list(DISPATCHES),
+    }
     if step_is_done(folder, config) and (folder / "losses.json").exists():
         return read_json(folder / "losses.json")
     clock, out = Clock(), {}

@@ -23,6 +23,7 @@ The Phase 2 data lives in runs/<scale>/data/phase2/, apart from notebook 00's co
 folders: nothing notebooks 00-04 read or wrote changes. The tables, verdicts and `summarize`
 are in analysis/phase2_tables.py, the figures in analysis/figures_phase2.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,17 +31,27 @@ from pathlib import Path
 import pandas as pd
 
 from .. import corpora, paper
-from ..protocol import data, pipeline, prediction
-from ..runtime import prefix
-from ..protocol.cooperative import (CAUSAL_ROUTER, Cooperative, base_losses, config_freeze, frozen_depth, fused_name,
-                                    paper_router, run_cooperative, submission_folders, train_contributors)
 from ..errors import KalavaiError
+from ..protocol import data, pipeline, prediction
+from ..protocol.cooperative import (
+    CAUSAL_ROUTER,
+    Cooperative,
+    base_losses,
+    config_freeze,
+    frozen_depth,
+    fused_name,
+    paper_router,
+    run_cooperative,
+    submission_folders,
+    train_contributors,
+)
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.metrics import divergence_pct
 from ..protocol.models import for_inference
 from ..protocol.results import load_results
 from ..protocol.routers import RouterRecipe
 from ..protocol.submission import iter_submissions
+from ..runtime import prefix
 from ..scales import ENGLISH_DOMAINS, Scale
 from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 
@@ -50,6 +61,7 @@ RESULTS_FILE = "results.json"  # the cooperative's own, recipes' routers include
 
 
 # ---------------------------------------------------------------- who contributes what
+
 
 def domains_for(scale: Scale, section: str) -> tuple[str, ...]:
     if section == "cross-lingual":
@@ -73,8 +85,28 @@ def twenty_hub_sources() -> list[str]:
     their twenty-contributor "fiction" (TinyStories) is "stories", as "fiction" here is PG-19.
     Which Hub data stands in for theirs, and why: data_manifests/README.md.
     """
-    return ["tamil", "yoruba", "welsh", "spanish", "hindi", "swahili", "vietnamese", "arabic", "indonesian", "thai",
-            "code", "pubmed", "eurlex", "patents", "math", "finance", "chemistry", "stories", "dialogue", "instructions"]
+    return [
+        "tamil",
+        "yoruba",
+        "welsh",
+        "spanish",
+        "hindi",
+        "swahili",
+        "vietnamese",
+        "arabic",
+        "indonesian",
+        "thai",
+        "code",
+        "pubmed",
+        "eurlex",
+        "patents",
+        "math",
+        "finance",
+        "chemistry",
+        "stories",
+        "dialogue",
+        "instructions",
+    ]
 
 
 def data_folder(scale: Scale, runs: Path, domains) -> Path:
@@ -110,10 +142,18 @@ def section_freeze_layers(scale: Scale, section: str) -> int:
 def cooperative_for(scale: Scale, runs: Path, section: str, seed: int, recipes=()) -> Cooperative:
     """One section's cooperative; `recipes` add the authors' router trained by each recipe."""
     domains = domains_for(scale, section)
-    return Cooperative(scale=scale, experiment=EXPERIMENT, condition=section, seed=seed, domains=domains,
-                       data_dir=data_folder(scale, runs, domains), train_overrides=train_overrides(scale, section),
-                       routers=(paper_router(scale), CAUSAL_ROUTER), monolithic=False,
-                       recipes=tuple((*paper_router(scale), r) for r in recipes))
+    return Cooperative(
+        scale=scale,
+        experiment=EXPERIMENT,
+        condition=section,
+        seed=seed,
+        domains=domains,
+        data_dir=data_folder(scale, runs, domains),
+        train_overrides=train_overrides(scale, section),
+        routers=(paper_router(scale), CAUSAL_ROUTER),
+        monolithic=False,
+        recipes=tuple((*paper_router(scale), r) for r in recipes),
+    )
 
 
 # ---------------------------------------------------------------- router recipes
@@ -131,6 +171,7 @@ def recipe_model(kind: str, granularity: str, recipe: RouterRecipe, mode: str = 
 
 # ---------------------------------------------------------------- running a section
 
+
 def predict_before_routing(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
     """The gain predicted from the specialists' divergences, before any router is trained.
 
@@ -143,9 +184,12 @@ def predict_before_routing(coop: Cooperative, runs: Path, base, base_fp: str) ->
     s = coop.scale
     train_contributors(coop, runs, base, base_fp)
     folder, fit_path = coop.folder(runs), runs / "sweep" / "fit.json"
-    config = {"submissions": [sha256_file(f / "kalavai_submission.json") for f in submission_folders(coop, runs)],
-              "base": base_fp, "eval": [s.eval_batch, s.eval_max_batches],
-              "fit": sha256_file(fit_path) if fit_path.exists() else None}
+    config = {
+        "submissions": [sha256_file(f / "kalavai_submission.json") for f in submission_folders(coop, runs)],
+        "base": base_fp,
+        "eval": [s.eval_batch, s.eval_max_batches],
+        "fit": sha256_file(fit_path) if fit_path.exists() else None,
+    }
     if step_is_done(folder / "prediction", config) and (folder / "prediction.json").exists():
         return read_json(folder / "prediction.json")
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
@@ -153,10 +197,20 @@ def predict_before_routing(coop: Cooperative, runs: Path, base, base_fp: str) ->
     divs = {}
     for domain, sub in zip(coop.domains, iter_submissions(submission_folders(coop, runs), base, config_freeze(coop))):
         model = for_inference(sub.model, s.bf16)
-        own = evaluate_domains(model, {domain: heldout[domain]}, s.eval_batch, s.eval_max_batches,
-                               states=prefix.for_model(model, config_freeze(coop)))  # kept for the fused pass
+        own = evaluate_domains(
+            model,
+            {domain: heldout[domain]},
+            s.eval_batch,
+            s.eval_max_batches,
+            states=prefix.for_model(model, config_freeze(coop)),
+        )  # kept for the fused pass
         divs[domain] = divergence_pct(base_loss[domain], own[domain])
-    out = {"paper_line": {**prediction.predict_gain(divs, prediction.paper_fit()), "fit": prediction.paper_fit().equation()}}
+    out = {
+        "paper_line": {
+            **prediction.predict_gain(divs, prediction.paper_fit()),
+            "fit": prediction.paper_fit().equation(),
+        }
+    }
     if fit_path.exists():
         fit, _ = prediction.load_fit(fit_path)
         out["notebook04_fit"] = {**prediction.predict_gain(divs, fit), "fit": fit.equation()}
@@ -184,7 +238,10 @@ def load_section(runs: Path, section: str) -> list[dict]:
 
 # ---------------------------------------------------------------- what the notebook shows
 
-def base_weakness(scale: Scale, runs: Path, base, section_domains, reference=("code", "science", "fiction")) -> pd.DataFrame:
+
+def base_weakness(
+    scale: Scale, runs: Path, base, section_domains, reference=("code", "science", "fiction")
+) -> pd.DataFrame:
     """The base's held-out loss, characters per token and loss per character on each domain.
 
     A script the tokenizer never saw falls apart into bytes (few characters per token); per
@@ -200,7 +257,14 @@ def base_weakness(scale: Scale, runs: Path, base, section_domains, reference=("c
     rows = []
     for d in domains:
         chars = len("".join(tokenizer.decode(c) for c in heldout[d])) / heldout[d].numel()
-        rows.append({"domain": d, "kind": "reference" if d in reference else "new", "base_loss": losses[d],
-                     "chars_per_token": chars, "loss_per_char": losses[d] / chars})
+        rows.append(
+            {
+                "domain": d,
+                "kind": "reference" if d in reference else "new",
+                "base_loss": losses[d],
+                "chars_per_token": chars,
+                "loss_per_char": losses[d] / chars,
+            }
+        )
     atomic_write_json(runs / EXPERIMENT / "base_weakness.json", {r["domain"]: r for r in rows})  # for summarize
     return pd.DataFrame(rows).set_index("domain")

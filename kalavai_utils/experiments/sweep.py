@@ -4,16 +4,22 @@
 Each condition is a cooperative run by cooperative.run_cooperative, with its own results
 file in the common schema under runs/<scale>/sweep/<condition>/seed<seed>/.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..protocol import pipeline
-from ..runtime import workers
 from ..protocol.cooperative import (
-    CAUSAL_ROUTER, Cooperative, cooperative_jobs, main_cooperative, paper_router, run_cooperative,
+    CAUSAL_ROUTER,
+    Cooperative,
+    cooperative_jobs,
+    main_cooperative,
+    paper_router,
+    run_cooperative,
 )
+from ..runtime import workers
 from ..scales import Scale
 
 
@@ -51,8 +57,10 @@ def conditions(scale: Scale) -> list[Condition]:
         Condition("languages", langs, varies="languages"),
         Condition("code+languages", ("code", *langs[:2]), varies="languages"),
         # two frozen depths other than the scale's own (that one is the main cooperative)
-        *(Condition(f"freeze{k}", main, overrides={"freeze_layers": k}, varies="frozen depth")
-          for k in sorted({0, 1, scale.n_layers - 1} - {scale.freeze_layers})[:2]),
+        *(
+            Condition(f"freeze{k}", main, overrides={"freeze_layers": k}, varies="frozen depth")
+            for k in sorted({0, 1, scale.n_layers - 1} - {scale.freeze_layers})[:2]
+        ),
         Condition("overlap0.20-n5", (*main, *extra[:2]), overlap=0.2, varies="domain overlap + specialists"),
     ]
     return every[: scale.sweep_max_conditions or None]
@@ -63,9 +71,17 @@ def cooperative_for(scale: Scale, runs: Path, cond: Condition, seed: int) -> Coo
         folder, _ = pipeline.prepare_corpus(scale, runs)
         return main_cooperative(scale, runs, seed, folder, ablation=(seed == scale.seeds[0]))
     folder, _ = pipeline.prepare_corpus(scale, runs, domains=cond.domains, overlap=cond.overlap)
-    return Cooperative(scale=scale, experiment="sweep", condition=cond.name, seed=seed, domains=cond.domains,
-                       data_dir=folder, train_overrides=dict(cond.overrides), routers=(paper_router(scale), CAUSAL_ROUTER),
-                       monolithic=False)
+    return Cooperative(
+        scale=scale,
+        experiment="sweep",
+        condition=cond.name,
+        seed=seed,
+        domains=cond.domains,
+        data_dir=folder,
+        train_overrides=dict(cond.overrides),
+        routers=(paper_router(scale), CAUSAL_ROUTER),
+        monolithic=False,
+    )
 
 
 def run_sweep(scale: Scale, runs: Path, base, base_fp: str, seeds=None, only=None) -> list[dict]:

@@ -10,19 +10,20 @@ With `--heldout-out DIR` the contributor also writes its held-out split (never t
 as DIR/<name>/heldout.safetensors with its chunks.json: the evaluation data it agrees to
 hand the coordinator, who measures its divergence there (`predict-gain --data DIR`).
 """
+
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
 
-from . import data
 from ..errors import KalavaiError
-from .models import fingerprint, load_causal_lm
-from .pipeline import process_state
 from ..runtime.sharding import fsdp_requested
 from ..scales import get_scale
 from ..storage import plain_name, printable, sha256_bytes
+from . import data
+from .models import fingerprint, load_causal_lm
+from .pipeline import process_state
 from .submission import write_submission
 from .tokenizer import load_local_tokenizer
 from .training import TrainConfig, train_causal_lm
@@ -75,8 +76,10 @@ def check_output_folder(folder, flag: str, base_dir) -> None:
     """A folder about to be written: not the base's (nor inside it, nor holding it), empty or new, writable."""
     out, base = Path(folder).resolve(), Path(base_dir).resolve()  # symbolic links followed
     if out == base or base in out.parents or out in base.parents:
-        raise KalavaiError(f"{flag} {printable(folder)} is the base's folder {printable(base_dir)}, inside it or holds it: "
-                           "the base would be overwritten")
+        raise KalavaiError(
+            f"{flag} {printable(folder)} is the base's folder {printable(base_dir)}, inside it or holds it: "
+            "the base would be overwritten"
+        )
     try:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise KalavaiError(f"{flag} {printable(folder)} exists and is not an empty folder")
@@ -89,8 +92,16 @@ def check_output_folder(folder, flag: str, base_dir) -> None:
         raise KalavaiError(f"{flag} {printable(folder)}: {printable(parent)} is not a writable folder")
 
 
-def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, scale_name: str = "tiny",
-                                seed: int = 42, steps: int | None = None, heldout_dir: str | None = None) -> Path:
+def train_specialist_from_files(
+    base_dir: str,
+    files,
+    out_dir: str,
+    name: str,
+    scale_name: str = "tiny",
+    seed: int = 42,
+    steps: int | None = None,
+    heldout_dir: str | None = None,
+) -> Path:
     scale = get_scale(scale_name)
     check_arguments(base_dir, out_dir, name, seed, steps, heldout_dir)  # before anything is read or written
     docs = read_documents(files)
@@ -104,26 +115,47 @@ def train_specialist_from_files(base_dir: str, files, out_dir: str, name: str, s
     if len(chunks) < scale.micro_batch:
         raise KalavaiError(f"too little text: {len(chunks)} training chunks of {seq_len} tokens")
     if heldout_dir is not None and len(splits["heldout"]) == 0:
-        raise KalavaiError(f"too little text for a held-out split: {len(docs)} documents give no held-out chunk of {seq_len} tokens")
+        raise KalavaiError(
+            f"too little text for a held-out split: {len(docs)} documents give no held-out chunk of {seq_len} tokens"
+        )
     overrides = {"steps": steps} if steps is not None else {}
     cfg = TrainConfig.specialist(scale, seed, curve_every=0, **overrides)
     base_fp = fingerprint(base) if state.is_main_process else None  # only the main process writes
     base_state = {k: v.clone() for k, v in base.state_dict().items()} if state.is_main_process else None
     train_causal_lm(base, chunks, cfg, desc=name)
-    stats = {"domain": name, "documents": len(docs), "train_chunks": len(chunks), "train_tokens": int(chunks.numel()),
-             "train_chunks_sha256": sha256_bytes(chunks.int().numpy().tobytes())}
+    stats = {
+        "domain": name,
+        "documents": len(docs),
+        "train_chunks": len(chunks),
+        "train_tokens": int(chunks.numel()),
+        "train_chunks_sha256": sha256_bytes(chunks.int().numpy().tobytes()),
+    }
     if heldout_dir is not None:  # ties the handed-over held-out split to this submission
-        stats.update(heldout_chunks=len(splits["heldout"]),
-                     heldout_chunks_sha256=sha256_bytes(splits["heldout"].int().numpy().tobytes()))
+        stats.update(
+            heldout_chunks=len(splits["heldout"]),
+            heldout_chunks_sha256=sha256_bytes(splits["heldout"].int().numpy().tobytes()),
+        )
     # Under `accelerate launch` the main process holds the trained weights (all do, unsharded): it writes them.
     # The held-out split first: the submission's manifest, written last, marks the whole hand-in finished.
     if state.is_main_process:
         if heldout_dir is not None:
             folder = Path(heldout_dir) / name
             folder.mkdir(parents=True, exist_ok=True)
-            data.save_splits(folder, {"heldout": splits["heldout"]}, seq_len,
-                             {"domain": name, "source": {"contributor": name}, "n_documents": len(docs)})
-        write_submission(base, out_dir, base_fingerprint=base_fp, base_state=base_state,
-                         freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=stats, contributor=name)
+            data.save_splits(
+                folder,
+                {"heldout": splits["heldout"]},
+                seq_len,
+                {"domain": name, "source": {"contributor": name}, "n_documents": len(docs)},
+            )
+        write_submission(
+            base,
+            out_dir,
+            base_fingerprint=base_fp,
+            base_state=base_state,
+            freeze_layers=cfg.freeze_layers,
+            training=cfg.to_dict(),
+            data=stats,
+            contributor=name,
+        )
     state.wait_for_everyone()
     return Path(out_dir)

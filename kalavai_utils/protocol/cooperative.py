@@ -9,6 +9,7 @@ trains routers on the mixed train chunks and evaluates every model by the one pr
 Every step is cached in its folder with its configuration, so notebooks 02, 03 and 04
 share work: 03 reuses 02's specialists, and a rerun only redoes what changed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,21 +21,28 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from . import data, pipeline
+from ..errors import KalavaiError
 from ..runtime import prefix
+from ..runtime.perf import Clock
+from ..runtime.sharding import fsdp_requested, refuse_unsharded
+from ..scales import Scale, trains_sharded
+from ..storage import (
+    STEP_FILE,
+    atomic_write_bytes,
+    atomic_write_json,
+    config_hash,
+    mark_step_done,
+    read_json,
+    start_step,
+    step_is_done,
+)
+from . import data, pipeline
 from .evaluation import domain_losses, evaluate_domains, heldout_batches
 from .fusion import FusedModel, WeightAverage
 from .models import fingerprint, for_inference, state_dict_hashes, tensor_sha256
-from ..runtime.perf import Clock
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, on_main, process_state, restart_step
 from .results import load_results, make_results, write_results
 from .routers import PLAIN, RouterRecipe, make_router, pool_router_input, token_losses, train_routers
-from ..errors import KalavaiError
-from ..scales import Scale, trains_sharded
-from ..runtime.sharding import fsdp_requested, refuse_unsharded
-from ..storage import (
-    STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, read_json, start_step, step_is_done,
-)
 from .submission import collect_submissions, iter_submissions, write_submission
 from .training import TrainConfig, train_causal_lm
 
@@ -47,8 +55,11 @@ TRAINING_LOG = "train_log.json"
 
 def fused_name(kind: str, granularity: str, mode: str = "soft", recipe: RouterRecipe = PLAIN) -> str:
     """The results name of a fused model: its router, how that router was trained if not plainly, its mode."""
-    return (f"fused:{kind}:{granularity}" + ("" if recipe == PLAIN else f"+{recipe.name}")
-            + ("" if mode == "soft" else f":{mode}"))
+    return (
+        f"fused:{kind}:{granularity}"
+        + ("" if recipe == PLAIN else f"+{recipe.name}")
+        + ("" if mode == "soft" else f":{mode}")
+    )
 
 
 def paper_router(scale: Scale) -> tuple[str, str]:
@@ -67,6 +78,7 @@ CAUSAL_FUSED = fused_name(*CAUSAL_ROUTER)
 @dataclass
 class Cooperative:
     """What defines one cooperative: who contributes what, trained how."""
+
     scale: Scale
     experiment: str  # e.g. "main", "sweep"
     condition: str  # e.g. "main", "overlap0.20-n3"
@@ -94,13 +106,18 @@ class Cooperative:
 
     def train_config(self, domain: str | None = None) -> TrainConfig:
         """The recipe of `domain`'s specialist (None: the common one, e.g. for the monolithic model)."""
-        return TrainConfig.specialist(self.scale, self.seed, **{**self.train_overrides, **self.domain_overrides.get(domain, {})})
+        return TrainConfig.specialist(
+            self.scale, self.seed, **{**self.train_overrides, **self.domain_overrides.get(domain, {})}
+        )
 
     def variant_config(self) -> dict:
         """What sets this cooperative apart beyond the recipe, only when set (older cache keys stay as they were)."""
         recipes = [[kind, granularity, asdict(recipe)] for kind, granularity, recipe in self.recipes]
-        return {k: v for k, v in (("domain_overrides", self.domain_overrides), ("lora", self.lora),
-                                  ("recipes", recipes)) if v}
+        return {
+            k: v
+            for k, v in (("domain_overrides", self.domain_overrides), ("lora", self.lora), ("recipes", recipes))
+            if v
+        }
 
     def all_routers(self) -> list[tuple[str, str, RouterRecipe]]:
         """Every router the coordinator fits: (kind, granularity, recipe), the plain ones first."""
@@ -109,11 +126,16 @@ class Cooperative:
 
 # ---------------------------------------------------------------- contributors
 
+
 def data_stats(data_dir: Path, domain: str, chunks: torch.Tensor) -> dict:
     """What a contributor reports of its data: counts and hashes, never text."""
     record = read_json(Path(data_dir) / domain / "chunks.json")
-    return {"domain": domain, "train_chunks": len(chunks), "train_tokens": int(chunks.numel()),
-            "train_file_sha256": record["files"]["train.safetensors"]}
+    return {
+        "domain": domain,
+        "train_chunks": len(chunks),
+        "train_tokens": int(chunks.numel()),
+        "train_file_sha256": record["files"]["train.safetensors"],
+    }
 
 
 def specialist_save_every(steps: int) -> int:
@@ -126,9 +148,20 @@ def specialist_save_every(steps: int) -> int:
     return max(1, min(200, steps // 4))
 
 
-def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainConfig, folder: Path, *,
-                     contributor: str, data: dict, eval_sets: dict | None = None, lora_spec: dict | None = None,
-                     trained: Path | None = None, sharded: str | None = None) -> dict:
+def train_specialist(
+    base,
+    base_fp: str,
+    train_chunks: torch.Tensor,
+    cfg: TrainConfig,
+    folder: Path,
+    *,
+    contributor: str,
+    data: dict,
+    eval_sets: dict | None = None,
+    lora_spec: dict | None = None,
+    trained: Path | None = None,
+    sharded: str | None = None,
+) -> dict:
     """Fine-tune a copy of the base and hand it in as `folder/submission`; returns the training log.
 
     Cached: a finished folder made with the same configuration is reused as it is, and with
@@ -148,8 +181,13 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
     """
     folder = Path(folder)
     # the curves' held-out sets by content: the same names with other chunks are other curves
-    config = {"train": cfg.to_dict(), "base": base_fp, "data": data, "contributor": contributor,
-              "eval": state_dict_hashes(eval_sets or {})}
+    config = {
+        "train": cfg.to_dict(),
+        "base": base_fp,
+        "data": data,
+        "contributor": contributor,
+        "eval": state_dict_hashes(eval_sets or {}),
+    }
     if lora_spec:
         config["lora"] = lora_spec
     if step_is_done(folder, config) and (folder / "submission" / "kalavai_submission.json").exists():
@@ -163,15 +201,31 @@ def train_specialist(base, base_fp: str, train_chunks: torch.Tensor, cfg: TrainC
     model = copy.deepcopy(base)
     if lora_spec:
         from . import lora  # peft only where LoRA is asked for
+
         model = lora.add_adapters(model, lora_spec, cfg.freeze_layers, cfg.seed)
-    log = train_causal_lm(model, train_chunks, cfg, eval_sets, desc=f"{contributor}",
-                          checkpoint_dir=folder / CHECKPOINT_DIR, save_every=specialist_save_every(cfg.steps))
+    log = train_causal_lm(
+        model,
+        train_chunks,
+        cfg,
+        eval_sets,
+        desc=f"{contributor}",
+        checkpoint_dir=folder / CHECKPOINT_DIR,
+        save_every=specialist_save_every(cfg.steps),
+    )
     if lora_spec:
         model = lora.merge(model)
     state = process_state()
     if state.is_main_process:
-        write_submission(model, folder / "submission", base_fingerprint=base_fp, base_state=base.state_dict(),
-                         freeze_layers=cfg.freeze_layers, training=cfg.to_dict(), data=data, contributor=contributor)
+        write_submission(
+            model,
+            folder / "submission",
+            base_fingerprint=base_fp,
+            base_state=base.state_dict(),
+            freeze_layers=cfg.freeze_layers,
+            training=cfg.to_dict(),
+            data=data,
+            contributor=contributor,
+        )
         atomic_write_json(folder / TRAINING_LOG, log)
         mark_step_done(folder, config)
     drop_checkpoint(folder)
@@ -190,6 +244,7 @@ def copy_trained(runs: Path, folder: Path, config: dict) -> bool:
     hard-linked where possible (they are only ever replaced, never written in place).
     Returns whether one was found.
     """
+
     def same_training(c: dict) -> bool:
         return {k: v for k, v in c.items() if k != "eval"} == {k: v for k, v in config.items() if k != "eval"}
 
@@ -199,8 +254,13 @@ def copy_trained(runs: Path, folder: Path, config: dict) -> bool:
         if src == folder or not (src / "submission" / "kalavai_submission.json").exists():
             continue
         found = read_json(marker).get("config")
-        if (not isinstance(found, dict) or not step_is_done(src, found) or not same_training(found)
-                or not isinstance(found.get("eval"), dict) or any(found["eval"].get(d) != h for d, h in want.items())):
+        if (
+            not isinstance(found, dict)
+            or not step_is_done(src, found)
+            or not same_training(found)
+            or not isinstance(found.get("eval"), dict)
+            or any(found["eval"].get(d) != h for d, h in want.items())
+        ):
             continue
         shutil.copytree(src / "submission", folder / "submission", copy_function=_link_or_copy, dirs_exist_ok=True)
         log = read_json(src / TRAINING_LOG)
@@ -230,20 +290,42 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
     logs = {}
     for domain in coop.domains:
         train = data.load_split(coop.data_dir, domain, "train")
-        logs[domain] = train_specialist(base, base_fp, train, coop.train_config(domain), coop.folder(runs) / "specialists" / domain,
-                                        contributor=domain, data=data_stats(coop.data_dir, domain, train),
-                                        eval_sets=curve_sets if coop.all_curves else {domain: heldout[domain]},
-                                        lora_spec=coop.lora, trained=runs, sharded=sharded)
+        logs[domain] = train_specialist(
+            base,
+            base_fp,
+            train,
+            coop.train_config(domain),
+            coop.folder(runs) / "specialists" / domain,
+            contributor=domain,
+            data=data_stats(coop.data_dir, domain, train),
+            eval_sets=curve_sets if coop.all_curves else {domain: heldout[domain]},
+            lora_spec=coop.lora,
+            trained=runs,
+            sharded=sharded,
+        )
     if coop.monolithic:
         train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
         cfg = coop.train_config()
         # Equal compute: as many steps as all specialists together, on the union of their data.
         cfg = TrainConfig(**{**cfg.to_dict(), "steps": cfg.steps * len(coop.domains)})
-        stats = {"domains": list(coop.domains), "train_chunks": len(train), "train_tokens": int(train.numel()),
-                 "train_sha256": tensor_sha256(train)}  # counts alone would not see edited data
-        logs["monolithic"] = train_specialist(base, base_fp, train, cfg, coop.folder(runs) / "monolithic",
-                                              contributor="monolithic", data=stats, eval_sets=curve_sets,
-                                              lora_spec=coop.lora, sharded=sharded)
+        stats = {
+            "domains": list(coop.domains),
+            "train_chunks": len(train),
+            "train_tokens": int(train.numel()),
+            "train_sha256": tensor_sha256(train),
+        }  # counts alone would not see edited data
+        logs["monolithic"] = train_specialist(
+            base,
+            base_fp,
+            train,
+            cfg,
+            coop.folder(runs) / "monolithic",
+            contributor="monolithic",
+            data=stats,
+            eval_sets=curve_sets,
+            lora_spec=coop.lora,
+            sharded=sharded,
+        )
     return logs
 
 
@@ -261,7 +343,9 @@ def train_main_cooperatives(scale: Scale, runs: Path, seeds) -> dict[int, dict[s
     folder, _ = pipeline.prepare_corpus(scale, runs)
     base_fp = pipeline.prepare_base(scale, runs)["fingerprint"]
     base = pipeline.load_base(scale, runs, weights=process_state().is_main_process or not fsdp_requested())
-    return {seed: train_contributors(main_cooperative(scale, runs, seed, folder), runs, base, base_fp) for seed in seeds}
+    return {
+        seed: train_contributors(main_cooperative(scale, runs, seed, folder), runs, base, base_fp) for seed in seeds
+    }
 
 
 def submission_folders(coop: Cooperative, runs: Path) -> list[Path]:
@@ -276,6 +360,7 @@ def collect(coop: Cooperative, runs: Path, base) -> list:
 @dataclass
 class Assembly:
     """What the coordinator builds from the submissions in one pass."""
+
     fused: FusedModel
     fingerprints: list[str]  # each specialist's, as verified and cast for inference
     weight_avg: torch.nn.Module | None = None
@@ -306,8 +391,10 @@ def assemble(coop: Cooperative, runs: Path, base, average: bool = False, **fused
 
 # ---------------------------------------------------------------- coordinator
 
-def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Cooperative,
-                folder: Path) -> dict[str, tuple[torch.nn.Module, list[float]]]:
+
+def fit_routers(
+    fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Cooperative, folder: Path
+) -> dict[str, tuple[torch.nn.Module, list[float]]]:
     """Fit a freshly seeded router of each (kind, granularity[, recipe]) for `fused`'s experts.
 
     Returns {fused name: (router, loss per step)}. Each router is cached in its own folder
@@ -325,13 +412,23 @@ def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Co
         recipe = rest[0] if rest else PLAIN
         name = fused_name(kind, granularity, recipe=recipe)
         sub = Path(folder) / name.replace(":", "-")
-        config = {"kind": kind, "granularity": granularity, "steps": recipe.steps(s.router_steps), "batch": s.router_batch,
-                  "lr": s.router_lr, "wd": s.router_wd, "hidden": s.router_hidden, "seed": coop.seed,
-                  "experts": experts, "data": data_hash}
+        config = {
+            "kind": kind,
+            "granularity": granularity,
+            "steps": recipe.steps(s.router_steps),
+            "batch": s.router_batch,
+            "lr": s.router_lr,
+            "wd": s.router_wd,
+            "hidden": s.router_hidden,
+            "seed": coop.seed,
+            "experts": experts,
+            "data": data_hash,
+        }
         if recipe != PLAIN:
             config["recipe"] = asdict(recipe)
-        router = make_router(kind, fused.neox_config.hidden_size, fused.config.n_experts, hidden=s.router_hidden,
-                             seed=coop.seed).to(device)
+        router = make_router(
+            kind, fused.neox_config.hidden_size, fused.config.n_experts, hidden=s.router_hidden, seed=coop.seed
+        ).to(device)
         if step_is_done(sub, config) and (sub / "router.safetensors").exists():
             router.load_state_dict(load_file(sub / "router.safetensors"))
             out[name] = (router, read_json(sub / "router_log.json")["loss"])
@@ -343,25 +440,40 @@ def fit_routers(fused: FusedModel, routers, train_chunks: torch.Tensor, coop: Co
         if warm_steps:
             warm = [data.load_split(coop.data_dir, d, "train") for d in coop.domains]
             if not torch.equal(torch.cat(warm), torch.as_tensor(train_chunks)):
-                raise KalavaiError("a warm-started router needs train_chunks to be the cooperative's domains' train chunks")
+                raise KalavaiError(
+                    "a warm-started router needs train_chunks to be the cooperative's domains' train chunks"
+                )
         clock = Clock()
-        losses = train_routers(fused, [(router, granularity) for *_, router, granularity, _ in group], train_chunks,
-                               [r.steps(s.router_steps) for *_, r in group], s.router_batch, s.router_lr, s.router_wd,
-                               seed=coop.seed, warm_start=warm, warm_steps=warm_steps,
-                               balance=[r.balance for *_, r in group], schedule=[r.schedule for *_, r in group])
+        losses = train_routers(
+            fused,
+            [(router, granularity) for *_, router, granularity, _ in group],
+            train_chunks,
+            [r.steps(s.router_steps) for *_, r in group],
+            s.router_batch,
+            s.router_lr,
+            s.router_wd,
+            seed=coop.seed,
+            warm_start=warm,
+            warm_steps=warm_steps,
+            balance=[r.balance for *_, r in group],
+            schedule=[r.schedule for *_, r in group],
+        )
         spent = clock.spent()  # the group's time, shared equally by the routers fitted side by side
         fit = {**spent, "seconds": spent["seconds"] / len(group), "side_by_side": len(group)}
         for (name, sub, config, router, _, _), loss in zip(group, losses):
             start_step(sub)
-            atomic_write_bytes(sub / "router.safetensors", save({k: v.contiguous() for k, v in router.state_dict().items()}))
+            atomic_write_bytes(
+                sub / "router.safetensors", save({k: v.contiguous() for k, v in router.state_dict().items()})
+            )
             atomic_write_json(sub / "router_log.json", {"loss": loss, "config": config, "fit": fit})
             mark_step_done(sub, config)
             out[name] = (router, loss)
     return out
 
 
-def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assembly: Assembly | None = None,
-                       specialists: bool = True) -> dict:
+def evaluate_baselines(
+    coop: Cooperative, runs: Path, base, base_fp: str, assembly: Assembly | None = None, specialists: bool = True
+) -> dict:
     """Held-out losses of base, each specialist, weight averaging and monolithic (cached).
 
     `assembly`: the cooperative's, built with `average=True` (assembled here when not given).
@@ -373,12 +485,20 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
     s = coop.scale
     if assembly is None:
         assembly = assemble(coop, runs, base, average=True)
-    mono = collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model if coop.monolithic else None
+    mono = (
+        collect_submissions([folder / "monolithic" / "submission"], base, config_freeze(coop))[0].model
+        if coop.monolithic
+        else None
+    )
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")  # before the cache check: it is keyed on them
-    config = {"experts": assembly.fingerprints, "base": base_fp,
-              "monolithic": fingerprint(mono) if mono is not None else None,
-              "eval": [s.eval_batch, s.eval_max_batches], "domains": coop.domains,
-              "heldout": state_dict_hashes(heldout)}  # counts alone would not see edited data
+    config = {
+        "experts": assembly.fingerprints,
+        "base": base_fp,
+        "monolithic": fingerprint(mono) if mono is not None else None,
+        "eval": [s.eval_batch, s.eval_max_batches],
+        "domains": coop.domains,
+        "heldout": state_dict_hashes(heldout),
+    }  # counts alone would not see edited data
     for with_specialists in (True, False) if not specialists else (True,):
         cached = {**config, "specialists": with_specialists}
         if step_is_done(folder / "baselines", cached) and (folder / "baselines" / "losses.json").exists():
@@ -390,12 +510,18 @@ def evaluate_baselines(coop: Cooperative, runs: Path, base, base_fp: str, assemb
         losses.update(evaluate_pass(assembly.fused, heldout, s, [], experts=True)[0])
     # the average of specialists whose frozen prefix is the base's has that very prefix (float64
     # sums: exact), so it is read back where the fused pass computed it (the store is keyed on it)
-    losses["weight_avg"] = evaluate_domains(assembly.weight_avg, heldout, s.eval_batch, s.eval_max_batches,
-                                            states=prefix.for_model(assembly.weight_avg, config_freeze(coop)))
+    losses["weight_avg"] = evaluate_domains(
+        assembly.weight_avg,
+        heldout,
+        s.eval_batch,
+        s.eval_max_batches,
+        states=prefix.for_model(assembly.weight_avg, config_freeze(coop)),
+    )
     if mono is not None:  # its frozen prefix is the base's, read back where the fused pass computed it
         mono = for_inference(mono, s.bf16)
-        losses["monolithic"] = evaluate_domains(mono, heldout, s.eval_batch, s.eval_max_batches,
-                                                states=prefix.for_model(mono, config_freeze(coop)))
+        losses["monolithic"] = evaluate_domains(
+            mono, heldout, s.eval_batch, s.eval_max_batches, states=prefix.for_model(mono, config_freeze(coop))
+        )
     start_step(folder / "baselines")
     atomic_write_json(folder / "baselines" / "losses.json", losses)
     mark_step_done(folder / "baselines", {**config, "specialists": specialists}, evaluation=clock.spent())
@@ -410,8 +536,12 @@ def base_losses(base, base_fp: str, heldout: dict, s: Scale, runs: Path) -> dict
     """
     out, model = {}, None
     for domain, chunks in heldout.items():
-        config = {"base": base_fp, "chunks": tensor_sha256(chunks), "eval": [s.eval_batch, s.eval_max_batches],
-                  "bf16": s.bf16}
+        config = {
+            "base": base_fp,
+            "chunks": tensor_sha256(chunks),
+            "eval": [s.eval_batch, s.eval_max_batches],
+            "bf16": s.bf16,
+        }
         path = Path(runs) / "heldout_losses" / f"base-{config_hash(config)}.json"
         saved = read_json(path) if path.exists() else {}
         if saved.get("config") == config:
@@ -428,16 +558,33 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     folder = coop.folder(runs)
     out_path = folder / "results.json"
     s = coop.scale
-    assembly = assemble(coop, runs, base, average=True, router_kind=coop.routers[0][0],
-                        granularity=coop.routers[0][1], router_hidden=s.router_hidden, seed=coop.seed)
+    assembly = assemble(
+        coop,
+        runs,
+        base,
+        average=True,
+        router_kind=coop.routers[0][0],
+        granularity=coop.routers[0][1],
+        router_hidden=s.router_hidden,
+        seed=coop.seed,
+    )
     losses = dict(evaluate_baselines(coop, runs, base, base_fp, assembly, specialists=False))
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
-    config = {"coop": {"domains": coop.domains, "overrides": coop.train_overrides, "routers": coop.routers,
-                       "monolithic": coop.monolithic, "seed": coop.seed, **coop.variant_config()},
-              "experts": assembly.fingerprints, "base": base_fp,
-              "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
-              "eval": [s.eval_batch, s.eval_max_batches],
-              "heldout": state_dict_hashes(heldout)}
+    config = {
+        "coop": {
+            "domains": coop.domains,
+            "overrides": coop.train_overrides,
+            "routers": coop.routers,
+            "monolithic": coop.monolithic,
+            "seed": coop.seed,
+            **coop.variant_config(),
+        },
+        "experts": assembly.fingerprints,
+        "base": base_fp,
+        "router": [s.router_steps, s.router_batch, s.router_lr, s.router_wd, s.router_hidden],
+        "eval": [s.eval_batch, s.eval_max_batches],
+        "heldout": state_dict_hashes(heldout),
+    }
     if step_is_done(folder / "fusion", config) and out_path.exists():
         return load_results(out_path)
 
@@ -452,11 +599,21 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     losses.update(fused_losses)
     losses = {"base": losses["base"], **specialists_first(losses)}  # the baselines' order, whichever pass scored them
     results = make_results(
-        experiment=coop.experiment, condition=coop.condition, scale=s.name, seed=coop.seed,
-        config={"scale": s.to_dict(), **config}, base_fingerprint=base_fp, domains=coop.domains,
-        losses=losses, specialists=names, gates=gates,
-        extra={"router_loss": {k: v[-50:] for k, v in router_logs.items()},
-               "specialist_fingerprints": dict(zip(coop.domains, config["experts"])), **(extra or {})},
+        experiment=coop.experiment,
+        condition=coop.condition,
+        scale=s.name,
+        seed=coop.seed,
+        config={"scale": s.to_dict(), **config},
+        base_fingerprint=base_fp,
+        domains=coop.domains,
+        losses=losses,
+        specialists=names,
+        gates=gates,
+        extra={
+            "router_loss": {k: v[-50:] for k, v in router_logs.items()},
+            "specialist_fingerprints": dict(zip(coop.domains, config["experts"])),
+            **(extra or {}),
+        },
     )
     write_results(out_path, results)
     mark_step_done(folder / "fusion", config, evaluation=clock.spent())
@@ -478,7 +635,9 @@ def evaluate_fused(fused, routers: dict, coop: Cooperative, heldout: dict, exper
     variants = [("uniform", "uniform", None, None)]
     for kind, granularity, recipe in coop.all_routers():
         router = routers[fused_name(kind, granularity, recipe=recipe)][0]
-        variants += [(fused_name(kind, granularity, mode, recipe), mode, router, granularity) for mode in ("soft", "hard")]
+        variants += [
+            (fused_name(kind, granularity, mode, recipe), mode, router, granularity) for mode in ("soft", "hard")
+        ]
     return evaluate_pass(fused, heldout, coop.scale, variants, experts=experts)
 
 
@@ -577,6 +736,7 @@ def cooperative_jobs(coops, runs: Path) -> list[tuple]:
     specialist is likely finished and copied, not trained twice (trained twice, it comes
     out the same).
     """
+
     def cost(coop: Cooperative) -> float:
         recipes = [coop.train_config(d) for d in coop.domains]
         trained_blocks = sum(c.steps * max(1, coop.scale.n_layers - c.freeze_layers + 1) for c in recipes)
@@ -590,8 +750,11 @@ def cooperative_jobs(coops, runs: Path) -> list[tuple]:
         keys = {(str(coop.data_dir), d, revision, repr(coop.train_config(d)), repr(coop.lora)) for d in coop.domains}
         (later if keys & trained else first).append((coop, revision))
         trained |= keys
-    return [(run_cooperative_job, (coop, runs, revision))
-            for group in (first, later) for coop, revision in sorted(group, key=lambda c: -cost(c[0]))]
+    return [
+        (run_cooperative_job, (coop, runs, revision))
+        for group in (first, later)
+        for coop, revision in sorted(group, key=lambda c: -cost(c[0]))
+    ]
 
 
 def main_cooperative(scale: Scale, runs: Path, seed: int, data_dir: Path, ablation: bool = False) -> Cooperative:
@@ -600,5 +763,13 @@ def main_cooperative(scale: Scale, runs: Path, seed: int, data_dir: Path, ablati
     With `ablation`, all four router kinds x granularities are fitted (the router ablation
     table); otherwise the authors' router and the causal one.
     """
-    return Cooperative(scale=scale, experiment="main", condition="main", seed=seed, domains=tuple(scale.domains),
-                       data_dir=Path(data_dir), routers=ABLATION_ROUTERS if ablation else None, all_curves=True)
+    return Cooperative(
+        scale=scale,
+        experiment="main",
+        condition="main",
+        seed=seed,
+        domains=tuple(scale.domains),
+        data_dir=Path(data_dir),
+        routers=ABLATION_ROUTERS if ablation else None,
+        all_curves=True,
+    )

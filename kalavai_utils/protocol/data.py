@@ -9,6 +9,7 @@ step.
 Chunks are stored as safetensors (`input_ids`, int32) with a manifest holding the
 content hash of every file; a corrupted or stale file is detected by its hash and rebuilt.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,8 +23,16 @@ from .. import corpora
 from ..errors import KalavaiError
 from ..scales import Scale
 from ..storage import (
-    STEP_FILE, atomic_write_bytes, atomic_write_json, config_hash, mark_step_done, plain_name, read_json, sha256_bytes,
-    sha256_file, step_is_done,
+    STEP_FILE,
+    atomic_write_bytes,
+    atomic_write_json,
+    config_hash,
+    mark_step_done,
+    plain_name,
+    read_json,
+    sha256_bytes,
+    sha256_file,
+    step_is_done,
 )
 
 SPLITS = ("train", "unused", "heldout")
@@ -34,6 +43,7 @@ DATA_SEED = 1234  # the corpora are the same for every training seed; seeds only
 
 
 # ---------------------------------------------------------------- sources -> documents
+
 
 def load_source_manifest(domain: str, folder: Path | None = None) -> dict:
     """A Hub source description from data_manifests/<domain>.json, checked for its keys."""
@@ -49,8 +59,10 @@ def load_source_manifest(domain: str, folder: Path | None = None) -> dict:
     filters = source["filters"]
     unknown = set(filters) - FILTER_KEYS if isinstance(filters, dict) else {"(not an object)"}
     if unknown or not isinstance(filters.get("equals", {}), dict):
-        raise KalavaiError(f"malformed data manifest {path}: filters take {', '.join(sorted(FILTER_KEYS))} "
-                           f"(equals: an object of field -> value), got {', '.join(sorted(map(str, unknown or {'equals'})))}")
+        raise KalavaiError(
+            f"malformed data manifest {path}: filters take {', '.join(sorted(FILTER_KEYS))} "
+            f"(equals: an object of field -> value), got {', '.join(sorted(map(str, unknown or {'equals'})))}"
+        )
     return source
 
 
@@ -149,8 +161,9 @@ def hub_documents(source: dict) -> tuple[list[str], dict]:
     return docs, {**source, "resolved_revision": commit}
 
 
-def domain_documents(scale: Scale, domain: str, overlap: float | None = None, stream: str = "specialist",
-                     n_docs: int | None = None) -> tuple[list[str], dict]:
+def domain_documents(
+    scale: Scale, domain: str, overlap: float | None = None, stream: str = "specialist", n_docs: int | None = None
+) -> tuple[list[str], dict]:
     """A domain's documents and where they came from (offline generator or Hub manifest)."""
     n_docs = n_docs or scale.docs_per_domain
     if scale.is_hub:
@@ -158,13 +171,20 @@ def domain_documents(scale: Scale, domain: str, overlap: float | None = None, st
         return hub_documents({**source, "n_documents": n_docs})
     overlap = scale.corpus_overlap if overlap is None else overlap
     docs = corpora.generate_documents(domain, n_docs, seed=DATA_SEED, overlap=overlap, stream=stream)
-    provenance = {"generator": corpora.corpus_version(domain), "domain": domain, "seed": DATA_SEED,
-                  "overlap": overlap, "stream": stream, "n_documents": n_docs,
-                  "description": corpora.describe_domain(domain)}
+    provenance = {
+        "generator": corpora.corpus_version(domain),
+        "domain": domain,
+        "seed": DATA_SEED,
+        "overlap": overlap,
+        "stream": stream,
+        "n_documents": n_docs,
+        "description": corpora.describe_domain(domain),
+    }
     return docs, provenance
 
 
 # ---------------------------------------------------------------- documents -> chunks
+
 
 def pack(texts: list[str], tokenizer, seq_len: int) -> torch.Tensor:
     """Join with a blank line, tokenize as one stream, cut into full chunks (remainder dropped)."""
@@ -183,6 +203,7 @@ def split_by_index(chunks: torch.Tensor, fractions=(0.8, 0.1, 0.1)) -> dict[str,
 
 # ---------------------------------------------------------------- chunk files + manifest
 
+
 def tokenizer_id(tokenizer) -> str:
     """A stable identity for a tokenizer: its name or path plus vocabulary size."""
     return f"{tokenizer.name_or_path}:{len(tokenizer)}"
@@ -198,14 +219,29 @@ def cached_record(folder: Path, config: dict) -> dict | None:
     return record if intact else None
 
 
-def prepare_domain(scale: Scale, domain: str, tokenizer, out_dir: Path, overlap: float | None = None,
-                   stream: str = "specialist", n_docs: int | None = None, tokenizer_hash: str = "") -> dict:
+def prepare_domain(
+    scale: Scale,
+    domain: str,
+    tokenizer,
+    out_dir: Path,
+    overlap: float | None = None,
+    stream: str = "specialist",
+    n_docs: int | None = None,
+    tokenizer_hash: str = "",
+) -> dict:
     """Build (or reuse, if finished and intact) one domain's chunk files; returns its record."""
     folder = Path(out_dir) / domain
-    config = {"domain": domain, "scale_source": scale.source, "seq_len": scale.seq_len,
-              "fractions": list(scale.split_fractions), "overlap": overlap if not scale.is_hub else None,
-              "stream": stream, "n_docs": n_docs or scale.docs_per_domain, "tokenizer": tokenizer_hash or tokenizer_id(tokenizer),
-              "generator": None if scale.is_hub else corpora.corpus_version(domain)}
+    config = {
+        "domain": domain,
+        "scale_source": scale.source,
+        "seq_len": scale.seq_len,
+        "fractions": list(scale.split_fractions),
+        "overlap": overlap if not scale.is_hub else None,
+        "stream": stream,
+        "n_docs": n_docs or scale.docs_per_domain,
+        "tokenizer": tokenizer_hash or tokenizer_id(tokenizer),
+        "generator": None if scale.is_hub else corpora.corpus_version(domain),
+    }
     if scale.is_hub:
         # A Hub domain's chunks depend on everything its data manifest says (dataset, config,
         # revision, text recipe, filters): editing any of it must rebuild them. (Offline keys are
@@ -218,7 +254,9 @@ def prepare_domain(scale: Scale, domain: str, tokenizer, out_dir: Path, overlap:
     if not docs:
         raise KalavaiError(f"domain {domain!r} produced no documents")
     splits = split_by_index(pack(docs, tokenizer, scale.seq_len), scale.split_fractions)
-    record = save_splits(folder, splits, scale.seq_len, {"domain": domain, "source": provenance, "n_documents": len(docs)})
+    record = save_splits(
+        folder, splits, scale.seq_len, {"domain": domain, "source": provenance, "n_documents": len(docs)}
+    )
     mark_step_done(folder, config)
     return record
 
@@ -275,14 +313,20 @@ def load_split(data_dir: str | Path, domain: str, split: str) -> torch.Tensor:
         raise KalavaiError(f"malformed chunk record {folder / 'chunks.json'}: no hash for {path.name}")
     raw = path.read_bytes()
     if sha256_bytes(raw) != files[path.name]:
-        raise KalavaiError(f"corrupted chunk file {path}: content hash differs from its manifest; rerun data preparation")
+        raise KalavaiError(
+            f"corrupted chunk file {path}: content hash differs from its manifest; rerun data preparation"
+        )
     try:
         ids = load(raw)["input_ids"]
     except Exception as e:  # noqa: BLE001 - whatever is wrong with the bytes, the file is named
-        raise KalavaiError(f"malformed chunk file {path}: not safetensors with input_ids ({type(e).__name__})") from None
+        raise KalavaiError(
+            f"malformed chunk file {path}: not safetensors with input_ids ({type(e).__name__})"
+        ) from None
     if ids.ndim != 2 or ids.dtype not in (torch.int32, torch.int64):
-        raise KalavaiError(f"malformed chunk file {path}: input_ids is {ids.dtype} of shape {tuple(ids.shape)}, "
-                           "expected integer chunks (2-D)")
+        raise KalavaiError(
+            f"malformed chunk file {path}: input_ids is {ids.dtype} of shape {tuple(ids.shape)}, "
+            "expected integer chunks (2-D)"
+        )
     return ids.long()
 
 

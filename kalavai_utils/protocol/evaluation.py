@@ -7,6 +7,7 @@ monolithic, fused) goes through `domain_losses`, alone (`evaluate_domains`) or w
 models that share its work on a batch (cooperative.evaluate_pass: every expert, router
 and mode of one fused model), so they are compared the same way.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,9 @@ def domain_losses(batch_losses, chunks: torch.Tensor, batch_size: int = 4, max_b
 
 
 @torch.no_grad()
-def domain_loss(model, chunks: torch.Tensor, batch_size: int = 4, max_batches: int = 50, on_output=None,
-                states=None) -> float:
+def domain_loss(
+    model, chunks: torch.Tensor, batch_size: int = 4, max_batches: int = 50, on_output=None, states=None
+) -> float:
     """Mean of per-batch mean next-token losses over a domain's chunks, in order.
 
     `on_output(output)` sees every batch's model output (the fused model's gates, say),
@@ -64,8 +66,9 @@ def domain_loss(model, chunks: torch.Tensor, batch_size: int = 4, max_batches: i
         model.train(was_training)
 
 
-def evaluate_domains(model, heldout: dict[str, torch.Tensor], batch_size: int = 4, max_batches: int = 50,
-                     on_output=None, states=None) -> dict[str, float]:
+def evaluate_domains(
+    model, heldout: dict[str, torch.Tensor], batch_size: int = 4, max_batches: int = 50, on_output=None, states=None
+) -> dict[str, float]:
     """Every domain's loss; `on_output(domain, output)` sees each batch's output; `states` as in `domain_loss`."""
-    hook = (lambda d: (lambda out: on_output(d, out))) if on_output else (lambda d: None)
+    hook = (lambda d: lambda out: on_output(d, out)) if on_output else (lambda d: None)
     return {d: domain_loss(model, chunks, batch_size, max_batches, hook(d), states) for d, chunks in heldout.items()}

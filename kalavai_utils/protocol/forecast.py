@@ -9,18 +9,19 @@ writes it) or the paper's line.
 The frozen depth K comes from the coordinator (--freeze-layers, or --scale's setting), never
 from a submission.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import KalavaiError
+from ..scales import get_scale
+from ..storage import printable, sha256_bytes
 from . import data, prediction
 from .evaluation import domain_loss
 from .metrics import divergence_pct
-from ..errors import KalavaiError
 from .models import load_causal_lm
-from ..scales import get_scale
 from .submission import iter_submissions
-from ..storage import printable, sha256_bytes
 
 
 def choose_fit(fit: str):
@@ -47,14 +48,18 @@ def own_domain_divergences(base, submissions, data_dir: Path, eval_batch: int = 
         path = data_dir / domain / "heldout.safetensors"
         recorded = sub.manifest["data"].get("heldout_chunks_sha256")
         if recorded is not None and recorded != sha256_bytes(heldout.int().numpy().tobytes()):
-            raise KalavaiError(f"{path}: not the held-out split submission {printable(sub.folder)} recorded "
-                               "(heldout_chunks_sha256 differs)")
+            raise KalavaiError(
+                f"{path}: not the held-out split submission {printable(sub.folder)} recorded "
+                "(heldout_chunks_sha256 differs)"
+            )
         if len(heldout) == 0:
             raise KalavaiError(f"{path}: no held-out chunks")
         if heldout.min() < 0 or heldout.max() >= base.config.vocab_size:
             raise KalavaiError(f"{path}: token ids outside the base's vocabulary of {base.config.vocab_size}")
-        out[sub.name] = divergence_pct(domain_loss(base, heldout, eval_batch, max_batches),
-                                       domain_loss(sub.model, heldout, eval_batch, max_batches))
+        out[sub.name] = divergence_pct(
+            domain_loss(base, heldout, eval_batch, max_batches),
+            domain_loss(sub.model, heldout, eval_batch, max_batches),
+        )
     return out
 
 
@@ -67,7 +72,9 @@ def coordinator_freeze_layers(freeze_layers: int | None, scale: str | None) -> i
     if scale is not None:
         from_scale = get_scale(scale).freeze_layers
         if freeze_layers is not None and freeze_layers != from_scale:
-            raise KalavaiError(f"--freeze-layers {freeze_layers} contradicts scale {scale!r} (freeze_layers {from_scale})")
+            raise KalavaiError(
+                f"--freeze-layers {freeze_layers} contradicts scale {scale!r} (freeze_layers {from_scale})"
+            )
         return from_scale
     if freeze_layers is None:
         raise KalavaiError("the coordinator's frozen depth is needed: give --freeze-layers K or --scale NAME")
@@ -76,8 +83,14 @@ def coordinator_freeze_layers(freeze_layers: int | None, scale: str | None) -> i
     return freeze_layers
 
 
-def forecast(base_dir: str, submission_dirs, data_dir: str, fit: str = "paper", freeze_layers: int | None = None,
-             scale: str | None = None) -> dict:
+def forecast(
+    base_dir: str,
+    submission_dirs,
+    data_dir: str,
+    fit: str = "paper",
+    freeze_layers: int | None = None,
+    scale: str | None = None,
+) -> dict:
     freeze_layers = coordinator_freeze_layers(freeze_layers, scale)  # before anything is loaded
     line, meta = choose_fit(fit)  # a bad fit file is bad input: refused before any work
     base = load_causal_lm(base_dir)
@@ -87,8 +100,10 @@ def forecast(base_dir: str, submission_dirs, data_dir: str, fit: str = "paper", 
 
 
 def describe(result: dict) -> str:
-    lines = [f"mean divergence {result['mean_divergence']:.2f}% -> predicted gain {result['predicted_gain']:+.2f}% "
-             f"(95% band {result['lo']:+.2f} .. {result['hi']:+.2f}) using {result['fit']['source']}"]
+    lines = [
+        f"mean divergence {result['mean_divergence']:.2f}% -> predicted gain {result['predicted_gain']:+.2f}% "
+        f"(95% band {result['lo']:+.2f} .. {result['hi']:+.2f}) using {result['fit']['source']}"
+    ]
     if result["non_improving"]:
         lines.append(f"WARNING: no improvement over the base on their own domain: {', '.join(result['non_improving'])}")
     if result["below_floor"]:

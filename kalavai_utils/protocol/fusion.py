@@ -19,6 +19,7 @@ The class is a regular transformers model: save_pretrained / from_pretrained in
 safetensors, AutoModelForCausalLM (registered below, no remote code), generate() with a
 KV cache (`FusedCache`: the shared prefix's once, one per expert suffix).
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXLayer, GPTNeoXRotaryEmbedding
 
 from ..errors import KalavaiError
-from .models import frozen_prefix_names
 from ..runtime.prefix import layer_inputs, run_layers
+from .models import frozen_prefix_names
 from .routers import GRANULARITIES, causal_lm_loss, make_router, mix_logits, pool_router_input, stack_logits
 
 MODES = ("soft", "hard", "uniform")
@@ -179,7 +180,9 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         check_choice("mode", config.mode, MODES)
         check_choice("sparse_by", config.sparse_by, SPARSE_BY)
         if config.expert_top_k not in (0, 1, 2) or config.expert_top_k > config.n_experts:
-            raise KalavaiError(f"top_k={config.expert_top_k}: choose 0 (dense), 1 or 2, at most n_experts={config.n_experts}")
+            raise KalavaiError(
+                f"top_k={config.expert_top_k}: choose 0 (dense), 1 or 2, at most n_experts={config.n_experts}"
+            )
         self.neox_config = config.specialist_config()
         k = config.freeze_layers
         if not 0 <= k <= self.neox_config.num_hidden_layers:
@@ -192,8 +195,13 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         self.rotary_emb = GPTNeoXRotaryEmbedding(self.neox_config)
         # One suffix per specialist.
         self.experts = nn.ModuleList(ExpertSuffix(self.neox_config, k) for _ in range(config.n_experts))
-        self.router = make_router(config.router_kind, self.neox_config.hidden_size, config.n_experts,
-                                  hidden=config.router_hidden, seed=config.router_seed)
+        self.router = make_router(
+            config.router_kind,
+            self.neox_config.hidden_size,
+            config.n_experts,
+            hidden=config.router_hidden,
+            seed=config.router_seed,
+        )
         self.post_init()
         self.router.reset_parameters()  # post_init re-drew it; the seeded init is the documented one
         # generate() decides about the cache itself (see generate): never transformers' default cache.
@@ -203,9 +211,17 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     # ---- building -------------------------------------------------------------------
 
     @classmethod
-    def from_specialists(cls, specialists: Iterable[GPTNeoXForCausalLM], expert_names: list[str], freeze_layers: int,
-                         router_kind: str = "linear", granularity: str = "token", router_hidden: int = 256,
-                         seed: int = 0, mode: str = "soft") -> "FusedModel":
+    def from_specialists(
+        cls,
+        specialists: Iterable[GPTNeoXForCausalLM],
+        expert_names: list[str],
+        freeze_layers: int,
+        router_kind: str = "linear",
+        granularity: str = "token",
+        router_hidden: int = 256,
+        seed: int = 0,
+        mode: str = "soft",
+    ) -> "FusedModel":
         """Fuse specialists that share the base's embedding and first `freeze_layers` blocks, bit for bit.
 
         `specialists` is read once, one at a time: each one's suffix is moved into the fused
@@ -224,10 +240,18 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             if model is None:
                 neox = first_config = specialist.config
                 config = FusedConfig(
-                    neox=neox.to_dict(), n_experts=len(names), expert_names=names,
-                    freeze_layers=freeze_layers, router_kind=router_kind, router_hidden=router_hidden,
-                    router_seed=seed, granularity=granularity, mode=mode,
-                    bos_token_id=neox.bos_token_id, eos_token_id=neox.eos_token_id, pad_token_id=neox.pad_token_id,
+                    neox=neox.to_dict(),
+                    n_experts=len(names),
+                    expert_names=names,
+                    freeze_layers=freeze_layers,
+                    router_kind=router_kind,
+                    router_hidden=router_hidden,
+                    router_seed=seed,
+                    granularity=granularity,
+                    mode=mode,
+                    bos_token_id=neox.bos_token_id,
+                    eos_token_id=neox.eos_token_id,
+                    pad_token_id=neox.pad_token_id,
                 )
                 config._attn_implementation = neox._attn_implementation
                 # Built on the meta device, then given the specialists' tensors (cloned) as they
@@ -252,7 +276,9 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             raise KalavaiError(f"{e} specialists but {len(names)} names")
         missing = [k for k, v in model.state_dict().items() if v.is_meta]
         if missing:  # a specialist without some tensor the fused model needs
-            raise KalavaiError(f"the specialists do not provide {len(missing)} of the fused model's tensors, e.g. {missing[0]}")
+            raise KalavaiError(
+                f"the specialists do not provide {len(missing)} of the fused model's tensors, e.g. {missing[0]}"
+            )
         return model.eval()
 
     # ---- the forward pass -----------------------------------------------------------
@@ -276,8 +302,13 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         self.config.router_kind, self.config.router_hidden, self.config.router_seed = kind, hidden, seed
         self.config.granularity = granularity
 
-    def expert_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      position_ids: torch.Tensor | None = None, states=None) -> torch.Tensor:
+    def expert_hidden(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        states=None,
+    ) -> torch.Tensor:
         """Every expert's final hidden state (after its final layer norm), [N, B, T, d].
 
         The shared prefix runs once (or is read from `states`, see `prefix`); the attention
@@ -303,8 +334,15 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             x = states(input_ids)
             return (x, *layer_inputs(self.neox_config, self.rotary_emb, x))
         x = self.emb_dropout(self.embed_in(input_ids))
-        mask, position_ids, rope = layer_inputs(self.neox_config, self.rotary_emb, x, attention_mask, position_ids,
-                                                cache, seen=0 if cache is None else cache.seen)
+        mask, position_ids, rope = layer_inputs(
+            self.neox_config,
+            self.rotary_emb,
+            x,
+            attention_mask,
+            position_ids,
+            cache,
+            seen=0 if cache is None else cache.seen,
+        )
         return run_layers(self.shared_layers, x, mask, position_ids, rope, cache), mask, position_ids, rope
 
     def suffixes(self, x, mask, position_ids, rope, cache: FusedCache | None = None) -> torch.Tensor:
@@ -317,11 +355,15 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             params = self.stacked_expert_weights()
             run = lambda p: torch.func.functional_call(self.experts[0], p, (x, mask, position_ids, rope))  # noqa: E731
             with warnings.catch_warnings():  # attention has no vmap rule on some backends: a loop inside, still right
-                warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+                warnings.filterwarnings(
+                    "ignore", message="There is a performance drop because we have not yet implemented"
+                )
                 return torch.vmap(run)(params)
         caches = cache.experts if cache is not None else [None] * len(self.experts)
         # .to(x.device): experts placed on other devices (inference.place_experts) hand their output back
-        return torch.stack([expert(x, mask, position_ids, rope, c).to(x.device) for expert, c in zip(self.experts, caches)])
+        return torch.stack(
+            [expert(x, mask, position_ids, rope, c).to(x.device) for expert, c in zip(self.experts, caches)]
+        )
 
     def stacked_expert_weights(self) -> dict:
         """The experts' parameters stacked along a new first axis (built once, rebuilt if they move).
@@ -336,10 +378,14 @@ class FusedModel(PreTrainedModel, GenerationMixin):
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Every expert's logits from its own hidden states: [N, B, T, d] -> [N, B, T, V]."""
-        return stack_logits((on_module(expert.lm_head, h).to(hidden.device) for expert, h in zip(self.experts, hidden)),
-                            len(self.experts))
+        return stack_logits(
+            (on_module(expert.lm_head, h).to(hidden.device) for expert, h in zip(self.experts, hidden)),
+            len(self.experts),
+        )
 
-    def gates_from(self, router_input: torch.Tensor, mode: str | None = None, router: nn.Module | None = None) -> torch.Tensor:
+    def gates_from(
+        self, router_input: torch.Tensor, mode: str | None = None, router: nn.Module | None = None
+    ) -> torch.Tensor:
         """Gates [B, T, N] from the router input, for `mode` (default: the model's mode).
 
         `router` (default: the model's own) lets several routers share one set of expert outputs.
@@ -355,9 +401,17 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             return nn.functional.one_hot(scores.argmax(dim=-1), n).to(scores.dtype)
         return scores.softmax(dim=-1)
 
-    def fuse(self, hidden: torch.Tensor, logits: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-             labels: torch.Tensor | None = None, gates: torch.Tensor | None = None, mode: str | None = None,
-             router: nn.Module | None = None, granularity: str | None = None) -> FusedOutput:
+    def fuse(
+        self,
+        hidden: torch.Tensor,
+        logits: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        gates: torch.Tensor | None = None,
+        mode: str | None = None,
+        router: nn.Module | None = None,
+        granularity: str | None = None,
+    ) -> FusedOutput:
         """Everything after the experts' blocks: gates, the mixture and its loss (forward's second half).
 
         `hidden` is `expert_hidden(...)`; `logits` (= `unembed(hidden)`) may be passed when
@@ -376,10 +430,17 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         loss = causal_lm_loss(fused, labels) if labels is not None else None
         return FusedOutput(loss=loss, logits=fused, gates=gates)
 
-    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.LongTensor | None = None, position_ids: torch.LongTensor | None = None,
-                gates: torch.Tensor | None = None, past_key_values: FusedCache | None = None,
-                routes: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs) -> FusedOutput:
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        gates: torch.Tensor | None = None,
+        past_key_values: FusedCache | None = None,
+        routes: tuple[torch.Tensor, torch.Tensor] | None = None,
+        **kwargs,
+    ) -> FusedOutput:
         """Fused logits sum_i g_i * logits_i, their next-token loss if `labels`, and the gates.
 
         `gates` ([B, T, N] or [N]) replaces the router: oracle routing and tests (under sparse
@@ -432,14 +493,18 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         """Only the chosen experts run; fused logits = sum over chosen of w_i * logits_i (w renormalized)."""
         by = self.config.sparse_by
         if by == "token" and cache is not None:
-            raise KalavaiError("sparse per-token dispatch has no cached generation (each expert's cache would hold "
-                               "only the tokens routed to it); generate with use_cache=False")
+            raise KalavaiError(
+                "sparse per-token dispatch has no cached generation (each expert's cache would hold "
+                "only the tokens routed to it); generate with use_cache=False"
+            )
         x, mask, position_ids, rope = self.prefix(input_ids, attention_mask, position_ids, cache)
         B, T, n = x.shape[0], x.shape[1], self.config.n_experts
         if by == "sequence":
             routes = routes if routes is not None else (cache.routes if cache is not None else None)
             if routes is None:  # no prompt given apart: the whole input is the prompt (as the authors' benchmark)
-                routes = top_k_routes(self.prefix_scores(x, attention_mask, gates, pool=True)[:, 0], self.config.expert_top_k)
+                routes = top_k_routes(
+                    self.prefix_scores(x, attention_mask, gates, pool=True)[:, 0], self.config.expert_top_k
+                )
             if cache is not None:
                 cache.routes = routes
             logits = self._run_sequence_routes(x, mask, position_ids, rope, routes, cache)
@@ -465,8 +530,13 @@ class FusedModel(PreTrainedModel, GenerationMixin):
                 return t if t is None or t.shape[0] != B or B == 1 else t[rows]
 
             expert = self.experts[e]
-            h = expert(x[rows], pick(mask), pick(position_ids), tuple(pick(t) for t in rope),
-                       cache.experts[e] if cache is not None else None)
+            h = expert(
+                x[rows],
+                pick(mask),
+                pick(position_ids),
+                tuple(pick(t) for t in rope),
+                cache.experts[e] if cache is not None else None,
+            )
             part = on_module(expert.lm_head, h).to(x.device).float() * weight.float()[:, None, None]
             if out is None:
                 out = torch.zeros(B, *part.shape[1:], dtype=part.dtype, device=part.device)
@@ -478,7 +548,9 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         positions: it attends only to those tokens (its own causal history), as a cache would hold."""
         B, T, d = x.shape
         position_ids = position_ids.expand(B, T)
-        attention_mask = torch.ones(B, T, dtype=torch.bool, device=x.device) if attention_mask is None else attention_mask.bool()
+        attention_mask = (
+            torch.ones(B, T, dtype=torch.bool, device=x.device) if attention_mask is None else attention_mask.bool()
+        )
         out = torch.zeros(B, T, self.neox_config.vocab_size, device=x.device)
         for e in range(self.config.n_experts):
             chosen = (idx == e).any(dim=-1)  # [B, T]
@@ -493,9 +565,13 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             valid = torch.arange(m, device=x.device)[None] < counts[:, None]
             xe = x[rows].gather(1, order[..., None].expand(-1, -1, d))
             pos = position_ids[rows].gather(1, order)
-            mask = create_causal_mask(config=self.neox_config, inputs_embeds=xe,
-                                      attention_mask=attention_mask[rows].gather(1, order) & valid,
-                                      past_key_values=None, position_ids=pos)
+            mask = create_causal_mask(
+                config=self.neox_config,
+                inputs_embeds=xe,
+                attention_mask=attention_mask[rows].gather(1, order) & valid,
+                past_key_values=None,
+                position_ids=pos,
+            )
             h = self.experts[e](xe, mask, pos, self.rotary_emb(xe, position_ids=pos))
             weight = ((w * (idx == e)).sum(dim=-1)[rows].gather(1, order) * valid).float()
             part = on_module(self.experts[e].lm_head, h).to(x.device).float() * weight[..., None]
@@ -507,9 +583,11 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     def check_cacheable(self) -> None:
         """Cached generation needs causal gates: refuse the sequence-pooled router (see generate)."""
         if not self.config.expert_top_k and self.config.granularity == "sequence":
-            raise KalavaiError("cached generation needs a causal router: the sequence-pooled router's gate reads the "
-                               "whole chunk, so it cannot run token by token; use a token router, sparse dispatch "
-                               "per sequence, or generate(use_cache=False)")
+            raise KalavaiError(
+                "cached generation needs a causal router: the sequence-pooled router's gate reads the "
+                "whole chunk, so it cannot run token by token; use a token router, sparse dispatch "
+                "per sequence, or generate(use_cache=False)"
+            )
 
     def generate(self, inputs=None, generation_config=None, use_cache: bool | None = None, **kwargs):
         """GenerationMixin.generate with the fused model's own cache (a FusedCache).
@@ -527,7 +605,9 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         which is what the default does for such a model. Sparse dispatch per sequence chooses
         its experts once from the prompt and keeps them; per token it runs without a cache.
         """
-        causal = self.config.granularity == "token" if not self.config.expert_top_k else self.config.sparse_by == "sequence"
+        causal = (
+            self.config.granularity == "token" if not self.config.expert_top_k else self.config.sparse_by == "sequence"
+        )
         if use_cache is None:
             use_cache = causal
         if use_cache:
@@ -539,11 +619,14 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         if self.config.expert_top_k and self.config.sparse_by == "sequence" and kwargs.get("routes") is None:
             prompt = inputs if inputs is not None else kwargs.get("input_ids")
             with torch.no_grad():
-                kwargs["routes"] = self.sequence_routes(prompt.to(self.device), kwargs.get("attention_mask"), kwargs.get("gates"))
+                kwargs["routes"] = self.sequence_routes(
+                    prompt.to(self.device), kwargs.get("attention_mask"), kwargs.get("gates")
+                )
         return super().generate(inputs, generation_config, use_cache=use_cache, **kwargs)
 
-    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, gates=None, past_key_values=None,
-                                      routes=None, **kwargs):
+    def prepare_inputs_for_generation(
+        self, input_ids, attention_mask=None, gates=None, past_key_values=None, routes=None, **kwargs
+    ):
         # Without a cache, the whole sequence every step; with one, only what it has not seen.
         start = past_key_values.seen if past_key_values is not None else 0
         inputs = {"input_ids": input_ids[:, start:], "attention_mask": attention_mask}
@@ -586,6 +669,7 @@ def check_choice(what: str, value: str, choices) -> None:
 
 def check_same_config(configs, names) -> None:
     """The specialists' configs (GPT-NeoX) must agree on everything but bookkeeping keys."""
+
     def essential(config):
         return {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
 

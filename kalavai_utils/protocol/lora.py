@@ -6,6 +6,7 @@ the base), then merges them into its weights (`merge_and_unload`) BEFORE it is h
 the submission is an ordinary full checkpoint, so verification, fusion and evaluation stay
 the one path every specialist takes.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,8 +24,12 @@ def lora_spec(rank: int, alpha: float | None = None, dropout: float = 0.0) -> di
     """A JSON-able LoRA recipe (it goes into the cached configuration); alpha defaults to 2 x rank."""
     if rank < 1:
         raise KalavaiError(f"LoRA rank must be at least 1, got {rank}")
-    return {"rank": int(rank), "alpha": float(2 * rank if alpha is None else alpha), "dropout": float(dropout),
-            "targets": list(TARGET_MODULES)}
+    return {
+        "rank": int(rank),
+        "alpha": float(2 * rank if alpha is None else alpha),
+        "dropout": float(dropout),
+        "targets": list(TARGET_MODULES),
+    }
 
 
 def add_adapters(model, spec: dict, freeze_layers: int, seed: int) -> PeftModel:
@@ -32,9 +37,16 @@ def add_adapters(model, spec: dict, freeze_layers: int, seed: int) -> PeftModel:
     n_layers = model.config.num_hidden_layers
     if not 0 <= freeze_layers < n_layers:
         raise KalavaiError(f"LoRA needs at least one unfrozen block: freeze_layers={freeze_layers} of {n_layers}")
-    config = LoraConfig(r=spec["rank"], lora_alpha=spec["alpha"], lora_dropout=spec["dropout"],
-                        target_modules=list(spec["targets"]), layers_to_transform=list(range(freeze_layers, n_layers)),
-                        layers_pattern="layers", bias="none", task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=spec["rank"],
+        lora_alpha=spec["alpha"],
+        lora_dropout=spec["dropout"],
+        target_modules=list(spec["targets"]),
+        layers_to_transform=list(range(freeze_layers, n_layers)),
+        layers_pattern="layers",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(seed)  # the adapters' random init, without moving the caller's RNG
         # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`; nothing to act on here

@@ -6,6 +6,7 @@ the best specialist's; divergence of a specialist = its improvement over the bas
 own domain; domain oracle = per-domain minimum over specialists; conversion efficiency =
 gain / mean divergence.
 """
+
 from __future__ import annotations
 
 import math
@@ -80,7 +81,9 @@ REGIME_DIVERGENCE_PCT = (8.0, 30.0)
 REGIME_MAX_FORGETTING_PCT = 6.0
 
 
-def forgetting_pct(base_losses: dict[str, float], spec_losses: dict[str, float], own: str, domains) -> tuple[str, float]:
+def forgetting_pct(
+    base_losses: dict[str, float], spec_losses: dict[str, float], own: str, domains
+) -> tuple[str, float]:
     """A specialist's worst loss increase over the base on any OTHER domain: (domain, %)."""
     others = [d for d in domains if d != own]
     if not others:
@@ -89,14 +92,23 @@ def forgetting_pct(base_losses: dict[str, float], spec_losses: dict[str, float],
     return worst, -improvement_pct(spec_losses[worst], base_losses[worst])
 
 
-def regime_calibration(losses: dict[str, dict[str, float]], specialists: dict[str, str], domains, base: str = "base") -> dict:
+def regime_calibration(
+    losses: dict[str, dict[str, float]], specialists: dict[str, str], domains, base: str = "base"
+) -> dict:
     """Divergence and worst forgetting per specialist, and a verdict for each of the three bars."""
     domains = list(domains)
     rows = []
     for d, m in specialists.items():
         worst, pct = forgetting_pct(losses[base], losses[m], d, domains)
-        rows.append({"specialist": d, "divergence_pct": divergence_pct(losses[base][d], losses[m][d]),
-                     "worst_forgetting_pct": pct, "worst_on": worst, "ew": equal_weight(losses[m], domains)})
+        rows.append(
+            {
+                "specialist": d,
+                "divergence_pct": divergence_pct(losses[base][d], losses[m][d]),
+                "worst_forgetting_pct": pct,
+                "worst_on": worst,
+                "ew": equal_weight(losses[m], domains),
+            }
+        )
     lo, hi = REGIME_DIVERGENCE_PCT
     best = min(rows, key=lambda r: r["ew"])
     base_ew = equal_weight(losses[base], domains)

@@ -4,6 +4,7 @@ Pythia is GPT-NeoX, so the offline base is a small `GPTNeoXForCausalLM` and ever
 code path below serves both. Weights are only ever read from safetensors, and no
 remote code is run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,9 @@ def offline_config(scale: Scale, vocab_size: int | None = None) -> GPTNeoXConfig
     )
 
 
-def load_causal_lm(path_or_id: str | os.PathLike, revision: str | None = None, dtype: torch.dtype | None = None,
-                   weights: bool = True) -> GPTNeoXForCausalLM:
+def load_causal_lm(
+    path_or_id: str | os.PathLike, revision: str | None = None, dtype: torch.dtype | None = None, weights: bool = True
+) -> GPTNeoXForCausalLM:
     """Load a GPT-NeoX causal LM from a local folder or the Hub, safetensors only.
 
     `weights=False`: its configuration only, the model built on the meta device (shapes without
@@ -59,13 +61,19 @@ def load_causal_lm(path_or_id: str | os.PathLike, revision: str | None = None, d
             with torch.device("meta"):
                 return GPTNeoXForCausalLM(config).to(dtype or torch.float32)
         model = GPTNeoXForCausalLM.from_pretrained(
-            str(path_or_id), revision=revision, dtype=dtype or torch.float32,
-            use_safetensors=True, trust_remote_code=False,
+            str(path_or_id),
+            revision=revision,
+            dtype=dtype or torch.float32,
+            use_safetensors=True,
+            trust_remote_code=False,
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # missing, or a malformed config / weights
         where = f"folder {path_or_id}" if local else f"Hub model {path_or_id}@{revision}"
-        hint = "" if local or not isinstance(e, OSError) else \
-            " (no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"
+        hint = (
+            ""
+            if local or not isinstance(e, OSError)
+            else " (no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"
+        )
         raise KalavaiError(f"cannot load {where}: {first_line(e)}{hint}") from None
     return model
 

@@ -21,6 +21,7 @@ the data are prepared by the main process first and then found ready by the othe
 (`main_first`), the base is read and checked by the main process (`on_main`), the offline base
 is pretrained by all processes together, and only the main process writes what they train.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,14 +36,15 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from transformers import GPTNeoXForCausalLM
 
-from . import data, tokenizer as tok
 from ..errors import KalavaiError
-from .evaluation import evaluate_domains
-from .models import fingerprint, load_causal_lm, offline_config
 from ..runtime.perf import Clock, measure_matmul_peak
 from ..scales import Scale
 from ..settings import settings
 from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
+from . import data
+from . import tokenizer as tok
+from .evaluation import evaluate_domains
+from .models import fingerprint, load_causal_lm, offline_config
 from .training import TrainConfig, train_causal_lm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,10 +63,12 @@ def process_state() -> PartialState:
 def main_first(step):
     """A step that prepares files: under `accelerate launch` the main process runs it first, then
     the others, who find it done (its cache check) instead of writing the same files at once."""
+
     @functools.wraps(step)
     def run(*args, **kwargs):
         with process_state().main_process_first():
             return step(*args, **kwargs)
+
     return run
 
 
@@ -145,6 +149,7 @@ def all_offline_domains(scale: Scale) -> list[str]:
 
 # ---------------------------------------------------------------- tokenizer
 
+
 def pretrain_documents(scale: Scale) -> list[str]:
     """The base's general mixture: every English-like domain, the languages rare, shuffled."""
     english = [d for d in all_offline_domains(scale) if d not in scale.languages]
@@ -154,7 +159,10 @@ def pretrain_documents(scale: Scale) -> list[str]:
         share = scale.pretrain_code_share if d == "code" else 1.0
         docs += data.domain_documents(scale, d, stream="pretrain", n_docs=round(n * share))[0]
     # languages get `pretrain_language_weight` of all documents, shared among them
-    n_lang = max(1, round(len(docs) * scale.pretrain_language_weight / (1 - scale.pretrain_language_weight) / len(scale.languages)))
+    n_lang = max(
+        1,
+        round(len(docs) * scale.pretrain_language_weight / (1 - scale.pretrain_language_weight) / len(scale.languages)),
+    )
     for d in scale.languages:
         docs += data.domain_documents(scale, d, stream="pretrain", n_docs=n_lang)[0]
     random.Random(data.DATA_SEED).shuffle(docs)
@@ -167,9 +175,13 @@ def prepare_tokenizer(scale: Scale, runs: Path):
     if scale.is_hub:
         return tok.load_hub_tokenizer(scale.hub_model, scale.hub_revision)
     folder = runs / "data" / "tokenizer"
-    config = {"vocab_size": scale.vocab_size, "docs": scale.pretrain_docs_per_domain,
-              "language_weight": scale.pretrain_language_weight, "generator": data.corpora.corpus_version(),
-              "code_share": scale.pretrain_code_share}
+    config = {
+        "vocab_size": scale.vocab_size,
+        "docs": scale.pretrain_docs_per_domain,
+        "language_weight": scale.pretrain_language_weight,
+        "generator": data.corpora.corpus_version(),
+        "code_share": scale.pretrain_code_share,
+    }
     if not step_is_done(folder, config):
         start_step(folder)
         tok.train_tokenizer(pretrain_documents(scale), scale.vocab_size).save_pretrained(folder)
@@ -185,6 +197,7 @@ def tokenizer_hash(scale: Scale, runs: Path) -> str:
 
 # ---------------------------------------------------------------- corpora
 
+
 @main_first
 def prepare_corpus(scale: Scale, runs: Path, domains=None, overlap: float | None = None) -> tuple[Path, dict]:
     """Chunk files + manifest for contributors' domains; returns (data folder, manifest)."""
@@ -192,7 +205,9 @@ def prepare_corpus(scale: Scale, runs: Path, domains=None, overlap: float | None
     domains = list(domains or (all_offline_domains(scale) if not scale.is_hub else scale.domains))
     out = runs / "data" / corpus_key(scale, overlap)
     t_hash = tokenizer_hash(scale, runs)
-    records = {d: data.prepare_domain(scale, d, tokenizer, out, overlap=overlap, tokenizer_hash=t_hash) for d in domains}
+    records = {
+        d: data.prepare_domain(scale, d, tokenizer, out, overlap=overlap, tokenizer_hash=t_hash) for d in domains
+    }
     manifest = data.write_manifest(out, records, {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len})
     return out, manifest
 
@@ -204,9 +219,15 @@ def prepare_pretrain_corpus(scale: Scale, runs: Path) -> Path:
     out = runs / "data" / "pretrain"
     folder = out / "mixture"
     t_hash = tokenizer_hash(scale, runs)
-    config = {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len,
-              "docs": scale.pretrain_docs_per_domain, "language_weight": scale.pretrain_language_weight,
-              "generator": data.corpora.corpus_version(), "code_share": scale.pretrain_code_share}
+    config = {
+        "scale": scale.name,
+        "tokenizer": t_hash,
+        "seq_len": scale.seq_len,
+        "docs": scale.pretrain_docs_per_domain,
+        "language_weight": scale.pretrain_language_weight,
+        "generator": data.corpora.corpus_version(),
+        "code_share": scale.pretrain_code_share,
+    }
     if data.cached_record(folder, config) is not None:
         return out
     start_step(folder)
@@ -218,6 +239,7 @@ def prepare_pretrain_corpus(scale: Scale, runs: Path) -> Path:
 
 
 # ---------------------------------------------------------------- the shared base
+
 
 def revision_dir(runs: Path, revision: str) -> Path:
     return runs / "base" / revision
@@ -252,15 +274,31 @@ def pretrain_base(scale: Scale, runs: Path, seed: int = 0) -> dict:
     # Resumable: a killed pretraining resumes from base/checkpoint; the revisions it saved
     # before the kill stay (prepare_base keeps them) and later ones are saved as it passes them.
     checkpoint = runs / "base" / CHECKPOINT_DIR
-    log = train_causal_lm(copy.deepcopy(model), train, cfg, heldout, desc="pretrain base", on_step=save_revision,
-                          checkpoint_dir=checkpoint, save_every=pretrain_save_every(scale))
+    log = train_causal_lm(
+        copy.deepcopy(model),
+        train,
+        cfg,
+        heldout,
+        desc="pretrain base",
+        on_step=save_revision,
+        checkpoint_dir=checkpoint,
+        save_every=pretrain_save_every(scale),
+    )
     missing = [s for s in scale.pretrain_revisions if s <= cfg.steps and not revision_dir(runs, f"step{s}").exists()]
     if missing and log.get("resumed_at"):
         # revisions asked for now that the killed training passed before they were asked for
         drop_checkpoint(runs / "base")
         process_state().wait_for_everyone()
-        log = train_causal_lm(model, train, cfg, heldout, desc="pretrain base", on_step=save_revision,
-                              checkpoint_dir=checkpoint, save_every=pretrain_save_every(scale))
+        log = train_causal_lm(
+            model,
+            train,
+            cfg,
+            heldout,
+            desc="pretrain base",
+            on_step=save_revision,
+            checkpoint_dir=checkpoint,
+            save_every=pretrain_save_every(scale),
+        )
     log["matmul_peak_flops"] = measure_matmul_peak()
     log["fraction_of_peak"] = log["tokens_per_s"] * log["flops_per_token"] / log["matmul_peak_flops"]
     return log
@@ -272,18 +310,30 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
     if scale.is_hub:
         config = {"model": scale.hub_model, "revision": scale.hub_revision}
     else:
-        config = {"arch": [scale.d_model, scale.n_layers, scale.n_heads, scale.vocab_size, scale.seq_len],
-                  "steps": scale.pretrain_steps, "batch": scale.pretrain_batch, "lr": scale.pretrain_lr,
-                  "revisions": list(scale.pretrain_revisions), "base": scale.base_revision,
-                  "tokenizer": tokenizer_hash(scale, runs) if (runs / "data" / "tokenizer" / "tokenizer.json").exists() else None}
+        config = {
+            "arch": [scale.d_model, scale.n_layers, scale.n_heads, scale.vocab_size, scale.seq_len],
+            "steps": scale.pretrain_steps,
+            "batch": scale.pretrain_batch,
+            "lr": scale.pretrain_lr,
+            "revisions": list(scale.pretrain_revisions),
+            "base": scale.base_revision,
+            "tokenizer": tokenizer_hash(scale, runs)
+            if (runs / "data" / "tokenizer" / "tokenizer.json").exists()
+            else None,
+        }
     if step_is_done(runs / "base", config) and info_path.exists():
         info = _absolute(read_json(info_path), runs, scale)
         if scale.is_hub or on_main(lambda: fingerprint(load_causal_lm(info["path"])) == info["fingerprint"]):
             drop_checkpoint(runs / "base")  # left behind only by a kill between marking done and deleting it
             return info
     if scale.is_hub:  # read and hashed once, not once per process (6.9B: 28 GB in fp32)
-        info = on_main(lambda: {"path": scale.hub_model, "revision": scale.hub_revision,
-                                "fingerprint": fingerprint(load_causal_lm(scale.hub_model, scale.hub_revision))})
+        info = on_main(
+            lambda: {
+                "path": scale.hub_model,
+                "revision": scale.hub_revision,
+                "fingerprint": fingerprint(load_causal_lm(scale.hub_model, scale.hub_revision)),
+            }
+        )
     else:
         prepare_tokenizer(scale, runs)
         config["tokenizer"] = tokenizer_hash(scale, runs)
@@ -296,8 +346,12 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
         if not path.exists():
             raise KalavaiError(f"base revision {scale.base_revision} was not saved; check pretrain_revisions")
         # stored relative to the run folder, so runs/ can be moved or copied whole
-        info = {"path": str(path.relative_to(runs)), "revision": scale.base_revision,
-                "fingerprint": fingerprint(load_causal_lm(path)), "revisions": [f"step{s}" for s in scale.pretrain_revisions]}
+        info = {
+            "path": str(path.relative_to(runs)),
+            "revision": scale.base_revision,
+            "fingerprint": fingerprint(load_causal_lm(path)),
+            "revisions": [f"step{s}" for s in scale.pretrain_revisions],
+        }
     if process_state().is_main_process:
         atomic_write_json(info_path, info)
         mark_step_done(runs / "base", config)
@@ -321,7 +375,9 @@ def load_base(scale: Scale, runs: Path, revision: str | None = None, weights: bo
     path = revision_dir(runs, revision) if revision else Path(info["path"])
     model = load_causal_lm(path, weights=weights)
     if weights and revision is None and fingerprint(model) != info["fingerprint"]:
-        raise KalavaiError(f"base checkpoint {path} does not match its recorded fingerprint; delete runs/{scale.name}/base and rerun notebook 01")
+        raise KalavaiError(
+            f"base checkpoint {path} does not match its recorded fingerprint; delete runs/{scale.name}/base and rerun notebook 01"
+        )
     return model
 
 
@@ -357,7 +413,9 @@ def base_domain_losses(scale: Scale, runs: Path, model, domains=None) -> dict[st
     """The base's held-out loss on each domain, by the one evaluation protocol."""
     folder, manifest = prepare_corpus(scale, runs)
     domains = list(domains or manifest["domains"])
-    return evaluate_domains(model, data.load_splits(folder, domains, "heldout"), scale.eval_batch, scale.eval_max_batches)
+    return evaluate_domains(
+        model, data.load_splits(folder, domains, "heldout"), scale.eval_batch, scale.eval_max_batches
+    )
 
 
 def domain_samples(scale: Scale, runs: Path, folder: Path, domains, n_chars: int = 400) -> dict[str, str]:
@@ -376,9 +434,14 @@ def base_report(scale: Scale, runs: Path) -> dict:
     clock = Clock()
     losses = base_domain_losses(scale, runs, load_base(scale, runs))
     chars = chars_per_token(scale, runs, losses)
-    report = {"fingerprint": info["fingerprint"], "revision": info["revision"], "losses": losses,
-              "chars_per_token": chars, "loss_per_char": {d: losses[d] / chars[d] for d in losses},
-              "languages": [d for d in scale.languages if d in losses]}
+    report = {
+        "fingerprint": info["fingerprint"],
+        "revision": info["revision"],
+        "losses": losses,
+        "chars_per_token": chars,
+        "loss_per_char": {d: losses[d] / chars[d] for d in losses},
+        "languages": [d for d in scale.languages if d in losses],
+    }
     atomic_write_json(path, report)
     mark_step_done(runs / "base" / "eval", config, evaluation=clock.spent())
     return report

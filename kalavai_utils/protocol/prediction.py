@@ -25,6 +25,7 @@ condition, and the held-out split puts each condition entirely on one side. With
 says which it was: "fit_on" ("condition means" or "points"), "n_conditions",
 "n_observations".
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,8 @@ from scipy.optimize import curve_fit
 
 from .. import paper as _paper
 from ..errors import KalavaiError
-from .metrics import divergence_pct
 from ..storage import atomic_write_json, read_json
+from .metrics import divergence_pct
 
 FIT_FILE_KIND = "kalavai.prediction.linefit"
 divergence = divergence_pct  # PAPER.md §4's definition lives in protocol/metrics.py
@@ -51,12 +52,14 @@ _BAND_SLACK = 1e-9
 
 # --------------------------------------------------------------------------- fits
 
+
 @dataclass(frozen=True)
 class LineFit:
     """OLS of y on x (or on log x when transform == "log"), with what a prediction needs.
 
     The data travel with the fit, so a saved fit can be re-derived and checked on load.
     """
+
     x: tuple[float, ...]
     y: tuple[float, ...]
     labels: tuple[str, ...] | None
@@ -110,20 +113,37 @@ class LineFit:
 
     def to_dict(self) -> dict:
         return {
-            "kind": FIT_FILE_KIND, "transform": self.transform, "alpha": self.alpha,
-            "x": list(self.x), "y": list(self.y), "labels": None if self.labels is None else list(self.labels),
-            "slope": self.slope, "intercept": self.intercept,
-            "slope_ci": list(self.slope_ci), "intercept_ci": list(self.intercept_ci),
-            "r2": self.r2, "n": self.n, "resid_std": self.resid_std,
-            "fit_on": self.fit_on, "n_conditions": self.n, "n_observations": self.n_observations,
+            "kind": FIT_FILE_KIND,
+            "transform": self.transform,
+            "alpha": self.alpha,
+            "x": list(self.x),
+            "y": list(self.y),
+            "labels": None if self.labels is None else list(self.labels),
+            "slope": self.slope,
+            "intercept": self.intercept,
+            "slope_ci": list(self.slope_ci),
+            "intercept_ci": list(self.intercept_ci),
+            "r2": self.r2,
+            "n": self.n,
+            "resid_std": self.resid_std,
+            "fit_on": self.fit_on,
+            "n_conditions": self.n,
+            "n_observations": self.n_observations,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "LineFit":
         """Refit from the stored points, and refuse a file whose numbers do not match them."""
         try:
-            fit = _fit(d["x"], d["y"], d.get("labels"), d.get("transform", "identity"), d.get("alpha", 0.05),
-                       fit_on=d.get("fit_on", "points"), n_observations=d.get("n_observations"))
+            fit = _fit(
+                d["x"],
+                d["y"],
+                d.get("labels"),
+                d.get("transform", "identity"),
+                d.get("alpha", 0.05),
+                fit_on=d.get("fit_on", "points"),
+                n_observations=d.get("n_observations"),
+            )
             stored = (d["slope"], d["intercept"], d["r2"])
         except (KeyError, TypeError) as e:
             raise KalavaiError(f"not a line-fit record: {e}") from None
@@ -158,7 +178,9 @@ def condition_means(x, y, groups=None) -> tuple[np.ndarray, np.ndarray, list[str
     return (np.bincount(index, weights=x) / counts, np.bincount(index, weights=y) / counts, names, counts)
 
 
-def _fit(x, y, labels, transform: str, alpha: float, fit_on: str = "points", n_observations: int | None = None) -> LineFit:
+def _fit(
+    x, y, labels, transform: str, alpha: float, fit_on: str = "points", n_observations: int | None = None
+) -> LineFit:
     x, y = _as_xy(x, y)
     if x.size < 3:
         raise KalavaiError(f"a line with confidence intervals needs at least 3 points, got {x.size}")
@@ -177,14 +199,21 @@ def _fit(x, y, labels, transform: str, alpha: float, fit_on: str = "points", n_o
         res = sm.OLS(y, sm.add_constant(reg, has_constant="add")).fit()
         ci = np.asarray(res.conf_int(alpha=alpha))
     return LineFit(
-        x=tuple(map(float, x)), y=tuple(map(float, y)),
+        x=tuple(map(float, x)),
+        y=tuple(map(float, y)),
         labels=None if labels is None else tuple(map(str, labels)),
-        transform=transform, alpha=float(alpha),
-        slope=float(res.params[1]), intercept=float(res.params[0]),
-        slope_ci=(float(ci[1, 0]), float(ci[1, 1])), intercept_ci=(float(ci[0, 0]), float(ci[0, 1])),
+        transform=transform,
+        alpha=float(alpha),
+        slope=float(res.params[1]),
+        intercept=float(res.params[0]),
+        slope_ci=(float(ci[1, 0]), float(ci[1, 1])),
+        intercept_ci=(float(ci[0, 0]), float(ci[0, 1])),
         r2=float(res.rsquared) if np.var(y) > 0 else float("nan"),
-        n=int(x.size), resid_std=float(np.sqrt(res.mse_resid)),
-        fit_on=fit_on, n_observations=int(x.size if n_observations is None else n_observations), _res=res,
+        n=int(x.size),
+        resid_std=float(np.sqrt(res.mse_resid)),
+        fit_on=fit_on,
+        n_observations=int(x.size if n_observations is None else n_observations),
+        _res=res,
     )
 
 
@@ -219,6 +248,7 @@ def paper_fit(source: str = "fit_script") -> LineFit:
 
 # --------------------------------------------------------------------------- validation
 
+
 def _heldout_report(x, y, train: np.ndarray, test: np.ndarray, alpha: float) -> dict:
     fit = fit_line(x[train], y[train], alpha=alpha)
     mean, lo, hi = fit.predict(x[test])
@@ -229,16 +259,27 @@ def _heldout_report(x, y, train: np.ndarray, test: np.ndarray, alpha: float) -> 
 def _summary(actual: np.ndarray, pred: np.ndarray, lo: np.ndarray, hi: np.ndarray, inside: np.ndarray) -> dict:
     err = pred - actual
     return {
-        "actual": actual.tolist(), "predicted": pred.tolist(), "lo": lo.tolist(), "hi": hi.tolist(),
-        "error": err.tolist(), "inside": inside.tolist(),
-        "rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
-        "coverage": float(np.mean(inside)), "n_inside": int(inside.sum()), "n": int(actual.size),
+        "actual": actual.tolist(),
+        "predicted": pred.tolist(),
+        "lo": lo.tolist(),
+        "hi": hi.tolist(),
+        "error": err.tolist(),
+        "inside": inside.tolist(),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "coverage": float(np.mean(inside)),
+        "n_inside": int(inside.sum()),
+        "n": int(actual.size),
     }
 
 
 def _validation_unit(groups, n_obs: int, names: list[str]) -> dict:
-    return {"fit_on": "points" if groups is None else "condition means", "conditions": names,
-            "n_conditions": len(names), "n_observations": n_obs}
+    return {
+        "fit_on": "points" if groups is None else "condition means",
+        "conditions": names,
+        "n_conditions": len(names),
+        "n_observations": n_obs,
+    }
 
 
 def leave_one_out(x, y, alpha: float = 0.05, groups=None) -> dict:
@@ -271,7 +312,9 @@ def predict_out_of_condition(x, y, groups, x_new, groups_new, alpha: float = 0.0
     for name in dict.fromkeys(g_new):
         keep = np.array([n != name for n in names])
         if keep.sum() < 3:
-            raise KalavaiError(f"leaving out condition {name!r} leaves {int(keep.sum())} conditions, fewer than 3 to fit")
+            raise KalavaiError(
+                f"leaving out condition {name!r} leaves {int(keep.sum())} conditions, fewer than 3 to fit"
+            )
         fits[name] = fit_line(xm[keep], ym[keep], alpha=alpha)
     return np.array([float(fits[g].predict(np.array([v]))[0][0]) for v, g in zip(x_new, g_new)])
 
@@ -292,12 +335,24 @@ def holdout_validation(x, y, test_fraction: float = 0.3, seed: int = 0, alpha: f
     r = _heldout_report(xm, ym, train, test, alpha)
     out = _summary(ym[test], r["mean"], r["lo"], r["hi"], r["inside"])
     row_condition = np.arange(xm.size) if groups is None else np.array([names.index(str(g)) for g in _as_list(groups)])
-    fit = _fit(xm[train], ym[train], [names[i] for i in train] if groups is not None else None, "identity", alpha,
-               fit_on="points" if groups is None else "condition means", n_observations=int(counts[train].sum()))
-    out.update(train_index=np.flatnonzero(np.isin(row_condition, train)).tolist(),
-               test_index=np.flatnonzero(np.isin(row_condition, test)).tolist(),
-               train_conditions=[names[i] for i in train], test_conditions=[names[i] for i in test],
-               seed=seed, fit=fit.to_dict(), **_validation_unit(groups, int(counts.sum()), names))
+    fit = _fit(
+        xm[train],
+        ym[train],
+        [names[i] for i in train] if groups is not None else None,
+        "identity",
+        alpha,
+        fit_on="points" if groups is None else "condition means",
+        n_observations=int(counts[train].sum()),
+    )
+    out.update(
+        train_index=np.flatnonzero(np.isin(row_condition, train)).tolist(),
+        test_index=np.flatnonzero(np.isin(row_condition, test)).tolist(),
+        train_conditions=[names[i] for i in train],
+        test_conditions=[names[i] for i in test],
+        seed=seed,
+        fit=fit.to_dict(),
+        **_validation_unit(groups, int(counts.sum()), names),
+    )
     return out
 
 
@@ -318,8 +373,14 @@ def _constant_loo(y: np.ndarray, alpha: float) -> dict:
     return _summary(y, np.array(means), lo, hi, (y >= lo - slack) & (y <= hi + slack))
 
 
-def compare_predictors(table: pd.DataFrame, target: str = "gain", predictors: Sequence[str] | None = None,
-                       alpha: float = 0.05, include_constant: bool = True, group: str | None = "condition") -> pd.DataFrame:
+def compare_predictors(
+    table: pd.DataFrame,
+    target: str = "gain",
+    predictors: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    include_constant: bool = True,
+    group: str | None = "condition",
+) -> pd.DataFrame:
     """Rank candidate predictors of `target` by leave-one-condition-out RMSE (then in-sample R^2).
 
     `predictors` defaults to those of DEFAULT_PREDICTORS present in `table`. Rows missing
@@ -344,16 +405,33 @@ def compare_predictors(table: pd.DataFrame, target: str = "gain", predictors: Se
     for p in predictors:
         sub = table[[p, target]].apply(pd.to_numeric, errors="coerce").dropna()
         groups = table.loc[sub.index, group] if grouped else None
-        row = {"predictor": p, "n": len(sub), "n_conditions": len(set(_as_list(groups))) if grouped else len(sub),
-               "fit_on": "condition means" if grouped else "points"}
+        row = {
+            "predictor": p,
+            "n": len(sub),
+            "n_conditions": len(set(_as_list(groups))) if grouped else len(sub),
+            "fit_on": "condition means" if grouped else "points",
+        }
         try:
             fit = fit_line(sub[p], sub[target], alpha=alpha, groups=groups)
             loo = leave_one_out(sub[p], sub[target], alpha=alpha, groups=groups)
-            row.update(r2=fit.r2, slope=fit.slope, intercept=fit.intercept,
-                       loo_rmse=loo["rmse"], loo_mae=loo["mae"], loo_coverage=loo["coverage"])
+            row.update(
+                r2=fit.r2,
+                slope=fit.slope,
+                intercept=fit.intercept,
+                loo_rmse=loo["rmse"],
+                loo_mae=loo["mae"],
+                loo_coverage=loo["coverage"],
+            )
         except KalavaiError as e:  # too few points or a constant column: keep it visible, ranked last
-            row.update(r2=np.nan, slope=np.nan, intercept=np.nan, loo_rmse=np.nan, loo_mae=np.nan,
-                       loo_coverage=np.nan, note=str(e))
+            row.update(
+                r2=np.nan,
+                slope=np.nan,
+                intercept=np.nan,
+                loo_rmse=np.nan,
+                loo_mae=np.nan,
+                loo_coverage=np.nan,
+                note=str(e),
+            )
         rows.append(row)
     if include_constant:
         y_rows = pd.to_numeric(table[target], errors="coerce").dropna()
@@ -361,16 +439,27 @@ def compare_predictors(table: pd.DataFrame, target: str = "gain", predictors: Se
         _, y, _, counts = condition_means(np.zeros(len(y_rows)), y_rows.to_numpy(float), groups)
         if y.size >= 3:
             loo = _constant_loo(y, alpha)
-            rows.append({"predictor": "(constant)", "n": int(counts.sum()), "n_conditions": int(y.size),
-                         "fit_on": "condition means" if grouped else "points", "r2": 0.0, "slope": 0.0,
-                         "intercept": float(y.mean()), "loo_rmse": loo["rmse"], "loo_mae": loo["mae"],
-                         "loo_coverage": loo["coverage"]})
+            rows.append(
+                {
+                    "predictor": "(constant)",
+                    "n": int(counts.sum()),
+                    "n_conditions": int(y.size),
+                    "fit_on": "condition means" if grouped else "points",
+                    "r2": 0.0,
+                    "slope": 0.0,
+                    "intercept": float(y.mean()),
+                    "loo_rmse": loo["rmse"],
+                    "loo_mae": loo["mae"],
+                    "loo_coverage": loo["coverage"],
+                }
+            )
     out = pd.DataFrame(rows)
     out = out.sort_values(["loo_rmse", "r2"], ascending=[True, False], na_position="last")
     return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- saving
+
 
 def save_fit(path, fit: LineFit, meta: Mapping | None = None) -> None:
     atomic_write_json(path, {"kind": FIT_FILE_KIND, "fit": fit.to_dict(), "meta": dict(meta or {})})
@@ -379,8 +468,12 @@ def save_fit(path, fit: LineFit, meta: Mapping | None = None) -> None:
 def load_fit(path) -> tuple[LineFit, dict]:
     """(fit, meta) from a file written by save_fit."""
     d = read_json(path)
-    if not isinstance(d, dict) or d.get("kind") != FIT_FILE_KIND or not isinstance(d.get("fit"), dict) \
-            or not isinstance(d.get("meta", {}), dict):
+    if (
+        not isinstance(d, dict)
+        or d.get("kind") != FIT_FILE_KIND
+        or not isinstance(d.get("fit"), dict)
+        or not isinstance(d.get("meta", {}), dict)
+    ):
         raise KalavaiError(f"{path} is not a saved gain-prediction fit")
     try:
         return LineFit.from_dict(d["fit"]), d.get("meta", {})
@@ -391,6 +484,7 @@ def load_fit(path) -> tuple[LineFit, dict]:
 
 
 # --------------------------------------------------------------------------- prediction
+
 
 def predict_gain(divergences: Mapping[str, float], fit: LineFit) -> dict:
     """Predicted fusion gain (%) of a cooperative from its contributors' divergences (%).
@@ -419,7 +513,9 @@ def predict_gain(divergences: Mapping[str, float], fit: LineFit) -> dict:
         "divergences": divs,
         "n_contributors": len(divs),
         "mean_divergence": mean_div,
-        "predicted_gain": pred, "lo": lo, "hi": hi,
+        "predicted_gain": pred,
+        "lo": lo,
+        "hi": hi,
         "below_floor": bool(not (pred >= 0) or hi < 0),  # NaN counts as "no gain expected"
         "band_includes_zero": bool(lo <= 0 <= hi),
         "non_improving": sorted(k for k, v in divs.items() if v <= 0),
@@ -439,6 +535,7 @@ def predict_gain(divergences: Mapping[str, float], fit: LineFit) -> dict:
 # captures the extra drop that annealing to lr 0 brings, so extrapolated losses tend to be
 # a little high, and predicted divergences a little low.
 
+
 def _saturating(t, a, b, c):
     return a + b * (t + 1.0) ** (-c)
 
@@ -454,8 +551,9 @@ def _clock(steps: np.ndarray, lr_schedule: Sequence[float] | None, final_step: i
     return cum[steps], float(cum[final_step])
 
 
-def fit_saturating_curve(steps: Sequence[int], losses: Sequence[float], final_step: int,
-                         lr_schedule: Sequence[float] | None = None) -> dict:
+def fit_saturating_curve(
+    steps: Sequence[int], losses: Sequence[float], final_step: int, lr_schedule: Sequence[float] | None = None
+) -> dict:
     """Fit the saturating curve; returns its parameters, the clock used and the final-loss estimate.
 
     Falls back to the last observed loss ("method": "last_value") when there are fewer than
@@ -471,8 +569,14 @@ def fit_saturating_curve(steps: Sequence[int], losses: Sequence[float], final_st
         raise KalavaiError(f"final_step {final_step} is before the last observed step {s[-1]}")
     t, t_final = _clock(s, lr_schedule, final_step)
     clock = "cumulative_lr" if lr_schedule is not None else "step"
-    fallback = {"method": "last_value", "clock": clock, "a": np.nan, "b": np.nan, "c": np.nan,
-                "final_loss": float(L[-1])}
+    fallback = {
+        "method": "last_value",
+        "clock": clock,
+        "a": np.nan,
+        "b": np.nan,
+        "c": np.nan,
+        "final_loss": float(L[-1]),
+    }
     if s[-1] == final_step:
         return {**fallback, "method": "observed"}
     if s.size < 4:  # three parameters
@@ -482,7 +586,9 @@ def fit_saturating_curve(steps: Sequence[int], losses: Sequence[float], final_st
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             (a, b, c), _ = curve_fit(
-                _saturating, t, L,
+                _saturating,
+                t,
+                L,
                 p0=(0.9 * lo_, max(hi_ - 0.9 * lo_, 1e-6), 0.5),
                 # asymptote below every observed loss; a flat curve is allowed (b = 0)
                 bounds=([0.0, 0.0, 1e-3], [lo_, np.inf, 3.0]),
@@ -496,8 +602,9 @@ def fit_saturating_curve(steps: Sequence[int], losses: Sequence[float], final_st
     return {"method": "power_law", "clock": clock, "a": float(a), "b": float(b), "c": float(c), "final_loss": final}
 
 
-def extrapolate_final_loss(steps: Sequence[int], losses: Sequence[float], final_step: int,
-                           lr_schedule: Sequence[float] | None = None) -> float:
+def extrapolate_final_loss(
+    steps: Sequence[int], losses: Sequence[float], final_step: int, lr_schedule: Sequence[float] | None = None
+) -> float:
     """The held-out loss expected at `final_step`, from a prefix of the curve (see above)."""
     return fit_saturating_curve(steps, losses, final_step, lr_schedule)["final_loss"]
 
@@ -509,8 +616,14 @@ def _curve(c) -> tuple[list[int], list[float]]:
     return list(steps), list(losses)
 
 
-def early_gain_prediction(curves: Mapping[str, Any], base_losses: Mapping[str, float], fraction: float,
-                          final_step: int, fit: LineFit, lr_schedule: Sequence[float] | None = None) -> dict:
+def early_gain_prediction(
+    curves: Mapping[str, Any],
+    base_losses: Mapping[str, float],
+    fraction: float,
+    final_step: int,
+    fit: LineFit,
+    lr_schedule: Sequence[float] | None = None,
+) -> dict:
     """Predict divergences and the fusion gain from the first `fraction` of training.
 
     curves: contributor -> its own-domain held-out curve, {"steps": [...], "losses": [...]}
@@ -533,14 +646,24 @@ def early_gain_prediction(curves: Mapping[str, Any], base_losses: Mapping[str, f
         losses[name], methods[name] = r["final_loss"], r["method"]
         divs[name] = divergence(base_losses[name], r["final_loss"])
     out = predict_gain(divs, fit)
-    out.update(fraction=fraction, cutoff_step=cutoff, predicted_final_loss=losses,
-               predicted_divergence=dict(divs), curve_fit_method=methods)
+    out.update(
+        fraction=fraction,
+        cutoff_step=cutoff,
+        predicted_final_loss=losses,
+        predicted_divergence=dict(divs),
+        curve_fit_method=methods,
+    )
     return out
 
 
-def early_error_table(curves: Mapping[str, Any], base_losses: Mapping[str, float], final_losses: Mapping[str, float],
-                      fractions: Sequence[float], final_step: int,
-                      lr_schedule: Sequence[float] | None = None) -> pd.DataFrame:
+def early_error_table(
+    curves: Mapping[str, Any],
+    base_losses: Mapping[str, float],
+    final_losses: Mapping[str, float],
+    fractions: Sequence[float],
+    final_step: int,
+    lr_schedule: Sequence[float] | None = None,
+) -> pd.DataFrame:
     """Per (fraction, contributor): extrapolated vs actual final loss and divergence error (pp)."""
     rows = []
     for f in fractions:
@@ -552,8 +675,16 @@ def early_error_table(curves: Mapping[str, Any], base_losses: Mapping[str, float
             r = fit_saturating_curve([steps[i] for i in keep], [ls[i] for i in keep], final_step, lr_schedule)
             d_pred = divergence(base_losses[name], r["final_loss"])
             d_true = divergence(base_losses[name], final_losses[name])
-            rows.append({"fraction": f, "contributor": name, "method": r["method"],
-                         "predicted_loss": r["final_loss"], "actual_loss": float(final_losses[name]),
-                         "predicted_divergence": d_pred, "actual_divergence": d_true,
-                         "abs_divergence_error": abs(d_pred - d_true)})
+            rows.append(
+                {
+                    "fraction": f,
+                    "contributor": name,
+                    "method": r["method"],
+                    "predicted_loss": r["final_loss"],
+                    "actual_loss": float(final_losses[name]),
+                    "predicted_divergence": d_pred,
+                    "actual_divergence": d_true,
+                    "abs_divergence_error": abs(d_pred - d_true),
+                }
+            )
     return pd.DataFrame(rows)

@@ -5,6 +5,7 @@ seed, base fingerprint, library versions, the model x domain held-out loss matri
 the metrics PAPER.md §4 defines (EW losses, gains, divergences, oracle, conversion
 efficiency), plus router gates per domain. Figures and tables read these files only.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -13,12 +14,24 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import KalavaiError
-from .metrics import summarize
 from ..storage import atomic_write_json, read_json
+from .metrics import summarize
 
 SCHEMA = "kalavai.results/1"
-REQUIRED = ("schema", "experiment", "condition", "scale", "seed", "config", "base_fingerprint", "versions",
-            "domains", "losses", "specialists", "metrics")
+REQUIRED = (
+    "schema",
+    "experiment",
+    "condition",
+    "scale",
+    "seed",
+    "config",
+    "base_fingerprint",
+    "versions",
+    "domains",
+    "losses",
+    "specialists",
+    "metrics",
+)
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "tokenizers", "safetensors", "numpy", "statsmodels")
 
 
@@ -32,9 +45,20 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def make_results(*, experiment: str, condition: str, scale: str, seed: int, config: dict, base_fingerprint: str,
-                 domains, losses: dict[str, dict[str, float]], specialists: dict[str, str],
-                 gates: dict | None = None, extra: dict | None = None) -> dict:
+def make_results(
+    *,
+    experiment: str,
+    condition: str,
+    scale: str,
+    seed: int,
+    config: dict,
+    base_fingerprint: str,
+    domains,
+    losses: dict[str, dict[str, float]],
+    specialists: dict[str, str],
+    gates: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
     """Assemble one results record; the metrics are computed here, never typed in."""
     domains = list(domains)
     return {

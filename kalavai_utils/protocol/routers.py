@@ -20,6 +20,7 @@ steps draw each batch from ONE domain, round-robin, before mixed training), and,
 many-expert run, a load-balancing term (`balance`, weight 0.05 there: `balance_loss`) with a
 cosine learning-rate schedule (`schedule="cosine"`).
 """
+
 from __future__ import annotations
 
 import math
@@ -163,13 +164,32 @@ def warm_start_batches(domain_chunks, steps: int, batch: int, generator: torch.G
         yield chunks[torch.randint(len(chunks), (batch,), generator=generator)]
 
 
-def train_router(fused, chunks: torch.Tensor, steps: int, batch: int, lr: float, weight_decay: float,
-                 seed: int, progress: bool = True, **options) -> list[float]:
+def train_router(
+    fused,
+    chunks: torch.Tensor,
+    steps: int,
+    batch: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    progress: bool = True,
+    **options,
+) -> list[float]:
     """Train only `fused.router` on next-token loss over `chunks` [n, T]; returns the loss of each step.
 
     `options` are train_routers' (warm_start, warm_steps, balance, schedule)."""
-    return train_routers(fused, [(fused.router, fused.config.granularity)], chunks, steps, batch, lr,
-                         weight_decay, seed, progress, **options)[0]
+    return train_routers(
+        fused,
+        [(fused.router, fused.config.granularity)],
+        chunks,
+        steps,
+        batch,
+        lr,
+        weight_decay,
+        seed,
+        progress,
+        **options,
+    )[0]
 
 
 @dataclass(frozen=True)
@@ -178,6 +198,7 @@ class RouterRecipe:
 
     A router with a recipe other than PLAIN is named after it (cooperative.fused_name).
     """
+
     name: str = "plain"
     steps_factor: float = 1.0  # x the scale's router_steps
     warm_fraction: float = 0.0  # share of the steps on single-domain batches, domains in turn
@@ -194,9 +215,22 @@ class RouterRecipe:
 PLAIN = RouterRecipe()
 
 
-def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Tensor, steps, batch: int,
-                  lr: float, weight_decay: float, seed: int, progress: bool = True, *,
-                  warm_start=None, warm_steps: int = 0, balance=0.0, schedule="constant") -> list[list[float]]:
+def train_routers(
+    fused,
+    routers: list[tuple[nn.Module, str]],
+    chunks: torch.Tensor,
+    steps,
+    batch: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    progress: bool = True,
+    *,
+    warm_start=None,
+    warm_steps: int = 0,
+    balance=0.0,
+    schedule="constant",
+) -> list[list[float]]:
     """Train several (router, granularity) pairs for the frozen experts of `fused`, side by side.
 
     Each router ends exactly as if trained alone with `train_router`: the same seeded batches
@@ -221,7 +255,9 @@ def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Ten
     """
     chunks = torch.as_tensor(chunks)
     n = len(routers)
-    steps, balance, schedule = (list(v) if isinstance(v, (list, tuple)) else [v] * n for v in (steps, balance, schedule))
+    steps, balance, schedule = (
+        list(v) if isinstance(v, (list, tuple)) else [v] * n for v in (steps, balance, schedule)
+    )
     if not len(steps) == len(balance) == len(schedule) == n:
         raise KalavaiError(f"steps, balance and schedule need one value or one per router ({n})")
     if chunks.ndim != 2 or len(chunks) == 0:
@@ -239,26 +275,34 @@ def train_routers(fused, routers: list[tuple[nn.Module, str]], chunks: torch.Ten
     fused.eval()  # the specialists are frozen; nothing in them should behave as in training
     device = fused.embed_in.weight.device
     opts = [torch.optim.AdamW(router.parameters(), lr=lr, weight_decay=weight_decay) for router, _ in routers]
-    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps) if sched == "cosine" else None
-              for opt, n_steps, sched in zip(opts, steps, schedule)]
+    scheds = [
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps) if sched == "cosine" else None
+        for opt, n_steps, sched in zip(opts, steps, schedule)
+    ]
     g = torch.Generator().manual_seed(seed)
     warm = warm_start_batches([torch.as_tensor(c) for c in warm_start or []], warm_steps, batch, g)
     states = for_fused(fused)  # the shared prefix's output, read back for chunks already seen
     # every batch drawn first (the draws do not depend on training), so that the shared prefix's
     # output for all of them is computed ahead in large batches and read back at each step
-    batches = [next(warm) if step < warm_steps else chunks[torch.randint(len(chunks), (batch,), generator=g)]
-               for step in range(max(steps))]
+    batches = [
+        next(warm) if step < warm_steps else chunks[torch.randint(len(chunks), (batch,), generator=g)]
+        for step in range(max(steps))
+    ]
     if states is not None:
         states.prefill(torch.cat(batches).unique(dim=0))
 
     losses = [[] for _ in routers]
-    bar = tqdm(range(max(steps)), desc="router" if n == 1 else f"{n} routers", disable=None if progress else True)  # None: off when not a terminal (a kernel), and TQDM_DISABLE works
+    bar = tqdm(
+        range(max(steps)), desc="router" if n == 1 else f"{n} routers", disable=None if progress else True
+    )  # None: off when not a terminal (a kernel), and TQDM_DISABLE works
     for step in bar:
         x = batches[step].to(device)
         with torch.no_grad():  # gradient flows through the gates only
             hidden = fused.expert_hidden(x, states=states)
             logits = fused.unembed(hidden).float()
-        for (router, granularity), opt, sched, n_steps, weight, log in zip(routers, opts, scheds, steps, balance, losses):
+        for (router, granularity), opt, sched, n_steps, weight, log in zip(
+            routers, opts, scheds, steps, balance, losses
+        ):
             if step >= n_steps:
                 continue
             out = fused.fuse(hidden, logits, labels=x, mode="soft", router=router, granularity=granularity)

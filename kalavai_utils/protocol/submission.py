@@ -19,6 +19,7 @@ accepted under another name, are not a specialist. The frozen tensors (input emb
 first K blocks) must be bit-identical to the coordinator's own base: that is the proof that every specialist
 grew from the same initialisation, which fusion relies on.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,10 +38,10 @@ import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from ..errors import KalavaiError
-from .results import library_versions
-from .models import fingerprint, frozen_prefix_names, n_params, tensor_sha256
-from .tokenizer import CODE_SUFFIXES
 from ..storage import atomic_write_json, json_has_key, parse_json, plain_name, printable, sha256_bytes, sha256_file
+from .models import fingerprint, frozen_prefix_names, n_params, tensor_sha256
+from .results import library_versions
+from .tokenizer import CODE_SUFFIXES
 
 FORMAT = "kalavai.submission/1"
 MANIFEST = "kalavai_submission.json"
@@ -52,11 +53,20 @@ PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle"}
 # The only files a submission may hold, besides weights (*.safetensors): what save_pretrained and
 # write_submission write, and a tokenizer's files if a contributor adds them. Anything else is
 # refused by name, whatever it contains, so nothing unhashed or unexpected rides along.
-SIDE_FILES = frozenset({
-    "config.json", "generation_config.json", MANIFEST, INDEX,
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.json", "merges.txt",
-})
+SIDE_FILES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        MANIFEST,
+        INDEX,
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "merges.txt",
+    }
+)
 ALLOWED_DESCRIPTION = "*.safetensors weights, " + ", ".join(sorted(SIDE_FILES))
 
 # Size caps, checked from file sizes before anything is read: a specialist has the base's
@@ -67,8 +77,21 @@ MAX_SIDE_FILE = 64 << 20  # a large tokenizer.json is ~20 MB; configs are KB
 MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
 
 SAFETENSORS_ITEMSIZE = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
 }
 TORCH_TO_SAFETENSORS = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 
@@ -79,15 +102,39 @@ DISK_TO_MODEL = {"embed_out.weight": "lm_head.weight"}
 # layer-norm epsilon...); these are compared first, to name the likeliest difference. Only the fields
 # that say nothing about the model (who saved it, with what, in which dtype; "_" private state) may differ.
 ARCH_FIELDS = (
-    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-    "vocab_size", "use_parallel_residual", "max_position_embeddings",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+    "use_parallel_residual",
+    "max_position_embeddings",
 )
-CONFIG_MAY_DIFFER = frozenset({"_name_or_path", "transformers_version", "torch_dtype", "dtype", "architectures",
-                               "use_cache", "output_attentions", "output_hidden_states", "return_dict"})
+CONFIG_MAY_DIFFER = frozenset(
+    {
+        "_name_or_path",
+        "transformers_version",
+        "torch_dtype",
+        "dtype",
+        "architectures",
+        "use_cache",
+        "output_attentions",
+        "output_hidden_states",
+        "return_dict",
+    }
+)
 
 # A tokenizer's files in a submission must equal the base's by content (parsed), but for where it was saved.
-TOKENIZER_SIDE_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                  "added_tokens.json", "vocab.json", "merges.txt"})
+TOKENIZER_SIDE_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "merges.txt",
+    }
+)
 TOKENIZER_MAY_DIFFER = frozenset({"name_or_path", "_name_or_path", "tokenizer_file"})
 
 # What save_pretrained writes as a shard's metadata; anything else in a header is refused.
@@ -98,8 +145,15 @@ SAFETENSORS_METADATA = {"format": "pt"}
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 REQUIRED_KEYS = {
-    "format": str, "contributor": str, "base_fingerprint": str, "freeze_layers": int,
-    "frozen_tensors": dict, "files": dict, "training": dict, "data": dict, "versions": dict,
+    "format": str,
+    "contributor": str,
+    "base_fingerprint": str,
+    "freeze_layers": int,
+    "frozen_tensors": dict,
+    "files": dict,
+    "training": dict,
+    "data": dict,
+    "versions": dict,
 }
 
 MAX_DATA_STRING = 256  # a longer string in the data statistics is probably text, not a statistic
@@ -195,6 +249,7 @@ class Submission:
 @dataclass
 class _Base:
     """What every check needs from the coordinator's base, computed once per collection."""
+
     model: GPTNeoXForCausalLM
     state: dict[str, torch.Tensor]
     fingerprint: str
@@ -205,7 +260,9 @@ def _base_ref(base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> _B
     """The base, and the coordinator's K checked against it: bad input, refused before any submission is read."""
     n_layers = base.config.num_hidden_layers
     if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or not 0 <= freeze_layers <= n_layers:
-        raise KalavaiError(f"--freeze-layers must be an integer from 0 to the base's {n_layers} layers, got {freeze_layers!r}")
+        raise KalavaiError(
+            f"--freeze-layers must be an integer from 0 to the base's {n_layers} layers, got {freeze_layers!r}"
+        )
     state = base.state_dict()
     tokenizer = {}
     if base_dir is not None:
@@ -285,10 +342,14 @@ class _Ledger:
     def admit(self, sub: Submission) -> None:
         key = name_key(sub.name)
         if key in self.names:
-            raise KalavaiError(f"contributor {printable(repr(sub.name))} already handed in {printable(self.names[key])}")
+            raise KalavaiError(
+                f"contributor {printable(repr(sub.name))} already handed in {printable(self.names[key])}"
+            )
         if sub.fingerprint in self.weights:
-            raise KalavaiError(f"the same weights as {printable(self.weights[sub.fingerprint])} (fingerprint "
-                               f"{sub.fingerprint[:12]}...), handed in again under another name")
+            raise KalavaiError(
+                f"the same weights as {printable(self.weights[sub.fingerprint])} (fingerprint "
+                f"{sub.fingerprint[:12]}...), handed in again under another name"
+            )
         self.names[key], self.weights[sub.fingerprint] = sub.folder, sub.folder
 
 
@@ -421,7 +482,9 @@ def _check_sizes(folder: Path, base: _Base) -> dict[str, int]:
                     f"({WEIGHTS_FACTOR} x the base's {_mib(base_bytes)} of parameters + {_mib(WEIGHTS_SLACK)})"
                 )
         elif size > MAX_SIDE_FILE:
-            raise KalavaiError(f"{path.name}: {_mib(size)}, over the cap of {_mib(MAX_SIDE_FILE)} for a non-weight file")
+            raise KalavaiError(
+                f"{path.name}: {_mib(size)}, over the cap of {_mib(MAX_SIDE_FILE)} for a non-weight file"
+            )
     return sizes
 
 
@@ -472,8 +535,10 @@ def _read_manifest(files: dict[str, bytes]) -> dict:
     if not contributor:
         raise KalavaiError(f"{MANIFEST}: empty contributor name")
     if any(unicodedata.category(c) in INVISIBLE_CATEGORIES for c in contributor) or len(contributor) > MAX_DATA_STRING:
-        raise KalavaiError(f"{MANIFEST}: contributor name {printable(repr(contributor))} holds control or invisible "
-                           f"characters (or is over {MAX_DATA_STRING} characters)")
+        raise KalavaiError(
+            f"{MANIFEST}: contributor name {printable(repr(contributor))} holds control or invisible "
+            f"characters (or is over {MAX_DATA_STRING} characters)"
+        )
     for key in ("files", "frozen_tensors"):
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest[key].items()):
             raise KalavaiError(f"{MANIFEST}: {key!r} should map names to sha256 strings")
@@ -505,7 +570,9 @@ def _check_base_identity(manifest: dict, base: _Base, freeze_layers: int) -> Non
             f"coordinator's base {base.fingerprint[:12]}... (trained from another base)"
         )
     if manifest["freeze_layers"] != freeze_layers:
-        raise KalavaiError(f"{MANIFEST}: freeze_layers {manifest['freeze_layers']}, the coordinator uses {freeze_layers}")
+        raise KalavaiError(
+            f"{MANIFEST}: freeze_layers {manifest['freeze_layers']}, the coordinator uses {freeze_layers}"
+        )
 
 
 # 4. Same architecture, same tokenizer
@@ -519,9 +586,13 @@ def _check_config(files: dict[str, bytes], base_config: GPTNeoXConfig) -> None:
     if not isinstance(raw, dict):
         raise KalavaiError("config.json: not a JSON object")
     if raw.get("model_type") != base_config.model_type:
-        raise KalavaiError(f"config.json: model_type {printable(repr(raw.get('model_type')))}, base is {base_config.model_type!r}")
+        raise KalavaiError(
+            f"config.json: model_type {printable(repr(raw.get('model_type')))}, base is {base_config.model_type!r}"
+        )
     if raw.get("architectures") != ["GPTNeoXForCausalLM"]:
-        raise KalavaiError(f"config.json: architectures {printable(repr(raw.get('architectures')))}, expected ['GPTNeoXForCausalLM']")
+        raise KalavaiError(
+            f"config.json: architectures {printable(repr(raw.get('architectures')))}, expected ['GPTNeoXForCausalLM']"
+        )
     try:
         # from_dict only parses JSON, and maps older key names (rotary_pct) onto current ones.
         config = GPTNeoXConfig.from_dict(raw)
@@ -531,8 +602,10 @@ def _check_config(files: dict[str, bytes], base_config: GPTNeoXConfig) -> None:
     fields = [f for f in ARCH_FIELDS if f in got or f in want] + sorted((got.keys() | want.keys()) - set(ARCH_FIELDS))
     for field in fields:
         if field not in CONFIG_MAY_DIFFER and not field.startswith("_") and got.get(field) != want.get(field):
-            raise KalavaiError(f"config.json: {printable(field)} {printable(repr(got.get(field)))}, "
-                               f"base has {printable(repr(want.get(field)))}")
+            raise KalavaiError(
+                f"config.json: {printable(field)} {printable(repr(got.get(field)))}, "
+                f"base has {printable(repr(want.get(field)))}"
+            )
 
 
 def _parse_side_file(name: str, raw: bytes, where) -> object:
@@ -560,8 +633,10 @@ def _check_side_files(files: dict[str, bytes], base: _Base) -> None:
             if name not in TOKENIZER_SIDE_FILES:
                 continue
             if name not in base.tokenizer:
-                raise KalavaiError(f"{name}: the coordinator's base has no {name} to compare it with; hand in "
-                                   "no tokenizer files (the base's tokenizer is used)")
+                raise KalavaiError(
+                    f"{name}: the coordinator's base has no {name} to compare it with; hand in "
+                    "no tokenizer files (the base's tokenizer is used)"
+                )
             if parsed != base.tokenizer[name]:
                 raise KalavaiError(f"{name}: differs from the base's tokenizer (vocabulary, merges or special tokens)")
 
@@ -612,7 +687,7 @@ def read_safetensors_header(raw: bytes, name: str) -> dict[str, tuple[str, tuple
     if n > min(MAX_HEADER, size - 8):
         raise KalavaiError(f"{name}: header length {n} exceeds the file or the {MAX_HEADER}-byte limit")
     try:
-        header = json.loads(raw[8:8 + n].decode("utf-8"), object_pairs_hook=_unique_keys)
+        header = json.loads(raw[8 : 8 + n].decode("utf-8"), object_pairs_hook=_unique_keys)
     except KalavaiError as e:
         raise KalavaiError(f"{name}: safetensors header: {e}") from None
     except (ValueError, RecursionError) as e:
@@ -621,20 +696,31 @@ def read_safetensors_header(raw: bytes, name: str) -> dict[str, tuple[str, tuple
         raise KalavaiError(f"{name}: safetensors header is not a JSON object")
     meta = header.pop("__metadata__", {})
     if meta not in ({}, SAFETENSORS_METADATA):
-        raise KalavaiError(f"{name}: safetensors __metadata__ {printable(meta)[:80]}; only {SAFETENSORS_METADATA} is accepted")
+        raise KalavaiError(
+            f"{name}: safetensors __metadata__ {printable(meta)[:80]}; only {SAFETENSORS_METADATA} is accepted"
+        )
     if not header:
         raise KalavaiError(f"{name}: holds no tensors")
     spans, out = [], {}
     for tensor, info in header.items():
         ok = isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}
         dtype, shape, offsets = (info.get("dtype"), info.get("shape"), info.get("data_offsets")) if ok else (None,) * 3
-        if not (ok and dtype in SAFETENSORS_ITEMSIZE and isinstance(shape, list) and all(map(_is_count, shape))
-                and isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
+        if not (
+            ok
+            and dtype in SAFETENSORS_ITEMSIZE
+            and isinstance(shape, list)
+            and all(map(_is_count, shape))
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(map(_is_count, offsets))
+        ):
             raise KalavaiError(f"{name}: malformed safetensors header entry for tensor {printable(tensor)}")
         nbytes = math.prod(shape) * SAFETENSORS_ITEMSIZE[dtype]
         if offsets[1] - offsets[0] != nbytes:
-            raise KalavaiError(f"{name}: tensor {printable(tensor)} spans {offsets[1] - offsets[0]} bytes, "
-                               f"its shape and dtype need {nbytes}")
+            raise KalavaiError(
+                f"{name}: tensor {printable(tensor)} spans {offsets[1] - offsets[0]} bytes, "
+                f"its shape and dtype need {nbytes}"
+            )
         spans.append((offsets[0], offsets[1], tensor))
         out[tensor] = (dtype, tuple(shape))
     end = 0
@@ -676,7 +762,9 @@ def _check_names_and_shapes(shapes: dict[str, tuple[int, ...]], source: dict[str
         raise KalavaiError(f"{source.get(extra[0], 'weights')}: unexpected tensor {printable(extra[0])}")
     for name in sorted(expected):
         if shapes[name] != tuple(base.state[name].shape):
-            raise KalavaiError(f"{source.get(name, 'weights')}: tensor {name} has shape {shapes[name]}, base has {tuple(base.state[name].shape)}")
+            raise KalavaiError(
+                f"{source.get(name, 'weights')}: tensor {name} has shape {shapes[name]}, base has {tuple(base.state[name].shape)}"
+            )
     return sorted(expected)
 
 
@@ -735,7 +823,9 @@ def _check_frozen(tensors: dict, source: dict, manifest: dict, base: _Base, free
     frozen = frozen_prefix_names(base.state, freeze_layers)
     claimed = manifest["frozen_tensors"]
     if sorted(claimed) != frozen:
-        raise KalavaiError(f"{MANIFEST}: frozen_tensors does not list exactly the embedding and first {freeze_layers} blocks")
+        raise KalavaiError(
+            f"{MANIFEST}: frozen_tensors does not list exactly the embedding and first {freeze_layers} blocks"
+        )
     for name in frozen:
         digest = tensor_sha256(tensors[name])
         if digest != tensor_sha256(base.state[name]):

@@ -6,6 +6,7 @@ at id 1, no pad token set. Byte-level means every string round-trips exactly, in
 the non-Latin scripts of the language domains. BPE training in `tokenizers` is
 deterministic for the same texts and settings.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ SPECIAL_TOKENS = (EOS, PAD)  # ids 0 and 1, as in Pythia
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `texts` and wrap it for `transformers`."""
     if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise KalavaiError(f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (every byte plus the special tokens), got {vocab_size}")
+        raise KalavaiError(
+            f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (every byte plus the special tokens), got {vocab_size}"
+        )
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()

@@ -17,6 +17,7 @@ micro-batches of one global stream (`micro_batch_order`). The stream is a functi
 (`checkpoint_dir`, `save_every`). With KALAVAI_FSDP=1 the processes shard the weights, gradients
 and AdamW state instead of each holding all of them (sharding.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,12 +39,12 @@ from transformers import get_scheduler
 
 from ..errors import KalavaiError
 from ..runtime import prefix, sharding
-from ..settings import settings
-from .evaluation import evaluate_domains
-from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
 from ..runtime.perf import prefix_forward_flops, training_flops_per_token
 from ..runtime.sharding import set_activation_checkpointing
 from ..scales import Scale
+from ..settings import settings
+from .evaluation import evaluate_domains
+from .models import fingerprint, freeze_prefix, n_params, tensor_sha256
 
 CHECKPOINT_FILE = "train_state.safetensors"
 
@@ -72,11 +73,20 @@ class TrainConfig:
     def specialist(cls, scale: Scale, seed: int, **overrides) -> "TrainConfig":
         """The paper's specialist recipe at this scale; overrides serve the ablations."""
         base = dict(
-            steps=scale.spec_steps, lr=scale.spec_lr, seed=seed, freeze_layers=scale.freeze_layers,
-            weight_decay=scale.weight_decay, warmup_frac=scale.warmup_frac, grad_clip=scale.grad_clip,
-            micro_batch=scale.micro_batch, grad_accum=scale.grad_accum, bf16=scale.bf16,
-            grad_checkpointing=scale.grad_checkpointing, curve_every=scale.curve_every,
-            curve_max_batches=scale.curve_max_batches, eval_batch=scale.eval_batch,
+            steps=scale.spec_steps,
+            lr=scale.spec_lr,
+            seed=seed,
+            freeze_layers=scale.freeze_layers,
+            weight_decay=scale.weight_decay,
+            warmup_frac=scale.warmup_frac,
+            grad_clip=scale.grad_clip,
+            micro_batch=scale.micro_batch,
+            grad_accum=scale.grad_accum,
+            bf16=scale.bf16,
+            grad_checkpointing=scale.grad_checkpointing,
+            curve_every=scale.curve_every,
+            curve_max_batches=scale.curve_max_batches,
+            eval_batch=scale.eval_batch,
         )
         return cls(**{**base, **overrides})
 
@@ -84,10 +94,19 @@ class TrainConfig:
     def pretrain(cls, scale: Scale, seed: int = 0) -> "TrainConfig":
         """The offline base's pretraining: same loop, nothing frozen, a higher rate, bigger batches."""
         return cls(
-            steps=scale.pretrain_steps, lr=scale.pretrain_lr, seed=seed, freeze_layers=0, freeze_embedding=False,
-            weight_decay=scale.weight_decay, warmup_frac=scale.warmup_frac, grad_clip=scale.grad_clip,
-            micro_batch=scale.pretrain_batch, grad_accum=1, bf16=scale.bf16,
-            curve_every=max(1, scale.pretrain_steps // 10), curve_max_batches=scale.curve_max_batches,
+            steps=scale.pretrain_steps,
+            lr=scale.pretrain_lr,
+            seed=seed,
+            freeze_layers=0,
+            freeze_embedding=False,
+            weight_decay=scale.weight_decay,
+            warmup_frac=scale.warmup_frac,
+            grad_clip=scale.grad_clip,
+            micro_batch=scale.pretrain_batch,
+            grad_accum=1,
+            bf16=scale.bf16,
+            curve_every=max(1, scale.pretrain_steps // 10),
+            curve_max_batches=scale.curve_max_batches,
             eval_batch=scale.eval_batch,
         )
 
@@ -100,7 +119,8 @@ def local_grad_accum(cfg: TrainConfig, num_processes: int) -> int:
     if cfg.grad_accum % num_processes:
         raise KalavaiError(
             f"grad_accum {cfg.grad_accum} is not divisible by {num_processes} processes: the global batch of "
-            f"{cfg.micro_batch} x {cfg.grad_accum} sequences cannot be split evenly; use a process count dividing {cfg.grad_accum}")
+            f"{cfg.micro_batch} x {cfg.grad_accum} sequences cannot be split evenly; use a process count dividing {cfg.grad_accum}"
+        )
     return cfg.grad_accum // num_processes
 
 
@@ -109,7 +129,9 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     # The process count is needed before the Accelerator exists; PartialState must read the
     # launcher's CPU flag itself, as the Accelerator would, or a CPU launch looks like one process.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    plugin = GradientAccumulationPlugin(num_steps=local_grad_accum(cfg, state.num_processes), sync_with_dataloader=False)
+    plugin = GradientAccumulationPlugin(
+        num_steps=local_grad_accum(cfg, state.num_processes), sync_with_dataloader=False
+    )
     use_bf16 = cfg.bf16 and torch.cuda.is_available()
     return Accelerator(gradient_accumulation_plugin=plugin, mixed_precision="bf16" if use_bf16 else "no")
 
@@ -126,7 +148,9 @@ def check_data(n_chunks: int, cfg: TrainConfig) -> None:
     if cfg.micro_batch < 1 or cfg.grad_accum < 1:
         raise KalavaiError(f"micro_batch ({cfg.micro_batch}) and grad_accum ({cfg.grad_accum}) must be at least 1")
     if n_chunks < cfg.micro_batch:
-        raise KalavaiError(f"too little training data: {n_chunks} chunks, fewer than one micro-batch of {cfg.micro_batch}")
+        raise KalavaiError(
+            f"too little training data: {n_chunks} chunks, fewer than one micro-batch of {cfg.micro_batch}"
+        )
 
 
 def micro_batch_order(n_chunks: int, micro_batch: int, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
@@ -156,20 +180,26 @@ def micro_batch_order(n_chunks: int, micro_batch: int, seed: int, start: int = 0
     while True:
         perm = next_permutation()
         for i in range(position, per_epoch):
-            yield perm[i * micro_batch:(i + 1) * micro_batch]
+            yield perm[i * micro_batch : (i + 1) * micro_batch]
         position = 0
 
 
 # ---------------------------------------------------------------- checkpoints
 
+
 def _checkpoint_identity(model, train_chunks: torch.Tensor, cfg: TrainConfig, eval_sets) -> dict:
     """What a saved state must match to be resumed: same start weights, data, recipe and curves."""
-    return {"config": cfg.to_dict(), "start_weights": fingerprint(model), "data": tensor_sha256(train_chunks),
-            "eval": sorted(eval_sets or {})}
+    return {
+        "config": cfg.to_dict(),
+        "start_weights": fingerprint(model),
+        "data": tensor_sha256(train_chunks),
+        "eval": sorted(eval_sets or {}),
+    }
 
 
-def _save_checkpoint(path: Path, weights: dict, optim: dict, scheduler, identity: dict, step: int, log: dict,
-                     train_seconds: float) -> None:
+def _save_checkpoint(
+    path: Path, weights: dict, optim: dict, scheduler, identity: dict, step: int, log: dict, train_seconds: float
+) -> None:
     """One safetensors file: trained weights, optimizer tensors and RNG; the rest as JSON metadata.
 
     `weights`: the trainable parameters by name; `optim`: a one-process AdamW `state_dict()`
@@ -187,9 +217,16 @@ def _save_checkpoint(path: Path, weights: dict, optim: dict, scheduler, identity
             tensors[f"rng.cuda.{i}"] = s
     np_state = np.random.get_state()
     tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
-    meta = {"identity": identity, "step": step, "log": log, "train_seconds": train_seconds,
-            "param_groups": optim["param_groups"], "scheduler": scheduler.state_dict(),
-            "rng_python": random.getstate(), "rng_numpy": [np_state[0], *np_state[2:]]}
+    meta = {
+        "identity": identity,
+        "step": step,
+        "log": log,
+        "train_seconds": train_seconds,
+        "param_groups": optim["param_groups"],
+        "scheduler": scheduler.state_dict(),
+        "rng_python": random.getstate(),
+        "rng_numpy": [np_state[0], *np_state[2:]],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     # written aside and renamed: a kill during the write leaves the previous state intact
@@ -231,7 +268,10 @@ def _restore_rng_and_schedule(meta: dict, rng: dict, scheduler) -> None:
     scheduler.load_state_dict(meta["scheduler"])
     torch.set_rng_state(rng["rng.torch"])
     if torch.cuda.is_available():
-        cuda = [rng[k] for k in sorted((k for k in rng if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))]
+        cuda = [
+            rng[k]
+            for k in sorted((k for k in rng if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+        ]
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
     version, state_py, gauss = meta["rng_python"]
@@ -241,6 +281,7 @@ def _restore_rng_and_schedule(meta: dict, rng: dict, scheduler) -> None:
 
 
 # ---------------------------------------------------------------- the loop
+
 
 def train_causal_lm(
     model,
@@ -281,8 +322,10 @@ def train_causal_lm(
     accelerator = make_accelerator(cfg)
     if accelerator.distributed_type == DistributedType.FSDP or parse_flag_from_env("ACCELERATE_USE_FSDP"):
         # (on CPU processes accelerate would even fall back to DDP without a word)
-        raise KalavaiError("accelerate's FSDP plugin is not used here: launch with accelerate_configs/multi_gpu.yaml "
-                           "and KALAVAI_FSDP=1, which shards with torch's FSDP2 (see accelerate_configs/README.md)")
+        raise KalavaiError(
+            "accelerate's FSDP plugin is not used here: launch with accelerate_configs/multi_gpu.yaml "
+            "and KALAVAI_FSDP=1, which shards with torch's FSDP2 (see accelerate_configs/README.md)"
+        )
     fsdp = sharding.fsdp_requested()
     n_proc, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     accum = local_grad_accum(cfg, n_proc)
@@ -299,17 +342,22 @@ def train_causal_lm(
         trained.compile()  # in place: the module, its names and its state dict stay as they are
     # The frozen prefix's output, read back for chunks it has already seen (prefix.py: exact,
     # CPU and one process only; a compiled or checkpointed model runs its own forward).
-    states = (prefix.for_model(model, cfg.freeze_layers) if accelerator.device.type == "cpu" and n_proc == 1
-              and not compile_requested() and not cfg.grad_checkpointing else None)
+    states = (
+        prefix.for_model(model, cfg.freeze_layers)
+        if accelerator.device.type == "cpu" and n_proc == 1 and not compile_requested() and not cfg.grad_checkpointing
+        else None
+    )
     params = [p for p in trained.parameters() if p.requires_grad]
     # On a GPU the per-tensor update loop is launch-bound (measured at 410M on an H100: see
     # results/410m/README.md); the fused kernel does the same arithmetic in one launch.
-    raw_optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                      fused=accelerator.device.type == "cuda")
+    raw_optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=accelerator.device.type == "cuda"
+    )
     # Stepped here once per optimizer step (accelerate's wrapper would step it once per process),
     # so its saved state is the same whatever the number of processes.
-    scheduler = get_scheduler("cosine", raw_optimizer, num_warmup_steps=int(cfg.warmup_frac * cfg.steps),
-                              num_training_steps=cfg.steps)
+    scheduler = get_scheduler(
+        "cosine", raw_optimizer, num_warmup_steps=int(cfg.warmup_frac * cfg.steps), num_training_steps=cfg.steps
+    )
     data = train_chunks.long()
     if fsdp:  # sharded already: accelerate handles the optimizer, not the model
         optimizer = accelerator.prepare(raw_optimizer)
@@ -376,7 +424,13 @@ def train_causal_lm(
         # large batches (counted in train_seconds)
         ahead = micro_batch_order(len(data), cfg.micro_batch, cfg.seed, start=step * cfg.grad_accum)
         states.prefill(data[torch.cat([next(ahead) for _ in range((cfg.steps - step) * cfg.grad_accum)]).unique()])
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=None if accelerator.is_local_main_process else True, leave=False)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc=desc,
+        disable=None if accelerator.is_local_main_process else True,
+        leave=False,
+    )
     # one global stream of micro-batches; process r takes every P-th, so P processes together
     # see exactly the micro-batches one process would
     stream = micro_batch_order(len(data), cfg.micro_batch, cfg.seed, start=step * cfg.grad_accum)
@@ -446,7 +500,8 @@ def train_causal_lm(
         flops_per_token=flops_per_token,
         # the FLOPs the steps ran: without the prefix's forward where it was read back
         prefix_read_back=states is not None,
-        flops_per_token_run=flops_per_token - (prefix_forward_flops(model, cfg.freeze_layers, seq_len) if states else 0.0),
+        flops_per_token_run=flops_per_token
+        - (prefix_forward_flops(model, cfg.freeze_layers, seq_len) if states else 0.0),
         device=str(accelerator.device),
         threads=torch.get_num_threads(),  # a worker beside another runs on fewer (runtime/workers.py)
         mixed_precision=accelerator.mixed_precision,

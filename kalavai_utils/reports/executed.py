@@ -7,6 +7,7 @@ sees: papermill's and Jupyter's timestamps and durations, the machine's absolute
 kernel's execution counts (renumbered 1, 2, ... in cell order). Tables, figures, printed text and
 verdicts are kept as the run produced them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ the paper's from `paper.py`. `tests/test_docs_account.py` fails when a block is 
 It needs only `paper.py` and `errors.py`, so a test can load it without running the package's
 `__init__` (which imports torch).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,16 @@ from ..errors import KalavaiError
 from ..verdicts import word as verdict
 
 BLOCK = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
-NOTEBOOKS = ("00_data", "01_base", "02_specialists", "03_fusion", "04_predict_gain", "05_ablations", "06_phase2",
-             "07_inference")
+NOTEBOOKS = (
+    "00_data",
+    "01_base",
+    "02_specialists",
+    "03_fusion",
+    "04_predict_gain",
+    "05_ablations",
+    "06_phase2",
+    "07_inference",
+)
 AUTHORS_ROUTER, CAUSAL_ROUTER = "fused:mlp:sequence", "fused:linear:token"
 
 
@@ -32,8 +41,11 @@ def _holds(summary: dict, claim_id: str):
 def load_summaries(results_dir) -> dict[str, dict]:
     """Each notebook's `summary` from results/<scale>/NN_name.json, keyed by notebook name."""
     folder = Path(results_dir)
-    return {nb: json.loads((folder / f"{nb}.json").read_text())["summary"]
-            for nb in NOTEBOOKS if (folder / f"{nb}.json").exists()}
+    return {
+        nb: json.loads((folder / f"{nb}.json").read_text())["summary"]
+        for nb in NOTEBOOKS
+        if (folder / f"{nb}.json").exists()
+    }
 
 
 def _seeds(by_seed: dict) -> list[str]:
@@ -43,8 +55,12 @@ def _seeds(by_seed: dict) -> list[str]:
 def mean_std(by_seed: dict) -> dict:
     """Mean, sample standard deviation (ddof 1, as notebook 03's tables), count and the values, of {seed: value}."""
     values = list(by_seed.values())
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values), "by_seed": dict(by_seed)}
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "by_seed": dict(by_seed),
+    }
 
 
 def headline_figures(summaries: dict) -> dict:
@@ -60,22 +76,30 @@ def headline_figures(summaries: dict) -> dict:
         out["main"] = {
             "gain_vs_best_pct": {m: mean_std({s: fusion[s]["gain_vs_best_pct"][m] for s in seeds}) for m in models},
             "ew": {m: mean_std({s: fusion[s]["ew"][m] for s in seeds}) for m in models},
-            "oracle_gap_nats": {m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["oracle_ew"] for s in seeds})
-                                for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)},
-            "minus_monolithic_nats": {m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["ew"]["monolithic"] for s in seeds})
-                                      for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)},
-            "fused_vs_base_pct": mean_std({s: 100 * (1 - fusion[s]["ew"][AUTHORS_ROUTER] / fusion[s]["ew"]["base"])
-                                           for s in seeds}),
+            "oracle_gap_nats": {
+                m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["oracle_ew"] for s in seeds})
+                for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)
+            },
+            "minus_monolithic_nats": {
+                m: mean_std({s: fusion[s]["ew"][m] - fusion[s]["ew"]["monolithic"] for s in seeds})
+                for m in (AUTHORS_ROUTER, CAUSAL_ROUTER)
+            },
+            "fused_vs_base_pct": mean_std(
+                {s: 100 * (1 - fusion[s]["ew"][AUTHORS_ROUTER] / fusion[s]["ew"]["base"]) for s in seeds}
+            ),
         }
     specialists = summaries.get("02_specialists", {}).get("main", {})
     if specialists:
         seeds = _seeds(specialists)
         domains = specialists[seeds[0]]["specialists"]
         out["regime"] = {
-            "divergence_pct": {d: mean_std({s: specialists[s]["specialists"][d]["divergence_pct"] for s in seeds})
-                               for d in domains},
-            "worst_forgetting_pct": {d: mean_std({s: specialists[s]["specialists"][d]["worst_forgetting_pct"]
-                                                  for s in seeds}) for d in domains},
+            "divergence_pct": {
+                d: mean_std({s: specialists[s]["specialists"][d]["divergence_pct"] for s in seeds}) for d in domains
+            },
+            "worst_forgetting_pct": {
+                d: mean_std({s: specialists[s]["specialists"][d]["worst_forgetting_pct"] for s in seeds})
+                for d in domains
+            },
         }
     cross = summaries.get("06_phase2", {}).get("cross-lingual", {})
     if cross:
@@ -110,52 +134,100 @@ def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> 
 
     div = {d: h["regime"]["divergence_pct"][d] for d in paper.DIVERGENCE_410M if d in h["regime"]["divergence_pct"]}
     regime = all(v["holds"] for k, v in s02["verdicts"].items() if k.startswith("regime."))
-    rows.append(("Specialists move like Pythia-410M's (divergence 8-30 %, forgetting ≤ 6 %)",
-                 " / ".join(f"{paper.DIVERGENCE_410M[d]:.2f}" for d in div) + " %",
-                 " / ".join(f"{div[d]['mean']:.2f}" for d in div) + " %", verdict(regime), "02_specialists"))
+    rows.append(
+        (
+            "Specialists move like Pythia-410M's (divergence 8-30 %, forgetting ≤ 6 %)",
+            " / ".join(f"{paper.DIVERGENCE_410M[d]:.2f}" for d in div) + " %",
+            " / ".join(f"{div[d]['mean']:.2f}" for d in div) + " %",
+            verdict(regime),
+            "02_specialists",
+        )
+    )
 
     gain, ew = h["main"]["gain_vs_best_pct"], h["main"]["ew"]
-    rows.append(("Fusion beats the best specialist (equal-weight loss, every seed)",
-                 f"+{paper.HEADLINE_410M_SEEDS['gain_mean']:.2f} ± {paper.HEADLINE_410M_SEEDS['gain_spread']:.2f} %",
-                 f"{_pm(gain[AUTHORS_ROUTER])} (causal router {_pm(gain[CAUSAL_ROUTER])})",
-                 verdict(_holds(s03, f"fusion.beats_best_specialist.{AUTHORS_ROUTER}")), "03_fusion"))
-    rows.append(("Fused beats the equal-compute monolithic model",
-                 f"{paper.HEADLINE['410m']['fused']:.3f} vs {paper.HEADLINE['410m']['monolithic']:.3f} nats",
-                 f"{ew[AUTHORS_ROUTER]['mean']:.4f} vs {ew['monolithic']['mean']:.4f} nats",
-                 verdict(_holds(s03, f"fusion.beats_monolithic.{AUTHORS_ROUTER}")),
-                 "03_fusion"))
-    rows.append(("Weight averaging is worse than the best specialist", f"{paper.WEIGHT_AVG_VS_BEST_410M:+.1f} %",
-                 _pm(gain["weight_avg"]), verdict(_holds(s03, "fusion.weight_average_below_best")),
-                 "03_fusion"))
+    rows.append(
+        (
+            "Fusion beats the best specialist (equal-weight loss, every seed)",
+            f"+{paper.HEADLINE_410M_SEEDS['gain_mean']:.2f} ± {paper.HEADLINE_410M_SEEDS['gain_spread']:.2f} %",
+            f"{_pm(gain[AUTHORS_ROUTER])} (causal router {_pm(gain[CAUSAL_ROUTER])})",
+            verdict(_holds(s03, f"fusion.beats_best_specialist.{AUTHORS_ROUTER}")),
+            "03_fusion",
+        )
+    )
+    rows.append(
+        (
+            "Fused beats the equal-compute monolithic model",
+            f"{paper.HEADLINE['410m']['fused']:.3f} vs {paper.HEADLINE['410m']['monolithic']:.3f} nats",
+            f"{ew[AUTHORS_ROUTER]['mean']:.4f} vs {ew['monolithic']['mean']:.4f} nats",
+            verdict(_holds(s03, f"fusion.beats_monolithic.{AUTHORS_ROUTER}")),
+            "03_fusion",
+        )
+    )
+    rows.append(
+        (
+            "Weight averaging is worse than the best specialist",
+            f"{paper.WEIGHT_AVG_VS_BEST_410M:+.1f} %",
+            _pm(gain["weight_avg"]),
+            verdict(_holds(s03, "fusion.weight_average_below_best")),
+            "03_fusion",
+        )
+    )
 
     fit, pfit = s04["fit"], paper.REGRESSION_FIT
-    rows.append(("Gain rises linearly with divergence",
-                 _line(pfit["slope"], pfit["intercept"]) + f", R² {pfit['r2']:.2f}",
-                 _line(fit["slope"], fit["intercept"]) + f", R² {fit['r2']:.2f}, "
-                 f"slope CI [{fit['slope_ci'][0]:.2f}, {fit['slope_ci'][1]:.2f}]",
-                 verdict(_holds(s04, "law.gain_rises_with_divergence")), "04_predict_gain"))
+    rows.append(
+        (
+            "Gain rises linearly with divergence",
+            _line(pfit["slope"], pfit["intercept"]) + f", R² {pfit['r2']:.2f}",
+            _line(fit["slope"], fit["intercept"]) + f", R² {fit['r2']:.2f}, "
+            f"slope CI [{fit['slope_ci'][0]:.2f}, {fit['slope_ci'][1]:.2f}]",
+            verdict(_holds(s04, "law.gain_rises_with_divergence")),
+            "04_predict_gain",
+        )
+    )
 
     mat = s05["maturity"]
-    rows.append(("Gain shrinks as the base matures", f"+{paper.MATURITY_410M[5000]:.2f} → +{paper.MATURITY_410M[143000]:.2f} %",
-                 f"+{_one(mat['step125']['gain']):.2f} → +{_one(mat['step1000']['gain']):.2f} % (step125 → step1000)",
-                 verdict(_holds(s05, "ablations.maturity")), "05_ablations"))
+    rows.append(
+        (
+            "Gain shrinks as the base matures",
+            f"+{paper.MATURITY_410M[5000]:.2f} → +{paper.MATURITY_410M[143000]:.2f} %",
+            f"+{_one(mat['step125']['gain']):.2f} → +{_one(mat['step1000']['gain']):.2f} % (step125 → step1000)",
+            verdict(_holds(s05, "ablations.maturity")),
+            "05_ablations",
+        )
+    )
     fr, pfr = s05["freeze"], paper.FREEZE_SWEEP_410M
     kmax = max(fr, key=int)
-    rows.append(("Gain falls slowly as blocks are frozen",
-                 f"K=0 → 12 of 24: +{pfr[0]:.2f} → +{pfr[12]:.2f} %",
-                 f"K=0 → {kmax} of 4: +{_one(fr['0']['gain']):.2f} → +{_one(fr[kmax]['gain']):.2f} %",
-                 verdict(_holds(s05, "ablations.freeze")), "05_ablations"))
+    rows.append(
+        (
+            "Gain falls slowly as blocks are frozen",
+            f"K=0 → 12 of 24: +{pfr[0]:.2f} → +{pfr[12]:.2f} %",
+            f"K=0 → {kmax} of 4: +{_one(fr['0']['gain']):.2f} → +{_one(fr[kmax]['gain']):.2f} %",
+            verdict(_holds(s05, "ablations.freeze")),
+            "05_ablations",
+        )
+    )
     cnt, pc = s05["count"], paper.SPECIALIST_COUNT
     lo, hi = min(cnt, key=int), max(cnt, key=int)
-    rows.append(("More specialists, more gain", f"{min(pc)} → {max(pc)}: +{pc[min(pc)]:.2f} → +{pc[max(pc)]:.2f} %",
-                 f"{lo} → {hi}: +{_one(cnt[lo]['gain']):.2f} → +{_one(cnt[hi]['gain']):.2f} %",
-                 verdict(_holds(s05, "ablations.count")), "05_ablations"))
+    rows.append(
+        (
+            "More specialists, more gain",
+            f"{min(pc)} → {max(pc)}: +{pc[min(pc)]:.2f} → +{pc[max(pc)]:.2f} %",
+            f"{lo} → {hi}: +{_one(cnt[lo]['gain']):.2f} → +{_one(cnt[hi]['gain']):.2f} %",
+            verdict(_holds(s05, "ablations.count")),
+            "05_ablations",
+        )
+    )
     lora = s05["lora"]
     r_lo, r_hi = min(lora, key=int), max(lora, key=int)
-    rows.append(("LoRA specialists diverge less and fuse worse",
-                 f"r=8 → 64: {paper.LORA_GAIN_RANGE[0]:+.2f} → {paper.LORA_GAIN_RANGE[1]:+.2f} %",
-                 f"r={r_lo} → {r_hi}: {_one(lora[r_lo]['gain']):+.2f} → {_one(lora[r_hi]['gain']):+.2f} %",
-                 verdict(_holds(s05, "ablations.lora")), "05_ablations"))
+    rows.append(
+        (
+            "LoRA specialists diverge less and fuse worse",
+            f"r=8 → 64: {paper.LORA_GAIN_RANGE[0]:+.2f} → {paper.LORA_GAIN_RANGE[1]:+.2f} %",
+            f"r={r_lo} → {r_hi}: {_one(lora[r_lo]['gain']):+.2f} → {_one(lora[r_hi]['gain']):+.2f} %",
+            verdict(_holds(s05, "ablations.lora")),
+            "05_ablations",
+        )
+    )
     cap = s05["capacity"]
     here = f"{_one(cap['gain'])['capacity']:+.2f} % (pretrained {cap['pretrain_fraction']:.2f} of the base's steps)"
     word = verdict(_holds(s05, "ablations.capacity"))
@@ -163,41 +235,73 @@ def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> 
         like = capacity_like_for_like["capacity"]
         here += f"; like for like {_one(like['gain'])['capacity']:+.2f} %"
         word += f"; like for like: {verdict(_holds(capacity_like_for_like, 'ablations.capacity'))}"
-    rows.append(("Fusion beats a capacity-matched single model",
-                 f"no: 1.4B control {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f} %", here, word, "05_ablations"))
+    rows.append(
+        (
+            "Fusion beats a capacity-matched single model",
+            f"no: 1.4B control {paper.CAPACITY_CONTROL_1_4B_GAIN:+.2f} %",
+            here,
+            word,
+            "05_ablations",
+        )
+    )
 
     cross = h["cross_lingual"]
-    rows.append(("Cross-lingual fusion gains most",
-                 f"+{paper.CROSS_LINGUAL['gain']:.2f} % at divergence {paper.CROSS_LINGUAL['divergence']:.2f} %",
-                 f"{_pm(cross['gain_vs_best_pct'])} at {cross['mean_divergence_pct']['mean']:.2f} %",
-                 verdict(_holds(s06, "cross_lingual.largest_gain")), "06_phase2"))
+    rows.append(
+        (
+            "Cross-lingual fusion gains most",
+            f"+{paper.CROSS_LINGUAL['gain']:.2f} % at divergence {paper.CROSS_LINGUAL['divergence']:.2f} %",
+            f"{_pm(cross['gain_vs_best_pct'])} at {cross['mean_divergence_pct']['mean']:.2f} %",
+            verdict(_holds(s06, "cross_lingual.largest_gain")),
+            "06_phase2",
+        )
+    )
     private = s06["private"]["seed42"]
-    rows.append(("Private domains the base never saw gain",
-                 f"+{paper.PRIVATE_DOMAINS['gain']:.2f} % at {paper.PRIVATE_DOMAINS['divergence']:.2f} %",
-                 f"{private['gain_vs_best_pct'][AUTHORS_ROUTER]:+.2f} % at {private['mean_divergence_pct']:.2f} %",
-                 verdict(_holds(s06, "private.gain_positive_every_seed")), "06_phase2"))
+    rows.append(
+        (
+            "Private domains the base never saw gain",
+            f"+{paper.PRIVATE_DOMAINS['gain']:.2f} % at {paper.PRIVATE_DOMAINS['divergence']:.2f} %",
+            f"{private['gain_vs_best_pct'][AUTHORS_ROUTER]:+.2f} % at {private['mean_divergence_pct']:.2f} %",
+            verdict(_holds(s06, "private.gain_positive_every_seed")),
+            "06_phase2",
+        )
+    )
     pred = s06["twenty"]["prediction"]
     own, line = pred["notebook04_fit"]["gain"], pred["paper_line"]["gain"]
     measured = s06["twenty"]["seed42"]["gain_vs_best_pct"][AUTHORS_ROUTER]
-    rows.append(("The law predicts twenty contributors' gain",
-                 f"+{paper.OUT_OF_SAMPLE_20_CONTRIBUTOR.gain:.2f} %",
-                 f"{measured:+.2f} %; predicted +{own['predicted_gain']:.2f} [{own['lo']:.1f}, {own['hi']:.1f}], "
-                 f"paper's line +{line['predicted_gain']:.2f} [{line['lo']:.1f}, {line['hi']:.1f}]",
-                 f"{verdict(_holds(s06, 'twenty.inside_band.notebook04_fit'))} (notebook 04's band); "
-                 f"{verdict(_holds(s06, 'twenty.inside_band.paper_line'))} (paper's)", "06_phase2"))
+    rows.append(
+        (
+            "The law predicts twenty contributors' gain",
+            f"+{paper.OUT_OF_SAMPLE_20_CONTRIBUTOR.gain:.2f} %",
+            f"{measured:+.2f} %; predicted +{own['predicted_gain']:.2f} [{own['lo']:.1f}, {own['hi']:.1f}], "
+            f"paper's line +{line['predicted_gain']:.2f} [{line['lo']:.1f}, {line['hi']:.1f}]",
+            f"{verdict(_holds(s06, 'twenty.inside_band.notebook04_fit'))} (notebook 04's band); "
+            f"{verdict(_holds(s06, 'twenty.inside_band.paper_line'))} (paper's)",
+            "06_phase2",
+        )
+    )
 
     inf = paper.INFERENCE_410M_X3
     loss = s07["losses"]["seed42"][AUTHORS_ROUTER]
-    rows.append(("Top-1 dispatch is far worse in loss than dense",
-                 f"{inf['top1_loss']:.3f} vs {inf['dense_loss']:.3f} nats",
-                 f"{loss['top1-sequence']['ew']:.4f} vs {loss['dense']['ew']:.4f} nats",
-                 verdict(all(v["holds"] for v in s07["verdicts"].values())), "07_inference"))
+    rows.append(
+        (
+            "Top-1 dispatch is far worse in loss than dense",
+            f"{inf['top1_loss']:.3f} vs {inf['dense_loss']:.3f} nats",
+            f"{loss['top1-sequence']['ew']:.4f} vs {loss['dense']['ew']:.4f} nats",
+            verdict(all(v["holds"] for v in s07["verdicts"].values())),
+            "07_inference",
+        )
+    )
     main = s07["timings"]["main_point"]
     best = min(main["dense"], main["dense-batched"])
-    rows.append(("Dense fusion costs at most the ideal ratio (x one model)",
-                 f"{inf['dense_latency_x']:.2f}x ({paper.INFERENCE_DEVICE})",
-                 f"{best:.2f}x against {s07['ideal_dense_ratio']:.2f}x (CPU)",
-                 verdict(best <= s07["ideal_dense_ratio"]), "07_inference"))
+    rows.append(
+        (
+            "Dense fusion costs at most the ideal ratio (x one model)",
+            f"{inf['dense_latency_x']:.2f}x ({paper.INFERENCE_DEVICE})",
+            f"{best:.2f}x against {s07['ideal_dense_ratio']:.2f}x (CPU)",
+            verdict(best <= s07["ideal_dense_ratio"]),
+            "07_inference",
+        )
+    )
     return rows
 
 
@@ -226,7 +330,7 @@ def render_verdicts(results_dir, link_prefix: str = "") -> str:
 def render_main_table(results_dir, link_prefix: str = "") -> str:
     """Notebook 03's main table: equal-weight loss and gain over the best specialist, mean ± std over seeds."""
     h = headline_figures(load_summaries(results_dir))["main"]
-    lines = [f"| model | equal-weight loss (nats) | gain vs best specialist | seeds |", "|---|---|---|---|"]
+    lines = ["| model | equal-weight loss (nats) | gain vs best specialist | seeds |", "|---|---|---|---|"]
     for model, ew in h["ew"].items():
         gain = h["gain_vs_best_pct"][model]
         lines.append(f"| `{model}` | {_pm(ew, 4, '', '')} | {_pm(gain)} | {ew['n']} |")
@@ -238,16 +342,19 @@ def render_timings(results_dir, link_prefix: str = "") -> str:
     t = json.loads((Path(results_dir) / "timings.json").read_text())
     lines = ["| notebook | seconds |", "|---|---|"]
     lines += [f"| `{nb}` | {row['seconds']:.0f} |" for nb, row in t["notebooks"].items()]
-    lines.append(f"| total | {t['total_seconds']:,.0f} ({t['total_seconds'] / 60:.0f} min, "
-                 f"{t['cpu_count']} CPU cores) |")
+    lines.append(
+        f"| total | {t['total_seconds']:,.0f} ({t['total_seconds'] / 60:.0f} min, {t['cpu_count']} CPU cores) |"
+    )
     return "\n".join(lines) + "\n"
 
 
 def render_run_times(results_dir, link_prefix: str = "") -> str:
     """One line: how long the reference run of every notebook took, from results/<scale>/timings.json."""
     t = json.loads((Path(results_dir) / "timings.json").read_text())
-    return (f"The reference `./run_all.sh` took {t['total_seconds']:,.0f} s ({t['total_seconds'] / 60:.0f} min) "
-            f"on {t['cpu_count']} CPU cores, install excluded (`results/{t['scale']}/timings.json`).\n")
+    return (
+        f"The reference `./run_all.sh` took {t['total_seconds']:,.0f} s ({t['total_seconds'] / 60:.0f} min) "
+        f"on {t['cpu_count']} CPU cores, install excluded (`results/{t['scale']}/timings.json`).\n"
+    )
 
 
 def render_dispatch(results_dir, link_prefix: str = "") -> str:
@@ -257,8 +364,10 @@ def render_dispatch(results_dir, link_prefix: str = "") -> str:
     for seed, by_router in losses.items():
         for router, by_dispatch in by_router.items():
             dense = by_dispatch["dense"]["ew"]
-            lines += [f"| {seed[4:]} | `{router}` | {d} | {v['ew']:.4f} | {v['ew'] - dense:+.3f} |"
-                      for d, v in by_dispatch.items()]
+            lines += [
+                f"| {seed[4:]} | `{router}` | {d} | {v['ew']:.4f} | {v['ew'] - dense:+.3f} |"
+                for d, v in by_dispatch.items()
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -279,27 +388,42 @@ def render_generation(results_dir, link_prefix: str = "") -> str:
     summary = load_summaries(results_dir)["07_inference"]
     gen = {(r["model"], r["new_tokens"], r["cache"]): r["tokens_per_s"] for r in summary["timings"]["generation"]}
     ideal = summary["ideal_dense_ratio"]
-    lines = ["| new tokens | one model, cached | fused, cached | target (0.8 / ideal of one model) | met | "
-             "fused / one model | fused, cache-free | cache speedup |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| new tokens | one model, cached | fused, cached | target (0.8 / ideal of one model) | met | "
+        "fused / one model | fused, cache-free | cache speedup |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for new in sorted({n for _, n, _ in gen}):
         one, fused, free = gen[("single", new, True)], gen[("dense", new, True)], gen[("dense", new, False)]
         need = 0.8 / ideal * one
-        lines.append(f"| {new:,} | {one:.0f} | {fused:.0f} | {need:.0f} | {'yes' if fused >= need else 'no'} | "
-                     f"{fused / one:.2f} | {free:.0f} | {fused / free:.1f}x |")
+        lines.append(
+            f"| {new:,} | {one:.0f} | {fused:.0f} | {need:.0f} | {'yes' if fused >= need else 'no'} | "
+            f"{fused / one:.2f} | {free:.0f} | {fused / free:.1f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
-BLOCKS = {"generation": render_generation, "phases": render_phases, "dispatch-losses": render_dispatch, "run-times": render_run_times, "results-at-a-glance": render_glance, "every-verdict": render_verdicts, "main-table": render_main_table,
-          "notebook-times": render_timings}
+BLOCKS = {
+    "generation": render_generation,
+    "phases": render_phases,
+    "dispatch-losses": render_dispatch,
+    "run-times": render_run_times,
+    "results-at-a-glance": render_glance,
+    "every-verdict": render_verdicts,
+    "main-table": render_main_table,
+    "notebook-times": render_timings,
+}
 
 
 def render_text(text: str, results_dir, link_prefix: str = "") -> str:
     """The text with each generated block rewritten; an unknown block name is an error (KalavaiError)."""
+
     def one(m: re.Match) -> str:
         name = m.group(2)
         if name not in BLOCKS:
             raise KalavaiError(f"unknown generated block {name!r}; known: {', '.join(BLOCKS)}")
         return m.group(1) + BLOCKS[name](results_dir, link_prefix) + m.group(4)
+
     return BLOCK.sub(one, text)
 
 
@@ -313,7 +437,9 @@ def render_docs(root=".", scale: str = "tiny", write: bool = True) -> list[Path]
     """Rewrite the generated blocks of README.md and docs/*.md from results/<scale>/; returns the files changed."""
     root = Path(root)
     if not (root / "README.md").exists() or not (root / "results" / scale).is_dir():
-        raise KalavaiError(f"run render-docs from the repository root: no README.md or results/{scale}/ in {root.resolve()}")
+        raise KalavaiError(
+            f"run render-docs from the repository root: no README.md or results/{scale}/ in {root.resolve()}"
+        )
     changed = []
     for path in doc_files(root):
         text = path.read_text(encoding="utf-8")

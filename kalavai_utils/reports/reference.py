@@ -26,6 +26,7 @@ Nothing under a "timings" or "provenance" key is compared: speeds depend on the 
 and weight fingerprints change with the last bit of any weight even when every loss agrees;
 nor under "headline", the means and standard deviations of numbers compared one by one.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,9 +58,24 @@ IGNORED_KEYS = {"timings", "provenance", "claim", "headline"}
 # "within cross-machine noise", not "moved".
 CROSS_MACHINE = 10
 ROUTED_CROSS_MACHINE = 20
-PCT_KEYS = {"gain_vs_best_pct", "divergence_pct", "mean_divergence_pct", "oracle_gain_pct", "worst_forgetting_pct",
-            "gain", "oracle_gain", "mean_divergence", "max_divergence", "min_divergence", "fit", "leave_one_out",
-            "holdout", "divergence_error", "gain_error", "gain_bias"}
+PCT_KEYS = {
+    "gain_vs_best_pct",
+    "divergence_pct",
+    "mean_divergence_pct",
+    "oracle_gain_pct",
+    "worst_forgetting_pct",
+    "gain",
+    "oracle_gain",
+    "mean_divergence",
+    "max_divergence",
+    "min_divergence",
+    "fit",
+    "leave_one_out",
+    "holdout",
+    "divergence_error",
+    "gain_error",
+    "gain_bias",
+}
 GATE_KEYS = {"gates"}
 PPL_KEYS = {"perplexity"}
 _MISSING = object()
@@ -67,14 +83,21 @@ _MISSING = object()
 
 # ---------------------------------------------------------------- reading a run
 
+
 def _seed_folders(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.glob("seed*") if p.is_dir()), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
+    return sorted(
+        (p for p in folder.glob("seed*") if p.is_dir()), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0
+    )
 
 
 def _source(record: dict) -> str | None:
     src = record.get("source")
     if isinstance(src, dict):
-        return f"{src['dataset']}@{src.get('resolved_revision', src.get('revision'))}" if "dataset" in src else src.get("generator")
+        return (
+            f"{src['dataset']}@{src.get('resolved_revision', src.get('revision'))}"
+            if "dataset" in src
+            else src.get("generator")
+        )
     return src
 
 
@@ -110,19 +133,30 @@ def summarize_base(runs: Path) -> dict:
     path = runs / "base" / "base_eval.json"
     if path.exists():
         r = read_json(path)
-        out["base"] = {"revision": r["revision"], "losses": r["losses"], "chars_per_token": r["chars_per_token"],
-                       "loss_per_char": r["loss_per_char"], "languages": ",".join(r["languages"])}
+        out["base"] = {
+            "revision": r["revision"],
+            "losses": r["losses"],
+            "chars_per_token": r["chars_per_token"],
+            "loss_per_char": r["loss_per_char"],
+            "languages": ",".join(r["languages"]),
+        }
         if r["languages"]:
             out["language_gap"] = language_gap(r)
         out["provenance"] = {"fingerprint": r["fingerprint"]}
     path = runs / "base" / "pretrain_log.json"
     if path.exists():
         log = read_json(path)
-        out["pretraining"] = {"steps": len(log["loss"]), "tokens": log["tokens"], "n_params": log["n_params"],
-                              "final_train_loss": log["loss"][-1]}
+        out["pretraining"] = {
+            "steps": len(log["loss"]),
+            "tokens": log["tokens"],
+            "n_params": log["n_params"],
+            "final_train_loss": log["loss"][-1],
+        }
         if log.get("curve"):
             out["pretraining"]["final_heldout"] = log["curve"][-1]["losses"]
-        out["timings"] = {k: log[k] for k in ("train_seconds", "tokens_per_s", "matmul_peak_flops", "fraction_of_peak") if k in log}
+        out["timings"] = {
+            k: log[k] for k in ("train_seconds", "tokens_per_s", "matmul_peak_flops", "fraction_of_peak") if k in log
+        }
     path = runs / "data" / "pretrain" / "manifest.json"
     if path.exists():
         out["pretrain_data"] = _data_summary(read_json(path))
@@ -142,11 +176,15 @@ def summarize_specialists(runs: Path) -> dict:
         specs = {}
         for d in domains:
             spec = losses[f"spec:{d}"]
-            specs[d] = {"divergence_pct": divergence_pct(base[d], spec[d]),
-                        "beats_base_on_own_domain": bool(spec[d] < base[d]),
-                        "worst_forgetting_pct": max(-divergence_pct(base[o], spec[o]) for o in domains if o != d)}
+            specs[d] = {
+                "divergence_pct": divergence_pct(base[d], spec[d]),
+                "beats_base_on_own_domain": bool(spec[d] < base[d]),
+                "worst_forgetting_pct": max(-divergence_pct(base[o], spec[o]) for o in domains if o != d),
+            }
         training, timings = {}, {}
-        for log_path in sorted([*folder.glob("specialists/*/train_log.json"), folder / "monolithic" / "train_log.json"]):
+        for log_path in sorted(
+            [*folder.glob("specialists/*/train_log.json"), folder / "monolithic" / "train_log.json"]
+        ):
             if log_path.exists():
                 log = read_json(log_path)
                 training[log_path.parent.name] = {"steps": len(log["loss"]), "final_train_loss": log["loss"][-1]}
@@ -161,7 +199,9 @@ def summarize_specialists(runs: Path) -> dict:
 
 
 def _main_results(runs: Path) -> list[dict]:
-    return [load_results(f / "results.json") for f in _seed_folders(runs / "main" / "main") if (f / "results.json").exists()]
+    return [
+        load_results(f / "results.json") for f in _seed_folders(runs / "main" / "main") if (f / "results.json").exists()
+    ]
 
 
 def summarize_fusion(runs: Path) -> dict:
@@ -173,10 +213,15 @@ def summarize_fusion(runs: Path) -> dict:
     for r in results:
         m = r["metrics"]
         seeds[f"seed{r['seed']}"] = {
-            "losses": r["losses"], "ew": m["ew"], "gain_vs_best_pct": m["gain_vs_best_pct"],
-            "best_specialist": m["best_specialist"], "divergence_pct": m["divergence_pct"],
-            "mean_divergence_pct": m["mean_divergence_pct"], "oracle_ew": m["oracle_ew"],
-            "oracle_gain_pct": m["oracle_gain_pct"], "non_improving_specialists": ",".join(m["non_improving_specialists"]),
+            "losses": r["losses"],
+            "ew": m["ew"],
+            "gain_vs_best_pct": m["gain_vs_best_pct"],
+            "best_specialist": m["best_specialist"],
+            "divergence_pct": m["divergence_pct"],
+            "mean_divergence_pct": m["mean_divergence_pct"],
+            "oracle_ew": m["oracle_ew"],
+            "oracle_gain_pct": m["oracle_gain_pct"],
+            "non_improving_specialists": ",".join(m["non_improving_specialists"]),
             "gates": r["gates"],
         }
     claims = report.claims(results)
@@ -232,26 +277,38 @@ def summarize_sweep(runs: Path) -> dict:
         out["leave_one_out"] = {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")}
         out["holdout"] = {k: hold[k] for k in ("rmse", "n_inside", "n")}
         causal = sweep_tables.points_table(results, CAUSAL_FUSED)
-        if len(causal) and causal["condition"].nunique() >= 4:  # notebook 04's line and validation for the causal router
+        if (
+            len(causal) and causal["condition"].nunique() >= 4
+        ):  # notebook 04's line and validation for the causal router
             d = prediction.fit_line(causal["mean_divergence"], causal["gain"], groups=causal["condition"]).to_dict()
             loo, hold = sweep_tables.validation(causal)
-            out["causal"] = {"fit": {k: d[k] for k in ("slope", "intercept", "slope_ci", "r2", "n")},
-                             "leave_one_out": {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")},
-                             "holdout": {k: hold[k] for k in ("rmse", "n_inside", "n")}}
+            out["causal"] = {
+                "fit": {k: d[k] for k in ("slope", "intercept", "slope_ci", "r2", "n")},
+                "leave_one_out": {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")},
+                "holdout": {k: hold[k] for k in ("rmse", "n_inside", "n")},
+            }
     early = sweep_tables.early_errors(results, paper)
     if len(early):
         # notebook 04's early prediction: mean absolute errors over specialists, per fraction of training seen
         means = early.groupby("fraction")[["abs_divergence_error", "abs_loss_error"]].mean()
-        out["early_prediction"] = {f"{f:g}": {"divergence_error": float(row["abs_divergence_error"]),
-                                              "loss_error": float(row["abs_loss_error"])} for f, row in means.iterrows()}
+        out["early_prediction"] = {
+            f"{f:g}": {
+                "divergence_error": float(row["abs_divergence_error"]),
+                "loss_error": float(row["abs_loss_error"]),
+            }
+            for f, row in means.iterrows()
+        }
         gains = sweep_tables.early_gain_errors(results, paper)
         # the gain itself, predicted before fusion: mean absolute and mean signed error over cooperatives
         for f, row in gains.groupby("fraction")[["abs_gain_error", "gain_error"]].mean().iterrows():
-            out["early_prediction"].setdefault(f"{f:g}", {}).update(gain_error=float(row["abs_gain_error"]),
-                                                                  gain_bias=float(row["gain_error"]))
+            out["early_prediction"].setdefault(f"{f:g}", {}).update(
+                gain_error=float(row["abs_gain_error"]), gain_bias=float(row["gain_error"])
+            )
     if fit is not None:
         d = fit.to_dict()
-        out["fit"] = {k: d[k] for k in ("transform", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n", "resid_std")}
+        out["fit"] = {
+            k: d[k] for k in ("transform", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n", "resid_std")
+        }
         out["verdicts"] = summary(sweep_tables.law_verdicts(fit))
     key, manifests = _corpora(runs)
     others = {k: _data_summary(m) for k, m in manifests.items() if k != key}
@@ -275,9 +332,16 @@ def summarize_inference(runs: Path) -> dict:
     return inference_tables.summarize(runs) if (runs / "inference").is_dir() else {}
 
 
-SUMMARIES = {"00_data": summarize_data, "01_base": summarize_base, "02_specialists": summarize_specialists,
-             "03_fusion": summarize_fusion, "04_predict_gain": summarize_sweep, "05_ablations": summarize_ablations,
-             "06_phase2": summarize_phase2, "07_inference": summarize_inference}
+SUMMARIES = {
+    "00_data": summarize_data,
+    "01_base": summarize_base,
+    "02_specialists": summarize_specialists,
+    "03_fusion": summarize_fusion,
+    "04_predict_gain": summarize_sweep,
+    "05_ablations": summarize_ablations,
+    "06_phase2": summarize_phase2,
+    "07_inference": summarize_inference,
+}
 
 
 def _run_folder(runs_dir) -> Path:
@@ -302,8 +366,9 @@ def summarize_run(runs_dir) -> dict:
             summary = fn(runs)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as e:
             # a run file of the wrong shape: one line naming what was being read, not a traceback
-            raise KalavaiError(f"{runs}: a file behind notebook {name}'s summary is malformed "
-                               f"({type(e).__name__}: {first_line(e)})") from None
+            raise KalavaiError(
+                f"{runs}: a file behind notebook {name}'s summary is malformed ({type(e).__name__}: {first_line(e)})"
+            ) from None
         if summary:
             summaries[name] = summary
     headline = headline_figures(summaries)
@@ -321,11 +386,17 @@ def run_header(runs_dir) -> dict:
     if manifests:
         first = next(iter(manifests.values()))
         header["scale"] = first.get("scale", header["scale"])
-        generators = {r["source"]["generator"] for r in first["domains"].values()
-                      if isinstance(r.get("source"), dict) and "generator" in r["source"]}
+        generators = {
+            r["source"]["generator"]
+            for r in first["domains"].values()
+            if isinstance(r.get("source"), dict) and "generator" in r["source"]
+        }
         if generators:
             header["generator"] = ",".join(sorted(generators))
-    results = [*sorted((runs / "main" / "main").glob("seed*/results.json")), *sorted((runs / "sweep").glob("*/seed*/results.json"))]
+    results = [
+        *sorted((runs / "main" / "main").glob("seed*/results.json")),
+        *sorted((runs / "sweep").glob("*/seed*/results.json")),
+    ]
     if results:
         r = load_results(results[0])
         header.update(scale=r["scale"], versions=r["versions"])
@@ -339,8 +410,10 @@ def export_reference(runs_dir, out_dir) -> list[Path]:
         raise KalavaiError(f"nothing to summarize in {runs_dir}: no data manifest, base evaluation or results files")
     header = run_header(runs_dir)
     # sorted: a committed reference diffs against the next by its numbers, not by the order a run built them in
-    return [atomic_write_json(Path(out_dir) / f"{name}.json", {**header, "notebook": name, "summary": s}, sort_keys=True)
-            for name, s in summaries.items()]
+    return [
+        atomic_write_json(Path(out_dir) / f"{name}.json", {**header, "notebook": name, "summary": s}, sort_keys=True)
+        for name, s in summaries.items()
+    ]
 
 
 def load_reference(ref_dir) -> tuple[dict, dict]:
@@ -352,8 +425,12 @@ def load_reference(ref_dir) -> tuple[dict, dict]:
     # one file per notebook (00_data.json, ...); timings.json and benchmark files sit beside them
     for path in sorted(folder.glob("[0-9][0-9]_*.json")):
         d = read_json(path)
-        if not isinstance(d, dict) or d.get("schema") not in (SCHEMA, *LEGACY_SCHEMAS) \
-                or not isinstance(d.get("summary"), dict) or not isinstance(d.get("notebook", path.stem), str):
+        if (
+            not isinstance(d, dict)
+            or d.get("schema") not in (SCHEMA, *LEGACY_SCHEMAS)
+            or not isinstance(d.get("summary"), dict)
+            or not isinstance(d.get("notebook", path.stem), str)
+        ):
             raise KalavaiError(f"{path} is not a {SCHEMA} reference file")
         header = header or {k: v for k, v in d.items() if k != "summary"}
         summaries[d.get("notebook", path.stem)] = d["summary"]
@@ -363,6 +440,7 @@ def load_reference(ref_dir) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------- comparing
+
 
 def flatten(tree, prefix: str = "") -> dict:
     """{"a/b/0": leaf} for every leaf of nested dicts and lists, skipping IGNORED_KEYS."""
@@ -449,8 +527,15 @@ class Difference:
 
     def to_dict(self) -> dict:
         missing = lambda v: None if v is _MISSING else v  # noqa: E731
-        return {"notebook": self.notebook, "key": self.key, "reference": missing(self.reference), "run": missing(self.run),
-                "tol": self.tol, "noise": self.noise, "routed": _routed(self.key)}
+        return {
+            "notebook": self.notebook,
+            "key": self.key,
+            "reference": missing(self.reference),
+            "run": missing(self.run),
+            "tol": self.tol,
+            "noise": self.noise,
+            "routed": _routed(self.key),
+        }
 
 
 @dataclass
@@ -506,6 +591,8 @@ def compare_results(runs_dir, ref_dir, tol: float = 1e-4) -> Comparison:
                 noise = a is not _MISSING and b is not _MISSING and wider is not None and not _moved(a, b, wider)
                 out.differences.append(Difference(nb, key, a, b, tol_key, noise))
     if not out.compared:
-        raise KalavaiError(f"no notebook summarized in both {runs_dir} and {ref_dir}: "
-                           + ", ".join(f"{nb} {why}" for nb, why in out.skipped.items()))
+        raise KalavaiError(
+            f"no notebook summarized in both {runs_dir} and {ref_dir}: "
+            + ", ".join(f"{nb} {why}" for nb, why in out.skipped.items())
+        )
     return out

@@ -24,6 +24,7 @@ With everything trained this is 6N + 12 L T d with N the matmul weights (not the
 PaLM's count. The old count, 6 x all parameters, overstated the fraction of peak by counting
 the embedding lookup and backward passes that frozen blocks never run.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,7 +32,9 @@ import time
 import torch
 
 
-def measure_matmul_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 20) -> float:
+def measure_matmul_peak(
+    device: str = "cpu", dtype: torch.dtype = torch.float32, n: int = 1024, repeats: int = 20
+) -> float:
     """FLOP/s of a square matmul on this device: the denominator for 'fraction of peak'."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -83,8 +86,14 @@ def prefix_forward_flops(model: torch.nn.Module, freeze_layers: int, seq_len: in
     skips when the frozen prefix's output is read back (runtime/prefix.py) instead of computed."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     d = lm.config.hidden_size
-    return float(sum(linear_forward_flops(name, m, seq_len, d) for layer in lm.gpt_neox.layers[:freeze_layers]
-                     for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)))
+    return float(
+        sum(
+            linear_forward_flops(name, m, seq_len, d)
+            for layer in lm.gpt_neox.layers[:freeze_layers]
+            for name, m in layer.named_modules()
+            if isinstance(m, torch.nn.Linear)
+        )
+    )
 
 
 class Clock:

@@ -17,6 +17,7 @@ bit what running the prefix each time gives. Used only on a CPU, in one process,
 dropout, and within a memory budget: KALAVAI_PREFIX_CACHE_GB (default 4; 0 turns it off).
 Beyond the budget, rows are computed as before and not kept.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,15 +36,33 @@ _STORES: dict[str, "PrefixStates"] = {}  # one per distinct prefix, shared by ev
 _kept_bytes = 0
 # What, besides the tensors, decides a GPT-NeoX block's output (bookkeeping keys left out,
 # so a specialist's config and the fused model's copy of it share a store).
-_ARCHITECTURE_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size", "hidden_act", "rotary_pct",
-                      "partial_rotary_factor", "rope_parameters", "rope_theta", "rotary_emb_base",
-                      "use_parallel_residual", "layer_norm_eps", "attention_bias", "max_position_embeddings")
+_ARCHITECTURE_KEYS = (
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "rotary_pct",
+    "partial_rotary_factor",
+    "rope_parameters",
+    "rope_theta",
+    "rotary_emb_base",
+    "use_parallel_residual",
+    "layer_norm_eps",
+    "attention_bias",
+    "max_position_embeddings",
+)
 
 
 def run_layers(layers, x, mask, position_ids, rope, cache=None):
     for layer in layers:
-        x = layer(x, attention_mask=mask, position_ids=position_ids, position_embeddings=rope,
-                  layer_past=cache, use_cache=cache is not None)
+        x = layer(
+            x,
+            attention_mask=mask,
+            position_ids=position_ids,
+            position_embeddings=rope,
+            layer_past=cache,
+            use_cache=cache is not None,
+        )
     return x
 
 
@@ -55,8 +74,9 @@ def layer_inputs(config, rotary_emb, x, attention_mask=None, position_ids=None, 
     """
     if position_ids is None:
         position_ids = torch.arange(seen, seen + x.shape[1], device=x.device).unsqueeze(0)
-    mask = create_causal_mask(config=config, inputs_embeds=x, attention_mask=attention_mask,
-                              past_key_values=cache, position_ids=position_ids)
+    mask = create_causal_mask(
+        config=config, inputs_embeds=x, attention_mask=attention_mask, past_key_values=cache, position_ids=position_ids
+    )
     return mask, position_ids, rotary_emb(x, position_ids=position_ids)
 
 
@@ -93,7 +113,7 @@ class PrefixStates:
         for i in range(0, len(chunks), batch):
             if _kept_bytes >= budget_bytes():
                 return
-            self._compute_missing(chunks[i:i + batch])
+            self._compute_missing(chunks[i : i + batch])
 
     def _compute_missing(self, input_ids: torch.Tensor) -> tuple[list[bytes], dict]:
         global _kept_bytes
@@ -124,8 +144,11 @@ def prefix_key(embed_in, layers, rotary_emb, config) -> str:
     """Hash of everything the prefix's output depends on: its tensors (bytes, dtypes) and architecture."""
     shape = {k: repr(getattr(config, k, None)) for k in _ARCHITECTURE_KEYS}
     h = hashlib.sha256(f"{config._attn_implementation}:{len(layers)}:{sorted(shape.items())}".encode())
-    named = [*embed_in.state_dict(prefix="embed_in.").items(),
-             *nn.ModuleList(layers).state_dict(prefix="layers.").items(), *rotary_emb.named_buffers()]
+    named = [
+        *embed_in.state_dict(prefix="embed_in.").items(),
+        *nn.ModuleList(layers).state_dict(prefix="layers.").items(),
+        *rotary_emb.named_buffers(),
+    ]
     for name, t in named:
         t = t.detach().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
@@ -143,8 +166,13 @@ def _shared(embed_in, emb_dropout, layers, rotary_emb, config) -> PrefixStates:
 
 def usable(config, device, k: int) -> bool:
     """The cache applies: K > 0, on a CPU, no dropout (which would make outputs random), a budget."""
-    return (k > 0 and torch.device(device).type == "cpu" and budget_bytes() > 0
-            and not getattr(config, "hidden_dropout", 0.0) and not getattr(config, "attention_dropout", 0.0))
+    return (
+        k > 0
+        and torch.device(device).type == "cpu"
+        and budget_bytes() > 0
+        and not getattr(config, "hidden_dropout", 0.0)
+        and not getattr(config, "attention_dropout", 0.0)
+    )
 
 
 def causal_lm(model):
@@ -182,7 +210,7 @@ def lm_output(model, states: PrefixStates | None, input_ids: torch.Tensor, label
     lm = causal_lm(model)
     neox = lm.gpt_neox
     x = states(input_ids)
-    hidden = run_layers(neox.layers[states.k:], x, *layer_inputs(neox.config, neox.rotary_emb, x))
+    hidden = run_layers(neox.layers[states.k :], x, *layer_inputs(neox.config, neox.rotary_emb, x))
     logits = lm.lm_head(neox.final_layer_norm(hidden))
     loss = None if labels is None else lm.loss_function(logits=logits, labels=labels, vocab_size=lm.config.vocab_size)
     return CausalLMOutputWithPast(loss=loss, logits=logits)

@@ -16,12 +16,18 @@ the other processes may pass a model whose weights are on the meta device, so a 
 in CPU memory once per machine, not once per process. At the end (and for `on_step` or a
 checkpoint) the full weights are gathered back into the caller's model on the main process.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
-                                                     set_model_state_dict, set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from transformers import PreTrainedModel
@@ -58,8 +64,10 @@ def fsdp_requested() -> bool:
 def refuse_unsharded(scale_name: str, processes: int | None = None) -> None:
     """A scale whose specialists do not fit one device: one line unless this training is sharded."""
     if not fsdp_requested() or (processes is not None and processes < 2):
-        raise KalavaiError(f"at scale {scale_name} the specialists train only sharded over several GPUs: run "
-                           f"`KALAVAI_FSDP=1 ./run_all.sh --scale {scale_name} --processes 4` (accelerate_configs/README.md)")
+        raise KalavaiError(
+            f"at scale {scale_name} the specialists train only sharded over several GPUs: run "
+            f"`KALAVAI_FSDP=1 ./run_all.sh --scale {scale_name} --processes 4` (accelerate_configs/README.md)"
+        )
 
 
 def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -71,8 +79,9 @@ def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
     return blocks
 
 
-def shard(model: torch.nn.Module, device: torch.device, num_processes: int, is_main: bool,
-          checkpointing: bool = False) -> torch.nn.Module:
+def shard(
+    model: torch.nn.Module, device: torch.device, num_processes: int, is_main: bool, checkpointing: bool = False
+) -> torch.nn.Module:
     """A sharded copy of `model`, holding the main process's weights and frozen where `model` is.
 
     A collective: every process calls it. Only the main process's `model` needs weights.
@@ -141,18 +150,24 @@ def full_train_state(sharded: torch.nn.Module, optimizer) -> tuple[dict, dict]:
     names = [n for n, p in sharded.named_parameters() if p.requires_grad]
     weights = {n: weights[n] for n in names}
     index = {n: i for i, n in enumerate(names)}
-    return weights, {"state": {index[n]: s for n, s in optim["state"].items()},
-                     "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in optim["param_groups"]]}
+    return weights, {
+        "state": {index[n]: s for n, s in optim["state"].items()},
+        "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in optim["param_groups"]],
+    }
 
 
 def load_train_state(sharded: torch.nn.Module, optimizer, weights: dict, optim: dict) -> None:
     """The inverse of `full_train_state`, sent from the main process (the others pass empty dicts)."""
     names = [n for n, p in sharded.named_parameters() if p.requires_grad]
     if weights.keys() != set(names) and (weights or optim):  # a bug, not bad input: the identity matched
-        raise RuntimeError(f"saved weights do not match the trainable parameters: {sorted(set(names) ^ weights.keys())[:5]}")
+        raise RuntimeError(
+            f"saved weights do not match the trainable parameters: {sorted(set(names) ^ weights.keys())[:5]}"
+        )
     if optim:
-        optim = {"state": {names[i]: s for i, s in optim["state"].items()},
-                 "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in optim["param_groups"]]}
+        optim = {
+            "state": {names[i]: s for i, s in optim["state"].items()},
+            "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in optim["param_groups"]],
+        }
     # strict=False: the weights are the trainable ones only; the frozen ones are in place already
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False)
     set_model_state_dict(sharded, weights, options=options)

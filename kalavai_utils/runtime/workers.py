@@ -20,6 +20,7 @@ KALAVAI_WORKERS sets the count: by default 2 on a CPU with at least 2 threads, a
 (one process owns the device). With 1, `run_in_workers` does nothing and the caller's loop runs
 every job in the notebook's own process.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -67,8 +68,9 @@ def run_in_workers(jobs: list[tuple[Callable, tuple]], desc: str = "jobs") -> li
         return None
     threads = max(1, torch.get_num_threads() // n)
     seconds: list[float | None] = [None] * len(jobs)
-    with ProcessPoolExecutor(min(n, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        min(n, len(jobs)), mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(threads,)
+    ) as pool:
         futures = {pool.submit(_timed, fn, args): i for i, (fn, args) in enumerate(jobs)}
         try:
             for done in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({n} workers)", disable=None):

@@ -1,13 +1,14 @@
 """The executed notebooks committed for readers (executed/tiny/) are the current notebooks, run to
 the end by the reference run, and show the verdicts its summaries (results/tiny/) hold."""
 
+import json
 import re
 
 import nbformat
 import pytest
 from test_notebooks import assert_readable
 
-from kalavai_utils import notebooks
+from kalavai_utils import notebooks, verdicts
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.pipeline import ROOT
 from kalavai_utils.reports import executed
@@ -54,6 +55,31 @@ def test_executed_copy_ran_every_cell_and_reads_like_the_paper(name):
     assert not re.search(r'"(start_time|end_time|duration|iopub\.[a-z_.]+)"', text), f"{name}: run timestamps left in"
     assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text, f"{name}: a machine's path left in"
     assert_readable(path)
+
+
+def _table_rows(nb) -> dict[str, list[str]]:
+    """Every row of every HTML table the notebook shows, keyed by its first cell (a verdict table's claim id)."""
+    rows = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            html = out.get("data", {}).get("text/html", "")
+            for row in re.findall(r"<tr>(.*?)</tr>", html, re.S):
+                cells = [c.strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+                if cells:
+                    rows.setdefault(cells[0], cells)
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(_executed()))
+def test_executed_copy_shows_the_verdicts_its_summary_holds(name):
+    summary = json.loads((RESULTS / name.replace(".ipynb", ".json")).read_text())["summary"]
+    held = summary.get("verdicts", {})
+    rows = _table_rows(nbformat.read(EXECUTED / name, as_version=4))
+    for claim_id, v in held.items():
+        assert claim_id in rows, f"{name} shows no verdict {claim_id}"
+        assert verdicts.word(v["holds"]) in rows[claim_id][1:], (
+            f"{name}: {claim_id} is not shown as {verdicts.word(v['holds'])}"
+        )
 
 
 def test_clean_refuses_an_unfinished_notebook_and_drops_run_metadata():

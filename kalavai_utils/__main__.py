@@ -291,7 +291,10 @@ def main(argv=None) -> int:
             from .reports.reference import export_reference
 
             executed = args.executed_dir or ROOT / "executed" / Path(args.runs_dir).name
-            for path in [*export_reference(args.runs_dir, args.out_dir), *export_executed(args.runs_dir, executed)]:
+            for path in [
+                *export_reference(args.runs_dir, args.out_dir),
+                *export_executed(args.runs_dir, executed, ROOT),
+            ]:
                 print(f"written: {path}")
         elif args.command == "compare-results":
             from .reports.reference import compare_results

@@ -88,7 +88,14 @@ def test_clean_refuses_an_unfinished_notebook_and_drops_run_metadata():
     done = nbformat.v4.new_code_cell("1 + 1", execution_count=7, metadata={"execution": {"iopub.status.idle": "t"}})
     done.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=7)]
     nb.cells = [nbformat.v4.new_markdown_cell("# x"), done]
-    cleaned = executed.clean(nb)
+    shown = nbformat.v4.new_code_cell("print(runs)", execution_count=8)
+    shown.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="runs in /data/x/runs/tiny, figures in /repo/figures\n")
+    ]
+    nb.cells.append(shown)
+    cleaned = executed.clean(nb, [("/data/x/runs/tiny", "runs/tiny"), ("/repo/", "")])
+    assert cleaned.cells[2].outputs[0].text == "runs in runs/tiny, figures in figures\n"
+    assert cleaned.cells[2].source == "print(runs)"
     assert cleaned.metadata["papermill"] == {"parameters": {"scale": "tiny"}}
     assert cleaned.cells[1].execution_count == 1 and cleaned.cells[1].outputs[0].execution_count == 1
     assert "execution" not in cleaned.cells[1].metadata

@@ -327,6 +327,28 @@ def render_verdicts(results_dir, link_prefix: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_reruns(results_dir, link_prefix: str = "") -> str:
+    """Measured reruns against the reference (results/<scale>/reruns/*.json, written from
+    `compare-results --json`): how many numbers stayed within each tolerance, on which machine."""
+    lines = [
+        "| rerun | machine | torch threads | numbers | equal | within cross-machine noise | moved "
+        "| largest move, soft / routed (nats) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted((Path(results_dir) / "reruns").glob("*.json")):
+        r = json.loads(path.read_text())
+        n, diffs = sum(r["compared"].values()), r["differences"]
+        noise = sum(d["noise"] for d in diffs)
+        soft = max((abs(d["run"] - d["reference"]) for d in diffs if not d["routed"] and d["noise"]), default=0.0)
+        routed = max((abs(d["run"] - d["reference"]) for d in diffs if d["routed"] and d["noise"]), default=0.0)
+        m = r["rerun_machine"]
+        lines.append(
+            f"| [{path.stem}]({link_prefix}{path.relative_to(Path(results_dir).parent.parent).as_posix()}) | {m['cpu']} ({m['cpu_capability']}) | {m['torch_threads']} "
+            f"| {n} | {n - len(diffs)} | {noise} | {len(diffs) - noise} | {soft:.5f} / {routed:.5f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render_main_table(results_dir, link_prefix: str = "") -> str:
     """Notebook 03's main table: equal-weight loss and gain over the best specialist, mean ± std over seeds."""
     h = headline_figures(load_summaries(results_dir))["main"]
@@ -404,6 +426,7 @@ def render_generation(results_dir, link_prefix: str = "") -> str:
 
 
 BLOCKS = {
+    "reruns": render_reruns,
     "generation": render_generation,
     "phases": render_phases,
     "dispatch-losses": render_dispatch,

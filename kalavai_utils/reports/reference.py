@@ -51,7 +51,7 @@ SCHEMA = "kalavai.reference/2"
 # /1 keyed verdicts by their sentences ("claims" in 03); /2 by stable identifiers, the sentence a label
 LEGACY_SCHEMAS = ("kalavai.reference/1",)
 IGNORED_KEYS = {"timings", "provenance", "claim", "headline"}
-# A rerun on another CPU kind or thread count sums in another order. Measured (results/tiny/cross_machine/,
+# A rerun on another CPU kind or thread count sums in another order. Measured (results/tiny/reruns/,
 # docs/reproducibility.md): soft losses moved up to 2.2e-4 nats, losses of hard (argmax) routing and top-k
 # dispatch up to 7.1e-4 (an argmax flips on near-ties); no verdict moved. A difference beyond the
 # same-machine tolerance but within CROSS_MACHINE x it (ROUTED_CROSS_MACHINE x for routed losses) is

@@ -50,15 +50,9 @@ INDEX = "model.safetensors.index.json"
 # Pickle-based checkpoints: loading one can run arbitrary code, so they are refused unopened.
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pickle"}
 
-# The only files a submission may hold, besides weights (*.safetensors): what save_pretrained and
-# write_submission write, and a tokenizer's files if a contributor adds them. Anything else is
-# refused by name, whatever it contains, so nothing unhashed or unexpected rides along.
-SIDE_FILES = frozenset(
+# A tokenizer's files in a submission must equal the base's by content (parsed), but for where it was saved.
+TOKENIZER_SIDE_FILES = frozenset(
     {
-        "config.json",
-        "generation_config.json",
-        MANIFEST,
-        INDEX,
         "tokenizer.json",
         "tokenizer_config.json",
         "special_tokens_map.json",
@@ -67,6 +61,11 @@ SIDE_FILES = frozenset(
         "merges.txt",
     }
 )
+
+# The only files a submission may hold, besides weights (*.safetensors): what save_pretrained and
+# write_submission write, and a tokenizer's files if a contributor adds them. Anything else is
+# refused by name, whatever it contains, so nothing unhashed or unexpected rides along.
+SIDE_FILES = frozenset({"config.json", "generation_config.json", MANIFEST, INDEX}) | TOKENIZER_SIDE_FILES
 ALLOWED_DESCRIPTION = "*.safetensors weights, " + ", ".join(sorted(SIDE_FILES))
 
 # Size caps, checked from file sizes before anything is read: a specialist has the base's
@@ -124,17 +123,6 @@ CONFIG_MAY_DIFFER = frozenset(
     }
 )
 
-# A tokenizer's files in a submission must equal the base's by content (parsed), but for where it was saved.
-TOKENIZER_SIDE_FILES = frozenset(
-    {
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "added_tokens.json",
-        "vocab.json",
-        "merges.txt",
-    }
-)
 TOKENIZER_MAY_DIFFER = frozenset({"name_or_path", "_name_or_path", "tokenizer_file"})
 
 # What save_pretrained writes as a shard's metadata; anything else in a header is refused.

@@ -306,14 +306,7 @@ def main(argv=None) -> int:
             if args.json:
                 from .storage import atomic_write_json
 
-                atomic_write_json(
-                    args.json,
-                    {
-                        "summary": comparison.summary(),
-                        "compared": comparison.compared,
-                        "differences": [d.to_dict() for d in comparison.differences],
-                    },
-                )
+                atomic_write_json(args.json, comparison.to_dict(args.runs_dir), sort_keys=True)
             if comparison.moved:
                 return 1
         elif args.command == "render-docs":

@@ -544,6 +544,28 @@ class Comparison:
     compared: dict[str, int] = field(default_factory=dict)  # notebook -> numbers compared
     skipped: dict[str, str] = field(default_factory=dict)  # notebook -> why
 
+    def to_dict(self, runs_dir=None) -> dict:
+        """The comparison as results/<scale>/reruns/ keeps a measured rerun: every difference, each marked
+        noise or moved, the largest moves, and the rerun's machine as its timings.json records it."""
+        moves = {
+            kind: [
+                abs(d.run - d.reference) for d in self.differences if d.noise and _routed(d.key) == (kind == "routed")
+            ]
+            for kind in ("routed", "soft")
+        }
+        timings = (
+            read_json(Path(runs_dir) / "timings.json")
+            if runs_dir and (Path(runs_dir) / "timings.json").exists()
+            else {}
+        )
+        return {
+            "summary": self.summary(),
+            "compared": self.compared,
+            "differences": [d.to_dict() for d in self.differences],
+            "largest_move": {kind: max(v, default=0.0) for kind, v in moves.items()},
+            "rerun_machine": {k: timings.get(k) for k in ("cpu", "cpu_capability", "cpu_count", "torch_threads")},
+        }
+
     @property
     def moved(self) -> list[Difference]:
         """The differences beyond cross-machine noise: what makes a rerun disagree with its reference."""

@@ -273,9 +273,10 @@ def test_cross_machine_bands_cover_the_measured_rerun():
     """The committed measurement of a rerun on another CPU: every number it saw move is within the bands."""
     from kalavai_utils.protocol.pipeline import ROOT
 
-    for path in sorted((ROOT / "results" / "tiny" / "reruns").glob("*.json")):
-        m = read_json(path)
-        assert m["differences"] and all(d["noise"] for d in m["differences"]), path
+    measured = [read_json(p) for p in sorted((ROOT / "results" / "tiny" / "reruns").glob("*.json"))]
+    assert any(m["differences"] for m in measured)  # at least one rerun that moved something
+    for m in measured:
+        assert all(d["noise"] for d in m["differences"]), m["summary"]
         assert m["largest_move"]["routed"] <= reference.ROUTED_CROSS_MACHINE * 1e-4
         assert m["largest_move"]["soft"] <= reference.CROSS_MACHINE * 1e-4
 

@@ -65,14 +65,21 @@ def clean(nb: nbformat.NotebookNode, paths: list[tuple[str, str]] = ()) -> nbfor
 
 def export_executed(runs_dir, out_dir, root=None) -> list[Path]:
     """Write out_dir/NN_name.ipynb for every executed notebook of the run (none for a run made without
-    the notebooks, e.g. by `train-cooperative`); returns the paths written."""
+    the notebooks, e.g. by `train-cooperative`); returns the paths written. Paths under the run
+    folder, under the checkout that ran the notebook (papermill records its source) or under
+    `root` are shown relative to the repository."""
     found = sorted((Path(runs_dir) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     runs = Path(runs_dir).resolve()
-    paths = [(str(runs), f"runs/{runs.name}")] + ([(f"{Path(root).resolve()}/", "")] if root else [])
     written = []
     for path in found:
+        nb = nbformat.read(path, as_version=4)
+        source = nb.metadata.get("papermill", {}).get("input_path")
+        roots = {
+            str(Path(r).resolve()) for r in ([Path(source).parent.parent] if source else []) + ([root] if root else [])
+        }
+        paths = [(str(runs), f"runs/{runs.name}")] + [(f"{r}/", "") for r in sorted(roots, key=len, reverse=True)]
         try:
-            nb = clean(nbformat.read(path, as_version=4), paths)
+            nb = clean(nb, paths)
         except KalavaiError as e:
             raise KalavaiError(f"{path}: {e}") from None
         written.append(atomic_write_text(Path(out_dir) / path.name, nbformat.writes(nb) + "\n"))

@@ -293,4 +293,4 @@ def test_twenty_experts_fuse_at_smoke(smoke_base):
         "peak_with_weight_average_gb",
         "peak_if_all_loaded_gb",
     }
-    assert "twenty: measured gain inside the paper_line 95% band" in summary["verdicts"]
+    assert "twenty.inside_band.paper_line" in summary["verdicts"]

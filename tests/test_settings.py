@@ -13,6 +13,7 @@ import pytest
 
 from kalavai_utils import settings as S
 from kalavai_utils.__main__ import main
+from kalavai_utils.analysis import ablation_tables
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.experiments import ablations
 from kalavai_utils.protocol import pipeline, training
@@ -230,7 +231,7 @@ def test_the_fraction_is_recorded_in_the_capacity_results(tmp_path):
     assert r["config"]["pretrain_fraction"] == 0.5
     assert r["config"]["pretrain_steps"] == max(1, round(0.5 * smoke.pretrain_steps))
     ablations.write_index(runs, {"capacity": {"capacity": [r]}})
-    assert ablations.summarize(runs)["capacity"]["pretrain_fraction"] == 0.5
+    assert ablation_tables.summarize(runs)["capacity"]["pretrain_fraction"] == 0.5
 
 
 @pytest.mark.slow

@@ -339,12 +339,10 @@ def render_reruns(results_dir, link_prefix: str = "") -> str:
         r = json.loads(path.read_text())
         n, diffs = sum(r["compared"].values()), r["differences"]
         noise = sum(d["noise"] for d in diffs)
-        soft = max((abs(d["run"] - d["reference"]) for d in diffs if not d["routed"] and d["noise"]), default=0.0)
-        routed = max((abs(d["run"] - d["reference"]) for d in diffs if d["routed"] and d["noise"]), default=0.0)
-        m = r["rerun_machine"]
+        m, largest = r["rerun_machine"], r["largest_move"]  # as Comparison.to_dict wrote them
         lines.append(
             f"| [{path.stem}]({link_prefix}{path.relative_to(Path(results_dir).parent.parent).as_posix()}) | {m['cpu']} ({m['cpu_capability']}) | {m['torch_threads']} "
-            f"| {n} | {n - len(diffs)} | {noise} | {len(diffs) - noise} | {soft:.5f} / {routed:.5f} |"
+            f"| {n} | {n - len(diffs)} | {noise} | {len(diffs) - noise} | {largest['soft']:.5f} / {largest['routed']:.5f} |"
         )
     return "\n".join(lines) + "\n"
 

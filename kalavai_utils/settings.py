@@ -3,6 +3,8 @@
 Each one changes how a run executes (sharding, compilation, worker processes, a cache's
 memory, where runs go, which Python), never which experiment runs: experimental parameters
 live in `scales.py` and in the notebooks' `parameters` cells, where the results record them.
+The one exception is a test's: KALAVAI_SIZES=ci shrinks a Hub scale's sizes (steps, documents,
+batches; scales.CI_SIZES) so that its code paths run on a CPU against a local Hub, never as a result.
 `settings()` reads the environment at each call (tests and notebooks that set a variable are
 seen at once); a bad value is one line naming the variable and what it accepts.
 `python -m kalavai_utils env` prints them all; docs/configuration.md has the table.
@@ -30,6 +32,8 @@ PREFIX_CACHE_ENV = "KALAVAI_PREFIX_CACHE_GB"
 RUNS_ENV = "KALAVAI_RUNS"
 PYTHON_ENV = "KALAVAI_PYTHON"
 VENV_ENV = "KALAVAI_VENV"
+SIZES_ENV = "KALAVAI_SIZES"
+SIZES = ("full", "ci")
 # No longer read: an experimental parameter, now notebook 05's `capacity_pretrain_fraction`.
 RETIRED = {
     "KALAVAI_CAPACITY_PRETRAIN_FRACTION": "the capacity control's pretraining fraction is notebook 05's "
@@ -56,6 +60,8 @@ class Settings:
     python: str | None = None
     # Where scripts/ensure_env.sh creates the CPU virtual environment when KALAVAI_PYTHON is unset.
     venv: str = ".venv"
+    # "ci": a Hub scale's steps, documents and batches cut to a code-path test (scales.CI_SIZES).
+    sizes: str = "full"
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,13 @@ VARIABLES = (
         meaning="where scripts/ensure_env.sh creates the CPU environment (read by scripts/ensure_env.sh)",
         changes_numbers="no",
     ),
+    Variable(
+        name=SIZES_ENV,
+        field="sizes",
+        accepted="full or ci",
+        meaning="ci: a Hub scale's steps, documents and batches cut to a test of its code paths (local Hub, CPU)",
+        changes_numbers="yes: a code-path test, never a result",
+    ),
 )
 NAMES = tuple(v.name for v in VARIABLES)
 
@@ -155,6 +168,12 @@ def _text(name: str, text: str) -> str:
     return text
 
 
+def _sizes(name: str, text: str) -> str:
+    if text not in SIZES:
+        raise KalavaiError(f"{name} must be one of {', '.join(SIZES)}, got {text!r}")
+    return text
+
+
 _PARSE = {
     "fsdp": _flag,
     "compile": _flag,
@@ -163,6 +182,7 @@ _PARSE = {
     "runs": _folder,
     "python": _text,
     "venv": _text,
+    "sizes": _sizes,
 }
 
 

@@ -18,6 +18,7 @@ from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 from kalavai_utils.scales import get_scale
 
 SCRIPT = """
+import copy
 import json, sys
 import torch
 from accelerate import PartialState
@@ -36,16 +37,21 @@ torch.manual_seed(0)
 model = GPTNeoXForCausalLM(offline_config(scale))
 chunks = torch.randint(0, scale.vocab_size, (13, scale.seq_len))
 cfg = TrainConfig.specialist(scale, 5, steps=6, grad_accum=4, warmup_frac=0.2, curve_every=0)
+start = copy.deepcopy(model)
 log = train_causal_lm(model, chunks, cfg)
+# a one-GPU shape (the Hub scales' 8 x 1, here 4 x 1): two processes take 2 x 1 each
+one_gpu = copy.deepcopy(start)
+one_log = train_causal_lm(one_gpu, chunks, TrainConfig(**{**cfg.to_dict(), "micro_batch": 4, "grad_accum": 1}))
 try:
-    train_causal_lm(model, chunks, TrainConfig(**{**cfg.to_dict(), "grad_accum": 3}))
+    train_causal_lm(model, chunks, TrainConfig(**{**cfg.to_dict(), "micro_batch": 1, "grad_accum": 3}))
     refused = None
 except KalavaiError as e:
     refused = str(e)
 state = PartialState()
 if state.is_main_process:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
-    json.dump({"log": log, "refused": refused, "processes": state.num_processes,
+    save_file({k: v.contiguous() for k, v in one_gpu.state_dict().items()}, out + ".one_gpu.safetensors")
+    json.dump({"log": log, "one_gpu_log": one_log, "refused": refused, "processes": state.num_processes,
                "backend": state.backend}, open(out + ".json", "w"))
 end_processes()  # what the CLI does at exit; without it gloo can abort a process after its work is done
 """
@@ -88,7 +94,7 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["processes"] == 2 and two["backend"] == "gloo"
-    assert "not divisible by 2 processes" in two["refused"]
+    assert "3 sequences cannot be split evenly over 2 processes" in two["refused"]
 
     scale = get_scale("smoke")
     torch.manual_seed(0)
@@ -104,6 +110,17 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     assert two["log"]["loss"] == pytest.approx(log["loss"], rel=1e-5)
     weights = load_file(tmp_path / "two.safetensors")
     for name, w in model.state_dict().items():
+        torch.testing.assert_close(weights[name], w, rtol=1e-5, atol=1e-6, msg=name)
+
+    # The one-GPU shape 4 x 1 over two processes (2 x 1 each) is the same global batches as on one
+    torch.manual_seed(0)
+    one = GPTNeoXForCausalLM(offline_config(scale))
+    one_log = train_causal_lm(
+        one, chunks, TrainConfig.specialist(scale, 5, steps=6, micro_batch=4, grad_accum=1, warmup_frac=0.2, curve_every=0)
+    )
+    assert two["one_gpu_log"]["loss"] == pytest.approx(one_log["loss"], rel=1e-5)
+    weights = load_file(tmp_path / "two.one_gpu.safetensors")
+    for name, w in one.state_dict().items():
         torch.testing.assert_close(weights[name], w, rtol=1e-5, atol=1e-6, msg=name)
 
 

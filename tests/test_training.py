@@ -11,7 +11,13 @@ from transformers import GPTNeoXForCausalLM, get_scheduler
 
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.models import fingerprint, frozen_prefix_names, offline_config
-from kalavai_utils.protocol.training import TrainConfig, local_grad_accum, micro_batch_order, train_causal_lm
+from kalavai_utils.protocol.training import (
+    TrainConfig,
+    local_grad_accum,
+    micro_batch_order,
+    process_shape,
+    train_causal_lm,
+)
 from kalavai_utils.runtime.perf import training_flops_per_token
 from kalavai_utils.runtime.sharding import set_activation_checkpointing
 from kalavai_utils.scales import get_scale
@@ -178,5 +184,10 @@ def test_data_order_is_the_seeded_loaders_and_starts_anywhere():
 def test_grad_accum_must_split_over_processes():
     cfg = TrainConfig(steps=1, lr=1e-3, seed=0, micro_batch=2, grad_accum=4)
     assert [local_grad_accum(cfg, p) for p in (1, 2, 4)] == [4, 2, 1]
-    with pytest.raises(KalavaiError, match="not divisible by 3 processes"):
+    with pytest.raises(KalavaiError, match="8 sequences cannot be split evenly over 3 processes"):
         local_grad_accum(cfg, 3)
+    # a one-GPU shape keeps its global batch over several processes: 8 x 1 runs as 4 x 2 on two
+    one_gpu = TrainConfig(steps=1, lr=1e-3, seed=0, micro_batch=8, grad_accum=1)
+    assert [local_grad_accum(one_gpu, p) for p in (1, 2, 4, 8)] == [1, 1, 1, 1]
+    shapes = [process_shape(one_gpu, p) for p in (1, 2, 4, 8)]
+    assert [(c.micro_batch, c.grad_accum) for c in shapes] == [(8, 1), (4, 2), (2, 4), (1, 8)]

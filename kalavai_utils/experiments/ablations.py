@@ -75,7 +75,7 @@ from ..protocol.submission import collect_submissions
 from ..protocol.training import TrainConfig
 from ..runtime import workers
 from ..runtime.perf import Clock
-from ..scales import Scale
+from ..scales import Scale, step_count
 from ..storage import atomic_write_json, mark_step_done, read_json, step_is_done
 from . import sweep
 
@@ -176,7 +176,7 @@ def crossover_ladder(scale: Scale) -> tuple[int, ...]:
     own fused model), as the authors did: the paper's ladder at the Hub scales. Offline none: the
     K=0 and K=scale specialists' held-out curves stand in (`improvement_curve`), since a ladder
     would cost more than the rest of notebook 05 together."""
-    return tuple(paper.CROSSOVER_STEPS) if scale.is_hub else ()
+    return tuple(dict.fromkeys(step_count(scale, n) for n in paper.CROSSOVER_STEPS)) if scale.is_hub else ()
 
 
 def crossover_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[str, Cooperative]:

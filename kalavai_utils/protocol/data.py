@@ -13,7 +13,6 @@ content hash of every file; a corrupted or stale file is detected by its hash an
 from __future__ import annotations
 
 import importlib
-import re
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from safetensors.torch import load, save
 from .. import corpora
 from ..errors import KalavaiError
 from ..scales import Scale
+from . import hub
 from ..storage import (
     STEP_FILE,
     atomic_write_bytes,
@@ -100,15 +100,6 @@ def filter_documents(texts, n_documents: int, min_chars: int = 0) -> list[str]:
     return kept
 
 
-def resolve_revision(dataset: str, revision: str) -> str:
-    """The commit a branch or tag points to, so a run records exactly what it read."""
-    if re.fullmatch(r"[0-9a-f]{40}", revision):
-        return revision
-    from huggingface_hub import HfApi
-
-    return HfApi().dataset_info(dataset, revision=revision).sha
-
-
 def _unreachable_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean "the Hub or the local cache cannot serve this", and nothing else.
 
@@ -136,7 +127,7 @@ def hub_documents(source: dict) -> tuple[list[str], dict]:
 
     name = f"{source['dataset']}" + (f" ({source['config']})" if source["config"] else "")
     try:
-        commit = resolve_revision(source["dataset"], source["revision"])
+        commit = hub.resolve_dataset_revision(source["dataset"], source["revision"])
         stream = datasets.load_dataset(
             source["dataset"], source["config"], split=source["split"], revision=commit, streaming=True
         )
@@ -156,7 +147,8 @@ def hub_documents(source: dict) -> tuple[list[str], dict]:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise KalavaiError(
             f"cannot load dataset {name} at revision {source['revision']}: {first}. "
-            "This needs the Hugging Face Hub: run once with access, or provide a local cache and set HF_HUB_OFFLINE=1"
+            "It is read from the Hugging Face Hub: check the connection (HF_ENDPOINT), or prepare it where the Hub is "
+            "reachable with `python -m kalavai_utils fetch` and run with HF_HUB_OFFLINE=1 (docs/gpu-and-hub-scales.md)"
         ) from None
     return docs, {**source, "resolved_revision": commit}
 
@@ -168,6 +160,11 @@ def domain_documents(
     n_docs = n_docs or scale.docs_per_domain
     if scale.is_hub:
         source = load_source_manifest(domain)
+        if hub.offline():  # offline, a Hub domain is read only from the run's prepared chunks
+            raise KalavaiError(
+                f"domain {domain} ({source['dataset']}) is not among this run's prepared chunks, and HF_HUB_OFFLINE=1 "
+                f"forbids reading it from the Hub: {hub.fetch_hint(scale.name)}"
+            )
         return hub_documents({**source, "n_documents": n_docs})
     overlap = scale.corpus_overlap if overlap is None else overlap
     docs = corpora.generate_documents(domain, n_docs, seed=DATA_SEED, overlap=overlap, stream=stream)

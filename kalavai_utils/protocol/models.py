@@ -18,6 +18,7 @@ from transformers.utils import logging as hf_logging
 
 from ..errors import KalavaiError, first_line
 from ..scales import Scale
+from . import hub
 
 EMBED_PREFIX = "gpt_neox.embed_in."
 
@@ -55,9 +56,13 @@ def load_causal_lm(
     local = Path(path_or_id).exists() or str(path_or_id).startswith(("/", ".", "~"))
     if local and not Path(path_or_id).is_dir():
         raise KalavaiError(f"no such checkpoint folder: {path_or_id}")
+    # offline, a Hub model comes from the Hub cache only (the flag is read now, not at import)
+    cache_only = not local and hub.offline()
     try:
         if not weights:
-            config = GPTNeoXConfig.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=False)
+            config = GPTNeoXConfig.from_pretrained(
+                str(path_or_id), revision=revision, trust_remote_code=False, local_files_only=cache_only
+            )
             with torch.device("meta"):
                 return GPTNeoXForCausalLM(config).to(dtype or torch.float32)
         model = GPTNeoXForCausalLM.from_pretrained(
@@ -66,15 +71,14 @@ def load_causal_lm(
             dtype=dtype or torch.float32,
             use_safetensors=True,
             trust_remote_code=False,
+            local_files_only=cache_only,
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # missing, or a malformed config / weights
-        where = f"folder {path_or_id}" if local else f"Hub model {path_or_id}@{revision}"
-        hint = (
-            ""
-            if local or not isinstance(e, OSError)
-            else " (no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"
-        )
-        raise KalavaiError(f"cannot load {where}: {first_line(e)}{hint}") from None
+        if local:
+            raise KalavaiError(f"cannot load folder {path_or_id}: {first_line(e)}") from None
+        # name the cause: a revision without safetensors, a model missing from the offline cache, no connection
+        problem = hub.model_problem(str(path_or_id), revision) if isinstance(e, OSError) else None
+        raise KalavaiError(f"cannot load Hub model {path_or_id}@{revision}: {problem or first_line(e)}") from None
     return model
 
 

@@ -18,6 +18,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ..errors import KalavaiError, first_line
 from ..storage import json_has_key, read_json
+from . import hub
 
 EOS = "<|endoftext|>"
 PAD = "<|padding|>"
@@ -89,12 +90,11 @@ def load_local_tokenizer(folder: str | os.PathLike):
 
 
 def load_hub_tokenizer(model_id: str, revision: str | None = None):
-    """Pythia's tokenizer from the Hub, or from the local Hugging Face cache when offline."""
+    """Pythia's tokenizer from the Hub, or from the Hub cache when HF_HUB_OFFLINE=1."""
     try:
-        return AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(
+            model_id, revision=revision, trust_remote_code=False, local_files_only=hub.offline()
+        )
     except OSError as e:
-        first = first_line(e)
-        raise KalavaiError(
-            f"cannot load the tokenizer of {model_id}@{revision}: {first} "
-            "(no Hub access? put it in the local Hugging Face cache and set HF_HUB_OFFLINE=1)"
-        ) from None
+        problem = hub.model_problem(model_id, revision)
+        raise KalavaiError(f"cannot load the tokenizer of {model_id}@{revision}: {problem or first_line(e)}") from None

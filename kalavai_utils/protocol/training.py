@@ -24,7 +24,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -114,14 +114,24 @@ class TrainConfig:
         return asdict(self)
 
 
+def process_shape(cfg: TrainConfig, num_processes: int) -> TrainConfig:
+    """The recipe as `num_processes` processes run it: the same global batch of
+    `micro_batch x grad_accum` sequences, cut so that each process accumulates as many micro-batches
+    as the others. A one-GPU shape such as 8 x 1 becomes 4 x 2 over two processes (each 4 x 1)."""
+    if cfg.grad_accum % num_processes == 0:
+        return cfg
+    total = cfg.micro_batch * cfg.grad_accum
+    if total % num_processes:
+        raise KalavaiError(
+            f"the global batch of {cfg.micro_batch} x {cfg.grad_accum} = {total} sequences cannot be split evenly over "
+            f"{num_processes} processes; use a process count dividing {total}"
+        )
+    return replace(cfg, micro_batch=total // num_processes, grad_accum=num_processes)
+
+
 def local_grad_accum(cfg: TrainConfig, num_processes: int) -> int:
     """Micro-batches each process accumulates so that all of them together make one global batch."""
-    if cfg.grad_accum % num_processes:
-        raise KalavaiError(
-            f"grad_accum {cfg.grad_accum} is not divisible by {num_processes} processes: the global batch of "
-            f"{cfg.micro_batch} x {cfg.grad_accum} sequences cannot be split evenly; use a process count dividing {cfg.grad_accum}"
-        )
-    return cfg.grad_accum // num_processes
+    return process_shape(cfg, num_processes).grad_accum // num_processes
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -332,6 +342,7 @@ def train_causal_lm(
     # With several processes the main one decides which saved state is this training's (under
     # FSDP the others may hold no weights; under DDP theirs are replaced by the main one's).
     identity = _checkpoint_identity(model, train_chunks, cfg, eval_sets) if checkpoint and main else None
+    shape = process_shape(cfg, n_proc)  # the stream's micro-batches (the same global batches)
     frozen = freeze_prefix(model, cfg.freeze_layers, embedding=cfg.freeze_embedding)
     seq_len = train_chunks.shape[1]
     flops_per_token = training_flops_per_token(model, seq_len)
@@ -422,8 +433,8 @@ def train_causal_lm(
     start = time.perf_counter()
     if states is not None and step < cfg.steps:  # the chunks this training will read, computed ahead in
         # large batches (counted in train_seconds)
-        ahead = micro_batch_order(len(data), cfg.micro_batch, cfg.seed, start=step * cfg.grad_accum)
-        states.prefill(data[torch.cat([next(ahead) for _ in range((cfg.steps - step) * cfg.grad_accum)]).unique()])
+        ahead = micro_batch_order(len(data), shape.micro_batch, cfg.seed, start=step * shape.grad_accum)
+        states.prefill(data[torch.cat([next(ahead) for _ in range((cfg.steps - step) * shape.grad_accum)]).unique()])
     bar = tqdm(
         total=cfg.steps,
         initial=step,
@@ -433,10 +444,10 @@ def train_causal_lm(
     )
     # one global stream of micro-batches; process r takes every P-th, so P processes together
     # see exactly the micro-batches one process would
-    stream = micro_batch_order(len(data), cfg.micro_batch, cfg.seed, start=step * cfg.grad_accum)
+    stream = micro_batch_order(len(data), shape.micro_batch, cfg.seed, start=step * shape.grad_accum)
     while step < cfg.steps:
         lr_used = None
-        for j in range(cfg.grad_accum):
+        for j in range(shape.grad_accum):
             rows = next(stream)
             if j % n_proc != rank:
                 continue

@@ -136,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--scale", default="tiny", help="whose results/<scale>/ to render from")
     rd.add_argument("--check", action="store_true", help="write nothing; exit 1 if any block is stale")
 
+    for name, text in (
+        ("fetch", "put everything a Hub scale's notebooks read into the Hub cache and the run folder (online)"),
+        ("preflight", "check every model revision and dataset a Hub scale's notebooks read, one line each"),
+    ):
+        hp = sub.add_parser(name, help=text)
+        hp.add_argument("--scale", required=True)
+        hp.add_argument("--only", help="comma-separated notebook numbers (default: every one the scale runs)")
+        hp.add_argument("--runs-root", help="folder for runs/ (default: ./runs)")
+
     return p
 
 
@@ -309,6 +318,27 @@ def main(argv=None) -> int:
                 atomic_write_json(args.json, comparison.to_dict(args.runs_dir), sort_keys=True)
             if comparison.moved:
                 return 1
+        elif args.command in ("fetch", "preflight"):
+            from .experiments import needs
+            from .notebooks import select
+            from .protocol.pipeline import run_dir
+            from .scales import get_scale
+
+            scale = get_scale(args.scale)
+            if not scale.is_hub:
+                return 0  # an offline scale makes its own data and base: nothing to fetch or check
+            notebooks = [nb.name[:2] for nb in select(args.only, scale.name)]
+            runs = run_dir(scale, args.runs_root)
+            if args.command == "fetch":
+                needs.fetch(scale, runs, notebooks)
+            else:
+                rows = needs.preflight(scale, runs, notebooks)
+                for what, problem in rows:
+                    print(f"{'ok' if problem is None else 'MISSING'}  {what}" + (f": {problem}" if problem else ""))
+                missing = sum(problem is not None for _, problem in rows)
+                if missing:
+                    raise KalavaiError(f"preflight: {missing} of {len(rows)} needs missing (listed above)")
+                print(f"preflight: all {len(rows)} models and domains of scale {scale.name} are available")
         elif args.command == "render-docs":
             from .reports.readme import render_docs
 

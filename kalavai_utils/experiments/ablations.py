@@ -499,6 +499,7 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
 # (`./run_all.sh --only 05 --capacity-pretrain-fraction 1`) runs it. An experimental parameter, so
 # the results record it (config "pretrain_fraction"); None keeps the scale's default below.
 CAPACITY_PRETRAIN_FRACTION = {"tiny": 0.25}
+CAPACITY_HUB_MODEL = "EleutherAI/pythia-1.4b"  # the paper's capacity control at the Hub scales
 CAPACITY_FRACTION_PARAMETER = "capacity_pretrain_fraction"
 
 
@@ -564,7 +565,7 @@ def run_capacity(scale: Scale, runs: Path, seed: int, main_result: dict, fractio
     folder = runs / EXPERIMENT / "capacity" / f"seed{seed}"
     fraction = capacity_pretrain_fraction(scale, fraction)
     if scale.is_hub:  # the paper's control: Pythia-1.4B, pretrained by EleutherAI on the same data and steps
-        big = load_causal_lm("EleutherAI/pythia-1.4b", scale.hub_revision)
+        big = load_causal_lm(CAPACITY_HUB_MODEL, scale.hub_revision)
         big_fp, pretrain_seconds, big_scale = fingerprint(big), None, scale
     else:
         big_scale = capacity_scale(scale, fraction)

@@ -26,6 +26,7 @@ are in analysis/phase2_tables.py, the figures in analysis/figures_phase2.py.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pandas as pd
@@ -252,7 +253,9 @@ def base_weakness(
     domains = list(dict.fromkeys([*reference, *section_domains]))
     folder = data_folder(scale, runs, domains)
     heldout = {d: data.load_split(folder, d, "heldout")[: scale.eval_batch * scale.eval_max_batches] for d in domains}
-    losses = evaluate_domains(base, heldout, scale.eval_batch, scale.eval_max_batches)
+    # on the device and in the precision of every other number of the report (a copy: the caller's base stays put)
+    model = for_inference(copy.deepcopy(base), scale.bf16)
+    losses = evaluate_domains(model, heldout, scale.eval_batch, scale.eval_max_batches)
     tokenizer = pipeline.prepare_tokenizer(scale, runs)
     rows = []
     for d in domains:

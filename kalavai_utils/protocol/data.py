@@ -216,6 +216,34 @@ def cached_record(folder: Path, config: dict) -> dict | None:
     return record if intact else None
 
 
+def domain_config(
+    scale: Scale,
+    domain: str,
+    tokenizer_hash: str,
+    overlap: float | None = None,
+    stream: str = "specialist",
+    n_docs: int | None = None,
+) -> dict:
+    """What a domain's chunks are made from: a cache hit needs all of it equal."""
+    config = {
+        "domain": domain,
+        "scale_source": scale.source,
+        "seq_len": scale.seq_len,
+        "fractions": list(scale.split_fractions),
+        "overlap": overlap if not scale.is_hub else None,
+        "stream": stream,
+        "n_docs": n_docs or scale.docs_per_domain,
+        "tokenizer": tokenizer_hash,
+        "generator": None if scale.is_hub else corpora.corpus_version(domain),
+    }
+    if scale.is_hub:
+        # A Hub domain's chunks depend on everything its data manifest says (dataset, config,
+        # revision, text recipe, filters): editing any of it must rebuild them. (Offline keys are
+        # left as they were, so existing offline caches stay valid.)
+        config["source_manifest"] = config_hash(load_source_manifest(domain))
+    return config
+
+
 def prepare_domain(
     scale: Scale,
     domain: str,
@@ -228,22 +256,7 @@ def prepare_domain(
 ) -> dict:
     """Build (or reuse, if finished and intact) one domain's chunk files; returns its record."""
     folder = Path(out_dir) / domain
-    config = {
-        "domain": domain,
-        "scale_source": scale.source,
-        "seq_len": scale.seq_len,
-        "fractions": list(scale.split_fractions),
-        "overlap": overlap if not scale.is_hub else None,
-        "stream": stream,
-        "n_docs": n_docs or scale.docs_per_domain,
-        "tokenizer": tokenizer_hash or tokenizer_id(tokenizer),
-        "generator": None if scale.is_hub else corpora.corpus_version(domain),
-    }
-    if scale.is_hub:
-        # A Hub domain's chunks depend on everything its data manifest says (dataset, config,
-        # revision, text recipe, filters): editing any of it must rebuild them. (Offline keys are
-        # left as they were, so existing offline caches stay valid.)
-        config["source_manifest"] = config_hash(load_source_manifest(domain))
+    config = domain_config(scale, domain, tokenizer_hash or tokenizer_id(tokenizer), overlap, stream, n_docs)
     record = cached_record(folder, config)
     if record is not None:
         return record

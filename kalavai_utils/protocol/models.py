@@ -140,5 +140,13 @@ def for_inference(model: torch.nn.Module, bf16: bool = False) -> torch.nn.Module
     return model.eval()
 
 
+def inference_precision(bf16: bool) -> str:
+    """Where and in what precision `for_inference` puts a model: every number of a report, the base's
+    included, is computed there, so that one base gives one loss."""
+    if torch.cuda.is_available():
+        return "cuda-bf16" if bf16 else "cuda-fp32"
+    return "cpu-fp32"
+
+
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -44,7 +44,7 @@ from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file,
 from . import data
 from . import tokenizer as tok
 from .evaluation import evaluate_domains
-from .models import fingerprint, load_causal_lm, offline_config
+from .models import fingerprint, for_inference, inference_precision, load_causal_lm, offline_config
 from .training import TrainConfig, train_causal_lm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -428,11 +428,16 @@ def base_report(scale: Scale, runs: Path) -> dict:
     """Notebook 01's numbers, computed once and kept in base/base_eval.json."""
     info = prepare_base(scale, runs)
     path = runs / "base" / "base_eval.json"
-    config = {"fingerprint": info["fingerprint"], "eval": [scale.eval_batch, scale.eval_max_batches], "per_char": True}
+    config = {
+        "fingerprint": info["fingerprint"],
+        "eval": [scale.eval_batch, scale.eval_max_batches],
+        "per_char": True,
+        "precision": inference_precision(scale.bf16),  # as every other number of the report
+    }
     if step_is_done(runs / "base" / "eval", config) and path.exists():
         return read_json(path)
     clock = Clock()
-    losses = base_domain_losses(scale, runs, load_base(scale, runs))
+    losses = base_domain_losses(scale, runs, for_inference(load_base(scale, runs), scale.bf16))
     chars = chars_per_token(scale, runs, losses)
     report = {
         "fingerprint": info["fingerprint"],

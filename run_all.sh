@@ -33,7 +33,7 @@ args=(--scale "$scale")
 # Every argument and KALAVAI_* setting checked before anything runs: a bad one is one line, exit 2.
 "$py" -m kalavai_utils check-scale "$scale" "${args[@]:2}"
 # A Hub scale: every model revision and dataset the notebooks read is checked first, one line each.
-"$py" -m kalavai_utils preflight --scale "$scale" ${only:+--only "$only"} ${KALAVAI_RUNS:+--runs-root "$KALAVAI_RUNS"}
+"$py" -m kalavai_utils preflight --scale "$scale" ${only:+--only "$only"}
 "$py" -m kalavai_utils run-notebooks "${args[@]}"
 out="${KALAVAI_RUNS:-runs}/$scale"
 echo "[kalavai] done: $out/notebooks (report: $out/report/index.html), figures/$scale"

@@ -116,7 +116,9 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     torch.manual_seed(0)
     one = GPTNeoXForCausalLM(offline_config(scale))
     one_log = train_causal_lm(
-        one, chunks, TrainConfig.specialist(scale, 5, steps=6, micro_batch=4, grad_accum=1, warmup_frac=0.2, curve_every=0)
+        one,
+        chunks,
+        TrainConfig.specialist(scale, 5, steps=6, micro_batch=4, grad_accum=1, warmup_frac=0.2, curve_every=0),
     )
     assert two["one_gpu_log"]["loss"] == pytest.approx(one_log["loss"], rel=1e-5)
     weights = load_file(tmp_path / "two.one_gpu.safetensors")

@@ -88,7 +88,9 @@ def fetch(scale: Scale, runs: Path, notebooks, say=print) -> Needs:
 def preflight(scale: Scale, runs: Path, notebooks) -> list[tuple[str, str | None]]:
     """(what, problem or None) for every model revision and domain the notebooks read."""
     needs = hub_needs(scale, notebooks)
-    rows = [(f"model {repo}@{revision}", hub.model_problem(repo, revision, scale.name)) for repo, revision in needs.models]
+    rows = [
+        (f"model {repo}@{revision}", hub.model_problem(repo, revision, scale.name)) for repo, revision in needs.models
+    ]
     for kind, domains in needs.domains.items():
         for d in domains:
             rows.append((f"domain {d}", _domain_problem(scale, runs, kind, d)))

@@ -21,7 +21,6 @@ from safetensors.torch import load, save
 from .. import corpora
 from ..errors import KalavaiError
 from ..scales import Scale
-from . import hub
 from ..storage import (
     STEP_FILE,
     atomic_write_bytes,
@@ -34,6 +33,7 @@ from ..storage import (
     sha256_file,
     step_is_done,
 )
+from . import hub
 
 SPLITS = ("train", "unused", "heldout")
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_manifests"

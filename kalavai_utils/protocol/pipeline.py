@@ -132,7 +132,12 @@ def run_dir(scale: Scale, root: str | os.PathLike | None = None) -> Path:
 
 
 def figures_dir(scale: Scale, root: str | os.PathLike | None = None) -> Path:
-    folder = Path(root or ROOT / "figures") / scale.name
+    """figures/<scale>/, where a run's figures are kept for readers; a code-path test's (KALAVAI_SIZES=ci)
+    stay in its run folder, as they are no result."""
+    if root is None and settings().sizes == "ci":
+        folder = run_dir(scale) / "figures"
+    else:
+        folder = Path(root or ROOT / "figures") / scale.name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -92,7 +92,9 @@ def _local_hub(monkeypatch):
         raise AssertionError("the test reached for the Hub")
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    monkeypatch.setattr(data, "resolve_revision", lambda dataset, revision: SHA)
+    monkeypatch.setattr(data.hub, "resolve_dataset_revision", lambda dataset, revision: SHA)
+    # the network stays shut (the variables below), yet the code takes its online route against the fakes
+    monkeypatch.setattr(data.hub, "offline", lambda: False)
     monkeypatch.setattr(pipeline.tok, "load_hub_tokenizer", no_network)
     monkeypatch.setattr(pipeline, "prepare_tokenizer", lambda scale, runs: CharTokenizer())
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -692,6 +692,7 @@ def _build(out: Path, key: str) -> None:
         commit = _commit_sha(f"{repo_type}:{repo_id}", entries)
         repo["commits"][commit] = {"files": entries, "card_data": card or {}}
         repo["refs"].update({r: commit for r in revisions})
+        return commit
 
     put(STANDIN_BIN, "pytorch_model.bin")  # for without_safetensors variants
 
@@ -705,13 +706,17 @@ def _build(out: Path, key: str) -> None:
         repo = by_dataset.setdefault(manifest["dataset"], {"files": {}, "configs": {}, "revisions": {"main"}})
         repo["files"][path] = write_table(rows, fmt)
         repo["configs"].setdefault(cfg, {})[manifest["split"]] = path
-        if not re.fullmatch(r"[0-9a-f]{40}", manifest["revision"]):
+        if re.fullmatch(r"[0-9a-f]{40}", manifest["revision"]):
+            repo.setdefault("pinned", set()).add(manifest["revision"])
+        else:
             repo["revisions"].add(manifest["revision"])
         tokenizer_texts += ["\n".join(str(v) for v in r.values() if isinstance(v, str)) for r in rows[:60]]
     for dataset, repo in sorted(by_dataset.items()):
         readme, card = dataset_card(repo["configs"], dataset.split("/")[-1])
         files = {".gitattributes": GITATTRIBUTES.encode(), "README.md": readme.encode(), **repo["files"]}
-        add_commit("dataset", dataset, sorted(repo["revisions"]), files, card)
+        commit = add_commit("dataset", dataset, sorted(repo["revisions"]), files, card)
+        for pinned in sorted(repo.get("pinned", ())):  # a manifest frozen at a Hub commit: that commit holds the data
+            repos[f"dataset:{dataset}"]["commits"][pinned] = repos[f"dataset:{dataset}"]["commits"][commit]
 
     # the tokenizer (one for every Pythia, as on the Hub), then the models
     tokenizer_json = train_tokenizer(tokenizer_texts).encode()

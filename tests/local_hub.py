@@ -66,20 +66,19 @@ PYTHIA_MAIN = "step143000"
 
 
 def required_models() -> list[tuple[str, str]]:
-    """Every (model id, revision) the project's code loads from the Hub, sorted.
-
-    The hub scales' `hub_model` at their `hub_revision` and at every revision of the maturity ladder
-    (`ablations.maturity_revisions` uses `paper.MATURITY_410M`'s steps with the scale's own model),
-    and every other Pythia id written in kalavai_utils' source (pythia-1.4b, the capacity control,
-    loaded at the scale's `hub_revision`)."""
-    from kalavai_utils import paper, scales
+    """Every (model id, revision) the project's code loads from the Hub, sorted: what
+    `experiments.needs.hub_needs` lists for every notebook at every Hub scale (the very list the
+    project's `fetch` and `preflight` use, so a model the code loads but that list misses fails the
+    end-to-end runs against this mirror), and every other Pythia id written in kalavai_utils' source
+    at the scales' revision."""
+    from kalavai_utils import scales
+    from kalavai_utils.experiments.needs import hub_needs
 
     hub = [s for s in scales.SCALES.values() if s.is_hub]
-    revisions = {s.hub_revision for s in hub}
-    ladder = {f"step{n}" for n in paper.MATURITY_410M}
-    wanted = {(s.hub_model, r) for s in hub for r in revisions | ladder}
+    every_notebook = [f"{i:02d}" for i in range(8)]
+    wanted = {m for s in hub for m in hub_needs(s, every_notebook).models}
     for model in pythia_ids_in_source():
-        wanted |= {(model, r) for r in revisions}
+        wanted |= {(model, s.hub_revision) for s in hub}
     return sorted(wanted)
 
 

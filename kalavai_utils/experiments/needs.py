@@ -41,6 +41,7 @@ def hub_needs(scale: Scale, notebooks) -> Needs:
         main += [d for cond in sweep.conditions(scale) for d in cond.domains]
     if "05" in notebooks:
         models += [(scale.hub_model, r) for r in ablations.maturity_revisions(scale)]
+        models += [(scale.hub_model, r) for arm in ablations.mismatch_arms(scale).values() for r in arm]
         models.append((ablations.CAPACITY_HUB_MODEL, scale.hub_revision))
     if "06" in notebooks:
         phase2_domains += list(scale.domains)  # the base-weakness table's reference domains

@@ -68,10 +68,14 @@ def model_files(repo: str, revision: str | None) -> set[str]:
 def model_problem(repo: str, revision: str | None, scale_name: str | None = None) -> str | None:
     """What keeps `repo@revision` from loading, in one line, or None when it has what is needed."""
     where = "in the local Hugging Face cache (HF_HUB_OFFLINE=1)" if offline() else "on the Hub"
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
     try:
         files = model_files(repo, revision)
-    except KalavaiError:
-        raise
+    except RevisionNotFoundError:
+        return f"{repo} has no revision {revision} {where}"
+    except RepositoryNotFoundError:
+        return f"no model repository {repo} {where} (or it is private)"
     except Exception as e:  # noqa: BLE001 - any failure to list is the answer: the model cannot be reached
         return f"cannot list {repo}@{revision} {where}: {first_line(e)}"
     if offline() and not files:

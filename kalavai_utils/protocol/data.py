@@ -12,6 +12,7 @@ content hash of every file; a corrupted or stale file is detected by its hash an
 
 from __future__ import annotations
 
+import gc
 import importlib
 from pathlib import Path
 
@@ -132,8 +133,17 @@ def hub_documents(source: dict) -> tuple[list[str], dict]:
             source["dataset"], source["config"], split=source["split"], revision=commit, streaming=True
         )
         equals = source["filters"].get("equals", {})
-        texts = (source_text(r, source["text"]) for r in stream if record_matches(r, equals))
-        docs = filter_documents(texts, source["n_documents"], source["filters"].get("min_chars", 0))
+        records = iter(stream)
+        try:
+            texts = (source_text(r, source["text"]) for r in records if record_matches(r, equals))
+            docs = filter_documents(texts, source["n_documents"], source["filters"].get("min_chars", 0))
+        finally:
+            # A Parquet stream left half-read keeps pyarrow's scanner threads; collected at interpreter
+            # exit they abort the process after its work is done ("terminate called without an active
+            # exception", huggingface/datasets#7566). Closed and collected now, while Arrow is alive.
+            getattr(records, "close", lambda: None)()
+            del records, stream
+            gc.collect()
     except KalavaiError as e:
         raise KalavaiError(f"dataset {name}: {e}") from None
     except RuntimeError as e:

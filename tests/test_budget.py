@@ -188,3 +188,23 @@ def test_the_sections_reach_notebook_05_only(tmp_path, monkeypatch):
     assert seen["05"]["sections"] == ["lora", "freeze"] and "sections" not in seen["04"]
     notebooks.run_notebooks("smoke", only="05", runs_root=str(tmp_path))
     assert "sections" not in seen["05"]  # a default run's parameters stay as they were
+
+
+@pytest.mark.slow
+def test_run_all_sh_refuses_an_unknown_section_before_anything_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALAVAI_")}
+    env.update({"KALAVAI_PYTHON": sys.executable, "KALAVAI_RUNS": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        ["./run_all.sh", "--scale", "smoke", "--only", "05", "--ablation-sections", "freeze,ladder"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "unknown ablation section(s) 'ladder'" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing ran

@@ -12,7 +12,8 @@ cache checks its configuration, so a wrong copy would only be retrained, never u
 1. freeze depth K           `freeze_depths`, cooperatives freeze<K> (K = scale's: main)
 2. training-duration crossover  K=0 vs K=scale over a ladder of step counts: at the Hub
                              scales one cooperative per step count and K (`crossover_ladder`),
-                             as the authors; offline the specialists' held-out curves
+                             as the authors, and only when asked for (OPT_IN_SECTIONS);
+                             offline, or left out, the specialists' held-out curves
 3. base maturity            one cooperative per saved base revision (`maturity_revisions`)
 4. shared initialisation    specialists of section 3 from different revisions, fused
                              through `UnsharedFusion` (explicit switch; no shared prefix)
@@ -209,7 +210,8 @@ def crossover_ladder(scale: Scale) -> tuple[int, ...]:
 
 def crossover_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[str, Cooperative]:
     """{"<steps>/<K>": cooperative} for K = 0 and the scale's K at every step count of the ladder
-    (the ones equal to the main or the freeze-0 cooperative are those very cooperatives)."""
+    (at the specialists' own steps, the scale's K is the main cooperative itself, and K = 0 a
+    cooperative of its own whose specialists are the freeze section's K = 0 ones, copied)."""
     return {
         f"{n}/{k}": ablation_cooperative(
             scale, runs, f"steps{n}-freeze{k}", seed, overrides={"steps": n, "freeze_layers": k}

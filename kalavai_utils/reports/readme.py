@@ -5,7 +5,8 @@ rewrites every block from the committed summaries, and `python -m kalavai_utils 
 runs it. Nothing here types a result: measured numbers come from `results/<scale>/*.json`,
 the paper's from `paper.py`. `tests/test_docs_account.py` fails when a block is stale.
 It needs only `paper.py` and `errors.py`, so a test can load it without running the package's
-`__init__` (which imports torch).
+`__init__` (which imports torch); only the GPU budget's block (`render_budget`) imports the
+experiments, and torch, when it renders.
 """
 
 from __future__ import annotations

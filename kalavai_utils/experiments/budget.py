@@ -41,11 +41,16 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+from transformers import GPTNeoXForCausalLM
+
 from .. import storage
 from ..errors import KalavaiError
 from ..protocol import data, pipeline
 from ..protocol.cooperative import Cooperative, frozen_depth, fused_name, main_cooperative
+from ..protocol.models import freeze_prefix
 from ..protocol.training import TrainConfig
+from ..runtime.perf import prefix_forward_flops, training_flops
 from ..scales import ONE_GPU_BATCH, SCALES, Scale, pythia_config, pythia_size, trains_sharded
 from . import ablations, phase2, sweep
 from .inference import forward_flops
@@ -111,6 +116,13 @@ def read_measured(scale: Scale, folder: Path = MEASURED_DIR) -> Measured:
             f"{folder / SHAPES_FILE} holds no measurement at {mb} x {acc} (scale {scale.name}'s shape); "
             "run scripts/speed_probe.py on a GPU at that shape"
         )
+    try:
+        return _measured(folder, shapes, bench, mb, acc, plain)
+    except KeyError as e:
+        raise KalavaiError(f"the H100 measurements in {folder} lack {e} (written by an older benchmark?)") from None
+
+
+def _measured(folder: Path, shapes: dict, bench: dict, mb: int, acc: int, plain: dict) -> Measured:
     compiled = shapes.get(_shape_key(mb, acc, True))
     machine, ev, rt = shapes.get("machine", {}), bench["evaluation"], bench["router"]
     device = machine.get("device_name", bench["device_name"])
@@ -149,12 +161,6 @@ def training_flops_per_token(size: str, freeze_layers: int, seq_len: int, grad_c
     """runtime/perf.py's training FLOPs per token of Pythia-<size> with K blocks frozen (a meta-device
     model: nothing allocated), plus one more forward pass of the trained blocks with gradient
     checkpointing (the recomputation)."""
-    import torch
-    from transformers import GPTNeoXForCausalLM
-
-    from ..protocol.models import freeze_prefix
-    from ..runtime.perf import prefix_forward_flops, training_flops
-
     with torch.device("meta"):
         model = GPTNeoXForCausalLM(pythia_config(size))
     freeze_prefix(model, freeze_layers)
@@ -605,19 +611,27 @@ def compile_note(b: Budget) -> str:
         f"KALAVAI_COMPILE=1 (off by default): {m.compiled_tokens_per_s:,.0f} tokens/s after a one-time compile of "
         f"{m.compile_seconds:.0f} s per training, which pays for itself after {steps:,.0f} steps at K = {m.train_frozen}; "
         + (
-            f"this selection would take {hm(compiled)} instead of {hm(hours)} if every training compiled once "
+            f"these notebooks would take {hm(compiled)} instead of {hm(hours)} if every training compiled once "
             "(a compile cache could make later compiles cheaper: not measured)."
             if compiled is not None
             else "no training of this model in this selection."
+            if any(w.kind == "training" for w in b.work)
+            else "no training in this selection."
         )
     )
+
+
+def _default_seeds(b: Budget) -> str:
+    s = SCALES[b.scale]
+    sweep = f"; notebooks 04-05: {', '.join(map(str, s.sweep_seeds))}" if {"04", "05"} & set(b.notebooks) else ""
+    return f", the scale's seeds ({', '.join(map(str, s.seeds))}{sweep})"
 
 
 def describe(b: Budget) -> str:
     """The budget as the command line prints it."""
     head = (
         f"Expected GPU time at scale {b.scale}, notebooks {', '.join(b.notebooks)}"
-        + (f", seeds {', '.join(map(str, b.seeds))}" if b.seeds else ", the scale's seeds")
+        + (f", seeds {', '.join(map(str, b.seeds))}" if b.seeds else _default_seeds(b))
         + f": {source_line(b)}."
         + (" Sharded over several GPUs: GPU-hours summed over them." if trains_sharded(SCALES[b.scale]) else "")
     )
@@ -653,8 +667,8 @@ def describe(b: Budget) -> str:
     for section, work in b.opt_in.items():
         h = _hours(work)
         lines.append(
-            f"Notebook 05's {section} ladder is opt-in at this scale: +{h:.2f} GPU-hours ({hm(h)}), "
-            f"./run_all.sh --ablation-sections {','.join((*b.sections, section))}"
+            f"Notebook 05's {section} ladder is opt-in at this scale: {h:.2f} GPU-hours more ({hm(h)}) with "
+            f"--ablation-sections {','.join((*b.sections, section))}, or alone: --only 05 --ablation-sections {section}"
         )
     lines.append(compile_note(b))
     lines.append(

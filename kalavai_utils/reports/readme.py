@@ -514,6 +514,15 @@ def render_budget(results_dir, link_prefix: str = "") -> str:
         "",
     ]
     lines.append(budget.compile_note(first))
+    for section in budget.ablations.OPT_IN_SECTIONS:  # where compiling pays most: the ladder's long rungs
+        name = BUDGET_SCALES[0]
+        with_it = budget.plan(
+            SCALES[name], first.notebooks, sections=(*first.sections, section), measured_dir=measured_dir
+        )
+        lines.append(
+            f"With the {section} ladder, every notebook at {name} takes {budget.hm(with_it.hours())}, "
+            f"{budget.hm(with_it.compiled_hours())} compiled."
+        )
     return "\n".join(lines) + "\n"
 
 

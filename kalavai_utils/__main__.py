@@ -202,13 +202,16 @@ def main(argv=None) -> int:
         elif args.command == "budget":
             from .experiments import budget
             from .notebooks import parse_ablation_sections, parse_seeds, select
-            from .scales import get_scale
+            from .scales import SCALES, get_scale
 
             scale = get_scale(args.scale)
             if args.skip_offline and not scale.is_hub:
                 return 0  # an offline scale's expected time comes from its timings (run-notebooks prints it)
             notebooks = [nb.name[:2] for nb in select(args.only, scale.name)]
             seeds, sections = parse_seeds(args.seeds), parse_ablation_sections(args.ablation_sections, scale.name)
+            if scale != SCALES[scale.name]:  # KALAVAI_SIZES=ci: a code-path test on a CPU, never a result
+                print(f"budget: KALAVAI_SIZES=ci cuts scale {scale.name} to a test of its code paths: no GPU budget")
+                return 0
             print(budget.describe(budget.plan(scale, notebooks, seeds, sections)))
         elif args.command == "env":
             from .settings import describe

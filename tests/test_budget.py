@@ -151,6 +151,12 @@ def test_the_command_prints_the_table_with_its_device_and_date(capsys):
     assert main(["budget", "--scale", "tiny", "--skip-offline"]) == 0 and capsys.readouterr().out == ""
 
 
+def test_a_code_path_test_at_a_hub_scale_gets_no_budget(capsys, monkeypatch):
+    monkeypatch.setenv("KALAVAI_SIZES", "ci")  # run_all.sh under the local-Hub tests: cut sizes, no H100 shape
+    assert main(["budget", "--skip-offline", "--scale", "410m", "--only", "02"]) == 0
+    assert "no GPU budget" in capsys.readouterr().out
+
+
 def one_line_error(capsys, argv, *words):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -10,6 +10,11 @@ import sys
 
 from .errors import KalavaiError
 
+ABLATION_SECTIONS_HELP = (
+    "notebook 05's sections, comma-separated, e.g. freeze,crossover "
+    "(default: every one offline; at the Hub scales all but the crossover ladder)"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kalavai", description=__doc__)
@@ -29,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="notebook 05's capacity_pretrain_fraction, in (0, 1] "
         "(default: the scale's; 1 = the like-for-like capacity control)",
     )
+    nb.add_argument("--ablation-sections", help=ABLATION_SECTIONS_HELP)
 
     cs = sub.add_parser(
         "check-scale", help="check a run's arguments and KALAVAI_* settings (run_all.sh, before anything runs)"
@@ -38,6 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--seeds")
     cs.add_argument("--processes")
     cs.add_argument("--capacity-pretrain-fraction")
+    cs.add_argument("--ablation-sections")
+
+    bu = sub.add_parser(
+        "budget",
+        help="the expected GPU-hours of the notebooks at a Hub scale, per notebook (an estimate from H100 timings)",
+    )
+    bu.add_argument("--scale", required=True)
+    bu.add_argument("--only", help="comma-separated notebook numbers (default: every one the scale runs)")
+    bu.add_argument("--seeds", help="comma-separated seeds, overriding the scale's")
+    bu.add_argument("--ablation-sections", help=ABLATION_SECTIONS_HELP)
+    bu.add_argument("--skip-offline", action="store_true", help="print nothing at an offline scale (run_all.sh)")
 
     ev = sub.add_parser("env", help="print every KALAVAI_* setting: value, source and meaning (a bad value: exit 2)")
     ev.add_argument("--check", action="store_true", help="only check them: print nothing unless one is bad")
@@ -163,9 +180,16 @@ def main(argv=None) -> int:
                 args.kernel,
                 args.processes,
                 args.capacity_pretrain_fraction,
+                args.ablation_sections,
             )
         elif args.command == "check-scale":
-            from .notebooks import parse_capacity_fraction, parse_processes, parse_seeds, select
+            from .notebooks import (
+                parse_ablation_sections,
+                parse_capacity_fraction,
+                parse_processes,
+                parse_seeds,
+                select,
+            )
             from .scales import get_scale
             from .settings import settings
 
@@ -174,6 +198,21 @@ def main(argv=None) -> int:
             parse_processes(args.processes, args.scale, select(args.only, args.scale))
             parse_seeds(args.seeds)
             parse_capacity_fraction(args.capacity_pretrain_fraction, args.scale)
+            parse_ablation_sections(args.ablation_sections, args.scale)
+        elif args.command == "budget":
+            from .experiments import budget
+            from .notebooks import parse_ablation_sections, parse_seeds, select
+            from .scales import SCALES, get_scale
+
+            scale = get_scale(args.scale)
+            if args.skip_offline and not scale.is_hub:
+                return 0  # an offline scale's expected time comes from its timings (run-notebooks prints it)
+            notebooks = [nb.name[:2] for nb in select(args.only, scale.name)]
+            seeds, sections = parse_seeds(args.seeds), parse_ablation_sections(args.ablation_sections, scale.name)
+            if scale != SCALES[scale.name]:  # KALAVAI_SIZES=ci: a code-path test on a CPU, never a result
+                print(f"budget: KALAVAI_SIZES=ci cuts scale {scale.name} to a test of its code paths: no GPU budget")
+                return 0
+            print(budget.describe(budget.plan(scale, notebooks, seeds, sections)))
         elif args.command == "env":
             from .settings import describe
 

@@ -109,6 +109,16 @@ def parse_capacity_fraction(value: str | float | None, scale_name: str) -> float
     return fraction
 
 
+def parse_ablation_sections(value: str | None, scale_name: str) -> list[str] | None:
+    """Notebook 05's `sections` from the command line ("freeze,crossover"; None: the scale's
+    default, ablations.default_sections), checked now."""
+    from .experiments.ablations import check_sections
+
+    get_scale(scale_name)
+    sections = check_sections(value)
+    return list(sections) if sections else None
+
+
 def parse_seeds(seeds: str | None) -> list[int] | None:
     if not seeds:
         return None
@@ -309,6 +319,7 @@ def run_notebooks(
     kernel: str | None = None,
     processes: str | int | None = None,
     capacity_pretrain_fraction: str | float | None = None,
+    ablation_sections: str | None = None,
 ) -> list[Path]:
     import papermill as pm
 
@@ -318,6 +329,7 @@ def run_notebooks(
     processes = parse_processes(processes, scale.name, selected)
     parsed_seeds = parse_seeds(seeds)
     fraction = parse_capacity_fraction(capacity_pretrain_fraction, scale.name)
+    sections = parse_ablation_sections(ablation_sections, scale.name)
     folder = run_dir(scale, runs_root)
     out_dir = folder / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -343,6 +355,8 @@ def run_notebooks(
         print(
             "[kalavai] --capacity-pretrain-fraction: notebook 05 is not among these, so it changes nothing", flush=True
         )
+    if sections is not None and not any(nb.name.startswith("05") for nb in selected):
+        print("[kalavai] --ablation-sections: notebook 05 is not among these, so it changes nothing", flush=True)
     for i, nb in enumerate(selected, 1):
         if processes and nb.name.startswith("02"):  # after 00 and 01: the data and base are ready
             print(
@@ -363,12 +377,14 @@ def run_notebooks(
         began = time.perf_counter()
         try:
             with kernel_environment():
-                # notebook 05's own parameter only where given: a default run's parameters stay as they were
-                extra = (
-                    {"capacity_pretrain_fraction": fraction}
-                    if fraction is not None and nb.name.startswith("05")
-                    else {}
-                )
+                # notebook 05's own parameters only where given: a default run's parameters stay as they were
+                extra = {}
+                if nb.name.startswith("05"):
+                    extra = {
+                        k: v
+                        for k, v in (("capacity_pretrain_fraction", fraction), ("sections", sections))
+                        if v is not None
+                    }
                 pm.execute_notebook(
                     str(nb),
                     str(tmp),

@@ -244,28 +244,48 @@ SCALES: dict[str, Scale] = {
 }
 
 
-# Pythia's shapes (the Hub configs of EleutherAI/pythia-410m and -1b), for what is computed
-# without loading them: hidden size, layers, intermediate size, vocabulary.
-PYTHIA_SHAPES = {"410m": (1024, 24, 4096, 50304), "1b": (2048, 16, 8192, 50304)}
+# Pythia's shapes (the Hub configs of EleutherAI/pythia-<size>), for what is computed without
+# loading them: hidden size, layers, intermediate size, vocabulary; and their attention heads.
+# 1.4b is the capacity control's model (notebook 05), not a scale.
+PYTHIA_SHAPES = {
+    "410m": (1024, 24, 4096, 50304),
+    "1b": (2048, 16, 8192, 50304),
+    "1.4b": (2048, 24, 8192, 50304),
+    "6.9b": (4096, 32, 16384, 50432),
+}
+PYTHIA_HEADS = {"410m": 16, "1b": 8, "1.4b": 16, "6.9b": 32}
 
 
-def pythia_410m_config():
-    """Pythia-410M's published GPT-NeoX config (PYTHIA_SHAPES["410m"] and the rest of its Hub
-    config), for timing its architecture with random weights when no Hub cache holds it."""
+def pythia_size(hub_model: str) -> str:
+    """The PYTHIA_SHAPES key of a Pythia model id ("EleutherAI/pythia-1.4b" -> "1.4b"), checked."""
+    size = hub_model.rsplit("pythia-", 1)[-1]
+    if size not in PYTHIA_SHAPES:
+        raise KalavaiError(f"no published shape recorded for {hub_model!r}; known: {', '.join(PYTHIA_SHAPES)}")
+    return size
+
+
+def pythia_config(size: str = "410m"):
+    """Pythia-<size>'s published GPT-NeoX config (PYTHIA_SHAPES, PYTHIA_HEADS and the rest of its Hub
+    config), for timing or counting its architecture with random weights when no Hub cache holds it."""
     from transformers import GPTNeoXConfig
 
-    hidden, layers, intermediate, vocab = PYTHIA_SHAPES["410m"]
+    hidden, layers, intermediate, vocab = PYTHIA_SHAPES[size]
     return GPTNeoXConfig(
         vocab_size=vocab,
         hidden_size=hidden,
         num_hidden_layers=layers,
-        num_attention_heads=16,
+        num_attention_heads=PYTHIA_HEADS[size],
         intermediate_size=intermediate,
         max_position_embeddings=2048,
         rotary_pct=0.25,
         use_parallel_residual=True,
         tie_word_embeddings=False,
     )
+
+
+def pythia_410m_config():
+    """Pythia-410M's published config (the benchmarks time its architecture)."""
+    return pythia_config("410m")
 
 
 def domain_kind(domain: str, languages) -> str:

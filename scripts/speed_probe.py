@@ -5,6 +5,7 @@ torch.compile (random weights, 40 steps, the first 15 left out). Wrote results/4
 """
 
 import copy
+import datetime
 import json
 import os
 import time
@@ -16,7 +17,19 @@ from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
 from kalavai_utils.runtime.perf import measure_matmul_peak
 from kalavai_utils.scales import get_scale
 
-out = {}
+STEPS, WARM_UP = 40, 15
+# what experiments/budget.py names beside the numbers it reads from here
+out = {
+    "machine": {
+        "device_name": torch.cuda.get_device_name(),
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "weights": "random init, Pythia's published configs (scales.pythia_config)",
+        "frozen_blocks": get_scale("410m").freeze_layers,
+        "steps": STEPS,
+        "left_out_as_warm_up": WARM_UP,
+    }
+}
 peak = measure_matmul_peak("cuda", torch.bfloat16, n=4096)
 for name in ["410m", "synthetic-25m"]:
     scale = get_scale(name)
@@ -38,16 +51,16 @@ for name in ["410m", "synthetic-25m"]:
             torch.cuda.synchronize()
             stamps.append(time.perf_counter())
 
-        steps = 40
+        steps = STEPS
         cfg = TrainConfig.specialist(scale, 0, steps=steps, curve_every=0, micro_batch=mb, grad_accum=acc)
         t0 = time.perf_counter()
         torch.cuda.reset_peak_memory_stats()
         log = train_causal_lm(m, chunks, cfg, on_step=on_step)
-        steady = (stamps[-1] - stamps[14]) / (steps - 15)
+        steady = (stamps[-1] - stamps[WARM_UP - 1]) / (steps - WARM_UP)
         tps = mb * acc * T / steady
         r = dict(
             first_step_s=stamps[0] - t0,
-            warm15_s=stamps[14] - t0,
+            warm15_s=stamps[WARM_UP - 1] - t0,
             steady_step_s=steady,
             tokens_per_s=tps,
             mfu=tps * log["flops_per_token"] / peak,

@@ -2,10 +2,12 @@
 
 Generated blocks must equal what `render-docs` makes now from results/<scale>/ and paper.py.
 Outside them (and outside code), every decimal number must be one that results/**/*.json,
-paper.py, PAPER.md or a scale's configuration holds, rounded as written. Runs without torch.
+paper.py, PAPER.md or a scale's configuration holds, rounded as written.
 It catches drift and made-up figures, but it is a tripwire, not a proof: among the ~2,400 held
 numbers, a one-decimal number below 30 matches one by chance about two times in three, a
 two-decimal one about one time in four. Derived figures belong in a generated block.
+The checks of prose run without torch; rendering the blocks imports it for one of them, the GPU
+budget, which counts from the experiments' code (reports/readme.py, render_budget).
 """
 
 import dataclasses

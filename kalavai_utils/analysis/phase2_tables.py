@@ -23,7 +23,7 @@ from ..experiments.phase2 import (
 from ..protocol import prediction
 from ..protocol.cooperative import paper_fused, paper_router
 from ..protocol.results import load_results
-from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, Scale, domain_kind, get_scale
+from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, SCALES, SHARDED_SCALES, Scale, domain_kind, get_scale
 from ..storage import read_json
 from ..verdicts import Verdict, summary
 
@@ -255,6 +255,8 @@ def memory_table(scale: Scale, n_experts: int = 20) -> pd.DataFrame:
             }
         )
     for name, (d, layers, ffn, vocab) in PYTHIA_SHAPES.items():
+        if name not in SCALES or name in SHARDED_SCALES:  # the Hub scales that run Phase 2
+            continue
         hub = get_scale(name)
         freeze = section_freeze_layers(hub, "twenty")
         counts = param_counts(d, layers, ffn, vocab, freeze)

@@ -12,7 +12,8 @@ cache checks its configuration, so a wrong copy would only be retrained, never u
 1. freeze depth K           `freeze_depths`, cooperatives freeze<K> (K = scale's: main)
 2. training-duration crossover  K=0 vs K=scale over a ladder of step counts: at the Hub
                              scales one cooperative per step count and K (`crossover_ladder`),
-                             as the authors; offline the specialists' held-out curves
+                             as the authors, and only when asked for (OPT_IN_SECTIONS);
+                             offline, or left out, the specialists' held-out curves
 3. base maturity            one cooperative per saved base revision (`maturity_revisions`)
 4. shared initialisation    specialists of section 3 from different revisions, fused
                              through `UnsharedFusion` (explicit switch; no shared prefix)
@@ -81,6 +82,34 @@ from . import sweep
 
 EXPERIMENT = "ablations"
 RESULTS = "results.json"
+
+# Notebook 05's sections, in the order run_all runs them (its `sections` parameter picks some).
+SECTIONS = ("freeze", "crossover", "maturity", "init", "heterogeneous", "lora", "count", "capacity")
+# At the Hub scales these run only when asked for (`./run_all.sh --ablation-sections ...`): the
+# training-duration ladder is 16 cooperatives of up to 20,000 steps, about twice the GPU time of
+# every other section together (`python -m kalavai_utils budget` states each one's cost).
+OPT_IN_SECTIONS = ("crossover",)
+SECTIONS_PARAMETER = "sections"
+
+
+def default_sections(scale: Scale) -> tuple[str, ...]:
+    """The sections notebook 05 runs when its `sections` parameter is None: every one offline (the
+    crossover ladder is empty there), at the Hub scales all but OPT_IN_SECTIONS."""
+    return tuple(s for s in SECTIONS if not (scale.is_hub and s in OPT_IN_SECTIONS))
+
+
+def check_sections(value) -> tuple[str, ...] | None:
+    """Notebook 05's `sections` (names, or their comma-separated text; None or "" for the default), checked."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else [str(n) for n in value]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        raise KalavaiError(
+            f"unknown ablation section(s) {', '.join(map(repr, unknown)) or repr(value)}; choose from: {', '.join(SECTIONS)}"
+        )
+    return tuple(dict.fromkeys(names))
 
 
 # ================================================================ building cooperatives
@@ -181,7 +210,8 @@ def crossover_ladder(scale: Scale) -> tuple[int, ...]:
 
 def crossover_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[str, Cooperative]:
     """{"<steps>/<K>": cooperative} for K = 0 and the scale's K at every step count of the ladder
-    (the ones equal to the main or the freeze-0 cooperative are those very cooperatives)."""
+    (at the specialists' own steps, the scale's K is the main cooperative itself, and K = 0 a
+    cooperative of its own whose specialists are the freeze section's K = 0 ones, copied)."""
     return {
         f"{n}/{k}": ablation_cooperative(
             scale, runs, f"steps{n}-freeze{k}", seed, overrides={"steps": n, "freeze_layers": k}
@@ -313,7 +343,7 @@ def mismatch_arms(scale: Scale) -> dict[str, tuple[str, ...]]:
     return {"/".join(r.removeprefix("step") for r in pick[: len(scale.domains)]): tuple(pick[: len(scale.domains)])}
 
 
-def _arm_condition(name: str) -> str:
+def arm_condition(name: str) -> str:
     return "init-" + name.replace("/", "-")
 
 
@@ -321,7 +351,7 @@ def run_mismatched(scale: Scale, runs: Path, arm: str, revisions: tuple[str, ...
     """Fuse specialists from different base revisions (section 3's cooperatives) through UnsharedFusion; cached."""
     domains = tuple(scale.domains)
     shared, shared_fp = bases.get(shared_revision(scale))
-    coop = ablation_cooperative(scale, runs, _arm_condition(arm), seed, shared_base=False)
+    coop = ablation_cooperative(scale, runs, arm_condition(arm), seed, shared_base=False)
     folder = coop.folder(runs)
     subs = []
     for domain, rev in zip(domains, revisions):
@@ -642,6 +672,37 @@ def _capacity_job(scale: Scale, runs: Path, seed: int, fraction: float | None = 
     )
 
 
+def section_cooperatives(
+    scale: Scale, runs: Path, seed: int, section: str
+) -> dict[str, tuple[Cooperative, str | None]]:
+    """The cooperatives one section runs for one seed, by label, each with the base revision its
+    contributors start from (None: the shared base). Only the cooperatives: "init" lists the
+    maturity cooperatives its arms draw their specialists from (run_mismatched fuses them),
+    "count" notebook 04's (re-evaluated on one set of domains), "capacity" the main one (beside
+    its own bigger model, `capacity_train_config`)."""
+    if section == "freeze":
+        return {str(k): (c, None) for k, c in freeze_cooperatives(scale, runs, seed).items()}
+    if section == "crossover":
+        return {label: (c, None) for label, c in crossover_cooperatives(scale, runs, seed).items()}
+    if section in ("maturity", "init"):
+        revisions = maturity_revisions(scale)
+        if section == "init":  # run_all runs the maturity ladder with this section, and the arms' revisions
+            revisions = list(dict.fromkeys([*revisions, *(r for revs in mismatch_arms(scale).values() for r in revs)]))
+        return {
+            rev: (maturity_cooperative(scale, runs, rev, seed), None if rev == shared_revision(scale) else rev)
+            for rev in revisions
+        }
+    if section == "heterogeneous":
+        return {arm: (c, None) for arm, c in heterogeneous_cooperatives(scale, runs, seed).items()}
+    if section == "lora":
+        return {str(r): (c, None) for r, c in lora_cooperatives(scale, runs, seed).items()}
+    if section == "count":
+        return {str(n): (c, None) for n, c in count_cooperatives(scale, runs, seed).items()}
+    if section == "capacity":
+        return {"main": (ablation_cooperative(scale, runs, "main", seed), None)}
+    raise KalavaiError(f"unknown ablation section {section!r}; choose from: {', '.join(SECTIONS)}")
+
+
 def worker_jobs(
     scale: Scale, runs: Path, seeds, sections, capacity_fraction: float | None = None
 ) -> tuple[list, list[str]]:
@@ -657,23 +718,9 @@ def worker_jobs(
             labels.append("capacity")
     coops = []
     for seed in seeds:
-        if "freeze" in sections:
-            coops += [("freeze", c, None) for c in freeze_cooperatives(scale, runs, seed).values()]
-        if "crossover" in sections:
-            coops += [("crossover", c, None) for c in crossover_cooperatives(scale, runs, seed).values()]
-        if sections & {"maturity", "init"}:
-            coops += [
-                (
-                    "maturity",
-                    maturity_cooperative(scale, runs, rev, seed),
-                    None if rev == shared_revision(scale) else rev,
-                )
-                for rev in maturity_revisions(scale)
-            ]  # None: the shared base, as for every other section
-        if "heterogeneous" in sections:
-            coops += [("heterogeneous", c, None) for c in heterogeneous_cooperatives(scale, runs, seed).values()]
-        if "lora" in sections:
-            coops += [("lora", c, None) for c in lora_cooperatives(scale, runs, seed).values()]
+        for section in ("freeze", "crossover", "maturity", "heterogeneous", "lora"):
+            if section in sections or (section == "maturity" and "init" in sections):
+                coops += [(section, c, rev) for c, rev in section_cooperatives(scale, runs, seed, section).values()]
     section_of = {id(c): section for section, c, _ in coops}
     for job in cooperative_jobs([(c, rev) for _, c, rev in coops], runs):
         jobs.append(job)
@@ -683,13 +730,19 @@ def worker_jobs(
 
 def run_all(scale: Scale, runs: Path, seeds=None, sections=None, capacity_fraction=None) -> dict:
     """Every section's results (cached steps reused): {section: {label (str): [results per seed]}}.
-    `capacity_fraction`: notebook 05's capacity_pretrain_fraction (None: the scale's default), checked first."""
+    `sections`: notebook 05's parameter (None: `default_sections`); `capacity_fraction`: its
+    capacity_pretrain_fraction (None: the scale's default); both checked before anything runs."""
     fraction = check_capacity_fraction(capacity_fraction)
     capacity_pretrain_fraction(scale, fraction)  # a bad one is refused before anything runs
     seeds = list(seeds or scale.sweep_seeds)
-    sections = set(
-        sections or ("freeze", "crossover", "maturity", "init", "heterogeneous", "lora", "count", "capacity")
-    )
+    chosen = check_sections(sections)
+    if chosen is None and default_sections(scale) != SECTIONS:
+        left_out = [s for s in SECTIONS if s not in default_sections(scale)]
+        print(
+            f"sections at scale {scale.name}: {', '.join(default_sections(scale))}; left out unless asked for "
+            f"(./run_all.sh --ablation-sections): {', '.join(left_out)} (python -m kalavai_utils budget states the cost)"
+        )
+    sections = set(chosen or default_sections(scale))
     bases = Bases(scale, runs)
     shared = bases.get(None)
     out: dict[str, dict] = {}

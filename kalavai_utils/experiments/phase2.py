@@ -111,9 +111,12 @@ def twenty_hub_sources() -> list[str]:
 
 
 def data_folder(scale: Scale, runs: Path, domains) -> Path:
-    """Chunk files for `domains` under data/phase2/ (the base's tokenizer, the usual split)."""
-    tokenizer = pipeline.prepare_tokenizer(scale, runs)
+    """Chunk files for `domains` under data/phase2/ (the base's tokenizer, the usual split); within
+    pipeline.planning(), only the folder's name."""
     out = runs / "data" / "phase2"
+    if pipeline.planning_only():
+        return out
+    tokenizer = pipeline.prepare_tokenizer(scale, runs)
     t_hash = pipeline.tokenizer_hash(scale, runs)
     records = {d: data.prepare_domain(scale, d, tokenizer, out, tokenizer_hash=t_hash) for d in domains}
     data.write_manifest(out, records, {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len})

@@ -24,6 +24,8 @@ is pretrained by all processes together, and only the main process writes what t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import functools
 import os
@@ -127,6 +129,26 @@ def drop_checkpoint(folder: str | os.PathLike) -> None:
         shutil.rmtree(Path(folder) / CHECKPOINT_DIR, ignore_errors=True)
 
 
+_PLANNING = contextvars.ContextVar("kalavai_planning", default=False)
+
+
+@contextlib.contextmanager
+def planning():
+    """Within it, the data steps only name their folders: `prepare_corpus` (and Phase 2's data
+    folder) return where the chunks would be without reading or writing anything, so that the
+    experiments' own functions can list a run's cooperatives without running it
+    (experiments/budget.py counts their work that way)."""
+    token = _PLANNING.set(True)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
+
+
+def planning_only() -> bool:
+    return _PLANNING.get()
+
+
 def run_dir(scale: Scale, root: str | os.PathLike | None = None) -> Path:
     return Path(root or settings().runs) / scale.name
 
@@ -203,9 +225,16 @@ def tokenizer_hash(scale: Scale, runs: Path) -> str:
 # ---------------------------------------------------------------- corpora
 
 
-@main_first
 def prepare_corpus(scale: Scale, runs: Path, domains=None, overlap: float | None = None) -> tuple[Path, dict]:
-    """Chunk files + manifest for contributors' domains; returns (data folder, manifest)."""
+    """Chunk files + manifest for contributors' domains; returns (data folder, manifest).
+    Within `planning()`: the folder and an empty manifest, nothing prepared."""
+    if planning_only():
+        return runs / "data" / corpus_key(scale, overlap), {}
+    return _prepare_corpus(scale, runs, domains, overlap)
+
+
+@main_first
+def _prepare_corpus(scale: Scale, runs: Path, domains, overlap: float | None) -> tuple[Path, dict]:
     tokenizer = prepare_tokenizer(scale, runs)
     domains = list(domains or (all_offline_domains(scale) if not scale.is_hub else scale.domains))
     out = runs / "data" / corpus_key(scale, overlap)

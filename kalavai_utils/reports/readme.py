@@ -5,7 +5,8 @@ rewrites every block from the committed summaries, and `python -m kalavai_utils 
 runs it. Nothing here types a result: measured numbers come from `results/<scale>/*.json`,
 the paper's from `paper.py`. `tests/test_docs_account.py` fails when a block is stale.
 It needs only `paper.py` and `errors.py`, so a test can load it without running the package's
-`__init__` (which imports torch).
+`__init__` (which imports torch); only the GPU budget's block (`render_budget`) imports the
+experiments, and torch, when it renders.
 """
 
 from __future__ import annotations
@@ -423,7 +424,110 @@ def render_generation(results_dir, link_prefix: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+BUDGET_SCALES = ("410m", "1b", "6.9b")
+
+
+def render_budget(results_dir, link_prefix: str = "") -> str:
+    """The expected GPU-hours per notebook at the Hub scales (experiments/budget.py: an estimate from the
+    H100 timings in results/410m/, which it reads), each scale's default run, its main result and opt-ins.
+    Unlike the other blocks it counts from the code (the experiments' definitions), so it imports torch."""
+    from ..experiments import budget
+    from ..notebooks import MAIN_RESULT, select
+    from ..scales import SCALES, trains_sharded
+
+    measured_dir = Path(results_dir).parent / budget.MEASURED_SIZE
+    plans = {}
+    for name in BUDGET_SCALES:
+        scale = SCALES[name]  # the full sizes, whatever KALAVAI_SIZES says
+        notebooks = [nb.name[:2] for nb in select(None, name)]
+        plans[name] = (
+            budget.plan(scale, notebooks, measured_dir=measured_dir),
+            budget.plan(scale, MAIN_RESULT, seeds=scale.seeds[:1], measured_dir=measured_dir),
+        )
+    first = plans[BUDGET_SCALES[0]][0]
+    # one steps column for the scales whose specialists train as long, then each scale's GPU-hours
+    groups: dict[int, list[str]] = {}
+    for n in BUDGET_SCALES:
+        groups.setdefault(SCALES[n].spec_steps, []).append(n)
+    columns = [
+        c
+        for g in groups.values()
+        for c in [(f"steps ({', '.join(g)})", g[0], "steps")] + [(f"{n} GPU-h", n, "hours") for n in g]
+    ]
+    lines = ["| | " + " | ".join(c[0] for c in columns) + " |", "|---" * (1 + len(columns)) + "|"]
+
+    def cells(get) -> str:
+        out = []
+        for _, n, key in columns:
+            row = get(*plans[n])
+            out.append("—" if row is None else f"{row['steps']:,}" if key == "steps" else f"{row['hours']:.2f}")
+        return " | ".join(out)
+
+    def notebook(nb):
+        return lambda full, one: next((r for r in full.rows() if r["name"] == nb), None)
+
+    def main_result(full, one):
+        rows = [r for r in full.rows() if r["name"] in MAIN_RESULT]
+        return {"steps": sum(r["steps"] for r in rows), "hours": sum(r["hours"] for r in rows)}
+
+    for nb in NOTEBOOKS:
+        lines.append(f"| {nb} | {cells(notebook(nb[:2]))} |")
+    lines.append(f"| **total, every notebook the scale runs** | {cells(lambda full, one: full.total())} |")
+    lines.append(f"| main result (00-03), {len(SCALES[BUDGET_SCALES[0]].seeds)} seeds | {cells(main_result)} |")
+    lines.append(
+        f"| main result, one seed (`--seeds {SCALES[BUDGET_SCALES[0]].seeds[0]}`) | {cells(lambda full, one: one.total())} |"
+    )
+    for section in budget.ablations.OPT_IN_SECTIONS:
+        lines.append(
+            f"| 05's {section} ladder, opt-in (`--ablation-sections`), not in the total | "
+            + cells(lambda full, one: next((r for r in full.section_rows() if r["name"] == section), None))
+            + " |"
+        )
+    lines += [
+        "",
+        "Notebook 05 by section (its main cooperative is notebook 03's; each row counts what the sections before it have not trained):",
+        "",
+    ]
+    hub = [n for n in BUDGET_SCALES if "05" in plans[n][0].notebooks]
+    lines += [
+        "| section | " + " | ".join(f"{n} steps | {n} GPU-h" for n in hub) + " | at the Hub scales |",
+        "|---" * (2 + 2 * len(hub)) + "|",
+    ]
+    for r in first.section_rows():
+        if r["name"] == "main":
+            continue
+        by = {n: next(x for x in plans[n][0].section_rows() if x["name"] == r["name"]) for n in hub}
+        lines.append(
+            f"| {r['name']} | "
+            + " | ".join(f"{by[n]['steps']:,} | {by[n]['hours']:.2f}" for n in hub)
+            + f" | {'opt-in' if r['opt_in'] else 'default'} |"
+        )
+    lines += [
+        "",
+        f"Source: {budget.source_line(first)}. "
+        + " ".join(f"{n}: {budget.conversion(plans[n][0])}." for n in BUDGET_SCALES[1:])
+        + " ".join(
+            f" {n} trains sharded: its GPU-hours are summed over its GPUs."
+            for n in BUDGET_SCALES
+            if trains_sharded(SCALES[n])
+        ),
+        "",
+    ]
+    lines.append(budget.compile_note(first))
+    for section in budget.ablations.OPT_IN_SECTIONS:  # where compiling pays most: the ladder's long rungs
+        name = BUDGET_SCALES[0]
+        with_it = budget.plan(
+            SCALES[name], first.notebooks, sections=(*first.sections, section), measured_dir=measured_dir
+        )
+        lines.append(
+            f"With the {section} ladder, every notebook at {name} takes {budget.hm(with_it.hours())}, "
+            f"{budget.hm(with_it.compiled_hours())} compiled."
+        )
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS = {
+    "gpu-budget": render_budget,
     "reruns": render_reruns,
     "generation": render_generation,
     "phases": render_phases,

@@ -61,7 +61,9 @@ def test_a_prepared_domain_serves_offline_only_for_its_own_manifest(tmp_path, mo
     path = manifests / "science.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "revision": "a" * 40}))
     assert needs.prepared(scale, runs, needs.MAIN_FOLDER, "science") is None
-    with pytest.raises(KalavaiError, match="not among this run's prepared chunks.*HF_HUB_OFFLINE=1.*fetch --scale 410m"):
+    with pytest.raises(
+        KalavaiError, match="not among this run's prepared chunks.*HF_HUB_OFFLINE=1.*fetch --scale 410m"
+    ):
         data.prepare_domain(scale, "science", CharTokenizer(), folder, tokenizer_hash=t_hash)
     assert len(calls) == 1
 

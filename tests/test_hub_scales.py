@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kalavai_utils.experiments import ablations
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHIA, REVISION = "EleutherAI/pythia-410m", "step10000"
 pytestmark = [pytest.mark.slow, pytest.mark.notebooks]
@@ -64,7 +66,13 @@ def test_every_notebook_at_410m(local_hub, local_hub_mirror, tmp_path):
     runs, figures = tmp_path / "runs", ROOT / "figures" / "410m"
     had_figures = figures.exists()
     start = len(local_hub.requests)
-    out = ok(run(["./run_all.sh", "--scale", "410m"], _env(local_hub, tmp_path / "hf", runs)))
+    every_section = ",".join(ablations.SECTIONS)  # the opt-in crossover ladder too
+    out = ok(
+        run(
+            ["./run_all.sh", "--scale", "410m", "--ablation-sections", every_section],
+            _env(local_hub, tmp_path / "hf", runs),
+        )
+    )
     assert "preflight: all" in out
     assert executed(runs, "410m") == [
         "00_data",

@@ -712,19 +712,6 @@ def _safe(fn, *args):
         return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
 
-def _copy_out(paths: list[Path]) -> list[str]:
-    """Copies into $OUT (the device tool's folder of files that come back), where it is set."""
-    out = os.environ.get("OUT")
-    if not out:
-        return []
-    copied = []
-    for path in paths:
-        if path.exists():
-            shutil.copyfile(path, Path(out) / path.name)
-            copied.append(str(Path(out) / path.name))
-    return copied
-
-
 def run(
     dry: bool = False,
     budget: float | None = None,
@@ -780,11 +767,14 @@ def run(
             "data": _safe(read_json, data) if data.exists() else None,
             "notebooks": _safe(summarize_notebooks, runs_root / synthetic.name),
         }
+        files = [p for p in (runs_root / "benchmark.json", runs_root / "inference.json", log_path) if p.exists()]
+        out = os.environ.get("OUT")  # the device tool's folder of files that come back
+        result["copied_to_out"] = [str(Path(out) / p.name) for p in [report_path, *files]] if out else []
         atomic_write_json(report_path, result)
         atomic_write_json(runs_root / "parts.json", records)
-        result["copied_to_out"] = _copy_out(
-            [report_path, runs_root / "benchmark.json", runs_root / "inference.json", log_path]
-        )
+        if out:
+            for path in [report_path, *files]:
+                shutil.copyfile(path, Path(out) / path.name)
         return result
 
     print(describe_plan(plan, budget, dry), flush=True)

@@ -62,7 +62,7 @@ BENCH_STEPS = 30  # benchmark's default: the first 10 are warm-up
 GEN_LENGTHS = (64,)  # generation's new tokens: 256 and 1,024 took about 4 minutes more on the H100
 INFERENCE_EXPERTS = 3
 # caps in seconds; the notebooks get the rest of the budget
-CAPS = {"install": 30, "benchmark": 90, "inference": 90, "data": 120}
+CAPS = {"install": 45, "benchmark": 90, "inference": 90, "data": 120}
 
 # The notebook stack that the GPU machine's image lacks (it holds torch, transformers, accelerate,
 # peft, pandas, scipy, statsmodels, matplotlib and seaborn): papermill, nbformat, nbclient,

@@ -1,6 +1,6 @@
 """The prepared GPU check (`scripts/gpu_check.sh`; docs/gpu-and-hub-scales.md, "The prepared GPU check").
 
-One call on a lent GPU machine, within a fixed budget (480 s by default, Python start-up included):
+One call on a lent GPU machine, within a fixed budget (`BUDGET_S`, Python start-up included):
 the `410m` configuration's training step at the one-GPU default (`benchmark`), fused inference
 (`benchmark-inference`), then `synthetic-25m`'s data and notebooks 00-03 at its first seed. Each
 part is a subprocess under its own time cap, so one slow part cannot eat the others' time; the
@@ -17,11 +17,11 @@ Stages (each a `gpu-check` command):
 - `data`: a scale's tokenizer and chunked corpora (notebook 00's and 01's data). On the GPU
   machine it is the run's first synthetic part: the data's cache key holds the Python version
   (corpora.corpus_version: the code domain is the interpreter's own standard library), so data
-  made here (Python 3.11) would be rebuilt there (3.12), and synthetic-25m's at 62 MiB would not
-  fit the 64 MiB beside the wheels anyway.
+  made here (Python 3.11) would be rebuilt there (3.12); synthetic-25m's chunk files alone come
+  near the 64 MiB, leaving no room for the wheels.
 - `plan`: the time plan, each part's cap beside an estimate from the committed H100 measurements.
 - `install` (a part of `run`): the wheels into a folder put on the parts' PYTHONPATH.
-- `run`: the parts in order, then the JSON (`results/gpu-check/<device>.json`, also copied to $OUT
+- `run`: the parts in order, then the JSON (`results/gpu-check/gpu-check-<device>.json`, copied to $OUT
   where that is set). `--dry` runs the same parts at scale `smoke` on a CPU (the test of the
   plumbing). A part finished by an earlier run of the same runs folder is not run again, and the
   notebooks resume from their cached steps, so a second run on the same machine goes on where
@@ -120,8 +120,8 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _ints(text: str) -> str:
-    return ",".join(str(x) for x in text)
+def _ints(values) -> str:
+    return ",".join(str(x) for x in values)
 
 
 def _now() -> str:

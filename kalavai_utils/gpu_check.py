@@ -67,49 +67,14 @@ CAPS = {"install": 45, "benchmark": 90, "inference": 90, "data": 120}
 # The notebook stack that the GPU machine's image lacks (it holds torch, transformers, accelerate,
 # peft, pandas, scipy, statsmodels, matplotlib and seaborn): papermill, nbformat, nbclient,
 # nbconvert and ipykernel with the dependencies they add. Versions come from constraints-cpu.txt.
-WHEELS = (
-    "asttokens",
-    "beautifulsoup4",
-    "bleach",
-    "comm",
-    "debugpy",
-    "defusedxml",
-    "entrypoints",
-    "executing",
-    "fastjsonschema",
-    "ipykernel",
-    "ipython",
-    "ipython_pygments_lexers",
-    "jedi",
-    "jsonschema",
-    "jsonschema-specifications",
-    "jupyter_client",
-    "jupyter_core",
-    "jupyterlab_pygments",
-    "matplotlib-inline",
-    "mistune",
-    "nbclient",
-    "nbconvert",
-    "nbformat",
-    "nest-asyncio2",
-    "pandocfilters",
-    "papermill",
-    "parso",
-    "pexpect",
-    "platformdirs",
-    "prompt_toolkit",
-    "ptyprocess",
-    "pure_eval",
-    "pyzmq",
-    "referencing",
-    "rpds-py",
-    "soupsieve",
-    "stack-data",
-    "tenacity",
-    "tornado",
-    "traitlets",
-    "wcwidth",
-    "webencodings",
+WHEELS = tuple(
+    """
+    asttokens beautifulsoup4 bleach comm debugpy defusedxml entrypoints executing fastjsonschema
+    ipykernel ipython ipython_pygments_lexers jedi jsonschema jsonschema-specifications jupyter_client
+    jupyter_core jupyterlab_pygments matplotlib-inline mistune nbclient nbconvert nbformat nest-asyncio2
+    pandocfilters papermill parso pexpect platformdirs prompt_toolkit ptyprocess pure_eval pyzmq
+    referencing rpds-py soupsieve stack-data tenacity tornado traitlets wcwidth webencodings
+    """.split()
 )
 NOTEBOOK_STACK = ("papermill", "nbconvert", "ipykernel", "nbclient", "zmq")  # what the notebooks part imports
 # the GPU machine's wheel platforms (any manylinux that its glibc runs)
@@ -361,6 +326,8 @@ def parts(dry: bool, runs_root: Path, wheels: Path, site: Path) -> list[Part]:
     if dry:  # the smallest sweep that still runs every variant and generation
         inference = [*inference[:2], "--freeze-layers", "1", "--batch-sizes", "1", "--gen-lengths", "4"]
         inference += ["--repeats", "1", "--min-seconds", "0"]
+    steps = "2" if dry else str(BENCH_STEPS)
+    notebooks = ["--only", ",".join(MAIN_RESULT), "--seeds", seed, "--runs-root", root]
     return [
         Part(
             "install",
@@ -370,15 +337,7 @@ def parts(dry: bool, runs_root: Path, wheels: Path, site: Path) -> list[Part]:
         ),
         Part(
             "benchmark",
-            (
-                "benchmark",
-                "--scale",
-                big,
-                "--steps",
-                "2" if dry else str(BENCH_STEPS),
-                "--out",
-                f"{root}/benchmark.json",
-            ),
+            ("benchmark", "--scale", big, "--steps", steps, "--out", f"{root}/benchmark.json"),
             CAPS["benchmark"],
             f"training at {big}'s default batch shape: tokens/s and fraction of the measured bf16 matmul peak",
         ),
@@ -396,17 +355,7 @@ def parts(dry: bool, runs_root: Path, wheels: Path, site: Path) -> list[Part]:
         ),
         Part(
             "notebooks",
-            (
-                "run-notebooks",
-                "--scale",
-                synthetic,
-                "--only",
-                ",".join(MAIN_RESULT),
-                "--seeds",
-                seed,
-                "--runs-root",
-                root,
-            ),
+            ("run-notebooks", "--scale", synthetic, *notebooks),
             None,
             f"{synthetic}'s notebooks {', '.join(MAIN_RESULT)} at seed {seed}",
         ),

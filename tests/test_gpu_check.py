@@ -73,6 +73,25 @@ def test_data_step_is_cached_on_its_second_call(tmp_path):
         gpu_check.prepare_data("410m", tmp_path)
 
 
+def test_a_stopped_training_reports_its_steps_and_rate_from_its_saved_state(tmp_path):
+    import torch
+    from transformers import GPTNeoXForCausalLM
+
+    from kalavai_utils.protocol.models import offline_config
+    from kalavai_utils.protocol.training import TrainConfig, train_causal_lm
+    from kalavai_utils.scales import get_scale
+
+    scale = get_scale("smoke")
+    runs = tmp_path / "smoke"
+    model = GPTNeoXForCausalLM(offline_config(scale))
+    chunks = torch.randint(0, scale.vocab_size, (16, scale.seq_len))
+    cfg = TrainConfig.specialist(scale, 0, steps=4, curve_every=0)
+    train_causal_lm(model, chunks, cfg, checkpoint_dir=runs / "base" / "checkpoint", save_every=2)
+    (stopped,) = gpu_check.training_progress(runs)  # the state saved at its last step, as a killed run leaves it
+    assert stopped["training"] == "base" and not stopped["finished"]
+    assert stopped["steps"] == stopped["of_steps"] == 4 and stopped["tokens_per_s"] > 0
+
+
 def _alive(pid: int) -> bool:
     try:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()

@@ -124,6 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="forward timings: more rounds (up to 100) until they take this long",
     )
 
+    gc = sub.add_parser(
+        "gpu-check", help="the prepared GPU check (scripts/gpu_check.sh): prepare, plan, data, install, run"
+    )
+    gc.add_argument(
+        "stage",
+        choices=("prepare", "plan", "data", "install", "run"),
+        help="prepare: wheels for the GPU machine (online); plan: the time plan; data: a scale's tokenizer and "
+        "corpora; install: the wheels into --site; run: every part, then the JSON",
+    )
+    gc.add_argument("--dry", action="store_true", help="run/plan: the same parts at scale smoke, on a CPU")
+    gc.add_argument("--budget", type=float, help="run/plan: seconds in all, start-up included (default 480)")
+    gc.add_argument("--scale", default="synthetic-25m", help="data: whose data")
+    gc.add_argument("--runs-root", help="run/data: the run folder (default runs/gpu-check; dry runs/gpu-check-dry)")
+    gc.add_argument("--out", help="run: the JSON's folder (default results/gpu-check; dry: the run folder)")
+    gc.add_argument("--wheels", default=".whl", help="the wheels' folder (default .whl)")
+    gc.add_argument("--site", default="/tmp/kalavai-gpu-check-site", help="install: where the wheels go")
+    gc.add_argument("--started-at", type=float, help="the check's start, epoch seconds (scripts/gpu_check.sh's)")
+
     ge = sub.add_parser("generate", help="generate text with a saved fused model, streaming tokens")
     ge.add_argument(
         "--fused", required=True, help="a fused model folder (FusedModel.save_pretrained, with a tokenizer)"
@@ -325,6 +343,24 @@ def main(argv=None) -> int:
                 progress=True,
             )
             print(f"written: {out}")
+        elif args.command == "gpu-check":
+            from pathlib import Path
+
+            from . import gpu_check
+
+            wheels = Path(args.wheels)
+            if args.stage == "prepare":
+                gpu_check.prepare(wheels)
+            elif args.stage == "plan":
+                budget = args.budget or gpu_check.BUDGET_S
+                rows = gpu_check.parts(args.dry, Path(args.runs_root or "runs/gpu-check"), wheels, Path(args.site))
+                print(gpu_check.describe_plan(rows, budget, args.dry))
+            elif args.stage == "data":
+                gpu_check.prepare_data(args.scale, Path(args.runs_root or gpu_check.ROOT / "runs" / "gpu-check"))
+            elif args.stage == "install":
+                gpu_check.install(wheels, Path(args.site))
+            else:
+                gpu_check.run(args.dry, args.budget, args.runs_root, args.out, wheels, Path(args.site), args.started_at)
         elif args.command == "generate":
             from .experiments.inference import generate_text
 

@@ -28,9 +28,10 @@ LAYERS = {
     "experiments": 3,
     # 4 tables, figures and statistics of every notebook
     "analysis": 4,
-    # 5 export / compare, the notebook runner, the command line, the package's own __init__
+    # 5 export / compare, the notebook runner, the GPU check, the command line, the package's own __init__
     "reports": 5,
     "notebooks": 5,
+    "gpu_check": 5,
     "__main__": 5,
     "": 5,
 }

@@ -117,8 +117,9 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
     }
 
     # as the notebooks train on CPU: the frozen prefix's output read back for chunks seen before
-    # (prefix.py; the first training on these chunks computes it, the second reads it back)
-    if prefix.for_model(model, cfg.freeze_layers) is not None:
+    # (prefix.py; the first training on these chunks computes it, the second reads it back). The
+    # model is still on the CPU here, so the device decides: a GPU's training never reads back.
+    if device.type == "cpu" and prefix.for_model(model, cfg.freeze_layers) is not None:
         train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train")
         stamps.clear()
         train_causal_lm(copy.deepcopy(model), chunks, cfg, desc="benchmark train", on_step=on_step)

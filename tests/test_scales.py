@@ -33,3 +33,12 @@ def test_synthetic_25m_builds_and_takes_a_training_step():
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in frozen_before.items())  # the frozen block stayed put
     assert len(freeze_prefix(model, s.freeze_layers)) > 0
+
+
+def test_every_offline_scale_has_enough_code_on_this_python():
+    # The code domain is the standard library's documented functions: a scale asking for more
+    # specialist documents than this Python holds could not even prepare its data (notebook 00).
+    from kalavai_utils import corpora
+
+    biggest = max(s.docs_per_domain for s in SCALES.values() if not s.is_hub)
+    assert len(corpora.generate_documents("code", biggest, seed=1234, overlap=0.5, stream="specialist")) == biggest

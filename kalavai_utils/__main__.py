@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--runs-root", help="run/data: the run folder (default runs/gpu-check; dry runs/gpu-check-dry)")
     gc.add_argument("--out", help="run: the JSON's folder (default results/gpu-check; dry: the run folder)")
     gc.add_argument("--wheels", default=".whl", help="the wheels' folder (default .whl)")
-    gc.add_argument("--site", default="/tmp/kalavai-gpu-check-site", help="install: where the wheels go")
+    gc.add_argument(
+        "--site", default="runs/gpu-check/site", help="install: where the wheels go (default: runs/gpu-check/site)"
+    )
     gc.add_argument("--started-at", type=float, help="the check's start, epoch seconds (scripts/gpu_check.sh's)")
 
     ge = sub.add_parser("generate", help="generate text with a saved fused model, streaming tokens")

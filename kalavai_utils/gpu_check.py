@@ -667,7 +667,7 @@ def run(
     runs_root: Path | None = None,
     out_dir: Path | None = None,
     wheels: Path = ROOT / ".whl",
-    site: Path = Path("/tmp/kalavai-gpu-check-site"),
+    site: Path = Path("runs/gpu-check/site"),  # under runs/, ignored by git
     started_at: float | None = None,
 ) -> dict:
     """Every part in order within the budget, then the JSON; returns it."""

@@ -296,7 +296,7 @@ def _cli(*args, cwd=ROOT):
         (("check-scale", "tiny", "--only", "00,77"), "unknown notebook number(s) 77"),
         (("check-scale", "tiny", "--seeds", "4x"), "--seeds takes comma-separated integers"),
         (("check-scale", "tiny", "--processes", "0"), "--processes takes a positive number"),
-        (("check-scale", "410m", "--processes", "3"), "8 = 8 sequences cannot be split evenly over 3 processes"),
+        (("check-scale", "410m", "--processes", "3"), "8 x 1 = 8 sequences cannot be split evenly over 3 processes"),
         (("check-scale", "6.9b", "--only", "05"), "at scale 6.9b only the main result runs"),
         (
             ("verify", "--base", "/nonexistent", "--freeze-layers", "1", "/nonexistent2"),

@@ -236,6 +236,11 @@ def test_evaluate_bad_input_is_one_line(light, tmp_path, capsys):
     big.save_pretrained(bigger)
     (bigger / "kalavai_submission.json").unlink()
     one_line_error(capsys, argv(f"base={light.base_dir}", f"alpha={bigger}"), "vocabulary")
+    from kalavai_utils.protocol.tokenizer import train_tokenizer
+
+    other_tokenizer = copy_of(light.base_dir, tmp_path / "other_tokenizer")  # the same weights, another tokenizer
+    train_tokenizer(["zebra quagga okapi " * 200], 300).save_pretrained(other_tokenizer)
+    one_line_error(capsys, argv(f"base={light.base_dir}", f"alpha={other_tokenizer}"), "alpha", "tokenizer differs")
     tampered = copy_of(light.subs[0], tmp_path / "tampered")  # a submission edited after its manifest
     (tampered / "generation_config.json").write_text("{}")
     one_line_error(capsys, argv(f"base={light.base_dir}", f"alpha={tampered}"), "generation_config.json", "changed")
@@ -303,8 +308,9 @@ def path(tmp_path_factory):
                 (work / "code_texts" / f"{i:03d}.txt").write_text(doc)
         else:
             (work / f"{d}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
-    router_docs = [t for d in scale.domains for t in corpora.generate_documents(d, 20, seed=7)]
-    assert not seen & set(router_docs)  # documents no contributor saw
+    # documents no contributor saw (the code generator draws from a fixed stock of real code: some repeat)
+    router_docs = [t for d in scale.domains for t in corpora.generate_documents(d, 20, seed=7) if t not in seen]
+    assert len(router_docs) > 40
     (work / "router.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in router_docs))
 
     out = {}
@@ -347,7 +353,7 @@ def test_the_whole_path_by_commands(path):
     assert "predicted gain" in out["predict-gain"]
     lines = out["fuse"].splitlines()
     assert [line.split()[0] for line in lines[:3]] == ["accepted:"] * 3
-    assert lines[3].startswith("router text: 1 sources") and lines[-1] == f"fused model written: {path.fused}"
+    assert lines[3].startswith("router text: 1 source,") and lines[-1] == f"fused model written: {path.fused}"
     assert out["generate"].startswith("The court held")
 
 

@@ -153,7 +153,7 @@ def read_text(path, tokenizer, splits: tuple[str, ...], vocab_size: int, flag: s
                 f"{flag} {printable(path)}: token ids outside the base's vocabulary of {vocab_size} "
                 "(chunks made with another tokenizer)"
             )
-        n_bytes = len(tokenizer.decode(stream.tolist()).encode("utf-8"))
+        n_bytes = len(tokenizer.decode(stream.tolist()).encode("utf-8")) if tokenizer is not None else 0
         return Text(
             str(path), f"chunks ({split} split)", sha256_bytes(chunks.int().numpy().tobytes()), stream, chunks, n_bytes
         )
@@ -280,7 +280,7 @@ def fuse(
     if len(router_chunks) == 0:
         n = sum(len(t.stream) for t in texts)
         raise KalavaiError(f"too little router text: {n} tokens, not one chunk of {seq_len}")
-    sets, set_sources = heldout_sets(heldout, tokenizer, seq_len, vocab_size)
+    sets, set_sources = heldout_sets(heldout, tokenizer, heldout_seq_len(config), vocab_size)
     refuse_overlap(router_chunks, router_text, heldout, sets)
 
     # The work: verify and fuse, one submission in memory at a time beside the fused model.
@@ -376,6 +376,12 @@ def fuse(
     return {**record, "out": str(out_dir), "results": results}
 
 
+def heldout_seq_len(config) -> int:
+    """The chunk length of held-out text files, in `fuse` and `evaluate` alike: the paper's, or the base's
+    context if shorter (a recipe's own length is for its router text only)."""
+    return min(PAPER_RECIPE.seq_len, getattr(config, "max_position_embeddings", None) or PAPER_RECIPE.seq_len)
+
+
 def base_config(base_dir):
     """The base's configuration alone, read before its weights (no code run)."""
     from transformers import AutoConfig
@@ -443,6 +449,10 @@ def md_code(text) -> str:
     return "`" + printable(text).replace("`", "'") + "`"
 
 
+def blocks(n: int) -> str:
+    return f"{n} block" + ("" if n == 1 else "s")
+
+
 def model_card(record: dict, results: dict | None) -> str:
     r, text = record["router"], record["router_text"]
     granularity = (
@@ -454,7 +464,7 @@ def model_card(record: dict, results: dict | None) -> str:
         f"# Fused model: {len(record['experts'])} experts mixed by a router",
         "",
         "A KALAVAI cooperative: specialists fine-tuned from one shared base, each with the base's embedding and "
-        f"first {record['freeze_layers']} blocks frozen, run side by side and mixed in logit space by a router "
+        f"first {blocks(record['freeze_layers'])} frozen, run side by side and mixed in logit space by a router "
         "(`python -m kalavai_utils fuse`). It loads with transformers' Auto classes once `kalavai_utils` is "
         "imported (no remote code):",
         "",
@@ -470,7 +480,7 @@ def model_card(record: dict, results: dict | None) -> str:
         f"- folder: {md_code(record['base']['folder'])}",
         f"- fingerprint (sha256 over every tensor): {md_code(record['base']['fingerprint'])}",
         f"- architecture: {md_code(record['base']['model_type'])}, {record['base']['layers']} blocks",
-        f"- frozen depth: the embedding and the first {record['freeze_layers']} blocks, shared by every expert "
+        f"- frozen depth: the embedding and the first {blocks(record['freeze_layers'])}, shared by every expert "
         "(checked bit for bit against the base)",
         "",
         "## Experts",
@@ -560,7 +570,7 @@ def describe_fusion(result: dict) -> str:
     text, r = result["router_text"], result["router"]
     per_source = ", ".join(f"{s['bytes_per_token']:.2f}" for s in text["sources"])
     lines.append(
-        f"router text: {len(text['sources'])} sources, {text['tokens']:,} tokens in {text['chunks']:,} chunks of "
+        f"router text: {len(text['sources'])} source{'s' if len(text['sources']) > 1 else ''}, {text['tokens']:,} tokens in {text['chunks']:,} chunks of "
         f"{text['seq_len']} ({per_source} bytes per token)"
     )
     lines.append(
@@ -719,23 +729,21 @@ def evaluate(models, heldout, base: str, specialists: str, json_out=None) -> dic
             raise KalavaiError(f"--specialists {name} and {specialists_of[domain]} both have the domain {domain}")
         specialists_of[domain] = name
 
-    base_dir = models[base]
-    tokenizer = None
-    needs_text = any(not Path(p).is_dir() for p in heldout.values())
-    with_tokenizer = [base_dir] + [p for n, p in models.items() if n != base and has_tokenizer(p)]
-    if has_tokenizer(base_dir) or len(with_tokenizer) > 1:
-        tokenizer = load_local_tokenizer(next(p for p in with_tokenizer if has_tokenizer(p)))
-        for name, path in models.items():
-            if has_tokenizer(path) and not same_tokenizer(tokenizer, load_local_tokenizer(path)):
-                raise KalavaiError(f"--model {name}={printable(path)}: its tokenizer differs from the others'")
-    if needs_text and tokenizer is None:
+    # the tokenizer (text files are tokenized with it): the base's, or the first model folder's that has one
+    with_tokenizer = [n for n in [base, *(m for m in models if m != base)] if has_tokenizer(models[n])]
+    tokenizer = load_local_tokenizer(models[with_tokenizer[0]]) if with_tokenizer else None
+    for name in with_tokenizer[1:]:
+        if not same_tokenizer(tokenizer, load_local_tokenizer(models[name])):
+            raise KalavaiError(
+                f"--model {name}={printable(models[name])}: its tokenizer differs from {with_tokenizer[0]}'s"
+            )
+    if tokenizer is None and any(not Path(p).is_dir() for p in heldout.values()):
         raise KalavaiError("--heldout text files need a tokenizer, and no --model folder holds one")
-    config = base_config(base_dir)
+    config = base_config(models[base])
     vocab_size = config.vocab_size
-    seq_len = min(PAPER_RECIPE.seq_len, getattr(config, "max_position_embeddings", None) or PAPER_RECIPE.seq_len)
     if tokenizer is not None and len(tokenizer) > vocab_size:
         raise KalavaiError(f"the tokenizer has {len(tokenizer)} tokens, the base {vocab_size}: not its tokenizer")
-    sets, sources = heldout_sets(heldout, tokenizer, seq_len, vocab_size)
+    sets, sources = heldout_sets(heldout, tokenizer, heldout_seq_len(config), vocab_size)
 
     losses, infos, base_fp = {}, {}, None
     for name in [base, *[n for n in models if n != base]]:  # one model in memory at a time

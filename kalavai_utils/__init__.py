@@ -8,7 +8,8 @@ Layers, bottom to top; a module imports only its own layer and those below
    processes, FLOP accounting, FSDP2).
 2. `protocol/`: the paper's protocol (data, tokenizer, models, training, submission, routers,
    fusion, evaluation, metrics, the divergence->gain law, results, the run pipeline).
-3. `experiments/`: one module per notebook running its cooperatives, and the speed benchmark.
+3. `experiments/`: one module per notebook running its cooperatives, the speed benchmark, and the
+   coordinator's `fuse` and `evaluate` commands (`coordinator`).
 4. `analysis/`: every notebook's tables, figures and statistics.
 5. `reports/` (export-results / compare-results), `notebooks` (the runner), `__main__` (CLI).
 

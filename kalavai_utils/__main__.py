@@ -99,6 +99,66 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--scale", help="take K from this scale's settings")
     pg.add_argument("--json", action="store_true", help="print the full prediction as JSON")
 
+    fu = sub.add_parser(
+        "fuse",
+        help="coordinator: verify the submissions again, train a router on your text, write one fused model folder",
+    )
+    fu.add_argument("--base", required=True, help="the shared base checkpoint folder (with its tokenizer)")
+    fu.add_argument("--submissions", required=True, nargs="+")
+    fu.add_argument(
+        "--router-text",
+        required=True,
+        nargs="+",
+        help="text the router trains on: text files (one document each), .jsonl with a 'text' field, "
+        "or chunk folders (their train split, else their held-out split)",
+    )
+    fu.add_argument(
+        "--heldout",
+        nargs="+",
+        default=[],
+        metavar="NAME=PATH",
+        help="held-out data per domain for the evaluation table (a chunk folder's held-out split, or a text "
+        "file); every expert needs its own domain's",
+    )
+    fu.add_argument("--out", required=True, help="the fused model folder to write (new or empty)")
+    fu.add_argument(
+        "--router",
+        default="token",
+        help="token: a causal per-token linear router (default; the model generates with a cache); "
+        "sequence: the authors' router, pooled over the whole chunk",
+    )
+    fu.add_argument("--steps", type=int, help="router training steps (default: the recipe's, 500 as in the paper)")
+    fu.add_argument("--seed", type=int, default=42)
+    fu.add_argument("--freeze-layers", type=int, help="the coordinator's frozen depth K (or give --scale)")
+    fu.add_argument("--scale", help="take K and the router recipe from this scale (default recipe: the paper's)")
+
+    eva = sub.add_parser(
+        "evaluate",
+        help="the paper's evaluation of model folders on held-out data: per-domain table, gains, divergence, oracle",
+    )
+    eva.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        metavar="NAME=PATH",
+        help="model folders: the base, specialists, a fused folder, any causal LM with the base's tokenizer",
+    )
+    eva.add_argument(
+        "--heldout",
+        required=True,
+        nargs="+",
+        metavar="NAME=PATH",
+        help="held-out data per domain: a chunk folder (its held-out split) or a text file",
+    )
+    eva.add_argument("--base", required=True, help="which --model is the base")
+    eva.add_argument(
+        "--specialists",
+        required=True,
+        help="which --model names are specialists, comma-separated; each one's domain is the --heldout set of "
+        "its name, or the one its submission manifest names",
+    )
+    eva.add_argument("--json", help="also write the results here (the project's results schema)")
+
     bm = sub.add_parser("benchmark", help="measure training / fused-eval / router speed; writes JSON")
     bm.add_argument("--scale", default="tiny")
     bm.add_argument("--out", help="JSON path (default runs/<scale>/benchmarks/speed.json)")
@@ -301,6 +361,30 @@ def main(argv=None) -> int:
 
             result = forecast(args.base, args.submissions, args.data, args.fit, args.freeze_layers, args.scale)
             print(json.dumps(result, indent=2, default=str) if args.json else describe(result))
+        elif args.command == "fuse":
+            from .experiments.coordinator import describe_fusion, fuse
+
+            result = fuse(
+                args.base,
+                args.submissions,
+                args.router_text,
+                args.out,
+                heldout=args.heldout,
+                router=args.router,
+                steps=args.steps,
+                seed=args.seed,
+                freeze_layers=args.freeze_layers,
+                scale=args.scale,
+            )
+            print(describe_fusion(result))
+        elif args.command == "evaluate":
+            from .experiments.coordinator import describe_results, evaluate
+            from .storage import printable
+
+            results = evaluate(args.model, args.heldout, args.base, args.specialists, args.json)
+            print(describe_results(results))
+            if args.json:
+                print(f"written: {printable(args.json)}")
         elif args.command == "benchmark":
             import json
 

@@ -482,17 +482,35 @@ def quiet_transformers():
 # ---------------------------------------------------------------- generating text
 
 
-def save_fused(fused: FusedModel, tokenizer, folder) -> Path:
+def save_fused(fused: FusedModel, tokenizer, folder, finish=None, replace: bool = True) -> Path:
     """A fused model folder that `generate` and plain AutoModelForCausalLM.from_pretrained read (safetensors).
 
     Written into a fresh folder beside it, then swapped in (the old one moved aside first and
     removed last), so a reader finds the old model or the new one, never half of one.
+    `finish(new_folder)` writes further files (a model card, a record) before the swap; anything
+    failing on the way leaves no new folder behind. With `replace` False nothing is ever
+    replaced: the new folder takes the place of an empty one or of none, else a KalavaiError.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
-    fused.save_pretrained(new)
-    tokenizer.save_pretrained(new)
+    try:
+        fused.save_pretrained(new)
+        tokenizer.save_pretrained(new)
+        if finish is not None:
+            finish(new)
+        if not replace:
+            try:
+                os.rename(new, folder)  # onto an empty folder or none; refused over anything else
+            except OSError as e:
+                raise KalavaiError(
+                    f"{folder}: {e.strerror or type(e).__name__}; something was written there meanwhile "
+                    "(nothing of it is replaced, the new model is not kept)"
+                ) from None
+            return folder
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     old = None
     if folder.exists():
         old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))

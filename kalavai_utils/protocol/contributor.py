@@ -29,17 +29,24 @@ from .tokenizer import load_local_tokenizer
 from .training import TrainConfig, train_causal_lm
 
 
-def read_documents(paths) -> list[str]:
+def read_documents(paths, digests: dict | None = None) -> list[str]:
+    """The documents of text files (each one document) and .jsonl files (one {"text": ...} a line).
+
+    With `digests`, each file's sha256 goes into it (by path as given): of the bytes read and parsed.
+    """
     docs = []
     for p in map(Path, paths):
         if not p.is_file():
             raise KalavaiError(f"no such data file: {printable(p)}")
         try:
-            text = p.read_text(encoding="utf-8")
+            raw = p.read_bytes()
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise KalavaiError(f"{printable(p)}: not UTF-8 text (byte {e.start})") from None
         except OSError as e:
             raise KalavaiError(f"cannot read {printable(p)}: {e.strerror or type(e).__name__}") from None
+        if digests is not None:
+            digests[str(p)] = sha256_bytes(raw)
         if p.suffix == ".jsonl":
             for i, line in enumerate(text.splitlines(), 1):
                 if line.strip():
@@ -72,14 +79,19 @@ def check_arguments(base_dir, out_dir, name: str, seed: int, steps: int | None, 
         check_output_folder(Path(heldout_dir) / name, "--heldout-out", base_dir)
 
 
-def check_output_folder(folder, flag: str, base_dir) -> None:
-    """A folder about to be written: not the base's (nor inside it, nor holding it), empty or new, writable."""
-    out, base = Path(folder).resolve(), Path(base_dir).resolve()  # symbolic links followed
-    if out == base or base in out.parents or out in base.parents:
-        raise KalavaiError(
-            f"{flag} {printable(folder)} is the base's folder {printable(base_dir)}, inside it or holds it: "
-            "the base would be overwritten"
-        )
+def check_output_folder(folder, flag: str, base_dir, keep=()) -> None:
+    """A folder about to be written: not the base's (nor inside it, nor holding it), empty or new, writable.
+
+    `keep`: further (what, folder) pairs never to be written over either, e.g. ("submission", path).
+    """
+    out = Path(folder).resolve()  # symbolic links followed
+    for what, other in (("base", base_dir), *keep):
+        other_path = Path(other).resolve()
+        if out == other_path or other_path in out.parents or out in other_path.parents:
+            raise KalavaiError(
+                f"{flag} {printable(folder)} is the {what}'s folder {printable(other)}, inside it or holds it: "
+                f"the {what} would be overwritten"
+            )
     try:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise KalavaiError(f"{flag} {printable(folder)} exists and is not an empty folder")

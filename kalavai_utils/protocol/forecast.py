@@ -32,6 +32,17 @@ def choose_fit(fit: str):
     return line, {"source": str(fit), **meta}
 
 
+def check_recorded_heldout(manifest: dict, heldout, path, submission) -> None:
+    """The held-out chunks read from `path` are the split the submission recorded, if it recorded one
+    (train-specialist --heldout-out writes its hash into the manifest's data)."""
+    recorded = manifest["data"].get("heldout_chunks_sha256")
+    if recorded is not None and recorded != sha256_bytes(heldout.int().numpy().tobytes()):
+        raise KalavaiError(
+            f"{printable(path)}: not the held-out split submission {printable(submission)} recorded "
+            "(heldout_chunks_sha256 differs)"
+        )
+
+
 def own_domain_divergences(base, submissions, data_dir: Path, eval_batch: int = 4, max_batches: int = 50) -> dict:
     """Each contributor's divergence on its own domain's held-out chunks.
 
@@ -46,12 +57,7 @@ def own_domain_divergences(base, submissions, data_dir: Path, eval_batch: int = 
         except KalavaiError as e:
             raise KalavaiError(f"submission {printable(sub.folder)}: {e}") from None
         path = data_dir / domain / "heldout.safetensors"
-        recorded = sub.manifest["data"].get("heldout_chunks_sha256")
-        if recorded is not None and recorded != sha256_bytes(heldout.int().numpy().tobytes()):
-            raise KalavaiError(
-                f"{path}: not the held-out split submission {printable(sub.folder)} recorded "
-                "(heldout_chunks_sha256 differs)"
-            )
+        check_recorded_heldout(sub.manifest, heldout, path, sub.folder)
         if len(heldout) == 0:
             raise KalavaiError(f"{path}: no held-out chunks")
         if heldout.min() < 0 or heldout.max() >= base.config.vocab_size:

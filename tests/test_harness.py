@@ -98,7 +98,7 @@ def test_heldout_span_is_whole_windows_that_tokenize_back(smoke):
     assert 0 < start < scale.seq_len and len(ids) == len(stream) - scale.seq_len
     assert ids == stream[start : start + len(ids)] and round_trips(ids)
     assert not any(round_trips(stream[s : s + len(ids)]) for s in range(start))
-    with pytest.raises(harness.KalavaiError, match="no whole window"):
+    with pytest.raises(harness.KalavaiError, match="no span of whole"):
         harness.heldout_span(heldout["lang_script"][:1, :4], tokenizer, 4, None)
 
 

@@ -50,21 +50,24 @@ def heldout_span(
     The stream is the first `max_chunks` chunks in order (default: the 200 that `evaluate_domains`
     reads). The text must tokenize back to exactly these ids, or the harness would score other
     tokens; inside the stream it does (byte-level BPE of one stream), but a cut point may fall
-    inside a character or a word. The span is the longest one, a whole number of windows of
-    `max_length` (so every window of the harness is full), that starts earliest and tokenizes back:
-    the whole stream when the chunk length is the model's context and the cuts are clean.
+    inside a character or a word. The span is a whole number of windows of `max_length` (so every
+    window of the harness is full) that tokenizes back: the longest, starting earliest; the whole
+    stream when the chunk length is the model's context and the cuts are clean. It is at most one
+    window shorter than that (a start up to a window later frees the first cut point), which bounds
+    the search at 2 x `max_length` + 1 tries.
     """
     chunks = chunks if max_chunks is None else chunks[:max_chunks]
     stream = chunks.reshape(-1).tolist()
-    for length in range(len(stream) // max_length * max_length, 0, -max_length):
+    longest = len(stream) // max_length * max_length
+    for length in (n for n in (longest, longest - max_length) if n > 0):
         for start in range(len(stream) - length + 1):
             ids = stream[start : start + length]
             text = tokenizer.decode(ids, clean_up_tokenization_spaces=False)
             if tokenizer(text, add_special_tokens=False)["input_ids"] == ids:
                 return start, ids, text
     raise KalavaiError(
-        f"no whole window of {max_length} tokens of the {len(stream)} held-out tokens decodes to text that "
-        "tokenizes back to it"
+        f"no span of whole {max_length}-token windows, at most one window shorter than the {len(stream)} "
+        "held-out tokens, decodes to text that tokenizes back to it"
     )
 
 

@@ -214,6 +214,25 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--seed", type=int, default=0)
     ge.add_argument("--no-cache", action="store_true", help="re-read the whole sequence at every step")
 
+    ht = sub.add_parser(
+        "harness-task", help="write a local lm-evaluation-harness task of the held-out text, one per domain"
+    )
+    ht.add_argument("--fused", required=True, help="the fused model folder to score (its tokenizer and context)")
+    ht.add_argument("--data", required=True, help="a corpus folder holding <domain>/heldout.safetensors")
+    ht.add_argument("--out", required=True, help="the task folder, for lm-eval's --include_path")
+    ht.add_argument("--domains", help="comma-separated (default: the fused model's expert names)")
+    ht.add_argument(
+        "--max-chunks",
+        type=int,
+        default=200,
+        help="held-out chunks per domain, in order (default: the evaluation's 200)",
+    )
+    sub.add_parser(
+        "lm-eval",
+        add_help=False,
+        help="lm-evaluation-harness's own command line (extra `eval`), with fused folders loadable",
+    ).add_argument("harness_args", nargs=argparse.REMAINDER)
+
     er = sub.add_parser("export-results", help="write a run's reference summaries, one JSON per notebook")
     er.add_argument("runs_dir", help="a run folder, e.g. runs/tiny")
     er.add_argument("out_dir", help="where to write them, e.g. results/tiny")
@@ -246,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lm-eval"]:  # every later argument is the harness's, --help included
+        from .reports.harness import run_cli
+
+        try:
+            return run_cli(argv[1:])
+        except KalavaiError as e:
+            from .storage import printable
+
+            print(f"error: {printable(e)}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     failed = False
     try:
@@ -453,6 +483,10 @@ def main(argv=None) -> int:
             generate_text(
                 args.fused, args.prompt, args.max_new_tokens, args.sample, args.seed, False if args.no_cache else None
             )
+        elif args.command == "harness-task":
+            from .reports.harness import write_harness_task
+
+            write_harness_task(args.fused, args.data, args.out, args.domains, args.max_chunks)
         elif args.command == "export-results":
             from pathlib import Path
 

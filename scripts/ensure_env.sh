@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${KALAVAI_PYTHON:-}" ]; then echo "$KALAVAI_PYTHON"; exit 0; fi
 venv="${KALAVAI_VENV:-.venv}"
-check='import torch, transformers, datasets, accelerate, peft, papermill, nbconvert, seaborn, statsmodels, ipykernel, kalavai_utils'
+check='import torch, transformers, datasets, accelerate, peft, papermill, nbconvert, seaborn, statsmodels, ipykernel, lm_eval, kalavai_utils'
 # The packages follow constraints-cpu.txt and pyproject.toml: a pull that changes either
 # (a new dependency, a new pin) re-syncs the existing environment.
 stamp="$(cat constraints-cpu.txt pyproject.toml | sha256sum | cut -c1-16)"
@@ -22,7 +22,7 @@ fi
 if [ "$(cat "$venv/.kalavai-env" 2>/dev/null)" != "$stamp" ] || ! "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
   echo "[kalavai] installing the pinned packages into $venv" >&2
   "$venv/bin/python" -m pip install -q -c constraints-cpu.txt "torch==2.13.0" >&2
-  "$venv/bin/python" -m pip install -q -c constraints-cpu.txt -e ".[notebooks,test]" >&2
+  "$venv/bin/python" -m pip install -q -c constraints-cpu.txt -e ".[notebooks,test,eval]" >&2
   "$venv/bin/python" -c "$check" >&2
   echo "$stamp" > "$venv/.kalavai-env"
 fi

@@ -92,6 +92,11 @@ class FusedConfig(PretrainedConfig):
     def num_hidden_layers(self) -> int | None:
         return (self.neox or {}).get("num_hidden_layers")
 
+    @property
+    def max_position_embeddings(self) -> int | None:
+        """The specialists' context: what clients (lm-evaluation-harness) read as the window length."""
+        return (self.neox or {}).get("max_position_embeddings")
+
 
 @dataclass
 class FusedOutput(CausalLMOutputWithPast):

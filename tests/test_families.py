@@ -364,3 +364,16 @@ def test_the_smoke_cooperative_runs_end_to_end_with_a_llama_base(tmp_path):
     for d in scale.domains:
         assert losses[f"spec:{d}"][d] < losses["base"][d]
     assert time.perf_counter() - start < 120
+
+
+@torch.no_grad()
+def test_a_folder_fused_before_families_were_data_still_loads(tmp_path):
+    """Fused folders saved before this table named the specialists' config `neox` (GPT-NeoX then)."""
+    _, specs = make_specialists("gpt_neox", n=2)
+    fused = fuse(specs)
+    fused.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["neox"] = config.pop("specialist")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.family.model_type == "gpt_neox" and torch.equal(loaded(tokens()).logits, fused(tokens()).logits)

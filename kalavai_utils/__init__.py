@@ -3,7 +3,7 @@
 Layers, bottom to top; a module imports only its own layer and those below
 (tests/test_layers.py checks it):
 
-0. `errors`, `storage`, `paper`, `scales`, `settings`: the foundation.
+0. `errors`, `storage`, `paper`, `scales`, `settings`, `families` (the model families as data): the foundation.
 1. `corpora/` (the offline data generators) and `runtime/` (activation cache, worker
    processes, FLOP accounting, FSDP2).
 2. `protocol/`: the paper's protocol (data, tokenizer, models, training, submission, routers,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from .errors import KalavaiError
+from .families import DEFAULT_FAMILY
 from .settings import settings
 
 # The offline corpora's domains (kalavai_utils.corpora generates them).
@@ -36,6 +37,9 @@ class Scale:
     seeds: tuple[int, ...]
 
     # base model
+    # Its family (families.py): offline, the architecture the base is pretrained in; at a Hub scale,
+    # what the Hub model must be (checked when it is loaded). Every scale but qwen-1.5b is GPT-NeoX.
+    family: str = DEFAULT_FAMILY
     hub_model: str | None = None
     hub_revision: str | None = None
     d_model: int = 0
@@ -240,6 +244,34 @@ SCALES: dict[str, Scale] = {
         **{**_PAPER, "freeze_layers": 6, "spec_steps": 1000, "spec_lr": 1e-5},
         grad_checkpointing=True,
         paper_router="linear",
+    ),
+    # The paper's Qwen point of the divergence law (Qwen-1.5B: 3.16% divergence, +1.06% gain; paper.py),
+    # as the authors' code ran it: experiments/kalavai_corrected_eval.py, MODEL_CONFIGS["qwen"]
+    # (lines 89-112 at Murai-Labs/Kalavai 80b6782): Qwen/Qwen2.5-1.5B with no revision (so the Hub's
+    # main when they ran it; pin the commit a run downloads), code and fiction, the embedding and
+    # K = 2 blocks frozen, 1,000 steps at 2e-5, batches of 2 x 2, clip 1.0, AdamW weight decay 0.01,
+    # a 2-layer MLP router of 128 hidden units trained 300 steps. Their Qwen loop held the rate
+    # constant: here no warmup either, but the one training loop's cosine decay runs. Its data
+    # is the paper scales' (notebook 00), not their Qwen run's 5,000 training / 500 held-out texts.
+    "qwen-1.5b": Scale(
+        name="qwen-1.5b",
+        family="qwen2",
+        hub_model="Qwen/Qwen2.5-1.5B",
+        **{
+            **_PAPER,
+            "hub_revision": "main",
+            "domains": ("code", "fiction"),
+            "freeze_layers": 2,
+            "spec_steps": 1000,
+            "spec_lr": 2e-5,
+            "micro_batch": 2,
+            "grad_accum": 2,
+        },
+        weight_decay=0.01,
+        warmup_frac=0.0,
+        router_steps=300,
+        router_hidden=128,
+        paper_router="mlp",
     ),
 }
 

@@ -70,16 +70,22 @@ def required_models() -> list[tuple[str, str]]:
     `experiments.needs.hub_needs` lists for every notebook at every Hub scale (the very list the
     project's `fetch` and `preflight` use, so a model the code loads but that list misses fails the
     end-to-end runs against this mirror), and every other Pythia id written in kalavai_utils' source
-    at the scales' revision."""
+    at the scales' revision. The mirror serves the Pythia (GPT-NeoX) scales only: qwen-1.5b, a Qwen2
+    model, has no stand-in here (docs/model-families.md)."""
     from kalavai_utils import scales
     from kalavai_utils.experiments.needs import hub_needs
 
-    hub = [s for s in scales.SCALES.values() if s.is_hub]
+    hub = mirrored_scales(scales)
     every_notebook = [f"{i:02d}" for i in range(8)]
     wanted = {m for s in hub for m in hub_needs(s, every_notebook).models}
     for model in pythia_ids_in_source():
         wanted |= {(model, s.hub_revision) for s in hub}
     return sorted(wanted)
+
+
+def mirrored_scales(scales) -> list:
+    """The Hub scales this mirror stands in for: those whose base is a Pythia (GPT-NeoX) model."""
+    return [s for s in scales.SCALES.values() if s.is_hub and s.family == "gpt_neox"]
 
 
 def pythia_ids_in_source() -> list[str]:

@@ -132,7 +132,7 @@ def test_per_token_top1_expert_attends_only_to_its_tokens(specs, tokens):
         from transformers.masking_utils import create_causal_mask
 
         mask = create_causal_mask(
-            config=fused.neox_config,
+            config=fused.specialist_config,
             inputs_embeds=xe,
             attention_mask=torch.ones_like(p),
             past_key_values=None,

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kalavai_utils"
 LAYERS = {
     # 0 foundation
     "errors": 0,
+    "families": 0,
     "storage": 0,
     "paper": 0,
     "scales": 0,

@@ -37,10 +37,10 @@ from types import SimpleNamespace
 
 import torch
 from torch import nn
-from transformers import GPTNeoXForCausalLM
 
 from .. import paper
 from ..errors import KalavaiError
+from ..families import family_of
 from ..protocol import data, pipeline
 from ..protocol.cooperative import (
     CAUSAL_FUSED,
@@ -61,6 +61,7 @@ from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import MODES, FusedModel, check_choice, check_same_config, weight_average
 from ..protocol.lora import lora_spec
 from ..protocol.models import (
+    build_causal_lm,
     fingerprint,
     for_inference,
     load_causal_lm,
@@ -257,7 +258,7 @@ class UnsharedFusion(nn.Module):
         super().__init__()
         check_same_config([m.config for m in specialists], list(expert_names))
         self.experts = nn.ModuleList(specialists)  # whole models: embedding, every block, head
-        self.neox_config = specialists[0].config
+        self.specialist_config = specialists[0].config
         self.config = SimpleNamespace(
             n_experts=len(specialists),
             expert_names=list(expert_names),
@@ -269,7 +270,7 @@ class UnsharedFusion(nn.Module):
             mode="soft",
         )
         self.router = make_router(
-            router_kind, self.neox_config.hidden_size, len(specialists), hidden=router_hidden, seed=seed
+            router_kind, self.specialist_config.hidden_size, len(specialists), hidden=router_hidden, seed=seed
         )
         self.eval()
 
@@ -288,7 +289,7 @@ class UnsharedFusion(nn.Module):
 
     @property
     def embed_in(self):  # where the router and the batches live (FusedModel's shared embedding)
-        return self.experts[0].gpt_neox.embed_in
+        return family_of(self.specialist_config).embedding_of(self.experts[0])
 
     def expert_hidden(self, input_ids, attention_mask=None, position_ids=None, states=None) -> torch.Tensor:
         """Every expert's final hidden state (after its final layer norm), [N, B, T, d]; each runs alone.
@@ -299,9 +300,11 @@ class UnsharedFusion(nn.Module):
             raise KalavaiError("experts of mismatched inits share no prefix: no prefix states to read back")
         return torch.stack(
             [
-                e.gpt_neox(
+                family_of(e.config)
+                .decoder_of(e)(
                     input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-                ).last_hidden_state
+                )
+                .last_hidden_state
                 for e in self.experts
             ]
         )
@@ -316,7 +319,7 @@ class UnsharedFusion(nn.Module):
     def use_router(self, kind: str, granularity: str, hidden: int = 256, seed: int = 0) -> None:
         check_choice("granularity", granularity, GRANULARITIES)
         self.router = make_router(
-            kind, self.neox_config.hidden_size, self.config.n_experts, hidden=hidden, seed=seed
+            kind, self.specialist_config.hidden_size, self.config.n_experts, hidden=hidden, seed=seed
         ).to(self.embed_in.weight.device)
         self.config.router_kind, self.config.router_hidden, self.config.router_seed = kind, hidden, seed
         self.config.granularity = granularity
@@ -452,7 +455,10 @@ def lora_ranks(scale: Scale) -> tuple[int, ...]:
 
 def lora_cooperatives(scale: Scale, runs: Path, seed: int) -> dict[int, Cooperative]:
     """Same recipe as the full specialists (learning rate, steps, K); only the parametrisation differs."""
-    return {r: ablation_cooperative(scale, runs, f"lora-r{r}", seed, lora=lora_spec(r)) for r in lora_ranks(scale)}
+    return {
+        r: ablation_cooperative(scale, runs, f"lora-r{r}", seed, lora=lora_spec(r, family=scale.family))
+        for r in lora_ranks(scale)
+    }
 
 
 # ================================================================ 7. number of specialists
@@ -579,7 +585,7 @@ def capacity_scale(scale: Scale, fraction: float | str | None = None) -> Scale:
 
 def _offline_params(scale: Scale, d_model: int) -> int:
     with torch.device("meta"):
-        model = GPTNeoXForCausalLM(offline_config(scale.with_overrides(d_model=d_model)))
+        model = build_causal_lm(offline_config(scale.with_overrides(d_model=d_model)))
     return n_params(model)
 
 

@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, GPTNeoXForCausalLM
+from transformers import AutoConfig
 
+from ..families import family_of
 from ..protocol.cooperative import ABLATION_ROUTERS, paper_router
 from ..protocol.fusion import FusedModel
-from ..protocol.models import freeze_prefix, load_causal_lm, n_params, offline_config
+from ..protocol.models import build_causal_lm, freeze_prefix, load_causal_lm, n_params, offline_config
 from ..protocol.results import library_versions
 from ..protocol.routers import make_router, train_routers
 from ..protocol.training import TrainConfig, compile_requested, train_causal_lm
@@ -49,7 +50,7 @@ WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
 def benchmark_model(scale):
     """The scale's architecture: real weights when available locally, else random (stated)."""
     if not scale.is_hub:
-        return GPTNeoXForCausalLM(offline_config(scale)), "random init, the offline scale's architecture"
+        return build_causal_lm(offline_config(scale)), "random init, the offline scale's architecture"
     try:
         return load_causal_lm(scale.hub_model, scale.hub_revision), "real weights from the local Hugging Face cache"
     except Exception:  # noqa: BLE001 - no cache or no Hub: the config alone is enough for speed
@@ -59,7 +60,7 @@ def benchmark_model(scale):
         except Exception:  # noqa: BLE001
             config = pythia_410m_config()
             source = "random init, Pythia-410M's published config (typed in benchmark.py)"
-        return GPTNeoXForCausalLM(config), source
+        return build_causal_lm(config), source
 
 
 def _time(fn, device) -> float:
@@ -158,7 +159,12 @@ def run(scale_name: str, steps: int = 20, n_experts: int = 3, eval_batches: int 
 
     def fit(variants):
         routers = [
-            (make_router(kind, fused.neox_config.hidden_size, n_experts, hidden=scale.router_hidden).to(device), g)
+            (
+                make_router(kind, fused.specialist_config.hidden_size, n_experts, hidden=scale.router_hidden).to(
+                    device
+                ),
+                g,
+            )
             for kind, g in variants
         ]
         return _time(
@@ -259,8 +265,9 @@ def step_breakdown(model, chunks: torch.Tensor, cfg: TrainConfig, device, dtype,
         return hook
 
     if cfg.freeze_layers:
-        model.gpt_neox.layers[0].register_forward_pre_hook(stamp(-1))
-        model.gpt_neox.layers[cfg.freeze_layers - 1].register_forward_hook(stamp(1))
+        blocks = family_of(model).blocks_of(model)
+        blocks[0].register_forward_pre_hook(stamp(-1))
+        blocks[cfg.freeze_layers - 1].register_forward_hook(stamp(1))
     times = {"forward": [], "backward": [], "optimizer": []}
 
     def micro_batch():

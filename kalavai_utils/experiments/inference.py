@@ -32,13 +32,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import PretrainedConfig
 
 from ..errors import KalavaiError, first_line
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.fusion import FusedConfig, FusedModel
 from ..protocol.metrics import equal_weight
-from ..protocol.models import offline_config
+from ..protocol.models import build_causal_lm, offline_config
 from ..protocol.results import library_versions
 from ..runtime.perf import Clock
 from ..scales import get_scale, pythia_410m_config
@@ -66,7 +66,9 @@ def ideal_dense_ratio(n_experts: int, n_layers: int, freeze_layers: int) -> floa
     return 1 + (n_experts - 1) * (n_layers - freeze_layers) / n_layers
 
 
-def forward_flops(config: GPTNeoXConfig, seq_len: int, n_experts: int = 1, freeze_layers: int | None = None) -> float:
+def forward_flops(
+    config: PretrainedConfig, seq_len: int, n_experts: int = 1, freeze_layers: int | None = None
+) -> float:
     """Forward matmul FLOPs per token (runtime/perf.py's counting) of one model, or of N fused experts sharing K blocks."""
     d, L, V = config.hidden_size, config.num_hidden_layers, config.vocab_size
     block = 2 * (4 * d * d + 2 * d * config.intermediate_size) + 2 * 2 * seq_len * d
@@ -74,7 +76,7 @@ def forward_flops(config: GPTNeoXConfig, seq_len: int, n_experts: int = 1, freez
     return k * block + n_experts * ((L - k) * block + 2 * d * V)
 
 
-def flops_ratio(config: GPTNeoXConfig, seq_len: int, n_experts: int, freeze_layers: int) -> float:
+def flops_ratio(config: PretrainedConfig, seq_len: int, n_experts: int, freeze_layers: int) -> float:
     """The ideal dense ratio with every expert's output head counted too."""
     return forward_flops(config, seq_len, n_experts, freeze_layers) / forward_flops(config, seq_len)
 
@@ -110,7 +112,7 @@ def dispatch_losses(
 # ---------------------------------------------------------------- models for timing
 
 
-def benchmark_config(scale_name: str) -> tuple[GPTNeoXConfig, str]:
+def benchmark_config(scale_name: str) -> tuple[PretrainedConfig, str]:
     """The scale's architecture, never its weights: an offline scale's own config; at a Hub scale the
     model's config from the local Hugging Face cache, else (410m) Pythia-410M's published one."""
     scale = get_scale(scale_name)
@@ -132,17 +134,17 @@ def benchmark_config(scale_name: str) -> tuple[GPTNeoXConfig, str]:
         ) from None
 
 
-def random_models(config: GPTNeoXConfig, n_experts: int, freeze_layers: int, device, dtype, seed: int = 0):
-    """One random GPT-NeoX and a random fused model of N experts sharing K blocks, built on `device`.
+def random_models(config: PretrainedConfig, n_experts: int, freeze_layers: int, device, dtype, seed: int = 0):
+    """One random model of the config's family and a random fused model of N experts sharing K blocks, built on `device`.
 
     The experts are independent random draws: speed does not depend on the weights.
     """
     torch.manual_seed(seed)
     with torch.device(device):
-        single = GPTNeoXForCausalLM(config)
+        single = build_causal_lm(config)
         fused = FusedModel(
             FusedConfig(
-                neox=config.to_dict(),
+                specialist=config.to_dict(),
                 n_experts=n_experts,
                 freeze_layers=freeze_layers,
                 granularity="token",

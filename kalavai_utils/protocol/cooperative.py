@@ -427,7 +427,7 @@ def fit_routers(
         if recipe != PLAIN:
             config["recipe"] = asdict(recipe)
         router = make_router(
-            kind, fused.neox_config.hidden_size, fused.config.n_experts, hidden=s.router_hidden, seed=coop.seed
+            kind, fused.specialist_config.hidden_size, fused.config.n_experts, hidden=s.router_hidden, seed=coop.seed
         ).to(device)
         if step_is_done(sub, config) and (sub / "router.safetensors").exists():
             router.load_state_dict(load_file(sub / "router.safetensors"))

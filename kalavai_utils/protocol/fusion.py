@@ -6,6 +6,14 @@ runs it once per batch; each expert keeps only what it trained: blocks K..L-1, t
 layer norm and the output head. The fused logits are sum_i g_i * logits_i, and the fused
 next-token distribution is their softmax (PAPER.md §1).
 
+The specialists may be of any family of families.py (GPT-NeoX, Llama, Mistral, Qwen2): the
+blocks, norms and rotary embedding are the family's own, built and called as its decoder
+does. The fused model's own tensor names are the same in every family (`embed_in`,
+`shared_layers.i`, `experts.e.layers.j`, `experts.e.final_layer_norm`, `experts.e.lm_head`).
+A head tied to the embedding (Qwen2's small models) is the frozen, shared embedding itself:
+every expert's `lm_head` is then a `TiedHead`, which reads the one `embed_in` and holds no
+tensor of its own (nothing is saved twice; the experts did not, and could not, train it).
+
 Modes (the router ablation, section 5): "soft" = softmax gates; "hard" = one-hot on the
 router's argmax (all experts still run); "uniform" = 1/N, the router ignored.
 
@@ -34,17 +42,14 @@ from transformers import (
     AutoModelForCausalLM,
     DynamicCache,
     GenerationMixin,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
     PretrainedConfig,
     PreTrainedModel,
 )
-from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXLayer, GPTNeoXRotaryEmbedding
 
 from ..errors import KalavaiError
-from ..runtime.prefix import layer_inputs, run_layers
+from ..families import FAMILIES, family_of
+from ..runtime.prefix import layer_inputs, layer_masks, run_layers
 from .models import frozen_prefix_names
 from .routers import GRANULARITIES, causal_lm_loss, make_router, mix_logits, pool_router_input, stack_logits
 
@@ -58,7 +63,7 @@ _VOLATILE_CONFIG_KEYS = ("_name_or_path", "architectures", "transformers_version
 class FusedConfig(PretrainedConfig):
     model_type = "kalavai_fused"
 
-    neox: dict | None = None  # the specialists' GPTNeoXConfig, as a dict
+    specialist: dict | None = None  # the specialists' config (any family of families.py), as a dict
     n_experts: int = 1
     expert_names: list[str] | None = None
     freeze_layers: int = 0
@@ -74,23 +79,29 @@ class FusedConfig(PretrainedConfig):
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
 
-    def specialist_config(self) -> GPTNeoXConfig:
-        if not self.neox:
-            raise KalavaiError("FusedConfig has no GPT-NeoX config (neox)")
-        return GPTNeoXConfig.from_dict(self.neox)
+    def _specialist(self) -> dict:
+        # folders fused before families were data named it `neox` (always GPT-NeoX then)
+        return self.specialist or getattr(self, "neox", None) or {}
+
+    def specialist_config(self) -> PretrainedConfig:
+        """The specialists' config, in its family's config class (an unsupported family is refused)."""
+        raw = self._specialist()
+        if not raw:
+            raise KalavaiError("FusedConfig has no specialist config (specialist)")
+        return family_of(raw).config_cls.from_dict(raw)
 
     # Read-only views some generation utilities look for on a config.
     @property
     def vocab_size(self) -> int | None:
-        return (self.neox or {}).get("vocab_size")
+        return self._specialist().get("vocab_size")
 
     @property
     def hidden_size(self) -> int | None:
-        return (self.neox or {}).get("hidden_size")
+        return self._specialist().get("hidden_size")
 
     @property
     def num_hidden_layers(self) -> int | None:
-        return (self.neox or {}).get("num_hidden_layers")
+        return self._specialist().get("num_hidden_layers")
 
     @property
     def max_position_embeddings(self) -> int | None:
@@ -105,19 +116,37 @@ class FusedOutput(CausalLMOutputWithPast):
     gates: torch.FloatTensor | None = None
 
 
-class ExpertSuffix(nn.Module):
-    """What one specialist trained: blocks K..L-1, the final layer norm and the output head."""
+class TiedHead(nn.Module):
+    """The output head of a specialist whose head is tied to its input embedding: the fused model's
+    shared `embed_in`, read at every call. It holds no tensor (the embedding is saved, loaded and
+    verified once, as the frozen prefix) and is the same for every expert."""
 
-    def __init__(self, config: GPTNeoXConfig, freeze_layers: int):
+    def __init__(self, embedding: nn.Embedding):
         super().__init__()
+        self.__dict__["embedding"] = embedding  # not a submodule: the fused model owns it, once
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.embedding.weight
+        return nn.functional.linear(x.to(weight.device), weight)
+
+
+class ExpertSuffix(nn.Module):
+    """What one specialist trained: blocks K..L-1, the final norm and the output head (`head`: the
+    shared TiedHead when the family ties it to the embedding, else a head of its own)."""
+
+    def __init__(self, config: PretrainedConfig, freeze_layers: int, head: nn.Module | None = None):
+        super().__init__()
+        self.family = family_of(config)
         # Keep each block's original layer index (the attention uses it as a cache slot).
-        self.layers = nn.ModuleList(GPTNeoXLayer(config, i) for i in range(freeze_layers, config.num_hidden_layers))
-        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.layers = nn.ModuleList(
+            self.family.make_layer(config, i) for i in range(freeze_layers, config.num_hidden_layers)
+        )
+        self.final_layer_norm = self.family.make_final_norm(config)
+        self.lm_head = head if head is not None else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def forward(self, x, mask, position_ids, rope, cache=None):
-        """The expert's final hidden state (after its final layer norm) from the prefix's output."""
-        return self.final_layer_norm(run_layers(self.layers, x, mask, position_ids, rope, cache))
+        """The expert's final hidden state (after its final norm) from the prefix's output."""
+        return self.final_layer_norm(run_layers(self.family, self.layers, x, mask, position_ids, rope, cache))
 
 
 class FusedCache(DynamicCache):
@@ -174,7 +203,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     config: FusedConfig
     base_model_prefix = "fused"  # no such attribute: the model is its own base
     main_input_name = "input_ids"
-    _no_split_modules = ["GPTNeoXLayer"]
+    _no_split_modules = [f.layer_class.rpartition(".")[2] for f in FAMILIES.values()]
     _supports_sdpa = True
     _supports_flash_attn = True
     _keep_in_fp32_modules_strict = ["router"]  # the authors' router ran in fp32 next to bf16 experts
@@ -188,21 +217,25 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             raise KalavaiError(
                 f"top_k={config.expert_top_k}: choose 0 (dense), 1 or 2, at most n_experts={config.n_experts}"
             )
-        self.neox_config = config.specialist_config()
+        self.specialist_config = spec = config.specialist_config()
+        self.family = family = family_of(spec)
         k = config.freeze_layers
-        if not 0 <= k <= self.neox_config.num_hidden_layers:
-            raise KalavaiError(f"freeze_layers={k} outside 0..{self.neox_config.num_hidden_layers}")
+        if not 0 <= k <= spec.num_hidden_layers:
+            raise KalavaiError(f"freeze_layers={k} outside 0..{spec.num_hidden_layers}")
 
         # Shared, computed once per batch.
-        self.embed_in = nn.Embedding(self.neox_config.vocab_size, self.neox_config.hidden_size)
-        self.emb_dropout = nn.Dropout(self.neox_config.hidden_dropout)
-        self.shared_layers = nn.ModuleList(GPTNeoXLayer(self.neox_config, i) for i in range(k))
-        self.rotary_emb = GPTNeoXRotaryEmbedding(self.neox_config)
-        # One suffix per specialist.
-        self.experts = nn.ModuleList(ExpertSuffix(self.neox_config, k) for _ in range(config.n_experts))
+        self.embed_in = nn.Embedding(spec.vocab_size, spec.hidden_size)
+        self.emb_dropout = family.make_embed_dropout(spec)
+        self.shared_layers = nn.ModuleList(family.make_layer(spec, i) for i in range(k))
+        self.rotary_emb = family.make_rotary(spec)
+        # One suffix per specialist; a tied head is the shared embedding (TiedHead).
+        tied = family.tied(spec)
+        self.experts = nn.ModuleList(
+            ExpertSuffix(spec, k, TiedHead(self.embed_in) if tied else None) for _ in range(config.n_experts)
+        )
         self.router = make_router(
             config.router_kind,
-            self.neox_config.hidden_size,
+            spec.hidden_size,
             config.n_experts,
             hidden=config.router_hidden,
             seed=config.router_seed,
@@ -218,7 +251,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     @classmethod
     def from_specialists(
         cls,
-        specialists: Iterable[GPTNeoXForCausalLM],
+        specialists: Iterable[PreTrainedModel],
         expert_names: list[str],
         freeze_layers: int,
         router_kind: str = "linear",
@@ -229,6 +262,8 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     ) -> "FusedModel":
         """Fuse specialists that share the base's embedding and first `freeze_layers` blocks, bit for bit.
 
+        They are causal LMs of one family (families.py), read from their configs.
+
         `specialists` is read once, one at a time: each one's suffix is moved into the fused
         model before the next is read, and the shared prefix is kept once (the first one's).
         So a generator that loads each specialist from disk (cooperative.assemble) keeps at
@@ -237,15 +272,16 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         names = list(expert_names)
         if not names:
             raise KalavaiError("no specialists to fuse")
-        model, first_config, prefix, e = None, None, {}, 0
+        model, first_config, family, prefix, e = None, None, None, {}, 0
         for specialist in specialists:  # not enumerate: its reused result tuple would keep the last one alive
             if e >= len(names):
                 raise KalavaiError(f"more specialists than the {len(names)} names")
             state = specialist.state_dict()
             if model is None:
-                neox = first_config = specialist.config
+                spec = first_config = specialist.config
+                family = family_of(spec)
                 config = FusedConfig(
-                    neox=neox.to_dict(),
+                    specialist=spec.to_dict(),
                     n_experts=len(names),
                     expert_names=names,
                     freeze_layers=freeze_layers,
@@ -254,26 +290,31 @@ class FusedModel(PreTrainedModel, GenerationMixin):
                     router_seed=seed,
                     granularity=granularity,
                     mode=mode,
-                    bos_token_id=neox.bos_token_id,
-                    eos_token_id=neox.eos_token_id,
-                    pad_token_id=neox.pad_token_id,
+                    bos_token_id=spec.bos_token_id,
+                    eos_token_id=spec.eos_token_id,
+                    pad_token_id=spec.pad_token_id,
                 )
-                config._attn_implementation = neox._attn_implementation
+                config._attn_implementation = spec._attn_implementation
                 # Built on the meta device, then given the specialists' tensors (cloned) as they
                 # are: no throwaway random init, and their dtype kept.
                 with torch.device("meta"):
                     model = cls(config)
-                prefix = {k: state[k].detach().clone() for k in frozen_prefix_names(state.keys(), freeze_layers)}
-                router = make_router(router_kind, neox.hidden_size, len(names), hidden=router_hidden, seed=seed)
-                shared = shared_state_dict(prefix, freeze_layers)
+                frozen = frozen_prefix_names(state.keys(), freeze_layers, family=family)
+                prefix = {k: state[k].detach().clone() for k in frozen}
+                router = make_router(router_kind, spec.hidden_size, len(names), hidden=router_hidden, seed=seed)
+                shared = shared_state_dict(prefix, freeze_layers, family)
                 shared.update({f"router.{k}": v for k, v in router.state_dict().items()})
                 _take(model, shared)
                 # Non-persistent buffers (rotary frequencies) are not in a state dict: take the specialist's.
-                model.rotary_emb = copy.deepcopy(specialist.gpt_neox.rotary_emb)
+                model.rotary_emb = copy.deepcopy(family.rotary_of(specialist))
             else:
                 check_same_config([first_config, specialist.config], [names[0], names[e]])
-                check_same_prefix([prefix, state], [names[0], names[e]], freeze_layers)
-            suffix = {k: v.detach().clone() for k, v in expert_state_dict(state, e, freeze_layers).items()}
+                check_same_prefix([prefix, state], [names[0], names[e]], freeze_layers, family)
+            check_tied_head(state, first_config, names[e])
+            tied = family.tied(first_config)
+            suffix = {
+                k: v.detach().clone() for k, v in expert_state_dict(state, e, freeze_layers, family, tied).items()
+            }
             _take(model, suffix)
             e += 1
             del specialist, state  # before the next is read: one specialist in flight at a time
@@ -302,7 +343,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
     def use_router(self, kind: str, granularity: str, hidden: int = 256, seed: int = 0) -> None:
         """Swap in a freshly seeded router of this kind and granularity (the experts stay as they are)."""
         check_choice("granularity", granularity, GRANULARITIES)
-        router = make_router(kind, self.neox_config.hidden_size, self.config.n_experts, hidden=hidden, seed=seed)
+        router = make_router(kind, self.specialist_config.hidden_size, self.config.n_experts, hidden=hidden, seed=seed)
         self.router = router.to(self.embed_in.weight.device)  # stays fp32, as _keep_in_fp32_modules_strict says
         self.config.router_kind, self.config.router_hidden, self.config.router_seed = kind, hidden, seed
         self.config.granularity = granularity
@@ -317,7 +358,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         """Every expert's final hidden state (after its final layer norm), [N, B, T, d].
 
         The shared prefix runs once (or is read from `states`, see `prefix`); the attention
-        mask, positions and rotary embedding are built once, the way GPTNeoXModel.forward
+        mask, positions and rotary embedding are built once, the way the family's decoder
         builds them, and reused by every expert.
         """
         x, mask, position_ids, rope = self.prefix(input_ids, attention_mask, position_ids, states=states)
@@ -325,22 +366,22 @@ class FusedModel(PreTrainedModel, GenerationMixin):
 
     def prefix(self, input_ids, attention_mask=None, position_ids=None, cache: FusedCache | None = None, states=None):
         """The shared part, run once: embedding, mask, positions and rotary (built once, the way
-        GPTNeoXModel.forward builds them, and reused by every expert), then blocks 0..K-1.
+        the family's decoder builds them, and reused by every expert), then blocks 0..K-1.
 
         `states` (prefix.for_fused(self)) hands back the blocks' output for chunks already seen
         instead of running them again: only for whole chunks (no mask, positions or cache).
         Returns (x, mask, position_ids, rope) for the experts' blocks.
         """
         # The attention layers read the implementation from this config: keep it in step.
-        self.neox_config._attn_implementation = self.config._attn_implementation
+        self.specialist_config._attn_implementation = self.config._attn_implementation
         if states is not None:
             if attention_mask is not None or position_ids is not None or cache is not None:
                 raise KalavaiError("prefix states hold whole chunks: no attention_mask, position_ids or cache")
             x = states(input_ids)
-            return (x, *layer_inputs(self.neox_config, self.rotary_emb, x))
+            return (x, *layer_inputs(self.specialist_config, self.rotary_emb, x))
         x = self.emb_dropout(self.embed_in(input_ids))
         mask, position_ids, rope = layer_inputs(
-            self.neox_config,
+            self.specialist_config,
             self.rotary_emb,
             x,
             attention_mask,
@@ -348,7 +389,8 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             cache,
             seen=0 if cache is None else cache.seen,
         )
-        return run_layers(self.shared_layers, x, mask, position_ids, rope, cache), mask, position_ids, rope
+        layers = run_layers(self.family, self.shared_layers, x, mask, position_ids, rope, cache)
+        return layers, mask, position_ids, rope
 
     def suffixes(self, x, mask, position_ids, rope, cache: FusedCache | None = None) -> torch.Tensor:
         """Every expert's final hidden state [N, B, T, d] from the prefix's output.
@@ -532,6 +574,8 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             weight = (w * chosen).sum(dim=-1)[rows]
 
             def pick(t):  # rows of a per-row tensor; broadcast ones (batch dim 1) stay as they are
+                if isinstance(t, dict):  # one mask per block (families with mixed attention)
+                    return {i: pick(m) for i, m in t.items()}
                 return t if t is None or t.shape[0] != B or B == 1 else t[rows]
 
             expert = self.experts[e]
@@ -556,7 +600,7 @@ class FusedModel(PreTrainedModel, GenerationMixin):
         attention_mask = (
             torch.ones(B, T, dtype=torch.bool, device=x.device) if attention_mask is None else attention_mask.bool()
         )
-        out = torch.zeros(B, T, self.neox_config.vocab_size, device=x.device)
+        out = torch.zeros(B, T, self.specialist_config.vocab_size, device=x.device)
         for e in range(self.config.n_experts):
             chosen = (idx == e).any(dim=-1)  # [B, T]
             rows = chosen.any(dim=-1).nonzero().squeeze(-1)
@@ -570,11 +614,11 @@ class FusedModel(PreTrainedModel, GenerationMixin):
             valid = torch.arange(m, device=x.device)[None] < counts[:, None]
             xe = x[rows].gather(1, order[..., None].expand(-1, -1, d))
             pos = position_ids[rows].gather(1, order)
-            mask = create_causal_mask(
-                config=self.neox_config,
-                inputs_embeds=xe,
+            mask = layer_masks(
+                self.specialist_config,
+                xe,
                 attention_mask=attention_mask[rows].gather(1, order) & valid,
-                past_key_values=None,
+                cache=None,
                 position_ids=pos,
             )
             h = self.experts[e](xe, mask, pos, self.rotary_emb(xe, position_ids=pos))
@@ -652,13 +696,17 @@ class FusedModel(PreTrainedModel, GenerationMixin):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed_in = value
+        for expert in self.experts:  # a tied head reads the embedding it was given
+            if isinstance(expert.lm_head, TiedHead):
+                expert.lm_head.__dict__["embedding"] = value
 
 
 def on_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """module(x) with x on the module's device: experts may live on other devices (inference.place_experts).
-    Offloaded weights sit on the meta device until accelerate's hook brings them, and it moves x itself."""
-    device = next(module.parameters()).device
-    return module(x if device.type == "meta" else x.to(device))
+    Offloaded weights sit on the meta device until accelerate's hook brings them, and it moves x itself.
+    A TiedHead, which holds no tensor, moves x to the shared embedding itself."""
+    param = next(module.parameters(), None)
+    return module(x if param is None or param.device.type == "meta" else x.to(param.device))
 
 
 def top_k_routes(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -673,7 +721,7 @@ def check_choice(what: str, value: str, choices) -> None:
 
 
 def check_same_config(configs, names) -> None:
-    """The specialists' configs (GPT-NeoX) must agree on everything but bookkeeping keys."""
+    """The specialists' configs (of one family, model_type included) must agree on everything but bookkeeping keys."""
 
     def essential(config):
         return {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
@@ -685,9 +733,10 @@ def check_same_config(configs, names) -> None:
             raise KalavaiError(f"specialist {name!r} has a different config from {names[0]!r}: {', '.join(diff)}")
 
 
-def check_same_prefix(states: list[dict], names: list[str], freeze_layers: int) -> None:
-    """The frozen prefix must be bit-identical in every specialist, or it cannot be shared."""
-    for key in frozen_prefix_names(states[0].keys(), freeze_layers):
+def check_same_prefix(states: list[dict], names: list[str], freeze_layers: int, family=None) -> None:
+    """The frozen prefix must be bit-identical in every specialist, or it cannot be shared.
+    (`family`: whose tensor names; by default read from the names, as frozen_prefix_names does.)"""
+    for key in frozen_prefix_names(states[0].keys(), freeze_layers, family=family):
         ref = states[0][key]
         for state, name in zip(states[1:], names[1:]):
             t = state.get(key)
@@ -703,16 +752,22 @@ def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.detach().contiguous().view(torch.uint8), b.detach().contiguous().view(torch.uint8))
 
 
-def shared_state_dict(state: dict, freeze_layers: int) -> dict:
-    """A specialist's embedding and first `freeze_layers` blocks under the fused model's names."""
+def check_tied_head(state: dict, config, name: str) -> None:
+    """A specialist whose config ties its head to its embedding holds the embedding as its head."""
+    for head, embedding in family_of(config).tied_keys(config).items():
+        if head in state and not bits_equal(state[head], state[embedding]):
+            raise KalavaiError(f"specialist {name!r} ties its head to its embedding, but its {head} differs from it")
+
+
+def shared_state_dict(state: dict, freeze_layers: int, family) -> dict:
+    """A specialist's embedding and first `freeze_layers` blocks (of its `family`) under the fused model's names."""
     out = {}
     for key, value in state.items():
-        if key.startswith("gpt_neox.embed_in."):
-            out[key.replace("gpt_neox.", "", 1)] = value
-        elif key.startswith("gpt_neox.layers."):
-            i = int(key.split(".")[2])
-            if i < freeze_layers:
-                out[key.replace(f"gpt_neox.layers.{i}.", f"shared_layers.{i}.", 1)] = value
+        i = family.layer_of(key)
+        if key.startswith(family.embed_prefix):
+            out["embed_in." + key[len(family.embed_prefix) :]] = value
+        elif i is not None and i < freeze_layers:
+            out[key.replace(family.layer_prefix(i), f"shared_layers.{i}.", 1)] = value
     return out
 
 
@@ -723,18 +778,21 @@ def _take(model: nn.Module, tensors: dict) -> None:
         raise KalavaiError(f"the specialists hold tensors the fused model has no place for, e.g. {unexpected[0]}")
 
 
-def expert_state_dict(state: dict, e: int, freeze_layers: int) -> dict:
-    """One specialist's suffix (blocks from `freeze_layers` on, final norm, head) under expert `e`'s names."""
+def expert_state_dict(state: dict, e: int, freeze_layers: int, family, tied: bool = False) -> dict:
+    """One specialist's suffix (blocks from `freeze_layers` on, final norm, head) under expert `e`'s names.
+
+    A `tied` head is left out: it is the shared embedding (TiedHead), not a tensor of the expert's.
+    """
     out = {}
     for key, value in state.items():
-        if key.startswith("gpt_neox.layers."):
-            i = int(key.split(".")[2])
+        i = family.layer_of(key)
+        if i is not None:
             if i >= freeze_layers:
-                out[key.replace(f"gpt_neox.layers.{i}.", f"experts.{e}.layers.{i - freeze_layers}.", 1)] = value
-        elif key.startswith("gpt_neox.final_layer_norm."):
-            out[key.replace("gpt_neox.", f"experts.{e}.", 1)] = value
-        elif key.startswith("lm_head."):
-            out[f"experts.{e}.{key}"] = value
+                out[key.replace(family.layer_prefix(i), f"experts.{e}.layers.{i - freeze_layers}.", 1)] = value
+        elif key.startswith(family.final_norm_prefix):
+            out[f"experts.{e}.final_layer_norm." + key[len(family.final_norm_prefix) :]] = value
+        elif key.startswith(family.head_prefix) and not tied:
+            out[f"experts.{e}.lm_head." + key[len(family.head_prefix) :]] = value
     return out
 
 
@@ -750,7 +808,7 @@ class WeightAverage:
         self.first, self.sums, self.n = None, {}, 0
 
     @torch.no_grad()
-    def add(self, specialist: GPTNeoXForCausalLM) -> None:
+    def add(self, specialist: PreTrainedModel) -> None:
         if self.first is None:
             self.first = specialist
         else:
@@ -762,7 +820,7 @@ class WeightAverage:
         self.n += 1
 
     @torch.no_grad()
-    def result(self) -> GPTNeoXForCausalLM:
+    def result(self) -> PreTrainedModel:
         if not self.n:
             raise KalavaiError("no specialists to average")
         avg = copy.deepcopy(self.first)
@@ -772,7 +830,7 @@ class WeightAverage:
         return avg
 
 
-def weight_average(specialists: Iterable[GPTNeoXForCausalLM]) -> GPTNeoXForCausalLM:
+def weight_average(specialists: Iterable[PreTrainedModel]) -> PreTrainedModel:
     """The element-wise mean of all parameters of `specialists` (read once, one at a time)."""
     avg = WeightAverage()
     for specialist in specialists:

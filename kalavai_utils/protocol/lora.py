@@ -15,20 +15,21 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from ..errors import KalavaiError
-
-# GPT-NeoX's linear layers in a block: attention in/out, MLP in/out.
-TARGET_MODULES = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
+from ..families import DEFAULT_FAMILY, family_of, get_family
 
 
-def lora_spec(rank: int, alpha: float | None = None, dropout: float = 0.0) -> dict:
-    """A JSON-able LoRA recipe (it goes into the cached configuration); alpha defaults to 2 x rank."""
+def lora_spec(rank: int, alpha: float | None = None, dropout: float = 0.0, family: str = DEFAULT_FAMILY) -> dict:
+    """A JSON-able LoRA recipe (it goes into the cached configuration); alpha defaults to 2 x rank.
+
+    Its targets are every linear layer of a block of the `family` (families.py; GPT-NeoX's:
+    attention in/out, MLP in/out)."""
     if rank < 1:
         raise KalavaiError(f"LoRA rank must be at least 1, got {rank}")
     return {
         "rank": int(rank),
         "alpha": float(2 * rank if alpha is None else alpha),
         "dropout": float(dropout),
-        "targets": list(TARGET_MODULES),
+        "targets": list(get_family(family).lora_targets),
     }
 
 
@@ -43,7 +44,7 @@ def add_adapters(model, spec: dict, freeze_layers: int, seed: int) -> PeftModel:
         lora_dropout=spec["dropout"],
         target_modules=list(spec["targets"]),
         layers_to_transform=list(range(freeze_layers, n_layers)),
-        layers_pattern="layers",
+        layers_pattern=family_of(model).layers,
         bias="none",
         task_type="CAUSAL_LM",
     )

@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
-from transformers import GPTNeoXForCausalLM
 
 from ..errors import KalavaiError
+from ..families import DEFAULT_FAMILY, family_of
 from ..runtime.perf import Clock, measure_matmul_peak
 from ..scales import Scale
 from ..settings import settings
@@ -46,7 +46,14 @@ from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file,
 from . import data
 from . import tokenizer as tok
 from .evaluation import evaluate_domains
-from .models import fingerprint, for_inference, inference_precision, load_causal_lm, offline_config
+from .models import (
+    build_causal_lm,
+    fingerprint,
+    for_inference,
+    inference_precision,
+    load_causal_lm,
+    offline_config,
+)
 from .training import TrainConfig, train_causal_lm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -292,7 +299,7 @@ def pretrain_base(scale: Scale, runs: Path, seed: int = 0) -> dict:
     heldout = {"mixture": data.load_split(mixture, "mixture", "heldout")}
     cfg = TrainConfig.pretrain(scale, seed)
     torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(offline_config(scale, vocab_size=len(tokenizer)))
+    model = build_causal_lm(offline_config(scale, vocab_size=len(tokenizer)))
 
     def save_revision(step: int, m) -> None:
         if step == 1:
@@ -355,6 +362,8 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
             if (runs / "data" / "tokenizer" / "tokenizer.json").exists()
             else None,
         }
+        if scale.family != DEFAULT_FAMILY:  # named only when not GPT-NeoX, so bases built before stay valid
+            config["family"] = scale.family
     if step_is_done(runs / "base", config) and info_path.exists():
         info = _absolute(read_json(info_path), runs, scale)
         if scale.is_hub or on_main(lambda: fingerprint(load_causal_lm(info["path"])) == info["fingerprint"]):
@@ -405,13 +414,22 @@ def load_base(scale: Scale, runs: Path, revision: str | None = None, weights: bo
     """
     info = prepare_base(scale, runs)
     if scale.is_hub:
-        return load_causal_lm(scale.hub_model, revision or scale.hub_revision, weights=weights)
+        return check_family(load_causal_lm(scale.hub_model, revision or scale.hub_revision, weights=weights), scale)
     path = revision_dir(runs, revision) if revision else Path(info["path"])
-    model = load_causal_lm(path, weights=weights)
+    model = check_family(load_causal_lm(path, weights=weights), scale)
     if weights and revision is None and fingerprint(model) != info["fingerprint"]:
         raise KalavaiError(
             f"base checkpoint {path} does not match its recorded fingerprint; delete runs/{scale.name}/base and rerun notebook 01"
         )
+    return model
+
+
+def check_family(model, scale: Scale):
+    """`model`, if it is of the family its scale names (families.py); else a one-line refusal."""
+    got = family_of(model).model_type
+    if got != scale.family:
+        where = scale.hub_model if scale.is_hub else "its offline base"
+        raise KalavaiError(f"scale {scale.name} names the {scale.family} family, but {where} is {got}")
     return model
 
 

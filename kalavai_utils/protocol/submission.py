@@ -18,6 +18,11 @@ config and any tokenizer file must equal the base's; the base itself, or weights
 accepted under another name, are not a specialist. The frozen tensors (input embedding and
 first K blocks) must be bit-identical to the coordinator's own base: that is the proof that every specialist
 grew from the same initialisation, which fusion relies on.
+
+The base may be of any family of families.py (GPT-NeoX, Llama, Mistral, Qwen2): the tensor
+names, the on-disk names of the head, the config class, the expected `architectures` and
+whether the head is tied to the embedding (then it is the embedding, verified as such and not
+a tensor of its own) all come from the base's family.
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from pathlib import Path
 import safetensors
 import safetensors.torch
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import PretrainedConfig, PreTrainedModel
 
 from ..errors import KalavaiError
+from ..families import family_of
 from ..storage import atomic_write_json, json_has_key, parse_json, plain_name, printable, sha256_bytes, sha256_file
 from .models import fingerprint, frozen_prefix_names, n_params, tensor_sha256
 from .results import library_versions
@@ -94,9 +100,6 @@ SAFETENSORS_ITEMSIZE = {
 }
 TORCH_TO_SAFETENSORS = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 
-# save_pretrained writes GPT-NeoX's head under its original Pythia name; in memory it is lm_head.
-DISK_TO_MODEL = {"embed_out.weight": "lm_head.weight"}
-
 # Every config field must equal the base's (rope theta, rotary fraction, tied embeddings, activation,
 # layer-norm epsilon...); these are compared first, to name the likeliest difference. Only the fields
 # that say nothing about the model (who saved it, with what, in which dtype; "_" private state) may differ.
@@ -104,6 +107,7 @@ ARCH_FIELDS = (
     "hidden_size",
     "num_hidden_layers",
     "num_attention_heads",
+    "num_key_value_heads",
     "intermediate_size",
     "vocab_size",
     "use_parallel_residual",
@@ -152,7 +156,7 @@ MAX_DATA_STRING = 256  # a longer string in the data statistics is probably text
 
 
 def write_submission(
-    model: GPTNeoXForCausalLM,
+    model: PreTrainedModel,
     out_dir,
     *,
     base_fingerprint: str,
@@ -174,7 +178,7 @@ def write_submission(
         raise KalavaiError("a submission needs a contributor name")
     _check_data_stats(data)
     state = model.state_dict()
-    frozen = frozen_prefix_names(state, freeze_layers)
+    frozen = frozen_prefix_names(state, freeze_layers, family=family_of(model))
     if base_state is not None:
         _check_frozen_unchanged(state, base_state, base_fingerprint, frozen)
 
@@ -227,7 +231,7 @@ def _check_data_stats(data, where: str = "data") -> None:
 class Submission:
     name: str
     folder: Path
-    model: GPTNeoXForCausalLM  # the submitted weights in the base's architecture, eval mode, frozen
+    model: PreTrainedModel  # the submitted weights in the base's architecture, eval mode, frozen
     manifest: dict
     # fingerprint(model): the weights verified, read once from the bytes whose hashes the manifest
     # lists; every later step uses `model` and never reads the folder again
@@ -238,14 +242,15 @@ class Submission:
 class _Base:
     """What every check needs from the coordinator's base, computed once per collection."""
 
-    model: GPTNeoXForCausalLM
+    model: PreTrainedModel
     state: dict[str, torch.Tensor]
     fingerprint: str
     tokenizer: dict[str, object]  # the base folder's tokenizer files, parsed (empty: no base folder given)
 
 
-def _base_ref(base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> _Base:
+def _base_ref(base: PreTrainedModel, freeze_layers: int, base_dir=None) -> _Base:
     """The base, and the coordinator's K checked against it: bad input, refused before any submission is read."""
+    family_of(base)  # a base of an unsupported family is refused here
     n_layers = base.config.num_hidden_layers
     if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or not 0 <= freeze_layers <= n_layers:
         raise KalavaiError(
@@ -261,7 +266,7 @@ def _base_ref(base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> _B
     return _Base(model=base, state=state, fingerprint=fingerprint(state), tokenizer=tokenizer)
 
 
-def verify_submission(folder, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> Submission:
+def verify_submission(folder, base: PreTrainedModel, freeze_layers: int, base_dir=None) -> Submission:
     """Accept a submission folder or raise KalavaiError with a one-line reason.
 
     `base_dir`, the base's folder: its tokenizer files, which a submission's must equal (without
@@ -270,7 +275,7 @@ def verify_submission(folder, base: GPTNeoXForCausalLM, freeze_layers: int, base
     return _verify(Path(folder), _base_ref(base, freeze_layers, base_dir), freeze_layers)
 
 
-def verify_all(folders, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> list[dict]:
+def verify_all(folders, base: PreTrainedModel, freeze_layers: int, base_dir=None) -> list[dict]:
     """Every folder's verdict, in order; a refusal does not stop the others being checked.
 
     Each verdict is JSON-able: {"path", "accepted", "reason"} (reason None when accepted),
@@ -296,7 +301,7 @@ def verify_all(folders, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=N
     return verdicts
 
 
-def iter_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> Iterator[Submission]:
+def iter_submissions(folders, base: PreTrainedModel, freeze_layers: int, base_dir=None) -> Iterator[Submission]:
     """Verify the folders in order and yield each accepted submission; the first refusal stops.
 
     One submission is loaded at a time: the caller takes what it needs from each (a fused
@@ -315,7 +320,7 @@ def iter_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int, base
         del sub
 
 
-def collect_submissions(folders, base: GPTNeoXForCausalLM, freeze_layers: int, base_dir=None) -> list[Submission]:
+def collect_submissions(folders, base: PreTrainedModel, freeze_layers: int, base_dir=None) -> list[Submission]:
     """Verify every folder and keep every submission (all loaded); the first refusal stops."""
     return list(iter_submissions(folders, base, freeze_layers, base_dir))
 
@@ -400,7 +405,7 @@ def _check_submission(folder: Path, base: _Base, freeze_layers: int) -> Submissi
     _check_config(files, base.model.config)
     _check_side_files(files, base)
     _check_headers(files, base)  # names, shapes, dtypes, offsets: before any tensor is loaded
-    tensors, source = _load_tensors(files)
+    tensors, source = _load_tensors(files, family_of(base.model).disk_names)
     _check_tensors(tensors, source, base)
     _check_frozen(tensors, source, manifest, base, freeze_layers)
     model = _build_model(base.model, tensors)
@@ -566,7 +571,7 @@ def _check_base_identity(manifest: dict, base: _Base, freeze_layers: int) -> Non
 # 4. Same architecture, same tokenizer
 
 
-def _check_config(files: dict[str, bytes], base_config: GPTNeoXConfig) -> None:
+def _check_config(files: dict[str, bytes], base_config: PretrainedConfig) -> None:
     """The whole config equals the base's, field by field, but for the few fields that say nothing about the model."""
     if "config.json" not in files:
         raise KalavaiError("config.json missing")
@@ -577,15 +582,18 @@ def _check_config(files: dict[str, bytes], base_config: GPTNeoXConfig) -> None:
         raise KalavaiError(
             f"config.json: model_type {printable(repr(raw.get('model_type')))}, base is {base_config.model_type!r}"
         )
-    if raw.get("architectures") != ["GPTNeoXForCausalLM"]:
+    family = family_of(base_config)
+    if raw.get("architectures") != [family.class_name]:
         raise KalavaiError(
-            f"config.json: architectures {printable(repr(raw.get('architectures')))}, expected ['GPTNeoXForCausalLM']"
+            f"config.json: architectures {printable(repr(raw.get('architectures')))}, expected [{family.class_name!r}]"
         )
     try:
         # from_dict only parses JSON, and maps older key names (rotary_pct) onto current ones.
-        config = GPTNeoXConfig.from_dict(raw)
+        config = family.config_cls.from_dict(raw)
     except Exception as e:  # noqa: BLE001 - any parse failure is a refusal
-        raise KalavaiError(f"config.json: not a valid GPT-NeoX config ({type(e).__name__}: {printable(e)})") from None
+        raise KalavaiError(
+            f"config.json: not a valid {family.model_type} config ({type(e).__name__}: {printable(e)})"
+        ) from None
     got, want = config.to_dict(), base_config.to_dict()
     fields = [f for f in ARCH_FIELDS if f in got or f in want] + sorted((got.keys() | want.keys()) - set(ARCH_FIELDS))
     for field in fields:
@@ -725,9 +733,10 @@ def _check_headers(files: dict[str, bytes], base: _Base) -> None:
     """Names, shapes and dtypes against the base, from the headers alone (nothing loaded yet)."""
     declared: dict[str, tuple[str, tuple[int, ...]]] = {}
     source: dict[str, str] = {}
+    disk_names = family_of(base.model).disk_names
     for file in _weight_files(files):
         for disk_name, entry in read_safetensors_header(files[file], file).items():
-            name = DISK_TO_MODEL.get(disk_name, disk_name)
+            name = disk_names.get(disk_name, disk_name)
             if name in declared:
                 raise KalavaiError(f"{file}: tensor {printable(name)} also in {source[name]}")
             declared[name], source[name] = entry, file
@@ -756,8 +765,11 @@ def _check_names_and_shapes(shapes: dict[str, tuple[int, ...]], source: dict[str
     return sorted(expected)
 
 
-def _load_tensors(files: dict[str, bytes]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors under their in-memory names, and the file each one came from: from the bytes already hashed.
+def _load_tensors(
+    files: dict[str, bytes], disk_names: dict[str, str]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors under their in-memory names (`disk_names`: the family's renames), and the file each
+    one came from: from the bytes already hashed.
 
     Each shard's bytes are let go once its tensors are loaded: at most one shard is held twice.
     """
@@ -769,7 +781,7 @@ def _load_tensors(files: dict[str, bytes]) -> tuple[dict[str, torch.Tensor], dic
         except Exception as e:  # noqa: BLE001 - a corrupt file is a refusal
             raise KalavaiError(f"{file}: unreadable safetensors ({type(e).__name__}: {printable(e)})") from None
         for disk_name, tensor in loaded.items():
-            name = DISK_TO_MODEL.get(disk_name, disk_name)
+            name = disk_names.get(disk_name, disk_name)
             if name in tensors:
                 raise KalavaiError(f"{file}: tensor {printable(name)} also in {source[name]}")
             tensors[name], source[name] = tensor, file
@@ -777,14 +789,12 @@ def _load_tensors(files: dict[str, bytes]) -> tuple[dict[str, torch.Tensor], dic
 
 
 def _expected_names(base: _Base) -> set[str]:
-    # A tied head is not saved (it is the embedding); Pythia unties it, so this is usually empty.
+    # A tied head is not saved (it is the embedding; Qwen2's small models tie it, Pythia does not).
     return set(base.state) - set(_tied_keys(base.model.config))
 
 
 def _tied_keys(config) -> dict[str, str]:
-    if not getattr(config, "tie_word_embeddings", False):
-        return {}
-    return dict(getattr(GPTNeoXForCausalLM, "_tied_weights_keys", None) or {})
+    return family_of(config).tied_keys(config)
 
 
 def _check_tensors(tensors: dict, source: dict, base: _Base) -> None:
@@ -808,7 +818,7 @@ def _check_tensors(tensors: dict, source: dict, base: _Base) -> None:
 
 
 def _check_frozen(tensors: dict, source: dict, manifest: dict, base: _Base, freeze_layers: int) -> None:
-    frozen = frozen_prefix_names(base.state, freeze_layers)
+    frozen = frozen_prefix_names(base.state, freeze_layers, family=family_of(base.model))
     claimed = manifest["frozen_tensors"]
     if sorted(claimed) != frozen:
         raise KalavaiError(
@@ -827,14 +837,14 @@ def _check_frozen(tensors: dict, source: dict, manifest: dict, base: _Base, free
 # Building the accepted model
 
 
-def _build_model(base: GPTNeoXForCausalLM, tensors: dict[str, torch.Tensor]) -> GPTNeoXForCausalLM:
+def _build_model(base: PreTrainedModel, tensors: dict[str, torch.Tensor]) -> PreTrainedModel:
     """The base's architecture with the submitted weights; nothing of the submission's config is used."""
     state = dict(tensors)
     for tied, src in _tied_keys(base.config).items():
         state[tied] = state[src]
     # Built on the meta device so no random init is spent on weights about to be replaced.
     with torch.device("meta"):
-        model = GPTNeoXForCausalLM(copy.deepcopy(base.config))  # its own copy: notebooks may edit it
+        model = family_of(base).causal_lm_cls(copy.deepcopy(base.config))  # its own copy: notebooks may edit it
     model.load_state_dict(state, strict=True, assign=True)
     if _tied_keys(base.config):
         model.tie_weights()

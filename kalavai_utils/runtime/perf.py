@@ -1,7 +1,7 @@
 """Throughput accounting: the machine's measured matmul peak and a model's training FLOPs.
 
 How training FLOPs are counted (`training_flops_per_token`), per token of a sequence of T
-tokens, for a GPT-NeoX model of hidden size d:
+tokens, for a model of hidden size d (GPT-NeoX's names below; every family, families.py, alike):
 
 - Only matrix multiplications count. A weight matrix W (every `nn.Linear`: attention's
   query_key_value and dense, the MLP's two projections, the output head) costs 2|W| in the
@@ -14,11 +14,13 @@ tokens, for a GPT-NeoX model of hidden size d:
   and 2|W| for the gradient of its input, only when some trained parameter lies before it
   (the gradient has somewhere to go). Attention's two products cost 2 x their forward
   (gradients of both operands) in every layer whose query_key_value output needs a
-  gradient. So a frozen prefix (the embedding and the first K blocks) costs forward FLOPs
-  only, and frozen layers above a trained one would still cost their input gradients.
+  gradient (the family's `queries` linear: query_key_value, or Llama's q_proj). So a frozen
+  prefix (the embedding and the first K blocks) costs forward FLOPs only, and frozen layers
+  above a trained one would still cost their input gradients.
 - "Before" is the order in which the model defines its modules, which for GPT-NeoX is the
   order data flows through them (in a parallel-residual block both branches read a layer
-  norm defined before them, so a trained block passes gradients to all its matmuls).
+  norm defined before them, so a trained block passes gradients to all its matmuls); a
+  Llama-family block defines its attention and MLP first, and so reads the same way.
 
 With everything trained this is 6N + 12 L T d with N the matmul weights (not the embedding):
 PaLM's count. The old count, 6 x all parameters, overstated the fraction of peak by counting
@@ -30,6 +32,8 @@ from __future__ import annotations
 import time
 
 import torch
+
+from ..families import family_of
 
 
 def measure_matmul_peak(
@@ -53,23 +57,24 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def linear_forward_flops(name: str, linear: torch.nn.Linear, seq_len: int, d: int) -> float:
-    """2|W| per token, and for attention's query_key_value the two products with the sequence."""
-    return 2 * linear.weight.numel() + (2 * 2 * seq_len * d if name.endswith("query_key_value") else 0)
+def linear_forward_flops(name: str, linear: torch.nn.Linear, seq_len: int, d: int, queries: str) -> float:
+    """2|W| per token, and for attention's queries linear (`queries`) the two products with the sequence."""
+    return 2 * linear.weight.numel() + (2 * 2 * seq_len * d if name.endswith(queries) else 0)
 
 
 def training_flops(model: torch.nn.Module, seq_len: int) -> dict[str, float]:
     """Forward and backward FLOPs per token under the model's current `requires_grad` flags."""
     d = model.config.hidden_size
+    queries = family_of(model.config).queries
     forward = backward = 0.0
     grad_flows = False  # does some trained parameter lie before the module being visited?
     for name, module in model.named_modules():
         own = list(module.parameters(recurse=False))
         if isinstance(module, torch.nn.Linear):
             w = module.weight
-            forward += linear_forward_flops(name, module, seq_len, d)
+            forward += linear_forward_flops(name, module, seq_len, d, queries)
             backward += 2 * w.numel() * (w.requires_grad + grad_flows)
-            if name.endswith("query_key_value") and (grad_flows or w.requires_grad):
+            if name.endswith(queries) and (grad_flows or w.requires_grad):
                 backward += 2 * 2 * 2 * seq_len * d
         grad_flows = grad_flows or any(p.requires_grad for p in own)
     return {"forward": forward, "backward": backward}
@@ -86,10 +91,11 @@ def prefix_forward_flops(model: torch.nn.Module, freeze_layers: int, seq_len: in
     skips when the frozen prefix's output is read back (runtime/prefix.py) instead of computed."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     d = lm.config.hidden_size
+    family = family_of(lm.config)
     return float(
         sum(
-            linear_forward_flops(name, m, seq_len, d)
-            for layer in lm.gpt_neox.layers[:freeze_layers]
+            linear_forward_flops(name, m, seq_len, d, family.queries)
+            for layer in family.blocks_of(lm)[:freeze_layers]
             for name, m in layer.named_modules()
             if isinstance(m, torch.nn.Linear)
         )

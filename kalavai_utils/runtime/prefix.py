@@ -26,17 +26,19 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..families import family_of
 from ..settings import PREFIX_CACHE_ENV, override, settings
 
 BUDGET_ENV = PREFIX_CACHE_ENV  # the variable's name (settings.py reads it)
 _STORES: dict[str, "PrefixStates"] = {}  # one per distinct prefix, shared by every model that has it
 _kept_bytes = 0
-# What, besides the tensors, decides a GPT-NeoX block's output (bookkeeping keys left out,
+# What, besides the tensors, decides a block's output in any family (bookkeeping keys left out,
 # so a specialist's config and the fused model's copy of it share a store).
 _ARCHITECTURE_KEYS = (
+    "model_type",
     "hidden_size",
     "num_attention_heads",
     "intermediate_size",
@@ -50,33 +52,59 @@ _ARCHITECTURE_KEYS = (
     "layer_norm_eps",
     "attention_bias",
     "max_position_embeddings",
+    "num_key_value_heads",
+    "head_dim",
+    "rms_norm_eps",
+    "mlp_bias",
+    "sliding_window",
+    "layer_types",
 )
 
+_MASK_BUILDERS = {"full_attention": create_causal_mask, "sliding_attention": create_sliding_window_causal_mask}
 
-def run_layers(layers, x, mask, position_ids, rope, cache=None):
+
+def run_layers(family, layers, x, mask, position_ids, rope, cache=None):
+    """Blocks of `family` in order, each called as its decoder calls it (families.Family.cache_kwarg);
+    `mask` is one mask for every block, or {block index: mask} (layer_masks)."""
     for layer in layers:
         x = layer(
             x,
-            attention_mask=mask,
+            attention_mask=mask[family.layer_index(layer)] if isinstance(mask, dict) else mask,
             position_ids=position_ids,
             position_embeddings=rope,
-            layer_past=cache,
             use_cache=cache is not None,
+            **{family.cache_kwarg: cache},
         )
     return x
 
 
+def layer_masks(config, x, attention_mask=None, cache=None, position_ids=None):
+    """The blocks' attention mask(s), as the family's decoder builds them: one mask when every block
+    reads the same kind (causal, or sliding-window), else {block index: its kind's mask}."""
+    kinds = family_of(config).layer_types(config)
+    masks = {
+        kind: _MASK_BUILDERS[kind](
+            config=config,
+            inputs_embeds=x,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            position_ids=position_ids,
+        )
+        for kind in dict.fromkeys(kinds)
+    }
+    return next(iter(masks.values())) if len(masks) == 1 else {i: masks[kind] for i, kind in enumerate(kinds)}
+
+
 def layer_inputs(config, rotary_emb, x, attention_mask=None, position_ids=None, cache=None, seen: int = 0):
-    """What every block reads besides x, built as GPTNeoXModel.forward builds it: (mask, position_ids, rope).
+    """What every block reads besides x, built as the family's decoder (GPTNeoXModel.forward,
+    LlamaModel.forward...) builds it: (mask, position_ids, rope).
 
     (Without a cache and attention_mask, transformers reads jumps in explicit position_ids as
-    packed-sequence boundaries, exactly as GPT-NeoX does.)
+    packed-sequence boundaries, exactly as the decoders do.)
     """
     if position_ids is None:
         position_ids = torch.arange(seen, seen + x.shape[1], device=x.device).unsqueeze(0)
-    mask = create_causal_mask(
-        config=config, inputs_embeds=x, attention_mask=attention_mask, past_key_values=cache, position_ids=position_ids
-    )
+    mask = layer_masks(config, x, attention_mask, cache, position_ids)
     return mask, position_ids, rotary_emb(x, position_ids=position_ids)
 
 
@@ -85,6 +113,7 @@ class FrozenPrefix(nn.Module):
 
     def __init__(self, embed_in, emb_dropout, layers, rotary_emb, config):
         super().__init__()
+        self.family = family_of(config)
         self.embed_in, self.emb_dropout = copy.deepcopy(embed_in), copy.deepcopy(emb_dropout)
         self.layers, self.rotary_emb = copy.deepcopy(nn.ModuleList(layers)), copy.deepcopy(rotary_emb)
         self.config = config
@@ -93,7 +122,7 @@ class FrozenPrefix(nn.Module):
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.emb_dropout(self.embed_in(input_ids))
-        return run_layers(self.layers, x, *layer_inputs(self.config, self.rotary_emb, x))
+        return run_layers(self.family, self.layers, x, *layer_inputs(self.config, self.rotary_emb, x))
 
 
 class PrefixStates:
@@ -176,41 +205,43 @@ def usable(config, device, k: int) -> bool:
 
 
 def causal_lm(model):
-    """The GPTNeoXForCausalLM inside `model` (a LoRA model wraps it)."""
+    """The causal LM inside `model` (a LoRA model wraps it)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def for_model(model, k: int) -> PrefixStates | None:
-    """The shared store for a GPT-NeoX causal LM's first `k` blocks, or None where it does not apply."""
+    """The shared store for a causal LM's first `k` blocks, or None where it does not apply."""
     lm = causal_lm(model)
-    neox = lm.gpt_neox
-    if not usable(lm.config, neox.embed_in.weight.device, k):
+    family = family_of(lm.config)
+    embed, decoder = family.embedding_of(lm), family.decoder_of(lm)
+    if not usable(lm.config, embed.weight.device, k):
         return None
-    return _shared(neox.embed_in, neox.emb_dropout, neox.layers[:k], neox.rotary_emb, neox.config)
+    return _shared(embed, family.embed_dropout_of(lm), family.blocks_of(lm)[:k], family.rotary_of(lm), decoder.config)
 
 
 def for_fused(fused) -> PrefixStates | None:
     """The shared store for a FusedModel's shared prefix (the same as its specialists'), or None."""
     k = fused.config.freeze_layers
-    if not usable(fused.neox_config, fused.embed_in.weight.device, k):
+    if not usable(fused.specialist_config, fused.embed_in.weight.device, k):
         return None
-    fused.neox_config._attn_implementation = fused.config._attn_implementation
-    return _shared(fused.embed_in, fused.emb_dropout, fused.shared_layers, fused.rotary_emb, fused.neox_config)
+    fused.specialist_config._attn_implementation = fused.config._attn_implementation
+    return _shared(fused.embed_in, fused.emb_dropout, fused.shared_layers, fused.rotary_emb, fused.specialist_config)
 
 
 def lm_output(model, states: PrefixStates | None, input_ids: torch.Tensor, labels: torch.Tensor | None = None):
     """`model(input_ids=..., labels=..., use_cache=False)`, from block K on when `states` is given.
 
     With `states`, the prefix's output is read from them and the rest is the same computation as
-    GPTNeoXForCausalLM.forward after block K-1 (its mask, positions, rotary, blocks, final layer
-    norm, head and loss function), so the loss and its gradient are bit for bit the plain forward's.
+    the causal LM's forward after block K-1 (its mask, positions, rotary, blocks, final norm, head
+    and loss function), so the loss and its gradient are bit for bit the plain forward's.
     """
     if states is None:
         return model(input_ids=input_ids, labels=labels, use_cache=False)
     lm = causal_lm(model)
-    neox = lm.gpt_neox
+    family = family_of(lm.config)
+    config = family.decoder_of(lm).config
     x = states(input_ids)
-    hidden = run_layers(neox.layers[states.k :], x, *layer_inputs(neox.config, neox.rotary_emb, x))
-    logits = lm.lm_head(neox.final_layer_norm(hidden))
+    hidden = run_layers(family, family.blocks_of(lm)[states.k :], x, *layer_inputs(config, family.rotary_of(lm), x))
+    logits = family.head_of(lm)(family.final_norm_of(lm)(hidden))
     loss = None if labels is None else lm.loss_function(logits=logits, labels=labels, vocab_size=lm.config.vocab_size)
     return CausalLMOutputWithPast(loss=loss, logits=logits)

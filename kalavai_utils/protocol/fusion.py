@@ -106,7 +106,7 @@ class FusedConfig(PretrainedConfig):
     @property
     def max_position_embeddings(self) -> int | None:
         """The specialists' context: what clients (lm-evaluation-harness) read as the window length."""
-        return (self.neox or {}).get("max_position_embeddings")
+        return self._specialist().get("max_position_embeddings")
 
 
 @dataclass

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig
 
 from ..families import family_of
 from ..protocol.cooperative import ABLATION_ROUTERS, paper_router
@@ -41,8 +40,9 @@ from ..protocol.routers import make_router, train_routers
 from ..protocol.training import TrainConfig, compile_requested, train_causal_lm
 from ..runtime import prefix
 from ..runtime.perf import measure_matmul_peak
-from ..scales import get_scale, pythia_410m_config
+from ..scales import get_scale
 from ..storage import atomic_write_json, read_json
+from .inference import benchmark_config
 
 WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
 
@@ -54,12 +54,7 @@ def benchmark_model(scale):
     try:
         return load_causal_lm(scale.hub_model, scale.hub_revision), "real weights from the local Hugging Face cache"
     except Exception:  # noqa: BLE001 - no cache or no Hub: the config alone is enough for speed
-        try:
-            config = AutoConfig.from_pretrained(scale.hub_model, revision=scale.hub_revision, trust_remote_code=False)
-            source = "random init, real config from the local Hugging Face cache"
-        except Exception:  # noqa: BLE001
-            config = pythia_410m_config()
-            source = "random init, Pythia-410M's published config (typed in benchmark.py)"
+        config, source = benchmark_config(scale.name)  # the inference benchmark's: the cached config, else 410m's
         return build_causal_lm(config), source
 
 

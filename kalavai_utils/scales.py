@@ -59,6 +59,11 @@ class Scale:
     pretrain_lr: float = 3e-3
     pretrain_docs_per_domain: int = 0
     pretrain_language_weight: float = 0.03  # languages are rare in the base's mixture
+    # The languages' share of the tokenizer's training text (None: the base's share). A smaller
+    # share for the base alone keeps the languages in tokens of several characters that the base
+    # has rarely read, as Pythia reads Yoruba and Welsh (high loss per token); lowering both
+    # splits them into bytes, which lowers the loss per token instead of raising it.
+    tokenizer_language_weight: float | None = None
     pretrain_code_share: float = 1.0  # the base reads this share of an English domain's document count as code
     pretrain_revisions: tuple[int, ...] = ()
     base_revision: str | None = None  # which saved revision is the shared base

@@ -20,7 +20,7 @@ from ..experiments.phase2 import (
     recipe_model,
     section_freeze_layers,
 )
-from ..protocol import prediction
+from ..protocol import metrics, prediction
 from ..protocol.cooperative import paper_fused, paper_router
 from ..protocol.results import load_results
 from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, SCALES, SHARDED_SCALES, Scale, domain_kind, get_scale
@@ -140,6 +140,50 @@ def paper_cross_lingual_rows() -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("domain")
+
+
+# ---------------------------------------------------------------- the cross-lingual regime, before fusion
+
+
+def calibration(result: dict) -> dict:
+    """One cross-lingual cooperative's regime bars (metrics.cross_lingual_calibration): read from
+    the base's and each specialist's held-out loss on its own domain, nothing a router made."""
+    scale = get_scale(result["scale"])
+    own = {d: result["losses"][m][d] for d, m in result["specialists"].items()}
+    return metrics.cross_lingual_calibration(result["losses"]["base"], own, scale.languages)
+
+
+def calibration_table(results: list[dict]) -> pd.DataFrame:
+    """Every seed's contributors (divergence, base and specialist perplexity, their ratio), each
+    seed's mean divergence, and the paper's values beside them (labelled)."""
+    rows = []
+    for r in results:
+        c = calibration(r)
+        rows += [{"seed": r["seed"], **row} for row in c["rows"]]
+        rows.append({"seed": r["seed"], "contributor": "mean", "divergence_pct": c["mean_divergence_pct"]})
+    rows.append({"seed": "paper (410M)", "contributor": "mean", "divergence_pct": paper.CROSS_LINGUAL["divergence"]})
+    for lang in ("yoruba", "welsh"):  # the paper gives base and fused, not the specialist's
+        b, f = paper.CROSS_LINGUAL[f"{lang}_ppl"]
+        rows.append({"seed": "paper (410M)", "contributor": f"{lang} (fused, not specialist)", "language": True,
+                     "base_ppl": b, "specialist_ppl": f, "ppl_ratio": b / f})
+    return pd.DataFrame(rows)
+
+
+def calibration_verdicts(results: list[dict]) -> list[Verdict]:
+    """Each bar holds on every seed, with every seed's numbers."""
+    out = []
+    checks = [(r["seed"], calibration(r)) for r in results]
+    for key, label in checks[0][1]["labels"].items():
+        if key.endswith("divergence_in_band"):
+            numbers = ", ".join(f"seed {s}: {c['mean_divergence_pct']:.2f}%" for s, c in checks)
+            numbers += f" (paper 410M: {paper.CROSS_LINGUAL['divergence']:.2f}%)"
+        else:
+            numbers = "; ".join(
+                f"seed {s}: " + ", ".join(f"{row['contributor']} {row['ppl_ratio']:.2f}x" for row in c["rows"] if row["language"])
+                for s, c in checks
+            )
+        out.append(Verdict(key, f"{label}, every seed", all(c["verdicts"][key] for _, c in checks), numbers))
+    return out
 
 
 # "Several-fold": the bar is 2x; the paper's Yoruba and Welsh fell well beyond it (paper.CROSS_LINGUAL).
@@ -289,6 +333,14 @@ def summarize(runs: Path) -> dict:
                 "collapsed": {m: collapse(r, m)["collapsed"] for m in r["gates"]},
             }
         out[section] = seeds
+        if section == "cross-lingual":  # notebook 06's calibration table, each seed
+            out[section]["calibration"] = {
+                f"seed{r['seed']}": {
+                    "mean_divergence_pct": (c := calibration(r))["mean_divergence_pct"],
+                    "ppl_ratio": {row["contributor"]: row["ppl_ratio"] for row in c["rows"]},
+                }
+                for r in results
+            }
         if section == "cross-lingual":  # notebook 06's perplexity table (the authors' router), each seed and over seeds
             model = paper_model(results)
             out[section]["perplexity"] = {
@@ -385,6 +437,7 @@ def verdicts(runs: Path) -> list[Verdict]:
                 )
             )
         if section == "cross-lingual":
+            out += calibration_verdicts(results)
             out += [
                 Verdict(c["id"], c["claim"], c["holds"], c["numbers"])
                 for c in cross_lingual_claims(runs, results, model)

@@ -184,18 +184,24 @@ def all_offline_domains(scale: Scale) -> list[str]:
 # ---------------------------------------------------------------- tokenizer
 
 
-def pretrain_documents(scale: Scale) -> list[str]:
-    """The base's general mixture: every English-like domain, the languages rare, shuffled."""
+def tokenizer_language_weight(scale: Scale) -> float:
+    return scale.pretrain_language_weight if scale.tokenizer_language_weight is None else scale.tokenizer_language_weight
+
+
+def pretrain_documents(scale: Scale, language_weight: float | None = None) -> list[str]:
+    """The base's general mixture: every English-like domain, the languages rare (`language_weight`
+    of all documents, default the scale's `pretrain_language_weight`), shuffled."""
+    weight = scale.pretrain_language_weight if language_weight is None else language_weight
     english = [d for d in all_offline_domains(scale) if d not in scale.languages]
     n = scale.pretrain_docs_per_domain
     docs = []
     for d in english:
         share = scale.pretrain_code_share if d == "code" else 1.0
         docs += data.domain_documents(scale, d, stream="pretrain", n_docs=round(n * share))[0]
-    # languages get `pretrain_language_weight` of all documents, shared among them
+    # languages get `weight` of all documents, shared among them
     n_lang = max(
         1,
-        round(len(docs) * scale.pretrain_language_weight / (1 - scale.pretrain_language_weight) / len(scale.languages)),
+        round(len(docs) * weight / (1 - weight) / len(scale.languages)),
     )
     for d in scale.languages:
         docs += data.domain_documents(scale, d, stream="pretrain", n_docs=n_lang)[0]
@@ -212,13 +218,14 @@ def prepare_tokenizer(scale: Scale, runs: Path):
     config = {
         "vocab_size": scale.vocab_size,
         "docs": scale.pretrain_docs_per_domain,
-        "language_weight": scale.pretrain_language_weight,
+        "language_weight": tokenizer_language_weight(scale),
         "generator": data.corpora.corpus_version(),
         "code_share": scale.pretrain_code_share,
     }
     if not step_is_done(folder, config):
         start_step(folder)
-        tok.train_tokenizer(pretrain_documents(scale), scale.vocab_size).save_pretrained(folder)
+        docs = pretrain_documents(scale, tokenizer_language_weight(scale))
+        tok.train_tokenizer(docs, scale.vocab_size).save_pretrained(folder)
         mark_step_done(folder, config)
     return tok.load_tokenizer(folder)
 
@@ -253,6 +260,16 @@ def _prepare_corpus(scale: Scale, runs: Path, domains, overlap: float | None) ->
     return out, manifest
 
 
+def mixture_config(scale: Scale) -> dict:
+    """What makes the base's pretraining mixture (pretrain_documents): a key of every cache built on it."""
+    return {
+        "docs": scale.pretrain_docs_per_domain,
+        "language_weight": scale.pretrain_language_weight,
+        "generator": data.corpora.corpus_version(),
+        "code_share": scale.pretrain_code_share,
+    }
+
+
 @main_first
 def prepare_pretrain_corpus(scale: Scale, runs: Path) -> Path:
     """The pretraining mixture as one 'domain' (train / held-out split as any other)."""
@@ -260,15 +277,7 @@ def prepare_pretrain_corpus(scale: Scale, runs: Path) -> Path:
     out = runs / "data" / "pretrain"
     folder = out / "mixture"
     t_hash = tokenizer_hash(scale, runs)
-    config = {
-        "scale": scale.name,
-        "tokenizer": t_hash,
-        "seq_len": scale.seq_len,
-        "docs": scale.pretrain_docs_per_domain,
-        "language_weight": scale.pretrain_language_weight,
-        "generator": data.corpora.corpus_version(),
-        "code_share": scale.pretrain_code_share,
-    }
+    config = {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len, **mixture_config(scale)}
     if data.cached_record(folder, config) is not None:
         return out
     start_step(folder)
@@ -361,6 +370,7 @@ def prepare_base(scale: Scale, runs: Path) -> dict:
             "tokenizer": tokenizer_hash(scale, runs)
             if (runs / "data" / "tokenizer" / "tokenizer.json").exists()
             else None,
+            "mixture": mixture_config(scale),
         }
         if scale.family != DEFAULT_FAMILY:  # named only when not GPT-NeoX, so bases built before stay valid
             config["family"] = scale.family

@@ -1,5 +1,6 @@
 """Phase 2 (notebook 06): the new languages, collapse detection, the load-balancing term, 20-expert fusion."""
 
+import copy
 import hashlib
 import itertools
 import math
@@ -12,8 +13,17 @@ from kalavai_utils import corpora, paper
 from kalavai_utils.analysis import phase2_tables
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.experiments import phase2
-from kalavai_utils.protocol import pipeline
-from kalavai_utils.protocol.routers import balance_loss, warm_start_batches
+from kalavai_utils.protocol import data, pipeline
+from kalavai_utils.protocol.fusion import FusedModel
+from kalavai_utils.protocol.joint import JOINT, joint_finetune
+from kalavai_utils.protocol.models import tensor_sha256
+from kalavai_utils.protocol.routers import (
+    RouterRecipe,
+    balance_loss,
+    collapsed_domains,
+    make_router,
+    warm_start_batches,
+)
 from kalavai_utils.scales import SCALES, get_scale
 from kalavai_utils.storage import read_json
 
@@ -294,3 +304,95 @@ def test_twenty_experts_fuse_at_smoke(smoke_base):
         "peak_if_all_loaded_gb",
     }
     assert "twenty.inside_band.paper_line" in summary["verdicts"]
+
+
+# ---------------------------------------------------------------- the authors' later baselines (cross-lingual)
+
+
+def test_own_text_router_reads_no_contributor_document_or_chunk(smoke_base):
+    scale, runs, _, _ = smoke_base
+    domains = phase2.domains_for(scale, "cross-lingual")
+    own = phase2.own_text_folder(scale, runs, domains)
+    contributors = phase2.data_folder(scale, runs, domains)
+    for d in domains:
+        theirs = set(data.domain_documents(scale, d)[0])
+        ours = data.domain_documents(scale, d, stream="pretrain")[0]
+        assert ours and theirs.isdisjoint(ours), d
+        rows = {tuple(c.tolist()) for c in data.load_split(contributors, d, "train")}
+        own_rows = [tuple(c.tolist()) for c in data.load_split(own, d, "train")]
+        # no document is shared; a chunk may repeat a short common run of tokens by chance (1 in 2,218 at smoke)
+        shared = sum(r in rows for r in own_rows)
+        assert own_rows and shared <= 0.002 * len(own_rows), (d, shared)
+    coop = phase2.cooperative_for(scale, runs, "cross-lingual", 42, phase2.cross_lingual_recipes(scale))
+    assert coop.own_text_dir == own and phase2.OWN_TEXT in phase2.cross_lingual_recipes(scale)
+
+
+def test_own_text_router_is_refused_at_the_hub_scales(tmp_path):
+    hub = get_scale("410m")
+    assert phase2.OWN_TEXT not in phase2.cross_lingual_recipes(hub)
+    with pytest.raises(KalavaiError, match="FLORES-200") as e:
+        phase2.own_text_folder(hub, tmp_path, ("tamil",))
+    assert "\n" not in str(e.value)
+
+
+def test_reinit_draws_another_router_init():
+    plain, reinit = RouterRecipe(), phase2.REINIT
+    seeds = [reinit.init_seed(42, a) for a in (1, 2, 3)]
+    assert plain.init_seed(42) == 42 and 42 not in seeds and len(set(seeds)) == 3
+    w = [make_router("mlp", 8, 4, hidden=16, seed=s).state_dict() for s in (42, *seeds[:2])]
+    assert all(not torch.equal(w[0][k], w[i][k]) for i in (1, 2) for k in w[0])
+    assert collapsed_domains({"a": [0.4, 0.6], "b": [0.1, 0.9]}, ["a", "b"]) == ["a"]
+
+
+def test_joint_finetune_trains_suffixes_and_router_never_the_prefix(smoke_base):
+    scale, _, base, _ = smoke_base
+    fused = FusedModel.from_specialists(
+        [copy.deepcopy(base), copy.deepcopy(base)], ["a", "b"], scale.freeze_layers, "linear", "sequence", seed=1
+    )
+    router = copy.deepcopy(fused.router)
+    before = {k: v.clone() for k, v in fused.state_dict().items()}
+    r_before = {k: v.clone() for k, v in router.state_dict().items()}
+    chunks = torch.randint(0, base.config.vocab_size, (16, scale.seq_len))
+    losses = joint_finetune(fused, router, "sequence", chunks, scale, seed=0, recipe=JOINT)
+    assert len(losses) == JOINT.optimizer_steps(scale) >= 1
+    after = fused.state_dict()
+    prefix = [k for k in before if k.startswith(("embed_in", "shared_layers"))]
+    suffix = [k for k in before if k.startswith("experts.") and before[k].is_floating_point()]
+    assert prefix and all(torch.equal(before[k], after[k]) for k in prefix)
+    assert any(not torch.equal(before[k], after[k]) for k in suffix if k.startswith("experts.0."))
+    assert any(not torch.equal(before[k], after[k]) for k in suffix if k.startswith("experts.1."))
+    assert all(not torch.equal(r_before[k], v) for k, v in router.state_dict().items())
+    assert not any(p.requires_grad for p in fused.parameters())
+
+
+@pytest.mark.slow
+def test_cross_lingual_later_baselines_at_smoke(smoke_base):
+    scale, runs, base, fp = smoke_base
+    recipes = phase2.cross_lingual_recipes(scale)
+    [r] = phase2.run_section(scale, runs, base, fp, "cross-lingual", seeds=[42], recipes=recipes)
+    folder = runs / "phase2" / "cross-lingual" / "seed42"
+    # the compute-matched monolithic: the union of the four contributors' train chunks, 4 x the specialists' steps
+    mono = read_json(folder / "monolithic" / "step.json")["config"]
+    spec = read_json(folder / "specialists" / "code" / "step.json")["config"]
+    union = torch.cat(
+        [data.load_split(phase2.data_folder(scale, runs, r["domains"]), d, "train") for d in r["domains"]]
+    )
+    assert mono["train"]["steps"] == len(r["domains"]) * spec["train"]["steps"] == 4 * scale.spec_steps
+    assert mono["data"]["train_sha256"] == tensor_sha256(union)
+    names = phase2_tables.later_models(scale)
+    for model in ("monolithic", names["joint"], names["reinit"], names["own text"]):
+        assert model in r["losses"] and model in r["metrics"]["gain_vs_best_pct"], model
+    assert names["joint"] in r["gates"] and names["reinit"] in r["gates"]
+    assert len(phase2_tables.own_text_table([r])) == 1 and len(phase2_tables.baselines_table([r])) == 6
+    attempts = phase2_tables.reinit_attempts(runs, [r])
+    assert 1 <= len(attempts) <= phase2.REINIT.reinit and attempts.init_seed.iloc[0] == 42 + 1001
+    ids = {v.id for v in phase2_tables.verdicts(runs)}
+    assert {
+        "cross_lingual.monolithic_below_fused",
+        "cross_lingual.joint_beats_router_only",
+        "cross_lingual.reinit_no_collapse",
+        "cross_lingual.own_text_router_matches",
+    } <= ids
+    # cached: a second run trains nothing and gives the same numbers
+    [again] = phase2.run_section(scale, runs, base, fp, "cross-lingual", seeds=[42], recipes=recipes)
+    assert again["losses"] == r["losses"]

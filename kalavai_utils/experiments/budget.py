@@ -392,7 +392,7 @@ def _plan_notebook(p: _Planner, notebook: str, seeds, sections) -> None:
         _plan_ablations(p, sweep_seeds, sections)
     elif notebook == "06":
         for section, section_seeds, recipes in (
-            ("cross-lingual", run_seeds, [phase2.WARM]),
+            ("cross-lingual", run_seeds, phase2.cross_lingual_recipes(s)),
             ("private", run_seeds[:1], []),
             ("twenty", run_seeds[:1], [phase2.MANY]),
         ):

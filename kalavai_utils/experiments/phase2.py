@@ -19,6 +19,14 @@ and, for many experts, 1,000 steps with a load-balancing term (0.05) and a cosin
 They are trained beside the plain routers (side by side where they draw the same batches) and
 evaluated in the same pass, and their losses and gates are in the cooperative's results.json.
 
+The cross-lingual cooperative also carries the baselines of the authors' later experiments:
+a compute-matched monolithic model (the cooperative's `monolithic`: one model on the union of
+the four contributors' train chunks for as many steps as the four specialists together, as
+their w3 script: 4 x 2,000), a joint fine-tune of experts and router after router-only fusion
+(`JOINT`, protocol/joint.py; their w5), the router re-initialised while it collapses (`REINIT`;
+their w6) and a router trained on text the contributors never saw (`OWN_TEXT`; their w4, on
+FLORES-200): offline the documents of each domain's pretraining stream (`own_text_folder`).
+
 The Phase 2 data lives in runs/<scale>/data/phase2/, apart from notebook 00's corpus
 folders: nothing notebooks 00-04 read or wrote changes. The tables, verdicts and `summarize`
 are in analysis/phase2_tables.py, the figures in analysis/figures_phase2.py.
@@ -47,6 +55,7 @@ from ..protocol.cooperative import (
     train_contributors,
 )
 from ..protocol.evaluation import evaluate_domains
+from ..protocol.joint import JOINT
 from ..protocol.metrics import divergence_pct
 from ..protocol.models import for_inference
 from ..protocol.results import load_results
@@ -143,9 +152,43 @@ def section_freeze_layers(scale: Scale, section: str) -> int:
     return frozen_depth(scale, train_overrides(scale, section))
 
 
+def own_text_folder(scale: Scale, runs: Path, domains) -> Path:
+    """Chunk files of the coordinator's own text for `domains`, under data/phase2-own/ (train split used).
+
+    Offline: each domain's pretraining stream (corpora's stream "pretrain", the base's public
+    text, generated apart from the contributors' "specialist" stream; tests/test_phase2.py checks
+    that no document or chunk is shared). At the Hub scales the authors used FLORES-200's dev
+    sentences (and a fresh code sample); no data manifest here declares such a set, so it is
+    refused rather than invented.
+    """
+    if scale.is_hub:
+        raise KalavaiError(OWN_TEXT_REFUSAL)
+    out = runs / "data" / "phase2-own"
+    if pipeline.planning_only():
+        return out
+    tokenizer = pipeline.prepare_tokenizer(scale, runs)
+    t_hash = pipeline.tokenizer_hash(scale, runs)
+    records = {
+        d: data.prepare_domain(scale, d, tokenizer, out, stream="pretrain", tokenizer_hash=t_hash) for d in domains
+    }
+    data.write_manifest(out, records, {"scale": scale.name, "tokenizer": t_hash, "seq_len": scale.seq_len})
+    return out
+
+
+OWN_TEXT_REFUSAL = (
+    "no router text of the coordinator's own at the Hub scales: the authors used FLORES-200, and no data "
+    "manifest here declares it"
+)
+
+
 def cooperative_for(scale: Scale, runs: Path, section: str, seed: int, recipes=()) -> Cooperative:
-    """One section's cooperative; `recipes` add the authors' router trained by each recipe."""
+    """One section's cooperative; `recipes` add the authors' router trained by each recipe.
+
+    The cross-lingual one also trains the compute-matched monolithic model and the joint fine-tune.
+    """
     domains = domains_for(scale, section)
+    cross = section == "cross-lingual"
+    own = any(r.text == "own" for r in recipes)
     return Cooperative(
         scale=scale,
         experiment=EXPERIMENT,
@@ -155,8 +198,10 @@ def cooperative_for(scale: Scale, runs: Path, section: str, seed: int, recipes=(
         data_dir=data_folder(scale, runs, domains),
         train_overrides=train_overrides(scale, section),
         routers=(paper_router(scale), CAUSAL_ROUTER),
-        monolithic=False,
+        monolithic=cross,
         recipes=tuple((*paper_router(scale), r) for r in recipes),
+        own_text_dir=own_text_folder(scale, runs, domains) if own else None,
+        joint=JOINT if cross else None,
     )
 
 
@@ -166,6 +211,17 @@ def cooperative_for(scale: Scale, runs: Path, section: str, seed: int, recipes=(
 WARM = RouterRecipe("warm", warm_fraction=0.2)
 # The authors' later many-expert router: 1,000 steps, load balancing 0.05, cosine schedule.
 MANY = RouterRecipe("lb", steps_factor=2.0, balance=0.05, schedule="cosine")
+# The authors' fix for the seed-42 collapse: a router from another init, retrained while a
+# language collapses, at most 5 attempts (their --max-router-tries).
+REINIT = RouterRecipe("reinit", reinit=5)
+# A router trained on the coordinator's own text, not the contributors' (their W4).
+OWN_TEXT = RouterRecipe("own", text="own")
+
+
+def cross_lingual_recipes(scale: Scale) -> list[RouterRecipe]:
+    """The router recipes the cross-lingual cooperative fits at this scale (the own-text router
+    only where there is such text: offline)."""
+    return [WARM, REINIT] + ([] if scale.is_hub else [OWN_TEXT])
 
 
 def recipe_model(kind: str, granularity: str, recipe: RouterRecipe, mode: str = "soft") -> str:

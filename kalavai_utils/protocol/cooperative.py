@@ -39,10 +39,20 @@ from ..storage import (
 from . import data, pipeline
 from .evaluation import domain_losses, evaluate_domains, heldout_batches
 from .fusion import FusedModel, WeightAverage
+from .joint import JointRecipe, joint_finetune
 from .models import fingerprint, for_inference, state_dict_hashes, tensor_sha256
 from .pipeline import CHECKPOINT_DIR, drop_checkpoint, on_main, process_state, restart_step
 from .results import load_results, make_results, write_results
-from .routers import PLAIN, RouterRecipe, make_router, pool_router_input, token_losses, train_routers
+from .routers import (
+    PLAIN,
+    RouterRecipe,
+    collapsed_domains,
+    make_router,
+    mean_gates,
+    pool_router_input,
+    token_losses,
+    train_routers,
+)
 from .submission import collect_submissions, iter_submissions, write_submission
 from .training import TrainConfig, train_causal_lm
 
@@ -53,8 +63,9 @@ ABLATION_ROUTERS = (("linear", "sequence"), ("mlp", "sequence"), ("linear", "tok
 TRAINING_LOG = "train_log.json"
 
 
-def fused_name(kind: str, granularity: str, mode: str = "soft", recipe: RouterRecipe = PLAIN) -> str:
-    """The results name of a fused model: its router, how that router was trained if not plainly, its mode."""
+def fused_name(kind: str, granularity: str, mode: str = "soft", recipe: RouterRecipe | JointRecipe = PLAIN) -> str:
+    """The results name of a fused model: its router, how it was trained if not plainly (a router
+    recipe, or the joint fine-tune of experts and router), its mode."""
     return (
         f"fused:{kind}:{granularity}"
         + ("" if recipe == PLAIN else f"+{recipe.name}")
@@ -96,6 +107,10 @@ class Cooperative:
     all_curves: bool = False
     # routers trained by another recipe, beside `routers` on the same experts: (kind, granularity, RouterRecipe)
     recipes: tuple = ()
+    # the coordinator's own text (chunk folders of the cooperative's domain names), for recipes with text "own"
+    own_text_dir: Path | None = None
+    # after router-only fusion, the experts' suffixes and the authors' router fine-tuned together (protocol/joint.py)
+    joint: JointRecipe | None = None
 
     def __post_init__(self):
         if self.routers is None:
@@ -113,9 +128,15 @@ class Cooperative:
     def variant_config(self) -> dict:
         """What sets this cooperative apart beyond the recipe, only when set (older cache keys stay as they were)."""
         recipes = [[kind, granularity, asdict(recipe)] for kind, granularity, recipe in self.recipes]
+        joint = asdict(self.joint) if self.joint else None
         return {
             k: v
-            for k, v in (("domain_overrides", self.domain_overrides), ("lora", self.lora), ("recipes", recipes))
+            for k, v in (
+                ("domain_overrides", self.domain_overrides),
+                ("lora", self.lora),
+                ("recipes", recipes),
+                ("joint", joint),
+            )
             if v
         }
 
@@ -401,15 +422,22 @@ def fit_routers(
     (router.safetensors), keyed on the experts and the content of the training chunks. The
     routers not cached are trained together (`train_routers`): one pass of the frozen experts
     over the batches serves every router that draws the same batches (all but those with
-    another warm start), and each ends as if trained alone. A recipe's warm start reads the
-    cooperative's per-domain train chunks, whose concatenation `train_chunks` must be.
+    another warm start or another text), and each ends as if trained alone. A recipe's warm
+    start reads the cooperative's per-domain train chunks, whose concatenation `train_chunks`
+    must be; a recipe with text "own" trains on `coop.own_text_dir`'s train chunks instead.
+    A recipe with `reinit` is checked for collapse on its training text once trained, and drawn
+    again from its next init seed and retrained while a domain collapses (`settle_reinit`);
+    its log lists every attempt.
     """
     s = coop.scale
     device = fused.embed_in.weight.device
-    experts, data_hash = [fingerprint(e) for e in fused.experts], tensor_sha256(train_chunks)
+    experts = [fingerprint(e) for e in fused.experts]
+    texts = {"train": torch.as_tensor(train_chunks)}
     out, todo = {}, []
     for kind, granularity, *rest in routers:
         recipe = rest[0] if rest else PLAIN
+        if recipe.text not in texts:
+            texts[recipe.text] = torch.cat(list(router_text(coop, recipe.text).values()))
         name = fused_name(kind, granularity, recipe=recipe)
         sub = Path(folder) / name.replace(":", "-")
         config = {
@@ -422,53 +450,104 @@ def fit_routers(
             "hidden": s.router_hidden,
             "seed": coop.seed,
             "experts": experts,
-            "data": data_hash,
+            "data": tensor_sha256(texts[recipe.text]),
         }
         if recipe != PLAIN:
             config["recipe"] = asdict(recipe)
         router = make_router(
-            kind, fused.specialist_config.hidden_size, fused.config.n_experts, hidden=s.router_hidden, seed=coop.seed
+            kind,
+            fused.specialist_config.hidden_size,
+            fused.config.n_experts,
+            hidden=s.router_hidden,
+            seed=recipe.init_seed(coop.seed),
         ).to(device)
         if step_is_done(sub, config) and (sub / "router.safetensors").exists():
             router.load_state_dict(load_file(sub / "router.safetensors"))
             out[name] = (router, read_json(sub / "router_log.json")["loss"])
         else:
             todo.append((name, sub, config, router, granularity, recipe))
-    for warm_steps in sorted({recipe.warm_steps(s.router_steps) for *_, recipe in todo}):
-        group = [t for t in todo if t[-1].warm_steps(s.router_steps) == warm_steps]
-        warm = None
-        if warm_steps:
-            warm = [data.load_split(coop.data_dir, d, "train") for d in coop.domains]
-            if not torch.equal(torch.cat(warm), torch.as_tensor(train_chunks)):
-                raise KalavaiError(
-                    "a warm-started router needs train_chunks to be the cooperative's domains' train chunks"
-                )
+    groups = sorted({(recipe.warm_steps(s.router_steps), recipe.text) for *_, recipe in todo})
+    for warm_steps, text in groups:
+        group = [t for t in todo if (t[-1].warm_steps(s.router_steps), t[-1].text) == (warm_steps, text)]
+        warm = list(router_text(coop, text).values()) if warm_steps else None
+        if warm is not None and not torch.equal(torch.cat(warm), texts[text]):
+            raise KalavaiError("a warm-started router needs train_chunks to be the cooperative's domains' train chunks")
+
+        def train(pairs, recipes):
+            return train_routers(
+                fused,
+                pairs,
+                texts[text],
+                [r.steps(s.router_steps) for r in recipes],
+                s.router_batch,
+                s.router_lr,
+                s.router_wd,
+                seed=coop.seed,
+                warm_start=warm,
+                warm_steps=warm_steps,
+                balance=[r.balance for r in recipes],
+                schedule=[r.schedule for r in recipes],
+            )
+
         clock = Clock()
-        losses = train_routers(
-            fused,
-            [(router, granularity) for *_, router, granularity, _ in group],
-            train_chunks,
-            [r.steps(s.router_steps) for *_, r in group],
-            s.router_batch,
-            s.router_lr,
-            s.router_wd,
-            seed=coop.seed,
-            warm_start=warm,
-            warm_steps=warm_steps,
-            balance=[r.balance for *_, r in group],
-            schedule=[r.schedule for *_, r in group],
-        )
+        losses = train([(router, granularity) for *_, router, granularity, _ in group], [t[-1] for t in group])
         spent = clock.spent()  # the group's time, shared equally by the routers fitted side by side
         fit = {**spent, "seconds": spent["seconds"] / len(group), "side_by_side": len(group)}
-        for (name, sub, config, router, _, _), loss in zip(group, losses):
+        for (name, sub, config, router, granularity, recipe), loss in zip(group, losses):
+            log = {"loss": loss, "config": config, "fit": fit}
+            if recipe.reinit:
+                router, log["loss"], log["attempts"] = settle_reinit(
+                    fused, router, granularity, recipe, coop, lambda r: train([(r, granularity)], [recipe])[0], loss
+                )
             start_step(sub)
             atomic_write_bytes(
                 sub / "router.safetensors", save({k: v.contiguous() for k, v in router.state_dict().items()})
             )
-            atomic_write_json(sub / "router_log.json", {"loss": loss, "config": config, "fit": fit})
+            atomic_write_json(sub / "router_log.json", log)
             mark_step_done(sub, config)
-            out[name] = (router, loss)
+            out[name] = (router, log["loss"])
     return out
+
+
+# How many batches (of the scale's eval batch) of each domain's router text a re-initialised
+# router's collapse is checked on: the text it was trained on, never the held-out chunks.
+REINIT_CHECK_BATCHES = 10
+
+
+def settle_reinit(fused, router, granularity: str, recipe: RouterRecipe, coop: Cooperative, train, loss):
+    """The authors' fix for router collapse: while a domain collapses, a router from the next init seed, retrained.
+
+    `router` is the first attempt, trained (its losses `loss`); `train(router)` trains another
+    the same way and returns its losses. Collapse (routers.collapsed_domains) is judged on the
+    first REINIT_CHECK_BATCHES batches of each domain's training text: the authors judged it on
+    the held-out sets, which here are kept for the evaluation alone. At most `recipe.reinit`
+    attempts; the last is kept even if it still collapses. Returns (router, losses, attempts).
+    """
+    s = coop.scale
+    check = {d: c[: s.eval_batch * REINIT_CHECK_BATCHES] for d, c in router_text(coop, recipe.text).items()}
+    attempts = []
+    for attempt in range(1, recipe.reinit + 1):
+        seed = recipe.init_seed(coop.seed, attempt)
+        if attempt > 1:
+            router = make_router(
+                router.kind, fused.specialist_config.hidden_size, fused.config.n_experts, s.router_hidden, seed
+            ).to(fused.embed_in.weight.device)
+            loss = train(router)
+        collapsed = collapsed_domains(mean_gates(fused, router, granularity, check, s.eval_batch), list(coop.domains))
+        attempts.append({"init_seed": seed, "collapsed": collapsed})
+        if not collapsed:
+            break
+    return router, loss, attempts
+
+
+def router_text(coop: Cooperative, text: str) -> dict[str, torch.Tensor]:
+    """The per-domain chunks a router recipe trains on: the contributors' train chunks, or ("own")
+    the train chunks of the coordinator's own text in `coop.own_text_dir`."""
+    if text == "train":
+        return data.load_splits(coop.data_dir, coop.domains, "train")
+    if coop.own_text_dir is None:
+        raise KalavaiError("a router on the coordinator's own text needs the cooperative's own_text_dir")
+    return data.load_splits(coop.own_text_dir, coop.domains, "train")
 
 
 def evaluate_baselines(
@@ -585,6 +664,8 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
         "eval": [s.eval_batch, s.eval_max_batches],
         "heldout": state_dict_hashes(heldout),
     }
+    if any(recipe.text == "own" for *_, recipe in coop.recipes):  # by content, as every other router text
+        config["own_text"] = state_dict_hashes(router_text(coop, "own"))
     if step_is_done(folder / "fusion", config) and out_path.exists():
         return load_results(out_path)
 
@@ -597,6 +678,12 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     scored = all(name in losses for name in names.values())  # by notebook 02's baselines
     fused_losses, gates = evaluate_fused(fused, routers, coop, heldout, experts=not scored)
     losses.update(fused_losses)
+    if coop.joint is not None:  # last: it trains the fused model's experts in place
+        joint_losses, joint_gates, router_logs[joint_name(coop)] = evaluate_joint(
+            fused, routers, coop, mixed_train, heldout, folder / "joint"
+        )
+        losses.update(joint_losses)
+        gates.update(joint_gates)
     losses = {"base": losses["base"], **specialists_first(losses)}  # the baselines' order, whichever pass scored them
     results = make_results(
         experiment=coop.experiment,
@@ -618,6 +705,48 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     write_results(out_path, results)
     mark_step_done(folder / "fusion", config, evaluation=clock.spent())
     return results
+
+
+def joint_name(coop: Cooperative) -> str:
+    """The results name of the jointly fine-tuned fused model: the first router's name, "+joint"."""
+    return fused_name(*coop.routers[0], recipe=coop.joint)
+
+
+def evaluate_joint(
+    fused: FusedModel, routers: dict, coop: Cooperative, train_chunks: torch.Tensor, heldout: dict, folder: Path
+) -> tuple[dict, dict, list[float]]:
+    """The joint fine-tune (`coop.joint`, protocol/joint.py) from router-only fusion with the cooperative's
+    first router, evaluated by the one protocol; cached. Returns ({name: {domain: loss}}, {name: {domain:
+    mean gates}}, the fine-tune's loss per optimizer step).
+
+    It trains `fused`'s expert suffixes in place: call it once everything else is evaluated.
+    Keyed on the experts, the fitted router's weights, the train chunks and the recipe at this scale.
+    """
+    s = coop.scale
+    kind, granularity = coop.routers[0]
+    name = joint_name(coop)
+    router = routers[fused_name(kind, granularity)][0]
+    config = {
+        "experts": [fingerprint(e) for e in fused.experts],
+        "router": state_dict_hashes(router.state_dict()),
+        "data": tensor_sha256(train_chunks),
+        "joint": {**asdict(coop.joint), **coop.joint.settings(s)},
+        "seed": coop.seed,
+        "eval": [s.eval_batch, s.eval_max_batches],
+        "heldout": state_dict_hashes(heldout),
+    }
+    if step_is_done(folder, config) and (folder / "joint.json").exists():
+        saved = read_json(folder / "joint.json")
+        return saved["losses"], saved["gates"], saved["loss"]
+    router = copy.deepcopy(router)  # the router-only one stays as fitted
+    clock = Clock()
+    loss = joint_finetune(fused, router, granularity, train_chunks, s, coop.seed, coop.joint)
+    fit = clock.spent()
+    losses, gates = evaluate_pass(fused, heldout, s, [(name, "soft", router, granularity)])
+    start_step(folder)
+    atomic_write_json(folder / "joint.json", {"losses": losses, "gates": gates, "loss": loss, "fit": fit})
+    mark_step_done(folder, config)
+    return losses, gates, loss
 
 
 def specialists_first(losses: dict) -> dict:

@@ -19,6 +19,11 @@ above): `warm_start`, their remedy for router collapse in the cross-lingual run 
 steps draw each batch from ONE domain, round-robin, before mixed training), and, for their
 many-expert run, a load-balancing term (`balance`, weight 0.05 there: `balance_loss`) with a
 cosine learning-rate schedule (`schedule="cosine"`).
+
+Two more recipes of their later code (RouterRecipe): `reinit`, their fix for a collapsed router
+(a router drawn from another init seed, retrained from that init while a domain collapses,
+`collapsed_domains`), and `text="own"`, a router trained on text of the coordinator's own
+rather than on the contributors' chunks.
 """
 
 from __future__ import annotations
@@ -144,6 +149,9 @@ def token_losses(expert_logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 SCHEDULES = ("constant", "cosine")
+ROUTER_TEXTS = ("train", "own")
+REINIT_SEED_OFFSET = 1000
+COLLAPSE_SHARE = 0.5  # a domain whose own expert gets less than this share of its gate weight has collapsed
 
 
 def balance_loss(gates: torch.Tensor) -> torch.Tensor:
@@ -204,6 +212,22 @@ class RouterRecipe:
     warm_fraction: float = 0.0  # share of the steps on single-domain batches, domains in turn
     balance: float = 0.0  # weight of balance_loss
     schedule: str = "constant"
+    # > 0: the router's init is drawn from `init_seed(seed, attempt)` (never the plain router's), and
+    # while a domain collapses on the training text (`collapsed_domains`) it is drawn again and
+    # retrained, at most this many attempts in all
+    reinit: int = 0
+    text: str = "train"  # "train": the contributors' train chunks; "own": the coordinator's own text
+
+    def __post_init__(self):
+        if self.text not in ROUTER_TEXTS:
+            raise KalavaiError(f"unknown router text {self.text!r}; choose one of: {', '.join(ROUTER_TEXTS)}")
+        if self.reinit < 0:
+            raise KalavaiError(f"reinit={self.reinit}: the number of attempts is 0 (off) or more")
+
+    def init_seed(self, seed: int, attempt: int = 1) -> int:
+        """The seed of the router's init at `attempt` (1, 2, ...): the cooperative's seed unless
+        `reinit`, then seed + REINIT_SEED_OFFSET + attempt (the authors drew 1000 + attempt)."""
+        return seed + REINIT_SEED_OFFSET + attempt if self.reinit else seed
 
     def steps(self, router_steps: int) -> int:
         return round(router_steps * self.steps_factor)
@@ -213,6 +237,31 @@ class RouterRecipe:
 
 
 PLAIN = RouterRecipe()
+
+
+def collapsed_domains(gates: dict, experts: list[str], share: float = COLLAPSE_SHARE) -> list[str]:
+    """The domains whose router collapsed: their own expert gets less than `share` of their gate weight.
+
+    `gates` {domain: mean gate vector over `experts`, in that order}; domains that are no expert are skipped.
+    """
+    return sorted(d for d, g in gates.items() if d in experts and float(g[experts.index(d)]) < share)
+
+
+@torch.no_grad()
+def mean_gates(fused, router: nn.Module, granularity: str, domain_chunks: dict, batch: int) -> dict[str, list[float]]:
+    """Each domain's mean soft gate vector over its chunks (`domain_chunks` {domain: [n, T]}), in batches."""
+    device = fused.embed_in.weight.device
+    states = for_fused(fused)
+    out = {}
+    for domain, chunks in domain_chunks.items():
+        sums, n = 0.0, 0
+        for i in range(0, len(chunks), batch):
+            x = torch.as_tensor(chunks[i : i + batch]).to(device)
+            hidden = fused.expert_hidden(x, states=states)
+            g = fused.gates_from(pool_router_input(hidden.mean(dim=0), granularity), "soft", router)
+            sums, n = sums + g.float().mean(dim=1).sum(dim=0), n + len(x)
+        out[domain] = (sums / max(n, 1)).tolist()
+    return out
 
 
 def train_routers(

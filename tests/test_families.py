@@ -64,9 +64,10 @@ CASES = {
 }
 
 
-def config_of(case: str):
+def config_of(case: str, **changes):
+    """The case's config, with `changes` over its values (another vocabulary, depth or context)."""
     model_type, extra = CASES[case]
-    return get_family(model_type).config_cls(**{**COMMON, **extra})
+    return get_family(model_type).config_cls(**{**COMMON, **extra, **changes})
 
 
 def make_specialists(case: str, n: int = N, seed: int = 0):

@@ -1,10 +1,11 @@
 """The coordinator's commands `fuse` and `evaluate` (issue 31): the whole path by commands, and bad input.
 
 The slow test runs the protocol as a user would, by the commands alone (each in its own process):
-three contributors train specialists from the offline smoke base, the coordinator verifies them,
-predicts the gain, fuses them with a router trained on documents no contributor saw, evaluates
-every model and generates. The others hand each command bad input and expect one `error:` line,
-exit code 2 and no output folder.
+three contributors train specialists from a base, the coordinator verifies them, predicts the
+gain, fuses them with a router trained on documents no contributor saw, evaluates every model and
+generates. It does so twice, no command told the family: from the offline smoke base (GPT-NeoX)
+and from a small random Llama-family base built here. The others hand each command bad input and
+expect one `error:` line, exit code 2 and no output folder.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from test_adversarial import TEXT, copy_of, one_line_error
+from test_families import CASES, config_of
 from test_submission import K, fine_tune, make_base, rehash, submit
 
 from kalavai_utils.experiments import coordinator
+from kalavai_utils.families import get_family
 from kalavai_utils.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -285,17 +288,47 @@ def command(*argv, cwd=ROOT) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def path(tmp_path_factory):
+def random_base(case: str, scale, runs: Path, folder: Path) -> Path:
+    """A small random base of a test_families case with the scale's tokenizer and vocabulary, as a practitioner
+    hands one in: config, safetensors weights and tokenizer files written by save_pretrained. Two blocks above
+    the scale's frozen ones, and a context longer than the scale's chunks."""
+    from kalavai_utils.protocol import pipeline
+    from kalavai_utils.protocol.models import build_causal_lm
+
+    tokenizer = pipeline.prepare_tokenizer(scale, runs)
+    config = config_of(
+        case,
+        vocab_size=len(tokenizer),
+        num_hidden_layers=scale.freeze_layers + 2,
+        max_position_embeddings=2 * scale.seq_len,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    build_causal_lm(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# the bases the whole path starts from: the offline smoke base (GPT-NeoX, pretrained here), or a random base of
+# a test_families case (Llama: grouped-query attention); each command must read the family from the base's config
+BASES = ["offline", "llama"]
+
+
+@pytest.fixture(scope="module", params=BASES)
+def path(request, tmp_path_factory):
     from kalavai_utils import corpora
     from kalavai_utils.protocol import pipeline
     from kalavai_utils.scales import get_scale
 
     scale = get_scale("smoke")
-    root = tmp_path_factory.mktemp("path")
+    root = tmp_path_factory.mktemp(f"path-{request.param}")
     runs = pipeline.run_dir(scale, root / "runs")
-    pipeline.prepare_corpus(scale, runs)
-    base = pipeline.prepare_base(scale, runs)["path"]
+    if request.param == "offline":
+        pipeline.prepare_corpus(scale, runs)
+        base = pipeline.prepare_base(scale, runs)["path"]
+    else:
+        base = random_base(request.param, scale, runs, root / "base")
     work = root / "work"
     work.mkdir()
     seen = set()
@@ -339,9 +372,12 @@ def path(tmp_path_factory):
     out["generate"] = command(
         "generate", "--fused", work / "fused", "--prompt", "The court held", "--max-new-tokens", 8
     )
-    if os.environ.get("KALAVAI_FUSE_TRANSCRIPT"):  # the outputs pasted into docs/fuse-your-own.md
+    if request.param == "offline" and os.environ.get("KALAVAI_FUSE_TRANSCRIPT"):  # pasted into docs/fuse-your-own.md
         Path(os.environ["KALAVAI_FUSE_TRANSCRIPT"]).write_text(json.dumps(out, indent=2))
-    return SimpleNamespace(scale=scale, base=base, work=work, subs=subs, out=out, fused=work / "fused")
+    return SimpleNamespace(
+        scale=scale, base=base, work=work, subs=subs, out=out, fused=work / "fused",
+        model_type=scale.family if request.param == "offline" else CASES[request.param][0],
+    )  # fmt: skip
 
 
 @pytest.mark.slow
@@ -354,7 +390,11 @@ def test_the_whole_path_by_commands(path):
     lines = out["fuse"].splitlines()
     assert [line.split()[0] for line in lines[:3]] == ["accepted:"] * 3
     assert lines[3].startswith("router text: 1 source,") and lines[-1] == f"fused model written: {path.fused}"
-    assert out["generate"].startswith("The court held")
+    assert out["generate"].startswith("The court held") and len(out["generate"].rstrip("\n")) > len("The court held")
+    # no command was told the family: each submission and the fused folder are in the base's own
+    for sub in path.subs:
+        assert json.loads((sub / "config.json").read_text())["model_type"] == path.model_type
+    assert json.loads((path.fused / "config.json").read_text())["specialist"]["model_type"] == path.model_type
 
 
 @pytest.mark.slow
@@ -368,6 +408,8 @@ def test_the_fused_folder_loads_with_plain_transformers_and_its_evaluation_holds
 
     model = AutoModelForCausalLM.from_pretrained(path.fused)
     assert isinstance(model, FusedModel) and model.config.expert_names == list(path.scale.domains)
+    family = get_family(path.model_type)
+    assert model.family is family and all(type(b) is family.layer_cls for b in model.shared_layers)
     results = load_results(path.work / "evaluation.json")  # the project's results schema
     models = ["base", *path.scale.domains, "fused"]
     assert list(results["losses"]) == models and results["domains"] == list(path.scale.domains)

@@ -189,6 +189,10 @@ SCALES: dict[str, Scale] = {
         pretrain_revisions=(125, 250, 500, 1000),
         base_revision="step1000",
         pretrain_code_share=0.08,
+        # Calibrated on the cross-lingual contributors before any fusion (notebook 06's regime table):
+        # the base reads each language in a few documents, its tokenizer at the default share.
+        pretrain_language_weight=0.0015,
+        tokenizer_language_weight=0.03,
         freeze_layers=3,
         spec_steps=200,
         spec_lr=1.5e-4,

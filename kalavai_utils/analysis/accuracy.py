@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..protocol.cooperative import CAUSAL_FUSED, paper_fused
 from ..protocol.metrics import best_specialist, equal_weight, improvement_pct
+from ..scales import get_scale
+from ..storage import read_json
 from ..verdicts import Verdict
 
 
@@ -41,3 +46,36 @@ def loss_gain_carries_over(results: dict, accuracies: dict[str, dict], fused: st
         holds=holds,
         numbers=numbers,
     )
+
+
+def cached_accuracies(coop_folder) -> dict | None:
+    """The accuracies a notebook scored for one cooperative (protocol/choice.model_accuracies), if any."""
+    path = Path(coop_folder) / "choice" / "accuracy.json"
+    return read_json(path) if path.exists() else None
+
+
+def summarize(results: dict, accuracies: dict, fused_models) -> dict:
+    """The reference summary's accuracy block: every model's acc and interval per task, and the verdicts."""
+    claims = [
+        loss_gain_carries_over(results, accuracies[task], fused, task)
+        for task in accuracies
+        for fused in fused_models
+        if fused in accuracies[task]
+    ]
+    return {
+        "seed": results["seed"],
+        "tasks": {
+            task: {m: {k: a[k] for k in ("acc", "acc_lo", "acc_hi", "acc_norm", "n")} for m, a in by_model.items()}
+            for task, by_model in accuracies.items()
+        },
+        "claims": claims,
+    }
+
+
+def main_accuracy(runs, results: list[dict]) -> dict | None:
+    """Notebook 03's accuracies (the first seed's main cooperative) and their verdicts, when it scored them."""
+    first = results[0]
+    scored = cached_accuracies(Path(runs) / "main" / "main" / f"seed{first['seed']}")
+    if scored is None:
+        return None
+    return summarize(first, scored, (paper_fused(get_scale(first["scale"])), CAUSAL_FUSED))

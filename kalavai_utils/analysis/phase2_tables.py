@@ -23,7 +23,8 @@ from ..experiments.phase2 import (
     section_freeze_layers,
 )
 from ..protocol import metrics, prediction
-from ..protocol.cooperative import fused_name, paper_fused, paper_router
+from . import accuracy
+from ..protocol.cooperative import CAUSAL_FUSED, fused_name, paper_fused, paper_router
 from ..protocol.joint import JOINT
 from ..protocol.results import load_results
 from ..protocol.routers import COLLAPSE_SHARE, collapsed_domains
@@ -170,6 +171,17 @@ def calibration_table(results: list[dict]) -> pd.DataFrame:
         rows.append({"seed": "paper (410M)", "contributor": f"{lang} (fused, not specialist)", "language": True,
                      "base_ppl": b, "specialist_ppl": f, "ppl_ratio": b / f})
     return pd.DataFrame(rows)
+
+
+def cross_lingual_accuracy(runs: Path, results: list[dict]) -> dict | None:
+    """Notebook 06's multiple-choice accuracies (the first seed's cooperative), when it scored them."""
+    first = results[0]
+    scored = accuracy.cached_accuracies(Path(runs) / EXPERIMENT / "cross-lingual" / f"seed{first['seed']}")
+    if scored is None:
+        return None
+    scale = get_scale(first["scale"])
+    fused = (paper_fused(scale), recipe_model(*paper_router(scale), WARM), CAUSAL_FUSED)
+    return accuracy.summarize(first, scored, fused)
 
 
 def calibration_verdicts(results: list[dict]) -> list[Verdict]:
@@ -472,6 +484,8 @@ def summarize(runs: Path) -> dict:
                 "collapsed": {m: collapse(r, m)["collapsed"] for m in r["gates"]},
             }
         out[section] = seeds
+        if section == "cross-lingual" and (acc := cross_lingual_accuracy(runs, results)) is not None:
+            out[section]["accuracy"] = {k: v for k, v in acc.items() if k != "claims"}
         if section == "cross-lingual":  # notebook 06's calibration table, each seed
             out[section]["calibration"] = {
                 f"seed{r['seed']}": {
@@ -577,6 +591,8 @@ def verdicts(runs: Path) -> list[Verdict]:
             )
         if section == "cross-lingual":
             out += calibration_verdicts(results)
+            if (acc := cross_lingual_accuracy(runs, results)) is not None:
+                out += acc["claims"]
             out += [
                 Verdict(c["id"], c["claim"], c["holds"], c["numbers"])
                 for c in cross_lingual_claims(runs, results, model)

@@ -135,16 +135,18 @@ def data_folder(scale: Scale, runs: Path, domains) -> Path:
 def train_overrides(scale: Scale, section: str) -> dict:
     """How a section's contributors train unlike the scale's specialists.
 
-    At the Hub scales every Phase 2 contributor trains every block, as the authors' Phase 2
-    scripts did (paper.PHASE2_FREEZE_LAYERS; the input embedding stays the shared base's, which
-    the fused model's prefix needs); their other settings are the scale's own. Offline the
-    sections keep the scale's frozen depth: notebook 04's fit, the twenty's out-of-sample test's
-    first line, was measured at that depth, and experts of 4 blocks instead of 1 would make
-    Phase 2's routers and evaluation about four times dearer at `tiny`.
+    Every cross-lingual contributor trains every block, as the authors' Phase 2 scripts did
+    (paper.PHASE2_FREEZE_LAYERS; the input embedding stays the shared base's, which the fused
+    model's prefix needs); their other settings are the scale's own. At the Hub scales the
+    private and twenty contributors do too. Offline those two keep the scale's frozen depth:
+    notebook 04's fit, the twenty's out-of-sample test's first line, was measured at that depth,
+    and twenty experts of every block would make the twenty's routers and evaluation about four
+    times dearer at `tiny`.
     """
     if section not in SECTIONS:
         raise KalavaiError(f"unknown Phase 2 section {section!r}; choose one of: {', '.join(SECTIONS)}")
-    return {"freeze_layers": paper.PHASE2_FREEZE_LAYERS} if scale.is_hub else {}
+    every_block = scale.is_hub or section == "cross-lingual"
+    return {"freeze_layers": paper.PHASE2_FREEZE_LAYERS} if every_block else {}
 
 
 def section_freeze_layers(scale: Scale, section: str) -> int:

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..analysis import ablation_tables, inference_tables, phase2_tables, report, sweep_tables
+from ..analysis import ablation_tables, accuracy, inference_tables, phase2_tables, report, sweep_tables
 from ..analysis.report import language_gap, specialist_verdicts
 from ..errors import KalavaiError, first_line
 from ..experiments import phase2
@@ -225,7 +225,11 @@ def summarize_fusion(runs: Path) -> dict:
             "gates": r["gates"],
         }
     claims = report.claims(results)
-    return {"main": seeds, "verdicts": summary(claims)}
+    out = {"main": seeds}
+    if (acc := accuracy.main_accuracy(runs, results)) is not None:
+        claims = [*claims, *acc.pop("claims")]
+        out["accuracy"] = acc
+    return {**out, "verdicts": summary(claims)}
 
 
 def _sweep_results(runs: Path, meta: dict) -> list[dict]:

@@ -396,3 +396,19 @@ def test_cross_lingual_later_baselines_at_smoke(smoke_base):
     # cached: a second run trains nothing and gives the same numbers
     [again] = phase2.run_section(scale, runs, base, fp, "cross-lingual", seeds=[42], recipes=recipes)
     assert again["losses"] == r["losses"]
+
+
+def test_held_out_coverage_tests_each_section_against_each_line(tmp_path):
+    from kalavai_utils.analysis import phase2_tables, sweep_tables
+
+    def result(div, gain):
+        return {"metrics": {"mean_divergence_pct": div, "gain_vs_best_pct": {"m": gain}}}
+
+    # no notebook 04 fit in this runs root: the paper's line and the authors' refit only
+    table = phase2_tables.held_out_coverage(
+        {"cross": [result(20.0, 14.0), result(22.0, 16.0)], "far": [result(20.0, 90.0)]}, "m", tmp_path
+    )
+    assert set(table["band"]) == {sweep_tables.LINES["paper"], sweep_tables.LINES["authors_refit_14"]}
+    cross = table[table["condition"] == "cross"]
+    assert cross["divergence"].tolist() == [21.0, 21.0] and cross["measured"].tolist() == [15.0, 15.0]
+    assert cross["inside"].all() and not table[table["condition"] == "far"]["inside"].any()

@@ -7,11 +7,16 @@ import pandas as pd
 import pytest
 
 from kalavai_utils import paper
+from kalavai_utils.analysis import sweep_tables
 from kalavai_utils.errors import KalavaiError
 from kalavai_utils.protocol.prediction import (
     LineFit,
+    authors_refit,
+    band_coverage,
     compare_predictors,
     condition_means,
+    coverage_consistent,
+    coverage_text,
     divergence,
     early_error_table,
     early_gain_prediction,
@@ -119,6 +124,108 @@ def test_paper_band_matches_the_authors_later_check():
     y = np.array([p.gain for p in pts])
     assert int(((y >= lo) & (y <= hi)).sum()) == paper.AUTHORS_LATER_CHECK["in_band"]
     assert np.sqrt(np.mean((mean - y) ** 2)) == pytest.approx(paper.AUTHORS_LATER_CHECK["rmse_pp"], abs=0.05)
+
+
+def test_band_coverage_reproduces_the_authors_later_check_point_by_point():
+    cov = band_coverage(paper.AUTHORS_LATER_CHECK_POINTS, paper_fit())
+    assert (cov["n_inside"], cov["n"]) == (paper.AUTHORS_LATER_CHECK["in_band"], paper.AUTHORS_LATER_CHECK["n"])
+    assert cov["rmse"] == pytest.approx(paper.AUTHORS_LATER_CHECK["rmse_pp"], rel=1e-9)
+    for label, pred, inside in zip(cov["labels"], cov["predicted"], cov["inside"]):
+        assert (pred, inside) == (
+            pytest.approx(paper.AUTHORS_LATER_CHECK_PREDICTED[label][0], rel=1e-9),
+            paper.AUTHORS_LATER_CHECK_PREDICTED[label][1],
+        )
+    assert coverage_text(cov) == "2 of 6 inside the 95% band"
+    assert not any(cov["in_fit"])
+
+
+def test_authors_refit_of_fourteen_points_reproduces_theirs():
+    f = authors_refit()
+    reported = paper.AUTHORS_LATER_REFIT_14
+    assert f.n == reported["n"] == len(paper.authors_refit_points())
+    assert (f.slope, f.intercept, f.r2) == pytest.approx(
+        (reported["slope"], reported["intercept"], reported["r2"]), rel=1e-9
+    )
+    # the authors' six points are in this line's sample: band_coverage says so
+    assert all(band_coverage(paper.AUTHORS_LATER_CHECK_POINTS, f)["in_fit"])
+
+
+def test_band_coverage_counts_points_known_to_be_inside_or_outside():
+    # exact line y = 2x + 1 plus alternating noise: the band at x is narrow; points placed far
+    # above or below it are outside by construction, points on the line inside
+    x = np.arange(1.0, 11.0)
+    f = fit_line(x, 2 * x + 1 + 0.1 * (-1) ** np.arange(10))
+    pts = pd.DataFrame(
+        {
+            "label": ["on", "far above", "far below", "beyond"],
+            "divergence": [3.0, 5.0, 7.0, 20.0],
+            "gain": [7.0, 30.0, -10.0, 41.0],
+        }
+    )
+    cov = band_coverage(pts, f)
+    assert cov["inside"] == [True, False, False, True]
+    assert (cov["n_inside"], cov["n"]) == (2, 4)
+    assert cov["outside_fit_range"] == [False, False, False, True]
+    assert cov["predicted"] == pytest.approx([7.0, 11.0, 15.0, 41.0], abs=0.1)
+    records = [{"label": "on", "divergence": 3.0, "gain": 7.0}]
+    assert band_coverage(records, f)["inside"] == [True]
+    with pytest.raises(KalavaiError):
+        band_coverage([], f)
+
+
+def test_coverage_consistent_is_a_one_sided_binomial_test():
+    # six points at 95%: P(at most 4 inside) = 0.033 < 0.05, P(at most 5) = 0.265
+    assert [coverage_consistent(k, 6) for k in range(7)] == [False] * 5 + [True] * 2
+    assert coverage_consistent(0, 0) is None
+    assert coverage_consistent(19, 20) and not coverage_consistent(16, 20)
+    with pytest.raises(KalavaiError):
+        coverage_consistent(7, 6)
+
+
+def test_three_lines_table_and_verdicts():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    fit = fit_line(x, 0.5 * x + np.array([0.0, 0.1, -0.1, 0.1, 0.0]), labels=list("abcde"))
+    fits = sweep_tables.three_lines(fit)
+    table = sweep_tables.fit_table(fits)
+    assert list(table["n"]) == [5, 8, 14]
+    assert table["slope"].iloc[2] == pytest.approx(paper.AUTHORS_LATER_REFIT_14["slope"], rel=1e-9)
+    loo = leave_one_out(fit.x, fit.y)
+    cov = sweep_tables.band_coverage(fits, sweep_tables.held_out_points(fit), loo)
+    assert cov["ours", "ours"] is loo and len(cov) == 6
+    rows = sweep_tables.coverage_table(cov).set_index(["points", "band"])
+    refit_row = rows.loc[(sweep_tables.HELD_OUT["authors_w2"], sweep_tables.LINES["authors_refit_14"])]
+    assert refit_row["validation"] == "in sample" and refit_row["consistent with 95%"] is None
+    verdicts = {v.id: v for v in sweep_tables.law_verdicts(fit, loo)}
+    assert "law.band_holds.authors_w2.authors_refit_14" not in verdicts  # in sample: no verdict
+    assert verdicts["law.band_holds.authors_w2.paper"].holds is False  # 2 of 6
+    assert "2 of 6" in verdicts["law.band_holds.authors_w2.paper"].numbers
+    assert "law.band_holds.ours.ours" not in {v.id for v in sweep_tables.law_verdicts(fit)}  # no loo, no verdict
+    # every one of the authors' points lies beyond our divergences (1 to 5): our band there is an extrapolation
+    assert verdicts["law.band_holds.authors_w2.ours"].holds is None
+
+
+def test_authors_w1_cloze_summary_follows_from_their_accuracies():
+    for seed, reported in paper.AUTHORS_LATER_W1_AVG_CLOZE_VS_BEST_SPEC.items():
+        avg = {m: np.mean(list(acc.values())) for m, acc in paper.AUTHORS_LATER_W1_CLOZE[seed].items()}
+        best = max(v for m, v in avg.items() if m.endswith("_spec"))
+        assert 100 * (avg["moe"] / best - 1) == pytest.approx(reported, abs=0.05)
+
+
+def test_authors_later_losses_give_their_percentages():
+    w3 = paper.AUTHORS_LATER_W3W4
+    assert 100 * (w3["monolithic_ew"] - w3["fused_ew"]) / w3["monolithic_ew"] == pytest.approx(
+        w3["fused_vs_monolithic_pct"], abs=0.01
+    )
+    assert 100 * (w3["best_spec_ew"] - w3["fused_ew"]) / w3["best_spec_ew"] == pytest.approx(
+        w3["gain_in_domain_router_pct"], abs=0.01
+    )
+    for run in paper.AUTHORS_LATER_W5_BTX.values():
+        for v in ("uniform", "kalavai", "btx"):
+            assert 100 * (run["base_ew"] - run[f"{v}_ew"]) / run["base_ew"] == pytest.approx(
+                run[f"{v}_vs_base_pct"], abs=0.001
+            )
+    w7 = paper.AUTHORS_LATER_W7_QWEN7B
+    assert 100 * (w7["best_spec_ew"] - w7["fused_ew"]) / w7["best_spec_ew"] == pytest.approx(w7["gain_pct"], abs=0.001)
 
 
 # --------------------------------------------------------------------------- validation

@@ -18,18 +18,23 @@ OURS_COLOR = "tab:blue"
 PAPER_COLOR = "tab:gray"
 
 
-def _draw_fit(ax, fit: LineFit, color: str, x_pad: float = 0.1, n: int = 200) -> None:
-    lo_x, hi_x = min(fit.x), max(fit.x)
+def _draw_fit(
+    ax, fit: LineFit, color: str, x_pad: float = 0.1, n: int = 200, x_range=None, name: str = "", alpha: float = 0.15
+) -> None:
+    lo_x, hi_x = (min(fit.x), max(fit.x)) if x_range is None else x_range
     span = hi_x - lo_x
     xs = np.linspace(max(lo_x - x_pad * span, 1e-9 if fit.transform == "log" else -np.inf), hi_x + x_pad * span, n)
     mean, lo, hi = fit.predict(xs)
-    ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0, label=f"{100 * (1 - fit.alpha):.0f}% prediction band")
+    band = f"{100 * (1 - fit.alpha):.0f}% prediction band"
+    ax.fill_between(xs, lo, hi, color=color, alpha=alpha, lw=0, label=f"{name}: {band}" if name else band)
     n = (
         f"{fit.n_conditions} conditions, {fit.n_observations} observations"
         if fit.fit_on == "condition means"
         else f"n={fit.n}"
     )
-    ax.plot(xs, mean, color=color, lw=2, label=f"{fit.equation()}  (R$^2$={fit.r2:.3f}, {n})")
+    ax.plot(
+        xs, mean, color=color, lw=2, label=f"{name + ': ' if name else ''}{fit.equation()}  (R$^2$={fit.r2:.3f}, {n})"
+    )
 
 
 def _label_points(ax, xs, ys, labels) -> None:
@@ -115,6 +120,44 @@ def plot_regression(
         ax.set_xlabel("mean specialist divergence (%)")
         ax.set_ylabel("fusion gain vs best specialist (%)")
         ax.legend(fontsize=7, loc="upper left")
+
+
+AUTHORS_COLOR = "tab:orange"
+LINE_COLORS = {"ours": OURS_COLOR, "paper": PAPER_COLOR, "authors_refit_14": AUTHORS_COLOR}
+
+
+def plot_three_lines(ax, fits: dict, names: dict | None = None, title: str | None = None) -> None:
+    """Several lines (sweep_tables.three_lines: ours, the paper's, the authors' 14-point refit) with
+    their 95% prediction bands over one common divergence range, each line's own points, and the
+    authors' six later held-out conditions (paper.AUTHORS_LATER_CHECK_POINTS) marked apart."""
+    names = names or {}
+    held = _paper.AUTHORS_LATER_CHECK_POINTS
+    xs = [x for f in fits.values() for x in f.x] + [p.divergence for p in held]
+    x_range = (min(0.0, min(xs)), max(xs))
+    for key, f in fits.items():
+        color = LINE_COLORS.get(key, "tab:green")
+        _draw_fit(ax, f, color, x_pad=0.02, x_range=x_range, name=names.get(key, key), alpha=0.12)
+    for key, f in fits.items():
+        if key == "authors_refit_14":
+            continue  # its points are the paper's eight and the six held-out ones, drawn by those
+        color = LINE_COLORS.get(key, "tab:green")
+        ax.scatter(f.x, f.y, color=color, s=40, zorder=5, edgecolor="black", label=f"{names.get(key, key)}: points")
+    ax.scatter(
+        [p.divergence for p in held],
+        [p.gain for p in held],
+        marker="X",
+        s=90,
+        color=AUTHORS_COLOR,
+        edgecolor="black",
+        zorder=6,
+        label="the authors' later held-out conditions",
+    )
+    _label_points(ax, [p.divergence for p in held], [p.gain for p in held], [p.label for p in held])
+    ax.axhline(0, color="black", lw=0.6, ls="--")
+    ax.set_xlabel("mean specialist divergence (%)")
+    ax.set_ylabel("fusion gain vs best specialist (%)")
+    ax.set_title(title or "Three lines and their 95% prediction bands")
+    ax.legend(fontsize=6, loc="upper left")
 
 
 def plot_residuals(ax, fit: LineFit, title: str = "Residuals of the linear fit") -> None:

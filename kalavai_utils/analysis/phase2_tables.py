@@ -65,6 +65,31 @@ def law_at_divergence(result: dict, model: str, runs: Path) -> dict:
     return out
 
 
+def held_out_coverage(sections: dict[str, list[dict]], model: str, runs: Path) -> pd.DataFrame:
+    """Phase 2's cooperatives as held-out points of the law: each section's mean divergence and gain
+    (means over its seeds) against the 95% band of notebook 04's line (when it has run), the paper's
+    and the authors' 14-point refit (prediction.band_coverage); one row per section and line."""
+    from . import sweep_tables
+
+    points = [
+        {
+            "label": name,
+            "divergence": float(np.mean([r["metrics"]["mean_divergence_pct"] for r in results])),
+            "gain": float(np.mean([r["metrics"]["gain_vs_best_pct"][model] for r in results])),
+        }
+        for name, results in sections.items()
+        if results
+    ]
+    lines = {"paper": prediction.paper_fit(), "authors_refit_14": prediction.authors_refit()}
+    fit_path = Path(runs) / "sweep" / "fit.json"
+    if fit_path.exists():
+        lines = {"ours": prediction.load_fit(fit_path)[0], **lines}
+    coverage = {("phase2", k): prediction.band_coverage(points, f) for k, f in lines.items()}
+    table = sweep_tables.coverage_points_table(coverage).drop(columns="points")
+    table["band"] = table["band"].map(sweep_tables.LINES)
+    return table
+
+
 def collapse(result: dict, model: str, share: float = COLLAPSE_SHARE) -> dict:
     """Per domain: its own expert's share of the gate weight; collapsed where below `share`."""
     gates = result["gates"].get(model)

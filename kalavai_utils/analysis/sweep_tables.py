@@ -129,10 +129,135 @@ def early_gain_errors(results: list[dict], model: str, fractions=EARLY_FRACTIONS
     return coop[columns]
 
 
-def law_verdicts(fit) -> list[Verdict]:
-    """Notebook 04's verdict on the law: does the gain rise with divergence (slope's 95% CI above zero)?"""
+# The three lines notebook 04 sets side by side (keys are stable: verdict ids use them).
+LINES = {
+    "ours": "this project (condition means)",
+    "paper": "the paper's (8 points)",
+    "authors_refit_14": "the authors' later refit (14 points)",
+}
+LINES_SHORT = {"ours": "our line", "paper": "the paper's line", "authors_refit_14": "the authors' 14-point refit"}
+# The held-out points tested against every band.
+HELD_OUT = {
+    "authors_w2": "the authors' six later held-out conditions",
+    "ours": "this project's conditions",
+}
+
+
+def three_lines(fit: prediction.LineFit) -> dict[str, prediction.LineFit]:
+    """Our line, the paper's and the authors' 14-point refit, keyed as LINES."""
+    return {"ours": fit, "paper": prediction.paper_fit(), "authors_refit_14": prediction.authors_refit()}
+
+
+def fit_table(fits) -> pd.DataFrame:
+    """One row per line: slope, intercept, R2, points fitted and in-sample RMSE (pp)."""
+    rows = [
+        {
+            "line": LINES.get(k, k),
+            "slope": f.slope,
+            "intercept": f.intercept,
+            "R2": f.r2,
+            "n": f.n,
+            "RMSE (pp)": prediction.fit_rmse(f),
+        }
+        for k, f in fits.items()
+    ]
+    return pd.DataFrame(rows).set_index("line")
+
+
+def condition_points(fit: prediction.LineFit) -> pd.DataFrame:
+    """A fit's own points (condition means when fitted on them) as held-out points: label, divergence, gain."""
+    labels = fit.labels or [str(i) for i in range(fit.n)]
+    return pd.DataFrame({"label": list(labels), "divergence": list(fit.x), "gain": list(fit.y)})
+
+
+def held_out_points(fit: prediction.LineFit) -> dict:
+    """The point sets of HELD_OUT: the authors' W2 conditions, and ours (our fit's condition means)."""
+    from .. import paper
+
+    return {"authors_w2": paper.AUTHORS_LATER_CHECK_POINTS, "ours": condition_points(fit)}
+
+
+def band_coverage(fits, point_sets, loo: dict | None = None) -> dict:
+    """(points key, line key) -> prediction.band_coverage of those points against that line's band.
+
+    A line's own points are not held out: for our points against our line, pass `loo` (the
+    leave-one-condition-out result of sweep_tables.validation), which then stands in for it.
+    """
+    out = {}
+    for pk, pts in point_sets.items():
+        for lk, f in fits.items():
+            if pk == "ours" and lk == "ours":
+                if loo is not None:
+                    out[pk, lk] = loo
+                continue  # a line's own points, unless left out one condition at a time
+            out[pk, lk] = prediction.band_coverage(pts, f)
+    return out
+
+
+def _validation_kind(cov: dict) -> str:
+    if "in_fit" not in cov:
+        return "leave-one-condition-out"
+    seen = sum(cov["in_fit"])
+    return "held out" if seen == 0 else "in sample" if seen == cov["n"] else f"{seen} of {cov['n']} in the fit"
+
+
+def coverage_table(coverage: dict) -> pd.DataFrame:
+    """One row per (held-out points, band): how many inside, RMSE, extrapolations, and whether the
+    coverage is consistent with the band's nominal 95% (prediction.coverage_consistent)."""
+    rows = []
+    for (pk, lk), c in coverage.items():
+        kind = _validation_kind(c)
+        rows.append(
+            {
+                "points": HELD_OUT.get(pk, pk),
+                "band": LINES.get(lk, lk),
+                "inside": prediction.coverage_text(c),
+                "n_inside": c["n_inside"],
+                "n": c["n"],
+                "RMSE (pp)": c["rmse"],
+                "extrapolated": sum(c.get("outside_fit_range", [])),
+                "validation": kind,
+                "consistent with 95%": None
+                if kind == "in sample"
+                else prediction.coverage_consistent(c["n_inside"], c["n"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def coverage_points_table(coverage: dict) -> pd.DataFrame:
+    """One row per held-out point and band: divergence, measured gain, prediction, band, inside?"""
+    rows = []
+    for (pk, lk), c in coverage.items():
+        labels = c.get("labels", c.get("conditions"))
+        divs = c.get("divergence", [None] * c["n"])
+        beyond = c.get("outside_fit_range", [None] * c["n"])
+        for i in range(c["n"]):
+            rows.append(
+                {
+                    "points": pk,
+                    "band": lk,
+                    "condition": labels[i],
+                    "divergence": divs[i],
+                    "measured": c["actual"][i],
+                    "predicted": c["predicted"][i],
+                    "lo": c["lo"][i],
+                    "hi": c["hi"][i],
+                    "inside": bool(c["inside"][i]),
+                    "extrapolation": beyond[i],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def law_verdicts(fit, loo: dict | None = None) -> list[Verdict]:
+    """Notebook 04's verdicts on the law: does the gain rise with divergence (slope's 95% CI above
+    zero)? And, for each line's band and each set of points it did not see, is the share of
+    held-out gains inside it consistent with 95%? The authors' points against their own refit
+    are in its sample and get no verdict; ours against our line need `loo`. Inconclusive when
+    every point lies beyond the divergences the line was fitted on."""
     lo, hi = fit.slope_ci
-    return [
+    out = [
         Verdict(
             "law.gain_rises_with_divergence",
             "gain rises with divergence (slope CI above zero)",
@@ -140,3 +265,21 @@ def law_verdicts(fit) -> list[Verdict]:
             f"{fit.equation()}, slope 95% CI [{lo:.2f}, {hi:.2f}], R2 {fit.r2:.3f}",
         )
     ]
+    coverage = band_coverage(three_lines(fit), held_out_points(fit), loo)
+    for (pk, lk), c in coverage.items():
+        kind = _validation_kind(c)
+        if kind == "in sample":
+            continue
+        extrapolated = sum(c.get("outside_fit_range", []))
+        # a band stretched beyond every divergence its line saw is wide enough to hold anything: no verdict
+        holds = None if extrapolated == c["n"] else prediction.coverage_consistent(c["n_inside"], c["n"])
+        out.append(
+            Verdict(
+                f"law.band_holds.{pk}.{lk}",
+                f"the 95% band of {LINES_SHORT[lk]} holds {HELD_OUT[pk]} at about its nominal rate",
+                holds,
+                f"{prediction.coverage_text(c)} ({kind}), RMSE {c['rmse']:.2f} pp"
+                + (f"; {extrapolated} of {c['n']} beyond the line's fitted divergences" if extrapolated else ""),
+            )
+        )
+    return out

@@ -246,6 +246,18 @@ def paper_fit(source: str = "fit_script") -> LineFit:
     return fit_line([p.divergence for p in pts], [p.gain for p in pts], labels=[p.condition for p in pts])
 
 
+def authors_refit() -> LineFit:
+    """The authors' later line (PAPER.md §8, W2), refitted here from its fourteen points (see
+    paper.authors_refit_points); paper.AUTHORS_LATER_REFIT_14 holds what they reported."""
+    pts = _paper.authors_refit_points()
+    return fit_line([p.divergence for p in pts], [p.gain for p in pts], labels=[p.condition for p in pts])
+
+
+def fit_rmse(fit: LineFit) -> float:
+    """In-sample root-mean-square residual (pp): the scatter of the fitted points about their own line."""
+    return float(np.sqrt(np.mean(fit.residuals**2)))
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -354,6 +366,77 @@ def holdout_validation(x, y, test_fraction: float = 0.3, seed: int = 0, alpha: f
         **_validation_unit(groups, int(counts.sum()), names),
     )
     return out
+
+
+def _coverage_points(points) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(labels, divergences, gains) of held-out points: a DataFrame (columns divergence or
+    mean_divergence, gain, and label or condition), or records with label, divergence and gain
+    (paper.RegressionPoint, or dicts with those keys)."""
+    if isinstance(points, pd.DataFrame):
+        x_col = "divergence" if "divergence" in points else "mean_divergence"
+        label_col = "label" if "label" in points else "condition" if "condition" in points else None
+        labels = [str(v) for v in points[label_col]] if label_col else [str(i) for i in range(len(points))]
+        x, y = _as_xy(points[x_col], points["gain"])
+        return labels, x, y
+    get = lambda p, k: p[k] if isinstance(p, Mapping) else getattr(p, k)  # noqa: E731
+    rows = list(points)
+    labels = [str(get(p, "label")) for p in rows]
+    x, y = _as_xy([get(p, "divergence") for p in rows], [get(p, "gain") for p in rows])
+    return labels, x, y
+
+
+def band_coverage(points, fit: LineFit) -> dict:
+    """Each point's measured gain against `fit`'s prediction band at its divergence.
+
+    points: see _coverage_points. Returns, beside the summary of leave_one_out (actual, predicted,
+    lo, hi, error, inside, rmse, mae, coverage, n_inside, n): the points' labels and divergences;
+    `outside_fit_range`, whether each divergence lies beyond those the line was fitted on (its
+    band there is an extrapolation); `in_fit`, whether the point (divergence and gain) is one the
+    line was fitted on, so not held out at all; and `level`, the band's nominal coverage.
+    """
+    labels, x, y = _coverage_points(points)
+    if x.size == 0:
+        raise KalavaiError("no points to test against the band")
+    mean, lo, hi = fit.predict(x)
+    slack = _BAND_SLACK * np.maximum(1.0, np.abs(y))
+    inside = (y >= lo - slack) & (y <= hi + slack)
+    fx, fy = np.asarray(fit.x), np.asarray(fit.y)
+    in_fit = np.array(
+        [
+            bool(np.any(np.isclose(fx, a, rtol=0, atol=1e-9) & np.isclose(fy, b, rtol=0, atol=1e-9)))
+            for a, b in zip(x, y)
+        ]
+    )
+    return {
+        **_summary(y, np.asarray(mean), np.asarray(lo), np.asarray(hi), inside),
+        "labels": labels,
+        "divergence": x.tolist(),
+        "outside_fit_range": ((x < min(fit.x)) | (x > max(fit.x))).tolist(),
+        "in_fit": in_fit.tolist(),
+        "level": 1 - fit.alpha,
+    }
+
+
+def coverage_text(coverage: Mapping) -> str:
+    """'k of n inside the 95% band' for a band_coverage (or leave_one_out) result."""
+    level = coverage.get("level", 0.95)
+    return f"{coverage['n_inside']} of {coverage['n']} inside the {100 * level:.0f}% band"
+
+
+def coverage_consistent(n_inside: int, n: int, level: float = 0.95, test_alpha: float = 0.05) -> bool | None:
+    """Whether k of n points inside a band of nominal coverage `level` is consistent with that level.
+
+    One-sided binomial test: inconsistent when, were each point inside with probability `level`,
+    k or fewer inside would happen with probability at most `test_alpha` (6 points at 95%: 5 or
+    6 inside are consistent, 4 or fewer are not). None when there are no points.
+    """
+    if n <= 0:
+        return None
+    if not 0 <= n_inside <= n:
+        raise KalavaiError(f"{n_inside} inside of {n} points")
+    from scipy.stats import binom
+
+    return bool(binom.cdf(n_inside, n, level) > test_alpha)
 
 
 def _as_list(values) -> list:

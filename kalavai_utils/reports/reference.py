@@ -275,6 +275,7 @@ def summarize_sweep(runs: Path) -> dict:
         _, lo, hi = prediction.paper_fit().predict(points["mean_divergence"].to_numpy())
         out["paper_line_inside"] = int(((points["gain"] >= lo) & (points["gain"] <= hi)).sum())
         out["paper_line_n"] = len(points)
+    loo = None
     if n_conditions >= 4:
         # as notebook 04: by whole conditions (all of a condition's seeds on one side)
         loo, hold = sweep_tables.validation(points)
@@ -313,7 +314,13 @@ def summarize_sweep(runs: Path) -> dict:
         out["fit"] = {
             k: d[k] for k in ("transform", "slope", "intercept", "slope_ci", "intercept_ci", "r2", "n", "resid_std")
         }
-        out["verdicts"] = summary(sweep_tables.law_verdicts(fit))
+        # notebook 04's band coverage: three lines' bands against the authors' later points and ours
+        coverage = sweep_tables.band_coverage(sweep_tables.three_lines(fit), sweep_tables.held_out_points(fit), loo)
+        out["band_coverage"] = {
+            f"{pk}:{lk}": {"n_inside": c["n_inside"], "n": c["n"], "rmse": c["rmse"]}
+            for (pk, lk), c in coverage.items()
+        }
+        out["verdicts"] = summary(sweep_tables.law_verdicts(fit, loo))
     key, manifests = _corpora(runs)
     others = {k: _data_summary(m) for k, m in manifests.items() if k != key}
     if others:

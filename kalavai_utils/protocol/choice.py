@@ -391,10 +391,18 @@ HUB_TASKS = {"science": "sciq", "tamil": "belebele_tam_Taml", "yoruba": "belebel
 
 
 def tasks_for(coop, tokenizer, n_items: int = 150, seed: int = 0) -> list[Task]:
-    """A cooperative's tasks: offline, one per domain from its held-out documents; at the Hub scales, SciQ and Belebele."""
+    """A cooperative's tasks: offline, one per domain from its held-out documents; at the Hub scales, SciQ and Belebele.
+
+    Offline, a domain whose held-out documents make no item (too few at `smoke`) has no task."""
     if coop.scale.is_hub:
         return [hub_task(HUB_TASKS[d], n_items) for d in coop.domains if d in HUB_TASKS]
-    return [offline_task(coop.data_dir, d, tokenizer, n_items, seed) for d in coop.domains]
+    tasks = []
+    for d in coop.domains:
+        try:
+            tasks.append(offline_task(coop.data_dir, d, tokenizer, n_items, seed))
+        except KalavaiError:
+            continue
+    return tasks
 
 
 # ---------------------------------------------------------------- a cooperative's models
@@ -485,7 +493,7 @@ def model_accuracies(coop, runs: Path, base, base_fp: str, tokenizer, tasks: lis
     }
     if step_is_done(folder, config) and (folder / "accuracy.json").exists():
         return read_json(folder / "accuracy.json")
-    scores = cooperative_scores(coop, runs, base, tokenizer, tasks, batch_size)
+    scores = cooperative_scores(coop, runs, base, tokenizer, tasks, batch_size) if tasks else {}
     by_name = {t.name: t for t in tasks}
     out = {
         name: {model: accuracy(by_name[name].items, s) for model, s in per_model.items()}

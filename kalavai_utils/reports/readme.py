@@ -281,6 +281,8 @@ def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> 
         )
     )
 
+    rows += later_rows(s03, s04, s06)
+
     inf = paper.INFERENCE_410M_X3
     loss = s07["losses"]["seed42"][AUTHORS_ROUTER]
     rows.append(
@@ -301,6 +303,85 @@ def glance_rows(summaries: dict, capacity_like_for_like: dict | None = None) -> 
             f"{best:.2f}x against {s07['ideal_dense_ratio']:.2f}x (CPU)",
             verdict(best <= s07["ideal_dense_ratio"]),
             "07_inference",
+        )
+    )
+    return rows
+
+
+def _verdicts_word(summary: dict, prefix: str) -> tuple[str, int, int]:
+    """One word for every verdict whose id starts with `prefix`: holds if all hold, does not hold
+    if any does not, else inconclusive; with (holding, total)."""
+    found = [v["holds"] for k, v in summary["verdicts"].items() if k.startswith(prefix)]
+    holds = None if not found else True if all(h is True for h in found) else False if False in found else None
+    return verdict(holds), sum(h is True for h in found), len(found)
+
+
+def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str, str]]:
+    """The authors' later findings (paper.AUTHORS_LATER_*), each checked here, as glance rows."""
+    rows = []
+    acc = [s03.get("accuracy"), s06["cross-lingual"].get("accuracy")]
+    words = [_verdicts_word(s, "accuracy.") for s in (s03, s06)]
+    w7 = paper.AUTHORS_LATER_W7_QWEN7B
+    rows.append(
+        (
+            "Later: the loss gain carries over to accuracy",
+            f"no: 7B Belebele {w7['belebele']['base']['yoruba']:.2f} → {w7['belebele']['moe']['yoruba']:.2f} (Yoruba)",
+            "; ".join(
+                f"{name}: holds on {k}/{n}" for name, (_, k, n), a in zip(("main", "cross-lingual"), words, acc) if a
+            ),
+            "; ".join(w for w, _, _ in words),
+            "03_fusion",
+        )
+    )
+    cov = s04.get("band_coverage", {})
+    if cov:
+        theirs, ours = cov["authors_w2:paper"], cov["authors_w2:ours"]
+        rows.append(
+            (
+                "Later: the law holds out of sample",
+                f"{paper.AUTHORS_LATER_CHECK['in_band']} of {paper.AUTHORS_LATER_CHECK['n']} in the band",
+                f"their points in the paper's band {theirs['n_inside']}/{theirs['n']}, in ours {ours['n_inside']}/{ours['n']}",
+                _verdicts_word(s04, "law.band_holds.")[0],
+                "04_predict_gain",
+            )
+        )
+    cross = s06["cross-lingual"]
+    seeds = _seeds(cross)
+    w3, w5 = paper.AUTHORS_LATER_W3W4, paper.AUTHORS_LATER_W5_BTX
+    mono = mean_std({s: cross[s]["ew"]["monolithic"] for s in seeds})
+    fused = mean_std({s: cross[s]["ew"][AUTHORS_ROUTER] for s in seeds})
+    rows.append(
+        (
+            "Later: a compute-matched monolithic beats fusion (cross-lingual)",
+            f"{w3['monolithic_ew']:.3f} vs {w3['fused_ew']:.3f} nats",
+            f"{mono['mean']:.4f} vs {fused['mean']:.4f} nats",
+            verdict(_holds(s06, "cross_lingual.monolithic_below_fused")),
+            "06_phase2",
+        )
+    )
+    joint = f"{AUTHORS_ROUTER}+joint"
+
+    def over_base(model):
+        return mean_std({s: 100 * (1 - cross[s]["ew"][model] / cross[s]["ew"]["base"]) for s in seeds})
+
+    rows.append(
+        (
+            "Later: a joint fine-tune beats router-only fusion",
+            " vs ".join(f"+{statistics.mean(v[k] for v in w5.values()):.1f} %" for k in ("btx_vs_base_pct", "kalavai_vs_base_pct")),
+            f"{over_base(joint)['mean']:+.2f} vs {over_base(AUTHORS_ROUTER)['mean']:+.2f} % over the base",
+            verdict(_holds(s06, "cross_lingual.joint_beats_router_only")),
+            "06_phase2",
+        )
+    )
+    own = f"{AUTHORS_ROUTER}+own"
+    gains = {m: mean_std({s: cross[s]["gain_vs_best_pct"][m] for s in seeds}) for m in (own, AUTHORS_ROUTER)}
+    rows.append(
+        (
+            "Later: a router on public text matches one on the contributors'",
+            f"+{w3['gain_proxy_router_pct']:.2f} vs +{w3['gain_in_domain_router_pct']:.2f} %",
+            f"{gains[own]['mean']:+.2f} vs {gains[AUTHORS_ROUTER]['mean']:+.2f} %",
+            verdict(_holds(s06, "cross_lingual.own_text_router_matches")),
+            "06_phase2",
         )
     )
     return rows

@@ -23,7 +23,6 @@ from ..experiments.phase2 import (
     section_freeze_layers,
 )
 from ..protocol import metrics, prediction
-from . import accuracy
 from ..protocol.cooperative import CAUSAL_FUSED, fused_name, paper_fused, paper_router
 from ..protocol.joint import JOINT
 from ..protocol.results import load_results
@@ -31,6 +30,7 @@ from ..protocol.routers import COLLAPSE_SHARE, collapsed_domains
 from ..scales import ENGLISH_DOMAINS, PYTHIA_SHAPES, SCALES, SHARDED_SCALES, Scale, domain_kind, get_scale
 from ..storage import read_json
 from ..verdicts import Verdict, summary
+from . import accuracy
 
 NO_COLLAPSE = "none"  # how the notebook's tables write "no domain collapsed"
 
@@ -193,8 +193,16 @@ def calibration_table(results: list[dict]) -> pd.DataFrame:
     rows.append({"seed": "paper (410M)", "contributor": "mean", "divergence_pct": paper.CROSS_LINGUAL["divergence"]})
     for lang in ("yoruba", "welsh"):  # the paper gives base and fused, not the specialist's
         b, f = paper.CROSS_LINGUAL[f"{lang}_ppl"]
-        rows.append({"seed": "paper (410M)", "contributor": f"{lang} (fused, not specialist)", "language": True,
-                     "base_ppl": b, "specialist_ppl": f, "ppl_ratio": b / f})
+        rows.append(
+            {
+                "seed": "paper (410M)",
+                "contributor": f"{lang} (fused, not specialist)",
+                "language": True,
+                "base_ppl": b,
+                "specialist_ppl": f,
+                "ppl_ratio": b / f,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -219,7 +227,8 @@ def calibration_verdicts(results: list[dict]) -> list[Verdict]:
             numbers += f" (paper 410M: {paper.CROSS_LINGUAL['divergence']:.2f}%)"
         else:
             numbers = "; ".join(
-                f"seed {s}: " + ", ".join(f"{row['contributor']} {row['ppl_ratio']:.2f}x" for row in c["rows"] if row["language"])
+                f"seed {s}: "
+                + ", ".join(f"{row['contributor']} {row['ppl_ratio']:.2f}x" for row in c["rows"] if row["language"])
                 for s, c in checks
             )
         out.append(Verdict(key, f"{label}, every seed", all(c["verdicts"][key] for _, c in checks), numbers))

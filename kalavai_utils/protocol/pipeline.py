@@ -185,7 +185,9 @@ def all_offline_domains(scale: Scale) -> list[str]:
 
 
 def tokenizer_language_weight(scale: Scale) -> float:
-    return scale.pretrain_language_weight if scale.tokenizer_language_weight is None else scale.tokenizer_language_weight
+    return (
+        scale.pretrain_language_weight if scale.tokenizer_language_weight is None else scale.tokenizer_language_weight
+    )
 
 
 def pretrain_documents(scale: Scale, language_weight: float | None = None) -> list[str]:

@@ -367,7 +367,10 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
     rows.append(
         (
             "Later: a joint fine-tune beats router-only fusion",
-            " vs ".join(f"+{statistics.mean(v[k] for v in w5.values()):.1f} %" for k in ("btx_vs_base_pct", "kalavai_vs_base_pct")),
+            " vs ".join(
+                f"+{statistics.mean(v[k] for v in w5.values()):.1f} %"
+                for k in ("btx_vs_base_pct", "kalavai_vs_base_pct")
+            ),
             f"{over_base(joint)['mean']:+.2f} vs {over_base(AUTHORS_ROUTER)['mean']:+.2f} % over the base",
             verdict(_holds(s06, "cross_lingual.joint_beats_router_only")),
             "06_phase2",

@@ -415,3 +415,40 @@ def test_held_out_coverage_tests_each_section_against_each_line(tmp_path):
     cross = table[table["condition"] == "cross"]
     assert cross["divergence"].tolist() == [21.0, 21.0] and cross["measured"].tolist() == [15.0, 15.0]
     assert cross["inside"].all() and not table[table["condition"] == "far"]["inside"].any()
+
+
+def test_the_cross_lingual_calibration_table_and_its_two_bars():
+    """Hand-made losses whose bars are known: divergence = 1 - own/base, ratio = exp(base - own)."""
+    from kalavai_utils.protocol import metrics
+
+    lo, hi = metrics.CROSS_LINGUAL_DIVERGENCE_PCT
+    langs = get_scale("tiny").languages
+    base = {langs[0]: 4.0, langs[1]: 5.0, langs[2]: 6.0, "code": 5.0}
+    # divergences 30, 40, 50 and 0 %: mean 30 % (inside the band); ratios e^1.2, e^2, e^3 (all >= 3x)
+    own = {langs[0]: 2.8, langs[1]: 3.0, langs[2]: 3.0, "code": 5.0}
+
+    def result(seed, own):
+        return {
+            "seed": seed,
+            "scale": "tiny",
+            "specialists": {d: f"spec:{d}" for d in own},
+            "losses": {"base": base, **{f"spec:{d}": {d: v} for d, v in own.items()}},
+        }
+
+    good = phase2_tables.calibration(result(42, own))
+    assert math.isclose(good["mean_divergence_pct"], 30.0)
+    assert good["verdicts"] == {"cross_lingual.regime.divergence_in_band": True, "cross_lingual.regime.base_weak": True}
+    ratios = {r["contributor"]: r["ppl_ratio"] for r in good["rows"]}
+    assert math.isclose(ratios[langs[0]], math.exp(1.2)) and math.isclose(ratios["code"], 1.0)
+    # the code contributor's ratio of 1 does not fail the per-language bar; one weak language does
+    weak = {**own, langs[0]: 3.0}  # ratio e^1.0 = 2.72 < 3: fails; mean divergence 28.75 %: still inside
+    assert phase2_tables.calibration(result(137, weak))["verdicts"]["cross_lingual.regime.base_weak"] is False
+    far = {d: v * 0.2 for d, v in base.items()}  # every divergence 80 %: outside the band
+    assert lo <= 30.0 <= hi and not phase2_tables.calibration(result(7, far))["verdicts"]["cross_lingual.regime.divergence_in_band"]
+
+    table = phase2_tables.calibration_table([result(42, own), result(137, weak)])
+    assert list(table[table.contributor == "mean"]["divergence_pct"].round(2)) == [30.0, 28.75, paper.CROSS_LINGUAL["divergence"]]
+    verdicts = {v.id: v for v in phase2_tables.calibration_verdicts([result(42, own), result(137, weak)])}
+    assert verdicts["cross_lingual.regime.divergence_in_band"].holds is True
+    assert verdicts["cross_lingual.regime.base_weak"].holds is False  # must hold on every seed
+    assert "seed 137" in verdicts["cross_lingual.regime.base_weak"].numbers

@@ -376,6 +376,18 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
             "06_phase2",
         )
     )
+    w6 = paper.AUTHORS_LATER_W6_REINIT
+    reinit = f"{AUTHORS_ROUTER}+reinit"
+    collapsed = {m: sum(bool(cross[s]["collapsed"][m]) for s in seeds) for m in (AUTHORS_ROUTER, reinit)}
+    rows.append(
+        (
+            "Later: re-initialising the router removes collapse",
+            f"seed {w6['seed']}: {w6['router_tries']} try of up to {w6['max_tries']}",
+            f"collapsed seeds {collapsed[AUTHORS_ROUTER]}/{len(seeds)} → {collapsed[reinit]}/{len(seeds)}",
+            verdict(_holds(s06, "cross_lingual.reinit_no_collapse")),
+            "06_phase2",
+        )
+    )
     own = f"{AUTHORS_ROUTER}+own"
     gains = {m: mean_std({s: cross[s]["gain_vs_best_pct"][m] for s in seeds}) for m in (own, AUTHORS_ROUTER)}
     rows.append(

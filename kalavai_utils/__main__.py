@@ -533,7 +533,7 @@ def main(argv=None) -> int:
                 missing = sum(problem is not None for _, problem in rows)
                 if missing:
                     raise KalavaiError(f"preflight: {missing} of {len(rows)} needs missing (listed above)")
-                print(f"preflight: all {len(rows)} models and domains of scale {scale.name} are available")
+                print(f"preflight: all {len(rows)} models, domains and tasks of scale {scale.name} are available")
         elif args.command == "render-docs":
             from .reports.readme import render_docs
 

@@ -5,7 +5,8 @@ the real Hub client code: `from_pretrained(id, revision=...)`, `AutoTokenizer.fr
 `datasets.load_dataset(..., streaming=True)`, `HfApi().dataset_info(...)`. This module builds a
 small mirror of every repository and revision the project names (tiny random GPT-NeoX models in
 Pythia's published layout, a GPT-NeoX-style tokenizer trained on the project's generated corpora,
-and dataset repositories whose records have the real datasets' columns and generated text), and
+and dataset repositories whose records have the real datasets' columns and generated text: the
+data manifests' and the multiple-choice tasks' (SciQ's test split, Belebele's languages)), and
 serves it over HTTP with the routes and headers `huggingface_hub` expects
 (docs: /work/shared/design/HUB_ROUTE_FINDINGS.md, and huggingface_hub's `file_download.py`,
 `hf_api.py`, `hf_file_system.py`).
@@ -104,6 +105,18 @@ def required_datasets() -> list[dict]:
     return out
 
 
+def required_tasks() -> list[dict]:
+    """The multiple-choice tasks' manifests (data_manifests/tasks/) that `hub_needs` lists for every
+    notebook at every mirrored scale, each with `tasks/<name>` as `domain_file`."""
+    from kalavai_utils import scales
+    from kalavai_utils.experiments.needs import hub_needs
+    from kalavai_utils.protocol.choice import load_task_manifest
+
+    every_notebook = [f"{i:02d}" for i in range(8)]
+    names = sorted({t for s in mirrored_scales(scales) for t in hub_needs(s, every_notebook).tasks})
+    return [{**load_task_manifest(name), "domain_file": f"tasks/{name}"} for name in names]
+
+
 def config_name(config: str | None) -> str:
     """A manifest's config as the dataset card names it: `datasets` calls the one config `default`."""
     return config or "default"
@@ -112,12 +125,15 @@ def config_name(config: str | None) -> str:
 def missing_from(mirror: Mirror) -> dict[str, list]:
     """What the project names that `mirror` lacks (empty lists: full coverage)."""
     models = [m for m in required_models() if not mirror.has_model(*m)]
-    datasets = [
-        d["domain_file"]
-        for d in required_datasets()
-        if not mirror.has_dataset(d["dataset"], d["config"], d["split"], d["revision"])
-    ]
-    return {"models": models, "datasets": datasets}
+
+    def absent(manifests):
+        return [
+            d["domain_file"]
+            for d in manifests
+            if not mirror.has_dataset(d["dataset"], d["config"], d["split"], d["revision"])
+        ]
+
+    return {"models": models, "datasets": absent(required_datasets()), "tasks": absent(required_tasks())}
 
 
 # ------------------------------------------------------------------ the models
@@ -320,20 +336,58 @@ def _code_rows(key, n):
     return rows
 
 
+SCIQ_SPARE_WORDS = ("mitosis", "friction", "nitrogen", "erosion")  # when a support has too few words of its own
+
+
 def _sciq_rows(key, n):
+    """SciQ's columns; the distractors are three distinct words of the support, none the answer (as in SciQ)."""
     rng = random.Random(_seed(*key))
     rows = []
     for doc in _docs("science", n, *key):
         *support, question, answer = doc.split("\n")
-        words = [w.strip(".,") for w in " ".join(support).split() if len(w) > 5]
+        words = sorted({w.strip(".,") for w in " ".join(support).split() if len(w) > 5} - {answer})
+        spare = [w for w in SCIQ_SPARE_WORDS if w != answer and w not in words]
+        distractors = rng.sample(words, 3) if len(words) >= 3 else [*words, *spare][:3]
         rows.append(
             {
                 "question": question,
-                "distractor3": rng.choice(words),
-                "distractor1": rng.choice(words),
-                "distractor2": rng.choice(words),
+                "distractor3": distractors[2],
+                "distractor1": distractors[0],
+                "distractor2": distractors[1],
                 "correct_answer": answer,
                 "support": "\n".join(support),
+            }
+        )
+    return rows
+
+
+# Belebele's configs (<ISO 639-3>_<script>) and the generated language standing in for each.
+BELEBELE_DOMAINS = {"tam_Taml": "lang_script", "yor_Latn": "lang_tonal"}
+OPTION_CHARS = 80
+
+
+def _belebele_rows(key, n, config):
+    """facebook/belebele's columns: a passage, a question on it, four options, the answer's number as a string."""
+    domain = BELEBELE_DOMAINS.get(config) or LANGUAGE_CYCLE[sum(map(ord, config or "")) % len(LANGUAGE_CYCLE)]
+    rng = random.Random(_seed(*key))
+    docs = _docs(domain, n, *key)
+    pool = sorted({s[:OPTION_CHARS] for doc in docs for s in _sentences(doc)})
+    rows = []
+    for i, doc in enumerate(docs):
+        own = _sentences(doc) or [doc]
+        answer = rng.choice(own)[:OPTION_CHARS]
+        options = [answer, *rng.sample([s for s in pool if s != answer], 3)]
+        rng.shuffle(options)
+        rows.append(
+            {
+                "link": f"https://en.wikibooks.org/wiki/Passage_{i // 2}",
+                "question_number": 1 + i % 2,
+                "flores_passage": " ".join(doc.split()),
+                "question": " ".join(own[0].split()[:6]).rstrip(".!?") + "?",
+                **{f"mc_answer{k}": option for k, option in enumerate(options, 1)},
+                "correct_answer_num": str(options.index(answer) + 1),
+                "dialect": config,
+                "ds": "2023-05-03",
             }
         )
     return rows
@@ -439,6 +493,7 @@ def _alpaca_rows(key, n):
 DATASET_BUILDERS = {
     "google/code_x_glue_ct_code_to_text": (_code_rows, "parquet"),
     "allenai/sciq": (_sciq_rows, "parquet"),
+    "facebook/belebele": (_belebele_rows, "parquet"),
     "emozilla/pg19": (_pg19_rows, "parquet"),
     "wikimedia/wikipedia": (_wikipedia_rows, "parquet"),
     "ccdv/pubmed-summarization": (_pubmed_rows, "parquet"),
@@ -475,7 +530,7 @@ def dataset_records(manifest: dict) -> tuple[list[dict], str]:
     key = (manifest["dataset"], config_name(manifest["config"]), manifest["split"])
     if builder is None:
         return _generic_rows(manifest)(key, ROWS), fmt
-    if builder is _wikipedia_rows:
+    if builder in (_wikipedia_rows, _belebele_rows):
         return builder(key, ROWS, manifest["config"]), fmt
     return builder(key, ROWS), fmt
 
@@ -631,6 +686,7 @@ def mirror_key() -> str:
     for path in sorted(MANIFEST_DIR.glob("*.json")):
         h.update(path.name.encode() + path.read_bytes())
     h.update(json.dumps(required_models()).encode())
+    h.update(json.dumps(required_tasks(), sort_keys=True).encode())
     for mod in (pyarrow, safetensors, tokenizers, torch, yaml):
         h.update(f"{mod.__name__}={mod.__version__}".encode())
     return h.hexdigest()[:16]
@@ -704,7 +760,7 @@ def _build(out: Path, key: str) -> None:
     # datasets: one repo per dataset id, one config per manifest
     tokenizer_texts = []
     by_dataset: dict[str, dict] = {}
-    for manifest in required_datasets():
+    for manifest in required_datasets() + required_tasks():
         rows, fmt = dataset_records(manifest)
         cfg = config_name(manifest["config"])
         path = f"{cfg}/{manifest['split']}-00000-of-00001.{fmt}"

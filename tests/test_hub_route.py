@@ -10,8 +10,8 @@ import pytest
 from test_data import CharTokenizer
 
 from kalavai_utils.errors import KalavaiError
-from kalavai_utils.experiments import ablations, needs
-from kalavai_utils.protocol import data, hub, pipeline
+from kalavai_utils.experiments import ablations, needs, phase2
+from kalavai_utils.protocol import choice, data, hub, pipeline
 from kalavai_utils.scales import get_scale
 
 SHA = "c0ffee" + "0" * 34
@@ -95,11 +95,101 @@ def test_the_needs_follow_the_notebooks():
     main = needs.hub_needs(scale, ["00", "01", "02", "03"])
     assert main.models == ((scale.hub_model, scale.hub_revision),)
     assert main.domains == {needs.MAIN_FOLDER: scale.domains}
+    assert main.tasks == ("sciq",)  # notebook 03 scores the main cooperative, science among its domains
+    assert needs.hub_needs(scale, ["00", "01", "02"]).tasks == ()
+    cross = needs.hub_needs(scale, ["06"]).tasks
+    assert cross == ("belebele_tam_Taml", "belebele_yor_Latn")
+    assert cross == tuple(choice.hub_task_names(phase2.domains_for(scale, "cross-lingual")))
     every = needs.hub_needs(scale, [f"{i:02d}" for i in range(8)])
     revisions = {r for m, r in every.models if m == scale.hub_model}
     assert set(ablations.maturity_revisions(scale)) <= revisions
     assert {r for arm in ablations.mismatch_arms(scale).values() for r in arm} <= revisions
     assert (ablations.CAPACITY_HUB_MODEL, scale.hub_revision) in every.models
     assert set(every.domains[needs.PHASE2_FOLDER]) >= {*scale.languages, *scale.extra_domains, "instructions"}
+    assert every.tasks == ("sciq", *cross)
     with pytest.raises(KalavaiError, match="reads nothing from the Hub"):
         needs.hub_needs(get_scale("tiny"), ["00"])
+
+
+SCIQ_ROWS = [
+    {
+        "support": f" support {i}",
+        "question": f"q{i}?",
+        "distractor1": f"d1-{i}",
+        "distractor2": f"d2-{i}",
+        "distractor3": f"d3-{i}",
+        "correct_answer": f"a{i}",
+    }
+    for i in range(8)
+]
+
+
+def test_a_prepared_task_serves_offline_only_for_its_manifest_and_size(tmp_path, monkeypatch):
+    manifests = tmp_path / "tasks-manifests"
+    shutil.copytree(choice.TASK_MANIFEST_DIR, manifests)
+    monkeypatch.setattr(choice, "TASK_MANIFEST_DIR", manifests)
+    folder = choice.tasks_folder(tmp_path / "runs")
+    calls = _online_fakes(monkeypatch, SCIQ_ROWS)
+
+    # online, as `fetch` and the notebooks read it: the first rows, kept with the commit read
+    task = choice.hub_task("sciq", 5, folder, "410m")
+    assert len(calls) == 1 and calls[0][1]["revision"] == SHA and calls[0][1]["split"] == "test"
+    assert [i.choices[-1] for i in task.items] == [f"a{i}" for i in range(5)]
+    assert task.hash == choice.items_hash(task.items) and task.source["resolved_revision"] == SHA
+    assert (folder / "sciq.json").exists()
+
+    # offline: the kept items, nothing loaded; the same task as online
+    monkeypatch.setattr(hub, "offline", lambda: True)
+    again = choice.hub_task("sciq", 5, folder, "410m")
+    assert (again.items, again.hash, again.source) == (task.items, task.hash, task.source) and len(calls) == 1
+
+    # another number of items, or a manifest pinned elsewhere: not these items, and offline says so in one line
+    with pytest.raises(KalavaiError, match=r"task sciq \(6 items\): not prepared in .*fetch --scale 410m") as e:
+        choice.hub_task("sciq", 6, folder, "410m")
+    assert "\n" not in str(e.value)
+    path = manifests / "sciq.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "revision": "a" * 40}))
+    assert choice.prepared_task("sciq", 5, folder) is None
+    with pytest.raises(KalavaiError, match="HF_HUB_OFFLINE=1.*fetch --scale 410m"):
+        choice.hub_task("sciq", 5, folder, "410m")
+    assert len(calls) == 1
+
+
+def test_a_hub_cooperative_reads_its_tasks_from_its_run_folder(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    runs = tmp_path / "runs" / "410m"
+    coop = SimpleNamespace(
+        scale=get_scale("410m"), domains=("code", "science", "fiction"), data_dir=runs / "data" / "x"
+    )
+    calls = _online_fakes(monkeypatch, SCIQ_ROWS)
+    (task,) = choice.tasks_for(coop, tokenizer=None)
+    assert task.name == "sciq" and len(calls) == 1
+    assert choice.prepared_task("sciq", choice.N_ITEMS, runs / "data" / "tasks").hash == task.hash
+    with pytest.raises(KalavaiError, match="must lie in runs/<scale>/data/"):
+        choice.tasks_for(SimpleNamespace(**{**vars(coop), "data_dir": tmp_path / "x"}), tokenizer=None)
+
+
+def test_a_damaged_prepared_task_is_not_read(tmp_path, monkeypatch):
+    folder = tmp_path / "tasks"
+    _online_fakes(monkeypatch, SCIQ_ROWS)
+    choice.hub_task("sciq", 3, folder)
+    record = json.loads((folder / "sciq.json").read_text())
+    record["items"][0]["answer"] = 0  # an edited answer no longer gives the recorded hash
+    (folder / "sciq.json").write_text(json.dumps(record))
+    assert choice.prepared_task("sciq", 3, folder) is None
+    (folder / "sciq.json").write_text("{")
+    assert choice.prepared_task("sciq", 3, folder) is None
+
+
+def test_preflight_names_the_tasks_an_offline_run_lacks(tmp_path, monkeypatch):
+    scale, runs = get_scale("410m"), tmp_path / "runs"
+    monkeypatch.setattr(hub, "offline", lambda: True)
+    assert needs._task_problem(scale, runs, "sciq") == (
+        f"not prepared in {choice.tasks_folder(runs)} and HF_HUB_OFFLINE=1: {hub.fetch_hint('410m')}"
+    )
+    _online_fakes(monkeypatch, SCIQ_ROWS)
+    choice.hub_task("sciq", choice.N_ITEMS, choice.tasks_folder(runs))  # as `fetch` prepares it
+    monkeypatch.setattr(hub, "offline", lambda: True)
+    assert needs._task_problem(scale, runs, "sciq") is None
+    assert needs._task_problem(scale, runs, "belebele_yor_Latn") is not None

@@ -112,27 +112,31 @@ def test_fetch_then_offline_on_another_machine(local_hub, local_hub_mirror, tmp_
     missing = run(
         kalavai("preflight", "--scale", "410m", "--only", only), _env(local_hub, here / "hf", here / "runs", True)
     )
-    assert missing.returncode == 2 and "preflight: 4 of 4 needs missing" in missing.stderr
+    # one model, three domains and notebook 03's multiple-choice task
+    assert missing.returncode == 2 and "preflight: 5 of 5 needs missing" in missing.stderr
     lines = missing.stdout.splitlines()
-    assert len(lines) == 4 and all(
+    assert len(lines) == 5 and all(
         line.startswith("MISSING") and "kalavai_utils fetch --scale 410m" in line for line in lines
     )
 
     out = ok(run(kalavai("fetch", "--scale", "410m", "--only", only), _env(local_hub, here / "hf", here / "runs")))
     assert f"model {PYTHIA}@{REVISION}" in out and out.count("\ndomain ") + out.startswith("domain ") == 3
+    assert "\ntask sciq: 150 items of allenai/sciq@" in out
 
     # another machine: a copy of the Hub cache and of the run's data folder, nothing else
     shutil.copytree(here / "hf", there / "hf", symlinks=True)
     shutil.copytree(here / "runs" / "410m" / "data", there / "runs" / "410m" / "data")
     before = len(local_hub.requests)
     env = _env(local_hub, there / "hf", there / "runs", offline=True)
-    assert "preflight: all 4" in ok(run(kalavai("preflight", "--scale", "410m", "--only", only), env))
+    assert "preflight: all 5" in ok(run(kalavai("preflight", "--scale", "410m", "--only", only), env))
     ok(run(["./run_all.sh", "--scale", "410m", "--only", only, "--seeds", "42"], env))
     assert executed(there / "runs", "410m") == ["00_data", "01_base", "02_specialists", "03_fusion"]
     assert local_hub.requests[before:] == [], "the offline run asked the Hub"
     # it read what `fetch` read, and says so: the commit the Hub served
     for domain, (dataset, commit) in _recorded_commits(there / "runs", "410m").items():
         assert commit == local_hub_mirror.commit("dataset", dataset, "main"), domain
+    sciq = json.loads((there / "runs" / "410m" / "data" / "tasks" / "sciq.json").read_text())
+    assert sciq["resolved_revision"] == local_hub_mirror.commit("dataset", "allenai/sciq", "main")
 
 
 def test_a_revision_without_safetensors_is_named_before_any_work(local_hub, local_hub_mirror, tmp_path):

@@ -25,6 +25,7 @@ from local_hub import (
     pythia_ids_in_source,
     required_datasets,
     required_models,
+    required_tasks,
     serve,
 )
 
@@ -210,6 +211,52 @@ def test_every_data_manifest_loads_through_the_hub_route(local_hub, local_hub_mi
     assert any(p.startswith("/api/datasets/wikimedia/wikipedia/revision/main") for _, p, _ in requests)
 
 
+def task_code(folder: Path, n: int) -> str:
+    """Code reading the three tasks' first `n` items as the notebooks do, kept in `folder`."""
+    return f"""
+import json
+from kalavai_utils.protocol import choice
+out = {{}}
+for name in ("sciq", "belebele_tam_Taml", "belebele_yor_Latn"):
+    task = choice.hub_task(name, {n}, {str(folder)!r}, "410m")
+    out[name] = {{"hash": task.hash, "n": len(task.items), "resolved": task.source["resolved_revision"]}}
+print(json.dumps(out))
+"""
+
+
+def expected_task(mirror, name: str, n: int) -> str:
+    """The hash of a task's first `n` items, read straight from the mirror's data file."""
+    import pyarrow.parquet as pq
+
+    from kalavai_utils.protocol import choice
+
+    manifest = choice.load_task_manifest(name)
+    commit = mirror.commit("dataset", manifest["dataset"], manifest["revision"])
+    card = mirror.repo("dataset", manifest["dataset"])["commits"][commit]["card_data"]
+    config = next(c for c in card["configs"] if c["config_name"] == (manifest["config"] or "default"))
+    path = next(f["path"] for f in config["data_files"] if f["split"] == manifest["split"])
+    rows = pq.read_table(io.BytesIO(mirror_file(mirror, "dataset", manifest["dataset"], commit, path))).to_pylist()
+    format_items = {"sciq": choice.sciq_items, "belebele": choice.belebele_items}[manifest["format"]]
+    return choice.items_hash(format_items(rows[:n]))
+
+
+@pytest.mark.slow
+def test_the_tasks_are_fetched_then_read_offline(local_hub, local_hub_mirror, tmp_path):
+    folder, n = tmp_path / "runs" / "data" / "tasks", 12
+    code = task_code(folder, n)
+    start = len(local_hub.requests)
+    online = run_python(local_hub, tmp_path / "hf_home", code)
+    assert not local_hub.unexpected(start) and not local_hub.errors
+    for name, got in online.items():
+        dataset = {"sciq": "allenai/sciq"}.get(name, "facebook/belebele")
+        assert got["resolved"] == local_hub_mirror.commit("dataset", dataset, "main"), name
+        assert got["n"] == n and got["hash"] == expected_task(local_hub_mirror, name, n), name
+    # offline, in an empty Hub cache: the kept items alone, the same tasks, no request
+    start = len(local_hub.requests)
+    assert run_python(local_hub, tmp_path / "empty_hf_home", code, offline=True) == online
+    assert local_hub.requests[start:] == []
+
+
 # --------------------------------------------------------------------------- coverage and layout
 
 
@@ -224,7 +271,12 @@ def test_the_mirror_holds_everything_the_project_names(local_hub_mirror):
     assert "EleutherAI/pythia-1.4b" in pythia_ids_in_source()  # the capacity control, named in ablations.py
     assert ("EleutherAI/pythia-1.4b", "step10000") in wanted
     assert {d["domain_file"] for d in required_datasets()} == {p.stem for p in data.MANIFEST_DIR.glob("*.json")}
-    assert missing_from(local_hub_mirror) == {"models": [], "datasets": []}
+    assert {d["domain_file"] for d in required_tasks()} == {
+        "tasks/sciq",
+        "tasks/belebele_tam_Taml",
+        "tasks/belebele_yor_Latn",
+    }
+    assert missing_from(local_hub_mirror) == {"models": [], "datasets": [], "tasks": []}
 
     # each revision its own weights, main the last step's (as on Pythia's repos)
     sha = {

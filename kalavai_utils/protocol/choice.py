@@ -18,7 +18,10 @@ Tasks:
   domain (the languages, code, fiction): the true continuation of a held-out passage against the
   continuations cut the same way from other held-out documents of the domain.
 - Hub scales (`hub_task`): SciQ and Belebele rows from the manifests in data_manifests/tasks/,
-  formatted as the harness formats them (`sciq_items`, `belebele_items`).
+  formatted as the harness formats them (`sciq_items`, `belebele_items`). The first `N_ITEMS` rows
+  are kept in the run folder (runs/<scale>/data/tasks/<name>.json, with the manifest, the commit
+  read and the items' hash): `fetch` writes them, and a run reads them instead of the Hub whenever
+  they match the manifest and the number of items; offline (HF_HUB_OFFLINE=1) only they are read.
 
 `accuracy` gives acc and acc_norm with Wilson 95% intervals; `model_accuracies` scores every
 model of a cooperative (base, specialists, weight average, monolithic, fused models), cached on
@@ -42,6 +45,9 @@ from ..storage import atomic_write_json, config_hash, mark_step_done, read_json,
 from . import data, hub
 
 N_CHOICES = 4  # SciQ's and Belebele's
+N_ITEMS = 150  # items per task, the notebooks' and `fetch`'s
+TASKS_FOLDER = "tasks"  # under runs/<scale>/data: the Hub tasks' prepared items
+PREPARED_SCHEMA = "kalavai.choice-items/1"
 CONFIDENCE = 0.95
 TASK_MANIFEST_DIR = data.MANIFEST_DIR / "tasks"
 TASK_KEYS = {"schema", "task", "dataset", "config", "split", "revision", "format"}
@@ -315,7 +321,7 @@ class Task:
     source: dict
 
 
-def offline_task(data_dir, domain: str, tokenizer, n_items: int = 150, seed: int = 0) -> Task:
+def offline_task(data_dir, domain: str, tokenizer, n_items: int = N_ITEMS, seed: int = 0) -> Task:
     """A domain's multiple-choice task from its held-out documents (science: questions; else: continuations)."""
     docs = heldout_documents(data_dir, domain, tokenizer)
     if domain == "science":
@@ -369,33 +375,107 @@ def belebele_items(rows) -> list[Item]:
     ]
 
 
-def hub_task(name: str, n_items: int) -> Task:
-    """The first `n_items` rows of a Hub task's split (online), its branch resolved to the commit read."""
+def tasks_folder(runs: Path) -> Path:
+    """Where a run keeps its Hub tasks' items (beside its chunk folders)."""
+    return Path(runs) / "data" / TASKS_FOLDER
+
+
+def prepared_task(name: str, n_items: int, folder: Path) -> Task | None:
+    """A Hub task's items as `fetch` kept them in `folder`, when they are of this manifest, this many and intact."""
+    path = Path(folder) / f"{name}.json"
+    if not path.exists():
+        return None
+    manifest = load_task_manifest(name)
+    try:
+        record = read_json(path)
+        items = [Item(i["context"], tuple(i["choices"]), i["answer"], i["delimiter"]) for i in record["items"]]
+        same = record["schema"] == PREPARED_SCHEMA and record["manifest"] == manifest and record["n_items"] == n_items
+    except (KalavaiError, KeyError, TypeError):
+        return None  # a damaged file describes nothing usable: read again online, refused offline
+    if not same or items_hash(items) != record["hash"]:
+        return None
+    source = {**manifest, "resolved_revision": record["resolved_revision"], "n_items": n_items}
+    return Task(name, items, record["hash"], source)
+
+
+def hub_rows(manifest: dict, n_rows: int) -> tuple[list[dict], str]:
+    """The first `n_rows` rows of a task's split, streamed from the Hub, and the commit they were read at."""
+    import gc
+
     import datasets
 
-    manifest = load_task_manifest(name)
     try:
         commit = hub.resolve_dataset_revision(manifest["dataset"], manifest["revision"])
         stream = datasets.load_dataset(
             manifest["dataset"], manifest["config"], split=manifest["split"], revision=commit, streaming=True
         )
-        rows = [r for _, r in zip(range(n_items), stream)]
+        records = iter(stream)
+        try:
+            rows = [r for _, r in zip(range(n_rows), records)]
+        finally:  # a half-read Parquet stream is closed while Arrow is alive (data.hub_documents)
+            getattr(records, "close", lambda: None)()
+            del records, stream
+            gc.collect()
     except data._unreachable_errors() as e:
-        raise KalavaiError(f"cannot load task {name} ({manifest['dataset']}): {str(e).strip()[:200]}") from None
+        raise KalavaiError(
+            f"cannot load task {manifest['task']} ({manifest['dataset']}): {str(e).strip()[:200]}"
+        ) from None
+    return rows, commit
+
+
+def hub_task(name: str, n_items: int = N_ITEMS, folder: Path | None = None, scale_name: str | None = None) -> Task:
+    """The first `n_items` rows of a Hub task's split, its branch resolved to the commit read.
+
+    With `folder` (tasks_folder(runs)): the items kept there when they match the manifest and
+    `n_items`; otherwise read from the Hub and kept there. Offline, only the kept items are read."""
+    if folder is not None:
+        task = prepared_task(name, n_items, folder)
+        if task is not None:
+            return task
+    manifest = load_task_manifest(name)
+    if hub.offline():
+        where = f"not prepared in {folder}" if folder is not None else "no run folder to read it from"
+        raise KalavaiError(f"task {name} ({n_items} items): {where} and HF_HUB_OFFLINE=1: {hub.fetch_hint(scale_name)}")
+    rows, commit = hub_rows(manifest, n_items)
     items = {"sciq": sciq_items, "belebele": belebele_items}[manifest["format"]](rows)
-    return Task(name, items, items_hash(items), {**manifest, "resolved_revision": commit, "n_items": n_items})
+    if not items:
+        raise KalavaiError(f"task {name}: {manifest['dataset']} ({manifest['split']}) has no rows")
+    task = Task(name, items, items_hash(items), {**manifest, "resolved_revision": commit, "n_items": n_items})
+    if folder is not None:
+        record = {
+            "schema": PREPARED_SCHEMA,
+            "task": name,
+            "manifest": manifest,
+            "resolved_revision": commit,
+            "n_items": n_items,
+            "hash": task.hash,
+            "items": [asdict(i) for i in items],
+        }
+        atomic_write_json(Path(folder) / f"{name}.json", record)
+    return task
 
 
 # A Hub scale's task for a contributor's domain, where there is one (Belebele has no Welsh).
 HUB_TASKS = {"science": "sciq", "tamil": "belebele_tam_Taml", "yoruba": "belebele_yor_Latn"}
 
 
-def tasks_for(coop, tokenizer, n_items: int = 150, seed: int = 0) -> list[Task]:
+def hub_task_names(domains) -> list[str]:
+    """The Hub tasks of a cooperative of `domains`, in their order."""
+    return [HUB_TASKS[d] for d in domains if d in HUB_TASKS]
+
+
+def tasks_for(coop, tokenizer, n_items: int = N_ITEMS, seed: int = 0) -> list[Task]:
     """A cooperative's tasks: offline, one per domain from its held-out documents; at the Hub scales, SciQ and Belebele.
 
-    Offline, a domain whose held-out documents make no item (too few at `smoke`) has no task."""
+    Offline, a domain whose held-out documents make no item (too few at `smoke`) has no task. At the
+    Hub scales the items kept in the run folder are read (every data folder is runs/<scale>/data/<name>).
+    """
     if coop.scale.is_hub:
-        return [hub_task(HUB_TASKS[d], n_items) for d in coop.domains if d in HUB_TASKS]
+        data_root = Path(coop.data_dir).parent
+        if data_root.name != "data":
+            raise KalavaiError(f"{coop.data_dir}: a cooperative's data folder must lie in runs/<scale>/data/")
+        folder = tasks_folder(data_root.parent)
+        return [hub_task(name, n_items, folder, coop.scale.name) for name in hub_task_names(coop.domains)]
     tasks = []
     for d in coop.domains:
         try:

@@ -444,10 +444,17 @@ def test_the_cross_lingual_calibration_table_and_its_two_bars():
     weak = {**own, langs[0]: 3.0}  # ratio e^1.0 = 2.72 < 3: fails; mean divergence 28.75 %: still inside
     assert phase2_tables.calibration(result(137, weak))["verdicts"]["cross_lingual.regime.base_weak"] is False
     far = {d: v * 0.2 for d, v in base.items()}  # every divergence 80 %: outside the band
-    assert lo <= 30.0 <= hi and not phase2_tables.calibration(result(7, far))["verdicts"]["cross_lingual.regime.divergence_in_band"]
+    assert (
+        lo <= 30.0 <= hi
+        and not phase2_tables.calibration(result(7, far))["verdicts"]["cross_lingual.regime.divergence_in_band"]
+    )
 
     table = phase2_tables.calibration_table([result(42, own), result(137, weak)])
-    assert list(table[table.contributor == "mean"]["divergence_pct"].round(2)) == [30.0, 28.75, paper.CROSS_LINGUAL["divergence"]]
+    assert list(table[table.contributor == "mean"]["divergence_pct"].round(2)) == [
+        30.0,
+        28.75,
+        paper.CROSS_LINGUAL["divergence"],
+    ]
     verdicts = {v.id: v for v in phase2_tables.calibration_verdicts([result(42, own), result(137, weak)])}
     assert verdicts["cross_lingual.regime.divergence_in_band"].holds is True
     assert verdicts["cross_lingual.regime.base_weak"].holds is False  # must hold on every seed

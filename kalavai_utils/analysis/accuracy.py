@@ -74,8 +74,9 @@ def summarize(results: dict, accuracies: dict, fused_models) -> dict:
 
 def main_accuracy(runs, results: list[dict]) -> dict | None:
     """Notebook 03's accuracies (the first seed's main cooperative) and their verdicts, when it scored them."""
-    first = results[0]
-    scored = cached_accuracies(Path(runs) / "main" / "main" / f"seed{first['seed']}")
-    if scored is None:
+    folder = Path(runs) / "main" / "main"
+    scored = [(r, a) for r in results if (a := cached_accuracies(folder / f"seed{r['seed']}")) is not None]
+    if not scored:
         return None
+    first, scored = scored[0]
     return summarize(first, scored, (paper_fused(get_scale(first["scale"])), CAUSAL_FUSED))

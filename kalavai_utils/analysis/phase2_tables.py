@@ -207,11 +207,13 @@ def calibration_table(results: list[dict]) -> pd.DataFrame:
 
 
 def cross_lingual_accuracy(runs: Path, results: list[dict]) -> dict | None:
-    """Notebook 06's multiple-choice accuracies (the first seed's cooperative), when it scored them."""
-    first = results[0]
-    scored = accuracy.cached_accuracies(Path(runs) / EXPERIMENT / "cross-lingual" / f"seed{first['seed']}")
-    if scored is None:
+    """Notebook 06's multiple-choice accuracies (the cooperative of its first seed, the one it
+    scored), when it scored them."""
+    folder = Path(runs) / EXPERIMENT / "cross-lingual"
+    scored = [(r, a) for r in results if (a := accuracy.cached_accuracies(folder / f"seed{r['seed']}")) is not None]
+    if not scored:
         return None
+    first, scored = scored[0]
     scale = get_scale(first["scale"])
     fused = (paper_fused(scale), recipe_model(*paper_router(scale), WARM), CAUSAL_FUSED)
     return accuracy.summarize(first, scored, fused)

@@ -324,7 +324,7 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
     w7 = paper.AUTHORS_LATER_W7_QWEN7B
     rows.append(
         (
-            "Later: the loss gain carries over to accuracy",
+            "Later: loss gain carries over to accuracy",
             f"no: 7B Belebele {w7['belebele']['base']['yoruba']:.2f} → {w7['belebele']['moe']['yoruba']:.2f} (Yoruba)",
             "; ".join(
                 f"{name}: holds on {k}/{n}" for name, (_, k, n), a in zip(("main", "cross-lingual"), words, acc) if a
@@ -340,7 +340,7 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
             (
                 "Later: the law holds out of sample",
                 f"{paper.AUTHORS_LATER_CHECK['in_band']} of {paper.AUTHORS_LATER_CHECK['n']} in the band",
-                f"their points in the paper's band {theirs['n_inside']}/{theirs['n']}, in ours {ours['n_inside']}/{ours['n']}",
+                f"their points: paper's band {theirs['n_inside']}/{theirs['n']}, ours {ours['n_inside']}/{ours['n']}",
                 _verdicts_word(s04, "law.band_holds.")[0],
                 "04_predict_gain",
             )
@@ -352,7 +352,7 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
     fused = mean_std({s: cross[s]["ew"][AUTHORS_ROUTER] for s in seeds})
     rows.append(
         (
-            "Later: a compute-matched monolithic beats fusion (cross-lingual)",
+            "Later: compute-matched monolithic beats fusion",
             f"{w3['monolithic_ew']:.3f} vs {w3['fused_ew']:.3f} nats",
             f"{mono['mean']:.4f} vs {fused['mean']:.4f} nats",
             verdict(_holds(s06, "cross_lingual.monolithic_below_fused")),
@@ -366,12 +366,12 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
 
     rows.append(
         (
-            "Later: a joint fine-tune beats router-only fusion",
+            "Later: joint fine-tune beats router-only",
             " vs ".join(
                 f"+{statistics.mean(v[k] for v in w5.values()):.1f} %"
                 for k in ("btx_vs_base_pct", "kalavai_vs_base_pct")
             ),
-            f"{over_base(joint)['mean']:+.2f} vs {over_base(AUTHORS_ROUTER)['mean']:+.2f} % over the base",
+            f"{over_base(joint)['mean']:+.2f} vs {over_base(AUTHORS_ROUTER)['mean']:+.2f} %",
             verdict(_holds(s06, "cross_lingual.joint_beats_router_only")),
             "06_phase2",
         )
@@ -381,9 +381,9 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
     collapsed = {m: sum(bool(cross[s]["collapsed"][m]) for s in seeds) for m in (AUTHORS_ROUTER, reinit)}
     rows.append(
         (
-            "Later: re-initialising the router removes collapse",
+            "Later: a re-initialised router does not collapse",
             f"seed {w6['seed']}: {w6['router_tries']} try of up to {w6['max_tries']}",
-            f"collapsed seeds {collapsed[AUTHORS_ROUTER]}/{len(seeds)} → {collapsed[reinit]}/{len(seeds)}",
+            f"collapsed: plain {collapsed[AUTHORS_ROUTER]}/{len(seeds)}, re-init {collapsed[reinit]}/{len(seeds)}",
             verdict(_holds(s06, "cross_lingual.reinit_no_collapse")),
             "06_phase2",
         )
@@ -392,7 +392,7 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
     gains = {m: mean_std({s: cross[s]["gain_vs_best_pct"][m] for s in seeds}) for m in (own, AUTHORS_ROUTER)}
     rows.append(
         (
-            "Later: a router on public text matches one on the contributors'",
+            "Later: a router on public text matches",
             f"+{w3['gain_proxy_router_pct']:.2f} vs +{w3['gain_in_domain_router_pct']:.2f} %",
             f"{gains[own]['mean']:+.2f} vs {gains[AUTHORS_ROUTER]['mean']:+.2f} %",
             verdict(_holds(s06, "cross_lingual.own_text_router_matches")),

@@ -286,11 +286,11 @@ def summarize_sweep(runs: Path) -> dict:
             len(causal) and causal["condition"].nunique() >= 4
         ):  # notebook 04's line and validation for the causal router
             d = prediction.fit_line(causal["mean_divergence"], causal["gain"], groups=causal["condition"]).to_dict()
-            loo, hold = sweep_tables.validation(causal)
+            c_loo, c_hold = sweep_tables.validation(causal)  # the authors' router's `loo` stays for the bands below
             out["causal"] = {
                 "fit": {k: d[k] for k in ("slope", "intercept", "slope_ci", "r2", "n")},
-                "leave_one_out": {k: loo[k] for k in ("rmse", "mae", "n_inside", "n")},
-                "holdout": {k: hold[k] for k in ("rmse", "n_inside", "n")},
+                "leave_one_out": {k: c_loo[k] for k in ("rmse", "mae", "n_inside", "n")},
+                "holdout": {k: c_hold[k] for k in ("rmse", "n_inside", "n")},
             }
     early = sweep_tables.early_errors(results, paper)
     if len(early):

@@ -51,6 +51,7 @@ from ..protocol.cooperative import (
     cooperative_jobs,
     evaluate_fused,
     fit_routers,
+    mixed_train_chunks,
     paper_fused,
     paper_router,
     run_cooperative,
@@ -503,7 +504,7 @@ def evaluate_on_domains(coop: Cooperative, runs: Path, base, base_fp: str, domai
         return load_results(folder / RESULTS)
     fused = assembly.fused
     # the cooperative's own routers, fitted on its own domains' train chunks (cached: nothing is refitted)
-    mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+    mixed_train = mixed_train_chunks(coop)
     routers = fit_routers(fused, routed.routers, mixed_train, coop, coop.folder(runs) / "routers")
     clock = Clock()
     fused_losses, gates = evaluate_fused(fused, routers, routed, heldout, experts=True)  # the specialists too, one pass

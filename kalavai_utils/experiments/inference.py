@@ -608,7 +608,7 @@ def trained_fused(scale, runs: Path, seed: int):
     base = pipeline.load_base(scale, runs)
     coop = cooperative.main_cooperative(scale, runs, seed, folder)
     fused = cooperative.assemble(coop, runs, base, router_hidden=scale.router_hidden, seed=seed).fused
-    mixed = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+    mixed = cooperative.mixed_train_chunks(coop)
     routers = cooperative.fit_routers(fused, coop.routers, mixed, coop, coop.folder(runs) / "routers")  # cached by 03
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     return fused, {name: router for name, (router, _) in routers.items()}, heldout, coop

@@ -501,19 +501,11 @@ def cooperative_scores(coop, runs: Path, base, tokenizer, tasks: list[Task], bat
     from .submission import collect_submissions
 
     s = coop.scale
-    assembly = co.assemble(
-        coop,
-        runs,
-        base,
-        average=True,
-        router_kind=coop.routers[0][0],
-        granularity=coop.routers[0][1],
-        router_hidden=s.router_hidden,
-        seed=coop.seed,
-    )
+    assembly = co.fusion_assembly(coop, runs, base)
     fused = assembly.fused.eval()
-    mixed = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
-    routers = co.fit_routers(fused, coop.all_routers(), mixed, coop, coop.folder(runs) / "routers")
+    routers = co.fit_routers(
+        fused, coop.all_routers(), co.mixed_train_chunks(coop), coop, coop.folder(runs) / "routers"
+    )
     granularity = {co.fused_name(kind, g, recipe=recipe): g for kind, g, recipe in coop.all_routers()}
     names = list(granularity)
     device = fused.embed_in.weight.device

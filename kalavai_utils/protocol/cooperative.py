@@ -325,7 +325,7 @@ def train_contributors(coop: Cooperative, runs: Path, base, base_fp: str) -> dic
             sharded=sharded,
         )
     if coop.monolithic:
-        train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+        train = mixed_train_chunks(coop)
         cfg = coop.train_config()
         # Equal compute: as many steps as all specialists together, on the union of their data.
         cfg = TrainConfig(**{**cfg.to_dict(), "steps": cfg.steps * len(coop.domains)})
@@ -632,12 +632,10 @@ def base_losses(base, base_fp: str, heldout: dict, s: Scale, runs: Path) -> dict
     return out
 
 
-def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extra: dict | None = None) -> dict:
-    """Collect, fuse, fit routers and evaluate every model; writes and returns the results."""
-    folder = coop.folder(runs)
-    out_path = folder / "results.json"
+def fusion_assembly(coop: Cooperative, runs: Path, base) -> Assembly:
+    """The cooperative's fused model (its first router's shape) and weight average, built once."""
     s = coop.scale
-    assembly = assemble(
+    return assemble(
         coop,
         runs,
         base,
@@ -647,6 +645,19 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
         router_hidden=s.router_hidden,
         seed=coop.seed,
     )
+
+
+def mixed_train_chunks(coop: Cooperative) -> torch.Tensor:
+    """Every contributor's train chunks, in domain order: what the routers (and the monolithic) train on."""
+    return torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+
+
+def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extra: dict | None = None) -> dict:
+    """Collect, fuse, fit routers and evaluate every model; writes and returns the results."""
+    folder = coop.folder(runs)
+    out_path = folder / "results.json"
+    s = coop.scale
+    assembly = fusion_assembly(coop, runs, base)
     losses = dict(evaluate_baselines(coop, runs, base, base_fp, assembly, specialists=False))
     heldout = data.load_splits(coop.data_dir, coop.domains, "heldout")
     config = {
@@ -669,7 +680,7 @@ def evaluate_cooperative(coop: Cooperative, runs: Path, base, base_fp: str, extr
     if step_is_done(folder / "fusion", config) and out_path.exists():
         return load_results(out_path)
 
-    mixed_train = torch.cat([data.load_split(coop.data_dir, d, "train") for d in coop.domains])
+    mixed_train = mixed_train_chunks(coop)
     fused = assembly.fused
     routers = fit_routers(fused, coop.all_routers(), mixed_train, coop, folder / "routers")
     router_logs = {name: loss for name, (_, loss) in routers.items()}

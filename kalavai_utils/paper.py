@@ -262,21 +262,43 @@ AUTHORS_LATER_W1_BELEBELE: dict[int, dict[str, dict[str, float]]] = {
         "moe": {"tamil": 0.33, "yoruba": 0.24},
     },
 }
-# Same files, "flores": perplexity on 100 FLORES-200 dev sentences per language.
+# Same files, "flores": perplexity on 100 FLORES-200 dev sentences per language, of the base, each
+# language's specialist (before any router) and the fused model. Tamil, whose script Pythia's
+# tokenizer splits into bytes, moves little (4.4 -> 3.2); Yoruba and Welsh several-fold.
 AUTHORS_LATER_W1_FLORES_PPL: dict[int, dict[str, dict[str, float]]] = {
     137: {
         "base": {"tamil": 4.411, "yoruba": 152.972, "welsh": 469.334},
+        "tamil_spec": {"tamil": 3.226, "yoruba": 150.319, "welsh": 487.687},
+        "yoruba_spec": {"tamil": 4.628, "yoruba": 17.309, "welsh": 876.231},
+        "welsh_spec": {"tamil": 4.713, "yoruba": 229.744, "welsh": 51.44},
         "moe": {"tamil": 3.231, "yoruba": 20.754, "welsh": 51.504},
     },
     2026: {
         "base": {"tamil": 4.411, "yoruba": 152.972, "welsh": 469.334},
+        "tamil_spec": {"tamil": 3.224, "yoruba": 150.5, "welsh": 485.969},
+        "yoruba_spec": {"tamil": 4.635, "yoruba": 17.288, "welsh": 867.921},
+        "welsh_spec": {"tamil": 4.708, "yoruba": 235.432, "welsh": 51.152},
         "moe": {"tamil": 3.228, "yoruba": 17.487, "welsh": 51.578},
     },
     42: {
         "base": {"tamil": 4.41, "yoruba": 153.063, "welsh": 469.329},
+        "tamil_spec": {"tamil": 3.295, "yoruba": 155.109, "welsh": 504.054},
+        "yoruba_spec": {"tamil": 5.063, "yoruba": 20.046, "welsh": 1266.458},
+        "welsh_spec": {"tamil": 5.236, "yoruba": 371.24, "welsh": 45.538},
         "moe": {"tamil": 3.295, "yoruba": 24.122, "welsh": 45.538},
     },
 }
+# The cross-lingual cooperative's languages, in the order of a scale's `languages` (the offline
+# stand-ins: lang_script for Tamil, lang_tonal for Yoruba, lang_mutation for Welsh).
+CROSS_LINGUAL_LANGUAGES = ("tamil", "yoruba", "welsh")
+
+
+def authors_flores_ratios() -> dict[str, float]:
+    """Per language: the authors' lowest base / own-specialist FLORES perplexity ratio over their seeds."""
+    runs = AUTHORS_LATER_W1_FLORES_PPL.values()
+    return {lang: min(r["base"][lang] / r[f"{lang}_spec"][lang] for r in runs) for lang in CROSS_LINGUAL_LANGUAGES}
+
+
 # docs/EXPERIMENT_LOG.md, REB-W1: the fused model's cloze accuracy averaged over the four domains,
 # relative to the best single specialist's average (%), per seed (follows from AUTHORS_LATER_W1_CLOZE).
 AUTHORS_LATER_W1_AVG_CLOZE_VS_BEST_SPEC: dict[int, float] = {137: 11.1, 2026: 11.0, 42: 18.4}

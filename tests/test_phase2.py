@@ -440,9 +440,16 @@ def test_the_cross_lingual_calibration_table_and_its_two_bars():
     assert good["verdicts"] == {"cross_lingual.regime.divergence_in_band": True, "cross_lingual.regime.base_weak": True}
     ratios = {r["contributor"]: r["ppl_ratio"] for r in good["rows"]}
     assert math.isclose(ratios[langs[0]], math.exp(1.2)) and math.isclose(ratios["code"], 1.0)
+    # the bars: 3x, but lang_script's is the authors' Tamil ratio (4.41 / 3.295 on their seed 42, their lowest)
+    bars = {r["contributor"]: r["ppl_ratio_bar"] for r in good["rows"] if r["language"]}
+    assert math.isclose(bars[langs[0]], 4.41 / 3.295) and bars[langs[1]] == bars[langs[2]] == 3.0
     # the code contributor's ratio of 1 does not fail the per-language bar; one weak language does
-    weak = {**own, langs[0]: 3.0}  # ratio e^1.0 = 2.72 < 3: fails; mean divergence 28.75 %: still inside
+    weak = {**own, langs[1]: 4.0}  # ratio e^1.0 = 2.72 < 3: fails; mean divergence 25 %: still inside
     assert phase2_tables.calibration(result(137, weak))["verdicts"]["cross_lingual.regime.base_weak"] is False
+    # lang_script at 1.35x passes its bar (the authors' Tamil, 1.34x); at 1.30x it does not
+    for ratio, holds in ((1.35, True), (1.30, False)):
+        script = {**own, langs[0]: base[langs[0]] - math.log(ratio)}
+        assert phase2_tables.calibration(result(1, script))["verdicts"]["cross_lingual.regime.base_weak"] is holds
     far = {d: v * 0.2 for d, v in base.items()}  # every divergence 80 %: outside the band
     assert (
         lo <= 30.0 <= hi
@@ -452,7 +459,7 @@ def test_the_cross_lingual_calibration_table_and_its_two_bars():
     table = phase2_tables.calibration_table([result(42, own), result(137, weak)])
     assert list(table[table.contributor == "mean"]["divergence_pct"].round(2)) == [
         30.0,
-        28.75,
+        25.0,
         paper.CROSS_LINGUAL["divergence"],
     ]
     verdicts = {v.id: v for v in phase2_tables.calibration_verdicts([result(42, own), result(137, weak)])}

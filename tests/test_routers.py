@@ -252,6 +252,53 @@ def test_routers_of_other_lengths_and_recipes_side_by_side_end_as_if_trained_alo
         )
 
 
+def test_a_warm_started_router_side_by_side_ends_as_if_trained_alone(toy):
+    """A warm start's single-domain batches cost their own pass; after it the router takes the
+    plain routers' mixed batches of the same steps, and still gets exactly its own run."""
+    specs, train, _ = toy
+    per_domain = list(train.split(32))
+    recipes = [0, 4, 4]  # warm steps: a plain router, then two warm-started ones (12 steps each)
+    alone = []
+    for w in recipes:
+        fused = fuse(specs, router_kind="mlp", granularity="sequence", router_hidden=16, seed=3)
+        losses = train_router(
+            fused, train, 12, 4, 1e-2, 0.01, seed=5, progress=False, warm_start=per_domain, warm_steps=w
+        )
+        alone.append((losses, fused.router.state_dict()))
+    routers = [(make_router("mlp", 32, N_DOMAINS, hidden=16, seed=s), "sequence") for s in (3, 3, 4)]
+    together = train_routers(
+        fuse(specs),
+        routers,
+        train,
+        12,
+        4,
+        1e-2,
+        0.01,
+        seed=5,
+        progress=False,
+        warm_start=per_domain,
+        warm_steps=recipes,
+    )
+    for (losses, state), mine, (router, _) in zip(alone[:2], together, routers):
+        assert mine == losses
+        assert all(torch.equal(v, router.state_dict()[k]) for k, v in state.items())
+    assert together[0] != together[1] and together[1] != together[2]  # the warm start and the init mattered
+    with pytest.raises(KalavaiError, match="warm_steps=13"):
+        train_routers(
+            fuse(specs),
+            routers[:1],
+            train,
+            12,
+            4,
+            1e-2,
+            0.0,
+            seed=0,
+            progress=False,
+            warm_start=per_domain,
+            warm_steps=13,
+        )
+
+
 @pytest.mark.parametrize("granularity", ["sequence", "token"])
 def test_train_router_matches_the_fused_forward_loss(toy, granularity):
     """The training path (experts once, shared, then `fuse`) gives FusedModel.forward's loss on the same batch."""

@@ -342,10 +342,15 @@ class _Planner:
             for kind, g, recipe in coop.all_routers()
             if self._once("router", key, fused_name(kind, g, recipe=recipe))
         ]
-        for warm in sorted({r.warm_steps(s.router_steps) for _, r in todo}):
-            steps = [r.steps(s.router_steps) for _, r in todo if r.warm_steps(s.router_steps) == warm]
+        for text in sorted({r.text for _, r in todo}):  # one pass per text, and one over warm-start batches
+            group = [r for _, r in todo if r.text == text]
+            steps = [r.steps(s.router_steps) for r in group]
             seconds = self.rates.routers(self.size, s.seq_len, n_experts, freeze, s.router_batch, steps)
             self._add("routers", f"{what}: {len(steps)} router(s)", seconds, sum(steps) * s.router_batch * s.seq_len)
+            warm = [r.warm_steps(s.router_steps) for r in group if r.warm_steps(s.router_steps)]
+            if warm:
+                seconds = self.rates.routers(self.size, s.seq_len, n_experts, freeze, s.router_batch, [max(warm)])
+                self._add("routers", f"{what}: warm start", seconds, max(warm) * s.router_batch * s.seq_len)
 
     def fusion(self, coop: Cooperative, revision: str | None = None) -> None:
         """cooperative.evaluate_cooperative: baselines (if not yet), routers, one fused pass."""
@@ -391,14 +396,9 @@ def _plan_notebook(p: _Planner, notebook: str, seeds, sections) -> None:
     elif notebook == "05":
         _plan_ablations(p, sweep_seeds, sections)
     elif notebook == "06":
-        for section, section_seeds, recipes in (
-            ("cross-lingual", run_seeds, phase2.cross_lingual_recipes(s)),
-            ("private", run_seeds[:1], []),
-            ("twenty", run_seeds[:1], [phase2.MANY]),
-        ):
+        for section, section_seeds, recipes in phase2.sections(s, run_seeds):
             p.section = section
-            for seed in section_seeds:
-                coop = phase2.cooperative_for(s, runs, section, seed, recipes)
+            for coop in phase2.section_cooperatives(s, runs, section, section_seeds, recipes):
                 if section == "twenty":  # phase2.predict_before_routing: each specialist on its own domain
                     p.train(coop)
                     if p._once("prediction", coop.folder(runs)):

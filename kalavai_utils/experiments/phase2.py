@@ -23,9 +23,10 @@ The cross-lingual cooperative also carries the baselines of the authors' later e
 a compute-matched monolithic model (the cooperative's `monolithic`: one model on the union of
 the four contributors' train chunks for as many steps as the four specialists together, as
 their w3 script: 4 x 2,000), a joint fine-tune of experts and router after router-only fusion
-(`JOINT`, protocol/joint.py; their w5), the router re-initialised while it collapses (`REINIT`;
-their w6) and a router trained on text the contributors never saw (`OWN_TEXT`; their w4, on
-FLORES-200): offline the documents of each domain's pretraining stream (`own_text_folder`).
+(`JOINT`, protocol/joint.py; their w5) and a router trained on text the contributors never saw
+(`OWN_TEXT`; their w4, on FLORES-200): offline the documents of each domain's pretraining
+stream (`own_text_folder`); these three on the first seed (`BASELINE_SEEDS`). On every seed, the
+router re-initialised while it collapses (`REINIT`; their w6).
 
 The Phase 2 data lives in runs/<scale>/data/phase2/, apart from notebook 00's corpus
 folders: nothing notebooks 00-04 read or wrote changes. The tables, verdicts and `summarize`
@@ -35,6 +36,7 @@ are in analysis/phase2_tables.py, the figures in analysis/figures_phase2.py.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -47,12 +49,14 @@ from ..protocol.cooperative import (
     Cooperative,
     base_losses,
     config_freeze,
+    cooperative_jobs,
     frozen_depth,
     fused_name,
     paper_router,
     run_cooperative,
     submission_folders,
     train_contributors,
+    worker_base,
 )
 from ..protocol.evaluation import evaluate_domains
 from ..protocol.joint import JOINT
@@ -61,7 +65,7 @@ from ..protocol.models import for_inference
 from ..protocol.results import load_results
 from ..protocol.routers import RouterRecipe
 from ..protocol.submission import iter_submissions
-from ..runtime import prefix
+from ..runtime import prefix, workers
 from ..scales import ENGLISH_DOMAINS, Scale
 from ..storage import atomic_write_json, mark_step_done, read_json, sha256_file, start_step, step_is_done
 
@@ -183,13 +187,30 @@ OWN_TEXT_REFUSAL = (
 )
 
 
-def cooperative_for(scale: Scale, runs: Path, section: str, seed: int, recipes=()) -> Cooperative:
+# The authors' later baselines that cost a cooperative's worth of compute (the compute-matched
+# monolithic model, the joint fine-tune, the router on the coordinator's own text) run on the
+# section's first seed only: the authors ran them on one seed (W3, W4) or two (W5), and at `tiny`
+# they would double each seed's time. The warm start and re-initialisation run on every seed.
+BASELINE_SEEDS = 1
+# Offline, the twenty's evaluation reads this many batches of each domain (not the scale's 50): its
+# fused model runs twenty experts on every batch, and at `tiny` 20 domains x 50 batches took 3.5
+# minutes, a tenth of the whole run. 20 batches of 4 x 128 tokens: about 10k tokens per domain.
+TWENTY_EVAL_BATCHES = 20
+
+
+def cooperative_for(
+    scale: Scale, runs: Path, section: str, seed: int, recipes=(), baselines: bool = True
+) -> Cooperative:
     """One section's cooperative; `recipes` add the authors' router trained by each recipe.
 
-    The cross-lingual one also trains the compute-matched monolithic model and the joint fine-tune.
+    With `baselines`, the cross-lingual one also trains the compute-matched monolithic model, the
+    joint fine-tune and the own-text router (a recipe with text "own"); without, none of them.
     """
     domains = domains_for(scale, section)
-    cross = section == "cross-lingual"
+    if section == "twenty" and not scale.is_hub:
+        scale = replace(scale, eval_max_batches=min(scale.eval_max_batches, TWENTY_EVAL_BATCHES))
+    cross = section == "cross-lingual" and baselines
+    recipes = [r for r in recipes if baselines or r.text != "own"]
     own = any(r.text == "own" for r in recipes)
     return Cooperative(
         scale=scale,
@@ -282,15 +303,56 @@ def predict_before_routing(coop: Cooperative, runs: Path, base, base_fp: str) ->
     return out
 
 
+def sections(scale: Scale, seeds) -> list[tuple[str, list[int], list[RouterRecipe]]]:
+    """Notebook 06's sections as it runs them: (section, seeds, recipes). The cross-lingual
+    cooperative on every seed; the private and twenty ones, a seed's work each, on the first."""
+    seeds = list(seeds)
+    return [
+        ("cross-lingual", seeds, cross_lingual_recipes(scale)),
+        ("private", seeds[:1], []),
+        ("twenty", seeds[:1], [MANY]),
+    ]
+
+
+def section_cooperatives(scale: Scale, runs: Path, section: str, seeds, recipes=()) -> list[Cooperative]:
+    """One section's cooperative per seed, the baselines on the first BASELINE_SEEDS seeds."""
+    return [
+        cooperative_for(scale, runs, section, seed, recipes, baselines=i < BASELINE_SEEDS)
+        for i, seed in enumerate(seeds)
+    ]
+
+
 def run_section(scale: Scale, runs: Path, base, base_fp: str, section: str, seeds, recipes=()) -> list[dict]:
-    """Every seed of one section (cached): the cooperative's results, `recipes`' routers among them."""
+    """Every seed of one section (cached): the cooperative's results, `recipes`' routers among them
+    (the baselines on the first BASELINE_SEEDS seeds)."""
     out = []
-    for seed in seeds:
-        coop = cooperative_for(scale, runs, section, seed, recipes)
-        if section == "twenty":
-            predict_before_routing(coop, runs, base, base_fp)
-        out.append(run_cooperative(coop, runs, base, base_fp))
+    for coop in section_cooperatives(scale, runs, section, seeds, recipes):
+        out.append(_run(coop, runs, base, base_fp))
     return out
+
+
+def _run(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
+    if coop.condition == "twenty":
+        predict_before_routing(coop, runs, base, base_fp)
+    return run_cooperative(coop, runs, base, base_fp)
+
+
+def _job(coop: Cooperative, runs: Path) -> None:
+    """One cooperative in a worker process (workers.run_in_workers), which loads the base itself."""
+    _run(coop, runs, *worker_base(coop.scale, runs))
+
+
+def run_in_workers(scale: Scale, runs: Path, seeds) -> list[float] | None:
+    """Every section's unfinished cooperatives, several at a time where the machine has idle cores
+    (runtime/workers.py; the sections' own loops then find them cached); each one's seconds, or
+    None where there is one worker and the loops do the work."""
+    coops = [
+        c
+        for section, s, recipes in sections(scale, seeds)
+        for c in section_cooperatives(scale, runs, section, s, recipes)
+    ]
+    jobs = [(_job, (args[0], runs)) for _, args in cooperative_jobs([(c, None) for c in coops], runs)]
+    return workers.run_in_workers(jobs, "phase 2")
 
 
 def load_section(runs: Path, section: str) -> list[dict]:

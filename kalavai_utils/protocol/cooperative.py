@@ -421,8 +421,8 @@ def fit_routers(
     Returns {fused name: (router, loss per step)}. Each router is cached in its own folder
     (router.safetensors), keyed on the experts and the content of the training chunks. The
     routers not cached are trained together (`train_routers`): one pass of the frozen experts
-    over the batches serves every router that draws the same batches (all but those with
-    another warm start or another text), and each ends as if trained alone. A recipe's warm
+    over the batches serves every router of the same text (a warm start's own batches cost
+    their own pass of the experts), and each ends as if trained alone. A recipe's warm
     start reads the cooperative's per-domain train chunks, whose concatenation `train_chunks`
     must be; a recipe with text "own" trains on `coop.own_text_dir`'s train chunks instead.
     A recipe with `reinit` is checked for collapse on its training text once trained, and drawn
@@ -466,10 +466,9 @@ def fit_routers(
             out[name] = (router, read_json(sub / "router_log.json")["loss"])
         else:
             todo.append((name, sub, config, router, granularity, recipe))
-    groups = sorted({(recipe.warm_steps(s.router_steps), recipe.text) for *_, recipe in todo})
-    for warm_steps, text in groups:
-        group = [t for t in todo if (t[-1].warm_steps(s.router_steps), t[-1].text) == (warm_steps, text)]
-        warm = list(router_text(coop, text).values()) if warm_steps else None
+    for text in sorted({recipe.text for *_, recipe in todo}):
+        group = [t for t in todo if t[-1].text == text]
+        warm = list(router_text(coop, text).values()) if any(t[-1].warm_fraction for t in group) else None
         if warm is not None and not torch.equal(torch.cat(warm), texts[text]):
             raise KalavaiError("a warm-started router needs train_chunks to be the cooperative's domains' train chunks")
 
@@ -484,7 +483,7 @@ def fit_routers(
                 s.router_wd,
                 seed=coop.seed,
                 warm_start=warm,
-                warm_steps=warm_steps,
+                warm_steps=[r.warm_steps(s.router_steps) for r in recipes],
                 balance=[r.balance for r in recipes],
                 schedule=[r.schedule for r in recipes],
             )
@@ -856,11 +855,15 @@ def run_cooperative(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
 _BASES: dict[tuple[str, str], pipeline.Bases] = {}  # in a worker process: each base revision loaded once
 
 
+def worker_base(scale: Scale, runs: Path, revision: str | None = None) -> tuple:
+    """(base, fingerprint) in a worker process, each revision loaded once: the shared base, or with
+    `revision` another saved revision of it (notebook 05's maturity ladder)."""
+    return _BASES.setdefault((scale.name, str(runs)), pipeline.Bases(scale, runs)).get(revision)
+
+
 def run_cooperative_job(coop: Cooperative, runs: Path, revision: str | None = None) -> None:
-    """`run_cooperative` in a worker process (workers.run_in_workers), which loads the base itself:
-    the shared one, or with `revision` another saved revision of it (notebook 05's maturity ladder)."""
-    bases = _BASES.setdefault((coop.scale.name, str(runs)), pipeline.Bases(coop.scale, runs))
-    run_cooperative(coop, runs, *bases.get(revision))
+    """`run_cooperative` in a worker process (workers.run_in_workers), which loads the base itself."""
+    run_cooperative(coop, runs, *worker_base(coop.scale, runs, revision))
 
 
 def finished(coop: Cooperative, runs: Path) -> bool:

@@ -83,43 +83,58 @@ REGIME_MAX_FORGETTING_PCT = 6.0
 
 # The cross-lingual regime (the paper's Phase 2 on Pythia-410M), judged the same way, before any
 # router exists: its specialists' mean divergence is 25.65% (paper.CROSS_LINGUAL), and the base reads
-# the languages badly (Yoruba's perplexity is several times what fine-tuning reaches). The bars are
-# this project's, set from that picture: the mean divergence within a band around the paper's, and
-# on every language the base's perplexity at least a multiple of its own specialist's.
+# Yoruba and Welsh badly (their perplexity is several times what their specialist reaches) but not
+# Tamil, a script its tokenizer splits into bytes (the authors' base / specialist perplexities:
+# paper.AUTHORS_LATER_W1_FLORES_PPL, well under 3x on Tamil). The bars are this
+# project's, set from that picture: the mean divergence within a band around the paper's, and on
+# every language the base's perplexity at least a multiple of its own specialist's: 3x, or the
+# authors' own ratio on that language's counterpart where theirs is below 3x.
 CROSS_LINGUAL_DIVERGENCE_PCT = (15.0, 35.0)
 CROSS_LINGUAL_MIN_PPL_RATIO = 3.0
 
 
-def cross_lingual_calibration(base_losses: dict[str, float], own_losses: dict[str, float], languages) -> dict:
+def cross_lingual_ppl_bars(counterparts: dict[str, str], authors_ratios: dict[str, float]) -> dict[str, float]:
+    """Per language: the perplexity-ratio bar, CROSS_LINGUAL_MIN_PPL_RATIO or the authors' ratio on
+    its counterpart (`counterparts`: {language: the paper's language}) where that is lower."""
+    return {lang: min(CROSS_LINGUAL_MIN_PPL_RATIO, authors_ratios[theirs]) for lang, theirs in counterparts.items()}
+
+
+def cross_lingual_calibration(
+    base_losses: dict[str, float], own_losses: dict[str, float], bars: dict[str, float]
+) -> dict:
     """Per contributor: divergence and base / specialist perplexity on its own domain (`own_losses`:
-    each specialist's held-out loss on its own domain); verdicts for the two cross-lingual bars.
+    each specialist's held-out loss on its own domain), and for a language its bar (`bars`:
+    {language: least ratio}, cross_lingual_ppl_bars); verdicts for the two cross-lingual bars.
     The divergence bar reads the mean over every contributor (code too, as the paper's 25.65%);
     the perplexity bar every language's."""
     rows = [
         {
             "contributor": d,
-            "language": d in set(languages),
+            "language": d in bars,
             "divergence_pct": divergence_pct(base_losses[d], own_losses[d]),
             "base_ppl": math.exp(base_losses[d]),
             "specialist_ppl": math.exp(own_losses[d]),
             "ppl_ratio": math.exp(base_losses[d] - own_losses[d]),
+            "ppl_ratio_bar": bars.get(d, math.nan),
         }
         for d in own_losses
     ]
     lo, hi = CROSS_LINGUAL_DIVERGENCE_PCT
     mean_div = sum(r["divergence_pct"] for r in rows) / len(rows)
-    ratios = [r["ppl_ratio"] for r in rows if r["language"]]
+    languages = [r for r in rows if r["language"]]
     return {
         "rows": rows,
         "mean_divergence_pct": mean_div,
         "verdicts": {
             "cross_lingual.regime.divergence_in_band": lo <= mean_div <= hi,
-            "cross_lingual.regime.base_weak": bool(ratios) and min(ratios) >= CROSS_LINGUAL_MIN_PPL_RATIO,
+            "cross_lingual.regime.base_weak": bool(languages)
+            and all(r["ppl_ratio"] >= r["ppl_ratio_bar"] for r in languages),
         },
         "labels": {
             "cross_lingual.regime.divergence_in_band": f"cross-lingual: mean divergence in [{lo:g}, {hi:g}]%",
             "cross_lingual.regime.base_weak": "cross-lingual: the base's perplexity at least "
-            f"{CROSS_LINGUAL_MIN_PPL_RATIO:g}x its specialist's on every language",
+            f"{CROSS_LINGUAL_MIN_PPL_RATIO:g}x its specialist's on every language (the authors' own ratio where "
+            "theirs is lower)",
         },
     }
 

@@ -164,6 +164,11 @@ def balance_loss(gates: torch.Tensor) -> torch.Tensor:
     return (mean - 1.0 / gates.shape[-1]).pow(2).sum()
 
 
+# A warm start's single-domain batches are drawn apart from the mixed ones (seed + this), so that
+# after its warm start a router takes the same mixed batches as every other router of its text.
+WARM_SEED_OFFSET = 7919
+
+
 def warm_start_batches(domain_chunks, steps: int, batch: int, generator: torch.Generator):
     """`steps` single-domain batches, the domains in turn (the authors' warm start): step i
     draws `batch` chunks of domain i mod D, uniformly, with `generator`."""
@@ -287,16 +292,18 @@ def train_routers(
     logits for a batch are the same for every router: they are computed once per step and
     shared, and each router pays only for its gates, the mixture and the loss.
 
-    `steps`, `balance` and `schedule` are one value for every router or a list, one per
-    router: routers that differ only in those share the batches too (a router with fewer
-    steps sees the first batches of the longer run, which are the batches it draws alone).
+    `steps`, `balance`, `schedule` and `warm_steps` are one value for every router or a list,
+    one per router: routers that differ only in those share the batches too (a router with
+    fewer steps sees the first batches of the longer run, which are the batches it draws
+    alone; a warm-started router sees the mixed batch of every step after its warm start).
 
     `chunks` are all domains' train chunks concatenated. Batches are drawn uniformly with a
     seeded generator, so the domain mix follows the chunk counts as in the authors' code.
     Gates are always soft here (hard gates have no gradient); the model's mode is for use.
     Options (the defaults train as described above):
-    - warm_start: a list of per-domain chunk tensors; the first `warm_steps` steps draw
-      single-domain batches from them in turn (`warm_start_batches`), the rest are mixed;
+    - warm_start: a list of per-domain chunk tensors; a router's first `warm_steps` steps take
+      single-domain batches from them in turn (`warm_start_batches`, drawn with a generator of
+      their own, seed + WARM_SEED_OFFSET), the rest the mixed batches of those steps;
     - balance: weight of `balance_loss` added to the next-token loss (the logged loss is
       the next-token loss alone, comparable across settings);
     - schedule: "constant" (AdamW at `lr`) or "cosine" (annealed from `lr` to 0 over the router's steps).
@@ -304,18 +311,19 @@ def train_routers(
     """
     chunks = torch.as_tensor(chunks)
     n = len(routers)
-    steps, balance, schedule = (
-        list(v) if isinstance(v, (list, tuple)) else [v] * n for v in (steps, balance, schedule)
+    steps, balance, schedule, warm_steps = (
+        list(v) if isinstance(v, (list, tuple)) else [v] * n for v in (steps, balance, schedule, warm_steps)
     )
-    if not len(steps) == len(balance) == len(schedule) == n:
-        raise KalavaiError(f"steps, balance and schedule need one value or one per router ({n})")
+    if not len(steps) == len(balance) == len(schedule) == len(warm_steps) == n:
+        raise KalavaiError(f"steps, balance, schedule and warm_steps need one value or one per router ({n})")
     if chunks.ndim != 2 or len(chunks) == 0:
         raise KalavaiError(f"router training needs chunks shaped [n, T] with n > 0, got {tuple(chunks.shape)}")
     for sched in schedule:
         if sched not in SCHEDULES:
             raise KalavaiError(f"unknown router schedule {sched!r}; choose one of: {', '.join(SCHEDULES)}")
-    if not 0 <= warm_steps <= min(steps) or (warm_steps and not warm_start):
-        raise KalavaiError(f"warm_steps={warm_steps} needs 0 <= warm_steps <= steps={min(steps)} and per-domain chunks")
+    for w, n_steps in zip(warm_steps, steps):
+        if not 0 <= w <= n_steps or (w and not warm_start):
+            raise KalavaiError(f"warm_steps={w} needs 0 <= warm_steps <= steps={n_steps} and per-domain chunks")
     for p in fused.parameters():
         p.requires_grad_(False)
     for router, _ in routers:
@@ -329,31 +337,33 @@ def train_routers(
         for opt, n_steps, sched in zip(opts, steps, schedule)
     ]
     g = torch.Generator().manual_seed(seed)
-    warm = warm_start_batches([torch.as_tensor(c) for c in warm_start or []], warm_steps, batch, g)
+    g_warm = torch.Generator().manual_seed(seed + WARM_SEED_OFFSET)
+    warm = list(warm_start_batches([torch.as_tensor(c) for c in warm_start or []], max(warm_steps), batch, g_warm))
     states = for_fused(fused)  # the shared prefix's output, read back for chunks already seen
     # every batch drawn first (the draws do not depend on training), so that the shared prefix's
     # output for all of them is computed ahead in large batches and read back at each step
-    batches = [
-        next(warm) if step < warm_steps else chunks[torch.randint(len(chunks), (batch,), generator=g)]
-        for step in range(max(steps))
-    ]
+    mixed = [chunks[torch.randint(len(chunks), (batch,), generator=g)] for _ in range(max(steps))]
     if states is not None:
-        states.prefill(torch.cat(batches).unique(dim=0))
+        states.prefill(torch.cat(mixed + warm).unique(dim=0))
 
     losses = [[] for _ in routers]
     bar = tqdm(
         range(max(steps)), desc="router" if n == 1 else f"{n} routers", disable=None if progress else True
     )  # None: off when not a terminal (a kernel), and TQDM_DISABLE works
     for step in bar:
-        x = batches[step].to(device)
-        with torch.no_grad():  # gradient flows through the gates only
-            hidden = fused.expert_hidden(x, states=states)
-            logits = fused.unembed(hidden).float()
-        for (router, granularity), opt, sched, n_steps, weight, log in zip(
-            routers, opts, scheds, steps, balance, losses
+        experts = {}  # the frozen experts' output on each batch this step needs: mixed, warm or both
+        for (router, granularity), opt, sched, n_steps, weight, w, log in zip(
+            routers, opts, scheds, steps, balance, warm_steps, losses
         ):
             if step >= n_steps:
                 continue
+            kind = "warm" if step < w else "mixed"
+            if kind not in experts:
+                x = (warm if kind == "warm" else mixed)[step].to(device)
+                with torch.no_grad():  # gradient flows through the gates only
+                    hidden = fused.expert_hidden(x, states=states)
+                    experts[kind] = (x, hidden, fused.unembed(hidden).float())
+            x, hidden, logits = experts[kind]
             out = fused.fuse(hidden, logits, labels=x, mode="soft", router=router, granularity=granularity)
             loss = out.loss + weight * balance_loss(out.gates) if weight else out.loss
             opt.zero_grad(set_to_none=True)

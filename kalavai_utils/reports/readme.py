@@ -348,8 +348,12 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
     cross = s06["cross-lingual"]
     seeds = _seeds(cross)
     w3, w5 = paper.AUTHORS_LATER_W3W4, paper.AUTHORS_LATER_W5_BTX
-    mono = mean_std({s: cross[s]["ew"]["monolithic"] for s in seeds})
-    fused = mean_std({s: cross[s]["ew"][AUTHORS_ROUTER] for s in seeds})
+
+    def ran(model):  # the seeds a baseline ran on (phase2.BASELINE_SEEDS)
+        return [s for s in seeds if model in cross[s]["ew"]]
+
+    mono = mean_std({s: cross[s]["ew"]["monolithic"] for s in ran("monolithic")})
+    fused = mean_std({s: cross[s]["ew"][AUTHORS_ROUTER] for s in ran("monolithic")})
     rows.append(
         (
             "Later: compute-matched monolithic beats fusion",
@@ -362,7 +366,7 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
     joint = f"{AUTHORS_ROUTER}+joint"
 
     def over_base(model):
-        return mean_std({s: 100 * (1 - cross[s]["ew"][model] / cross[s]["ew"]["base"]) for s in seeds})
+        return mean_std({s: 100 * (1 - cross[s]["ew"][model] / cross[s]["ew"]["base"]) for s in ran(joint)})
 
     rows.append(
         (
@@ -389,7 +393,7 @@ def later_rows(s03: dict, s04: dict, s06: dict) -> list[tuple[str, str, str, str
         )
     )
     own = f"{AUTHORS_ROUTER}+own"
-    gains = {m: mean_std({s: cross[s]["gain_vs_best_pct"][m] for s in seeds}) for m in (own, AUTHORS_ROUTER)}
+    gains = {m: mean_std({s: cross[s]["gain_vs_best_pct"][m] for s in ran(own)}) for m in (own, AUTHORS_ROUTER)}
     rows.append(
         (
             "Later: a router on public text matches",

@@ -85,15 +85,16 @@ def test_offline_scales_keep_every_section_by_default():
 
 def test_phase2_shares_the_specialists_other_cooperatives_trained():
     b = budget.plan(S410, EVERY)
-    # cross-lingual x seeds (its compute-matched monolithic too), private and twenty x one seed, every
-    # one at K = 0; the twenty's languages, code and private domains at the first seed are the other
-    # two sections' (and code the freeze ladder's)
+    # cross-lingual x seeds (its compute-matched monolithic on the first BASELINE_SEEDS), private and
+    # twenty x one seed, every one at K = 0; the twenty's languages, code and private domains at the
+    # first seed are the other two sections' (and code the freeze ladder's)
     cross, private, twenty = (phase2.domains_for(S410, section) for section in phase2.SECTIONS)
     six = [w for w in b.work if w.notebook == "06" and w.kind == "training"]
     assert {w.section for w in six} == set(phase2.SECTIONS)
-    shared = len(S410.seeds) * (len(cross) + 1) - 1 + len(private) + len(set(twenty) - set(cross) - set(private))
+    n_cross = len(S410.seeds) * len(cross) + phase2.BASELINE_SEEDS - 1
+    shared = n_cross + len(private) + len(set(twenty) - set(cross) - set(private))
     assert len(six) == shared
-    assert sum(w.what == "cross-lingual monolithic" for w in six) == len(S410.seeds)
+    assert sum(w.what == "cross-lingual monolithic" for w in six) == phase2.BASELINE_SEEDS < len(S410.seeds)
 
 
 def test_the_estimate_reads_the_measurements(tmp_path):

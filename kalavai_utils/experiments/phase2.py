@@ -325,10 +325,7 @@ def section_cooperatives(scale: Scale, runs: Path, section: str, seeds, recipes=
 def run_section(scale: Scale, runs: Path, base, base_fp: str, section: str, seeds, recipes=()) -> list[dict]:
     """Every seed of one section (cached): the cooperative's results, `recipes`' routers among them
     (the baselines on the first BASELINE_SEEDS seeds)."""
-    out = []
-    for coop in section_cooperatives(scale, runs, section, seeds, recipes):
-        out.append(_run(coop, runs, base, base_fp))
-    return out
+    return [_run(coop, runs, base, base_fp) for coop in section_cooperatives(scale, runs, section, seeds, recipes)]
 
 
 def _run(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
@@ -337,9 +334,9 @@ def _run(coop: Cooperative, runs: Path, base, base_fp: str) -> dict:
     return run_cooperative(coop, runs, base, base_fp)
 
 
-def _job(coop: Cooperative, runs: Path) -> None:
+def _job(coop: Cooperative, runs: Path, revision: str | None = None) -> None:
     """One cooperative in a worker process (workers.run_in_workers), which loads the base itself."""
-    _run(coop, runs, *worker_base(coop.scale, runs))
+    _run(coop, runs, *worker_base(coop.scale, runs, revision))
 
 
 def run_in_workers(scale: Scale, runs: Path, seeds) -> list[float] | None:
@@ -351,8 +348,7 @@ def run_in_workers(scale: Scale, runs: Path, seeds) -> list[float] | None:
         for section, s, recipes in sections(scale, seeds)
         for c in section_cooperatives(scale, runs, section, s, recipes)
     ]
-    jobs = [(_job, (args[0], runs)) for _, args in cooperative_jobs([(c, None) for c in coops], runs)]
-    return workers.run_in_workers(jobs, "phase 2")
+    return workers.run_in_workers(cooperative_jobs([(c, None) for c in coops], runs, _job), "phase 2")
 
 
 def load_section(runs: Path, section: str) -> list[dict]:

@@ -468,7 +468,8 @@ def fit_routers(
             todo.append((name, sub, config, router, granularity, recipe))
     for text in sorted({recipe.text for *_, recipe in todo}):
         group = [t for t in todo if t[-1].text == text]
-        warm = list(router_text(coop, text).values()) if any(t[-1].warm_fraction for t in group) else None
+        warm_starts = any(t[-1].warm_steps(s.router_steps) for t in group)
+        warm = list(router_text(coop, text).values()) if warm_starts else None
         if warm is not None and not torch.equal(torch.cat(warm), texts[text]):
             raise KalavaiError("a warm-started router needs train_chunks to be the cooperative's domains' train chunks")
 
@@ -870,8 +871,9 @@ def finished(coop: Cooperative, runs: Path) -> bool:
     return (coop.folder(runs) / "results.json").exists()
 
 
-def cooperative_jobs(coops, runs: Path) -> list[tuple]:
-    """workers.run_in_workers's jobs for the (cooperative, base revision or None) pairs not finished yet.
+def cooperative_jobs(coops, runs: Path, job=None) -> list[tuple]:
+    """workers.run_in_workers's jobs for the (cooperative, base revision or None) pairs not finished yet:
+    `job(coop, runs, revision)` each (default run_cooperative_job).
 
     The longest first (by a rough count of the blocks trained and routed), so that no long
     one is left running alone at the end. A cooperative that needs a specialist an earlier
@@ -894,7 +896,7 @@ def cooperative_jobs(coops, runs: Path) -> list[tuple]:
         (later if keys & trained else first).append((coop, revision))
         trained |= keys
     return [
-        (run_cooperative_job, (coop, runs, revision))
+        (job or run_cooperative_job, (coop, runs, revision))
         for group in (first, later)
         for coop, revision in sorted(group, key=lambda c: -cost(c[0]))
     ]
